@@ -1,0 +1,44 @@
+/**
+ * Shared shapes for benchmark suites. Every figure is reported beside a
+ * reference measured in the same run on the same machine, as medians of
+ * several interleaved rounds with their min-max, so that a table can be read
+ * without knowing what else the machine was doing.
+ */
+
+/** One measured figure (a median over rounds) with its spread. */
+export interface Measurement {
+  /** What was measured, e.g. "Schema decode WaitForProcess response". */
+  readonly name: string
+  /** Unit of `median`/`min`/`max`, e.g. "frames/s", "MB/s", "µs", "KiB". */
+  readonly unit: string
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  /** Host CPU time (user+system) per operation in µs, when measured. */
+  readonly cpuMicrosPerOp?: number
+  /** Name of the reference row in the same suite this figure is compared with. */
+  readonly reference?: string
+  /** Free text: what the ratio means, target, caveats. */
+  readonly note?: string
+}
+
+/** What a suite returns: its table and the prose that explains it. */
+export interface SuiteResult {
+  readonly suite: string
+  readonly title: string
+  readonly measurements: ReadonlyArray<Measurement>
+  /** Markdown paragraphs printed under the table. */
+  readonly notes: ReadonlyArray<string>
+}
+
+/** Options every suite accepts. `quick` is the CI smoke: tiny sizes, one round. */
+export interface SuiteOptions {
+  readonly quick: boolean
+  readonly rounds: number
+}
+
+/** A benchmark suite, registered in bench/main.ts. */
+export interface BenchSuite {
+  readonly name: string
+  readonly run: (options: SuiteOptions) => Promise<SuiteResult>
+}
