@@ -1,0 +1,213 @@
+/**
+ * Where a VM endpoint lives, as data: a Schema class per kind of socket and the
+ * URL-like text form users type (`vsock://3`, `hvsock://<vm-guid>`,
+ * `hybrid:///run/fc.sock`, `unix:///tmp/x.sock`, `memory://name`).
+ *
+ * Port mapping (the port is always a u32 vsock port number):
+ * - vsock: AF_VSOCK port P; listening binds CID any and accepts only the
+ *   address's CID (or any CID for `vsock://any`);
+ * - hvsock: (VM id, `vsockServiceId(P)`), GCS-PROTOCOL §13.2;
+ * - hybrid and unix: listening binds the Unix socket `<path>_<P>`; connecting
+ *   on unix goes to `<path>_<P>`, on hybrid it dials `<path>` and performs the
+ *   `CONNECT P\n` / `OK <n>\n` handshake;
+ * - memory: an in-process network owned by the layer instance.
+ *
+ * @since 0.1.0
+ */
+import type { Effect } from "effect"
+import { Either, ParseResult, Schema } from "effect"
+import { canonicalGuid, isGuidText } from "./internal/guid.js"
+import { AddressError } from "./TransportError.js"
+
+const maxU32 = 0xffffffff
+
+/**
+ * A vsock CID: an unsigned 32-bit number other than `0xffffffff`
+ * (`VMADDR_CID_ANY`, written `"any"`).
+ *
+ * @since 0.1.0
+ */
+export const Cid = Schema.Int.pipe(
+  Schema.between(0, maxU32 - 1, { message: () => "a vsock CID is an integer from 0 to 4294967294" })
+)
+
+/**
+ * A GUID in its 36-character dashed text form, held in lower case.
+ *
+ * @since 0.1.0
+ */
+export const GuidText = Schema.String.pipe(
+  Schema.filter((s) => isGuidText(s) || "expected a GUID such as 6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1")
+)
+
+/**
+ * A socket path: non-empty and without NUL bytes (the kernel would cut it there).
+ *
+ * @since 0.1.0
+ */
+export const SocketPath = Schema.String.pipe(
+  Schema.filter((s) => (s.length > 0 && !s.includes("\0")) || "expected a non-empty path without NUL bytes")
+)
+
+/**
+ * An AF_VSOCK peer: the VM with context id `cid`, or any VM (`"any"`, listening only).
+ *
+ * @since 0.1.0
+ */
+export class VsockAddress extends Schema.TaggedClass<VsockAddress>("@gcs-bridge/transport/VsockAddress")(
+  "VsockAddress",
+  { cid: Schema.Union(Schema.Literal("any"), Cid) }
+) {}
+
+/**
+ * A Hyper-V socket peer: the utility VM with runtime id `vmId`.
+ *
+ * @since 0.1.0
+ */
+export class HvsockAddress extends Schema.TaggedClass<HvsockAddress>("@gcs-bridge/transport/HvsockAddress")(
+  "HvsockAddress",
+  { vmId: GuidText }
+) {}
+
+/**
+ * A Firecracker / Cloud Hypervisor hybrid vsock: the VMM's Unix socket `path`.
+ *
+ * @since 0.1.0
+ */
+export class HybridAddress extends Schema.TaggedClass<HybridAddress>("@gcs-bridge/transport/HybridAddress")(
+  "HybridAddress",
+  { path: SocketPath }
+) {}
+
+/**
+ * Plain Unix sockets named `<path>_<port>` (what a guest behind hybrid vsock
+ * sees from the host's listeners; also the test transport).
+ *
+ * @since 0.1.0
+ */
+export class UnixAddress extends Schema.TaggedClass<UnixAddress>("@gcs-bridge/transport/UnixAddress")(
+  "UnixAddress",
+  { path: SocketPath }
+) {}
+
+/**
+ * A named endpoint of the in-memory network of one `Transport` layer instance.
+ *
+ * @since 0.1.0
+ */
+export class MemoryAddress extends Schema.TaggedClass<MemoryAddress>("@gcs-bridge/transport/MemoryAddress")(
+  "MemoryAddress",
+  {
+    name: Schema.String.pipe(
+      Schema.filter(
+        (s) => (s.length > 0 && !/[\s\0]/.test(s)) || "expected a non-empty name without whitespace"
+      )
+    )
+  }
+) {}
+
+/**
+ * Every kind of transport address.
+ *
+ * @since 0.1.0
+ */
+export const Address = Schema.Union(VsockAddress, HvsockAddress, HybridAddress, UnixAddress, MemoryAddress)
+
+/**
+ * @since 0.1.0
+ */
+export type Address = typeof Address.Type
+
+const expected =
+  "expected vsock://<cid>|any, hvsock://<vm-guid>, hybrid://<path>, unix://<path> or memory://<name>"
+
+const parseEither = (text: string): Either.Either<Address, AddressError> => {
+  const fail = (why: string) =>
+    Either.left(new AddressError({ input: text, message: `${JSON.stringify(text)}: ${why}` }))
+  const match = /^([a-z]+):\/\/(.*)$/s.exec(text)
+  if (match === null) return fail(expected)
+  const scheme = match[1]!
+  const rest = match[2]!
+  switch (scheme) {
+    case "vsock": {
+      if (rest === "any") return Either.right(new VsockAddress({ cid: "any" }))
+      if (!/^(0|[1-9][0-9]{0,9})$/.test(rest)) return fail("a vsock CID is a decimal number or `any`")
+      const cid = Number(rest)
+      if (cid === maxU32) return fail("CID 4294967295 is VMADDR_CID_ANY; write vsock://any")
+      if (cid > maxU32) return fail("a vsock CID is an unsigned 32-bit number")
+      return Either.right(new VsockAddress({ cid }))
+    }
+    case "hvsock": {
+      if (!isGuidText(rest))
+        return fail("expected hvsock://<vm-guid> with a 36-character GUID, without braces")
+      return Either.right(new HvsockAddress({ vmId: canonicalGuid(rest) }))
+    }
+    case "hybrid":
+    case "unix": {
+      if (rest.length === 0) return fail(`expected ${scheme}://<path>, e.g. ${scheme}:///run/vm.sock`)
+      if (rest.includes("\0")) return fail("a socket path cannot contain NUL bytes")
+      return Either.right(
+        scheme === "hybrid" ? new HybridAddress({ path: rest }) : new UnixAddress({ path: rest })
+      )
+    }
+    case "memory": {
+      if (rest.length === 0 || /[\s\0]/.test(rest))
+        return fail("expected memory://<name> with a name without whitespace")
+      return Either.right(new MemoryAddress({ name: rest }))
+    }
+    default:
+      return fail(`unknown scheme ${JSON.stringify(scheme)}; ${expected}`)
+  }
+}
+
+/**
+ * Parses the text form of an address.
+ *
+ * @since 0.1.0
+ */
+export const parseAddress = (text: string): Effect.Effect<Address, AddressError> => parseEither(text)
+
+/**
+ * Parses the text form of an address, throwing `AddressError` on bad input
+ * (for configuration constants and tests).
+ *
+ * @since 0.1.0
+ */
+export const parseAddressSync = (text: string): Address => Either.getOrThrowWith(parseEither(text), (e) => e)
+
+/**
+ * The text form of an address; `parseAddress(formatAddress(a))` equals `a`.
+ *
+ * @since 0.1.0
+ */
+export const formatAddress = (address: Address): string => {
+  switch (address._tag) {
+    case "VsockAddress":
+      return `vsock://${address.cid}`
+    case "HvsockAddress":
+      return `hvsock://${address.vmId}`
+    case "HybridAddress":
+      return `hybrid://${address.path}`
+    case "UnixAddress":
+      return `unix://${address.path}`
+    case "MemoryAddress":
+      return `memory://${address.name}`
+  }
+}
+
+/**
+ * `Schema<Address, string>`: the text form on the encoded side, for
+ * configuration files and command lines.
+ *
+ * @since 0.1.0
+ */
+export const AddressFromString: Schema.Schema<Address, string> = Schema.transformOrFail(
+  Schema.String,
+  Schema.typeSchema(Address),
+  {
+    strict: true,
+    decode: (text, _, ast) =>
+      Either.mapLeft(parseEither(text), (e) => new ParseResult.Type(ast, text, e.message)),
+    encode: (address) => ParseResult.succeed(formatAddress(address))
+  }
+)

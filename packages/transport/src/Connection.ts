@@ -1,0 +1,55 @@
+/**
+ * A connected byte stream to a peer, whatever carries it.
+ *
+ * @since 0.1.0
+ */
+import type { Effect, Sink, Stream } from "effect"
+import type { TransportError } from "./TransportError.js"
+
+/**
+ * Who is on the other end, as far as the transport can tell: the CID of a
+ * vsock peer, the VM id of a Hyper-V peer, the uid of a Unix peer (native
+ * engine only), and the vsock port the connection belongs to.
+ *
+ * @since 0.1.0
+ */
+export interface PeerIdentity {
+  readonly family: "vsock" | "hvsock" | "unix" | "memory"
+  readonly cid?: number
+  readonly vmId?: string
+  readonly port?: number
+  readonly uid?: number
+}
+
+/**
+ * A full-duplex byte connection owned by the `Scope` it was acquired in:
+ * closing that scope closes it.
+ *
+ * Reading is pull-driven: bytes are taken from the socket only while the
+ * consumer of `stream` asks for them, and at most a small read-ahead (a few
+ * hundred KiB) is held, so a slow consumer never makes memory grow. Writing
+ * waits while the send queue is above its high-water mark.
+ *
+ * @since 0.1.0
+ */
+export interface Connection {
+  /** Human-readable origin, e.g. `"hybrid:///tmp/x.sock port 1073741825"`. */
+  readonly description: string
+  readonly peer: PeerIdentity
+  /**
+   * The inbound bytes, ending at the peer's EOF. Single consumer: a second
+   * concurrent consumer fails with `TransportError` (`Read`); sequential
+   * consumers continue where the previous one stopped.
+   */
+  readonly stream: Stream.Stream<Uint8Array, TransportError>
+  /** Queues `chunk`; completes once the send queue is below its high-water mark. The chunk must not be mutated afterwards. */
+  readonly write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>
+  /** Queues several chunks with one gather write where the engine allows it, then waits like `write`. */
+  readonly writeAll: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, TransportError>
+  /** Writes every chunk it receives (with `writeAll`); it does not half-close at the end — use `endWrite`. */
+  readonly sink: Sink.Sink<void, Uint8Array, never, TransportError>
+  /** Half-close: the peer reads EOF once everything queued before has been sent. Idempotent. */
+  readonly endWrite: Effect.Effect<void, TransportError>
+  /** Closes both directions at once, discarding unsent bytes. Idempotent. */
+  readonly close: Effect.Effect<void>
+}

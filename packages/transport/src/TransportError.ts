@@ -1,0 +1,68 @@
+/**
+ * The failures of the transport layer: a malformed address, and everything
+ * that can go wrong while listening, accepting, connecting, reading or
+ * writing. Both are Schema tagged errors, so they can cross process and log
+ * boundaries as data.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * What went wrong, by phase. `AcceptTimeout` / `ConnectTimeout` are deadline
+ * expiries; `PeerRefused` is a peer that was connected but failed a check
+ * (wrong CID / VM id / uid, or a hybrid handshake answered with something other
+ * than `OK <n>`); `Closed` is an operation on a connection or listener that this
+ * side has already closed.
+ *
+ * @since 0.1.0
+ */
+export const TransportErrorReason = Schema.Literal(
+  "Listen",
+  "Accept",
+  "AcceptTimeout",
+  "Connect",
+  "ConnectTimeout",
+  "Read",
+  "Write",
+  "Closed",
+  "PeerRefused"
+)
+
+/**
+ * @since 0.1.0
+ */
+export type TransportErrorReason = typeof TransportErrorReason.Type
+
+/**
+ * A failure of a socket operation. `address` is the formatted address
+ * (`hybrid:///run/fc.sock`), `port` the vsock port when one applies, `code` and
+ * `syscall` the operating system's error (`ECONNREFUSED`, `connect`) when there
+ * was one.
+ *
+ * @since 0.1.0
+ */
+export class TransportError extends Schema.TaggedError<TransportError>(
+  "@gcs-bridge/transport/TransportError"
+)("TransportError", {
+  reason: TransportErrorReason,
+  address: Schema.String,
+  port: Schema.optional(Schema.Number),
+  code: Schema.optional(Schema.String),
+  syscall: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * Text that is not a valid transport address. `input` is the offending text,
+ * `message` says what is wrong with it and what would be accepted.
+ *
+ * @since 0.1.0
+ */
+export class AddressError extends Schema.TaggedError<AddressError>("@gcs-bridge/transport/AddressError")(
+  "AddressError",
+  {
+    input: Schema.String,
+    message: Schema.String
+  }
+) {}

@@ -1,0 +1,103 @@
+/**
+ * The host side of the Firecracker / Cloud Hypervisor hybrid vsock handshake:
+ * on a fresh connection to the VMM's Unix socket send `CONNECT <port>\n`; the
+ * VMM answers `OK <assigned port>\n` once the guest accepted, or closes the
+ * connection when nothing listens on that port in the guest. Bytes the guest
+ * sends right after the answer are kept for the Connection.
+ */
+import { Effect } from "effect"
+import type { TransportError } from "../TransportError.js"
+import type { Target } from "./errors.js"
+import { transportError } from "./errors.js"
+import type { RawSocket } from "./rawSocket.js"
+import { toRawError } from "./rawSocket.js"
+
+/** Longest acceptable answer line: `OK 4294967295\n` is 14 bytes. */
+const MaxReplyBytes = 32
+
+const LineFeed = 0x0a
+
+/** The bytes that followed the `OK <n>\n` line and the VMM-assigned port. */
+export interface HandshakeResult {
+  readonly leftover: ReadonlyArray<Uint8Array>
+  readonly assignedPort: number
+}
+
+const printable = (bytes: Uint8Array): string => JSON.stringify(Buffer.from(bytes).toString("latin1"))
+
+/**
+ * Runs the handshake on `raw` (connected, not yet reading). The deadline is
+ * the caller's (`Effect.timeoutFail`); interruption stops reading and leaves
+ * closing the socket to its owner.
+ */
+export const hybridHandshake = (
+  raw: RawSocket,
+  port: number,
+  target: Target
+): Effect.Effect<HandshakeResult, TransportError> =>
+  Effect.async<HandshakeResult, TransportError>((resume) => {
+    let received = Buffer.alloc(0)
+    let settled = false
+    const settle = (effect: Effect.Effect<HandshakeResult, TransportError>) => {
+      if (settled) return
+      settled = true
+      raw.readStop()
+      resume(effect)
+    }
+    const refuse = (why: string, code: string) =>
+      settle(Effect.fail(transportError("Connect", target, why, { code, syscall: "connect", message: why })))
+    raw.onError((error) =>
+      settle(
+        Effect.fail(
+          transportError("Connect", target, `hybrid vsock handshake failed: ${error.message}`, error)
+        )
+      )
+    )
+    raw.onData((chunk) => {
+      if (settled) return
+      if (chunk === null) {
+        return refuse(
+          `the VMM closed the connection without answering CONNECT ${port}: nothing accepts on guest port ${port}`,
+          "ECONNREFUSED"
+        )
+      }
+      received = Buffer.concat([received, chunk])
+      const end = received.indexOf(LineFeed)
+      if (end < 0) {
+        if (received.length > MaxReplyBytes) {
+          refuse(
+            `the VMM answered CONNECT ${port} with ${printable(received.subarray(0, MaxReplyBytes))}…, not OK <port>`,
+            "EPROTO"
+          )
+        }
+        return
+      }
+      const line = received.subarray(0, end).toString("latin1")
+      const match = /^OK ([0-9]{1,10})$/.exec(line)
+      const assignedPort = match === null ? Number.NaN : Number(match[1])
+      if (!(assignedPort <= 0xffffffff)) {
+        return refuse(
+          `the VMM answered CONNECT ${port} with ${printable(received.subarray(0, end + 1))}, not OK <port>`,
+          "EPROTO"
+        )
+      }
+      const rest = received.subarray(end + 1)
+      settle(Effect.succeed({ leftover: rest.length > 0 ? [rest] : [], assignedPort }))
+    })
+    try {
+      raw.write(Buffer.from(`CONNECT ${port}\n`, "latin1"))
+    } catch (cause) {
+      const error = toRawError(cause, "write")
+      settle(
+        Effect.fail(
+          transportError("Connect", target, `hybrid vsock handshake failed: ${error.message}`, error)
+        )
+      )
+      return
+    }
+    raw.readStart()
+    return Effect.sync(() => {
+      settled = true
+      raw.readStop()
+    })
+  })
