@@ -1,0 +1,157 @@
+/**
+ * JSON text as Go's `encoding/json` writes it. Structs keep their field order
+ * (insertion order of the object), maps marked with {@link markGoMap} get their
+ * keys sorted, `<`, `>`, `&` become `\u003c`, `\u003e`, `\u0026` when HTML
+ * escaping is on (`json.Marshal`) and U+2028/U+2029 are always escaped.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * Thrown by {@link goStringify} for a value JSON cannot carry (non-finite
+ * number, bigint, cycle or nesting deeper than {@link MaxDepth}).
+ *
+ * @since 0.1.0
+ */
+export class GoJsonError extends Error {
+  override readonly name = "GoJsonError"
+}
+
+/**
+ * Options of {@link goStringify}.
+ *
+ * @since 0.1.0
+ */
+export interface GoStringifyOptions {
+  /** `true` like `json.Marshal`; `false` like an `Encoder` with `SetEscapeHTML(false)`. */
+  readonly escapeHtml: boolean
+}
+
+/**
+ * Deepest nesting {@link goStringify} writes, as a guard against cycles.
+ *
+ * @since 0.1.0
+ */
+export const MaxDepth = 1000
+
+const GoMapMarker: unique symbol = Symbol.for("@gcs-bridge/protocol/GoMap")
+
+/**
+ * Marks an object as a Go map, so that {@link goStringify} writes its keys
+ * sorted (Go sorts map keys by their UTF-8 bytes; JavaScript objects would put
+ * integer-like keys first). Returns the same object.
+ *
+ * @since 0.1.0
+ */
+export const markGoMap = <A extends object>(map: A): A => {
+  Object.defineProperty(map, GoMapMarker, { value: true, enumerable: false })
+  return map
+}
+
+/**
+ * Whether {@link markGoMap} marked this object.
+ *
+ * @since 0.1.0
+ */
+export const isGoMap = (value: object): boolean =>
+  (value as { readonly [GoMapMarker]?: boolean })[GoMapMarker] === true
+
+// Code point order is UTF-8 byte order; JS `<` compares UTF-16 code units,
+// which differs for astral characters against U+E000..U+FFFF.
+const compareUtf8 = (a: string, b: string): number => {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const x = a.codePointAt(i)!
+    const y = b.codePointAt(i)!
+    if (x !== y) return x < y ? -1 : 1
+    if (x > 0xffff) i++
+  }
+  return a.length - b.length
+}
+
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
+const htmlOrSeparators = /[<>&\u2028\u2029]/
+const htmlOrSeparatorsGlobal = /[<>&\u2028\u2029]/g
+const separators = /[\u2028\u2029]/
+const separatorsGlobal = /[\u2028\u2029]/g
+const escapes: Record<string, string> = {
+  "<": "\\u003c",
+  ">": "\\u003e",
+  "&": "\\u0026",
+  "\u2028": "\\u2028",
+  "\u2029": "\\u2029"
+}
+const escapeChar = (c: string): string => escapes[c]!
+
+const quote = (s: string): string => {
+  // Go writes invalid UTF-8 as U+FFFD; a lone surrogate is the JS equivalent.
+  const q = JSON.stringify(s)
+  return q.includes("\\ud") ? JSON.stringify(s.replace(loneSurrogate, "\ufffd")) : q
+}
+
+const write = (value: unknown, depth: number, out: Array<string>): boolean => {
+  switch (typeof value) {
+    case "string":
+      out.push(quote(value))
+      return true
+    case "number":
+      if (!Number.isFinite(value)) throw new GoJsonError(`unsupported value: ${value}`)
+      out.push(JSON.stringify(value))
+      return true
+    case "boolean":
+      out.push(value ? "true" : "false")
+      return true
+    case "bigint":
+      throw new GoJsonError("unsupported value: bigint")
+    case "object":
+      break
+    default:
+      // undefined, functions and symbols: skipped as object members, null in arrays (JSON.stringify rules)
+      return false
+  }
+  if (value === null) {
+    out.push("null")
+    return true
+  }
+  if (depth >= MaxDepth) throw new GoJsonError(`nesting deeper than ${MaxDepth} (cycle?)`)
+  const toJSON = (value as { toJSON?: unknown }).toJSON
+  if (typeof toJSON === "function") return write(toJSON.call(value), depth + 1, out)
+  if (Array.isArray(value)) {
+    out.push("[")
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out.push(",")
+      if (!write(value[i], depth + 1, out)) out.push("null")
+    }
+    out.push("]")
+    return true
+  }
+  const keys = Object.keys(value)
+  if (isGoMap(value)) keys.sort(compareUtf8)
+  out.push("{")
+  let first = true
+  for (const key of keys) {
+    const mark = out.length
+    out.push(first ? quote(key) + ":" : "," + quote(key) + ":")
+    if (write((value as Record<string, unknown>)[key], depth + 1, out)) first = false
+    else out.length = mark
+  }
+  out.push("}")
+  return true
+}
+
+/**
+ * Serialises a JSON-compatible value the way Go's `encoding/json` would
+ * serialise the equivalent Go value. Throws {@link GoJsonError} for values JSON
+ * cannot carry; `undefined` at top level yields `"null"`.
+ *
+ * @since 0.1.0
+ */
+export const goStringify = (value: unknown, options: GoStringifyOptions): string => {
+  const out: Array<string> = []
+  if (!write(value, 0, out)) return "null"
+  const text = out.join("")
+  if (options.escapeHtml) {
+    return htmlOrSeparators.test(text) ? text.replace(htmlOrSeparatorsGlobal, escapeChar) : text
+  }
+  return separators.test(text) ? text.replace(separatorsGlobal, escapeChar) : text
+}
