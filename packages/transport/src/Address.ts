@@ -37,7 +37,14 @@ export const Cid = Schema.Int.pipe(
  * @since 0.1.0
  */
 export const GuidText = Schema.String.pipe(
-  Schema.filter((s) => isGuidText(s) || "expected a GUID such as 6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1")
+  Schema.filter(
+    (s) =>
+      (isGuidText(s) && s === canonicalGuid(s)) ||
+      "expected a lower-case GUID such as 6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1",
+    {
+      arbitrary: () => (fc) => fc.uuid()
+    }
+  )
 )
 
 /**

@@ -104,10 +104,9 @@ export class ListenerCore {
     this.wake()
   }
 
-  /** Refuses a peer that the engine rejected before offering it (e.g. by credentials). */
-  refuse(raw: RawSocket, peer: PeerIdentity, why: string): void {
-    raw.close()
-    this.log(`refused connection: ${why}`, peer)
+  /** Logs a problem that does not stop the listener (a transient accept failure). */
+  warn(message: string): void {
+    this.log(message, undefined)
   }
 
   /** The engine failed; pending and future accepts fail with `error`. */

@@ -1,0 +1,506 @@
+/**
+ * Shared checks: every engine must pass the same Connection / Listener
+ * conformance suite, so the runtime and the guest can swap layers freely.
+ */
+import { it } from "@effect/vitest"
+import { Chunk, Deferred, Effect, Exit, Fiber, Scope, Stream, TestClock } from "effect"
+import type { Duration, Layer } from "effect"
+import { setImmediate } from "node:timers"
+import { createHash } from "node:crypto"
+import { spawnSync } from "node:child_process"
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
+import * as net from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect } from "vitest"
+import type { Address, Connection } from "../src/index.js"
+import { HybridAddress, Transport, TransportError, UnixAddress } from "../src/index.js"
+
+/** A fresh 0700 directory for socket files. */
+export const tempDir = (): string => mkdtempSync(join(tmpdir(), "gcs-transport-"))
+
+/** Everything `stream` yields, concatenated. */
+export const readAll = (connection: Connection): Effect.Effect<Buffer, TransportError> =>
+  Effect.map(Stream.runCollect(connection.stream), (chunks) => Buffer.concat(Chunk.toArray(chunks)))
+
+/** The error of a failing effect, asserted to be a TransportError. */
+export const transportFailure = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<TransportError, never, R> =>
+  Effect.matchEffect(effect, {
+    onFailure: (error) =>
+      error instanceof TransportError
+        ? Effect.succeed(error)
+        : Effect.dieMessage(`expected a TransportError, got ${String(error)}`),
+    onSuccess: () => Effect.dieMessage("expected a failure, got a success")
+  })
+
+/**
+ * Moves the test clock by `duration` once some fiber sleeps on it (a deadline
+ * started by a forked fiber), so the deadline expires deterministically.
+ */
+export const adjustOnceSleeping = (duration: Duration.DurationInput): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    while (Chunk.isEmpty(yield* TestClock.sleeps())) {
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    }
+    yield* TestClock.adjust(duration)
+  })
+
+/** Deterministic pseudo-random bytes (content checks need more than zeros). */
+export const pattern = (size: number, seed: number): Buffer => {
+  const out = Buffer.alloc(size)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+const sha = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
+
+/** Writes `data` in chunks of `chunkSize` through `write`, then half-closes. */
+export const sendAll = (connection: Connection, data: Uint8Array, chunkSize = 65536) =>
+  Effect.gen(function* () {
+    for (let offset = 0; offset < data.length; offset += chunkSize) {
+      yield* connection.write(data.subarray(offset, Math.min(offset + chunkSize, data.length)))
+    }
+    yield* connection.endWrite
+  })
+
+/**
+ * The conformance suite: `address()` makes a fresh address per test for a
+ * listener and a connector that reach each other (they differ for hybrid:
+ * hybrid listens where a unix connector dials).
+ */
+export const conformance = (
+  name: string,
+  layer: Layer.Layer<Transport>,
+  addresses: () => { readonly listen: Address; readonly connect: Address },
+  expectedFamily: "unix" | "memory"
+) =>
+  describe(`${name} conformance`, () => {
+    const port = 0x40000001
+
+    it.scoped("connects, carries bytes both ways, and reports the peer", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const listener = yield* transport.listen(listen, port)
+        expect(listener.port).toBe(port)
+        expect(listener.description).toContain(`port ${port}`)
+        const client = yield* transport.connect(connect, port)
+        const server = yield* listener.accept({ timeout: "5 seconds" })
+        expect(server.peer.family).toBe(expectedFamily)
+        expect(server.peer.port).toBe(port)
+        expect(client.description).toContain(String(port))
+        yield* client.write(Buffer.from("ping"))
+        yield* client.endWrite
+        expect((yield* readAll(server)).toString()).toBe("ping")
+        yield* server.writeAll([Buffer.from("po"), new Uint8Array(0), Buffer.from("ng")])
+        yield* server.endWrite
+        expect((yield* readAll(client)).toString()).toBe("pong")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("carries 8 MiB each way at once without loss or reordering", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const listener = yield* transport.listen(listen, port)
+        const client = yield* transport.connect(connect, port)
+        const server = yield* listener.accept()
+        const up = pattern(8 << 20, 1)
+        const down = pattern(8 << 20, 2)
+        const [, , atServer, atClient] = yield* Effect.all(
+          [sendAll(client, up, 50_000), sendAll(server, down, 70_000), readAll(server), readAll(client)],
+          { concurrency: "unbounded" }
+        )
+        expect(sha(atServer)).toBe(sha(up))
+        expect(sha(atClient)).toBe(sha(down))
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("half-close: the peer reads EOF and can still answer", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const listener = yield* transport.listen(listen, port)
+        const client = yield* transport.connect(connect, port)
+        const server = yield* listener.accept()
+        yield* client.endWrite
+        yield* client.endWrite // idempotent
+        expect((yield* readAll(server)).length).toBe(0)
+        yield* server.write(Buffer.from("still here"))
+        yield* server.close
+        expect((yield* readAll(client)).toString()).toBe("still here")
+        const afterEnd = yield* transportFailure(client.write(Buffer.from("x")))
+        expect(afterEnd.reason).toBe("Write")
+        expect(afterEnd.code).toBe("EPIPE")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("closing the connection's scope ends the peer's stream and fails a pending read", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const listener = yield* transport.listen(listen, port)
+        const scope = yield* Scope.make()
+        const client = yield* transport.connect(connect, port).pipe(Scope.extend(scope))
+        const server = yield* listener.accept()
+        const started = yield* Deferred.make<void>()
+        const reader = yield* Effect.fork(
+          Stream.runDrain(
+            Stream.concat(Stream.fromEffect(Deferred.succeed(started, undefined)), client.stream)
+          )
+        )
+        yield* Deferred.await(started)
+        yield* Scope.close(scope, Exit.void)
+        const error = yield* transportFailure(Fiber.join(reader))
+        expect(error.reason).toBe("Closed")
+        expect((yield* readAll(server)).length).toBe(0)
+        expect((yield* transportFailure(client.write(Buffer.from("x")))).reason).toBe("Closed")
+        yield* client.close // idempotent
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("closing the listener's scope fails a pending accept and frees the address", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const scope = yield* Scope.make()
+        const listener = yield* transport.listen(listen, port).pipe(Scope.extend(scope))
+        const accepting = yield* Effect.fork(Effect.scoped(listener.accept()))
+        yield* Effect.yieldNow()
+        yield* Scope.close(scope, Exit.void)
+        expect((yield* transportFailure(Fiber.join(accepting))).reason).toBe("Closed")
+        expect((yield* transportFailure(transport.connect(connect, port))).reason).toBe("Connect")
+        // The address is free again.
+        const again = yield* transport.listen(listen, port)
+        const client = yield* transport.connect(connect, port)
+        const server = yield* again.accept({ timeout: "5 seconds" })
+        yield* client.write(Buffer.from("ok"))
+        yield* client.endWrite
+        expect((yield* readAll(server)).toString()).toBe("ok")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("accept honours its deadline and an interrupted accept loses no connection", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const listener = yield* transport.listen(listen, port)
+        // The test clock makes the deadline deterministic: it expires when the clock is moved past it.
+        const waiting = yield* Effect.fork(Effect.scoped(listener.accept({ timeout: "30 millis" })))
+        yield* adjustOnceSleeping("30 millis")
+        const timedOut = yield* transportFailure(Fiber.join(waiting))
+        expect(timedOut.reason).toBe("AcceptTimeout")
+        expect(timedOut.port).toBe(port)
+        const client = yield* transport.connect(connect, port)
+        const server = yield* listener.accept({ timeout: "5 seconds" })
+        yield* client.write(Buffer.from("after timeout"))
+        yield* client.endWrite
+        expect((yield* readAll(server)).toString()).toBe("after timeout")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("refuses a second listener on the same port and a connect to nobody", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        yield* transport.listen(listen, port)
+        const twice = yield* transportFailure(transport.listen(listen, port))
+        expect(twice.reason).toBe("Listen")
+        expect(twice.code).toBe("EADDRINUSE")
+        const nobody = yield* transportFailure(transport.connect(connect, port + 1))
+        expect(nobody.reason).toBe("Connect")
+        expect(["ECONNREFUSED", "ENOENT"]).toContain(nobody.code)
+        const badPort = yield* transportFailure(transport.listen(listen, -1))
+        expect(badPort.code).toBe("EINVAL")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("a stream has one consumer at a time; a later consumer continues", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const listener = yield* transport.listen(listen, port)
+        const client = yield* transport.connect(connect, port)
+        const server = yield* listener.accept()
+        yield* client.write(Buffer.from("abc"))
+        const first = yield* Stream.runHead(server.stream)
+        expect(first._tag).toBe("Some")
+        const holding = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const fiber = yield* Effect.fork(
+          Stream.runDrain(
+            Stream.mapEffect(server.stream, () =>
+              Effect.zipRight(Deferred.succeed(holding, undefined), Deferred.await(release))
+            )
+          )
+        )
+        yield* client.write(Buffer.from("d"))
+        yield* Deferred.await(holding)
+        const second = yield* transportFailure(Stream.runDrain(server.stream))
+        expect(second.reason).toBe("Read")
+        yield* Fiber.interrupt(fiber)
+        yield* client.write(Buffer.from("e"))
+        yield* client.endWrite
+        expect((yield* readAll(server)).toString()).toBe("e")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("the sink writes every chunk it is given", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const listener = yield* transport.listen(listen, port)
+        const client = yield* transport.connect(connect, port)
+        const server = yield* listener.accept()
+        yield* Stream.run(Stream.make(Buffer.from("s"), Buffer.from("i"), Buffer.from("nk")), client.sink)
+        yield* client.endWrite
+        expect((yield* readAll(server)).toString()).toBe("sink")
+      }).pipe(Effect.provide(layer))
+    )
+  })
+
+/** How the fake VMM answers a `CONNECT <port>\n` line. */
+export type VmmBehaviour = "ok" | "refuse" | "garbage" | "flood" | "silent"
+
+/**
+ * A stand-in for Firecracker's hybrid vsock socket at `path`: records the
+ * request line and answers as told; "ok" answers `OK 1073741900\n` plus the
+ * bytes "early", then echoes.
+ */
+export const fakeVmm = (path: string, behaviour: VmmBehaviour) =>
+  Effect.acquireRelease(
+    Effect.async<{
+      readonly server: net.Server
+      readonly lines: Array<string>
+      readonly sockets: Set<net.Socket>
+    }>((resume) => {
+      const lines: Array<string> = []
+      const sockets = new Set<net.Socket>()
+      const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+        sockets.add(socket)
+        socket.on("close", () => sockets.delete(socket))
+        let buffered = ""
+        const onData = (data: Buffer) => {
+          buffered += data.toString("latin1")
+          const end = buffered.indexOf("\n")
+          if (end < 0) return
+          socket.off("data", onData)
+          lines.push(buffered.slice(0, end))
+          const rest = Buffer.from(buffered.slice(end + 1), "latin1")
+          switch (behaviour) {
+            case "ok":
+              socket.write("OK 1073741900\nearly")
+              if (rest.length > 0) socket.write(rest)
+              socket.pipe(socket)
+              return
+            case "refuse":
+              socket.end()
+              return
+            case "garbage":
+              socket.write("ERROR no such port\n")
+              return
+            case "flood":
+              socket.write("x".repeat(4096))
+              return
+            case "silent":
+              return
+          }
+        }
+        socket.on("data", onData)
+        socket.on("error", () => {})
+      })
+      server.listen(path, () => resume(Effect.succeed({ server, lines, sockets })))
+    }),
+    ({ server, sockets }) =>
+      Effect.async<void>((resume) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+/** The hybrid vsock checks, for a layer that serves hybrid://. */
+export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
+  describe(`${name} hybrid vsock`, () => {
+    const port = 0x40000002
+
+    it.scoped("dials the VMM socket, sends CONNECT <port>, keeps bytes after OK", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const path = join(tempDir(), "fc.sock")
+        const vmm = yield* fakeVmm(path, "ok")
+        const connection = yield* transport.connect(new HybridAddress({ path }), port)
+        expect(vmm.lines).toEqual([`CONNECT ${port}`])
+        yield* connection.write(Buffer.from(" and echo"))
+        yield* connection.endWrite
+        expect((yield* readAll(connection)).toString()).toBe("early and echo")
+        expect(connection.description).toBe(`hybrid://${path} port ${port}`)
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("a VMM that closes instead of OK is a refused connect", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const path = join(tempDir(), "fc.sock")
+        yield* fakeVmm(path, "refuse")
+        const error = yield* transportFailure(transport.connect(new HybridAddress({ path }), port))
+        expect(error.reason).toBe("Connect")
+        expect(error.code).toBe("ECONNREFUSED")
+        expect(error.message).toContain(String(port))
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("an answer other than OK <n> is a protocol error, also when it never ends", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        for (const behaviour of ["garbage", "flood"] as const) {
+          const path = join(tempDir(), "fc.sock")
+          yield* fakeVmm(path, behaviour)
+          const error = yield* transportFailure(transport.connect(new HybridAddress({ path }), port))
+          expect(error.reason).toBe("Connect")
+          expect(error.code).toBe("EPROTO")
+        }
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("a silent VMM runs into the deadline (given, and the 10 s default)", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const path = join(tempDir(), "fc.sock")
+        yield* fakeVmm(path, "silent")
+        const given = yield* Effect.fork(
+          transport.connect(new HybridAddress({ path }), port, { timeout: "200 millis" })
+        )
+        yield* adjustOnceSleeping("200 millis")
+        const error = yield* transportFailure(Fiber.join(given))
+        expect(error.reason).toBe("ConnectTimeout")
+        const byDefault = yield* Effect.fork(transport.connect(new HybridAddress({ path }), port))
+        yield* adjustOnceSleeping("10 seconds")
+        expect((yield* transportFailure(Fiber.join(byDefault))).reason).toBe("ConnectTimeout")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("no VMM socket at all is a connect error", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const error = yield* transportFailure(
+          transport.connect(new HybridAddress({ path: join(tempDir(), "none") }), port)
+        )
+        expect(error.reason).toBe("Connect")
+        expect(error.code).toBe("ENOENT")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("hybrid listens on <path>_<port>, where the guest's unix dial arrives", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const path = join(tempDir(), "fc.sock")
+        const listener = yield* transport.listen(new HybridAddress({ path }), port)
+        expect(statSync(`${path}_${port}`).isSocket()).toBe(true)
+        const guest = yield* transport.connect(new UnixAddress({ path }), port)
+        const host = yield* listener.accept()
+        yield* guest.write(Buffer.from("stdout"))
+        yield* guest.endWrite
+        expect((yield* readAll(host)).toString()).toBe("stdout")
+      }).pipe(Effect.provide(layer))
+    )
+  })
+
+/** Socket-file security checks, for a layer that serves unix:// and hybrid://. */
+export const socketFileSuite = (name: string, layer: Layer.Layer<Transport>) =>
+  describe(`${name} socket files`, () => {
+    const port = 0x40000003
+
+    it.scoped("creates <path>_<port> 0600 in a new 0700 directory and removes it with the scope", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const dir = join(tempDir(), "nested", "run")
+        const path = join(dir, "vm.sock")
+        const scope = yield* Scope.make()
+        yield* transport.listen(new HybridAddress({ path }), port).pipe(Scope.extend(scope))
+        expect(statSync(dir).mode & 0o777).toBe(0o700)
+        const file = statSync(`${path}_${port}`)
+        expect(file.isSocket()).toBe(true)
+        expect(file.mode & 0o777).toBe(0o600)
+        yield* Scope.close(scope, Exit.void)
+        expect(existsSync(`${path}_${port}`)).toBe(false)
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("refuses a directory that group or others can write", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        for (const mode of [0o777, 0o1777, 0o720]) {
+          const dir = tempDir()
+          chmodSync(dir, mode)
+          const error = yield* transportFailure(
+            transport.listen(new UnixAddress({ path: join(dir, "vm.sock") }), port)
+          )
+          expect(error.reason).toBe("Listen")
+          expect(error.code).toBe("EPERM")
+          expect(error.message).toContain("writable by group or others")
+          expect(existsSync(join(dir, `vm.sock_${port}`))).toBe(false)
+        }
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("replaces a stale socket file left by a dead process", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const path = join(tempDir(), "vm.sock")
+        const file = `${path}_${port}`
+        // A process that dies by SIGKILL while listening leaves its socket file behind.
+        const child = spawnSync(process.execPath, [
+          "-e",
+          `require("net").createServer().listen(${JSON.stringify(file)}, () => process.kill(process.pid, "SIGKILL"))`
+        ])
+        expect(child.signal).toBe("SIGKILL")
+        expect(statSync(file).isSocket()).toBe(true)
+        const listener = yield* transport.listen(new UnixAddress({ path }), port)
+        const client = yield* transport.connect(new UnixAddress({ path }), port)
+        const server = yield* listener.accept()
+        yield* client.endWrite
+        expect((yield* readAll(server)).length).toBe(0)
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("refuses a socket a live process listens on, and a path that is not a socket", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const path = join(tempDir(), "vm.sock")
+        const file = `${path}_${port}`
+        const other = net.createServer()
+        yield* Effect.acquireRelease(
+          Effect.async<void>((resume) => {
+            other.listen(file, () => resume(Effect.void))
+          }),
+          () => Effect.sync(() => other.close())
+        )
+        const live = yield* transportFailure(transport.listen(new UnixAddress({ path }), port))
+        expect(live.code).toBe("EADDRINUSE")
+        const regular = join(tempDir(), "data")
+        writeFileSync(`${regular}_${port}`, "precious")
+        const notSocket = yield* transportFailure(transport.listen(new UnixAddress({ path: regular }), port))
+        expect(notSocket.code).toBe("EEXIST")
+        expect(readFileSync(`${regular}_${port}`, "utf8")).toBe("precious")
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.scoped("refuses a path longer than AF_UNIX allows", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const path = join(tempDir(), "x".repeat(120))
+        const listen = yield* transportFailure(transport.listen(new UnixAddress({ path }), port))
+        expect(listen.code).toBe("ENAMETOOLONG")
+        const connect = yield* transportFailure(transport.connect(new UnixAddress({ path }), port))
+        expect(connect.code).toBe("ENAMETOOLONG")
+      }).pipe(Effect.provide(layer))
+    )
+  })

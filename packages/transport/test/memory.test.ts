@@ -1,0 +1,75 @@
+import { it } from "@effect/vitest"
+import { Effect } from "effect"
+import { expect } from "vitest"
+import { HybridAddress, MemoryAddress, Transport, UnixAddress, VsockAddress } from "../src/index.js"
+import { conformance, readAll, transportFailure } from "./helpers.js"
+
+let counter = 0
+const fresh = () => {
+  const address = new MemoryAddress({ name: `vm-${++counter}` })
+  return { listen: address, connect: address }
+}
+
+conformance("Transport.layerMemory", Transport.layerMemory, fresh, "memory")
+conformance("Transport.layerNode memory://", Transport.layerNode, fresh, "memory")
+
+it.scoped("each layer instance is its own network; sharing the layer shares it", () =>
+  Effect.gen(function* () {
+    const address = new MemoryAddress({ name: "shared" })
+    const host = yield* Effect.provide(
+      Effect.flatMap(Transport, (t) => t.listen(address, 1)),
+      Transport.layerMemory
+    )
+    // A second build of the layer is another network: nobody listens there.
+    const elsewhere = yield* transportFailure(
+      Effect.provide(
+        Effect.flatMap(Transport, (t) => t.connect(address, 1)),
+        Transport.layerMemory
+      )
+    )
+    expect(elsewhere.code).toBe("ECONNREFUSED")
+    void host
+  })
+)
+
+it.scoped("host and guest share one network through one provided layer", () =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const address = new MemoryAddress({ name: "uvm" })
+    const listener = yield* transport.listen(address, 0x40000000)
+    const guest = yield* transport.connect(address, 0x40000000)
+    const host = yield* listener.accept()
+    yield* guest.write(new Uint8Array([1, 2, 3]))
+    yield* guest.endWrite
+    expect([...(yield* readAll(host))]).toEqual([1, 2, 3])
+  }).pipe(Effect.provide(Transport.layerMemory))
+)
+
+it.scoped("the memory layer refuses other families with a typed error", () =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    for (const address of [
+      new VsockAddress({ cid: 3 }),
+      new UnixAddress({ path: "/tmp/x" }),
+      new HybridAddress({ path: "/tmp/y" })
+    ]) {
+      const listen = yield* transportFailure(transport.listen(address, 1))
+      expect(listen.reason).toBe("Listen")
+      expect(listen.code).toBe("EAFNOSUPPORT")
+      const connect = yield* transportFailure(transport.connect(address, 1))
+      expect(connect.reason).toBe("Connect")
+    }
+  }).pipe(Effect.provide(Transport.layerMemory))
+)
+
+it.scoped("a full accept queue refuses further connects", () =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const address = new MemoryAddress({ name: "busy" })
+    yield* transport.listen(address, 7, { backlog: 2 })
+    yield* transport.connect(address, 7)
+    yield* transport.connect(address, 7)
+    const third = yield* transportFailure(transport.connect(address, 7))
+    expect(third.code).toBe("ECONNREFUSED")
+  }).pipe(Effect.provide(Transport.layerMemory))
+)

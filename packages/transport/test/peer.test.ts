@@ -1,0 +1,147 @@
+import { describe, it } from "@effect/vitest"
+import { Effect, Fiber, Logger } from "effect"
+import { expect } from "vitest"
+import type { Address, PeerIdentity } from "../src/index.js"
+import { HvsockAddress, HybridAddress, MemoryAddress, UnixAddress, VsockAddress } from "../src/index.js"
+import { ListenerCore } from "../src/internal/listener.js"
+import { memoryPair } from "../src/internal/memory.js"
+import { peerRefusal } from "../src/internal/peer.js"
+import { adjustOnceSleeping, transportFailure } from "./helpers.js"
+
+const vm = "6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1"
+const otherVm = "0a6bd3f4-1e1c-4f49-9a1c-2b3c4d5e6f70"
+
+describe("peerRefusal", () => {
+  it("vsock: only the address's CID, unless any", () => {
+    const three = new VsockAddress({ cid: 3 })
+    expect(peerRefusal(three, { family: "vsock", cid: 3 }, 1000)).toBeUndefined()
+    expect(peerRefusal(three, { family: "vsock", cid: 4 }, 1000)).toContain("CID 4 is not 3")
+    expect(peerRefusal(three, { family: "vsock" }, 1000)).toContain("unknown")
+    expect(peerRefusal(new VsockAddress({ cid: "any" }), { family: "vsock", cid: 77 }, 1000)).toBeUndefined()
+  })
+
+  it("hvsock: only the address's VM id, in any case", () => {
+    const address = new HvsockAddress({ vmId: vm })
+    expect(peerRefusal(address, { family: "hvsock", vmId: vm.toUpperCase() }, undefined)).toBeUndefined()
+    expect(peerRefusal(address, { family: "hvsock", vmId: otherVm }, undefined)).toContain(otherVm)
+    expect(peerRefusal(address, { family: "hvsock" }, undefined)).toContain("unknown")
+  })
+
+  it("unix and hybrid: our uid or root", () => {
+    for (const address of [
+      new UnixAddress({ path: "/run/x" }),
+      new HybridAddress({ path: "/run/x" })
+    ] as Array<Address>) {
+      expect(peerRefusal(address, { family: "unix", uid: 1000 }, 1000)).toBeUndefined()
+      expect(peerRefusal(address, { family: "unix", uid: 0 }, 1000)).toBeUndefined()
+      expect(peerRefusal(address, { family: "unix", uid: 1001 }, 1000)).toContain("uid 1001")
+      expect(peerRefusal(address, { family: "unix" }, 1000)).toBeUndefined()
+    }
+  })
+})
+
+describe("ListenerCore", () => {
+  it.scoped("refuses an unexpected peer: logged, closed, never accepted", () =>
+    Effect.gen(function* () {
+      const logs: Array<string> = []
+      const address = new VsockAddress({ cid: 3 })
+      const run = Effect.gen(function* () {
+        const runtime = yield* Effect.runtime<never>()
+        const core = new ListenerCore({
+          address,
+          port: 0x40000001,
+          target: { address: "vsock://3", port: 0x40000001 },
+          verify: (peer: PeerIdentity) => peerRefusal(address, peer, undefined),
+          maxPending: 4,
+          runtime
+        })
+        const listener = core.toListener()
+        const [intruder, intruderListenerSide] = memoryPair()
+        core.offer({ raw: intruderListenerSide, peer: { family: "vsock", cid: 4, port: 0x40000001 } })
+        // Nothing was queued: the accept runs into its deadline.
+        const waiting = yield* Effect.fork(Effect.scoped(listener.accept({ timeout: "1 second" })))
+        yield* adjustOnceSleeping("1 second")
+        expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("AcceptTimeout")
+        // The intruder saw its connection closed.
+        const eof = yield* Effect.async<boolean>((resume) => {
+          intruder.onData((chunk) => resume(Effect.succeed(chunk === null)))
+          intruder.readStart()
+        })
+        expect(eof).toBe(true)
+        // The expected VM gets through.
+        const [, guestListenerSide] = memoryPair()
+        core.offer({ raw: guestListenerSide, peer: { family: "vsock", cid: 3, port: 0x40000001 } })
+        const accepted = yield* listener.accept()
+        expect(accepted.peer).toEqual({ family: "vsock", cid: 3, port: 0x40000001 })
+        core.close()
+      })
+      yield* run.pipe(
+        Effect.provide(
+          Logger.replace(
+            Logger.defaultLogger,
+            Logger.make(({ message, annotations }) => {
+              logs.push(`${String(message)} ${JSON.stringify(Object.fromEntries(annotations))}`)
+            })
+          )
+        )
+      )
+      // The log is written by a forked fiber; let it run.
+      yield* Effect.yieldNow()
+      expect(logs.some((line) => line.includes("refused connection: vsock peer CID 4 is not 3"))).toBe(true)
+      expect(logs.some((line) => line.includes("vsock cid 4"))).toBe(true)
+    })
+  )
+
+  it.scoped("connections waiting when the listener closes are closed, not leaked", () =>
+    Effect.gen(function* () {
+      const runtime = yield* Effect.runtime<never>()
+      const core = new ListenerCore({
+        address: new MemoryAddress({ name: "x" }),
+        port: 1,
+        target: { address: "memory://x", port: 1 },
+        verify: () => undefined,
+        maxPending: 4,
+        runtime
+      })
+      const [client, server] = memoryPair()
+      core.offer({ raw: server, peer: { family: "memory", port: 1 } })
+      core.close()
+      const ended = yield* Effect.async<boolean>((resume) => {
+        client.onData((chunk) => resume(Effect.succeed(chunk === null)))
+        client.readStart()
+      })
+      expect(ended).toBe(true)
+      // Offers after close are closed at once as well.
+      const [late, lateServer] = memoryPair()
+      core.offer({ raw: lateServer, peer: { family: "memory", port: 1 } })
+      const lateEnded = yield* Effect.async<boolean>((resume) => {
+        late.onData((chunk) => resume(Effect.succeed(chunk === null)))
+        late.readStart()
+      })
+      expect(lateEnded).toBe(true)
+    })
+  )
+
+  it.scoped("a full accept queue pauses the engine and an accept resumes it", () =>
+    Effect.gen(function* () {
+      const runtime = yield* Effect.runtime<never>()
+      const events: Array<string> = []
+      const core = new ListenerCore({
+        address: new MemoryAddress({ name: "x" }),
+        port: 1,
+        target: { address: "memory://x", port: 1 },
+        verify: () => undefined,
+        maxPending: 1,
+        pauseSource: () => events.push("pause"),
+        resumeSource: () => events.push("resume"),
+        runtime
+      })
+      const [, server] = memoryPair()
+      core.offer({ raw: server, peer: { family: "memory", port: 1 } })
+      expect(events).toEqual(["pause"])
+      yield* core.toListener().accept()
+      expect(events).toEqual(["pause", "resume"])
+      core.close()
+    })
+  )
+})
