@@ -31,10 +31,11 @@ const jsonValueArbitrary = (fc: typeof FastCheck) =>
  *
  * @since 0.1.0
  */
-export const JsonValue: Schema.Schema<unknown> = Schema.Unknown.annotations({
-  identifier: "JsonValue",
-  arbitrary: () => jsonValueArbitrary
-})
+export const JsonValue: Schema.Schema<unknown> = Schema.declare(
+  // `undefined` is not JSON; excluding it keeps `Schema.optional(JsonValue)` unambiguous.
+  (u: unknown): u is unknown => u !== undefined,
+  { identifier: "JsonValue", arbitrary: () => jsonValueArbitrary }
+)
 
 /**
  * A JSON object with arbitrary members, kept as given (key order included).

@@ -50,6 +50,11 @@ export const polymorphic = <M extends ReadonlyArray<Schema.Schema.AnyNoContext>,
       return Either.left(new ParseResult.Type(ast, raw, `not a valid ${options.identifier}`))
     },
     encode: (value, _, ast) => {
+      // The exact class first: a subclass instance also passes its base's guard.
+      const ctor =
+        typeof value === "object" && value !== null ? Object.getPrototypeOf(value)?.constructor : undefined
+      const exact = members.findIndex((m) => (m as unknown) === ctor)
+      if (exact >= 0) return encoders[exact]!(value)
       for (let i = 0; i < guards.length; i++) if (guards[i]!(value)) return encoders[i]!(value)
       if (fallbackEncode !== undefined) return fallbackEncode(value)
       for (const encode of encoders) {
