@@ -1,0 +1,198 @@
+/**
+ * Every failure `gcsctl` can meet, as one line of plain text: what happened,
+ * where (the guest's address), and for guest errors the HRESULT by name. No
+ * stack traces: a user's mistake or a guest's misbehaviour is not a bug in
+ * `gcsctl`, and the line must be readable in a log or a CI report.
+ *
+ * @since 0.1.0
+ */
+import type { HelpDoc } from "@effect/cli"
+import { ValidationError } from "@effect/cli"
+import type { Span } from "@effect/cli/HelpDoc/Span"
+import { ProtocolError, typeName } from "@gcs-bridge/protocol"
+import { AddressError, TransportError } from "@gcs-bridge/transport"
+import { Cause, Effect, Option } from "effect"
+import { HexInputError, Interrupted, StdioError, UsageError } from "./CliError.js"
+import { ExitCode, setExitStatus, type ExitStatus } from "./ExitStatus.js"
+import { signalNumber } from "./Signals.js"
+import { Stdio } from "./Stdio.js"
+
+/**
+ * What the line may say about where the failure happened.
+ *
+ * @since 0.1.0
+ */
+export interface ErrorContext {
+  /** The guest's address as the user gave it (or the embedded guest's). */
+  readonly guest?: string
+}
+
+const spanText = (span: Span): string => {
+  switch (span._tag) {
+    case "Text":
+    case "URI":
+      return span.value
+    case "Sequence":
+      return spanText(span.left) + spanText(span.right)
+    case "Highlight":
+    case "Strong":
+    case "Weak":
+      return spanText(span.value)
+  }
+}
+
+/**
+ * The plain text of an `@effect/cli` help document (no colours, no layout).
+ *
+ * @since 0.1.0
+ */
+export const helpDocText = (doc: HelpDoc.HelpDoc): string => {
+  switch (doc._tag) {
+    case "Empty":
+      return ""
+    case "Header":
+    case "Paragraph":
+      return spanText(doc.value)
+    case "DescriptionList":
+      return doc.definitions.map(([term, body]) => `${spanText(term)}: ${helpDocText(body)}`).join("; ")
+    case "Enumeration":
+      return doc.elements.map(helpDocText).join("; ")
+    case "Sequence":
+      return [helpDocText(doc.left), helpDocText(doc.right)].filter((s) => s.length > 0).join(" ")
+  }
+}
+
+/** Collapses whitespace (including newlines) so the result is one line. */
+const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
+
+const hex32 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, "0")}`
+
+const describeTransport = (error: TransportError): string => {
+  const where = error.port === undefined ? error.address : `${error.address} port ${hex32(error.port)}`
+  const os = error.code === undefined ? "" : ` [${error.code}]`
+  switch (error.reason) {
+    case "Listen":
+      return `cannot listen on ${where}: ${error.message}${os}`
+    case "Accept":
+      return `accepting on ${where} failed: ${error.message}${os}`
+    case "AcceptTimeout":
+      return `the guest never came: nothing connected to ${where} in time (${error.message})`
+    case "Connect":
+      return `cannot connect to ${where}: ${error.message}${os}`
+    case "ConnectTimeout":
+      return `connecting to ${where} timed out: ${error.message}`
+    case "Read":
+    case "Write":
+      return `connection ${where} failed (${error.reason.toLowerCase()}): ${error.message}${os}`
+    case "Closed":
+      return `connection ${where} is closed: ${error.message}`
+    case "PeerRefused":
+      return `refused an unexpected peer on ${where}: ${error.message}`
+  }
+}
+
+const describeProtocol = (error: ProtocolError): string => {
+  const details: Array<string> = []
+  if (error.messageType !== undefined) details.push(typeName(error.messageType))
+  if (error.id !== undefined) details.push(`id ${error.id}`)
+  if (error.offset !== undefined) details.push(`offset ${error.offset}`)
+  const suffix = details.length === 0 ? "" : ` (${details.join(", ")})`
+  return `protocol violation, ${error.reason}: ${error.message}${suffix}`
+}
+
+const describe = (error: unknown): string => {
+  if (ValidationError.isValidationError(error)) return helpDocText(error.error)
+  if (error instanceof AddressError) return `bad address '${error.input}': ${error.message}`
+  if (error instanceof TransportError) return describeTransport(error)
+  if (error instanceof ProtocolError) return describeProtocol(error)
+  if (error instanceof StdioError) {
+    return `cannot use ${error.stream}: ${error.message}${error.code === undefined ? "" : ` [${error.code}]`}`
+  }
+  if (error instanceof HexInputError) return `bad hex input: ${error.message}`
+  if (error instanceof Interrupted) return `interrupted by ${error.signal}`
+  if (error instanceof UsageError) return error.message
+  if (error instanceof Error) return error.message
+  return String(error)
+}
+
+/** Errors whose text names their own address, so the guest's is not repeated. */
+const namesItsAddress = (error: unknown): boolean =>
+  error instanceof TransportError ||
+  ValidationError.isValidationError(error) ||
+  error instanceof StdioError ||
+  error instanceof HexInputError ||
+  error instanceof Interrupted ||
+  error instanceof UsageError
+
+/**
+ * The one-line description of a failure, without the program-name prefix.
+ *
+ * @since 0.1.0
+ */
+export const describeError = (error: unknown, context: ErrorContext = {}): string => {
+  const text = oneLine(describe(error))
+  return context.guest !== undefined && !namesItsAddress(error) ? `${context.guest}: ${text}` : text
+}
+
+/**
+ * The full line written to stderr: `gcsctl <command>: <what happened>`.
+ *
+ * @since 0.1.0
+ */
+export const errorLine = (command: string, error: unknown, context: ErrorContext = {}): string =>
+  `gcsctl${command === "" ? "" : ` ${command}`}: ${describeError(error, context)}`
+
+/**
+ * The one line for a defect (a bug in gcsctl or one of its packages): its
+ * message and a pointer to the full trace, which `GCSCTL_DEBUG=1` prints.
+ *
+ * @since 0.1.0
+ */
+export const defectLine = (command: string, cause: Cause.Cause<unknown>): string => {
+  const defect = Option.getOrUndefined(Cause.dieOption(cause))
+  const message = defect instanceof Error ? defect.message : String(defect)
+  return `gcsctl${command === "" ? "" : ` ${command}`}: internal error: ${oneLine(message)} (GCSCTL_DEBUG=1 shows the trace)`
+}
+
+/**
+ * The exit status for a failure: 2 for a wrong command line, 128 + n for a
+ * signal, otherwise the command's own failure status.
+ *
+ * @since 0.1.0
+ */
+export const exitStatusFor = (error: unknown, status: number): number => {
+  if (ValidationError.isValidationError(error) || error instanceof UsageError) return ExitCode.Usage
+  if (error instanceof Interrupted) {
+    const number = (signalNumber as Record<string, number | undefined>)[error.signal]
+    return number === undefined ? status : 128 + number
+  }
+  return status
+}
+
+/**
+ * Turns the failures of a command into its line on stderr and its exit status
+ * (`exitStatusFor`); defects get their own line. Interruption passes through.
+ *
+ * @since 0.1.0
+ */
+export const reportFailures =
+  (command: string, status: number, context: ErrorContext = {}) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<void, never, R | Stdio | ExitStatus> =>
+    effect.pipe(
+      Effect.asVoid,
+      Effect.catchAllCause((cause) => {
+        if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+        const failure = Cause.failureOption(cause)
+        const line = Option.isSome(failure)
+          ? errorLine(command, failure.value, context)
+          : defectLine(command, cause)
+        const debug =
+          Option.isNone(failure) && process.env["GCSCTL_DEBUG"] === "1" ? `${Cause.pretty(cause)}\n` : ""
+        return Effect.flatMap(Stdio, (stdio) => stdio.err(`${debug}${line}\n`)).pipe(
+          Effect.ignore,
+          Effect.zipRight(
+            setExitStatus(Option.isSome(failure) ? exitStatusFor(failure.value, status) : ExitCode.Failure)
+          )
+        )
+      })
+    )

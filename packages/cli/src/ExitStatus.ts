@@ -1,0 +1,49 @@
+/**
+ * The exit status a command leaves behind. `@effect/cli` handlers return
+ * `void`, so the status travels in a service: `run` sets the remote process's
+ * exit code, `decode` sets 1 when it met damage, failures set theirs.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer, Ref } from "effect"
+
+/**
+ * The conventional statuses of `gcsctl` itself.
+ *
+ * @since 0.1.0
+ */
+export const ExitCode = {
+  /** Everything went as asked. */
+  Success: 0,
+  /** A command failed (guest never came, bridge closed, guest error, bad input data). */
+  Failure: 1,
+  /** The command line was wrong: unknown command, bad option value. */
+  Usage: 2,
+  /** `gcsctl run` failed itself, as `docker run` does, so it is not mistaken for the process's own status. */
+  RunFailure: 125
+} as const
+
+/**
+ * The status of the current invocation.
+ *
+ * @since 0.1.0
+ */
+export class ExitStatus extends Context.Tag("@gcs-bridge/cli/ExitStatus")<ExitStatus, Ref.Ref<number>>() {
+  /**
+   * A fresh status, starting at 0.
+   *
+   * @since 0.1.0
+   */
+  static readonly layer: Layer.Layer<ExitStatus> = Layer.effect(
+    ExitStatus,
+    Ref.make<number>(ExitCode.Success)
+  )
+}
+
+/**
+ * Sets the exit status of this invocation.
+ *
+ * @since 0.1.0
+ */
+export const setExitStatus = (code: number): Effect.Effect<void, never, ExitStatus> =>
+  Effect.flatMap(ExitStatus, (ref) => Ref.set(ref, code))

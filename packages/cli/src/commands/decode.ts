@@ -1,0 +1,56 @@
+/**
+ * `gcsctl decode [--hex]`: a captured bridge byte stream on stdin, one JSON
+ * line per frame (and per damaged region) on stdout.
+ *
+ * @since 0.1.0
+ */
+import { Command, Options } from "@effect/cli"
+import { Chunk, Effect, Stream } from "effect"
+import { decodeCapture, isDamage, type DamageReport } from "../CaptureDecoder.js"
+import { reportFailures } from "../ErrorLine.js"
+import { ExitCode, setExitStatus } from "../ExitStatus.js"
+import { Stdio } from "../Stdio.js"
+
+const summary = (damage: ReadonlyArray<DamageReport>): string => {
+  const lost = damage.find((report) => report.error === "Unresynchronised")
+  const first = damage[0]!
+  const tail =
+    lost === undefined
+      ? "; decoding resynchronised after each"
+      : `; could not resynchronise after offset ${lost.offset}`
+  return `gcsctl decode: ${damage.length} damaged region(s), the first at offset ${first.offset}${tail}\n`
+}
+
+/**
+ * The `decode` command.
+ *
+ * @since 0.1.0
+ */
+export const decode = Command.make(
+  "decode",
+  {
+    hex: Options.boolean("hex").pipe(
+      Options.withDescription("The input is hex text (whitespace is ignored) rather than raw bytes.")
+    )
+  },
+  ({ hex }) =>
+    Effect.gen(function* () {
+      const stdio = yield* Stdio
+      const damage: Array<DamageReport> = []
+      yield* decodeCapture(stdio.stdin, { hex }).pipe(
+        Stream.tap((report) => Effect.sync(() => isDamage(report) && damage.push(report))),
+        Stream.map((report) => `${JSON.stringify(report)}\n`),
+        // One write per chunk of reports rather than per line.
+        Stream.runForEachChunk((lines) => stdio.out(Chunk.join(lines, "")))
+      )
+      if (damage.length > 0) {
+        yield* stdio.err(summary(damage))
+        yield* setExitStatus(ExitCode.Failure)
+      }
+    }).pipe(reportFailures("decode", ExitCode.Failure))
+).pipe(
+  Command.withDescription(
+    "Decode a captured bridge byte stream from stdin: one JSON line per frame (type, id, size, decoded body). " +
+      "Damage is reported with its byte offset, and decoding resumes at the next plausible frame header."
+  )
+)

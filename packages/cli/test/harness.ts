@@ -1,0 +1,104 @@
+/**
+ * Runs `gcsctl` in-process: stdin from given bytes, stdout and stderr
+ * captured, signals sent by the test, the real file system for @effect/cli.
+ */
+import { NodeContext } from "@effect/platform-node"
+import { Effect, Layer, Option, PubSub, Stream } from "effect"
+import { execFileSync } from "node:child_process"
+import { statSync, readdirSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { runCli } from "../src/Cli.js"
+import type { HandledSignal } from "../src/Signals.js"
+import { Signals } from "../src/Signals.js"
+import { Stdio } from "../src/Stdio.js"
+
+/** What an in-process invocation produced. */
+export interface Outcome {
+  readonly status: number
+  readonly stdout: string
+  readonly stderr: string
+  readonly stdoutBytes: Buffer
+}
+
+/** Options of an in-process invocation. */
+export interface InvokeOptions {
+  /** The bytes of stdin, as chunks; a stream lets a test feed it over time. */
+  readonly stdin?: Stream.Stream<Uint8Array> | ReadonlyArray<Uint8Array | string>
+  /** Signals the test will publish; see `signalHub`. */
+  readonly signals?: PubSub.PubSub<HandledSignal>
+}
+
+const toBytes = (chunk: Uint8Array | string): Uint8Array =>
+  typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk
+
+/** A hub to deliver signals to an in-process invocation. */
+export const signalHub = (): Effect.Effect<PubSub.PubSub<HandledSignal>> => PubSub.unbounded<HandledSignal>()
+
+/** Runs `gcsctl ...args` in-process. */
+export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {}): Effect.Effect<Outcome> =>
+  Effect.gen(function* () {
+    const out: Array<Uint8Array> = []
+    const err: Array<Uint8Array> = []
+    const stdin =
+      options.stdin === undefined
+        ? Stream.empty
+        : Array.isArray(options.stdin)
+          ? Stream.fromIterable((options.stdin as ReadonlyArray<Uint8Array | string>).map(toBytes))
+          : (options.stdin as Stream.Stream<Uint8Array>)
+    const stdio = Layer.succeed(Stdio, {
+      stdin,
+      out: (chunk) => Effect.sync(() => void out.push(toBytes(chunk))),
+      err: (chunk) => Effect.sync(() => void err.push(toBytes(chunk))),
+      terminal: Option.none()
+    })
+    const hub = options.signals
+    const signals = Layer.succeed(Signals, {
+      receive: (wanted) =>
+        hub === undefined
+          ? Stream.never
+          : Stream.fromPubSub(hub).pipe(Stream.filter((s) => wanted.includes(s)))
+    })
+    const status = yield* runCli(args).pipe(Effect.provide(Layer.mergeAll(NodeContext.layer, stdio, signals)))
+    const stdoutBytes = Buffer.concat(out)
+    return {
+      status,
+      stdoutBytes,
+      stdout: stdoutBytes.toString("utf8"),
+      stderr: Buffer.concat(err).toString("utf8")
+    }
+  })
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..")
+
+/** The built executable, rebuilt with `tsc -b` when a source is newer than it. */
+export const builtCli = (): string => {
+  const packageDir = join(root, "packages", "cli")
+  const entry = join(packageDir, "dist", ".tsbuildinfo")
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((latest, entry) => {
+      const path = join(dir, entry.name)
+      return Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs)
+    }, 0)
+  const built = (() => {
+    try {
+      return statSync(entry).mtimeMs
+    } catch {
+      return 0
+    }
+  })()
+  const sources = ["protocol", "transport", "runtime", "guest", "cli"].map((p) =>
+    newest(join(root, "packages", p, "src"))
+  )
+  if (built < Math.max(...sources)) {
+    execFileSync(
+      process.execPath,
+      [join(root, "node_modules", "typescript", "bin", "tsc"), "-b", packageDir],
+      {
+        cwd: root,
+        stdio: "inherit"
+      }
+    )
+  }
+  return join(packageDir, "bin", "gcsctl.js")
+}
