@@ -1,0 +1,85 @@
+/**
+ * Which containers of a connection are waiting for their exit notification
+ * (GCS-PROTOCOL §9.3, §10.3). Handles for the same id share one signal, and a
+ * container released before its notification arrived is remembered for a
+ * while, so that a late notification is expected rather than "unknown".
+ */
+import type { ContainerNotification } from "@gcs-bridge/protocol"
+import { Deferred, Exit, FiberId } from "effect"
+import type { BridgeClosed } from "../BridgeClosed.js"
+import { ContainerExit } from "../Container.js"
+import type { NotificationRoute } from "./Bridge.js"
+
+/** Released ids remembered, at most. */
+const maxForgotten = 1024
+
+/** One registration: the exit signal and how many open handles share it. */
+export interface Registration {
+  readonly id: string
+  readonly exit: Deferred.Deferred<ContainerExit>
+  /** Drops this handle; the last one unregisters the id. Idempotent per handle. */
+  readonly release: () => void
+}
+
+interface Entry {
+  readonly exit: Deferred.Deferred<ContainerExit>
+  refs: number
+}
+
+/** The exit-notification registry of one connection. */
+export class Registry {
+  private readonly entries = new Map<string, Entry>()
+  private readonly forgotten = new Set<string>()
+  private closed: BridgeClosed | undefined
+
+  /** Registers interest in `id`'s exit. After the bridge died, the signal is already complete. */
+  acquire(id: string): Registration {
+    let entry = this.entries.get(id)
+    if (entry === undefined) {
+      entry = { exit: Deferred.unsafeMake<ContainerExit>(FiberId.none), refs: 0 }
+      if (this.closed !== undefined) {
+        Deferred.unsafeDone(entry.exit, Exit.succeed(ContainerExit.ConnectionLost({ error: this.closed })))
+      } else {
+        this.entries.set(id, entry)
+        this.forgotten.delete(id)
+      }
+    }
+    entry.refs++
+    const held = entry
+    let released = false
+    return {
+      id,
+      exit: held.exit,
+      release: () => {
+        if (released) return
+        released = true
+        held.refs--
+        if (held.refs > 0 || this.entries.get(id) !== held) return
+        this.entries.delete(id)
+        this.forgotten.add(id)
+        if (this.forgotten.size > maxForgotten) {
+          this.forgotten.delete(this.forgotten.values().next().value as string)
+        }
+      }
+    }
+  }
+
+  /** Routes an exit notification (runs on the bridge's reader). */
+  route(notification: ContainerNotification): NotificationRoute {
+    const id = notification.ContainerId
+    const entry = this.entries.get(id)
+    if (entry === undefined) return this.forgotten.delete(id) ? "expected" : "unknown"
+    this.entries.delete(id)
+    Deferred.unsafeDone(entry.exit, Exit.succeed(ContainerExit.Exited({ notification })))
+    return "delivered"
+  }
+
+  /** The bridge died: every waiter is released, as the Go host does. */
+  closeAll(error: BridgeClosed): void {
+    this.closed = error
+    const lost = Exit.succeed(ContainerExit.ConnectionLost({ error }))
+    for (const entry of this.entries.values()) Deferred.unsafeDone(entry.exit, lost)
+    this.entries.clear()
+    this.forgotten.clear()
+  }
+}
