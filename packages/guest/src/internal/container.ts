@@ -1,0 +1,91 @@
+/**
+ * A "container" of this guest: an init command with its working directory and
+ * environment (from the Create request's OCI spec), and the processes started
+ * in it. There is no isolation of any kind: no namespaces, no cgroups, no
+ * root filesystem — the processes run on this machine as the guest's user.
+ */
+import type { Deferred, Scope } from "effect"
+import { Option } from "effect"
+import { HResult } from "@gcs-bridge/protocol"
+import * as Failure from "./failure.js"
+import type { GuestFailure } from "./failure.js"
+import type { GuestProcess } from "./process.js"
+
+/** The `Type` of the exit notification (§9.1). */
+export type ExitType = "UnexpectedExit" | "GracefulExit" | "ForcedExit"
+
+/** What an OCI `process` object says, read leniently like Go's decoder. */
+export interface OciProcessSpec {
+  readonly argv: ReadonlyArray<string>
+  readonly env: Readonly<Record<string, string>>
+  /** Empty when the spec gave none. */
+  readonly cwd: string
+  readonly terminal: boolean
+}
+
+/** Mutable state of one container. */
+export interface ContainerState {
+  readonly id: string
+  /** The Create request's ActivityId, echoed in the exit notification. */
+  readonly activityId: string
+  readonly init: OciProcessSpec
+  /** Owns every process of the container. */
+  readonly scope: Scope.CloseableScope
+  readonly createdAt: number
+  /** Completed with the init process once it started. */
+  readonly initStarted: Deferred.Deferred<GuestProcess>
+  /** Completed when a WaitForProcess on the init process obtained its exit code. */
+  readonly initWaited: Deferred.Deferred<void>
+  initProcess: GuestProcess | undefined
+  /** An init start is in progress (its stdio is being dialled). */
+  initStarting: boolean
+  /** Shut down before its init process ever ran: it never will. */
+  stoppedBeforeStart: boolean
+  exitType: ExitType
+  /** Exec'd processes whose record was not released yet, by pid. */
+  readonly processes: Map<number, GuestProcess>
+  /** Last ContainerConstraints settings accepted (recorded, not enforced). */
+  constraints: Option.Option<unknown>
+}
+
+/** Go's `env` handling turned into a Node environment: `K=V` entries, later ones win; entries without `=` are dropped. */
+export const envFromOci = (entries: ReadonlyArray<string>): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const entry of entries) {
+    const eq = entry.indexOf("=")
+    if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1)
+  }
+  return env
+}
+
+const isStringArray = (u: unknown): u is ReadonlyArray<string> =>
+  Array.isArray(u) && u.every((s) => typeof s === "string")
+
+/**
+ * Reads the fields of an OCI `process` object this guest uses. Absent or
+ * `null` fields are their zero values (Go semantics); a field of the wrong
+ * JSON type is invalid JSON for the Linux GCS (`0xC037010D`).
+ */
+export const readOciProcess = (what: string, raw: unknown): OciProcessSpec | GuestFailure => {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    return Failure.wrap(HResult.InvalidJson, `${what} is not a JSON object`)
+  }
+  const o = raw as Record<string, unknown>
+  const bad = (field: string, expected: string) =>
+    Failure.wrap(HResult.InvalidJson, `${what}.${field}: expected ${expected}`)
+  const args = o["args"] ?? []
+  if (!isStringArray(args)) return bad("args", "an array of strings")
+  const env = o["env"] ?? []
+  if (!isStringArray(env)) return bad("env", "an array of strings")
+  const cwd = o["cwd"] ?? ""
+  if (typeof cwd !== "string") return bad("cwd", "a string")
+  const terminal = o["terminal"] ?? false
+  if (typeof terminal !== "boolean") return bad("terminal", "a boolean")
+  return { argv: args, env: envFromOci(env), cwd, terminal }
+}
+
+/** The init process, or an exec'd process whose record is kept, by pid. */
+export const findProcess = (container: ContainerState, pid: number): Option.Option<GuestProcess> =>
+  container.initProcess !== undefined && container.initProcess.pid === pid
+    ? Option.some(container.initProcess)
+    : Option.fromNullable(container.processes.get(pid))

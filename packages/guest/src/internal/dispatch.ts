@@ -1,0 +1,279 @@
+/**
+ * One decoded request → one response body: the v4 handlers of the Linux GCS
+ * (`bridge_v2.go`) in terms of the {@link Uvm} state. Failures become the
+ * error replies the genuine guest sends: `Result`, `ErrorMessage` and exactly
+ * one error record from module `gcs` with line `4294967295` (no stack).
+ */
+import type { DecodedRequest, Guid, ProtocolError, RpcRequest } from "@gcs-bridge/protocol"
+import {
+  ContainerCreateResponse,
+  ContainerExecuteProcessResponse,
+  ContainerGetPropertiesResponse,
+  ContainerWaitForProcessResponse,
+  DumpStacksResponse,
+  ErrorRecord,
+  HResult,
+  isGuid,
+  ModificationRequest,
+  decodeResourceSettings,
+  effectiveRequestType,
+  parsePayload,
+  Proc,
+  requestType,
+  ResponseBase,
+  SignalProcessOptionsWindows
+} from "@gcs-bridge/protocol"
+import { Effect, Either, Option } from "effect"
+import * as Failure from "./failure.js"
+import type { GuestFailure } from "./failure.js"
+import type { Uvm } from "./uvm.js"
+import { isLinuxResourceType, UvmContainerId } from "./uvm.js"
+
+/** `Line` of an error record without source position. */
+const UnknownLine = 0xffffffff
+
+/** The response base fields echoing the request's ActivityId (omitted when there is none to echo). */
+export const echo = (activityId: string | undefined): { readonly ActivityId?: Guid } =>
+  activityId !== undefined && isGuid(activityId) ? { ActivityId: activityId } : {}
+
+/** The error reply for a failure. */
+export const errorResponse = (failure: GuestFailure, activityId: string | undefined): ResponseBase =>
+  new ResponseBase({
+    Result: failure.hresult,
+    ...echo(activityId),
+    ErrorMessage: failure.message,
+    ErrorRecords: [
+      new ErrorRecord({
+        Result: failure.hresult,
+        Message: failure.message,
+        ModuleName: "gcs",
+        FileName: "",
+        Line: UnknownLine
+      })
+    ]
+  })
+
+/**
+ * The Linux GCS's name for a type word in E_NOTIMPL messages (its
+ * `MessageIdentifier.String()`): the procedures and responses it defines, the
+ * notification, and the decimal value for anything else.
+ */
+export const guestTypeLabel = (type: number): string => {
+  const names: Record<number, string> = {
+    0x10100101: "ComputeSystemCreateV1",
+    0x10100201: "ComputeSystemStartV1",
+    0x10100301: "ComputeSystemShutdownGracefulV1",
+    0x10100401: "ComputeSystemShutdownForcedV1",
+    0x10100501: "ComputeSystemExecuteProcessV1",
+    0x10100601: "ComputeSystemWaitForProcessV1",
+    0x10100701: "ComputeSystemSignalProcessV1",
+    0x10100801: "ComputeSystemResizeConsoleV1",
+    0x10100901: "ComputeSystemGetPropertiesV1",
+    0x10100a01: "ComputeSystemModifySettingsV1",
+    0x10100b01: "ComputeSystemNegotiateProtocolV1",
+    0x10100c01: "ComputeSystemDumpStacksV1",
+    0x10100d01: "ComputeSystemDeleteContainerStateV1",
+    0x20100101: "ComputeSystemResponseCreateV1",
+    0x20100201: "ComputeSystemResponseStartV1",
+    0x20100301: "ComputeSystemResponseShutdownGracefulV1",
+    0x20100401: "ComputeSystemResponseShutdownForcedV1",
+    0x20100501: "ComputeSystemResponseExecuteProcessV1",
+    0x20100601: "ComputeSystemResponseWaitForProcessV1",
+    0x20100701: "ComputeSystemResponseSignalProcessV1",
+    0x20100801: "ComputeSystemResponseResizeConsoleV1",
+    0x20100901: "ComputeSystemResponseGetPropertiesV1",
+    0x20100a01: "ComputeSystemResponseModifySettingsV1",
+    0x20100b01: "ComputeSystemResponseNegotiateProtocolV1",
+    0x20100c01: "ComputeSystemResponseDumpStacksV1",
+    0x30100101: "ComputeSystemNotificationV1",
+    0: "None"
+  }
+  return names[type >>> 0] ?? String(type >>> 0)
+}
+
+/** Request types the v4 handler table serves once negotiated (NegotiateProtocol excluded). */
+export const isV4Handler = (type: number): boolean => {
+  const t = type >>> 0
+  return t >= 0x10100101 && t <= 0x10100d01 && (t & 0xff) === 1 && (t & 0xff00) !== 0 && t !== 0x10100b01
+}
+
+/** The 0xC037010D reply for a body that does not decode. */
+export const invalidJson = (error: ProtocolError): GuestFailure =>
+  Failure.context("failed to unmarshal JSON in message", Failure.wrap(HResult.InvalidJson, error.message))
+
+/** What a handler needs besides the state. */
+export interface DispatchContext {
+  readonly uvm: Uvm
+  /** The raw payload of the request (Create re-reads the config like Go does). */
+  readonly payload: Uint8Array
+  /** Text for DumpStacks. */
+  readonly dumpStacks: Effect.Effect<string>
+  /** ShutdownGraceful/Forced of the UVM: power off, never answer. */
+  readonly powerOff: Effect.Effect<never>
+}
+
+/** The response body of a handled request. */
+export type ResponseBody = ResponseBase
+
+const goNumber = (u: unknown): number => (typeof u === "number" && Number.isFinite(u) ? u : 0)
+
+/**
+ * The schema version and OCI spec of a Create's ContainerConfig, read like Go
+ * reads `VMHostedContainerSettingsV2`: absent fields are zero, so a config
+ * without `SchemaVersion` (a UVM config, say) is version 0.0.
+ */
+const readContainerConfig = (
+  payload: Uint8Array
+): { readonly major: number; readonly minor: number; readonly spec: Option.Option<unknown> } => {
+  const outer = Either.getOrUndefined(parsePayload(payload)) as Record<string, unknown> | undefined
+  const text = outer?.["ContainerConfig"]
+  let inner: Record<string, unknown> = {}
+  if (typeof text === "string") {
+    try {
+      const parsed = JSON.parse(text) as unknown
+      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed))
+        inner = parsed as Record<string, unknown>
+    } catch {
+      // decodeRequest already accepted the document; nothing else to learn here.
+    }
+  }
+  const version = inner["SchemaVersion"]
+  const v = typeof version === "object" && version !== null ? (version as Record<string, unknown>) : {}
+  const spec = inner["OciSpecification"]
+  return {
+    major: goNumber(v["Major"]),
+    minor: goNumber(v["Minor"]),
+    spec:
+      typeof spec === "object" && spec !== null && !Array.isArray(spec) ? Option.some(spec) : Option.none()
+  }
+}
+
+const execute = (uvm: Uvm, body: RpcRequest<"ExecuteProcess">): Effect.Effect<number, GuestFailure> => {
+  const p = body.Settings.ProcessParameters
+  const relay = body.Settings.VsockStdioRelaySettings
+  return uvm.exec({
+    containerId: body.ContainerId,
+    commandLine: p.CommandLine,
+    commandArgs: p.CommandArgs,
+    workingDirectory: p.WorkingDirectory,
+    environment: p.Environment,
+    emulateConsole: p.EmulateConsole,
+    createStdIn: p.CreateStdInPipe,
+    createStdOut: p.CreateStdOutPipe,
+    createStdErr: p.CreateStdErrPipe,
+    inUtilityVm: p.CreateInUtilityVM,
+    ociProcess: Option.fromNullable(p.OciProcess),
+    ports: { stdin: relay?.StdIn ?? 0, stdout: relay?.StdOut ?? 0, stderr: relay?.StdErr ?? 0 }
+  })
+}
+
+const modify = (uvm: Uvm, body: RpcRequest<"ModifySettings">): Effect.Effect<void, GuestFailure> => {
+  // The Linux GCS reads every Request as a guest ModificationRequest: a WCOW
+  // HCS ModifySettingRequest then simply has no ResourceType.
+  const request = body.Request instanceof ModificationRequest ? body.Request : new ModificationRequest({})
+  if (!isLinuxResourceType(request.ResourceType)) {
+    return Effect.fail(
+      Failure.context(
+        "failed to unmarshal JSON in message",
+        Failure.fail(`invalid ResourceType '${request.ResourceType}'`)
+      )
+    )
+  }
+  const settings = decodeResourceSettings(request)
+  if (Either.isLeft(settings)) {
+    return Effect.fail(
+      Failure.context(
+        "failed to unmarshal JSON in message",
+        Failure.wrap(HResult.InvalidJson, settings.left.message)
+      )
+    )
+  }
+  return uvm.modifySettings({
+    containerId: body.ContainerId,
+    resourceType: request.ResourceType,
+    requestType: effectiveRequestType(request),
+    settings: settings.right
+  })
+}
+
+/** Runs the v4 handler of a decoded request. */
+export const dispatch = (
+  context: DispatchContext,
+  request: DecodedRequest
+): Effect.Effect<ResponseBody, GuestFailure> => {
+  const { uvm } = context
+  const base = echo(request.body.ActivityId)
+  const ok = Effect.as(new ResponseBase(base))
+  switch (request.name) {
+    case "Create": {
+      const config = readContainerConfig(context.payload)
+      return uvm
+        .create({
+          containerId: request.body.ContainerId,
+          activityId: request.body.ActivityId,
+          schemaVersion: { major: config.major, minor: config.minor },
+          ociSpecification: config.spec
+        })
+        .pipe(Effect.as(new ContainerCreateResponse(base)))
+    }
+    case "Start":
+      return uvm.start(request.body.ContainerId).pipe(ok)
+    case "ShutdownGraceful":
+    case "ShutdownForced":
+      return request.body.ContainerId === UvmContainerId
+        ? context.powerOff
+        : uvm.shutdown(request.body.ContainerId, request.name === "ShutdownGraceful").pipe(ok)
+    case "ExecuteProcess":
+      return execute(uvm, request.body).pipe(
+        Effect.map((pid) => new ContainerExecuteProcessResponse({ ...base, ProcessId: pid }))
+      )
+    case "WaitForProcess":
+      return uvm
+        .waitForProcess(request.body.ContainerId, request.body.ProcessId, request.body.TimeoutInMs)
+        .pipe(Effect.map((code) => new ContainerWaitForProcessResponse({ ...base, ExitCode: code })))
+    case "SignalProcess": {
+      const options = request.body.Options
+      if (options instanceof SignalProcessOptionsWindows) {
+        return Effect.fail(
+          Failure.context(
+            "failed to unmarshal JSON in message",
+            Failure.wrap(HResult.InvalidJson, "Options.Signal: expected a Linux signal number")
+          )
+        )
+      }
+      return uvm
+        .signalProcess(request.body.ContainerId, request.body.ProcessId, options?.Signal ?? 0)
+        .pipe(ok)
+    }
+    case "ResizeConsole":
+      return uvm
+        .resizeConsole(
+          request.body.ContainerId,
+          request.body.ProcessId,
+          request.body.Height,
+          request.body.Width
+        )
+        .pipe(ok)
+    case "GetProperties":
+      return uvm
+        .getProperties(request.body.ContainerId, request.body.Query.PropertyTypes)
+        .pipe(
+          Effect.map((properties) => new ContainerGetPropertiesResponse({ ...base, Properties: properties }))
+        )
+    case "ModifySettings":
+      return modify(uvm, request.body).pipe(ok)
+    case "DumpStacks":
+      return context.dumpStacks.pipe(
+        Effect.map((text) => new DumpStacksResponse({ ...base, GuestStacks: text }))
+      )
+    case "DeleteContainerState":
+      return uvm.deleteContainerState(request.body.ContainerId).pipe(ok)
+    case "NegotiateProtocol":
+    case "UpdateContainer":
+    case "LifecycleNotification":
+    case "ModifyServiceSettings":
+      // Not in the v4 handler table (the session answers them before
+      // dispatching); answered as the Linux GCS would all the same.
+      return Effect.fail(Failure.notImplemented(guestTypeLabel(requestType(Proc[request.name]))))
+  }
+}

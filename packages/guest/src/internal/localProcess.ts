@@ -1,0 +1,325 @@
+/**
+ * A real process on this machine, started without a shell: argv goes to
+ * `spawn` as is. Every process is started in a session and process group of
+ * its own (`detached`), so that a terminal's Ctrl-C aimed at whoever runs the
+ * guest does not reach it (the host forwards signals explicitly), and so that
+ * the whole group can be killed when the owning scope closes.
+ *
+ * Console processes run under the Python pty helper when one is available
+ * (see `ptyHelper.ts`); the reported pid is then the helper's, and signals and
+ * resizes are delivered through its control pipe, which cannot hit a recycled
+ * pid because the helper reaps the child itself.
+ */
+import type { ChildProcess } from "node:child_process"
+import { spawn } from "node:child_process"
+import { statSync } from "node:fs"
+import { constants as osConstants } from "node:os"
+import type { Readable, Writable } from "node:stream"
+import type { Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, FiberId, Option } from "effect"
+import { HResult } from "@gcs-bridge/protocol"
+import * as Failure from "./failure.js"
+import type { GuestFailure } from "./failure.js"
+import { helperSource } from "./ptyHelper.js"
+
+/** What to run. */
+export interface LaunchSpec {
+  readonly argv: ReadonlyArray<string>
+  readonly env: Readonly<Record<string, string>>
+  readonly cwd: string
+  /** Allocate a terminal (EmulateConsole / OCI `terminal`). */
+  readonly console: boolean
+  readonly stdin: boolean
+  readonly stdout: boolean
+  readonly stderr: boolean
+  /**
+   * Kill what is left of the process group the moment the process exits (a
+   * container's init: its end is the container's end). Done synchronously in
+   * the exit callback, while the group id cannot have been recycled yet.
+   */
+  readonly killGroupOnExit: boolean
+}
+
+/** How the process ended: Node's view of the wait status. */
+export interface ExitStatus {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+/** A started process and its raw stdio. */
+export interface LocalProcess {
+  readonly pid: number
+  /** A real pty sits between the process and its stdio. */
+  readonly tty: boolean
+  /** Bytes written by the process (with a console: everything the terminal shows). */
+  readonly stdout: Option.Option<Readable>
+  /** Separate error output; none with a console (a console without pty folds stderr into `stdout` itself). */
+  readonly stderr: Option.Option<Readable>
+  readonly stdin: Option.Option<Writable>
+  /** Completed once the process has ended (its output may still be in the pipes). */
+  readonly exited: Deferred.Deferred<ExitStatus>
+  /** The wait status once the process has ended, without waiting. */
+  readonly status: () => Option.Option<ExitStatus>
+  /** Delivers a signal; `0x80070490` once the process is gone. */
+  readonly signal: (signo: number) => Effect.Effect<void, GuestFailure>
+  /** Resizes the terminal; E_FAIL when there is none. */
+  readonly resize: (rows: number, cols: number) => Effect.Effect<void, GuestFailure>
+  /**
+   * SIGKILL to the process and everything in its process group (with a pty:
+   * the child's group, through the helper) — only while the process is alive,
+   * because an exited leader's group id may already belong to someone else.
+   */
+  readonly killGroup: Effect.Effect<void>
+}
+
+/** The number of a signal name (`SIGTERM` → 15). */
+export const signalNumber = (name: NodeJS.Signals): number =>
+  (osConstants.signals as Record<string, number | undefined>)[name] ?? 0
+
+const describeSpawnError = (spec: LaunchSpec, err: NodeJS.ErrnoException): string => {
+  if (err.code === "ENOENT") {
+    let cwdOk = false
+    try {
+      cwdOk = statSync(spec.cwd).isDirectory()
+    } catch {
+      cwdOk = false
+    }
+    return cwdOk
+      ? `exec: ${JSON.stringify(spec.argv[0])}: executable file not found`
+      : `chdir ${spec.cwd}: no such file or directory`
+  }
+  return `exec ${JSON.stringify(spec.argv[0])}: ${err.message}`
+}
+
+const quietStream = (stream: NodeJS.EventEmitter | null | undefined): void => {
+  // An EPIPE on a pipe whose process is gone must not become an uncaught
+  // exception; the relays notice the end by themselves.
+  stream?.on("error", () => {})
+}
+
+const awaitSpawn = (child: ChildProcess, spec: LaunchSpec): Effect.Effect<void, GuestFailure> =>
+  Effect.async<void, GuestFailure>((resume) => {
+    const onSpawn = () => {
+      child.off("error", onError)
+      resume(Effect.void)
+    }
+    const onError = (err: NodeJS.ErrnoException) => {
+      child.off("spawn", onSpawn)
+      resume(Effect.fail(Failure.fail(`failed to start process: ${describeSpawnError(spec, err)}`)))
+    }
+    child.once("spawn", onSpawn)
+    child.once("error", onError)
+  })
+
+/** Exit tracking: the deferred to wait on and a synchronous view of the same fact. */
+interface ExitWatch {
+  readonly exited: Deferred.Deferred<ExitStatus>
+  readonly status: () => Option.Option<ExitStatus>
+  readonly isDone: () => boolean
+}
+
+const watchExit = (child: ChildProcess, killGroup: boolean): ExitWatch => {
+  const exited = Deferred.unsafeMake<ExitStatus>(FiberId.none)
+  let status: Option.Option<ExitStatus> = Option.none()
+  child.on("error", () => {})
+  child.once("exit", (code, signal) => {
+    if (killGroup && child.pid !== undefined) killGroupOf(child.pid)
+    status = Option.some({ code, signal })
+    Deferred.unsafeDone(exited, Exit.succeed({ code, signal }))
+  })
+  return { exited, status: () => status, isDone: () => Option.isSome(status) }
+}
+
+const killGroupOf = (pid: number): void => {
+  try {
+    process.kill(-pid, "SIGKILL")
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+}
+
+const signalPid = (pid: number, signo: number): Effect.Effect<void, GuestFailure> =>
+  Effect.suspend(() => {
+    try {
+      process.kill(pid, signo)
+      return Effect.void
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === "ESRCH") return Effect.fail(Failure.bare(HResult.NotFound))
+      if (code === "EINVAL" || code === "ERR_UNKNOWN_SIGNAL") {
+        return Effect.fail(Failure.fail(`invalid signal ${signo}`))
+      }
+      return Effect.fail(Failure.fail(`kill pid ${pid} with signal ${signo}: ${(e as Error).message}`))
+    }
+  })
+
+const notATty = (pid: number) => Failure.fail(`pid: ${pid}, is not a tty and cannot be resized`)
+
+const validSize = (rows: number, cols: number): boolean =>
+  [rows, cols].every((n) => Number.isInteger(n) && n >= 0 && n <= 0xffff)
+
+const launchDirect = (spec: LaunchSpec): Effect.Effect<LocalProcess, GuestFailure, Scope.Scope> => {
+  // Without a pty a console still means "stderr is not separate": both go to stdout.
+  const merged = spec.console
+  const wantOut = spec.stdout
+  const wantErr = merged ? spec.stdout : spec.stderr
+  return Effect.acquireRelease(
+    Effect.gen(function* () {
+      const child = spawn(spec.argv[0]!, spec.argv.slice(1), {
+        cwd: spec.cwd,
+        env: spec.env,
+        stdio: [spec.stdin ? "pipe" : "ignore", wantOut ? "pipe" : "ignore", wantErr ? "pipe" : "ignore"],
+        detached: true,
+        windowsHide: true
+      })
+      const watch = watchExit(child, spec.killGroupOnExit)
+      for (const s of child.stdio) quietStream(s)
+      yield* awaitSpawn(child, spec)
+      const pid = child.pid!
+      const local: LocalProcess = {
+        pid,
+        tty: false,
+        stdout: Option.fromNullable(child.stdout),
+        stderr: Option.fromNullable(child.stderr),
+        stdin: Option.fromNullable(child.stdin),
+        exited: watch.exited,
+        status: watch.status,
+        signal: (signo) =>
+          watch.isDone() ? Effect.fail(Failure.bare(HResult.NotFound)) : signalPid(pid, signo),
+        resize: (rows, cols) =>
+          Effect.fail(
+            validSize(rows, cols) ? notATty(pid) : Failure.fail(`invalid console size ${rows}x${cols}`)
+          ),
+        killGroup: Effect.sync(() => {
+          if (!watch.isDone()) killGroupOf(pid)
+        })
+      }
+      return local
+    }),
+    (local) => local.killGroup
+  )
+}
+
+const readStatusLine = (status: Readable, stderr: Readable): Effect.Effect<string> =>
+  Effect.async<string>((resume) => {
+    let line = ""
+    let diagnostics = ""
+    const onErr = (chunk: Buffer) => {
+      if (diagnostics.length < 4096) diagnostics += chunk.toString("utf8")
+    }
+    const finish = (text: string) => {
+      status.off("data", onData)
+      status.off("end", onEnd)
+      status.off("close", onEnd)
+      stderr.off("data", onErr)
+      resume(Effect.succeed(text))
+    }
+    const onData = (chunk: Buffer) => {
+      line += chunk.toString("utf8")
+      const nl = line.indexOf("\n")
+      if (nl >= 0) finish(line.slice(0, nl))
+      else if (line.length > 4096) finish(line)
+    }
+    const onEnd = () =>
+      finish(line.length > 0 ? line : `error the pty helper exited: ${diagnostics.trim() || "no output"}`)
+    status.on("data", onData)
+    status.once("end", onEnd)
+    status.once("close", onEnd)
+    stderr.on("data", onErr)
+  })
+
+const launchWithHelper = (
+  spec: LaunchSpec,
+  python: string
+): Effect.Effect<LocalProcess, GuestFailure, Scope.Scope> =>
+  Effect.gen(function* () {
+    let watch: ExitWatch | undefined
+    const child = yield* Effect.acquireRelease(
+      Effect.gen(function* () {
+        const proc = spawn(python, ["-I", "-c", helperSource], {
+          cwd: "/",
+          env: process.env,
+          stdio: [spec.stdin ? "pipe" : "ignore", spec.stdout ? "pipe" : "ignore", "pipe", "pipe", "pipe"],
+          detached: true,
+          windowsHide: true
+        })
+        // The helper itself kills the child's group when asked to (kill_group).
+        watch = watchExit(proc, false)
+        for (const s of proc.stdio) quietStream(s)
+        yield* awaitSpawn(proc, { ...spec, argv: [python], cwd: "/" })
+        return proc
+      }),
+      (proc) =>
+        Effect.gen(function* () {
+          const w = watch!
+          if (w.isDone()) return
+          // Closing the control pipe makes the helper kill the child's group
+          // and exit; SIGKILL to the helper covers a helper that is stuck.
+          ;(proc.stdio[3] as Writable | null)?.end()
+          yield* Deferred.await(w.exited).pipe(Effect.timeoutOption(Duration.seconds(2)))
+          if (!w.isDone()) killGroupOf(proc.pid!)
+        })
+    )
+    const exits = watch!
+    const ctl = child.stdio[3] as Writable
+    const statusPipe = child.stdio[4] as Readable
+    const request = JSON.stringify({
+      argv: spec.argv,
+      env: spec.env,
+      cwd: spec.cwd,
+      stdin: spec.stdin,
+      kill_group: spec.killGroupOnExit
+    })
+    ctl.write(request + "\n")
+    const status = yield* readStatusLine(statusPipe, child.stderr!)
+    if (!status.startsWith("ok ")) {
+      const text = status.replace(/^error (\d+ )?/, "")
+      return yield* Effect.fail(
+        Failure.fail(`failed to start process: exec ${JSON.stringify(spec.argv[0])}: ${text}`)
+      )
+    }
+    const helperPid = child.pid!
+    const control = (line: string): Effect.Effect<void, GuestFailure> =>
+      Effect.suspend(() => {
+        if (exits.isDone() || ctl.destroyed || ctl.writableEnded) {
+          return Effect.fail(Failure.bare(HResult.NotFound))
+        }
+        ctl.write(line + "\n")
+        return Effect.void
+      })
+    const local: LocalProcess = {
+      pid: helperPid,
+      tty: true,
+      stdout: Option.fromNullable(child.stdout),
+      stderr: Option.none(),
+      stdin: Option.fromNullable(child.stdin),
+      exited: exits.exited,
+      status: exits.status,
+      signal: (signo) =>
+        Number.isInteger(signo) && signo > 0 && signo < 65
+          ? control(`signal ${signo}`)
+          : Effect.fail(Failure.fail(`invalid signal ${signo}`)),
+      resize: (rows, cols) =>
+        validSize(rows, cols)
+          ? control(`resize ${rows} ${cols}`)
+          : Effect.fail(Failure.fail(`invalid console size ${rows}x${cols}`)),
+      killGroup: Effect.sync(() => {
+        if (!exits.isDone()) ctl.end()
+      })
+    }
+    return local
+  })
+
+/**
+ * Starts `spec` in the current scope; closing the scope kills the process
+ * group. A console uses the pty helper at `python` when given.
+ */
+export const launch = (
+  spec: LaunchSpec,
+  python: Option.Option<string>
+): Effect.Effect<LocalProcess, GuestFailure, Scope.Scope> => {
+  if (spec.argv.length === 0 || spec.argv[0] === "") {
+    return Effect.fail(Failure.fail("failed to start process: the command is empty"))
+  }
+  return spec.console && Option.isSome(python) ? launchWithHelper(spec, python.value) : launchDirect(spec)
+}
