@@ -1,0 +1,319 @@
+#include "address.h"
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+
+#ifndef _WIN32
+#include <sys/un.h>
+#endif
+#ifdef __linux__
+#include <linux/vm_sockets.h>
+#endif
+
+namespace gcs {
+
+#ifdef __linux__
+static_assert(AF_VSOCK == kAfVsock, "AF_VSOCK is 40 on Linux");
+#endif
+static_assert(offsetof(SockaddrHv, vmId) == 4, "SOCKADDR_HV.VmId is at offset 4");
+static_assert(offsetof(SockaddrHv, serviceId) == 20, "SOCKADDR_HV.ServiceId is at offset 20");
+
+namespace {
+
+// Reads a property; an empty result means a getter threw and an exception is
+// pending.
+Napi::Value Property(Napi::Object object, const char* key) { return object.Get(key); }
+
+int ReadUint32(Napi::Object object, const char* key, uint32_t* out, std::string* why) {
+  Napi::Value value = Property(object, key);
+  if (value.IsEmpty()) return UV_EINVAL;
+  double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
+  if (!(number >= 0 && number <= 4294967295.0) || std::floor(number) != number) {
+    *why = std::string(key) + " must be an integer from 0 to 4294967295";
+    return UV_EINVAL;
+  }
+  *out = static_cast<uint32_t>(number);
+  return 0;
+}
+
+int ReadString(Napi::Object object, const char* key, std::string* out, std::string* why) {
+  Napi::Value value = Property(object, key);
+  if (value.IsEmpty()) return UV_EINVAL;
+  if (!value.IsString()) {
+    *why = std::string(key) + " must be a string";
+    return UV_EINVAL;
+  }
+  *out = value.As<Napi::String>().Utf8Value();
+  return 0;
+}
+
+int ReadGuid(Napi::Object object, const char* key, uint8_t out[16], std::string* why) {
+  std::string text;
+  int err = ReadString(object, key, &text, why);
+  if (err != 0) return err;
+  if (!ParseGuid(text, out)) {
+    *why = std::string(key) + " must be a GUID like 00000000-facb-11e6-bd58-64006a7986d3";
+    return UV_EINVAL;
+  }
+  return 0;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Reads `digits` hex digits at `text[at]` as a big number (the way the
+// text form writes Data1..Data3).
+bool ReadHex(const std::string& text, size_t at, size_t digits, uint32_t* out) {
+  uint32_t value = 0;
+  for (size_t i = 0; i < digits; i++) {
+    int nibble = HexValue(text[at + i]);
+    if (nibble < 0) return false;
+    value = (value << 4) | static_cast<uint32_t>(nibble);
+  }
+  *out = value;
+  return true;
+}
+
+}  // namespace
+
+bool ParseGuid(const std::string& text, uint8_t out[16]) {
+  if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') {
+    return false;
+  }
+  uint32_t data1, data2, data3;
+  if (!ReadHex(text, 0, 8, &data1) || !ReadHex(text, 9, 4, &data2) || !ReadHex(text, 14, 4, &data3)) {
+    return false;
+  }
+  out[0] = static_cast<uint8_t>(data1);
+  out[1] = static_cast<uint8_t>(data1 >> 8);
+  out[2] = static_cast<uint8_t>(data1 >> 16);
+  out[3] = static_cast<uint8_t>(data1 >> 24);
+  out[4] = static_cast<uint8_t>(data2);
+  out[5] = static_cast<uint8_t>(data2 >> 8);
+  out[6] = static_cast<uint8_t>(data3);
+  out[7] = static_cast<uint8_t>(data3 >> 8);
+  // Data4 is a byte array: the last two groups, in the order written.
+  static const size_t kData4At[8] = {19, 21, 24, 26, 28, 30, 32, 34};
+  for (size_t i = 0; i < 8; i++) {
+    uint32_t byte;
+    if (!ReadHex(text, kData4At[i], 2, &byte)) return false;
+    out[8 + i] = static_cast<uint8_t>(byte);
+  }
+  return true;
+}
+
+std::string FormatGuid(const uint8_t bytes[16]) {
+  static const char kHex[] = "0123456789abcdef";
+  // Text position of each memory byte: Data1..Data3 reversed, Data4 in order.
+  static const int kOrder[16] = {3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15};
+  std::string text;
+  text.reserve(36);
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) text.push_back('-');
+    uint8_t byte = bytes[kOrder[i]];
+    text.push_back(kHex[byte >> 4]);
+    text.push_back(kHex[byte & 0xF]);
+  }
+  return text;
+}
+
+bool ReadFamily(const std::string& name, Family* out) {
+  if (name == "unix") {
+    *out = Family::Unix;
+  } else if (name == "vsock") {
+    *out = Family::Vsock;
+  } else if (name == "hyperv") {
+    *out = Family::HyperV;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+int ReadEndpoint(Napi::Value value, Endpoint* out, std::string* why) {
+  if (!value.IsObject()) {
+    *why = "address must be an object with a family";
+    return UV_EINVAL;
+  }
+  Napi::Object object = value.As<Napi::Object>();
+  std::string family;
+  int err = ReadString(object, "family", &family, why);
+  if (err != 0) return err;
+  if (!ReadFamily(family, &out->family)) {
+    *why = "family must be \"unix\", \"vsock\" or \"hyperv\"";
+    return UV_EINVAL;
+  }
+  switch (out->family) {
+    case Family::Unix:
+      err = ReadString(object, "path", &out->path, why);
+      if (err != 0) return err;
+      if (out->path.empty()) {
+        *why = "path must not be empty";
+        return UV_EINVAL;
+      }
+      // A NUL would silently cut the path short (or name an abstract socket).
+      if (out->path.find('\0') != std::string::npos) {
+        *why = "path must not contain NUL characters";
+        return UV_EINVAL;
+      }
+      return 0;
+    case Family::Vsock:
+      err = ReadUint32(object, "cid", &out->cid, why);
+      if (err != 0) return err;
+      return ReadUint32(object, "port", &out->port, why);
+    case Family::HyperV:
+      err = ReadGuid(object, "vmId", out->vmId, why);
+      if (err != 0) return err;
+      return ReadGuid(object, "serviceId", out->serviceId, why);
+  }
+  return UV_EINVAL;
+}
+
+bool FamilyBuiltIn(Family family) {
+  switch (family) {
+    case Family::Unix:
+#ifdef _WIN32
+      return false;
+#else
+      return true;
+#endif
+    case Family::Vsock:
+#ifdef __linux__
+      return true;
+#else
+      return false;
+#endif
+    case Family::HyperV:
+#ifdef _WIN32
+      return true;
+#else
+      return false;
+#endif
+  }
+  return false;
+}
+
+int OsFamily(Family family) {
+  switch (family) {
+    case Family::Unix:
+#ifdef _WIN32
+      return -1;
+#else
+      return AF_UNIX;
+#endif
+    case Family::Vsock:
+      return kAfVsock;
+    case Family::HyperV:
+      return kAfHyperV;
+  }
+  return -1;
+}
+
+int OsProtocol(Family family) { return family == Family::HyperV ? kHvProtocolRaw : 0; }
+
+int Encode(const Endpoint& endpoint, OsAddress* out, std::string* why) {
+  std::memset(&out->storage, 0, sizeof(out->storage));
+  out->length = 0;
+  switch (endpoint.family) {
+    case Family::Unix: {
+#ifdef _WIN32
+      (void)why;
+      return UV_EAFNOSUPPORT;
+#else
+      sockaddr_un un{};
+      if (endpoint.path.size() >= sizeof(un.sun_path)) {
+        *why = "a unix socket path holds at most " + std::to_string(sizeof(un.sun_path) - 1) + " bytes";
+        return UV_ENAMETOOLONG;
+      }
+      un.sun_family = AF_UNIX;
+      std::memcpy(un.sun_path, endpoint.path.data(), endpoint.path.size());
+      std::memcpy(&out->storage, &un, sizeof(un));
+      out->length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + endpoint.path.size() + 1);
+      return 0;
+#endif
+    }
+    case Family::Vsock: {
+#ifdef __linux__
+      sockaddr_vm vm{};
+      vm.svm_family = AF_VSOCK;
+      vm.svm_port = endpoint.port;
+      vm.svm_cid = endpoint.cid;
+      std::memcpy(&out->storage, &vm, sizeof(vm));
+      out->length = sizeof(vm);
+      return 0;
+#else
+      return UV_EAFNOSUPPORT;
+#endif
+    }
+    case Family::HyperV: {
+      SockaddrHv hv{};
+      hv.family = static_cast<uint16_t>(kAfHyperV);
+      std::memcpy(hv.vmId, endpoint.vmId, sizeof(hv.vmId));
+      std::memcpy(hv.serviceId, endpoint.serviceId, sizeof(hv.serviceId));
+      std::memcpy(&out->storage, &hv, sizeof(hv));
+      out->length = sizeof(hv);
+      return 0;
+    }
+  }
+  return UV_EINVAL;
+}
+
+Napi::Value Describe(Napi::Env env, const sockaddr_storage& address, socklen_t length) {
+  const size_t size = static_cast<size_t>(length);
+  Napi::Object result = Napi::Object::New(env);
+#ifndef _WIN32
+  if (address.ss_family == AF_UNIX) {
+    const sockaddr_un* un = reinterpret_cast<const sockaddr_un*>(&address);
+    const size_t offset = offsetof(sockaddr_un, sun_path);
+    size_t available = size > offset ? size - offset : 0;
+    if (available > sizeof(un->sun_path)) available = sizeof(un->sun_path);
+    // A pathname ends at its NUL; an abstract name (leading NUL) is all of
+    // the bytes; an unnamed peer has none.
+    size_t pathLength = available;
+    if (available > 0 && un->sun_path[0] != '\0') pathLength = strnlen(un->sun_path, available);
+    result.Set("family", "unix");
+    result.Set("path", Napi::String::New(env, un->sun_path, pathLength));
+    return result;
+  }
+#endif
+#ifdef __linux__
+  if (address.ss_family == AF_VSOCK && size >= sizeof(sockaddr_vm)) {
+    const sockaddr_vm* vm = reinterpret_cast<const sockaddr_vm*>(&address);
+    result.Set("family", "vsock");
+    result.Set("cid", Napi::Number::New(env, vm->svm_cid));
+    result.Set("port", Napi::Number::New(env, vm->svm_port));
+    return result;
+  }
+#endif
+#ifdef _WIN32
+  if (address.ss_family == kAfHyperV && size >= sizeof(SockaddrHv)) {
+    SockaddrHv hv;
+    std::memcpy(&hv, &address, sizeof(hv));
+    result.Set("family", "hyperv");
+    result.Set("vmId", FormatGuid(hv.vmId));
+    result.Set("serviceId", FormatGuid(hv.serviceId));
+    return result;
+  }
+#endif
+  (void)size;
+  return env.Null();
+}
+
+std::string Describe(const Endpoint& endpoint) {
+  switch (endpoint.family) {
+    case Family::Unix:
+      return "unix:" + endpoint.path;
+    case Family::Vsock:
+      return "vsock:" + std::to_string(endpoint.cid) + ":" + std::to_string(endpoint.port);
+    case Family::HyperV:
+      return "hyperv:" + FormatGuid(endpoint.vmId) + "/" + FormatGuid(endpoint.serviceId);
+  }
+  return "?";
+}
+
+}  // namespace gcs

@@ -1,0 +1,295 @@
+#include "sys.h"
+
+#include <climits>
+#include <cstddef>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#endif
+
+namespace gcs {
+namespace sys {
+
+#ifdef _WIN32
+
+namespace {
+
+int LastError() { return uv_translate_sys_error(WSAGetLastError()); }
+
+// Accepted sockets inherit the listener's mode on Windows, but being explicit
+// keeps the rule in one place: non-blocking, never inherited.
+int Prepare(SOCKET s) {
+  u_long nonBlocking = 1;
+  if (ioctlsocket(s, FIONBIO, &nonBlocking) != 0) return LastError();
+  if (!SetHandleInformation(reinterpret_cast<HANDLE>(s), HANDLE_FLAG_INHERIT, 0)) {
+    return uv_translate_sys_error(static_cast<int>(GetLastError()));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int Open(int family, int protocol, Sock* out) {
+  SOCKET s = WSASocketW(family, SOCK_STREAM, protocol, nullptr, 0,
+                        WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+  if (s == INVALID_SOCKET) return LastError();
+  int err = Prepare(s);
+  if (err != 0) {
+    closesocket(s);
+    return err;
+  }
+  *out = s;
+  return 0;
+}
+
+int Bind(Sock s, const sockaddr* addr, socklen_t length) {
+  return bind(s, addr, length) == 0 ? 0 : LastError();
+}
+
+int Listen(Sock s, int backlog) { return listen(s, backlog) == 0 ? 0 : LastError(); }
+
+int Accept(Sock s, Sock* out, sockaddr_storage* peer, socklen_t* length) {
+  *length = sizeof(*peer);
+  SOCKET c = accept(s, reinterpret_cast<sockaddr*>(peer), length);
+  if (c == INVALID_SOCKET) return LastError();
+  int err = Prepare(c);
+  if (err != 0) {
+    closesocket(c);
+    return err;
+  }
+  *out = c;
+  return 0;
+}
+
+int Connect(Sock s, const sockaddr* addr, socklen_t length) {
+  if (connect(s, addr, length) == 0) return 0;
+  int code = WSAGetLastError();
+  if (code == WSAEWOULDBLOCK || code == WSAEINPROGRESS) return kInProgress;
+  return uv_translate_sys_error(code);
+}
+
+int PendingError(Sock s) {
+  int code = 0;
+  int length = sizeof(code);
+  if (getsockopt(s, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&code), &length) != 0) {
+    return LastError();
+  }
+  return code == 0 ? 0 : uv_translate_sys_error(code);
+}
+
+int Recv(Sock s, char* buffer, size_t length, size_t* got) {
+  int chunk = length > static_cast<size_t>(INT_MAX) ? INT_MAX : static_cast<int>(length);
+  int n = recv(s, buffer, chunk, 0);
+  if (n == SOCKET_ERROR) return LastError();
+  *got = static_cast<size_t>(n);
+  return 0;
+}
+
+// uv_buf_t is laid out as WSABUF on Windows (libuv relies on that too).
+static_assert(sizeof(uv_buf_t) == sizeof(WSABUF), "uv_buf_t must match WSABUF");
+static_assert(offsetof(uv_buf_t, base) == offsetof(WSABUF, buf), "uv_buf_t must match WSABUF");
+
+int SendV(Sock s, const uv_buf_t* buffers, size_t count, size_t* sent) {
+  DWORD bytes = 0;
+  WSABUF* wsa = reinterpret_cast<WSABUF*>(const_cast<uv_buf_t*>(buffers));
+  if (WSASend(s, wsa, static_cast<DWORD>(count), &bytes, 0, nullptr, nullptr) != 0) {
+    return LastError();
+  }
+  *sent = bytes;
+  return 0;
+}
+
+size_t MaxSendBuffers() { return 1024; }
+
+int ShutdownSend(Sock s) { return shutdown(s, SD_SEND) == 0 ? 0 : LastError(); }
+
+void Close(Sock s) { closesocket(s); }
+
+int LocalAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
+  *length = sizeof(*out);
+  return getsockname(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
+}
+
+int PeerAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
+  *length = sizeof(*out);
+  return getpeername(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
+}
+
+int PeerUid(Sock, int64_t*) { return UV_ENOTSUP; }
+
+double Number(Sock s) { return static_cast<double>(s); }
+
+#else  // POSIX
+
+namespace {
+
+int LastError() { return uv_translate_sys_error(errno); }
+
+#if !defined(SOCK_NONBLOCK) || !defined(__linux__)
+int Prepare(int fd) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) return LastError();
+  flags = fcntl(fd, F_GETFD);
+  if (flags == -1 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == -1) return LastError();
+#ifdef SO_NOSIGPIPE
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one)) != 0) return LastError();
+#endif
+  return 0;
+}
+#endif
+
+#ifdef MSG_NOSIGNAL
+constexpr int kSendFlags = MSG_NOSIGNAL;
+#else
+constexpr int kSendFlags = 0;
+#endif
+
+}  // namespace
+
+int Open(int family, int protocol, Sock* out) {
+#if defined(SOCK_NONBLOCK) && defined(__linux__)
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  if (fd < 0) return LastError();
+#else
+  int fd = socket(family, SOCK_STREAM, protocol);
+  if (fd < 0) return LastError();
+  int err = Prepare(fd);
+  if (err != 0) {
+    close(fd);
+    return err;
+  }
+#endif
+  *out = fd;
+  return 0;
+}
+
+int Bind(Sock s, const sockaddr* addr, socklen_t length) {
+  return bind(s, addr, length) == 0 ? 0 : LastError();
+}
+
+int Listen(Sock s, int backlog) { return listen(s, backlog) == 0 ? 0 : LastError(); }
+
+int Accept(Sock s, Sock* out, sockaddr_storage* peer, socklen_t* length) {
+  int fd;
+  do {
+    *length = sizeof(*peer);
+#if defined(SOCK_NONBLOCK) && defined(__linux__)
+    fd = accept4(s, reinterpret_cast<sockaddr*>(peer), length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+    fd = accept(s, reinterpret_cast<sockaddr*>(peer), length);
+#endif
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return LastError();
+#if !defined(SOCK_NONBLOCK) || !defined(__linux__)
+  int err = Prepare(fd);
+  if (err != 0) {
+    close(fd);
+    return err;
+  }
+#endif
+  *out = fd;
+  return 0;
+}
+
+int Connect(Sock s, const sockaddr* addr, socklen_t length) {
+  if (connect(s, addr, length) == 0) return 0;
+  // An interrupted non-blocking connect carries on in the background, as one
+  // that is in progress does: both complete through writability.
+  if (errno == EINPROGRESS || errno == EINTR) return kInProgress;
+  return LastError();
+}
+
+int PendingError(Sock s) {
+  int code = 0;
+  socklen_t length = sizeof(code);
+  if (getsockopt(s, SOL_SOCKET, SO_ERROR, &code, &length) != 0) return LastError();
+  return code == 0 ? 0 : uv_translate_sys_error(code);
+}
+
+int Recv(Sock s, char* buffer, size_t length, size_t* got) {
+  ssize_t n;
+  do {
+    n = recv(s, buffer, length, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return LastError();
+  *got = static_cast<size_t>(n);
+  return 0;
+}
+
+// libuv documents uv_buf_t as ABI-compatible with struct iovec on Unix.
+static_assert(sizeof(uv_buf_t) == sizeof(iovec), "uv_buf_t must match iovec");
+static_assert(offsetof(uv_buf_t, base) == offsetof(iovec, iov_base), "uv_buf_t must match iovec");
+static_assert(offsetof(uv_buf_t, len) == offsetof(iovec, iov_len), "uv_buf_t must match iovec");
+
+int SendV(Sock s, const uv_buf_t* buffers, size_t count, size_t* sent) {
+  msghdr message{};
+  message.msg_iov = reinterpret_cast<iovec*>(const_cast<uv_buf_t*>(buffers));
+  message.msg_iovlen = count;
+  ssize_t n;
+  do {
+    n = sendmsg(s, &message, kSendFlags);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return LastError();
+  *sent = static_cast<size_t>(n);
+  return 0;
+}
+
+size_t MaxSendBuffers() {
+#ifdef IOV_MAX
+  return IOV_MAX;
+#else
+  return 1024;
+#endif
+}
+
+int ShutdownSend(Sock s) { return shutdown(s, SHUT_WR) == 0 ? 0 : LastError(); }
+
+void Close(Sock s) {
+  // The descriptor is released even when close() reports EINTR on Linux; a
+  // retry could close a descriptor another thread has just been given.
+  close(s);
+}
+
+int LocalAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
+  *length = sizeof(*out);
+  return getsockname(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
+}
+
+int PeerAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
+  *length = sizeof(*out);
+  return getpeername(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
+}
+
+int PeerUid(Sock s, int64_t* uid) {
+#if defined(SO_PEERCRED) && defined(__linux__)
+  ucred credentials{};
+  socklen_t length = sizeof(credentials);
+  if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return LastError();
+  *uid = static_cast<int64_t>(credentials.uid);
+  return 0;
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__)
+  uid_t effective;
+  gid_t group;
+  if (getpeereid(s, &effective, &group) != 0) return LastError();
+  *uid = static_cast<int64_t>(effective);
+  return 0;
+#else
+  (void)s;
+  (void)uid;
+  return UV_ENOTSUP;
+#endif
+}
+
+double Number(Sock s) { return static_cast<double>(s); }
+
+#endif
+
+}  // namespace sys
+}  // namespace gcs

@@ -1,0 +1,162 @@
+/**
+ * Flow control: a stopped reader is not polled, so the kernel buffers fill,
+ * writes start returning false, the engine's queue stays bounded, and
+ * resuming drains everything, byte for byte.
+ */
+import { createHash, randomFillSync } from "node:crypto"
+import { afterEach, describe, expect, it } from "vitest"
+import type { NativeSocket } from "../lib/index.js"
+import { DefaultHighWaterMark, ReadSize } from "../lib/index.js"
+import { closeAll, nextTurn, readAll, unixPair } from "./support.js"
+
+afterEach(async () => {
+  expect(await closeAll()).toBe(0)
+})
+
+const chunkSize = 64 * 1024
+
+/** Writes `chunks` in order, honouring write()'s false and drain; resolves when all are queued or sent. */
+const writeRespectingDrain = (
+  socket: NativeSocket,
+  chunks: ReadonlyArray<Buffer>,
+  batch = 1
+): Promise<number> =>
+  new Promise((resolve, reject) => {
+    let next = 0
+    let peakQueue = 0
+    const pump = (): void => {
+      while (next < chunks.length) {
+        const group = chunks.slice(next, next + batch)
+        next += group.length
+        const ok = group.length === 1 ? socket.write(group[0]!) : socket.writev(group)
+        peakQueue = Math.max(peakQueue, socket.writeQueueSize)
+        if (!ok) return
+      }
+      resolve(peakQueue)
+    }
+    socket.onDrain(pump)
+    socket.onData((err) => {
+      if (err !== null) reject(err)
+    })
+    pump()
+  })
+
+describe("backpressure", () => {
+  it("a stopped reader makes write() return false with a bounded queue; resuming drains it", async () => {
+    const { client, server } = await unixPair()
+    let serverChunks = 0
+    server.onData(() => serverChunks++)
+    // The server never started reading: it is not polled for reads at all.
+
+    const chunk = Buffer.alloc(chunkSize, 0x5a)
+    let writes = 0
+    while (client.write(chunk)) {
+      writes++
+      if (writes > 10_000) throw new Error("write() never reported backpressure")
+    }
+    writes++
+    const queued = client.writeQueueSize
+    expect(queued).toBeGreaterThan(DefaultHighWaterMark)
+    expect(queued).toBeLessThanOrEqual(DefaultHighWaterMark + chunk.length)
+
+    // Loop turns pass; nothing is read, nothing drains, nothing grows.
+    let drained = false
+    client.onDrain(() => (drained = true))
+    for (let turn = 0; turn < 10; turn++) await nextTurn()
+    expect(serverChunks).toBe(0)
+    expect(drained).toBe(false)
+    expect(client.writeQueueSize).toBe(queued)
+
+    const received = readAll(server)
+    while (!drained) await nextTurn()
+    expect(client.writeQueueSize).toBe(0)
+    client.shutdown(() => {})
+    const all = await received
+    expect(all.length).toBe(writes * chunk.length)
+    expect(all.every((byte) => byte === 0x5a)).toBe(true)
+  })
+
+  it("copies queued bytes, so the caller may reuse or detach its buffer at once", async () => {
+    const { client, server } = await unixPair()
+    const filler = Buffer.alloc(chunkSize, 0)
+    let total = 0
+    while (client.write(filler)) total += filler.length
+    total += filler.length
+
+    // This chunk certainly lands in the engine's queue; then its memory is
+    // overwritten and its ArrayBuffer detached.
+    const marker = new Uint8Array(new ArrayBuffer(4096))
+    marker.fill(0xab)
+    client.write(marker.subarray(1024, 3072))
+    marker.fill(0xcd)
+    structuredClone(marker.buffer, { transfer: [marker.buffer] })
+    expect(marker.byteLength).toBe(0)
+
+    const received = readAll(server)
+    client.shutdown(() => {})
+    const all = await received
+    expect(all.length).toBe(total + 2048)
+    expect(all.subarray(total).every((byte) => byte === 0xab)).toBe(true)
+  })
+
+  it("moves 64 MiB intact through a reader that keeps pausing, with write and writev", async () => {
+    const { client, server } = await unixPair()
+    const size = 64 * 1024 * 1024
+    const source = randomFillSync(Buffer.allocUnsafe(size))
+    const expected = createHash("sha256").update(source).digest("hex")
+    const chunks: Array<Buffer> = []
+    // Uneven chunk sizes, so reads and writes never line up.
+    for (let at = 0, step = 0; at < size; step++) {
+      const length = Math.min(size - at, 1000 + ((step * 7919) % (3 * chunkSize)))
+      chunks.push(source.subarray(at, at + length))
+      at += length
+    }
+
+    const hash = createHash("sha256")
+    let bytes = 0
+    let largestChunk = 0
+    let reads = 0
+    const done = new Promise<void>((resolve, reject) => {
+      server.onData((err, chunk) => {
+        if (err !== null) return reject(err)
+        if (chunk === null) return resolve()
+        hash.update(chunk)
+        bytes += chunk.length
+        largestChunk = Math.max(largestChunk, chunk.length)
+        // Every so often the consumer is "slow": stop, resume a turn later.
+        if (++reads % 16 === 0) {
+          server.readStop()
+          setImmediate(() => server.readStart())
+        }
+      })
+      server.readStart()
+    })
+
+    const half = Math.floor(chunks.length / 2)
+    const peakSingle = await writeRespectingDrain(client, chunks.slice(0, half))
+    const peakBatch = await writeRespectingDrain(client, chunks.slice(half), 4)
+    client.shutdown(() => {})
+    await done
+
+    expect(bytes).toBe(size)
+    expect(hash.digest("hex")).toBe(expected)
+    expect(largestChunk).toBeLessThanOrEqual(ReadSize)
+    // The queue never held much more than the high-water mark plus one write.
+    expect(peakSingle).toBeLessThanOrEqual(DefaultHighWaterMark + 3 * chunkSize)
+    expect(peakBatch).toBeLessThanOrEqual(DefaultHighWaterMark + 4 * 3 * chunkSize)
+  })
+
+  it("honours a changed high-water mark", async () => {
+    const { client, server } = await unixPair()
+    client.highWaterMark = 1024 * 1024
+    const chunk = Buffer.alloc(chunkSize, 3)
+    let writes = 0
+    while (client.write(chunk)) writes++
+    writes++
+    expect(client.writeQueueSize).toBeGreaterThan(1024 * 1024)
+    expect(client.writeQueueSize).toBeLessThanOrEqual(1024 * 1024 + chunkSize)
+    const received = readAll(server)
+    client.shutdown(() => {})
+    expect((await received).length).toBe(writes * chunkSize)
+  })
+})
