@@ -7,13 +7,11 @@
 import type { Duration, Scope } from "effect"
 import { Context, Effect, Layer } from "effect"
 import type { Address } from "./Address.js"
-import { formatAddress } from "./Address.js"
 import type { Connection } from "./Connection.js"
 import type { Listener } from "./Listener.js"
 import type { TransportError } from "./TransportError.js"
-import { transportError } from "./internal/errors.js"
 import { MemoryNetwork } from "./internal/memory.js"
-import { connectNode, listenNode } from "./internal/node.js"
+import { loadNative, memoryService, nativeService, nodeService } from "./internal/service.js"
 
 /**
  * Options of `Transport.listen`.
@@ -55,114 +53,6 @@ export interface TransportService {
   ) => Effect.Effect<Connection, TransportError, Scope.Scope>
 }
 
-const invalidPort = (phase: "Listen" | "Connect", address: Address, port: number) =>
-  Number.isInteger(port) && port >= 0 && port <= 0xffffffff
-    ? undefined
-    : transportError(
-        phase,
-        { address: formatAddress(address) },
-        `port ${port} is not an unsigned 32-bit integer`,
-        {
-          code: "EINVAL",
-          syscall: phase === "Listen" ? "bind" : "connect",
-          message: "invalid port"
-        }
-      )
-
-const unsupported = (
-  phase: "Listen" | "Connect",
-  address: Address,
-  port: number,
-  layer: string,
-  hint: string
-) =>
-  Effect.fail(
-    transportError(
-      phase,
-      { address: formatAddress(address), port },
-      `${layer} cannot reach ${formatAddress(address)}: ${hint}`,
-      {
-        code: "EAFNOSUPPORT",
-        syscall: phase === "Listen" ? "socket" : "connect",
-        message: "address family not supported"
-      }
-    )
-  )
-
-/** Wraps per-family handlers with the checks every layer shares. */
-const makeService = (handlers: TransportService): TransportService => ({
-  listen: (address, port, options) => {
-    const bad = invalidPort("Listen", address, port)
-    return bad === undefined ? handlers.listen(address, port, options) : Effect.fail(bad)
-  },
-  connect: (address, port, options) => {
-    const bad = invalidPort("Connect", address, port)
-    return bad === undefined ? handlers.connect(address, port, options) : Effect.fail(bad)
-  }
-})
-
-const memoryService = (network: MemoryNetwork): TransportService =>
-  makeService({
-    listen: (address, port, options) =>
-      address._tag === "MemoryAddress"
-        ? network.listen(address, port, options?.backlog)
-        : unsupported(
-            "Listen",
-            address,
-            port,
-            "Transport.layerMemory",
-            "it carries memory:// addresses only"
-          ),
-    connect: (address, port) =>
-      address._tag === "MemoryAddress"
-        ? network.connect(address, port)
-        : unsupported(
-            "Connect",
-            address,
-            port,
-            "Transport.layerMemory",
-            "it carries memory:// addresses only"
-          )
-  })
-
-const nodeService = (network: MemoryNetwork): TransportService =>
-  makeService({
-    listen: (address, port, options) => {
-      switch (address._tag) {
-        case "MemoryAddress":
-          return network.listen(address, port, options?.backlog)
-        case "UnixAddress":
-        case "HybridAddress":
-          return listenNode(address, port, options?.backlog)
-        default:
-          return unsupported(
-            "Listen",
-            address,
-            port,
-            "Transport.layerNode",
-            "Node's net has no AF_VSOCK / AF_HYPERV; use Transport.layer"
-          )
-      }
-    },
-    connect: (address, port, options) => {
-      switch (address._tag) {
-        case "MemoryAddress":
-          return network.connect(address, port)
-        case "UnixAddress":
-        case "HybridAddress":
-          return connectNode(address, port, options?.timeout)
-        default:
-          return unsupported(
-            "Connect",
-            address,
-            port,
-            "Transport.layerNode",
-            "Node's net has no AF_VSOCK / AF_HYPERV; use Transport.layer"
-          )
-      }
-    }
-  })
-
 /**
  * The Transport service tag, with one layer per engine. Every layer instance
  * owns its own in-memory network for `memory://` addresses: a host and a guest
@@ -177,6 +67,17 @@ export class Transport extends Context.Tag("@gcs-bridge/transport/Transport")<Tr
    */
   static readonly layerMemory: Layer.Layer<Transport> = Layer.sync(Transport, () =>
     memoryService(new MemoryNetwork())
+  )
+
+  /**
+   * The production layer: vsock (Linux), hvsock (Windows), unix and hybrid
+   * through the native engine of `@gcs-bridge/native`, plus `memory://`.
+   * When the addon cannot be loaded the layer still builds; its operations
+   * then fail with `EAFNOSUPPORT` naming the load error.
+   */
+  static readonly layer: Layer.Layer<Transport> = Layer.effect(
+    Transport,
+    Effect.map(loadNative, (native) => nativeService(new MemoryNetwork(), native))
   )
 
   /** `unix://` and `hybrid://` through Node's `net`, plus `memory://`. */

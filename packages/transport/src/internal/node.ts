@@ -85,7 +85,8 @@ export const fromNetSocket = (socket: net.Socket): RawSocket => {
       let ok = true
       for (const chunk of chunks) ok = socket.write(chunk)
       socket.uncork()
-      return ok && socket.writableLength < socket.writableHighWaterMark
+      // Node arms 'drain' exactly when a write returns false, so its answer is the one to pass on.
+      return ok
     },
     shutdown: (cb) => {
       if (socket.destroyed) return cb({ code: "EPIPE", syscall: "shutdown", message: "socket is closed" })

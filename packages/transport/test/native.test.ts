@@ -1,0 +1,201 @@
+/**
+ * The production layer (`Transport.layer`, the native engine): the same
+ * conformance, hybrid, socket-file and slow-consumer checks as for Node's
+ * `net` on AF_UNIX, the Unix peer-credential check, and vsock up to listen and
+ * accept-timeout only — there is no vsock loopback here, and nothing in this
+ * file ever connects an AF_VSOCK socket.
+ */
+import { describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
+import { spawn } from "node:child_process"
+import { setImmediate } from "node:timers"
+import { chmodSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { expect } from "vitest"
+import * as native from "@gcs-bridge/native"
+import { HvsockAddress, Transport, UnixAddress, VsockAddress, HybridAddress } from "../src/index.js"
+import { MemoryNetwork } from "../src/internal/memory.js"
+import { loadNative, nativeService } from "../src/internal/service.js"
+import {
+  adjustOnceSleeping,
+  conformance,
+  hybridSuite,
+  readAll,
+  socketFileSuite,
+  tempDir,
+  transportFailure
+} from "./helpers.js"
+import { slowConsumer } from "./slowConsumer.js"
+
+conformance(
+  "Transport.layer unix://",
+  Transport.layer,
+  () => {
+    const address = new UnixAddress({ path: join(tempDir(), "vm.sock") })
+    return { listen: address, connect: address }
+  },
+  "unix"
+)
+
+conformance(
+  "Transport.layer hybrid://",
+  Transport.layer,
+  () => {
+    const path = join(tempDir(), "fc.sock")
+    return { listen: new HybridAddress({ path }), connect: new UnixAddress({ path }) }
+  },
+  "unix"
+)
+
+hybridSuite("Transport.layer", Transport.layer)
+socketFileSuite("Transport.layer", Transport.layer)
+slowConsumer("Transport.layer unix", Transport.layer, () => new UnixAddress({ path: join(tempDir(), "s") }))
+
+const uid = process.getuid?.() ?? 0
+
+describe("Transport.layer Unix peer credentials", () => {
+  it.scoped("reports the peer's uid", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const address = new UnixAddress({ path: join(tempDir(), "vm.sock") })
+      const listener = yield* transport.listen(address, 1)
+      yield* transport.connect(address, 1)
+      const server = yield* listener.accept()
+      expect(server.peer).toEqual({ family: "unix", port: 1, uid })
+    }).pipe(Effect.provide(Transport.layer))
+  )
+
+  it.scoped("refuses a peer of another uid (not root): logged, closed, never accepted", () =>
+    Effect.gen(function* () {
+      const logs: Array<string> = []
+      const logger = Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ message }) => void logs.push(String(message)))
+      )
+      const path = join(tempDir(), "vm.sock")
+      const file = `${path}_1`
+      const stranger = 65534
+      // As root, a real process of another uid dials (the test opens the 0700/0600
+      // files for it). Otherwise our own connection is the stranger: the listener is
+      // told to expect a uid that is not ours.
+      const expectUid = uid === 0 ? 0 : uid + 1
+      const layer = Layer.effect(
+        Transport,
+        Effect.map(loadNative, (module) => nativeService(new MemoryNetwork(), module, { uid: expectUid }))
+      )
+      yield* Effect.gen(function* () {
+        const transport = yield* Transport
+        const listener = yield* transport.listen(new UnixAddress({ path }), 1)
+        if (uid === 0) {
+          chmodSync(dirname(file), 0o711)
+          chmodSync(file, 0o666)
+          const exitCode = yield* Effect.async<number | null>((resume) => {
+            const child = spawn(
+              process.execPath,
+              [
+                "-e",
+                `const s = require("net").createConnection(${JSON.stringify(file)});
+                 s.on("error", () => process.exit(2)); s.on("close", () => process.exit(0)); s.resume()`
+              ],
+              { uid: stranger, gid: stranger, stdio: "ignore" }
+            )
+            child.on("exit", (code) => resume(Effect.succeed(code)))
+          })
+          // The stranger connected and was hung up on.
+          expect(exitCode).toBe(0)
+        } else {
+          const client = yield* transport.connect(new UnixAddress({ path }), 1)
+          expect((yield* readAll(client)).length).toBe(0)
+        }
+        const waiting = yield* Effect.fork(Effect.scoped(listener.accept({ timeout: "1 second" })))
+        yield* adjustOnceSleeping("1 second")
+        expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("AcceptTimeout")
+      }).pipe(Effect.provide(Layer.merge(layer, logger)))
+      yield* Effect.yieldNow()
+      expect(
+        logs.some((line) => line.includes(`Unix peer uid ${uid === 0 ? stranger : uid} is neither`))
+      ).toBe(true)
+    })
+  )
+})
+
+describe("Transport.layer vsock and hvsock (listen side only)", () => {
+  const vsock = native.supports("vsock")
+
+  it.scoped(
+    "vsock: listens on CID any and honours the accept deadline, or reports a missing vsock transport",
+    () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const port = 0x7000_0000 + (process.pid % 0x1000)
+        for (const address of [new VsockAddress({ cid: "any" }), new VsockAddress({ cid: 3 })]) {
+          if (vsock) {
+            const scope = yield* Scope.make()
+            const listener = yield* transport.listen(address, port).pipe(Scope.extend(scope))
+            expect(listener.description).toBe(`vsock://${address.cid} port ${port}`)
+            const waiting = yield* Effect.fork(Effect.scoped(listener.accept({ timeout: "50 millis" })))
+            yield* adjustOnceSleeping("50 millis")
+            expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("AcceptTimeout")
+            // Closing mid-accept fails the accept.
+            const pending = yield* Effect.fork(Effect.scoped(listener.accept()))
+            yield* Effect.yieldNow()
+            yield* Scope.close(scope, Exit.void)
+            expect((yield* transportFailure(Fiber.join(pending))).reason).toBe("Closed")
+          } else {
+            const error = yield* transportFailure(transport.listen(address, port))
+            expect(error.reason).toBe("Listen")
+            expect(error.code).toBe("EAFNOSUPPORT")
+          }
+        }
+      }).pipe(Effect.provide(Transport.layer))
+  )
+
+  it.scoped("vsock://any cannot be dialled (refused before any socket is made)", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const error = yield* transportFailure(transport.connect(new VsockAddress({ cid: "any" }), 1))
+      expect(error.reason).toBe("Connect")
+      expect(error.code).toBe("EINVAL")
+    }).pipe(Effect.provide(Transport.layer))
+  )
+
+  it.scoped("hvsock is refused with EAFNOSUPPORT where the platform has no AF_HYPERV", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const address = new HvsockAddress({ vmId: "6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1" })
+      expect(native.supports("hyperv")).toBe(process.platform === "win32")
+      if (process.platform !== "win32") {
+        expect((yield* transportFailure(transport.listen(address, 1))).code).toBe("EAFNOSUPPORT")
+        expect((yield* transportFailure(transport.connect(address, 1))).code).toBe("EAFNOSUPPORT")
+      }
+    }).pipe(Effect.provide(Transport.layer))
+  )
+})
+
+describe("Transport.layer releases what it opened", () => {
+  it.effect("no engine handle outlives the scopes of a listener, an accepted and a dialled connection", () =>
+    Effect.gen(function* () {
+      // A closed handle leaves the count in the loop's close phase, which follows the
+      // check phase of setImmediate: two turns of the loop are enough.
+      const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      const settle = Effect.zipRight(turn, turn)
+      yield* settle
+      const before = native.openHandles()
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const transport = yield* Transport
+          const address = new UnixAddress({ path: join(tempDir(), "vm.sock") })
+          const listener = yield* transport.listen(address, 1)
+          const client = yield* transport.connect(address, 1)
+          const server = yield* listener.accept()
+          yield* client.write(Buffer.from("x"))
+          yield* client.endWrite
+          expect((yield* readAll(server)).toString()).toBe("x")
+          expect(native.openHandles()).toBeGreaterThanOrEqual(before + 3)
+        })
+      ).pipe(Effect.provide(Transport.layer))
+      yield* settle
+      expect(native.openHandles()).toBe(before)
+    })
+  )
+})
