@@ -268,7 +268,8 @@ export const make = (
       body: RpcRequest<N>
     ): Effect.Effect<Call<N>, BridgeClosed | ProtocolError> =>
       Effect.suspend((): Effect.Effect<Call<N>, BridgeClosed | ProtocolError> => {
-        if (dead !== undefined) return Effect.fail(dead)
+        // Exit.fail keeps the one BridgeClosed value: Effect.fail would wrap it per span.
+        if (dead !== undefined) return Exit.fail(dead)
         const id = nextId++
         const encoded = encodeRequest(proc, id, body)
         if (Either.isLeft(encoded)) return Effect.fail(encoded.left)

@@ -136,7 +136,7 @@ export const fromConnection = (
       Effect.timeoutOption(connectTimeout),
       Effect.flatMap(
         Option.match({
-          onNone: () => Effect.flatMap(bridge.kill("Unresponsive"), Effect.fail),
+          onNone: () => Effect.flatMap(bridge.kill("Unresponsive"), Exit.fail),
           onSome: Effect.succeed
         })
       ),
