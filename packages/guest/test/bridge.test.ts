@@ -1,0 +1,166 @@
+import { describe, expect, it } from "@effect/vitest"
+import {
+  ContainerCreate,
+  HResult,
+  NegotiateProtocolRequest,
+  Proc,
+  RequestBase,
+  requestType,
+  responseType,
+  UpdateContainerRequest,
+  UvmConfig
+} from "@gcs-bridge/protocol"
+import { Transport } from "@gcs-bridge/transport"
+import { Effect } from "effect"
+import { setup } from "./host.js"
+
+const Null = "00000000-0000-0000-0000-000000000000"
+
+// Genuine Linux GCS responses, from the Go wire vectors.
+const vectors = {
+  negotiate:
+    '{"Result":0,"ActivityId":"00000000-0000-0000-0000-000000000000","Version":4,"Capabilities":{"SupportedSchemaVersions":[{"Major":2,"Minor":1}],"RuntimeOsType":"Linux","GuestDefinedCapabilities":{"NamespaceAddRequestSupported":true,"SignalProcessSupported":true,"DumpStacksSupported":true,"DeleteContainerStateSupported":true}}}',
+  unsupportedVersion:
+    '{"Result":-1070137076,"ActivityId":"00000000-0000-0000-0000-000000000000","ErrorMessage":"HRESULT: 0xc037010c","ErrorRecords":[{"Result":-1070137076,"Message":"HRESULT: 0xc037010c","ModuleName":"gcs","FileName":"","Line":4294967295}]}',
+  notNegotiated: "HRESULT 0x80004001: bridge: function not supported, header type: ComputeSystemDumpStacksV1",
+  secondNegotiate:
+    "HRESULT 0x80004001: bridge: function not supported, header type: ComputeSystemNegotiateProtocolV1",
+  updateContainer: "HRESULT 0x80004001: bridge: function not supported, header type: 269487617",
+  uvmCreate: "HRESULT 0xc037010d: invalid schema version: {0 0}"
+}
+
+const uvm = (_name: "DumpStacks" | "Start") => new RequestBase({ ContainerId: Null })
+
+describe("negotiation", () => {
+  it.scoped("answers v4 with the Linux capabilities, byte for byte", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      const reply = yield* host.negotiate()
+      expect(reply.frame.type).toBe(responseType(Proc.NegotiateProtocol))
+      expect(reply.frame.id).toBe(0)
+      expect(reply.json).toBe(vectors.negotiate)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("refuses every request before negotiation with E_NOTIMPL", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      const early = yield* host.call("DumpStacks", uvm("DumpStacks"))
+      expect(early.result).toBe(HResult.NotImplemented)
+      expect(early.message).toBe(vectors.notNegotiated)
+      expect(early.base.ErrorRecords).toHaveLength(1)
+      expect(early.base.ErrorRecords[0]!.ModuleName).toBe("gcs")
+      expect(early.base.ErrorRecords[0]!.Line).toBe(4294967295)
+      // Still un-negotiated: negotiation then works, and the request is served.
+      expect((yield* host.negotiate()).result).toBe(0)
+      const stacks = yield* host.ok("DumpStacks", uvm("DumpStacks"))
+      expect(stacks.GuestStacks).toContain("gcs-bridge guest")
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("refuses a range without 4 with 0xC037010C, byte for byte", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      const refused = yield* host.call(
+        "NegotiateProtocol",
+        new NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 5, MaximumVersion: 9 })
+      )
+      expect(refused.json).toBe(vectors.unsupportedVersion)
+      const tooOld = yield* host.call(
+        "NegotiateProtocol",
+        new NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 1, MaximumVersion: 3 })
+      )
+      expect(tooOld.result).toBe(HResult.UnsupportedProtocolVersion)
+      // A refused negotiation leaves the connection un-negotiated.
+      expect((yield* host.call("Start", uvm("Start"))).result).toBe(HResult.NotImplemented)
+      expect((yield* host.negotiate()).result).toBe(0)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("answers a second NegotiateProtocol with E_NOTIMPL", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const again = yield* host.negotiate()
+      expect(again.result).toBe(HResult.NotImplemented)
+      expect(again.message).toBe(vectors.secondNegotiate)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
+
+describe("requests the Linux GCS does not serve", () => {
+  it.scoped(
+    "UpdateContainer, LifecycleNotification, ModifyServiceSettings and unknown types get E_NOTIMPL",
+    () =>
+      Effect.gen(function* () {
+        const { host } = yield* setup()
+        yield* host.negotiate()
+        const update = yield* host.call("UpdateContainer", new UpdateContainerRequest({ ContainerId: "c1" }))
+        expect(update.message).toBe(vectors.updateContainer)
+        expect(update.frame.type).toBe(responseType(Proc.UpdateContainer))
+        const lifecycle = yield* host.call("LifecycleNotification", new RequestBase({ ContainerId: Null }))
+        expect(lifecycle.message).toBe(
+          `HRESULT 0x80004001: bridge: function not supported, header type: ${requestType(Proc.LifecycleNotification)}`
+        )
+        const unknownType = 0x10100f02
+        const id = yield* host.sendRaw(unknownType, `{"ContainerId":"${Null}","ActivityId":"${Null}"}`)
+        const unknown = host.reply("Start", yield* host.response(id))
+        expect(unknown.frame.type).toBe(0x20100f02)
+        expect(unknown.result).toBe(HResult.NotImplemented)
+        expect(unknown.message).toBe(
+          `HRESULT 0x80004001: bridge: function not supported, header type: ${unknownType}`
+        )
+        // A response-class frame from the host is answered, like the Linux GCS's mux does.
+        const strange = yield* host.sendRaw(0x20100201, `{"Result":0}`)
+        expect(host.reply("Start", yield* host.response(strange)).message).toBe(
+          "HRESULT 0x80004001: bridge: function not supported, header type: ComputeSystemResponseStartV1"
+        )
+      }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("invalid JSON gets 0xC037010D and the connection goes on", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const id = yield* host.sendRaw(requestType(Proc.Start), "{not json")
+      const bad = host.reply("Start", yield* host.response(id))
+      expect(bad.result).toBe(HResult.InvalidJson)
+      expect(bad.message).toContain("HRESULT 0xc037010d")
+      // A field of the wrong type is invalid JSON for the Go decoder too.
+      const typed = yield* host.sendRaw(
+        requestType(Proc.WaitForProcess),
+        `{"ContainerId":"${Null}","ProcessId":"seven"}`
+      )
+      expect(host.reply("WaitForProcess", yield* host.response(typed)).result).toBe(HResult.InvalidJson)
+      expect((yield* host.call("Start", uvm("Start"))).result).toBe(HResult.SystemNotFound)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("a Create with the UVM config document fails on its schema version like the Linux GCS", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const reply = yield* host.call(
+        "Create",
+        new ContainerCreate({
+          ContainerId: Null,
+          ContainerConfig: new UvmConfig({ SystemType: "Container", TimeZoneInformation: null })
+        })
+      )
+      expect(reply.result).toBe(HResult.InvalidJson)
+      expect(reply.message).toBe(vectors.uvmCreate)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("DumpStacks reports the guest's state as text", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const reply = yield* host.ok("DumpStacks", uvm("DumpStacks"))
+      expect(reply.GuestStacks).toMatch(/negotiated v4/)
+      expect(reply.GuestStacks).toMatch(/requests in flight: 1/)
+      expect(reply.GuestStacks).toMatch(/containers: 0/)
+      expect(reply.GuestStacks).toMatch(/node handles:/)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})

@@ -1,0 +1,359 @@
+import { mkdtempSync, realpathSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import {
+  ContainerCreate,
+  ContainerGetProperties,
+  ContainerModifySettings,
+  ContainerResizeConsole,
+  ContainerSignalProcess,
+  ContainerWaitForProcess,
+  HResult,
+  InfiniteTimeout,
+  LinuxHostedSystem,
+  ModificationRequest,
+  PropertyQuery,
+  RequestBase,
+  SchemaVersion,
+  SignalProcessOptionsLinux
+} from "@gcs-bridge/protocol"
+import { Transport } from "@gcs-bridge/transport"
+import { Effect, Option } from "effect"
+import { findPython } from "../src/internal/ptyHelper.js"
+import type { Host } from "./host.js"
+import { readText, setup, writeText } from "./host.js"
+
+const Null = "00000000-0000-0000-0000-000000000000"
+const PATH = `PATH=${process.env["PATH"] ?? "/usr/bin:/bin"}`
+const systemNotFound =
+  '{"Result":-1070137074,"ActivityId":"00000000-0000-0000-0000-000000000000","ErrorMessage":"HRESULT: 0xc037010e","ErrorRecords":[{"Result":-1070137074,"Message":"HRESULT: 0xc037010e","ModuleName":"gcs","FileName":"","Line":4294967295}]}'
+
+const base = (containerId: string) => new RequestBase({ ContainerId: containerId })
+
+const exitCode = (host: Host, containerId: string, pid: number) =>
+  host
+    .call(
+      "WaitForProcess",
+      new ContainerWaitForProcess({ ContainerId: containerId, ProcessId: pid, TimeoutInMs: InfiniteTimeout })
+    )
+    .pipe(Effect.map((r) => Option.getOrThrowWith(r.body, () => new Error(r.json)).ExitCode))
+
+const signal = (host: Host, containerId: string, pid: number, signo?: number) =>
+  host.call(
+    "SignalProcess",
+    new ContainerSignalProcess({
+      ContainerId: containerId,
+      ProcessId: pid,
+      ...(signo === undefined ? {} : { Options: new SignalProcessOptionsLinux({ Signal: signo }) })
+    })
+  )
+
+const stacks = (host: Host) => host.ok("DumpStacks", base(Null)).pipe(Effect.map((r) => r.GuestStacks))
+
+/** Polls DumpStacks until `pid` reached one of `states`, yielding to the event loop in between. */
+const untilState = (host: Host, pid: number, states: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    for (;;) {
+      const text: string = yield* stacks(host)
+      const line = text.split("\n").find((l) => l.includes(`pid ${pid} `)) ?? ""
+      const state = states.find((s) => line.includes(s))
+      if (state !== undefined) return state
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+    }
+  })
+
+const modify = (
+  host: Host,
+  containerId: string,
+  request: ConstructorParameters<typeof ModificationRequest>[0]
+) =>
+  host.call(
+    "ModifySettings",
+    new ContainerModifySettings({ ContainerId: containerId, Request: new ModificationRequest(request) })
+  )
+
+describe("containers", () => {
+  it.scoped("create, start, init and exec with stdio, exit codes, the exit notification, delete", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const dir = realpathSync(mkdtempSync(join(tmpdir(), "guest-container-")))
+      const id = "c7f4d9b2a1e34f5b8c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
+      const created = yield* host.create(id, {
+        args: ["/bin/sh", "-c", 'echo "init in $(pwd) with $FOO"; read line; echo "got:$line"; exit 5'],
+        env: [PATH, "FOO=bar"],
+        cwd: dir
+      })
+      expect(created.json).toBe(
+        '{"Result":0,"ActivityId":"00000000-0000-0000-0000-000000000000","SelectedProtocolVersion":0}'
+      )
+      expect((yield* host.create(id, { args: ["true"] })).result).toBe(HResult.SystemAlreadyExists)
+      expect((yield* host.call("Start", base(id))).json).toBe(
+        '{"Result":0,"ActivityId":"00000000-0000-0000-0000-000000000000"}'
+      )
+
+      const init = yield* host.exec(id, {}, { stdin: true, stdout: true })
+      expect(init.reply.result).toBe(0)
+      const properties = yield* host.ok(
+        "GetProperties",
+        new ContainerGetProperties({
+          ContainerId: id,
+          Query: new PropertyQuery({ PropertyTypes: ["ProcessList"] })
+        })
+      )
+      const listed = (properties.Properties as { ProcessList: Array<{ ProcessId: number }> }).ProcessList
+      expect(listed.map((p) => p.ProcessId)).toContain(init.pid)
+
+      // An exec'd cat echoes its stdin; its relay waits for the host to close stdout (§14.4a).
+      const cat = yield* host.exec(
+        id,
+        { OciProcess: { args: ["cat"], env: [PATH], cwd: "/" } },
+        { stdin: true, stdout: true, stderr: true }
+      )
+      expect(cat.reply.result).toBe(0)
+      yield* writeText(Option.getOrThrow(cat.stdin), "through the container\n")
+      expect(yield* readText(Option.getOrThrow(cat.stdout))).toBe("through the container\n")
+      expect(yield* readText(Option.getOrThrow(cat.stderr))).toBe("")
+      expect(yield* untilState(host, cat.pid, ["relaying output", "exited with"])).toBe("relaying output")
+      yield* Option.getOrThrow(cat.stdout).close
+      yield* Option.getOrThrow(cat.stderr).close
+      expect(yield* exitCode(host, id, cat.pid)).toBe(0)
+      expect((yield* signal(host, id, cat.pid)).result).toBe(HResult.NotFound)
+
+      yield* writeText(Option.getOrThrow(init.stdin), "x\n")
+      expect(yield* readText(Option.getOrThrow(init.stdout))).toBe(`init in ${dir} with bar\ngot:x\n`)
+      yield* Option.getOrThrow(init.stdout).close
+      expect(yield* exitCode(host, id, init.pid)).toBe(5)
+      const notification = yield* host.notification()
+      expect(notification.ContainerId).toBe(id)
+      expect(notification.Type).toBe("UnexpectedExit")
+      expect(notification.Operation).toBe("None")
+      // The init record stays for the container's lifetime.
+      expect(yield* exitCode(host, id, init.pid)).toBe(5)
+      expect((yield* host.exec(id, { OciProcess: { args: ["true"] } }, {})).reply.result).toBe(
+        HResult.SystemAlreadyStopped
+      )
+
+      expect((yield* host.call("DeleteContainerState", base(id))).result).toBe(0)
+      expect((yield* host.call("DeleteContainerState", base(id))).json).toBe(systemNotFound)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("ShutdownGraceful sends SIGTERM to init and the notification says GracefulExit", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      yield* host.create("graceful", { args: ["cat"], env: [PATH] })
+      const init = yield* host.exec("graceful", {}, { stdin: true })
+      expect((yield* host.call("ShutdownGraceful", base("graceful"))).result).toBe(0)
+      expect(yield* exitCode(host, "graceful", init.pid)).toBe(128 + 15)
+      const notification = yield* host.notification()
+      expect(notification.Type).toBe("GracefulExit")
+      expect((yield* host.call("ShutdownGraceful", base("graceful"))).result).toBe(
+        HResult.SystemAlreadyStopped
+      )
+      expect((yield* host.call("ShutdownForced", base("nobody"))).json).toBe(systemNotFound)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped(
+    "signals: absent means SIGKILL, SIGKILL to init means ForcedExit, the end of init ends the container",
+    () =>
+      Effect.gen(function* () {
+        const { host } = yield* setup()
+        yield* host.negotiate()
+        yield* host.create("sig", { args: ["cat"], env: [PATH] })
+        const init = yield* host.exec("sig", {}, { stdin: true })
+        const first = yield* host.exec("sig", { OciProcess: { args: ["cat"], env: [PATH] } }, { stdin: true })
+        const second = yield* host.exec(
+          "sig",
+          { OciProcess: { args: ["cat"], env: [PATH] } },
+          { stdin: true }
+        )
+        expect((yield* signal(host, "sig", first.pid)).result).toBe(0)
+        expect(yield* exitCode(host, "sig", first.pid)).toBe(128 + 9)
+        expect((yield* signal(host, "sig", 424242)).result).toBe(HResult.NotFound)
+        expect((yield* signal(host, "sig", init.pid, 9)).result).toBe(0)
+        expect(yield* exitCode(host, "sig", init.pid)).toBe(128 + 9)
+        // The second exec'd cat never saw EOF: it went with its container's init.
+        expect(yield* exitCode(host, "sig", second.pid)).toBe(128 + 9)
+        expect((yield* host.notification()).Type).toBe("ForcedExit")
+      }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("refuses what the Linux GCS refuses around Create and ExecuteProcess", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const old = yield* host.call(
+        "Create",
+        new ContainerCreate({
+          ContainerId: "old",
+          ContainerConfig: new LinuxHostedSystem({
+            SchemaVersion: new SchemaVersion({ Major: 2, Minor: 0 }),
+            OciBundlePath: "",
+            OciSpecification: { process: { args: ["true"] } },
+            ScratchDirPath: ""
+          })
+        })
+      )
+      expect(old.result).toBe(HResult.InvalidJson)
+      expect(old.message).toBe("HRESULT 0xc037010d: invalid schema version: {2 0}")
+      expect((yield* host.create("noargs", {})).result).toBe(HResult.Fail)
+      expect((yield* host.create("badargs", { args: "true" })).result).toBe(HResult.InvalidJson)
+
+      expect((yield* host.exec("unknown", {}, {})).reply.json).toBe(systemNotFound)
+      yield* host.create("c", { args: ["cat"], env: [PATH] })
+      const early = yield* host.exec("c", { OciProcess: { args: ["true"] } }, {})
+      expect(early.reply.result).toBe(HResult.GuestInvalidState)
+      const init = yield* host.exec("c", {}, { stdin: true })
+      expect((yield* host.exec("c", {}, {})).reply.result).toBe(HResult.Fail)
+      const badOci = yield* host.exec("c", { OciProcess: { args: [1, 2] } }, {})
+      expect(badOci.reply.result).toBe(HResult.InvalidJson)
+      yield* writeText(Option.getOrThrow(init.stdin), "")
+      expect(yield* exitCode(host, "c", init.pid)).toBe(0)
+      expect((yield* host.notification()).ContainerId).toBe("c")
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("GetProperties: ProcessList with descendants, Statistics, refused against the UVM", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const query = (containerId: string, types: Array<string>) =>
+        host.call(
+          "GetProperties",
+          new ContainerGetProperties({
+            ContainerId: containerId,
+            Query: new PropertyQuery({ PropertyTypes: types })
+          })
+        )
+      const uvm = yield* query(Null, ["ProcessList"])
+      expect(uvm.result).toBe(HResult.Fail)
+      expect(uvm.message).toBe("getPropertiesV2 is not supported against the UVM")
+      expect((yield* query("nobody", ["ProcessList"])).json).toBe(systemNotFound)
+
+      yield* host.create("props", { args: ["sh", "-c", "sleep 1000 & echo started; wait"], env: [PATH] })
+      const empty = yield* query("props", ["ProcessList"])
+      expect(Option.getOrThrow(empty.body).Properties).toEqual({})
+      const init = yield* host.exec("props", {}, { stdin: true, stdout: true })
+      const out = Option.getOrThrow(init.stdout)
+      // The background sleep shows up as a descendant of the init process.
+      const reader = yield* Effect.fork(readText(out))
+      const list = yield* Effect.gen(function* () {
+        for (;;) {
+          const r = yield* query("props", ["ProcessList", "Statistics", "Memory"])
+          const properties = Option.getOrThrow(r.body).Properties as {
+            ProcessList?: Array<{ ProcessId: number }>
+            LCOWMetrics: { pids: { current: number }; memory?: { usage: { usage: number } } }
+          }
+          if ((properties.ProcessList?.length ?? 0) >= 2)
+            return { ...properties, ProcessList: properties.ProcessList! }
+          yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        }
+      })
+      expect(list.ProcessList[0]!.ProcessId).toBe(init.pid)
+      expect(list.LCOWMetrics.pids.current).toBe(list.ProcessList.length)
+      expect(list.LCOWMetrics.memory?.usage.usage ?? 1).toBeGreaterThan(0)
+      expect((yield* host.call("ShutdownForced", base("props"))).result).toBe(0)
+      yield* reader.await
+      yield* out.close
+      expect(yield* exitCode(host, "props", init.pid)).toBe(128 + 9)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("ResizeConsole resizes a terminal and refuses a process without one", () =>
+    Effect.gen(function* () {
+      const python = yield* findPython("python3")
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      yield* host.create("tty", { args: ["sh", "-c", "read go; stty size"], env: [PATH], terminal: true })
+      const init = yield* host.exec("tty", {}, { stdin: true, stdout: true })
+      const plain = yield* host.exec("tty", { OciProcess: { args: ["cat"], env: [PATH] } }, { stdin: true })
+      const resize = (pid: number) =>
+        host.call(
+          "ResizeConsole",
+          new ContainerResizeConsole({ ContainerId: "tty", ProcessId: pid, Height: 40, Width: 120 })
+        )
+      const refused = yield* resize(plain.pid)
+      expect(refused.result).toBe(HResult.Fail)
+      expect(refused.message).toBe(`pid: ${plain.pid}, is not a tty and cannot be resized`)
+      const resized = yield* resize(init.pid)
+      if (Option.isSome(python)) {
+        expect(resized.result).toBe(0)
+        yield* writeText(Option.getOrThrow(init.stdin), "go\n")
+        expect(yield* readText(Option.getOrThrow(init.stdout))).toContain("40 120")
+      } else {
+        expect(resized.message).toBe(`pid: ${init.pid}, is not a tty and cannot be resized`)
+        yield* writeText(Option.getOrThrow(init.stdin), "go\n")
+        yield* readText(Option.getOrThrow(init.stdout))
+      }
+      yield* Option.getOrThrow(init.stdout).close
+      expect(yield* exitCode(host, "tty", init.pid)).toBe(0)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped(
+    "ModifySettings honours ContainerConstraints and PodCgroupMemoryLimit, refuses the rest as the Linux GCS",
+    () =>
+      Effect.gen(function* () {
+        const { host } = yield* setup()
+        yield* host.negotiate()
+        const bogus = yield* modify(host, Null, { RequestType: "Add", ResourceType: "Bogus" })
+        expect(bogus.result).toBe(HResult.Fail)
+        expect(bogus.message).toContain("invalid ResourceType 'Bogus'")
+        const badSettings = yield* host.sendRaw(
+          0x10100a01,
+          `{"ContainerId":"${Null}","ActivityId":"${Null}","Request":{"ResourceType":"MappedVirtualDisk","Settings":{"Lun":"one"}}}`
+        )
+        expect(host.reply("ModifySettings", yield* host.response(badSettings)).result).toBe(
+          HResult.InvalidJson
+        )
+        const disk = yield* modify(host, Null, {
+          RequestType: "Add",
+          ResourceType: "MappedVirtualDisk",
+          Settings: { MountPath: "/run/m", Lun: 1 }
+        })
+        expect(disk.result).toBe(HResult.Fail)
+        expect(disk.message).toContain("cannot be honoured by this guest")
+        expect(
+          (yield* modify(host, Null, { RequestType: "Update", ResourceType: "PodCgroupMemoryLimit" })).result
+        ).toBe(0)
+        expect(
+          (yield* modify(host, Null, { RequestType: "Add", ResourceType: "PodCgroupMemoryLimit" })).result
+        ).toBe(HResult.Fail)
+        const constraints = { Windows: {}, Linux: { cpu: { shares: 512 } } }
+        expect(
+          (yield* modify(host, "nobody", {
+            RequestType: "Update",
+            ResourceType: "ContainerConstraints",
+            Settings: constraints
+          })).json
+        ).toBe(systemNotFound)
+        expect(
+          (yield* modify(host, Null, {
+            RequestType: "Update",
+            ResourceType: "ContainerConstraints",
+            Settings: constraints
+          })).result
+        ).toBe(HResult.SystemNotFound)
+        yield* host.create("limits", { args: ["true"] })
+        expect(
+          (yield* modify(host, "limits", {
+            RequestType: "Update",
+            ResourceType: "ContainerConstraints",
+            Settings: constraints
+          })).result
+        ).toBe(0)
+        expect(yield* stacks(host)).toContain('"shares":512')
+        const forContainer = yield* modify(host, "limits", {
+          ResourceType: "MappedDirectory",
+          Settings: { MountPath: "/m" }
+        })
+        expect(forContainer.message).toBe(
+          'the ResourceType "MappedDirectory" is not supported for containers'
+        )
+      }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
