@@ -273,7 +273,8 @@ class ConnectionState {
     this.queued = 0
     this.reading = false
     this.raw.close()
-    Deferred.unsafeDone(this.shutdownDone, Exit.fail(this.closedError("endWrite")))
+    // Building an error is not free (Schema class, stack): only for a half-close still in flight.
+    if (this.shutdownStarted) Deferred.unsafeDone(this.shutdownDone, Exit.fail(this.closedError("endWrite")))
     this.wakeReader()
     this.wakeWriters()
   }
