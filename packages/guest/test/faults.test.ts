@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import {
+  ContainerWaitForProcess,
   decodeNotification,
+  InfiniteTimeout,
   NegotiateProtocolRequest,
   parsePayload,
   Proc,
@@ -8,9 +10,9 @@ import {
   responseType
 } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
-import { Duration, Effect, Either, Fiber, Queue, TestClock } from "effect"
+import { Duration, Effect, Either, Fiber, Option, Queue, TestClock } from "effect"
 import { Fault } from "../src/index.js"
-import { accept, setup } from "./host.js"
+import { accept, setup, writeText } from "./host.js"
 
 const Null = "00000000-0000-0000-0000-000000000000"
 const uvm = new RequestBase({ ContainerId: Null })
@@ -59,6 +61,35 @@ describe("fault injection", () => {
       yield* again.negotiate()
       expect((yield* again.call("Start", new RequestBase({ ContainerId: "kept" }))).result).toBe(0)
     }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped(
+    "processes and containers outlive a connection; the next host waits for them and gets the notification",
+    () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { host, listener } = yield* setup({ once: false })
+        yield* host.negotiate()
+        yield* host.create("survivor", { args: ["cat"], env: [`PATH=${process.env["PATH"] ?? "/bin"}`] })
+        const init = yield* host.exec("survivor", {}, { stdin: true })
+        yield* host.connection.close
+        yield* untilTimerArmed
+        yield* TestClock.adjust(Duration.millis(100))
+        const next = yield* accept(transport, host.address, listener)
+        yield* next.negotiate()
+        // The first host's stdio connection still feeds the process.
+        yield* writeText(Option.getOrThrow(init.stdin), "")
+        const wait = yield* next.ok(
+          "WaitForProcess",
+          new ContainerWaitForProcess({
+            ContainerId: "survivor",
+            ProcessId: init.pid,
+            TimeoutInMs: InfiniteTimeout
+          })
+        )
+        expect(wait.ExitCode).toBe(0)
+        expect((yield* next.notification()).ContainerId).toBe("survivor")
+      }).pipe(Effect.provide(Transport.layerMemory))
   )
 
   it.scoped("delay holds every response back by the given time", () =>

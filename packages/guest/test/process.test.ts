@@ -3,11 +3,16 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import {
+  ContainerExecuteProcess,
   ContainerResizeConsole,
   ContainerSignalProcess,
   ContainerWaitForProcess,
+  ExecuteProcessSettings,
+  ExecuteProcessVsockStdioRelaySettings,
   HResult,
-  InfiniteTimeout
+  InfiniteTimeout,
+  ProcessParameters,
+  RequestBase
 } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
 import { Effect, Option, TestClock } from "effect"
@@ -119,6 +124,28 @@ describe("UVM processes", () => {
       expect(missing.reply.result).toBe(HResult.Fail)
       expect(missing.reply.message).toContain("failed to start process")
       expect(missing.reply.base.ErrorRecords[0]!.Message).toBe(missing.reply.message)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("fails ExecuteProcess when a stdio port has no listener, starting nothing", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const reply = yield* host.call(
+        "ExecuteProcess",
+        new ContainerExecuteProcess({
+          ContainerId: Null,
+          Settings: new ExecuteProcessSettings({
+            ProcessParameters: new ProcessParameters({ CommandArgs: ["true"], CreateStdOutPipe: true }),
+            VsockStdioRelaySettings: new ExecuteProcessVsockStdioRelaySettings({ StdOut: 0x4000fff0 })
+          })
+        })
+      )
+      expect(reply.result).toBe(HResult.Fail)
+      expect(reply.message).toMatch(/^failed creating stdout Connection: /)
+      expect(yield* host.ok("DumpStacks", new RequestBase({ ContainerId: Null }))).toMatchObject({
+        GuestStacks: expect.stringContaining("uvm processes: 0")
+      })
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 

@@ -49,6 +49,8 @@ export interface StartOptions {
   readonly dial: Dial
   /** The pty helper's interpreter, when console processes can have a real terminal. */
   readonly python: Option.Option<string>
+  /** Records the started process; runs before `startProcess` returns, in the same uninterruptible step as the launch. */
+  readonly register: (process: GuestProcess) => Effect.Effect<void>
 }
 
 /** Unsigned 32-bit -1: what a UVM process killed by a signal reports (Go's `ExitCode()`). */
@@ -83,61 +85,75 @@ export const startProcess = (
   parent: Scope.Scope,
   options: StartOptions
 ): Effect.Effect<GuestProcess, GuestFailure> =>
-  Effect.gen(function* () {
-    const { spec, dial } = options
-    const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
-    const started = Effect.gen(function* () {
-      const stdin = yield* dialStdio("stdin", options.ports.stdin, spec.stdin, dial)
-      const stdout = yield* dialStdio("stdout", options.ports.stdout, spec.stdout, dial)
-      const stderr = yield* dialStdio("stderr", options.ports.stderr, spec.stderr, dial)
-      const local = yield* launch(spec, options.python)
-      return { stdin, stdout, stderr, local }
-    }).pipe(Scope.extend(scope))
-    const { local, stdin, stdout, stderr } = yield* started.pipe(
-      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
-    )
+  // Dialling may be interrupted (the host hung up); from the launch on,
+  // nothing is: a started process is always registered, so that its state
+  // owns it and a later host can wait for it or kill it.
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function* () {
+      const { spec, dial } = options
+      const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+      const started = Effect.gen(function* () {
+        const [stdin, stdout, stderr] = yield* restore(
+          Effect.all([
+            dialStdio("stdin", options.ports.stdin, spec.stdin, dial),
+            dialStdio("stdout", options.ports.stdout, spec.stdout, dial),
+            dialStdio("stderr", options.ports.stderr, spec.stderr, dial)
+          ])
+        )
+        const local = yield* launch(spec, options.python)
+        return { stdin, stdout, stderr, local }
+      }).pipe(Scope.extend(scope))
+      const { local, stdin, stdout, stderr } = yield* started.pipe(
+        Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
+      )
 
-    // With a console (pty or not) stderr is not separate: `local.stderr` then
-    // is either none (pty) or folded into stdout's relay (no pty).
-    const ending = options.kind === "external" ? "close" : "half-close-then-wait"
-    const outputs: Array<Effect.Effect<void>> = []
-    if (Option.isSome(stdout) && Option.isSome(local.stdout)) {
-      const sources = [local.stdout.value]
-      if (spec.console && Option.isSome(local.stderr)) sources.push(local.stderr.value)
-      outputs.push(relayOutput(sources, stdout.value, ending))
-    }
-    if (!spec.console && Option.isSome(stderr) && Option.isSome(local.stderr)) {
-      outputs.push(relayOutput([local.stderr.value], stderr.value, ending))
-    }
-    const relays = yield* Effect.forEach(outputs, (relay) => Effect.forkIn(relay, scope))
-    if (Option.isSome(stdin) && Option.isSome(local.stdin)) {
-      yield* Effect.forkIn(relayStdin(stdin.value, local.stdin.value), scope)
-    }
+      // With a console (pty or not) stderr is not separate: `local.stderr` then
+      // is either none (pty) or folded into stdout's relay (no pty).
+      const ending = options.kind === "external" ? "close" : "half-close-then-wait"
+      const outputs: Array<Effect.Effect<void>> = []
+      if (Option.isSome(stdout) && Option.isSome(local.stdout)) {
+        const sources = [local.stdout.value]
+        if (spec.console && Option.isSome(local.stderr)) sources.push(local.stderr.value)
+        outputs.push(relayOutput(sources, stdout.value, ending))
+      }
+      if (!spec.console && Option.isSome(stderr) && Option.isSome(local.stderr)) {
+        outputs.push(relayOutput([local.stderr.value], stderr.value, ending))
+      }
+      // Relays run interruptibly in the process's scope; closing it stops them.
+      const relays = yield* Effect.forEach(outputs, (relay) =>
+        Effect.forkIn(Effect.interruptible(relay), scope)
+      )
+      if (Option.isSome(stdin) && Option.isSome(local.stdin)) {
+        yield* Effect.forkIn(Effect.interruptible(relayStdin(stdin.value, local.stdin.value)), scope)
+      }
 
-    const done = yield* Deferred.make<number>()
-    let exitCode: Option.Option<number> = Option.none()
-    const finish = Effect.gen(function* () {
-      const status = yield* Deferred.await(local.exited)
-      yield* Fiber.joinAll(relays)
-      // The process is over: the host's stdin writer and an unused stderr
-      // (console) learn it from the connection closing.
-      for (const conn of [stdin, stdout, stderr]) if (Option.isSome(conn)) yield* conn.value.close
-      const code = exitCodeOf(options.kind, status)
-      exitCode = Option.some(code)
-      yield* Deferred.succeed(done, code)
+      const done = yield* Deferred.make<number>()
+      let exitCode: Option.Option<number> = Option.none()
+      const finish = Effect.gen(function* () {
+        const status = yield* Deferred.await(local.exited)
+        yield* Fiber.joinAll(relays)
+        // The process is over: the host's stdin writer and an unused stderr
+        // (console) learn it from the connection closing.
+        for (const conn of [stdin, stdout, stderr]) if (Option.isSome(conn)) yield* conn.value.close
+        const code = exitCodeOf(options.kind, status)
+        exitCode = Option.some(code)
+        yield* Deferred.succeed(done, code)
+      })
+      yield* Effect.forkIn(Effect.interruptible(finish), scope)
+      const process: GuestProcess = {
+        pid: local.pid,
+        kind: options.kind,
+        argv: spec.argv,
+        local,
+        done,
+        exitCode: () => exitCode,
+        scope,
+        startedAt: Date.now()
+      }
+      yield* options.register(process)
+      return process
     })
-    yield* Effect.forkIn(finish, scope)
-    return {
-      pid: local.pid,
-      kind: options.kind,
-      argv: spec.argv,
-      local,
-      done,
-      exitCode: () => exitCode,
-      scope,
-      startedAt: Date.now()
-    } satisfies GuestProcess
-  })
+  )
 
 /** The process itself has ended (its relays may still be running). */
 export const hasExited = (process: GuestProcess): boolean => Option.isSome(process.local.status())

@@ -294,11 +294,12 @@ export class Uvm {
     scope: Scope.Scope,
     kind: ProcessKind,
     spec: LaunchSpec,
-    ports: StdioPorts
+    ports: StdioPorts,
+    register: (process: GuestProcess) => Effect.Effect<void>
   ): Effect.Effect<GuestProcess, GuestFailure> {
     return Effect.gen(this, function* () {
       const python = spec.console ? yield* this.env.python : Option.none<string>()
-      return yield* startProcess(scope, { kind, spec, ports, dial: this.env.dial, python })
+      return yield* startProcess(scope, { kind, spec, ports, dial: this.env.dial, python, register })
     })
   }
 
@@ -326,8 +327,9 @@ export class Uvm {
         request,
         false
       )
-      const process = yield* this.start_(this.scope, "external", spec, request.ports)
-      this.external.set(process.pid, process)
+      const process = yield* this.start_(this.scope, "external", spec, request.ports, (p) =>
+        Effect.sync(() => this.external.set(p.pid, p))
+      )
       return process.pid
     })
   }
@@ -352,11 +354,11 @@ export class Uvm {
         true
       )
       container.initStarting = true
-      const process = yield* this.start_(container.scope, "init", spec, request.ports).pipe(
-        Effect.ensuring(Effect.sync(() => (container.initStarting = false)))
-      )
-      container.initProcess = process
-      yield* Deferred.succeed(container.initStarted, process)
+      const process = yield* this.start_(container.scope, "init", spec, request.ports, (p) =>
+        Effect.sync(() => (container.initProcess = p)).pipe(
+          Effect.zipRight(Deferred.succeed(container.initStarted, p))
+        )
+      ).pipe(Effect.ensuring(Effect.sync(() => (container.initStarting = false))))
       return process.pid
     })
   }
@@ -393,8 +395,9 @@ export class Uvm {
         request,
         false
       )
-      const process = yield* this.start_(container.scope, "exec", spec, request.ports)
-      container.processes.set(process.pid, process)
+      const process = yield* this.start_(container.scope, "exec", spec, request.ports, (p) =>
+        Effect.sync(() => container.processes.set(p.pid, p))
+      )
       return process.pid
     })
   }
