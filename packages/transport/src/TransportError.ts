@@ -10,10 +10,11 @@ import { Schema } from "effect"
 
 /**
  * What went wrong, by phase. `AcceptTimeout` / `ConnectTimeout` are deadline
- * expiries; `PeerRefused` is a peer that was connected but failed a check
- * (wrong CID / VM id / uid, or a hybrid handshake answered with something other
- * than `OK <n>`); `Closed` is an operation on a connection or listener that this
- * side has already closed.
+ * expiries; `PeerRefused` is a connect whose peer this side refused (a hybrid
+ * VMM that answered `CONNECT <port>` with anything but `OK <n>`, code
+ * `EPROTO`) — peers refused by a listener (wrong CID / VM id / uid) are logged
+ * and dropped, never surfaced to `accept`; `Closed` is an operation on a
+ * connection or listener that this side has already closed.
  *
  * @since 0.1.0
  */

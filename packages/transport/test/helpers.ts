@@ -364,8 +364,9 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
           const path = join(tempDir(), "fc.sock")
           yield* fakeVmm(path, behaviour)
           const error = yield* transportFailure(transport.connect(new HybridAddress({ path }), port))
-          expect(error.reason).toBe("Connect")
+          expect(error.reason).toBe("PeerRefused")
           expect(error.code).toBe("EPROTO")
+          expect(error.message).toContain(behaviour === "garbage" ? '"ERROR no such port\\n"' : "xxxx")
         }
       }).pipe(Effect.provide(layer))
     )

@@ -44,8 +44,18 @@ export const hybridHandshake = (
       raw.readStop()
       resume(effect)
     }
-    const refuse = (why: string, code: string) =>
-      settle(Effect.fail(transportError("Connect", target, why, { code, syscall: "connect", message: why })))
+    // A VMM that hangs up refuses the connection (nothing listens on that guest
+    // port); one that answers anything but `OK <n>` is refused by us.
+    const refuse = (why: string, code: "ECONNREFUSED" | "EPROTO") =>
+      settle(
+        Effect.fail(
+          transportError(code === "EPROTO" ? "PeerRefused" : "Connect", target, why, {
+            code,
+            syscall: "connect",
+            message: why
+          })
+        )
+      )
     raw.onError((error) =>
       settle(
         Effect.fail(

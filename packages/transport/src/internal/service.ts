@@ -58,6 +58,7 @@ export const makeService = (handlers: TransportService): TransportService => ({
   }
 })
 
+/** `memory://` only. */
 export const memoryService = (network: MemoryNetwork): TransportService =>
   makeService({
     listen: (address, port, options) =>
@@ -82,6 +83,7 @@ export const memoryService = (network: MemoryNetwork): TransportService =>
           )
   })
 
+/** unix and hybrid through `node:net`, plus `memory://`. */
 export const nodeService = (network: MemoryNetwork): TransportService =>
   makeService({
     listen: (address, port, options) => {
