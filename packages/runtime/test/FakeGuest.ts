@@ -30,7 +30,18 @@ import {
   vsockPortOf
 } from "@gcs-bridge/protocol"
 import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
-import { Chunk, Deferred, Effect, FiberId, Option, Queue, Schedule, Scope, Stream } from "effect"
+import {
+  Chunk,
+  Deferred,
+  Effect,
+  ExecutionStrategy,
+  FiberId,
+  Option,
+  Queue,
+  Schedule,
+  Scope,
+  Stream
+} from "effect"
 
 /** A request as the fake guest received it. */
 export type Received = DecodedRequest & { readonly id: number; readonly type: number }
@@ -203,7 +214,9 @@ export const serveSimple = (
 ): Effect.Effect<SimpleGuestState, never, Scope.Scope> =>
   Effect.gen(function* () {
     const state: SimpleGuestState = { requests: [], processes: new Map(), containers: new Set() }
-    const scope = yield* Effect.scope
+    // A scope of its own: forking into a scope that is already closing interrupts at once, and the
+    // guest must keep answering while the host's finalizers (earlier in the same scope) run.
+    const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const initWaited = new Map<string, Deferred.Deferred<void>>()
     let nextPid = 100
 
