@@ -10,11 +10,16 @@ import { Command, ValidationError } from "@effect/cli"
 import type { CliApp } from "@effect/cli"
 import { Cause, Console, Effect, Layer, Logger, LogLevel, Ref } from "effect"
 import { CommandLine, normalizeArgs } from "./CommandLine.js"
+import { caps } from "./commands/caps.js"
 import { decode } from "./commands/decode.js"
+import { guest } from "./commands/guest.js"
+import { run } from "./commands/run.js"
+import { stacks } from "./commands/stacks.js"
 import { UsageError } from "./CliError.js"
 import { helpDocText, reportFailures } from "./ErrorLine.js"
 import { ExitCode, ExitStatus } from "./ExitStatus.js"
 import type { Signals } from "./Signals.js"
+import type { Transport } from "@gcs-bridge/transport"
 import { Stdio } from "./Stdio.js"
 
 /**
@@ -31,7 +36,7 @@ export const version = "0.1.0"
  */
 export const gcsctl = Command.make("gcsctl").pipe(
   Command.withDescription("Drive a Guest Compute Service (GCS) guest over the hcsshim bridge protocol."),
-  Command.withSubcommands([decode])
+  Command.withSubcommands([run, guest, caps, stacks, decode])
 )
 
 const app = Command.run(gcsctl, { name: "gcsctl", version })
@@ -41,7 +46,7 @@ const app = Command.run(gcsctl, { name: "gcsctl", version })
  *
  * @since 0.1.0
  */
-export type CliEnvironment = CliApp.CliApp.Environment | Stdio | Signals
+export type CliEnvironment = CliApp.CliApp.Environment | Stdio | Signals | Transport
 
 const logText = (message: unknown): string =>
   (Array.isArray(message) ? message : [message])

@@ -32,12 +32,15 @@ export class HexInputError extends Data.TaggedError("HexInputError")<{
 }> {}
 
 /**
- * A signal (SIGINT, SIGTERM) stopped a command that does not forward it.
+ * A signal (SIGINT, SIGTERM) stopped a command: one that has nothing to
+ * forward it to, or `run` when the guest would not take it (`undelivered`
+ * says why: a Linux GCS cannot signal processes in the utility VM).
  *
  * @since 0.1.0
  */
 export class Interrupted extends Data.TaggedError("Interrupted")<{
   readonly signal: NodeJS.Signals
+  readonly undelivered?: string
 }> {}
 
 /**
@@ -47,5 +50,15 @@ export class Interrupted extends Data.TaggedError("Interrupted")<{
  * @since 0.1.0
  */
 export class UsageError extends Data.TaggedError("UsageError")<{
+  readonly message: string
+}> {}
+
+/**
+ * The embedded guest could not be set up or stopped before the host got its
+ * connection. `message` says what happened.
+ *
+ * @since 0.1.0
+ */
+export class EmbeddedGuestError extends Data.TaggedError("EmbeddedGuestError")<{
   readonly message: string
 }> {}

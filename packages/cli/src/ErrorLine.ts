@@ -9,10 +9,11 @@
 import type { HelpDoc } from "@effect/cli"
 import { ValidationError } from "@effect/cli"
 import type { Span } from "@effect/cli/HelpDoc/Span"
-import { ProtocolError, typeName } from "@gcs-bridge/protocol"
+import { NullGuid, ProtocolError, typeName } from "@gcs-bridge/protocol"
+import { BridgeClosed, GuestError } from "@gcs-bridge/runtime"
 import { AddressError, TransportError } from "@gcs-bridge/transport"
 import { Cause, Effect, Option } from "effect"
-import { HexInputError, Interrupted, StdioError, UsageError } from "./CliError.js"
+import { EmbeddedGuestError, HexInputError, Interrupted, StdioError, UsageError } from "./CliError.js"
 import { ExitCode, setExitStatus, type ExitStatus } from "./ExitStatus.js"
 import { signalNumber } from "./Signals.js"
 import { Stdio } from "./Stdio.js"
@@ -25,6 +26,8 @@ import { Stdio } from "./Stdio.js"
 export interface ErrorContext {
   /** The guest's address as the user gave it (or the embedded guest's). */
   readonly guest?: string
+  /** The accept timeout in force, for "the guest never came". */
+  readonly acceptTimeout?: string
 }
 
 const spanText = (span: Span): string => {
@@ -67,7 +70,7 @@ const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
 
 const hex32 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, "0")}`
 
-const describeTransport = (error: TransportError): string => {
+const describeTransport = (error: TransportError, context: ErrorContext): string => {
   const where = error.port === undefined ? error.address : `${error.address} port ${hex32(error.port)}`
   const os = error.code === undefined ? "" : ` [${error.code}]`
   switch (error.reason) {
@@ -76,7 +79,7 @@ const describeTransport = (error: TransportError): string => {
     case "Accept":
       return `accepting on ${where} failed: ${error.message}${os}`
     case "AcceptTimeout":
-      return `the guest never came: nothing connected to ${where} in time (${error.message})`
+      return `the guest never came: nothing connected to ${where} within ${context.acceptTimeout ?? "the accept timeout"}`
     case "Connect":
       return `cannot connect to ${where}: ${error.message}${os}`
     case "ConnectTimeout":
@@ -91,6 +94,34 @@ const describeTransport = (error: TransportError): string => {
   }
 }
 
+const describeGuest = (error: GuestError): string => {
+  const name = error.hresultName
+  const code = name === undefined ? hex32(error.hresult) : `${name} (${hex32(error.hresult)})`
+  const target = error.containerId === "" || error.containerId === NullGuid ? "" : ` for ${error.containerId}`
+  return `guest error ${code} in ${error.proc}${target}: ${error.message}`
+}
+
+const describeBridgeClosed = (error: BridgeClosed, context: ErrorContext): string => {
+  switch (error.reason) {
+    case "EndOfStream":
+      return "the guest closed the bridge"
+    case "Unresponsive":
+      return `the guest stopped responding: ${error.message}`
+    case "Closed":
+      return `the bridge is closed: ${error.message}`
+    case "Defect":
+      return `the bridge stopped on an internal error: ${error.message}`
+    case "Transport":
+      return error.cause === undefined
+        ? `the bridge failed: ${error.message}`
+        : `the bridge failed: ${describe(error.cause, context)}`
+    case "Protocol":
+      return error.cause === undefined
+        ? `the guest broke the protocol: ${error.message}`
+        : `the guest broke the protocol: ${describe(error.cause, context)}`
+  }
+}
+
 const describeProtocol = (error: ProtocolError): string => {
   const details: Array<string> = []
   if (error.messageType !== undefined) details.push(typeName(error.messageType))
@@ -100,16 +131,23 @@ const describeProtocol = (error: ProtocolError): string => {
   return `protocol violation, ${error.reason}: ${error.message}${suffix}`
 }
 
-const describe = (error: unknown): string => {
+const describe = (error: unknown, context: ErrorContext): string => {
   if (ValidationError.isValidationError(error)) return helpDocText(error.error)
   if (error instanceof AddressError) return `bad address '${error.input}': ${error.message}`
-  if (error instanceof TransportError) return describeTransport(error)
+  if (error instanceof TransportError) return describeTransport(error, context)
   if (error instanceof ProtocolError) return describeProtocol(error)
+  if (error instanceof GuestError) return describeGuest(error)
+  if (error instanceof BridgeClosed) return describeBridgeClosed(error, context)
+  if (error instanceof EmbeddedGuestError) return error.message
   if (error instanceof StdioError) {
     return `cannot use ${error.stream}: ${error.message}${error.code === undefined ? "" : ` [${error.code}]`}`
   }
   if (error instanceof HexInputError) return `bad hex input: ${error.message}`
-  if (error instanceof Interrupted) return `interrupted by ${error.signal}`
+  if (error instanceof Interrupted) {
+    return error.undelivered === undefined
+      ? `interrupted by ${error.signal}`
+      : `interrupted by ${error.signal}, which the guest did not deliver to the process (${error.undelivered}); it may still be running in the guest`
+  }
   if (error instanceof UsageError) return error.message
   if (error instanceof Error) return error.message
   return String(error)
@@ -118,6 +156,8 @@ const describe = (error: unknown): string => {
 /** Errors whose text names their own address, so the guest's is not repeated. */
 const namesItsAddress = (error: unknown): boolean =>
   error instanceof TransportError ||
+  (error instanceof BridgeClosed && error.cause instanceof TransportError) ||
+  error instanceof EmbeddedGuestError ||
   ValidationError.isValidationError(error) ||
   error instanceof StdioError ||
   error instanceof HexInputError ||
@@ -130,7 +170,7 @@ const namesItsAddress = (error: unknown): boolean =>
  * @since 0.1.0
  */
 export const describeError = (error: unknown, context: ErrorContext = {}): string => {
-  const text = oneLine(describe(error))
+  const text = oneLine(describe(error, context))
   return context.guest !== undefined && !namesItsAddress(error) ? `${context.guest}: ${text}` : text
 }
 

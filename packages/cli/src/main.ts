@@ -4,14 +4,15 @@
  *
  * @since 0.1.0
  */
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Cause, Effect, Exit, Layer } from "effect"
+import { Transport } from "@gcs-bridge/transport"
 import { runCli } from "./Cli.js"
 import { Signals } from "./Signals.js"
 import { Stdio } from "./Stdio.js"
 
 const program = runCli(process.argv.slice(2)).pipe(
-  Effect.provide(Layer.mergeAll(NodeContext.layer, Stdio.layerNode, Signals.layerNode))
+  Effect.provide(Layer.mergeAll(NodeContext.layer, Stdio.layerNode, Signals.layerNode, Transport.layer))
 )
 
 // A fiber waiting on a guest holds no libuv handle of its own while the

@@ -22,7 +22,7 @@ export const parseCliAddress = (
   text: string
 ): Effect.Effect<Address, ValidationError.ValidationError> =>
   parseAddress(text).pipe(
-    Effect.mapError((error) => invalid(`bad ${option} '${text}': ${error.message}`)),
+    Effect.mapError((error) => invalid(`bad ${option}: ${error.message}`)),
     Effect.filterOrFail(
       (address) => address._tag !== "MemoryAddress",
       (address) =>
@@ -63,11 +63,11 @@ export const parseDuration = (text: string): Option.Option<Duration.Duration> =>
 }
 
 /**
- * The default time to wait for a guest to connect: a VM has to boot first.
+ * The default time to wait for a guest to connect: two minutes, as the Go host (a VM has to boot first).
  *
  * @since 0.1.0
  */
-export const DefaultAcceptTimeout: Duration.Duration = Duration.seconds(60)
+export const DefaultAcceptTimeout: Duration.Duration = Duration.minutes(2)
 
 /**
  * `--accept-timeout DURATION`: how long to wait for the guest (and for each
@@ -77,7 +77,7 @@ export const DefaultAcceptTimeout: Duration.Duration = Duration.seconds(60)
  */
 export const acceptTimeout: Options.Options<Duration.Duration> = Options.text("accept-timeout").pipe(
   Options.withDescription(
-    "How long to wait for the guest to connect: 500ms, 30s, 2m, 1h or seconds (default 60s)."
+    "How long to wait for the guest to connect: 500ms, 30s, 2m, 1h or seconds (default 2m)."
   ),
   Options.mapEffect((text) =>
     Option.match(parseDuration(text), {
@@ -114,11 +114,13 @@ export const parseEnv = (text: string): Option.Option<readonly [string, string]>
 export const env: Options.Options<ReadonlyArray<readonly [string, string]>> = Options.text("env").pipe(
   Options.withAlias("e"),
   Options.withDescription("Set an environment variable of the process, KEY=VALUE (repeatable)."),
-  Options.mapEffect((text) =>
-    Option.match(parseEnv(text), {
-      onNone: () => Effect.fail(invalid(`bad --env '${text}': expected KEY=VALUE with a non-empty KEY`)),
-      onSome: Effect.succeed
-    })
-  ),
-  Options.repeated
+  Options.repeated,
+  Options.mapEffect((texts) =>
+    Effect.forEach(texts, (text) =>
+      Option.match(parseEnv(text), {
+        onNone: () => Effect.fail(invalid(`bad --env '${text}': expected KEY=VALUE with a non-empty KEY`)),
+        onSome: Effect.succeed
+      })
+    )
+  )
 )

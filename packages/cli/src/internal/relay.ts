@@ -1,0 +1,114 @@
+/**
+ * The live part of `gcsctl run`: the process's stdio to and from ours, the
+ * local terminal, signals forwarded to the process, and the exit status.
+ */
+import type { CallError, Process } from "@gcs-bridge/runtime"
+import type { TransportError } from "@gcs-bridge/transport"
+import { Effect, Fiber, Option, Ref, type Scope, Stream } from "effect"
+import { Interrupted, type StdioError } from "../CliError.js"
+import { describeError } from "../ErrorLine.js"
+import { type HandledSignal, signalNumber, Signals } from "../Signals.js"
+import { Stdio } from "../Stdio.js"
+import type { RunSpec } from "./processSpec.js"
+
+/** Unsigned -1: what the guest reports for a UVM process that a signal killed (Go's `ExitCode()`). */
+const SignalledUvmProcess = 0xffffffff
+
+/**
+ * The exit status of `gcsctl run` for the process's exit code. Codes 0-255
+ * pass through (a container process killed by signal n already reports
+ * 128 + n); the UVM's "killed by a signal" (-1) becomes 128 + n when we
+ * forwarded signal n, else 255, as does any code a shell cannot express.
+ */
+export const exitStatusOf = (code: number, forwarded: Option.Option<number>): number => {
+  if (code >= 0 && code <= 255) return code
+  if (code === SignalledUvmProcess && Option.isSome(forwarded)) return 128 + forwarded.value
+  return 255
+}
+
+/**
+ * Copies the process's stdout and stderr to ours and (with `-i`) our stdin
+ * to it, puts the local terminal in raw mode and follows its size (with a
+ * console), and gives the exit code once the process has exited and its
+ * output is drained. The stdin relay never fails the run: a process may exit
+ * without reading its input.
+ */
+export const relay = (
+  process: Process,
+  spec: RunSpec
+): Effect.Effect<number, CallError | TransportError | StdioError, Stdio | Scope.Scope> =>
+  Effect.gen(function* () {
+    const stdio = yield* Stdio
+    const stdout = yield* Effect.fork(Stream.runForEach(process.stdout, stdio.out))
+    const stderr = yield* Effect.fork(spec.tty ? Effect.void : Stream.runForEach(process.stderr, stdio.err))
+    if (spec.tty && Option.isSome(stdio.terminal)) {
+      const terminal = stdio.terminal.value
+      // Raw mode only when our keystrokes go to the process; otherwise Ctrl-C
+      // stays a local SIGINT, which is forwarded.
+      if (spec.interactive) yield* terminal.rawMode
+      yield* Effect.forkScoped(
+        Stream.runForEach(terminal.resizes, (size) =>
+          process
+            .resizeConsole(size.columns, size.rows)
+            .pipe(Effect.catchAll((error) => Effect.logDebug(`console resize failed: ${error.message}`)))
+        )
+      )
+    }
+    if (spec.interactive) {
+      yield* Effect.forkScoped(
+        Stream.run(stdio.stdin, process.stdin).pipe(
+          Effect.zipRight(process.closeStdin),
+          Effect.catchAll((error) => Effect.logDebug(`stdin relay ended: ${String(error)}`))
+        )
+      )
+    }
+    const [code] = yield* Effect.all([process.wait, Fiber.join(stdout), Fiber.join(stderr)], {
+      concurrency: "unbounded"
+    })
+    return code
+  })
+
+/** How each forwarded signal is named for the guest's OS (Windows guests take console control events). */
+const guestSignal = (os: string, signal: HandledSignal): number | "CtrlC" | "CtrlShutdown" =>
+  os === "windows" ? (signal === "SIGINT" ? "CtrlC" : "CtrlShutdown") : signalNumber[signal]
+
+/** The running process and its guest's OS, once there is one. */
+export interface Started {
+  readonly process: Process
+  readonly os: string
+}
+
+/**
+ * Runs `program` with SIGINT and SIGTERM handled: before the process has
+ * started they stop the program (`Interrupted`; its scopes close). After, they
+ * are forwarded to the process, and the number of each delivered one is
+ * recorded in `forwarded` for `exitStatusOf`. A signal the guest refuses to
+ * deliver — a Linux GCS cannot signal processes in the utility VM (§11.10) —
+ * stops the program instead, so that Ctrl-C always ends `gcsctl run`.
+ */
+export const forwardSignals = <A, E, R>(
+  program: Effect.Effect<A, E, R>,
+  started: Ref.Ref<Option.Option<Started>>,
+  forwarded: Ref.Ref<Option.Option<number>>
+): Effect.Effect<A, E | Interrupted, R | Signals> =>
+  Effect.flatMap(Signals, (signals) =>
+    Effect.raceFirst(
+      program,
+      signals.receive(["SIGINT", "SIGTERM"]).pipe(
+        Stream.runForEach((signal) =>
+          Effect.flatMap(
+            Ref.get(started),
+            Option.match({
+              onNone: () => Effect.fail(new Interrupted({ signal })),
+              onSome: ({ os, process }) =>
+                process.signal(guestSignal(os, signal)).pipe(
+                  Effect.mapError((error) => new Interrupted({ signal, undelivered: describeError(error) })),
+                  Effect.zipRight(Ref.set(forwarded, Option.some(signalNumber[signal])))
+                )
+            })
+          )
+        ),
+        Effect.zipRight(Effect.never)
+      )
+    )
+  )
