@@ -2,11 +2,13 @@ import { describe, expect, it } from "@effect/vitest"
 import {
   ContainerCreate,
   HResult,
+  LinuxHostedSystem,
   NegotiateProtocolRequest,
   Proc,
   RequestBase,
   requestType,
   responseType,
+  SchemaVersion,
   UpdateContainerRequest,
   UvmConfig
 } from "@gcs-bridge/protocol"
@@ -149,6 +151,38 @@ describe("requests the Linux GCS does not serve", () => {
       )
       expect(reply.result).toBe(HResult.InvalidJson)
       expect(reply.message).toBe(vectors.uvmCreate)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("serves many pipelined requests, and keeps DumpStacks under the 64 KiB frame limit", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const count = 300
+      const ids = yield* Effect.forEach(
+        Array.from({ length: count }, (_, i) => i),
+        (i) =>
+          host.send(
+            "Create",
+            new ContainerCreate({
+              ContainerId: `pipelined-${i}-${"x".repeat(200)}`,
+              ContainerConfig: new LinuxHostedSystem({
+                SchemaVersion: new SchemaVersion({ Major: 2, Minor: 1 }),
+                OciBundlePath: "",
+                OciSpecification: { process: { args: ["true"] } },
+                ScratchDirPath: ""
+              })
+            })
+          )
+      )
+      const results = yield* Effect.forEach(ids, (id) =>
+        Effect.map(host.response(id), (frame) => host.reply("Create", frame).result)
+      )
+      expect(results.every((r) => r === 0)).toBe(true)
+      const stacks = (yield* host.ok("DumpStacks", uvm("DumpStacks"))).GuestStacks
+      expect(stacks).toContain(`containers: ${count}`)
+      expect(stacks).toMatch(/truncated to stay under the 64 KiB frame limit\)\n$/)
+      expect(Buffer.byteLength(JSON.stringify(stacks))).toBeLessThan(0x10000 - 200)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 

@@ -38,58 +38,65 @@ export const echo = (activityId: string | undefined): { readonly ActivityId?: Gu
 
 /** The error reply for a failure. */
 export const errorResponse = (failure: GuestFailure, activityId: string | undefined): ResponseBase =>
-  new ResponseBase({
-    Result: failure.hresult,
-    ...echo(activityId),
-    ErrorMessage: failure.message,
-    ErrorRecords: [
-      new ErrorRecord({
-        Result: failure.hresult,
-        Message: failure.message,
-        ModuleName: "gcs",
-        FileName: "",
-        Line: UnknownLine
-      })
-    ]
-  })
+  // Built from values of our own, so the constructors skip validation; encoding checks them anyway.
+  new ResponseBase(
+    {
+      Result: failure.hresult,
+      ...echo(activityId),
+      ErrorMessage: failure.message,
+      ErrorRecords: [
+        new ErrorRecord(
+          {
+            Result: failure.hresult,
+            Message: failure.message,
+            ModuleName: "gcs",
+            FileName: "",
+            Line: UnknownLine
+          },
+          true
+        )
+      ]
+    },
+    true
+  )
+
+// The Linux GCS's `MessageIdentifier.String()` table.
+const guestTypeNames: Readonly<Record<number, string>> = {
+  0x10100101: "ComputeSystemCreateV1",
+  0x10100201: "ComputeSystemStartV1",
+  0x10100301: "ComputeSystemShutdownGracefulV1",
+  0x10100401: "ComputeSystemShutdownForcedV1",
+  0x10100501: "ComputeSystemExecuteProcessV1",
+  0x10100601: "ComputeSystemWaitForProcessV1",
+  0x10100701: "ComputeSystemSignalProcessV1",
+  0x10100801: "ComputeSystemResizeConsoleV1",
+  0x10100901: "ComputeSystemGetPropertiesV1",
+  0x10100a01: "ComputeSystemModifySettingsV1",
+  0x10100b01: "ComputeSystemNegotiateProtocolV1",
+  0x10100c01: "ComputeSystemDumpStacksV1",
+  0x10100d01: "ComputeSystemDeleteContainerStateV1",
+  0x20100101: "ComputeSystemResponseCreateV1",
+  0x20100201: "ComputeSystemResponseStartV1",
+  0x20100301: "ComputeSystemResponseShutdownGracefulV1",
+  0x20100401: "ComputeSystemResponseShutdownForcedV1",
+  0x20100501: "ComputeSystemResponseExecuteProcessV1",
+  0x20100601: "ComputeSystemResponseWaitForProcessV1",
+  0x20100701: "ComputeSystemResponseSignalProcessV1",
+  0x20100801: "ComputeSystemResponseResizeConsoleV1",
+  0x20100901: "ComputeSystemResponseGetPropertiesV1",
+  0x20100a01: "ComputeSystemResponseModifySettingsV1",
+  0x20100b01: "ComputeSystemResponseNegotiateProtocolV1",
+  0x20100c01: "ComputeSystemResponseDumpStacksV1",
+  0x30100101: "ComputeSystemNotificationV1",
+  0: "None"
+}
 
 /**
- * The Linux GCS's name for a type word in E_NOTIMPL messages (its
- * `MessageIdentifier.String()`): the procedures and responses it defines, the
- * notification, and the decimal value for anything else.
+ * The Linux GCS's name for a type word in E_NOTIMPL messages: the procedures
+ * and responses it defines, the notification, and the decimal value for
+ * anything else (e.g. `269487617` for UpdateContainer).
  */
-export const guestTypeLabel = (type: number): string => {
-  const names: Record<number, string> = {
-    0x10100101: "ComputeSystemCreateV1",
-    0x10100201: "ComputeSystemStartV1",
-    0x10100301: "ComputeSystemShutdownGracefulV1",
-    0x10100401: "ComputeSystemShutdownForcedV1",
-    0x10100501: "ComputeSystemExecuteProcessV1",
-    0x10100601: "ComputeSystemWaitForProcessV1",
-    0x10100701: "ComputeSystemSignalProcessV1",
-    0x10100801: "ComputeSystemResizeConsoleV1",
-    0x10100901: "ComputeSystemGetPropertiesV1",
-    0x10100a01: "ComputeSystemModifySettingsV1",
-    0x10100b01: "ComputeSystemNegotiateProtocolV1",
-    0x10100c01: "ComputeSystemDumpStacksV1",
-    0x10100d01: "ComputeSystemDeleteContainerStateV1",
-    0x20100101: "ComputeSystemResponseCreateV1",
-    0x20100201: "ComputeSystemResponseStartV1",
-    0x20100301: "ComputeSystemResponseShutdownGracefulV1",
-    0x20100401: "ComputeSystemResponseShutdownForcedV1",
-    0x20100501: "ComputeSystemResponseExecuteProcessV1",
-    0x20100601: "ComputeSystemResponseWaitForProcessV1",
-    0x20100701: "ComputeSystemResponseSignalProcessV1",
-    0x20100801: "ComputeSystemResponseResizeConsoleV1",
-    0x20100901: "ComputeSystemResponseGetPropertiesV1",
-    0x20100a01: "ComputeSystemResponseModifySettingsV1",
-    0x20100b01: "ComputeSystemResponseNegotiateProtocolV1",
-    0x20100c01: "ComputeSystemResponseDumpStacksV1",
-    0x30100101: "ComputeSystemNotificationV1",
-    0: "None"
-  }
-  return names[type >>> 0] ?? String(type >>> 0)
-}
+export const guestTypeLabel = (type: number): string => guestTypeNames[type >>> 0] ?? String(type >>> 0)
 
 /** Request types the v4 handler table serves once negotiated (NegotiateProtocol excluded). */
 export const isV4Handler = (type: number): boolean => {
@@ -203,7 +210,7 @@ export const dispatch = (
 ): Effect.Effect<ResponseBody, GuestFailure> => {
   const { uvm } = context
   const base = echo(request.body.ActivityId)
-  const ok = Effect.as(new ResponseBase(base))
+  const ok = Effect.as(new ResponseBase(base, true))
   switch (request.name) {
     case "Create": {
       const config = readContainerConfig(context.payload)

@@ -233,8 +233,7 @@ const launchWithHelper = (
   python: string
 ): Effect.Effect<LocalProcess, GuestFailure, Scope.Scope> =>
   Effect.gen(function* () {
-    let watch: ExitWatch | undefined
-    const child = yield* Effect.acquireRelease(
+    const { child, exits } = yield* Effect.acquireRelease(
       Effect.gen(function* () {
         const proc = spawn(python, ["-I", "-c", helperSource], {
           cwd: "/",
@@ -244,23 +243,21 @@ const launchWithHelper = (
           windowsHide: true
         })
         // The helper itself kills the child's group when asked to (kill_group).
-        watch = watchExit(proc, false)
+        const watch = watchExit(proc, false)
         for (const s of proc.stdio) quietStream(s)
         yield* awaitSpawn(proc, { ...spec, argv: [python], cwd: "/" })
-        return proc
+        return { child: proc, exits: watch }
       }),
-      (proc) =>
+      ({ child: proc, exits: watch }) =>
         Effect.gen(function* () {
-          const w = watch!
-          if (w.isDone()) return
+          if (watch.isDone()) return
           // Closing the control pipe makes the helper kill the child's group
           // and exit; SIGKILL to the helper covers a helper that is stuck.
           ;(proc.stdio[3] as Writable | null)?.end()
-          yield* Deferred.await(w.exited).pipe(Effect.timeoutOption(Duration.seconds(2)))
-          if (!w.isDone()) killGroupOf(proc.pid!)
+          yield* Deferred.await(watch.exited).pipe(Effect.timeoutOption(Duration.seconds(2)))
+          if (!watch.isDone()) killGroupOf(proc.pid!)
         })
     )
-    const exits = watch!
     const ctl = child.stdio[3] as Writable
     const statusPipe = child.stdio[4] as Readable
     const request = JSON.stringify({
