@@ -300,8 +300,8 @@ describe("lifecycle", () => {
           Effect.flip(Stream.run(Stream.make(encoder.encode("x")), process.stdin))
         )
         yield* Scope.close(scope, Exit.void)
-        for (const fiber of [reader, closer, writer]) {
-          const error = yield* Fiber.join(fiber)
+        const errors = [yield* Fiber.join(reader), yield* Fiber.join(closer), yield* Fiber.join(writer)]
+        for (const error of errors) {
           expect(error).toBeInstanceOf(TransportError)
           expect(error.reason).toBe("Closed")
         }

@@ -15,7 +15,7 @@ import {
 import { Deferred, Effect, ExecutionStrategy, Exit, Scope } from "effect"
 import type { CallError } from "../CallError.js"
 import type { Container } from "../Container.js"
-import { isSystemNotFound } from "../GuestError.js"
+import { isAlreadyStopped, isSystemNotFound } from "../GuestError.js"
 import type { Bridge, Call } from "./Bridge.js"
 import type { ConnectionState } from "./connectionState.js"
 import * as ProcessImpl from "./process.js"
@@ -64,6 +64,8 @@ const attach = (
         exited || bridge.deadError() !== undefined
           ? Effect.void
           : stop(bridge, registration, "ShutdownForced").pipe(
+              // Its init already exited: the notification is on its way.
+              Effect.catchIf(isAlreadyStopped, () => Effect.succeed("delivered" as const)),
               Effect.flatMap((outcome) =>
                 outcome === "gone" ? Effect.void : Deferred.await(registration.exit)
               ),
