@@ -28,7 +28,10 @@ export interface GuestOptions {
   readonly port?: number
   /** Serve one connection and stop, instead of re-dialling after it ends (the Linux GCS re-dials forever). */
   readonly once?: boolean
-  /** How long to keep trying to reach the host for each connection; default 2 minutes. */
+  /**
+   * How long to keep trying to reach the host for each connection; default 2
+   * minutes. `Duration.infinity` keeps trying forever, as the Linux GCS does.
+   */
   readonly connectTimeout?: Duration.DurationInput
   /** Pause between two failed dials; default 100 ms. */
   readonly retryInterval?: Duration.DurationInput
