@@ -49,7 +49,7 @@ Napi::Value Listener::Open(Module* module, Napi::Env env, const Endpoint& endpoi
     return env.Undefined();
   }
   Listener* listener = new Listener(module, env, sock, endpoint.family);
-  Napi::Object object = module->listenerClass().New({Napi::External<Listener>::New(env, listener)});
+  Napi::Object object = module->NewListenerObject(listener);
   if (object.IsEmpty()) {
     listener->Abandon();
     return env.Undefined();
@@ -157,11 +157,12 @@ Napi::Function ListenerObject::Define(Napi::Env env) {
 }
 
 ListenerObject::ListenerObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ListenerObject>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal()) {
+  Handle* handle = Module::Of(info.Env())->TakeConstructing();
+  if (handle == nullptr) {
     Napi::TypeError::New(info.Env(), "NativeListener is created by listen()").ThrowAsJavaScriptException();
     return;
   }
-  listener_ = info[0].As<Napi::External<Listener>>().Data();
+  listener_ = static_cast<Listener*>(handle);
   listener_->Attach(info.This().As<Napi::Object>(), "GcsNativeListener");
 }
 

@@ -70,6 +70,13 @@ Module::~Module() {
 #endif
 }
 
+Napi::Object Module::Construct(const Napi::FunctionReference& cls, Handle* handle) {
+  constructing_ = handle;
+  Napi::Object object = cls.New({});
+  constructing_ = nullptr;
+  return object;
+}
+
 void Module::Register(Handle* handle) { handles_.insert(handle); }
 
 void Module::Forget(Handle* handle) {

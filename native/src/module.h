@@ -36,8 +36,19 @@ class Module : public Napi::Addon<Module> {
   void Register(Handle* handle);
   void Forget(Handle* handle);
 
-  Napi::Function listenerClass() const { return listenerClass_.Value(); }
-  Napi::Function socketClass() const { return socketClass_.Value(); }
+  // Creates the JavaScript object of a new listener or socket. The handle
+  // reaches the class constructor through the module, not as an argument, so
+  // JavaScript can never construct one around a pointer of its choosing.
+  Napi::Object NewListenerObject(Handle* listener) { return Construct(listenerClass_, listener); }
+  Napi::Object NewSocketObject(Handle* socket) { return Construct(socketClass_, socket); }
+
+  // The handle being constructed, for the class constructor; null when
+  // JavaScript calls the constructor itself.
+  Handle* TakeConstructing() {
+    Handle* handle = constructing_;
+    constructing_ = nullptr;
+    return handle;
+  }
 
  private:
   Napi::Value Listen(const Napi::CallbackInfo& info);
@@ -48,6 +59,8 @@ class Module : public Napi::Addon<Module> {
 
   // Environment teardown (worker exit, process exit): close every handle and
   // let Node wait until libuv has finished closing them.
+  Napi::Object Construct(const Napi::FunctionReference& cls, Handle* handle);
+
   static void OnTeardown(napi_async_cleanup_hook_handle hook, void* data);
   void FinishTeardownIfDone();
 
@@ -56,6 +69,7 @@ class Module : public Napi::Addon<Module> {
   std::unordered_set<Handle*> handles_;
   napi_async_cleanup_hook_handle teardownHook_ = nullptr;
   bool tearingDown_ = false;
+  Handle* constructing_ = nullptr;
   Napi::FunctionReference listenerClass_;
   Napi::FunctionReference socketClass_;
 };

@@ -56,7 +56,7 @@ Napi::Value Socket::Accepted(Module* module, Napi::Env env, Sock sock, Family fa
       socket->peerUid_ = uid;
     }
   }
-  Napi::Object object = module->socketClass().New({Napi::External<Socket>::New(env, socket)});
+  Napi::Object object = module->NewSocketObject(socket);
   if (object.IsEmpty()) {
     socket->Abandon();
     return Napi::Value();
@@ -98,7 +98,7 @@ Napi::Value Socket::Connect(Module* module, Napi::Env env, const Endpoint& endpo
   Socket* socket = new Socket(module, env, sock, endpoint.family);
   socket->connecting_ = true;
   socket->target_ = where;
-  Napi::Object object = module->socketClass().New({Napi::External<Socket>::New(env, socket)});
+  Napi::Object object = module->NewSocketObject(socket);
   if (object.IsEmpty()) {
     socket->Abandon();
     return env.Undefined();
@@ -457,12 +457,13 @@ Napi::Function SocketObject::Define(Napi::Env env) {
 }
 
 SocketObject::SocketObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SocketObject>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal()) {
+  Handle* handle = Module::Of(info.Env())->TakeConstructing();
+  if (handle == nullptr) {
     Napi::TypeError::New(info.Env(), "NativeSocket is created by connect() or a listener")
         .ThrowAsJavaScriptException();
     return;
   }
-  socket_ = info[0].As<Napi::External<Socket>>().Data();
+  socket_ = static_cast<Socket*>(handle);
   socket_->Attach(info.This().As<Napi::Object>(), "GcsNativeSocket");
 }
 

@@ -150,9 +150,10 @@ export const bindingPrelude = `const binding = require(${JSON.stringify(requireH
 
 /** Runs `script` (CommonJS, with `binding` loaded) in a child Node process. */
 export const runChild = (
-  script: string
+  script: string,
+  nodeFlags: ReadonlyArray<string> = []
 ): { status: number | null; signal: string | null; stdout: string; stderr: string } => {
-  const result = spawnSync(process.execPath, ["-e", bindingPrelude + script], {
+  const result = spawnSync(process.execPath, [...nodeFlags, "-e", bindingPrelude + script], {
     encoding: "utf8",
     timeout: 20_000
   })
