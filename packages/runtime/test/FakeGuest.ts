@@ -229,8 +229,7 @@ export const serveSimple = (
       return d
     }
 
-    const dialStdio = (port: number) =>
-      transport.connect(address, port).pipe(Effect.orDie, Scope.extend(scope))
+    const dialStdio = (port: number) => Scope.extend(transport.connect(address, port), scope)
 
     const handle = (request: Received): Effect.Effect<void> =>
       Effect.gen(function* () {
@@ -264,9 +263,15 @@ export const serveSimple = (
               stderr?: Connection | undefined
             } = {}
             if (!options.denyStdio) {
-              if (ports.stdin !== undefined) stdio.stdin = yield* dialStdio(ports.stdin)
-              if (ports.stdout !== undefined) stdio.stdout = yield* dialStdio(ports.stdout)
-              if (ports.stderr !== undefined) stdio.stderr = yield* dialStdio(ports.stderr)
+              // As the Linux GCS: a stdio dial that fails fails the exec.
+              const dialed = yield* Effect.either(
+                Effect.gen(function* () {
+                  if (ports.stdin !== undefined) stdio.stdin = yield* dialStdio(ports.stdin)
+                  if (ports.stdout !== undefined) stdio.stdout = yield* dialStdio(ports.stdout)
+                  if (ports.stderr !== undefined) stdio.stderr = yield* dialStdio(ports.stderr)
+                })
+              )
+              if (dialed._tag === "Left") return yield* guest.fail(request, HResult.Fail, dialed.left.message)
             }
             const pid = nextPid++
             const exit = yield* Deferred.make<number>()
