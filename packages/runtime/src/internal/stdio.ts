@@ -10,18 +10,7 @@
 import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
 import type { Duration } from "effect"
-import {
-  Chunk,
-  Deferred,
-  Effect,
-  Exit,
-  ExecutionStrategy,
-  MetricLabel,
-  Option,
-  Scope,
-  Sink,
-  Stream
-} from "effect"
+import { Chunk, Deferred, Effect, Exit, ExecutionStrategy, MetricLabel, Scope, Sink, Stream } from "effect"
 import * as Metrics from "../Metrics.js"
 
 /** Which standard stream a channel carries. */
@@ -139,7 +128,3 @@ export const writable = (
 /** Half-closes `channel` once the guest has connected it. */
 export const endWrite = (channel: StdioChannel): Effect.Effect<void, TransportError> =>
   Effect.flatMap(Deferred.await(channel.connection), (connection) => connection.endWrite)
-
-/** Whether the guest has connected `channel` (for diagnostics). */
-export const isConnected = (channel: StdioChannel): Effect.Effect<boolean> =>
-  Effect.map(Deferred.poll(channel.connection), Option.isSome)

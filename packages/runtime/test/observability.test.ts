@@ -1,0 +1,257 @@
+/**
+ * Spans, trace-context propagation, log scrubbing, the health policy and the
+ * negotiation's failure modes.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import {
+  ContainerExecuteProcessResponse,
+  GcsCapabilities,
+  HResult,
+  NegotiateProtocolResponse,
+  ProcessParameters
+} from "@gcs-bridge/protocol"
+import { Transport } from "@gcs-bridge/transport"
+import type { Tracer as TracerT } from "effect"
+import { Effect, Fiber, HashMap, Logger, LogLevel, Option, TestClock, Tracer } from "effect"
+import { scrubRequestPayload } from "../src/internal/scrub.js"
+import { traceparent } from "../src/internal/traceContext.js"
+import { BridgeClosed, GuestConnection, ProtocolError } from "../src/index.js"
+import type { Received } from "./FakeGuest.js"
+import { connected, connectPair, wire } from "./harness.js"
+
+/** A tracer that records every span the default tracer makes. */
+const recording = Effect.map(Effect.tracer, (base) => {
+  const spans: Array<TracerT.Span> = []
+  const tracer = Tracer.make({
+    span: (...args) => {
+      const span = base.span(...args)
+      spans.push(span)
+      return span
+    },
+    context: (f, fiber) => base.context(f, fiber)
+  })
+  return { spans, tracer }
+})
+
+describe("tracing", () => {
+  it.scoped("every RPC is a client span gcs.<Proc>; a traced caller's context lands in otsc", () =>
+    Effect.gen(function* () {
+      const { spans, tracer } = yield* recording
+      const { gc, guest } = yield* connected(yield* wire())
+      const call = yield* Effect.fork(
+        Effect.flatMap(Effect.currentSpan, (parent) => Effect.as(gc.deleteContainerState("c1"), parent)).pipe(
+          Effect.withSpan("caller"),
+          Effect.withTracer(tracer)
+        )
+      )
+      const request = yield* guest.next
+      yield* guest.reply(request)
+      const parent = yield* Fiber.join(call)
+      const rpc = spans.find((s) => s.name === "gcs.DeleteContainerState")
+      if (rpc === undefined) throw new Error("no RPC span")
+      expect(rpc.kind).toBe("client")
+      expect(Option.map(rpc.parent, (p) => p.spanId)).toEqual(Option.some(parent.spanId))
+      expect(rpc.attributes.get("gcs.container_id")).toBe("c1")
+      expect(rpc.attributes.get("gcs.message_id")).toBe(request.id)
+      expect(request.body.otsc).toEqual({ traceparent: `00-${parent.traceId}-${rpc.spanId}-01` })
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("an untraced caller sends no otsc (the Go host without a span)", () =>
+    Effect.gen(function* () {
+      const { gc, guest } = yield* connected(yield* wire())
+      const call = yield* Effect.fork(gc.deleteContainerState("c1"))
+      const request = yield* guest.next
+      expect(request.body.otsc).toEqual({})
+      yield* guest.reply(request)
+      yield* Fiber.join(call)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it("traceparent refuses ids that are not W3C ids", () => {
+    const span = (traceId: string, spanId: string, sampled = true) =>
+      ({ traceId, spanId, sampled }) as TracerT.AnySpan
+    expect(traceparent(span("a".repeat(32), "b".repeat(16)))).toBe(
+      `00-${"a".repeat(32)}-${"b".repeat(16)}-01`
+    )
+    expect(traceparent(span("A".repeat(32), "b".repeat(16), false))).toBe(
+      `00-${"a".repeat(32)}-${"b".repeat(16)}-00`
+    )
+    expect(traceparent(span("0".repeat(32), "b".repeat(16)))).toBeUndefined()
+    expect(traceparent(span("a".repeat(31), "b".repeat(16)))).toBeUndefined()
+    expect(traceparent(span("a".repeat(32), "xyz"))).toBeUndefined()
+  })
+})
+
+describe("log scrubbing", () => {
+  it("removes OCI env and annotations and process Environment, also inside JSON-in-string fields", () => {
+    const create = JSON.stringify({
+      ContainerId: "c1",
+      ContainerConfig: JSON.stringify({
+        OciSpecification: {
+          process: { env: ["TOKEN=hunter2"], args: ["sh"] },
+          annotations: { key: "secret" }
+        }
+      })
+    })
+    const scrubbed = scrubRequestPayload("Create", create)
+    expect(scrubbed).not.toContain("hunter2")
+    expect(scrubbed).not.toContain("secret")
+    expect(scrubbed).toContain("<scrubbed>")
+    expect(scrubbed).toContain('\\"args\\":[\\"sh\\"]')
+    const exec = JSON.stringify({
+      Settings: {
+        ProcessParameters: JSON.stringify({
+          Environment: { TOKEN: "hunter2" },
+          OciProcess: { env: ["A=hunter2"] }
+        })
+      }
+    })
+    expect(scrubRequestPayload("ExecuteProcess", exec)).not.toContain("hunter2")
+    expect(scrubRequestPayload("DumpStacks", '{"x":1}')).toBe('{"x":1}')
+    expect(scrubRequestPayload("Create", "{oops")).toBe("<unparsable>")
+  })
+
+  it.scoped("trace-level frame logs carry scrubbed payloads", () =>
+    Effect.gen(function* () {
+      const lines: Array<{ readonly message: string; readonly payload: string }> = []
+      const capture = Logger.make(({ annotations, message }) => {
+        const payload = HashMap.get(annotations, "payload")
+        lines.push({
+          message: Array.isArray(message) ? message.join(" ") : String(message),
+          payload: String(Option.getOrElse(payload, () => ""))
+        })
+      })
+      yield* Effect.gen(function* () {
+        const { gc, guest } = yield* connected(yield* wire())
+        const container = yield* gc.openContainer("c1")
+        const exec = yield* Effect.fork(
+          Effect.scoped(
+            container.exec(
+              new ProcessParameters({ OciProcess: { env: ["TOKEN=hunter2"] }, Environment: { K: "hunter2" } })
+            )
+          )
+        )
+        const request = yield* guest.next
+        yield* guest.reply(
+          request as Received & { name: "ExecuteProcess" },
+          new ContainerExecuteProcessResponse({ ProcessId: 9 })
+        )
+        yield* guest.close
+        yield* Fiber.await(exec)
+      }).pipe(
+        Logger.withMinimumLogLevel(LogLevel.Trace),
+        Effect.provide(Logger.replace(Logger.defaultLogger, capture))
+      )
+      const sends = lines.filter((l) => l.message.includes("bridge send"))
+      expect(sends.length).toBeGreaterThanOrEqual(2)
+      for (const line of sends) expect(line.payload).not.toContain("hunter2")
+      expect(sends.some((l) => l.payload.includes("<scrubbed>"))).toBe(true)
+      expect(lines.some((l) => l.message.includes("bridge receive"))).toBe(true)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
+
+describe("health policy", () => {
+  it.scoped("a stalled guest is declared Unresponsive; a long WaitForProcess alone is not a stall", () =>
+    Effect.gen(function* () {
+      const { gc, guest } = yield* connected(yield* wire(), { stallTimeout: "10 seconds" })
+      const exec = yield* Effect.fork(gc.exec({ CommandArgs: ["sleep", "1000"] }))
+      const request = yield* guest.next
+      yield* guest.reply(
+        request as Received & { name: "ExecuteProcess" },
+        new ContainerExecuteProcessResponse({ ProcessId: 7 })
+      )
+      const process = yield* Fiber.join(exec)
+      expect((yield* guest.next).name).toBe("WaitForProcess")
+      const closed = yield* Effect.fork(gc.closed)
+      yield* TestClock.adjust("1 minute")
+      expect(Option.isNone(yield* Fiber.poll(closed))).toBe(true)
+      // Now a call the guest never answers.
+      const stuck = yield* Effect.fork(Effect.flip(gc.dumpStacks))
+      yield* guest.next
+      yield* TestClock.adjust("30 seconds")
+      const error = yield* Fiber.join(stuck)
+      expect(error).toBeInstanceOf(BridgeClosed)
+      expect((error as BridgeClosed).reason).toBe("Unresponsive")
+      expect(yield* Effect.flip(process.wait)).toBe(error)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.scoped("without a policy a slow call never closes the bridge; deadlines are the caller's", () =>
+    Effect.gen(function* () {
+      const { gc, guest } = yield* connected(yield* wire())
+      const slow = yield* Effect.fork(Effect.either(Effect.timeout(gc.dumpStacks, "5 minutes")))
+      const request = yield* guest.next
+      yield* TestClock.adjust("6 minutes")
+      const result = yield* Fiber.join(slow)
+      expect(result._tag).toBe("Left")
+      // The bridge is fine, and the late answer is dropped.
+      yield* guest.reply(request)
+      const next = yield* Effect.fork(gc.deleteContainerState("x"))
+      yield* guest.reply(yield* guest.next)
+      yield* Fiber.join(next)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
+
+describe("negotiation", () => {
+  const refused = (response: NegotiateProtocolResponse | "fail") =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const { guest, host } = yield* connectPair(wired)
+      const fiber = yield* Effect.fork(
+        Effect.flip(
+          GuestConnection.fromConnection(host, { address: wired.address }).pipe(
+            Effect.provideService(Transport, wired.hostTransport)
+          )
+        )
+      )
+      const request = yield* guest.next
+      if (response === "fail") yield* guest.fail(request, HResult.UnsupportedProtocolVersion)
+      else yield* guest.reply(request as Received & { name: "NegotiateProtocol" }, response)
+      const error = yield* Fiber.join(fiber)
+      // The connection is closed on failure.
+      expect(wired.counts.connections).toBe(0)
+      return error
+    }).pipe(Effect.provide(Transport.layerMemory))
+
+  it.scoped("a version other than 4 is refused", () =>
+    Effect.gen(function* () {
+      const error = yield* refused(
+        new NegotiateProtocolResponse({ Version: 3, Capabilities: new GcsCapabilities({}) })
+      )
+      expect(error).toBeInstanceOf(ProtocolError)
+      expect((error as ProtocolError).reason).toBe("NegotiationRefused")
+      expect(error.message).toContain("unexpected version 3")
+    })
+  )
+
+  it.scoped("a guest that refuses version 4 gives NegotiationRefused", () =>
+    Effect.gen(function* () {
+      const error = yield* refused("fail")
+      expect((error as ProtocolError).reason).toBe("NegotiationRefused")
+      expect(error.message).toContain("0xc037010c")
+    })
+  )
+
+  it.scoped("a guest that never answers the negotiation is Unresponsive after connectTimeout", () =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const { guest, host } = yield* connectPair(wired)
+      const fiber = yield* Effect.fork(
+        Effect.flip(
+          GuestConnection.fromConnection(host, { address: wired.address, connectTimeout: "10 seconds" }).pipe(
+            Effect.provideService(Transport, wired.hostTransport)
+          )
+        )
+      )
+      yield* guest.next
+      yield* TestClock.adjust("11 seconds")
+      const error = yield* Fiber.join(fiber)
+      expect(error).toBeInstanceOf(BridgeClosed)
+      expect((error as BridgeClosed).reason).toBe("Unresponsive")
+      expect(wired.counts.connections).toBe(0)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
