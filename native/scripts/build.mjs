@@ -6,7 +6,7 @@
 import { spawnSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
-import { dirname, join, resolve } from "node:path"
+import { delimiter, dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -36,5 +36,8 @@ if (process.env.GCS_NATIVE_DEBUG === "1") {
   args.push("--debug")
 }
 
-const result = spawnSync(process.execPath, args, { cwd: packageDir, stdio: "inherit" })
+// binding.gyp runs `node` to find node-addon-api and the ASan switch
+// (GCS_NATIVE_ASAN=1): make that the same node that runs this build.
+const env = { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}` }
+const result = spawnSync(process.execPath, args, { cwd: packageDir, stdio: "inherit", env })
 process.exit(result.status ?? 1)

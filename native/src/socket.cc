@@ -154,7 +154,9 @@ Napi::Value Socket::Write(Napi::Env env, Napi::Value value) {
   Napi::Array array = value.As<Napi::Array>();
   const uint32_t count = array.Length();
   std::vector<Napi::Uint8Array> items;
-  items.reserve(count);
+  // The length is the caller's to choose (a sparse array can claim billions):
+  // grow with the elements actually read, never up front.
+  items.reserve(std::min<uint32_t>(count, 64));
   for (uint32_t i = 0; i < count; i++) {
     Napi::Value item = array.Get(i);
     if (env.IsExceptionPending()) return env.Undefined();

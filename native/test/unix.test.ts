@@ -330,6 +330,8 @@ describe("AF_UNIX", () => {
     const { client } = await unixPair()
     expect(() => client.writev(["text" as never])).toThrow(TypeError)
     expect(() => client.write({} as never)).toThrow(TypeError)
+    // A sparse array claiming a huge length fails on its first hole.
+    expect(() => client.writev(new Array(2 ** 32 - 1))).toThrow(TypeError)
   })
 
   it("requires onData before readStart", async () => {
