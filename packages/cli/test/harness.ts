@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process"
 import { statSync, readdirSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Transport } from "@gcs-bridge/transport"
 import { runCli } from "../src/Cli.js"
 import type { HandledSignal } from "../src/Signals.js"
 import { Signals } from "../src/Signals.js"
@@ -27,13 +28,16 @@ export interface InvokeOptions {
   readonly stdin?: Stream.Stream<Uint8Array> | ReadonlyArray<Uint8Array | string>
   /** Signals the test will publish; see `signalHub`. */
   readonly signals?: PubSub.PubSub<HandledSignal>
+  /** Called with everything written to stdout so far, after each write. */
+  readonly onStdout?: (text: string) => Effect.Effect<void>
 }
 
 const toBytes = (chunk: Uint8Array | string): Uint8Array =>
   typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk
 
-/** A hub to deliver signals to an in-process invocation. */
-export const signalHub = (): Effect.Effect<PubSub.PubSub<HandledSignal>> => PubSub.unbounded<HandledSignal>()
+/** A hub to deliver signals to an in-process invocation; it replays, so no signal is lost to a late subscriber. */
+export const signalHub = (): Effect.Effect<PubSub.PubSub<HandledSignal>> =>
+  PubSub.unbounded<HandledSignal>({ replay: 8 })
 
 /** Runs `gcsctl ...args` in-process. */
 export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {}): Effect.Effect<Outcome> =>
@@ -48,7 +52,12 @@ export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {})
           : (options.stdin as Stream.Stream<Uint8Array>)
     const stdio = Layer.succeed(Stdio, {
       stdin,
-      out: (chunk) => Effect.sync(() => void out.push(toBytes(chunk))),
+      out: (chunk) =>
+        Effect.sync(() => void out.push(toBytes(chunk))).pipe(
+          Effect.zipRight(
+            Effect.suspend(() => options.onStdout?.(Buffer.concat(out).toString("utf8")) ?? Effect.void)
+          )
+        ),
       err: (chunk) => Effect.sync(() => void err.push(toBytes(chunk))),
       terminal: Option.none()
     })
@@ -59,7 +68,9 @@ export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {})
           ? Stream.never
           : Stream.fromPubSub(hub).pipe(Stream.filter((s) => wanted.includes(s)))
     })
-    const status = yield* runCli(args).pipe(Effect.provide(Layer.mergeAll(NodeContext.layer, stdio, signals)))
+    const status = yield* runCli(args).pipe(
+      Effect.provide(Layer.mergeAll(NodeContext.layer, stdio, signals, Transport.layer))
+    )
     const stdoutBytes = Buffer.concat(out)
     return {
       status,
