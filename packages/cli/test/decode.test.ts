@@ -30,7 +30,7 @@ const vectors: ReadonlyArray<Vector> = JSON.parse(
 const frames = vectors.map((v) => Buffer.from(v.frameHex, "hex"))
 const capture = Buffer.concat(frames)
 const offsets = frames.reduce<Array<number>>(
-  (acc, f, i) => [...acc, i === 0 ? 0 : acc[i - 1]! + frames[i - 1]!.length],
+  (acc, _frame, i) => [...acc, i === 0 ? 0 : acc[i - 1]! + frames[i - 1]!.length],
   []
 )
 
