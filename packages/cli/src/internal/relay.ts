@@ -46,8 +46,10 @@ export const relay = (
       // Raw mode only when our keystrokes go to the process; otherwise Ctrl-C
       // stays a local SIGINT, which is forwarded.
       if (spec.interactive) yield* terminal.rawMode
+      // The size is sent once at the start (a guest may ignore the size in
+      // the exec request) and then on every change.
       yield* Effect.forkScoped(
-        Stream.runForEach(terminal.resizes, (size) =>
+        Stream.runForEach(Stream.concat(Stream.fromEffect(terminal.size), terminal.resizes), (size) =>
           process
             .resizeConsole(size.columns, size.rows)
             .pipe(Effect.catchAll((error) => Effect.logDebug(`console resize failed: ${error.message}`)))
