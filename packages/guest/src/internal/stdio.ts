@@ -148,6 +148,3 @@ export const relayOutput = (
     Effect.ensuring(connection.close)
   )
 }
-
-/** Reads and discards a pipe nobody asked for, so its writer never blocks on it. */
-export const discard = (readable: Readable): Effect.Effect<void> => Stream.runDrain(fromReadable(readable))
