@@ -49,7 +49,9 @@ export type ModifySettings = typeof ModifySettingsRequest.Type
  * it was obtained in. Closing that scope terminates the container if it is
  * still running and waits for its exit (both bounded by the connection's
  * `closeTimeout`), then stops listening for its notification. Nothing is sent
- * for a container that has already exited.
+ * for a container that has already exited, nor for the null container
+ * (`00000000-0000-0000-0000-000000000000`, a handle on the utility VM itself):
+ * shutting that one down powers the VM off.
  *
  * @since 0.1.0
  */

@@ -9,16 +9,20 @@
 import { Metric, MetricBoundaries } from "effect"
 
 /**
- * Latency of each RPC from the moment it is queued to the moment its response
- * is matched, tagged `proc` (e.g. `proc=ExecuteProcess`). Error responses count
- * too, as do late responses to calls whose caller stopped waiting; calls that
- * never get an answer (the bridge died first) are not recorded.
+ * Latency of each RPC in milliseconds, from the moment it is queued to the
+ * moment its response is matched, tagged `proc` (e.g. `proc=ExecuteProcess`;
+ * read one with `Metric.tagged(rpcLatency, "proc", "ExecuteProcess")`). Error
+ * responses count too, as do late responses to calls whose caller stopped
+ * waiting; calls that never get an answer (the bridge died first) are not
+ * recorded.
  *
  * @since 0.1.0
  */
-export const rpcLatency = Metric.timerWithBoundaries(
-  "gcs_rpc_latency",
-  [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 60000],
+export const rpcLatency = Metric.histogram(
+  "gcs_rpc_latency_ms",
+  MetricBoundaries.fromIterable([
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 60000
+  ]),
   "Latency of GCS bridge RPCs in milliseconds, by procedure"
 )
 

@@ -8,12 +8,12 @@
  */
 import type { ContainerNotification, Frame, ProcName, RpcRequest, RpcResponse } from "@gcs-bridge/protocol"
 import {
+  FrameReader,
   MessageClass,
   NotifyContainer,
   Proc,
   ProtocolError,
   classOf,
-  decodeFrames,
   decodeNotification,
   decodeResponse,
   decodeResponseBase,
@@ -37,7 +37,6 @@ import {
   LogLevel,
   MetricLabel,
   Option,
-  Queue,
   Scope,
   Stream
 } from "effect"
@@ -45,6 +44,7 @@ import { BridgeClosed, type BridgeClosedReason } from "../BridgeClosed.js"
 import type { CallError } from "../CallError.js"
 import { GuestError } from "../GuestError.js"
 import * as Metrics from "../Metrics.js"
+import { Mailbox } from "./mailbox.js"
 import { scrubRequestPayload } from "./scrub.js"
 
 export type { CallError }
@@ -108,7 +108,8 @@ export interface Bridge {
   readonly call: <N extends ProcName>(
     proc: N,
     containerId: string,
-    body: RpcRequest<N>
+    body: RpcRequest<N>,
+    onQueued?: (id: number) => void
   ) => Effect.Effect<RpcResponse<N>, CallError>
   /** Waits for `call`'s answer, abandoning the call if the waiter is interrupted. */
   readonly await: <N extends ProcName>(call: Call<N>) => Effect.Effect<RpcResponse<N>, CallError>
@@ -122,19 +123,40 @@ export interface Bridge {
   readonly kill: (reason: BridgeClosedReason) => Effect.Effect<BridgeClosed>
   /** Closes the bridge (reason `Closed`) and waits until its fibers have stopped and its connection is closed. */
   readonly close: Effect.Effect<void>
-  /** Calls registered and not yet answered (for tests and diagnostics). */
-  readonly pendingCount: () => number
 }
 
 type CallState = "queued" | "written" | "cancelled" | "abandoned"
+
+type CallExit = Exit.Exit<unknown, CallError>
 
 interface Entry {
   readonly id: number
   readonly proc: ProcName
   readonly containerId: string
-  readonly deferred: Deferred.Deferred<unknown, CallError>
   readonly sentAt: number
+  readonly startedAt: number
   state: CallState
+  /** `send`'s calls: the result for any number of waiters. */
+  readonly deferred: Deferred.Deferred<unknown, CallError> | undefined
+  /** `call`'s single waiter, once it waits. */
+  listener: ((exit: CallExit) => void) | undefined
+  /** The result, when it came before `call`'s waiter. */
+  result: CallExit | undefined
+}
+
+/** Completes a call, whoever waits for it and however. */
+const settle = (entry: Entry, exit: CallExit): void => {
+  if (entry.deferred !== undefined) {
+    Deferred.unsafeDone(entry.deferred, exit)
+    return
+  }
+  const listener = entry.listener
+  if (listener === undefined) {
+    entry.result = exit
+    return
+  }
+  entry.listener = undefined
+  listener(exit)
 }
 
 interface Outbound {
@@ -142,6 +164,7 @@ interface Outbound {
   readonly bytes: Uint8Array
 }
 
+// One array per proc, reused: metric hooks are cached by the identity of their label array.
 const procLabels = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
 const procLabel = (proc: string): ReadonlyArray<MetricLabel.MetricLabel> => {
   let labels = procLabels.get(proc)
@@ -197,7 +220,7 @@ export const make = (
     const minLevel = yield* FiberRef.get(FiberRef.currentMinimumLogLevel)
     // Payload logging costs a decode and a scrub per frame: decide once.
     const traceFrames = LogLevel.lessThanEqual(minLevel, LogLevel.Trace)
-    const queue = yield* Queue.bounded<Outbound>(options.writeQueueCapacity)
+    const mailbox = new Mailbox<Outbound>(options.writeQueueCapacity)
     const closedSignal = yield* Deferred.make<BridgeClosed>()
     const pending = new Map<number, Entry>()
     const abandoned = new Set<number>()
@@ -216,7 +239,7 @@ export const make = (
       Metrics.bridgeDeaths.unsafeUpdate(1, [MetricLabel.make("reason", reason)])
       const failed = Exit.fail(error)
       Metrics.rpcInFlight.unsafeModify(-pending.size, [])
-      for (const entry of pending.values()) Deferred.unsafeDone(entry.deferred, failed)
+      for (const entry of pending.values()) settle(entry, failed)
       pending.clear()
       abandoned.clear()
       Deferred.unsafeDone(closedSignal, Exit.succeed(error))
@@ -232,7 +255,7 @@ export const make = (
         // Still in the queue: the writer will skip it, so the guest never sees it.
         entry.state = "cancelled"
         forget(entry)
-        Deferred.unsafeDone(entry.deferred, Exit.interrupt(FiberId.none))
+        settle(entry, Exit.interrupt(FiberId.none))
       } else if (entry.state === "written" && pending.has(entry.id)) {
         entry.state = "abandoned"
         abandoned.add(entry.id)
@@ -243,7 +266,7 @@ export const make = (
           const evicted = pending.get(oldest)
           if (evicted !== undefined) {
             forget(evicted)
-            Deferred.unsafeDone(evicted.deferred, Exit.interrupt(FiberId.none))
+            settle(evicted, Exit.interrupt(FiberId.none))
           }
         }
       }
@@ -259,38 +282,52 @@ export const make = (
 
     const failWhenDead: Effect.Effect<never, BridgeClosed> = Effect.flatMap(
       Deferred.await(closedSignal),
-      Effect.fail
+      Exit.fail
     )
 
-    const send = <N extends ProcName>(
-      proc: N,
+    // Slow path only: the writer is behind by `writeQueueCapacity` frames.
+    const enqueueSlowly = (item: Outbound): Effect.Effect<void, BridgeClosed> =>
+      Effect.suspend(() => {
+        if (dead !== undefined) return Exit.fail(dead)
+        if (mailbox.offer(item)) return Effect.void
+        return Effect.zipRight(Effect.raceFirst(mailbox.room, failWhenDead), enqueueSlowly(item))
+      })
+
+    /**
+     * Allocates the id, registers the call, encodes its frame and queues it,
+     * synchronously unless the writer is far behind.
+     */
+    const register = (
+      proc: ProcName,
       containerId: string,
-      body: RpcRequest<N>
-    ): Effect.Effect<Call<N>, BridgeClosed | ProtocolError> =>
-      Effect.suspend((): Effect.Effect<Call<N>, BridgeClosed | ProtocolError> => {
+      body: unknown,
+      shared: boolean
+    ): Effect.Effect<Entry, BridgeClosed | ProtocolError> =>
+      Effect.suspend((): Effect.Effect<Entry, BridgeClosed | ProtocolError> => {
         // Exit.fail keeps the one BridgeClosed value: Effect.fail would wrap it per span.
         if (dead !== undefined) return Exit.fail(dead)
         const id = nextId++
-        const encoded = encodeRequest(proc, id, body)
+        const encoded = encodeRequest(proc, id, body as RpcRequest<typeof proc>)
         if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
-        const deferred = Deferred.unsafeMake<RpcResponse<N>, CallError>(FiberId.none)
         const entry: Entry = {
           id,
           proc,
           containerId,
-          deferred: deferred as Deferred.Deferred<unknown, CallError>,
           sentAt: clock.unsafeCurrentTimeMillis(),
-          state: "queued"
+          startedAt: performance.now(),
+          state: "queued",
+          deferred: shared ? Deferred.unsafeMake<unknown, CallError>(FiberId.none) : undefined,
+          listener: undefined,
+          result: undefined
         }
         // Registered before the bytes can reach the writer: a fast answer always finds its call.
         pending.set(id, entry)
         Metrics.rpcInFlight.unsafeModify(1, [])
-        const call: Call<N> = { id, proc, result: deferred }
         const item: Outbound = { entry, bytes: encoded.right }
-        const queued: Effect.Effect<Call<N>, BridgeClosed> = queue.unsafeOffer(item)
-          ? Effect.succeed(call)
-          : Effect.raceFirst(Queue.offer(queue, item), failWhenDead).pipe(
-              Effect.as(call),
+        const queued: Effect.Effect<Entry, BridgeClosed> = mailbox.offer(item)
+          ? Effect.succeed(entry)
+          : enqueueSlowly(item).pipe(
+              Effect.as(entry),
               Effect.onInterrupt(() => Effect.sync(() => abandon(entry)))
             )
         return traceFrames
@@ -307,11 +344,41 @@ export const make = (
           : queued
       })
 
-    const call = <N extends ProcName>(
+    const send = <N extends ProcName>(
       proc: N,
       containerId: string,
       body: RpcRequest<N>
-    ): Effect.Effect<RpcResponse<N>, CallError> => Effect.flatMap(send(proc, containerId, body), awaitCall)
+    ): Effect.Effect<Call<N>, BridgeClosed | ProtocolError> =>
+      Effect.map(register(proc, containerId, body, true), (entry) => ({
+        id: entry.id,
+        proc,
+        result: entry.deferred as Deferred.Deferred<RpcResponse<N>, CallError>
+      }))
+
+    // The hot path: one waiter, so a callback instead of a Deferred.
+    const awaitEntry = (entry: Entry): Effect.Effect<unknown, CallError> =>
+      Effect.async<unknown, CallError>((resume) => {
+        if (entry.result !== undefined) {
+          resume(entry.result)
+          return
+        }
+        entry.listener = resume
+        return Effect.sync(() => {
+          entry.listener = undefined
+          abandon(entry)
+        })
+      })
+
+    const call = <N extends ProcName>(
+      proc: N,
+      containerId: string,
+      body: RpcRequest<N>,
+      onQueued?: (id: number) => void
+    ): Effect.Effect<RpcResponse<N>, CallError> =>
+      Effect.flatMap(register(proc, containerId, body, false), (entry) => {
+        onQueued?.(entry.id)
+        return awaitEntry(entry)
+      }) as Effect.Effect<RpcResponse<N>, CallError>
 
     // A bug in the bridge itself must still release every waiter, never leave them hanging.
     const onDefect = (fiber: string, cause: Cause.Cause<unknown>): Effect.Effect<void> =>
@@ -339,10 +406,7 @@ export const make = (
         return options.strict ? error : Effect.logWarning(error.message)
       }
       forget(entry)
-      Metrics.rpcLatency.unsafeUpdate(
-        Duration.millis(clock.unsafeCurrentTimeMillis() - entry.sentAt),
-        procLabel(entry.proc)
-      )
+      Metrics.rpcLatency.unsafeUpdate(performance.now() - entry.startedAt, procLabel(entry.proc))
       let late: Effect.Effect<void> | undefined
       if (entry.state === "abandoned") {
         abandoned.delete(entry.id)
@@ -355,7 +419,7 @@ export const make = (
       if (Either.isRight(decoded)) {
         const response = decoded.right as { readonly Result: number }
         if (response.Result === 0) {
-          Deferred.unsafeDone(entry.deferred, Exit.succeed(decoded.right))
+          settle(entry, Exit.succeed(decoded.right))
           return late
         }
         return failCall(entry, response as GuestFailure) ?? late
@@ -365,7 +429,7 @@ export const make = (
       if (Either.isRight(base) && base.right.Result !== 0) {
         return failCall(entry, base.right as GuestFailure) ?? late
       }
-      Deferred.unsafeDone(entry.deferred, Exit.fail(decoded.left))
+      settle(entry, Exit.fail(decoded.left))
       return options.strict ? decoded.left : Effect.logWarning(decoded.left.message)
     }
 
@@ -385,7 +449,7 @@ export const make = (
         message: response.ErrorMessage ? response.ErrorMessage : hresultText(hresult),
         errorRecords: records
       })
-      Deferred.unsafeDone(entry.deferred, Exit.fail(error))
+      settle(entry, Exit.fail(error))
       return records.length === 0
         ? undefined
         : Effect.logDebug("guest call failed").pipe(
@@ -444,26 +508,44 @@ export const make = (
         })
       )
 
-    const onChunk = (frames: Chunk.Chunk<Frame>): Effect.Effect<void, ProtocolError> => {
+    // One decoder over the byte stream, driven from the reader's own loop: no stage, no fiber per frame.
+    const frameReader = new FrameReader({ maxFrameSize: options.maxFrameSize, acceptType })
+
+    const onBytes = (chunks: Chunk.Chunk<Uint8Array>): Effect.Effect<void, ProtocolError> => {
       lastInboundAt = clock.unsafeCurrentTimeMillis()
       let effects: Array<Effect.Effect<void>> | undefined
-      for (const frame of frames) {
-        if (traceFrames) (effects ??= []).push(traceReceive(frame))
-        const outcome = dispatch(frame)
-        if (outcome === undefined) continue
-        if (outcome instanceof ProtocolError) {
-          return effects === undefined
-            ? Effect.fail(outcome)
-            : Effect.zipRight(Effect.all(effects), Effect.fail(outcome))
+      let violation: ProtocolError | undefined
+      outer: for (const bytes of chunks) {
+        for (const frame of frameReader.push(bytes)) {
+          if (traceFrames) (effects ??= []).push(traceReceive(frame))
+          const outcome = dispatch(frame)
+          if (outcome === undefined) continue
+          if (outcome instanceof ProtocolError) {
+            violation = outcome
+            break outer
+          }
+          ;(effects ??= []).push(outcome)
         }
-        ;(effects ??= []).push(outcome)
+        if (frameReader.error !== undefined) {
+          violation = frameReader.error
+          break
+        }
       }
-      return effects === undefined ? Effect.void : Effect.all(effects, { discard: true })
+      const logs = effects === undefined ? Effect.void : Effect.all(effects, { discard: true })
+      return violation === undefined ? logs : Effect.zipRight(logs, Effect.fail(violation))
     }
 
     const reader = connection.stream.pipe(
-      Stream.pipeThroughChannel(decodeFrames({ maxFrameSize: options.maxFrameSize, acceptType })),
-      Stream.runForEachChunk(onChunk),
+      Stream.runForEachChunk(onBytes),
+      // Ending inside a frame is a truncation, not a clean end.
+      Effect.zipRight(
+        Effect.suspend(() =>
+          Option.match(Option.fromNullable(frameReader.end()), {
+            onNone: () => Effect.void,
+            onSome: Effect.fail
+          })
+        )
+      ),
       Effect.matchCauseEffect({
         onSuccess: () => Effect.sync(() => kill("EndOfStream")),
         onFailure: (cause) => {
@@ -480,7 +562,7 @@ export const make = (
     // ---- outbound ----
 
     const writer = Effect.forever(
-      Effect.flatMap(Queue.takeBetween(queue, 1, options.writeQueueCapacity), (items) => {
+      Effect.flatMap(mailbox.takeAll, (items) => {
         const buffers: Array<Uint8Array> = []
         for (const item of items) {
           if (item.entry.state !== "queued") continue
@@ -560,8 +642,7 @@ export const make = (
           return dead!
         }),
       background: (effect) => Effect.asVoid(Effect.forkIn(Effect.ignore(effect), scope)),
-      close,
-      pendingCount: () => pending.size
+      close
     }
     return bridge
   })

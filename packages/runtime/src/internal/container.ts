@@ -9,6 +9,7 @@ import {
   ContainerModifySettings,
   decodePropertiesV1,
   decodePropertiesV2,
+  NullGuid,
   PropertyQuery,
   RequestBase
 } from "@gcs-bridge/protocol"
@@ -61,7 +62,8 @@ const attach = (
     yield* Scope.addFinalizer(
       scope,
       Effect.flatMap(Deferred.isDone(registration.exit), (exited) =>
-        exited || bridge.deadError() !== undefined
+        // Never the null container: shutting it down powers the utility VM off (§8.3, §14.5).
+        exited || id === NullGuid || bridge.deadError() !== undefined
           ? Effect.void
           : stop(bridge, registration, "ShutdownForced").pipe(
               // Its init already exited: the notification is on its way.
@@ -157,7 +159,7 @@ export const create = (
             const sent = yield* restore(
               state.bridge.send("Create", id, new ContainerCreate({ ...base, ContainerConfig: config }, true))
             )
-            span.attribute("gcs.message_id", sent.id)
+            span?.attribute("gcs.message_id", sent.id)
             return yield* restore(state.bridge.await(sent)).pipe(
               Effect.onInterrupt(() => reapWhenCreated(state.bridge, id, sent))
             )

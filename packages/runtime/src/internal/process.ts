@@ -171,11 +171,11 @@ const start = (
           true
         )
         const sent = yield* restore(bridge.send("ExecuteProcess", containerId, request))
-        span.attribute("gcs.message_id", sent.id)
+        span?.attribute("gcs.message_id", sent.id)
         const answer = yield* restore(bridge.await(sent)).pipe(
           Effect.onInterrupt(() => reapWhenAnswered(bridge, containerId, sent))
         )
-        span.attribute("gcs.pid", answer.ProcessId)
+        span?.attribute("gcs.pid", answer.ProcessId)
         return answer
       })
     )
