@@ -278,6 +278,15 @@ describe("lifecycle", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
+  it.scopedLive("closing the null container's handle sends nothing (it would power the VM off)", () =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const { gc, state } = yield* start(wired)
+      yield* Effect.scoped(Effect.flatMap(gc.openContainer(NullGuid), (uvm) => uvm.start))
+      expect(state.requests.map((r) => r.name)).toEqual(["NegotiateProtocol", "Start"])
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
   it.scopedLive(
     "tolerates a guest that never connects stdio: readers are released when the scope closes",
     () =>
