@@ -274,6 +274,19 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
   )
 })
 
+describe("gcsctl guest", () => {
+  it.live("stops cleanly on SIGTERM while it waits for a host: status 0, nothing printed", () =>
+    Effect.gen(function* () {
+      const dir = tempDir()
+      const signals = yield* signalHub()
+      yield* PubSub.publish(signals, "SIGTERM")
+      const outcome = yield* invoke(["guest", "--connect", `unix://${dir}/gcs.sock`], { signals })
+      rmSync(dir, { recursive: true, force: true })
+      expect(outcome).toMatchObject({ status: 0, stdout: "", stderr: "" })
+    })
+  )
+})
+
 describe("stdin from a stream", () => {
   it.live("-i relays input that arrives over time", () =>
     Effect.gen(function* () {
