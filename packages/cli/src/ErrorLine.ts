@@ -195,12 +195,20 @@ export const defectLine = (command: string, cause: Cause.Cause<unknown>): string
 }
 
 /**
+ * Whoever read our stdout has gone (`gcsctl … | head`): not worth a line,
+ * the status says it, as for a process killed by SIGPIPE.
+ */
+const isClosedStdout = (error: unknown): boolean =>
+  error instanceof StdioError && error.stream === "stdout" && error.code === "EPIPE"
+
+/**
  * The exit status for a failure: 2 for a wrong command line, 128 + n for a
- * signal, otherwise the command's own failure status.
+ * signal, 141 for a closed stdout, otherwise the command's own failure status.
  *
  * @since 0.1.0
  */
 export const exitStatusFor = (error: unknown, status: number): number => {
+  if (isClosedStdout(error)) return ExitCode.ClosedStdout
   if (ValidationError.isValidationError(error) || error instanceof UsageError) return ExitCode.Usage
   if (error instanceof Interrupted) {
     const number = (signalNumber as Record<string, number | undefined>)[error.signal]
@@ -224,11 +232,13 @@ export const reportFailures =
         if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
         const failure = Cause.failureOption(cause)
         const line = Option.isSome(failure)
-          ? errorLine(command, failure.value, context)
-          : defectLine(command, cause)
+          ? isClosedStdout(failure.value)
+            ? ""
+            : `${errorLine(command, failure.value, context)}\n`
+          : `${defectLine(command, cause)}\n`
         const debug =
           Option.isNone(failure) && process.env["GCSCTL_DEBUG"] === "1" ? `${Cause.pretty(cause)}\n` : ""
-        return Effect.flatMap(Stdio, (stdio) => stdio.err(`${debug}${line}\n`)).pipe(
+        return Effect.flatMap(Stdio, (stdio) => stdio.err(`${debug}${line}`)).pipe(
           Effect.ignore,
           Effect.zipRight(
             setExitStatus(Option.isSome(failure) ? exitStatusFor(failure.value, status) : ExitCode.Failure)

@@ -20,7 +20,9 @@ export const ExitCode = {
   /** The command line was wrong: unknown command, bad option value. */
   Usage: 2,
   /** `gcsctl run` failed itself, as `docker run` does, so it is not mistaken for the process's own status. */
-  RunFailure: 125
+  RunFailure: 125,
+  /** Stdout was closed by its reader (EPIPE): 128 + SIGPIPE, what a shell reports for a process SIGPIPE killed. */
+  ClosedStdout: 141
 } as const
 
 /**

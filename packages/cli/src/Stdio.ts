@@ -94,29 +94,36 @@ const terminalSize = (): TerminalSize => ({
   rows: process.stdout.rows ?? 24
 })
 
-const makeNode = (): StdioService => ({
-  stdin: NodeStream.fromReadable<StdioError>(
-    () => process.stdin,
-    (error) => new StdioError({ stream: "stdin", ...errorFields(error) }),
-    { closeOnDone: false }
-  ),
-  out: writer("stdout", () => process.stdout),
-  err: writer("stderr", () => process.stderr),
-  terminal:
-    // isatty on the descriptors, not process.stdin.isTTY: touching
-    // process.stdin would open it even for commands that never read it.
-    isatty(0) && isatty(1)
-      ? Option.some<LocalTerminal>({
-          size: Effect.sync(terminalSize),
-          resizes: Stream.async<TerminalSize>((emit) => {
-            const onResize = () => void emit.single(terminalSize())
-            process.stdout.on("resize", onResize)
-            return Effect.sync(() => process.stdout.off("resize", onResize))
-          }),
-          rawMode: Effect.acquireRelease(
-            Effect.sync(() => process.stdin.setRawMode(true)),
-            () => Effect.sync(() => process.stdin.setRawMode(false))
-          ).pipe(Effect.asVoid)
-        })
-      : Option.none()
-})
+const makeNode = (): StdioService => {
+  // A failed write is reported to its callback (and so to the writer as a
+  // StdioError); without a listener the same error would also be thrown as
+  // an unhandled 'error' event, with a stack trace, when a pipe closes.
+  process.stdout.on("error", () => undefined)
+  process.stderr.on("error", () => undefined)
+  return {
+    stdin: NodeStream.fromReadable<StdioError>(
+      () => process.stdin,
+      (error) => new StdioError({ stream: "stdin", ...errorFields(error) }),
+      { closeOnDone: false }
+    ),
+    out: writer("stdout", () => process.stdout),
+    err: writer("stderr", () => process.stderr),
+    terminal:
+      // isatty on the descriptors, not process.stdin.isTTY: touching
+      // process.stdin would open it even for commands that never read it.
+      isatty(0) && isatty(1)
+        ? Option.some<LocalTerminal>({
+            size: Effect.sync(terminalSize),
+            resizes: Stream.async<TerminalSize>((emit) => {
+              const onResize = () => void emit.single(terminalSize())
+              process.stdout.on("resize", onResize)
+              return Effect.sync(() => process.stdout.off("resize", onResize))
+            }),
+            rawMode: Effect.acquireRelease(
+              Effect.sync(() => process.stdin.setRawMode(true)),
+              () => Effect.sync(() => process.stdin.setRawMode(false))
+            ).pipe(Effect.asVoid)
+          })
+        : Option.none()
+  }
+}

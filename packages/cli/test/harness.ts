@@ -10,6 +10,7 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Transport } from "@gcs-bridge/transport"
 import { runCli } from "../src/Cli.js"
+import { StdioError } from "../src/CliError.js"
 import type { HandledSignal } from "../src/Signals.js"
 import { Signals } from "../src/Signals.js"
 import { Stdio } from "../src/Stdio.js"
@@ -30,6 +31,8 @@ export interface InvokeOptions {
   readonly signals?: PubSub.PubSub<HandledSignal>
   /** Called with everything written to stdout so far, after each write. */
   readonly onStdout?: (text: string) => Effect.Effect<void>
+  /** Once this many bytes were written to stdout, further writes fail with EPIPE (its reader went away). */
+  readonly closeStdoutAfter?: number
 }
 
 const toBytes = (chunk: Uint8Array | string): Uint8Array =>
@@ -53,7 +56,10 @@ export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {})
     const stdio = Layer.succeed(Stdio, {
       stdin,
       out: (chunk) =>
-        Effect.sync(() => void out.push(toBytes(chunk))).pipe(
+        (options.closeStdoutAfter !== undefined && Buffer.concat(out).length >= options.closeStdoutAfter
+          ? Effect.fail(new StdioError({ stream: "stdout", message: "write EPIPE", code: "EPIPE" }))
+          : Effect.sync(() => void out.push(toBytes(chunk)))
+        ).pipe(
           Effect.zipRight(
             Effect.suspend(() => options.onStdout?.(Buffer.concat(out).toString("utf8")) ?? Effect.void)
           )

@@ -104,6 +104,14 @@ describe("gcsctl run on the embedded guest", () => {
     })
   )
 
+  it.live("a reader that goes away (EPIPE) ends the run quietly with 141, and the process with it", () =>
+    Effect.gen(function* () {
+      const outcome = yield* invoke(["run", "--", "yes"], { closeStdoutAfter: 1 })
+      expect(outcome).toMatchObject({ status: 141, stderr: "" })
+      expect(outcome.stdout.startsWith("y\n")).toBe(true)
+    })
+  )
+
   it.live("a command the guest cannot start: one line with the HRESULT name, status 125", () =>
     Effect.gen(function* () {
       const outcome = yield* invoke(["run", "--", "/nonexistent/command"])
