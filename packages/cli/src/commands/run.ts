@@ -136,6 +136,11 @@ const deleteState = (connection: GuestConnectionService, id: string) =>
         )
     : Effect.void
 
+/**
+ * Connects, starts, relays and waits, with SIGINT/SIGTERM forwarded while the
+ * process runs (and stopping everything before and after), and gives the exit
+ * status. The process's scope closes before the container's state is deleted.
+ */
 const runIt = (session: SessionOptions, containerId: Option.Option<string>, spec: RunSpec) =>
   Effect.gen(function* () {
     const started = yield* Ref.make(Option.none<Started>())
@@ -148,7 +153,7 @@ const runIt = (session: SessionOptions, containerId: Option.Option<string>, spec
             const process = yield* start(connection, containerId, spec)
             yield* Ref.set(started, Option.some({ process, os: connection.os }))
             return yield* relay(process, spec)
-          })
+          }).pipe(Effect.ensuring(Ref.set(started, Option.none())))
         )
         if (Option.isSome(containerId)) yield* deleteState(connection, containerId.value)
         return exitStatusOf(code, yield* Ref.get(forwarded))
