@@ -12,10 +12,10 @@ import {
 } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
 import type { Tracer as TracerT } from "effect"
-import { Effect, Fiber, HashMap, Logger, LogLevel, Option, TestClock, Tracer } from "effect"
+import { Effect, Fiber, HashMap, Logger, LogLevel, Metric, Option, Stream, TestClock, Tracer } from "effect"
 import { scrubRequestPayload } from "../src/internal/scrub.js"
 import { traceparent } from "../src/internal/traceContext.js"
-import { BridgeClosed, GuestConnection, ProtocolError } from "../src/index.js"
+import { BridgeClosed, GuestConnection, Metrics, ProtocolError, TransportError } from "../src/index.js"
 import type { Received } from "./FakeGuest.js"
 import { connected, connectPair, wire } from "./harness.js"
 
@@ -191,6 +191,45 @@ describe("health policy", () => {
       const next = yield* Effect.fork(gc.deleteContainerState("x"))
       yield* guest.reply(yield* guest.next)
       yield* Fiber.join(next)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
+
+describe("stdio deadline", () => {
+  it.scoped("stdioAcceptTimeout fails a stream the guest never connects with AcceptTimeout", () =>
+    Effect.gen(function* () {
+      const { gc, guest } = yield* connected(yield* wire(), { stdioAcceptTimeout: "3 seconds" })
+      const exec = yield* Effect.fork(gc.exec({ CommandArgs: ["true"], CreateStdOutPipe: true }))
+      const request = yield* guest.next
+      yield* guest.reply(
+        request as Received & { name: "ExecuteProcess" },
+        new ContainerExecuteProcessResponse({ ProcessId: 3 })
+      )
+      const process = yield* Fiber.join(exec)
+      const reader = yield* Effect.fork(Effect.flip(Stream.runDrain(process.stdout)))
+      yield* TestClock.adjust("4 seconds")
+      const error = yield* Fiber.join(reader)
+      expect(error).toBeInstanceOf(TransportError)
+      expect(error.reason).toBe("AcceptTimeout")
+      // Hang up, so that closing the process's scope does not wait for a kill the guest never answers.
+      yield* guest.close
+      yield* gc.closed
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
+
+describe("metrics", () => {
+  it.scoped("records RPC latency per procedure and calls in flight", () =>
+    Effect.gen(function* () {
+      const latency = Metric.tagged(Metrics.rpcLatency, "proc", "DeleteContainerState")
+      const before = (yield* Metric.value(latency)).count
+      const { gc, guest } = yield* connected(yield* wire())
+      const call = yield* Effect.fork(gc.deleteContainerState("c"))
+      const request = yield* guest.next
+      expect((yield* Metric.value(Metrics.rpcInFlight)).value).toBeGreaterThanOrEqual(1)
+      yield* guest.reply(request)
+      yield* Fiber.join(call)
+      expect((yield* Metric.value(latency)).count).toBe(before + 1)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 })

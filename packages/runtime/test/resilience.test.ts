@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { LinuxHostedSystem, ModificationRequest } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
 import type { Fiber as FiberT } from "effect"
-import { Deferred, Effect, Fiber, Schedule, Stream, Supervisor } from "effect"
+import { Deferred, Effect, Exit, Fiber, Schedule, Scope, Stream, Supervisor } from "effect"
 import type { GuestConnectionService } from "../src/index.js"
 import { BridgeClosed, GuestConnection } from "../src/index.js"
 import * as FakeGuest from "./FakeGuest.js"
@@ -128,6 +128,27 @@ describe("the guest dropping the connection", () => {
       }).pipe(Effect.provide(Transport.layerMemory))
     )
   }
+
+  it.scopedLive("closing the connection's scope fails pending calls with BridgeClosed (Closed)", () =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const supervisor = yield* Supervisor.track
+      const scope = yield* Scope.make()
+      // The guest takes DumpStacks and never answers it.
+      const { gc, state } = yield* Scope.extend(
+        start(wired, supervisor, { override: (request) => Effect.succeed(request.name === "DumpStacks") }),
+        scope
+      )
+      const pending = yield* Effect.fork(Effect.flip(gc.dumpStacks))
+      yield* eventually(Effect.sync(() => state.requests.some((r) => r.name === "DumpStacks")))
+      yield* Scope.close(scope, Exit.void)
+      const error = yield* Fiber.join(pending)
+      expect(error).toBeInstanceOf(BridgeClosed)
+      expect((error as BridgeClosed).reason).toBe("Closed")
+      expect(yield* Effect.flip(gc.dumpStacks)).toBe(error)
+      yield* expectNothingLeft(wired, supervisor)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
 
   it.scopedLive(
     "while processes and containers are waited for: wait fails, Container.wait reports ConnectionLost",
