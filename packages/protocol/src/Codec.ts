@@ -12,6 +12,7 @@
 import type { Schema } from "effect"
 import { Either, ParseResult } from "effect"
 import { ContainerNotification } from "./Container.js"
+import { fastDecodeUnknownEither, fastEncodeEither } from "./internal/fastParse.js"
 import { ResponseBase } from "./Envelope.js"
 import type { Frame } from "./Frame.js"
 import { HeaderSize, MaxWireSize, writeHeader } from "./Frame.js"
@@ -36,8 +37,8 @@ import { Rpcs } from "./Rpc.js"
 type Decoder<A> = (input: unknown) => Either.Either<A, ParseResult.ParseIssue>
 type Encoder<A> = (input: A) => Either.Either<unknown, ParseResult.ParseIssue>
 
-const decoder = <A, I>(schema: Schema.Schema<A, I>): Decoder<A> => ParseResult.decodeUnknownEither(schema)
-const encoder = <A, I>(schema: Schema.Schema<A, I>): Encoder<A> => ParseResult.encodeEither(schema)
+const decoder = <A, I>(schema: Schema.Schema<A, I>): Decoder<A> => fastDecodeUnknownEither(schema)
+const encoder = <A, I>(schema: Schema.Schema<A, I>): Encoder<A> => fastEncodeEither(schema)
 
 const compiled = Object.fromEntries(
   procNames.map((name) => {

@@ -83,7 +83,18 @@ const escapes: Record<string, string> = {
 }
 const escapeChar = (c: string): string => escapes[c]!
 
+// Whether JSON.stringify would write `s` unchanged between quotes: no quote,
+// backslash, control character or surrogate (which needs the lone-surrogate check).
+const isPlain = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return false
+  }
+  return true
+}
+
 const quote = (s: string): string => {
+  if (isPlain(s)) return '"' + s + '"'
   // Go writes invalid UTF-8 as U+FFFD; a lone surrogate is the JS equivalent.
   const q = JSON.stringify(s)
   return q.includes("\\ud") ? JSON.stringify(s.replace(loneSurrogate, "\ufffd")) : q

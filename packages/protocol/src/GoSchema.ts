@@ -134,6 +134,17 @@ const zeroOf = (ast: AST.AST): unknown => {
   throw new Error(`no Go zero value known for ${String(ast)}; pass one explicitly`)
 }
 
+// The zero value of a schema as a thunk, worked out once: primitives are
+// shared, arrays and maps are made fresh for every use.
+const zeroThunk = <A>(ast: AST.AST): (() => A) => {
+  const annotated = ast.annotations[GoZero]
+  if (annotated !== undefined) return annotated as () => A
+  const zero = zeroOf(ast)
+  if (Array.isArray(zero)) return () => [] as A
+  if (typeof zero === "object" && zero !== null) return () => ({}) as A
+  return () => zero as A
+}
+
 const isZeroLike = (value: unknown, zero: unknown): boolean => {
   if (value === zero) return true
   if (Array.isArray(zero)) return Array.isArray(value) && value.length === 0
@@ -155,7 +166,7 @@ const isZeroLike = (value: unknown, zero: unknown): boolean => {
  * @since 0.1.0
  */
 export const omitEmpty = <A, I, R>(schema: Schema.Schema<A, I, R>, zero?: () => A) => {
-  const zeroValue = zero ?? ((): A => zeroOf(schema.ast) as A)
+  const zeroValue = zero ?? zeroThunk<A>(schema.ast)
   return Schema.optionalToRequired(Schema.NullOr(schema), Schema.typeSchema(schema), {
     decode: (o) => (Option.isSome(o) && o.value !== null ? o.value : zeroValue()),
     encode: (a) => (isZeroLike(a, zeroValue()) ? Option.none() : Option.some(a))
@@ -170,7 +181,7 @@ export const omitEmpty = <A, I, R>(schema: Schema.Schema<A, I, R>, zero?: () => 
  * @since 0.1.0
  */
 export const orZero = <A, I, R>(schema: Schema.Schema<A, I, R>, zero?: () => A) => {
-  const zeroValue = zero ?? ((): A => zeroOf(schema.ast) as A)
+  const zeroValue = zero ?? zeroThunk<A>(schema.ast)
   return lenient(schema, zeroValue).pipe(Schema.withConstructorDefault(zeroValue))
 }
 
@@ -181,7 +192,7 @@ export const orZero = <A, I, R>(schema: Schema.Schema<A, I, R>, zero?: () => A) 
  * @since 0.1.0
  */
 export const lenient = <A, I, R>(schema: Schema.Schema<A, I, R>, zero?: () => A) => {
-  const zeroValue = zero ?? ((): A => zeroOf(schema.ast) as A)
+  const zeroValue = zero ?? zeroThunk<A>(schema.ast)
   return Schema.optionalToRequired(Schema.NullOr(schema), Schema.typeSchema(schema), {
     decode: (o) => (Option.isSome(o) && o.value !== null ? o.value : zeroValue()),
     encode: (a) => Option.some(a)

@@ -4,8 +4,23 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
+import { FastPredicateId } from "./internal/fastParse.js"
 
-const guidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
+const isHexCode = (c: number): boolean =>
+  (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)
+
+// A char-code scan: several times faster than the equivalent regular
+// expression, and GUIDs are in every response.
+const isGuidText = (text: string): boolean => {
+  if (text.length !== 36) return false
+  for (let i = 0; i < 36; i++) {
+    const c = text.charCodeAt(i)
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45) return false
+    } else if (!isHexCode(c)) return false
+  }
+  return true
+}
 
 /**
  * A GUID in text form: 36 characters, dashes at 8, 13, 18 and 23, hex digits
@@ -14,7 +29,11 @@ const guidPattern = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
  * @since 0.1.0
  */
 export const Guid = Schema.String.pipe(
-  Schema.pattern(guidPattern, { message: () => "expected a GUID like 00000000-0000-0000-0000-000000000000" }),
+  Schema.filter(isGuidText, {
+    message: () => "expected a GUID like 00000000-0000-0000-0000-000000000000",
+    jsonSchema: { pattern: "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$" },
+    [FastPredicateId]: isGuidText
+  }),
   Schema.brand("Guid")
 ).annotations({
   identifier: "Guid",
@@ -32,7 +51,7 @@ export type Guid = typeof Guid.Type
  *
  * @since 0.1.0
  */
-export const isGuid = (text: unknown): text is Guid => typeof text === "string" && guidPattern.test(text)
+export const isGuid = (text: unknown): text is Guid => typeof text === "string" && isGuidText(text)
 
 /**
  * Brands a string as a GUID, or throws a `TypeError` (for literals and trusted values).

@@ -8,6 +8,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { RequestBase } from "./Envelope.js"
 import { Int32, JsonObject, JsonValue, omitEmpty, orZero, Uint16, Uint32, Uint64, Uint8 } from "./GoSchema.js"
 import { isObject, polymorphic } from "./internal/polymorphic.js"
+import { fastDecodeUnknownEither } from "./internal/fastParse.js"
 import { ProtocolError } from "./ProtocolError.js"
 
 /**
@@ -407,7 +408,7 @@ const linuxSettings: Readonly<Record<string, (typeof settingsClasses)[number] | 
 const linuxDecoders = new Map(
   Object.entries(linuxSettings).map(([type, cls]) => [
     type,
-    cls === null ? null : ParseResult.decodeUnknownEither(cls as Schema.Schema<ResourceSettings, unknown>)
+    cls === null ? null : fastDecodeUnknownEither(cls as Schema.Schema<ResourceSettings, unknown>)
   ])
 )
 

@@ -1,5 +1,6 @@
 import type { FastCheck } from "effect"
 import { Arbitrary, Either, ParseResult, Schema } from "effect"
+import { fastDecodeUnknownEither, fastEncodeUnknownEither } from "./fastParse.js"
 
 /**
  * A position whose Go type is `interface{}` and that this package types as one
@@ -26,11 +27,11 @@ export const polymorphic = <M extends ReadonlyArray<Schema.Schema.AnyNoContext>,
   type T = Schema.Schema.Type<M[number]> | F
   const { members, fallback, select } = options
   const guards = members.map((m) => Schema.is(m))
-  const decoders = members.map((m) => ParseResult.decodeUnknownEither(m))
-  const encoders = members.map((m) => ParseResult.encodeUnknownEither(m))
+  const decoders = members.map((m) => fastDecodeUnknownEither(m))
+  const encoders = members.map((m) => fastEncodeUnknownEither(m))
   const fallbackGuard = fallback === undefined ? undefined : Schema.is(fallback)
-  const fallbackDecode = fallback === undefined ? undefined : ParseResult.decodeUnknownEither(fallback)
-  const fallbackEncode = fallback === undefined ? undefined : ParseResult.encodeUnknownEither(fallback)
+  const fallbackDecode = fallback === undefined ? undefined : fastDecodeUnknownEither(fallback)
+  const fallbackEncode = fallback === undefined ? undefined : fastEncodeUnknownEither(fallback)
   const TypeSide = Schema.declare(
     (u: unknown): u is T => guards.some((is) => is(u)) || (fallbackGuard !== undefined && fallbackGuard(u)),
     {

@@ -1,0 +1,141 @@
+import { describe, expect, it } from "@effect/vitest"
+import type { Schema } from "effect"
+import { Either, FastCheck as fc, ParseResult } from "effect"
+import {
+  ContainerNotification,
+  ContainerPropertiesV1,
+  goStringify,
+  LCOWContainerConstraints,
+  LCOWMappedVirtualDisk,
+  LCOWNetworkAdapter,
+  procNames,
+  PropertiesV2,
+  Rpcs
+} from "@gcs-bridge/protocol"
+import { fastDecodeUnknownEither, fastEncodeEither, isCompiled } from "../src/internal/fastParse.js"
+
+type AnySchema = Schema.Schema<unknown, unknown>
+
+const schemas: ReadonlyArray<readonly [string, AnySchema]> = [
+  ...procNames.flatMap((name) => [
+    [`${name} request`, Rpcs[name].request as unknown as AnySchema] as const,
+    [`${name} response`, Rpcs[name].response as unknown as AnySchema] as const
+  ]),
+  ["ContainerNotification", ContainerNotification as unknown as AnySchema],
+  ["ContainerPropertiesV1", ContainerPropertiesV1 as unknown as AnySchema],
+  ["PropertiesV2", PropertiesV2 as unknown as AnySchema],
+  ["LCOWMappedVirtualDisk", LCOWMappedVirtualDisk as unknown as AnySchema],
+  ["LCOWNetworkAdapter", LCOWNetworkAdapter as unknown as AnySchema],
+  ["LCOWContainerConstraints", LCOWContainerConstraints as unknown as AnySchema]
+]
+
+// Every (container, key) slot of a JSON tree, the root's members first.
+const slots = (root: unknown): Array<[Record<string, unknown> | Array<unknown>, string | number]> => {
+  const out: Array<[Record<string, unknown> | Array<unknown>, string | number]> = []
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) v.forEach((item, i) => (out.push([v, i]), walk(item)))
+    else if (typeof v === "object" && v !== null) {
+      for (const [k, item] of Object.entries(v)) {
+        out.push([v as Record<string, unknown>, k])
+        walk(item)
+      }
+    }
+  }
+  walk(root)
+  return out
+}
+
+const replacement = fc.oneof(
+  fc.constantFrom(
+    null,
+    "",
+    0,
+    -1,
+    1.5,
+    2 ** 32,
+    -(2 ** 31) - 1,
+    true,
+    "x",
+    [],
+    {},
+    "null",
+    "{}",
+    "00000000-0000-0000-0000-000000000000"
+  ),
+  fc.string({ maxLength: 5 })
+)
+
+const mutation = fc.array(fc.tuple(fc.nat(), fc.oneof(fc.constant("delete" as const), replacement)), {
+  maxLength: 3
+})
+
+const mutate = (json: unknown, edits: ReadonlyArray<readonly [number, unknown]>): unknown => {
+  const copy = JSON.parse(JSON.stringify(json)) as unknown
+  for (const [at, edit] of edits) {
+    const all = slots(copy)
+    if (all.length === 0) break
+    const [container, key] = all[at % all.length]!
+    if (edit === "delete") {
+      if (Array.isArray(container)) container.splice(key as number, 1)
+      else delete container[key as string]
+    } else {
+      ;(container as Record<string | number, unknown>)[key] = edit
+    }
+  }
+  return copy
+}
+
+const same = (fast: Either.Either<unknown, unknown>, full: Either.Either<unknown, unknown>) => {
+  expect(Either.isRight(fast)).toBe(Either.isRight(full))
+  if (Either.isRight(fast) && Either.isRight(full)) expect(fast.right).toEqual(full.right)
+}
+
+describe("compiled parsers", () => {
+  it("cover every wire body in both directions", () => {
+    for (const [label, schema] of schemas) {
+      expect([label, isCompiled(schema, "decode"), isCompiled(schema, "encode")]).toEqual([label, true, true])
+    }
+  })
+
+  for (const [label, schema] of schemas) {
+    const fastDecode = fastDecodeUnknownEither(schema)
+    const fullDecode = ParseResult.decodeUnknownEither(schema)
+    const fastEncode = fastEncodeEither(schema)
+    const fullEncode = ParseResult.encodeEither(schema)
+
+    it.prop(
+      `${label}: decode agrees with ParseResult on valid and mutated wire JSON`,
+      [schema, mutation],
+      ([value, edits]) => {
+        const wire = JSON.parse(
+          goStringify(Either.getOrThrow(fullEncode(value)), { escapeHtml: false })
+        ) as unknown
+        same(fastDecode(wire), fullDecode(wire))
+        // Decoding twice must not be affected by the first decode (no shared mutable state).
+        same(fastDecode(wire), fullDecode(wire))
+        const bad = mutate(wire, edits)
+        same(fastDecode(bad), fullDecode(bad))
+      },
+      { fastCheck: { numRuns: 40 } }
+    )
+
+    it.prop(
+      `${label}: encode agrees with ParseResult on instances and mutated plain objects`,
+      [schema, mutation],
+      ([value, edits]) => {
+        same(fastEncode(value), fullEncode(value))
+        const plain = mutate(JSON.parse(JSON.stringify(value)), edits)
+        same(fastEncode(plain), fullEncode(plain))
+      },
+      { fastCheck: { numRuns: 40 } }
+    )
+  }
+
+  it("never mutates its input", () => {
+    const schema = Rpcs.WaitForProcess.response as unknown as AnySchema
+    const input = { Result: -1, ActivityId: "00000000-0000-0000-0000-000000000000", ExitCode: 3, Extra: 1 }
+    const before = JSON.stringify(input)
+    expect(Either.isRight(fastDecodeUnknownEither(schema)(input))).toBe(true)
+    expect(JSON.stringify(input)).toBe(before)
+  })
+})
