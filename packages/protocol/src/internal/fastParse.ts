@@ -177,6 +177,107 @@ const isPure = (ast: AST.AST): boolean => {
   }
 }
 
+/**
+ * One pass for a struct whose fields use property-signature transformations
+ * (Go `omitempty` and friends), when every transformation keeps its key and the
+ * type side is a pure validator. Effect decodes the encoded struct into an
+ * object, transforms it key by key, then re-parses it as the type side; this
+ * reads each input key once and writes the output in the type side's order,
+ * with the same result.
+ */
+const fuseStruct = (
+  ast: AST.Transformation,
+  t: AST.TypeLiteralTransformation,
+  isDecoding: boolean,
+  go: (ast: AST.AST) => Parser
+): Parser | undefined => {
+  const encoded = ast.from
+  const typed = ast.to
+  if (!AST.isTypeLiteral(encoded) || !AST.isTypeLiteral(typed)) return undefined
+  if (encoded.indexSignatures.length > 0 || typed.indexSignatures.length > 0 || !isPure(typed))
+    return undefined
+  if (t.propertySignatureTransformations.some((pst) => pst.from !== pst.to)) return undefined
+  const encodedByName = new Map(encoded.propertySignatures.map((ps) => [ps.name, ps]))
+  const typedNames = new Set(typed.propertySignatures.map((ps) => ps.name))
+  if (encoded.propertySignatures.some((ps) => !typedNames.has(ps.name))) return undefined
+  const transform = new Map(
+    t.propertySignatureTransformations.map((pst) => [pst.from, isDecoding ? pst.decode : pst.encode] as const)
+  )
+  const hasOwn = Object.prototype.hasOwnProperty
+  // The output order: the type side's when decoding, the encoded side's when encoding.
+  const order = isDecoding ? typed.propertySignatures : encoded.propertySignatures
+  const fields = order.map((ps) => {
+    const wire = encodedByName.get(ps.name)
+    if (wire === undefined) {
+      // Only a transformation can produce a key the encoded side lacks.
+      if (!transform.has(ps.name)) throw new Unsupported()
+      return {
+        name: ps.name,
+        parse: undefined,
+        optional: true,
+        f: transform.get(ps.name),
+        typedOptional: ps.isOptional
+      }
+    }
+    return {
+      name: ps.name,
+      parse: go(wire.type),
+      optional: wire.isOptional,
+      f: transform.get(ps.name),
+      typedOptional: typed.propertySignatures.find((x) => x.name === ps.name)!.isOptional
+    }
+  })
+  const count = fields.length
+  if (isDecoding) {
+    return (u) => {
+      if (typeof u !== "object" || u === null || Array.isArray(u)) return Fail
+      const input = u as Record<PropertyKey, unknown>
+      const out: Record<PropertyKey, unknown> = {}
+      for (let i = 0; i < count; i++) {
+        const { name, parse, optional, f, typedOptional } = fields[i]!
+        const present = hasOwn.call(input, name)
+        let value: unknown = undefined
+        let has = false
+        if (parse !== undefined && (present || !optional)) {
+          value = parse(input[name])
+          if (value === Fail) return Fail
+          has = true
+        }
+        if (f !== undefined) {
+          const o = f(has ? Option.some(value) : Option.none())
+          if (Option.isSome(o)) out[name] = o.value
+          else if (!typedOptional) return Fail
+        } else if (has) {
+          out[name] = value
+        } else if (!typedOptional) {
+          return Fail
+        }
+      }
+      return out
+    }
+  }
+  return (u) => {
+    if (typeof u !== "object" || u === null || Array.isArray(u)) return Fail
+    const input = u as Record<PropertyKey, unknown>
+    const out: Record<PropertyKey, unknown> = {}
+    for (let i = 0; i < count; i++) {
+      const { name, parse, optional, f } = fields[i]!
+      let present = hasOwn.call(input, name)
+      let value = input[name]
+      if (f !== undefined) {
+        const o = f(present ? Option.some(value) : Option.none())
+        present = Option.isSome(o)
+        value = present ? (o as Option.Some<unknown>).value : undefined
+      }
+      if (!present && optional) continue
+      const v = parse!(value)
+      if (v === Fail) return Fail
+      out[name] = v
+    }
+    return out
+  }
+}
+
 const compile = (root: AST.AST, isDecoding: boolean): Parser => {
   const memo = new Map<AST.AST, Parser>()
   const go = (ast: AST.AST): Parser => {
@@ -251,6 +352,8 @@ const compile = (root: AST.AST, isDecoding: boolean): Parser => {
             }
           }
           case "TypeLiteralTransformation": {
+            const fused = fuseStruct(ast, t, isDecoding, go)
+            if (fused !== undefined) return fused
             const steps = t.propertySignatureTransformations.map((pst) =>
               isDecoding
                 ? ([pst.from, pst.to, pst.decode] as const)
