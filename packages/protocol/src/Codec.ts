@@ -102,15 +102,16 @@ export const parsePayload = (payload: Uint8Array, at?: Where): Either.Either<unk
   try {
     return Either.right(JSON.parse(utf8Decoder.decode(payload)) as unknown)
   } catch (e) {
-    return Either.left(
-      new ProtocolError({
-        reason: "InvalidJson",
-        message: `payload is not JSON: ${(e as Error).message}`,
-        ...where(at)
-      })
-    )
+    return Either.left(invalidJson(e, at))
   }
 }
+
+const invalidJson = (e: unknown, at: Where | undefined): ProtocolError =>
+  new ProtocolError({
+    reason: "InvalidJson",
+    message: `payload is not JSON: ${(e as Error).message}`,
+    ...where(at)
+  })
 
 const decodeWith = <A>(
   decode: Decoder<A>,
@@ -118,9 +119,13 @@ const decodeWith = <A>(
   payload: Uint8Array,
   at?: Where
 ): Either.Either<A, ProtocolError> => {
-  const json = parsePayload(payload, at)
-  if (Either.isLeft(json)) return Either.left(json.left)
-  return decodeValue(decode, what, json.right, at)
+  let json: unknown
+  try {
+    json = JSON.parse(utf8Decoder.decode(payload))
+  } catch (e) {
+    return Either.left(invalidJson(e, at))
+  }
+  return decodeValue(decode, what, json, at)
 }
 
 const decodeValue = <A>(
@@ -130,8 +135,9 @@ const decodeValue = <A>(
   at?: Where
 ): Either.Either<A, ProtocolError> => {
   const result = decode(json)
+  // A Right carries no error, so it can be returned as it is (no re-wrapping on the hot path).
   return Either.isRight(result)
-    ? Either.right(result.right)
+    ? (result as unknown as Either.Either<A, ProtocolError>)
     : Either.left(
         new ProtocolError({
           reason: "InvalidBody",
