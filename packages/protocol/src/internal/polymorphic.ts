@@ -21,6 +21,7 @@ export interface PolymorphicOptions<M extends ReadonlyArray<Schema.Schema.AnyNoC
   readonly arbitrary?: (fc: typeof FastCheck) => FastCheck.Arbitrary<Schema.Schema.Type<M[number]> | F>
 }
 
+/** Builds the Schema of a polymorphic position (see {@link PolymorphicOptions}). */
 export const polymorphic = <M extends ReadonlyArray<Schema.Schema.AnyNoContext>, F = never, FI = never>(
   options: PolymorphicOptions<M, F, FI>
 ): Schema.Schema<Schema.Schema.Type<M[number]> | F, unknown> => {
@@ -67,5 +68,6 @@ export const polymorphic = <M extends ReadonlyArray<Schema.Schema.AnyNoContext>,
   })
 }
 
+/** A JSON object: not null, not an array. */
 export const isObject = (u: unknown): u is { readonly [key: string]: unknown } =>
   typeof u === "object" && u !== null && !Array.isArray(u)
