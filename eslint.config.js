@@ -3,7 +3,13 @@ import tseslint from "typescript-eslint"
 
 export default tseslint.config(
   {
-    ignores: ["**/dist/**", "**/node_modules/**", "native/build/**", "native/prebuilds/**", "bench/results/**"]
+    ignores: [
+      "**/dist/**",
+      "**/node_modules/**",
+      "native/build/**",
+      "native/prebuilds/**",
+      "bench/results/**"
+    ]
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
