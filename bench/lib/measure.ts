@@ -10,7 +10,9 @@ export const summarize = (samples: ReadonlyArray<number>): { median: number; min
 }
 
 /** Wall time and host CPU time (user+system) of one run of `body`, in µs. */
-export const timed = async (body: () => Promise<void> | void): Promise<{ wallMicros: number; cpuMicros: number }> => {
+export const timed = async (
+  body: () => Promise<void> | void
+): Promise<{ wallMicros: number; cpuMicros: number }> => {
   const cpu0 = cpuUsage()
   const t0 = hrtime.bigint()
   await body()
@@ -28,10 +30,9 @@ export const interleave = async <K extends string>(
   variants: Record<K, () => Promise<void> | void>
 ): Promise<Record<K, ReadonlyArray<{ wallMicros: number; cpuMicros: number }>>> => {
   const keys = Object.keys(variants) as Array<K>
-  const out = Object.fromEntries(keys.map((k) => [k, [] as Array<{ wallMicros: number; cpuMicros: number }>])) as Record<
-    K,
-    Array<{ wallMicros: number; cpuMicros: number }>
-  >
+  const out = Object.fromEntries(
+    keys.map((k) => [k, [] as Array<{ wallMicros: number; cpuMicros: number }>])
+  ) as Record<K, Array<{ wallMicros: number; cpuMicros: number }>>
   for (let round = 0; round < rounds; round++) {
     for (const key of keys) out[key].push(await timed(variants[key]))
   }

@@ -18,7 +18,11 @@ export const renderMarkdown = (
       "min-max beside it, and is compared with a reference measured in the same run on the same machine.",
       ""
     )
-    lines.push(`Machine: ${Object.entries(machine).map(([k, v]) => `${k} ${v}`).join("; ")}.`)
+    lines.push(
+      `Machine: ${Object.entries(machine)
+        .map(([k, v]) => `${k} ${v}`)
+        .join("; ")}.`
+    )
     lines.push(`Rounds: ${run.rounds}${run.quick ? " (quick smoke: not representative)" : ""}.`, "")
   }
   for (const result of results) {
@@ -27,7 +31,8 @@ export const renderMarkdown = (
     lines.push("|---|---:|---:|---|---:|---|---|")
     for (const m of result.measurements) {
       const ref = m.reference ? result.measurements.find((r) => r.name === m.reference) : undefined
-      const ratio = ref && ref.median !== 0 ? `${((m.median / ref.median) * 100).toFixed(0)} % of ${ref.name}` : ""
+      const ratio =
+        ref && ref.median !== 0 ? `${((m.median / ref.median) * 100).toFixed(0)} % of ${ref.name}` : ""
       lines.push(
         `| ${m.name} | ${format(m.median)} | ${format(m.min)}-${format(m.max)} | ${m.unit} | ${
           m.cpuMicrosPerOp === undefined ? "" : format(m.cpuMicrosPerOp)
