@@ -7,6 +7,11 @@ import { invoke, signalHub } from "./harness.js"
 
 const tempDir = (): string => mkdtempSync(join(tmpdir(), "gcsctl-test-"))
 
+/** A temporary directory for the test, removed afterwards even when the test fails. */
+const scopedDir = Effect.acquireRelease(Effect.sync(tempDir), (dir) =>
+  Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
 /** Runs `effect` with TMPDIR pointing at a fresh directory, and gives what is left in it afterwards. */
 const withTmpdir = <A, E>(
   effect: Effect.Effect<A, E>
@@ -56,9 +61,9 @@ describe("gcsctl run on the embedded guest", () => {
     })
   )
 
-  it.live("--env, --cwd and the default PATH reach the process", () =>
+  it.scopedLive("--env, --cwd and the default PATH reach the process", () =>
     Effect.gen(function* () {
-      const dir = tempDir()
+      const dir = yield* scopedDir
       const outcome = yield* invoke([
         "run",
         "--env",
@@ -72,7 +77,6 @@ describe("gcsctl run on the embedded guest", () => {
         "-c",
         'printf "%s|%s|%s|%s\\n" "$GREETING" "${EMPTY-unset}" "$(pwd)" "$PATH"'
       ])
-      rmSync(dir, { recursive: true, force: true })
       expect(outcome.status).toBe(0)
       expect(outcome.stdout).toBe(
         `a<b>&c||${dir}|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n`
@@ -192,9 +196,9 @@ describe("gcsctl caps and stacks", () => {
     })
   )
 
-  it.live("a guest that never comes: one line naming the address and the timeout", () =>
+  it.scopedLive("a guest that never comes: one line naming the address and the timeout", () =>
     Effect.gen(function* () {
-      const dir = tempDir()
+      const dir = yield* scopedDir
       const outcome = yield* invoke([
         "caps",
         "--guest",
@@ -202,7 +206,6 @@ describe("gcsctl caps and stacks", () => {
         "--accept-timeout",
         "200ms"
       ])
-      rmSync(dir, { recursive: true, force: true })
       expect(outcome).toMatchObject({
         status: 1,
         stdout: "",
@@ -211,13 +214,12 @@ describe("gcsctl caps and stacks", () => {
     })
   )
 
-  it.live("SIGINT while waiting for the guest: one line, status 130", () =>
+  it.scopedLive("SIGINT while waiting for the guest: one line, status 130", () =>
     Effect.gen(function* () {
-      const dir = tempDir()
+      const dir = yield* scopedDir
       const signals = yield* signalHub()
       yield* PubSub.publish(signals, "SIGINT")
       const outcome = yield* invoke(["stacks", "--guest", `hybrid://${dir}/gcs.sock`], { signals })
-      rmSync(dir, { recursive: true, force: true })
       expect(outcome).toMatchObject({
         status: 130,
         stdout: "",
@@ -230,7 +232,7 @@ describe("gcsctl caps and stacks", () => {
 describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock sockets)", () => {
   const pair = (faults: ReadonlyArray<string>, command: ReadonlyArray<string>) =>
     Effect.gen(function* () {
-      const dir = tempDir()
+      const dir = yield* scopedDir
       const guestArgs = [
         "guest",
         "--connect",
@@ -245,11 +247,10 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
         ],
         { concurrency: 2 }
       )
-      rmSync(dir, { recursive: true, force: true })
       return { host, guest, dir }
     })
 
-  it.live("runs the command", () =>
+  it.scopedLive("runs the command", () =>
     Effect.gen(function* () {
       const { host, guest } = yield* pair([], ["sh", "-c", "echo over the bridge; exit 5"])
       expect(host).toMatchObject({ status: 5, stdout: "over the bridge\n", stderr: "" })
@@ -257,7 +258,7 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
     })
   )
 
-  it.live("a guest that drops the bridge: one line, status 125", () =>
+  it.scopedLive("a guest that drops the bridge: one line, status 125", () =>
     Effect.gen(function* () {
       const { host, dir } = yield* pair(["drop-after=1"], ["true"])
       expect(host).toMatchObject({
@@ -268,7 +269,7 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
     })
   )
 
-  it.live("a guest that breaks the protocol: one line naming the violation, status 125", () =>
+  it.scopedLive("a guest that breaks the protocol: one line naming the violation, status 125", () =>
     Effect.gen(function* () {
       const { host, dir } = yield* pair(["oversize-after=1"], ["true"])
       expect(host.status).toBe(125)
@@ -283,13 +284,12 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
 })
 
 describe("gcsctl guest", () => {
-  it.live("stops cleanly on SIGTERM while it waits for a host: status 0, nothing printed", () =>
+  it.scopedLive("stops cleanly on SIGTERM while it waits for a host: status 0, nothing printed", () =>
     Effect.gen(function* () {
-      const dir = tempDir()
+      const dir = yield* scopedDir
       const signals = yield* signalHub()
       yield* PubSub.publish(signals, "SIGTERM")
       const outcome = yield* invoke(["guest", "--connect", `unix://${dir}/gcs.sock`], { signals })
-      rmSync(dir, { recursive: true, force: true })
       expect(outcome).toMatchObject({ status: 0, stdout: "", stderr: "" })
     })
   )
