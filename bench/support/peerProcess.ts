@@ -1,0 +1,120 @@
+/**
+ * Peers of the benchmarks run as child processes of their own, so that the
+ * host's CPU time (`process.cpuUsage` of this process) never includes theirs.
+ * A peer is one of the entry scripts beside this file, started with the same
+ * Node binary; its output is kept (not printed) and shown only when it fails.
+ */
+import { spawn, type ChildProcess } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** The entry scripts under bench/support (compiled to bench/dist/support). */
+export type PeerScript = "responderPeer" | "echoPeer" | "streamPeer" | "guestPeer"
+
+/** A running peer process. */
+export interface PeerProcess {
+  readonly pid: number
+  /** Resolves when the process has exited, with its status (or the signal that ended it). */
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  /** What the peer printed so far (stdout and stderr, last 64 KiB). */
+  readonly output: () => string
+  /**
+   * Waits up to `graceMs` for the peer to exit by itself (it does when its
+   * connections end); then sends SIGTERM, and 5 s later SIGKILLs it and the
+   * processes it started. Idempotent; never rejects.
+   */
+  readonly stop: (graceMs?: number) => Promise<void>
+  /** Whether `stop` had to signal the peer (it did not end when its host went away). */
+  readonly forced: () => boolean
+}
+
+const keepTail = 64 * 1024
+
+/** Starts `script` with `config` as its only argument (JSON). */
+export const startPeer = (
+  script: PeerScript,
+  config: unknown,
+  nodeArgs: ReadonlyArray<string> = []
+): PeerProcess => {
+  const path = fileURLToPath(new URL(`./${script}.js`, import.meta.url))
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, path, JSON.stringify(config)], {
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  const keep = (chunk: Buffer) => {
+    output += chunk.toString("utf8")
+    if (output.length > keepTail) output = output.slice(-keepTail)
+  }
+  child.stdout?.on("data", keep)
+  child.stderr?.on("data", keep)
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }))
+    // A spawn failure emits "error" and no "exit".
+    child.once("error", (error) => {
+      keep(Buffer.from(`spawn failed: ${error.message}\n`))
+      resolve({ code: -1, signal: null })
+    })
+  })
+  const within = async (ms: number): Promise<boolean> => {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), ms)
+    })
+    const outcome = await Promise.race([exited, late])
+    clearTimeout(timer)
+    return outcome !== "late"
+  }
+  let forced = false
+  let stopping: Promise<void> | undefined
+  const stop = (graceMs = 2000): Promise<void> =>
+    (stopping ??= (async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      if (await within(graceMs)) return
+      forced = true
+      console.log(`(peer ${script} pid ${child.pid} did not end with its host: stopping it)`)
+      child.kill("SIGTERM")
+      if (await within(5000)) return
+      // Our guest starts its processes detached: they would outlive it.
+      if (child.pid !== undefined) killChildrenOf(child.pid)
+      child.kill("SIGKILL")
+      await exited
+    })())
+  return { pid: child.pid ?? -1, exited, output: () => output, stop, forced: () => forced }
+}
+
+/** SIGKILLs every process whose parent is `pid` (read from /proc; nothing else is touched). */
+const killChildrenOf = (pid: number): void => {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "latin1")
+      // Fields after the command (which may contain spaces): state, ppid, …
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+      if (ppid === pid) process.kill(Number(entry), "SIGKILL")
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+/** Throws with the peer's output when it has exited with a failure status. */
+export const checkPeer = async (peer: PeerProcess, what: string): Promise<void> => {
+  const status = await peer.exited
+  if (status.code !== 0 && !peer.forced()) {
+    throw new Error(
+      `${what} (pid ${peer.pid}) exited with ${status.code ?? status.signal}:\n${peer.output()}`
+    )
+  }
+}
+
+/**
+ * A private directory for sockets (mkdtemp creates it 0700), removed by
+ * `dispose`. Unix socket paths are limited to 107 bytes, so it lives in the
+ * system temp dir with a short prefix.
+ */
+export const socketDir = (prefix: string): { readonly path: string; readonly dispose: () => void } => {
+  const path = mkdtempSync(join(tmpdir(), `gcsb-${prefix}-`))
+  return { path, dispose: () => rmSync(path, { recursive: true, force: true }) }
+}
