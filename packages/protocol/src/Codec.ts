@@ -81,7 +81,17 @@ const decodePropertiesV2Body = decoder(PropertiesV2)
 const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 const utf8Encoder = new TextEncoder()
 
-const describe = (issue: ParseResult.ParseIssue): string => ParseResult.TreeFormatter.formatIssueSync(issue)
+// The tree formatter prints the offending value and recurses without a depth
+// bound, so a hostile, deeply nested body (a few KB of brackets) could exhaust
+// the stack while merely being described; such a body still gets a typed error.
+const describe = (issue: ParseResult.ParseIssue): string => {
+  try {
+    return ParseResult.TreeFormatter.formatIssueSync(issue)
+  } catch {
+    // formatIssueSync wraps the RangeError in a FiberFailure; describing must never fail.
+    return `${issue._tag} (value nested too deeply to print)`
+  }
+}
 
 interface Where {
   readonly messageType?: number | undefined
@@ -134,7 +144,16 @@ const decodeValue = <A>(
   json: unknown,
   at?: Where
 ): Either.Either<A, ProtocolError> => {
-  const result = decode(json)
+  let result: Either.Either<A, ParseResult.ParseIssue>
+  try {
+    result = decode(json)
+  } catch (e) {
+    // Only stack exhaustion on absurdly nested JSON can get here; it is the peer's fault, not a defect.
+    if (!(e instanceof RangeError)) throw e
+    return Either.left(
+      new ProtocolError({ reason: "InvalidBody", message: `${what}: body nested too deeply`, ...where(at) })
+    )
+  }
   // A Right carries no error, so it can be returned as it is (no re-wrapping on the hot path).
   return Either.isRight(result)
     ? (result as unknown as Either.Either<A, ProtocolError>)

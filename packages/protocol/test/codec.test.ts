@@ -152,6 +152,20 @@ describe("host decoding of guest payloads", () => {
     expect(error._tag === "Some" && error.value).toMatchObject({ reason: "InvalidBody", id: 9 })
     expect(error._tag === "Some" && error.value.message).toContain("ExitCode")
   })
+
+  it("gives a typed error, not a stack overflow, for absurdly nested bodies", () => {
+    // ~6 KB: far below the frame limit, deep enough to exhaust a recursive printer.
+    const deep = (depth: number) => "[".repeat(depth) + "]".repeat(depth)
+    expect(reasonOf(decodeResponse("NegotiateProtocol", utf8(`{"Result":${deep(5000)}}`)))).toBe(
+      "InvalidBody"
+    )
+    expect(reasonOf(decodeResponseBase(utf8(`{"Result":0,"ErrorRecords":${deep(5000)}}`)))).toBe(
+      "InvalidBody"
+    )
+    expect(reasonOf(decodeNotification(utf8(`{"ContainerId":${deep(5000)}}`)))).toBe("InvalidBody")
+    const request = utf8(`{"ContainerId":${deep(5000)},"ActivityId":"${NullGuid}"}`)
+    expect(reasonOf(decodeRequest({ type: 0x10100201, id: 1, payload: request }))).toBe("InvalidBody")
+  })
 })
 
 describe("guest decoding of host requests", () => {
