@@ -1,0 +1,301 @@
+/**
+ * `npm run stress`: the fault matrix, the fuzzers, the native addon's churn
+ * and sanitizer run, and the exec soak; prints progress and writes
+ * bench/STRESS.md. `--quick` is the CI smoke (small sizes, fewer matrix
+ * steps, one engine, no sanitizer build; nothing is written unless `--write`
+ * is also given, so a smoke run never overwrites the figures of a full run).
+ * Naming parts (`matrix`, `fuzz`, `native`, `asan`, `soak`) runs only those;
+ * `--engines=native,node` runs the matrix (and the soak, on the first) over
+ * those Transport engines (default: the production one, `native`).
+ * `replay <seed> <index>` rebuilds one fuzz input and runs it in the
+ * foreground. Exits 1 when any check failed.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { cpus, release, tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import type { TransportService } from "@gcs-bridge/transport"
+import { Transport, UnixAddress } from "@gcs-bridge/transport"
+import { Effect } from "effect"
+import type { AsanResult } from "./asan.js"
+import { runAsan } from "./asan.js"
+import { diagnose } from "./diagnoses.js"
+import { CountingLogger } from "./logs.js"
+import { loadCorpus } from "./fuzz/corpus.js"
+import { Rng } from "./fuzz/rng.js"
+import type { FuzzResult } from "./fuzz/run.js"
+import { runFuzz } from "./fuzz/run.js"
+import { bodyInput, frameInput, isFrameInput } from "./fuzz/targets.js"
+import type { Step } from "./lifecycle.js"
+import { runLifecycle, Steps } from "./lifecycle.js"
+import type { CellResult } from "./matrix.js"
+import { rows, runMatrix } from "./matrix.js"
+import { runNativeCycles } from "./nativeCycles.js"
+import { processProblems } from "./probes.js"
+import type { StressReport } from "./report.js"
+import { renderReport } from "./report.js"
+import { runSoak } from "./soak.js"
+import { asanProblems, fuzzProblems, nativeProblems, soakProblems } from "./verdicts.js"
+
+const root = fileURLToPath(new URL("../../../", import.meta.url))
+const vectorsPath = join(root, "packages/protocol/test/vectors/go-wire-vectors.json")
+const args = process.argv.slice(2)
+const quick = args.includes("--quick")
+const write = args.includes("--write") || !quick
+const parts = ["matrix", "fuzz", "native", "asan", "soak"] as const
+const named = args.filter((a) => !a.startsWith("--"))
+
+if (named[0] === "replay") {
+  // One fuzz input, rebuilt from (seed, index), run where a debugger or a stack trace can see it.
+  const seed = Number(named[1])
+  const index = Number(named[2])
+  const corpus = loadCorpus(vectorsPath)
+  const rng = new Rng(seed, index)
+  const tally = {}
+  try {
+    const found = isFrameInput(index)
+      ? [frameInput(rng, corpus, true, tally)].filter((f) => f !== undefined)
+      : bodyInput(rng, corpus, tally)
+    const kind = isFrameInput(index) ? "frame stream" : "body"
+    console.log(JSON.stringify({ seed, index, kind, tally, findings: found }, null, 2))
+    process.exit(found.length === 0 ? 0 : 1)
+  } catch (e) {
+    // Only the harness itself can throw here: the targets catch what the decoders throw.
+    console.error(`input ${index} of seed ${seed} broke the harness:`, e)
+    process.exit(1)
+  }
+}
+
+const unknown = named.filter((a) => !(parts as ReadonlyArray<string>).includes(a))
+if (unknown.length > 0) {
+  console.error(`unknown part ${unknown.join(", ")}; known: ${parts.join(", ")}, or replay <seed> <index>`)
+  process.exit(2)
+}
+const selected = (part: (typeof parts)[number]) => named.length === 0 || named.includes(part)
+
+const enginesArg = args.find((a) => a.startsWith("--engines="))
+const engines = enginesArg === undefined ? undefined : enginesArg.slice("--engines=".length).split(",")
+const settings = quick
+  ? {
+      engines: engines ?? ["native"],
+      steps: ["negotiate", "create", "exec", "stdio", "close"] as ReadonlyArray<Step>,
+      flood: 1000,
+      fuzzInputs: 20_000,
+      channelEvery: 10,
+      nativeCycles: 2_000,
+      soakCycles: 200,
+      soakEvery: 50
+    }
+  : {
+      engines: engines ?? ["native"],
+      steps: Steps as ReadonlyArray<Step>,
+      flood: 10_000,
+      fuzzInputs: 1_000_000,
+      channelEvery: 25,
+      nativeCycles: 100_000,
+      soakCycles: 10_000,
+      soakEvery: 1_000
+    }
+const matrixConfig = {
+  deadlineMs: 1000,
+  closeTimeoutMs: 500,
+  delayMs: 200,
+  payloadBytes: 256 * 1024,
+  heapToleranceBytes: 512 * 1024
+}
+const fuzzConfig = {
+  seed: 20261128,
+  workers: 2,
+  slice: 25_000,
+  slowMs: 1000,
+  hangMs: 10_000,
+  heapLimitMb: 256
+}
+const log = (line: string) => console.log(line)
+
+const engineLayer = (engine: string) => (engine === "native" ? Transport.layer : Transport.layerNode)
+
+/** The engine's Transport, or why it cannot be used here (the addon may be missing). */
+const transportFor = async (engine: string, dir: string): Promise<TransportService | string> => {
+  const probe = Effect.flatMap(Transport, (t) =>
+    Effect.as(Effect.scoped(t.listen(new UnixAddress({ path: join(dir, `probe-${engine}`) }), 1)), t)
+  ).pipe(Effect.provide(engineLayer(engine)), Effect.either)
+  const result = await Effect.runPromise(probe)
+  return result._tag === "Right" ? result.right : result.left.message
+}
+
+const started = Date.now()
+const work = mkdtempSync(join(tmpdir(), "gcs-stress-"))
+const problems: Array<string> = []
+const notes: Array<string> = []
+let matrix: StressReport["matrix"]
+let fuzz: StressReport["fuzz"]
+let nativeReport: StressReport["native"]
+let asan: AsanResult | { skipped: string } | undefined
+let soak: StressReport["soak"]
+let fuzzResult: FuzzResult | undefined
+const allCells: Array<CellResult> = []
+
+try {
+  if (selected("native")) {
+    log(`# native: ${settings.nativeCycles} cycles`)
+    const dir = mkdtempSync(join(work, "native-"))
+    const result = await runNativeCycles({
+      dir,
+      cycles: settings.nativeCycles,
+      inFlight: 8,
+      payloadBytes: 4096,
+      samples: 10,
+      log
+    })
+    nativeReport = { result, inFlight: 8, payloadBytes: 4096 }
+    problems.push(...nativeProblems(result).map((p) => `native: ${p}`))
+  }
+
+  if (selected("fuzz")) {
+    log(`# fuzz: ${settings.fuzzInputs} inputs`)
+    fuzzResult = await runFuzz({
+      ...fuzzConfig,
+      vectorsPath,
+      inputs: settings.fuzzInputs,
+      channelEvery: settings.channelEvery,
+      log
+    })
+    fuzz = {
+      result: fuzzResult,
+      wanted: settings.fuzzInputs,
+      channelEvery: settings.channelEvery,
+      ...fuzzConfig
+    }
+    problems.push(...fuzzProblems(fuzzResult, settings.fuzzInputs).map((p) => `fuzz: ${p}`))
+    log(
+      `  fuzz: ${fuzzResult.inputs} inputs in ${fuzzResult.seconds.toFixed(0)} s, ${fuzzResult.findings.length} distinct finding(s)`
+    )
+  }
+
+  if (selected("asan")) {
+    if (quick && !named.includes("asan")) {
+      asan = {
+        skipped:
+          "quick mode (the instrumented build takes over a minute); the full run and `npm run asan -w native` run it"
+      }
+    } else {
+      log("# native test suite under AddressSanitizer")
+      asan = await runAsan(root, log)
+      problems.push(...asanProblems(asan).map((p) => `asan: ${p}`))
+    }
+  }
+
+  if (selected("soak")) {
+    const engine = settings.engines[0]!
+    const transport = await transportFor(engine, work)
+    if (typeof transport === "string") {
+      problems.push(`soak: engine ${engine} unavailable: ${transport}`)
+    } else {
+      log(`# soak: ${settings.soakCycles} exec + wait cycles, engine ${engine}`)
+      const dir = mkdtempSync(join(work, "soak-"))
+      const result = await runSoak({
+        dir,
+        transport,
+        cycles: settings.soakCycles,
+        sampleEvery: settings.soakEvery,
+        inFlight: 8,
+        payloadBytes: 4096,
+        log
+      })
+      soak = { result, engine, inFlight: 8, payloadBytes: 4096 }
+      problems.push(...soakProblems(result).map((p) => `soak: ${p}`))
+    }
+  }
+  // Last: a cell that hangs may leave fibers and descriptors behind, which must not skew the other parts.
+  if (selected("matrix")) {
+    const runs: Array<{ engine: string; cells: ReadonlyArray<CellResult> }> = []
+    for (const engine of settings.engines) {
+      const transport = await transportFor(engine, work)
+      if (typeof transport === "string") {
+        notes.push(`The \`${engine}\` engine could not be used here (${transport}); its matrix did not run.`)
+        problems.push(`matrix: engine ${engine} unavailable`)
+        continue
+      }
+      log(`# fault matrix, engine ${engine}`)
+      // Warm-up: JIT, lazily created handles (libuv's child-signal pipe), caches filled once.
+      const warmDir = mkdtempSync(join(work, "warm-"))
+      await Effect.runPromise(
+        runLifecycle({
+          dir: warmDir,
+          transport,
+          faults: [],
+          deadlineMs: 5000,
+          closeTimeoutMs: 500,
+          payload: new Uint8Array(1024)
+        }).pipe(Effect.provide(CountingLogger))
+      )
+      const cells = await runMatrix({
+        ...matrixConfig,
+        transport,
+        engine,
+        dir: work,
+        floodSize: settings.flood,
+        steps: settings.steps,
+        log
+      })
+      runs.push({ engine, cells })
+      allCells.push(...cells)
+      for (const c of cells)
+        for (const f of c.failures) problems.push(`matrix ${engine} ${c.fault} × ${c.step}: ${f}`)
+    }
+    matrix = {
+      runs,
+      rows: rows({ delayMs: matrixConfig.delayMs, floodSize: settings.flood }),
+      steps: settings.steps,
+      ...matrixConfig
+    }
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true })
+}
+
+const late = processProblems()
+if (late.unhandledRejections + late.uncaughtExceptions > 0) {
+  problems.push(
+    `${late.unhandledRejections} unhandled rejection(s), ${late.uncaughtExceptions} uncaught exception(s): ${late.first.join(" | ")}`
+  )
+}
+
+const found = diagnose({ cells: allCells, fuzz: fuzzResult })
+const summary = [
+  `**Outcome: ${problems.length === 0 ? "every check passed" : `${problems.length} check(s) failed`}.**` +
+    (found.length > 0
+      ? " Causes found so far (each shown only while its symptom is in the results below):"
+      : ""),
+  "",
+  ...found,
+  ...notes
+]
+const report: StressReport = {
+  quick,
+  machine: {
+    node: process.version,
+    cpu: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    platform: `${process.platform} ${release()} ${process.arch}`,
+    date: new Date().toISOString()
+  },
+  seconds: (Date.now() - started) / 1000,
+  ...(matrix === undefined ? {} : { matrix }),
+  ...(fuzz === undefined ? {} : { fuzz }),
+  ...(nativeReport === undefined ? {} : { native: nativeReport }),
+  ...(asan === undefined ? {} : { asan }),
+  ...(soak === undefined ? {} : { soak }),
+  notes: summary
+}
+
+if (write) {
+  const path = join(root, "bench/STRESS.md")
+  writeFileSync(path, renderReport(report))
+  log(`wrote ${path}`)
+}
+log(`# ${problems.length === 0 ? "all checks passed" : `${problems.length} check(s) failed:`}`)
+for (const p of problems) log(`  - ${p}`)
+log(`(${((Date.now() - started) / 1000).toFixed(0)} s)`)
+process.exit(problems.length === 0 ? 0 : 1)
