@@ -150,6 +150,42 @@ describe("the guest dropping the connection", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
+  for (const step of ["Create", "ExecuteProcess"] as const) {
+    it.scopedLive(
+      `closing the connection ends after a ${step} the caller gave up on and the guest never answers`,
+      () =>
+        Effect.gen(function* () {
+          const wired = yield* wire()
+          const supervisor = yield* Supervisor.track
+          const scope = yield* Scope.make()
+          const { gc, state } = yield* Scope.extend(
+            start(wired, supervisor, { override: (request) => Effect.succeed(request.name === step) }),
+            scope
+          )
+          const attempt =
+            step === "Create"
+              ? gc.createContainer("c1", new LinuxHostedSystem({}))
+              : Effect.flatMap(gc.createContainer("c1", new LinuxHostedSystem({})), (container) =>
+                  container.exec({ CreateStdOutPipe: true })
+                )
+          // The caller's deadline interrupts the call; the host keeps a reaper waiting for the late answer.
+          const gaveUp = yield* Effect.fork(
+            Effect.scoped(attempt).pipe(
+              Effect.timeout("50 millis"),
+              Effect.flip,
+              Effect.supervised(supervisor)
+            )
+          )
+          yield* eventually(Effect.sync(() => state.requests.some((r) => r.name === step)))
+          expect((yield* Fiber.join(gaveUp))._tag).toBe("TimeoutException")
+          // The reaper must not hold up the bridge's close, which is what releases it.
+          const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeout("5 seconds"), Effect.option)
+          expect(closed._tag).toBe("Some")
+          yield* expectNothingLeft(wired, supervisor)
+        }).pipe(Effect.provide(Transport.layerMemory))
+    )
+  }
+
   it.scopedLive(
     "while processes and containers are waited for: wait fails, Container.wait reports ConnectionLost",
     () =>

@@ -641,7 +641,11 @@ export const make = (
           kill(reason)
           return dead!
         }),
-      background: (effect) => Effect.asVoid(Effect.forkIn(Effect.ignore(effect), scope)),
+      // Interruptible whatever the caller's region: background work is often
+      // forked from an interruption handler, and an uninterruptible fiber there
+      // would make the bridge's close wait forever for an answer that never comes.
+      background: (effect) =>
+        Effect.asVoid(Effect.forkIn(Effect.interruptible(Effect.ignore(effect)), scope)),
       close
     }
     return bridge

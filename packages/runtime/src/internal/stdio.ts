@@ -65,7 +65,9 @@ export const open = (
       Effect.exit,
       Effect.flatMap((exit) => Deferred.done(connection, exit)),
       // Exactly one connection per channel: stop listening once it has arrived.
-      Effect.zipRight(Scope.close(listenerScope, Exit.void))
+      // Uninterruptible: a scope close interrupted half way is marked closed
+      // yet never runs its remaining finalizers, which would leak the socket.
+      Effect.zipRight(Effect.uninterruptible(Scope.close(listenerScope, Exit.void)))
     )
     yield* Effect.forkIn(accept, channelScope)
 
