@@ -164,9 +164,9 @@ describe("the guest dropping the connection", () => {
           )
           const attempt =
             step === "Create"
-              ? gc.createContainer("c1", new LinuxHostedSystem({}))
+              ? Effect.asVoid(gc.createContainer("c1", new LinuxHostedSystem({})))
               : Effect.flatMap(gc.createContainer("c1", new LinuxHostedSystem({})), (container) =>
-                  container.exec({ CreateStdOutPipe: true })
+                  Effect.asVoid(container.exec({ CreateStdOutPipe: true }))
                 )
           // The caller's deadline interrupts the call; the host keeps a reaper waiting for the late answer.
           const gaveUp = yield* Effect.fork(
@@ -185,6 +185,34 @@ describe("the guest dropping the connection", () => {
         }).pipe(Effect.provide(Transport.layerMemory))
     )
   }
+
+  it.scopedLive("closing a container whose init never ran does not wait for an exit that cannot come", () =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const supervisor = yield* Supervisor.track
+      const scope = yield* Scope.make()
+      // As the Linux GCS: ShutdownForced of a created-but-never-started container succeeds, and no notification follows.
+      const { gc, guest, state } = yield* Scope.extend(
+        start(wired, supervisor, {
+          override: (request, fake) =>
+            request.name === "ShutdownForced" ? Effect.as(fake.reply(request), true) : Effect.succeed(false)
+        }),
+        scope
+      )
+      const containerScope = yield* Scope.make()
+      yield* Scope.extend(gc.createContainer("c1", new LinuxHostedSystem({})), containerScope)
+      // closeTimeout is 10 s here: a close that waited for the notification would exceed the bound below.
+      const closed = yield* Scope.close(containerScope, Exit.void).pipe(
+        Effect.timeout("5 seconds"),
+        Effect.option
+      )
+      expect(closed._tag).toBe("Some")
+      expect(state.requests.map((r) => r.name)).toContain("ShutdownForced")
+      yield* guest.close
+      yield* Scope.close(scope, Exit.void)
+      yield* expectNothingLeft(wired, supervisor)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
 
   it.scopedLive(
     "while processes and containers are waited for: wait fails, Container.wait reports ConnectionLost",

@@ -52,11 +52,18 @@ const stop = (
 const attach = (
   state: ConnectionState,
   registration: Registration,
-  scope: Scope.Scope
+  scope: Scope.Scope,
+  running: boolean
 ): Effect.Effect<Container> =>
   Effect.gen(function* () {
     const { bridge } = state
     const id = registration.id
+    // Whether the container may have started: a Linux container runs from its
+    // init's ExecuteProcess (one without OciProcess), a Windows one from Start.
+    // One that never started sends no exit notification after ShutdownForced,
+    // so closing it must not wait the whole closeTimeout for one.
+    let started = running
+    const isWindows = state.os === "windows"
     // Runs last: stop listening for the notification once the container is dealt with.
     yield* Scope.addFinalizer(scope, Effect.sync(registration.release))
     yield* Scope.addFinalizer(
@@ -69,7 +76,7 @@ const attach = (
               // Its init already exited: the notification is on its way.
               Effect.catchIf(isAlreadyStopped, () => Effect.succeed("delivered" as const)),
               Effect.flatMap((outcome) =>
-                outcome === "gone" ? Effect.void : Deferred.await(registration.exit)
+                outcome === "gone" || !started ? Effect.void : Deferred.await(registration.exit)
               ),
               Effect.timeout(state.closeTimeout),
               Effect.catchAllCause((cause) =>
@@ -97,7 +104,10 @@ const attach = (
 
     const container: Container = {
       id,
-      start: Effect.asVoid(Rpc.call(bridge, "Start", id, {}, (base) => new RequestBase(base, true))),
+      start: Effect.suspend(() => {
+        if (isWindows) started = true
+        return Effect.asVoid(Rpc.call(bridge, "Start", id, {}, (base) => new RequestBase(base, true)))
+      }),
       shutdown: Effect.asVoid(stop(bridge, registration, "ShutdownGraceful")),
       terminate: Effect.asVoid(stop(bridge, registration, "ShutdownForced")),
       wait: Deferred.await(registration.exit),
@@ -115,7 +125,11 @@ const attach = (
             (base) => new ContainerModifySettings({ ...base, Request: settings }, true)
           )
         ),
-      exec: (params) => ProcessImpl.exec(state, id, params)
+      exec: (params) =>
+        Effect.suspend(() => {
+          if (!isWindows && params.OciProcess === undefined) started = true
+          return ProcessImpl.exec(state, id, params)
+        })
     }
     return container
   })
@@ -165,7 +179,7 @@ export const create = (
             )
           })
         )
-        return yield* attach(state, registration, scope)
+        return yield* attach(state, registration, scope, false)
       }).pipe(Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))))
     )
   })
@@ -178,5 +192,5 @@ export const open = (state: ConnectionState, id: string): Effect.Effect<Containe
   Effect.gen(function* () {
     const outer = yield* Effect.scope
     const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-    return yield* Effect.uninterruptible(attach(state, state.registry.acquire(id), scope))
+    return yield* Effect.uninterruptible(attach(state, state.registry.acquire(id), scope, true))
   })
