@@ -97,6 +97,8 @@ export const suite: BenchSuite = {
     const dir = socketDir("rpc")
     const { engine, why } = await pickEngine(dir.path)
     const session = hostSession(engine)
+    // The same host over Node's net (Transport.layerNode), to tell the engine's share from the runtime's.
+    const nodeSession = engine === "native" ? hostSession("node") : undefined
     const peers: Array<PeerProcess> = []
     let echo: Awaited<ReturnType<typeof rawEcho>> | undefined
     try {
@@ -107,12 +109,21 @@ export const suite: BenchSuite = {
       if (responder.refused !== undefined)
         throw new Error(`the responder refused Start: ${responder.refused.message}`)
       const responderUvm = responder.start
+      let nodeUvm: Effect.Effect<void, CallError> | undefined
+      if (nodeSession !== undefined) {
+        const nodePath = join(dir.path, "resp-node")
+        peers.push(startPeer("responderPeer", { paths: [bridgeSocketPath(nodePath)], holdWaits: false }))
+        nodeUvm = (await startOf(nodeSession, await nodeSession.uvm(await nodeSession.connect(nodePath))))
+          .start
+      }
       const guestPath = join(dir.path, "guest")
       peers.push(startPeer("guestPeer", { path: guestPath, engine }))
       const guest = await startOf(session, await session.uvm(await session.connect(guestPath)))
       const guestUvm = guest.start
 
       const maxSeq = Math.max(n.raw.seq, n.responder.seq, n.guest.seq)
+      // Latencies of the layerNode variant are not reported (the rate and CPU rows are what it is for).
+      const nodeLatencies = new Float64Array(n.responder.seq)
       const latencies = {
         raw: new Float64Array(maxSeq),
         responder: new Float64Array(maxSeq),
@@ -128,7 +139,7 @@ export const suite: BenchSuite = {
         percentiles[key].push([quantile(l, 0.5), quantile(l, 0.99)])
       }
       const raw = echo
-      const variants = {
+      const variants: Record<string, () => Promise<void>> = {
         rawSeq: async () => {
           await raw.sequential(n.raw.seq, latencies.raw)
           keep("raw", n.raw.seq)
@@ -144,7 +155,13 @@ export const suite: BenchSuite = {
           await session.run(sequential(guestUvm, n.guest.seq, latencies.guest))
           keep("guest", n.guest.seq)
         },
-        guestPar: () => session.run(concurrent(guestUvm, n.guest.par))
+        guestPar: () => session.run(concurrent(guestUvm, n.guest.par)),
+        ...(nodeSession === undefined || nodeUvm === undefined
+          ? {}
+          : {
+              nodeSeq: () => nodeSession.run(sequential(nodeUvm, n.responder.seq, nodeLatencies)),
+              nodePar: () => nodeSession.run(concurrent(nodeUvm, n.responder.par))
+            })
       }
       // One untimed pass warms the JIT everywhere; its percentiles are dropped.
       for (const run of Object.values(variants)) await run()
@@ -155,34 +172,61 @@ export const suite: BenchSuite = {
       const parRef = `raw echo, ${Depth} in flight`
       const parBatchedRef = `raw echo, ${Depth} in flight, batched writes`
       const rows: Array<Measurement> = [
-        rateRow(seqRef, "round trips/s", r.rawSeq, n.raw.seq, {
+        rateRow(seqRef, "round trips/s", r["rawSeq"]!, n.raw.seq, {
           note: "reference: 123-byte frame, net socket both ends, echo peer process"
         }),
-        rateRow(parRef, "round trips/s", r.rawPar, n.raw.par, {
+        rateRow(parRef, "round trips/s", r["rawPar"]!, n.raw.par, {
           note: "reference: window refilled as frames return, one write (syscall) per frame"
         }),
-        rateRow(parBatchedRef, "round trips/s", r.rawParBatched, n.raw.par, {
+        rateRow(parBatchedRef, "round trips/s", r["rawParBatched"]!, n.raw.par, {
           note: "reference: frames returned by one read replaced by one write"
         }),
-        rateRow("Start via runtime → responder, 1 in flight", "calls/s", r.responderSeq, n.responder.seq, {
-          reference: seqRef,
-          note: `Go host: ≈ ${fmt(GoSeqPerSecond)}/s, ${GoSeqCpu} µs CPU/call (vs genuine guest)`
-        }),
+        rateRow(
+          "Start via runtime → responder, 1 in flight",
+          "calls/s",
+          r["responderSeq"]!,
+          n.responder.seq,
+          {
+            reference: seqRef,
+            note: `Go host: ≈ ${fmt(GoSeqPerSecond)}/s, ${GoSeqCpu} µs CPU/call (vs genuine guest)`
+          }
+        ),
         rateRow(
           `Start via runtime → responder, ${Depth} callers`,
           "calls/s",
-          r.responderPar,
+          r["responderPar"]!,
           n.responder.par,
           {
             reference: parRef,
             note: `target ≥ 50 % of raw echo at ${Depth}; Go host: ≈ ${fmt(GoParPerSecond)}/s, ${GoParCpu} µs CPU/call`
           }
         ),
-        rateRow("Start via runtime → our guest, 1 in flight", "calls/s", r.guestSeq, n.guest.seq, {
+        ...(r["nodeSeq"] === undefined || r["nodePar"] === undefined
+          ? []
+          : [
+              rateRow(
+                "Start via runtime over layerNode → responder, 1 in flight",
+                "calls/s",
+                r["nodeSeq"]!,
+                n.responder.seq,
+                {
+                  reference: seqRef,
+                  note: "same, host transport Transport.layerNode (node net) instead of the native engine"
+                }
+              ),
+              rateRow(
+                `Start via runtime over layerNode → responder, ${Depth} callers`,
+                "calls/s",
+                r["nodePar"]!,
+                n.responder.par,
+                { reference: parRef }
+              )
+            ]),
+        rateRow("Start via runtime → our guest, 1 in flight", "calls/s", r["guestSeq"]!, n.guest.seq, {
           reference: seqRef,
           note: "guest in its own process"
         }),
-        rateRow(`Start via runtime → our guest, ${Depth} callers`, "calls/s", r.guestPar, n.guest.par, {
+        rateRow(`Start via runtime → our guest, ${Depth} callers`, "calls/s", r["guestPar"]!, n.guest.par, {
           reference: parRef
         })
       ]
@@ -290,6 +334,7 @@ export const suite: BenchSuite = {
     } finally {
       await echo?.close()
       await session.close()
+      await nodeSession?.close()
       await Promise.all(peers.map((p) => p.stop()))
       for (const p of peers) await checkPeer(p, "rpc peer")
       dir.dispose()

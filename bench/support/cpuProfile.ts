@@ -10,6 +10,7 @@ import { readdirSync, readFileSync } from "node:fs"
 import { Session } from "node:inspector"
 import { join, relative } from "node:path"
 import { fileURLToPath } from "node:url"
+import { readCpuProfile } from "./diagnosis.js"
 
 interface ProfileNode {
   readonly id: number
@@ -71,12 +72,11 @@ export const summarizeProfile = (profile: Profile, top = 12): ProfileSummary => 
       return { name, where: location(node.callFrame.url, node.callFrame.lineNumber) }
     let caller = parentOf.get(node.id)
     while (caller !== undefined && caller.callFrame.url === "") caller = parentOf.get(caller.id)
-    return caller === undefined
-      ? { name: `${name} [native]`, where: "" }
-      : {
-          name: `${name} [native] ← ${caller.callFrame.functionName || "(anonymous)"}`,
-          where: location(caller.callFrame.url, caller.callFrame.lineNumber)
-        }
+    if (caller === undefined) return { name: `${name} [native]`, where: "" }
+    const where = location(caller.callFrame.url, caller.callFrame.lineNumber)
+    // V8 gives node-addon-api functions the name of some other method of the addon: leave it out.
+    const shown = where.startsWith("native/") ? "[native addon]" : `${name} [native]`
+    return { name: `${shown} ← ${caller.callFrame.functionName || "(anonymous)"}`, where }
   }
   const underInspector = (node: ProfileNode): boolean => {
     for (let n: ProfileNode | undefined = node; n !== undefined; n = parentOf.get(n.id)) {
@@ -144,13 +144,16 @@ export const readProfile = (dir: string, top = 12): ProfileSummary => {
   return summarizeProfile(JSON.parse(readFileSync(join(dir, file), "utf8")) as Profile, top)
 }
 
-/** The summary as a Markdown list, for a suite's notes. */
-export const renderProfile = (title: string, summary: ProfileSummary): string =>
-  [
+/** The summary as a Markdown list, for a suite's notes, followed by its first reading. */
+export const renderProfile = (title: string, summary: ProfileSummary): string => {
+  const reading = readCpuProfile(summary)
+  return [
     `${title}: the thread was busy ${summary.busyPercent.toFixed(0)} % of the time; top self time, as a share of ` +
-      "the busy time (V8 sampling profiler):",
+      "the busy time (V8 sampling profiler; native code is named after its JS caller):",
     "",
     ...summary.hot.map(
       (h) => `- ${h.selfPercent.toFixed(1)} % \`${h.name}\`${h.where === "" ? "" : ` (${h.where})`}`
-    )
+    ),
+    ...(reading.length === 0 ? [] : ["", `Reading: ${reading.join(" ")}`])
   ].join("\n")
+}

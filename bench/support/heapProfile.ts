@@ -7,6 +7,7 @@
 import { Session } from "node:inspector"
 import { relative } from "node:path"
 import { fileURLToPath } from "node:url"
+import { readHeapProfile } from "./diagnosis.js"
 
 interface SamplingNode {
   readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number }
@@ -82,14 +83,15 @@ export const heapProfile = async (
   }
 }
 
-/** The summary as a Markdown list: each site's share of the live sampled bytes and its bytes per `unit`. */
+/** The summary as a Markdown list: each site's share of the live sampled bytes and its bytes per `unit`, then a first reading. */
 export const renderHeapProfile = (
   title: string,
   profile: { readonly totalBytes: number; readonly sites: ReadonlyArray<AllocationSite> },
   items: number,
   unit: string
-): string =>
-  [
+): string => {
+  const reading = readHeapProfile(profile.sites, profile.totalBytes)
+  return [
     `${title}: ${(profile.totalBytes / items / 1024).toFixed(1)} KiB per ${unit} allocated during the fill and ` +
       "still alive (V8 sampling heap profiler, 1 KiB interval); top allocation sites (the function that allocated):",
     "",
@@ -97,5 +99,7 @@ export const renderHeapProfile = (
       (s) =>
         `- ${((s.bytes / profile.totalBytes) * 100).toFixed(1)} %, ${(s.bytes / items).toFixed(0)} B per ${unit}: ` +
         `\`${s.name}\`${s.where === "" ? "" : ` (${s.where})`}`
-    )
+    ),
+    ...(reading.length === 0 ? [] : ["", `Reading: ${reading.join(" ")}`])
   ].join("\n")
+}
