@@ -52,15 +52,33 @@ const pull = (readable: Readable): Effect.Effect<Uint8Array, Option.Option<never
     return Effect.sync(cleanup)
   })
 
-/** A paused `Readable` as a pull-driven stream of chunks of at most {@link RelayChunkSize} bytes. */
+const keepPaused = () => {}
+
+/**
+ * A paused `Readable` as a pull-driven stream of chunks of at most {@link RelayChunkSize} bytes.
+ *
+ * A `readable` listener stays attached for the stream's whole life: when a
+ * child process exits, Node `resume()`s its stdio pipes unless one is
+ * listened to that way, and a resumed pipe with no `data` listener throws its
+ * buffered bytes away — output written just before the exit would be lost.
+ */
 export const fromReadable = (readable: Readable): Stream.Stream<Uint8Array> =>
-  Stream.repeatEffectOption(pull(readable)).pipe(
-    Stream.mapConcat((chunk) => {
-      if (chunk.length <= RelayChunkSize) return [chunk]
-      const parts: Array<Uint8Array> = []
-      for (let i = 0; i < chunk.length; i += RelayChunkSize) parts.push(chunk.subarray(i, i + RelayChunkSize))
-      return parts
-    })
+  Stream.unwrapScoped(
+    Effect.as(
+      Effect.acquireRelease(
+        Effect.sync(() => readable.on("readable", keepPaused)),
+        () => Effect.sync(() => readable.off("readable", keepPaused))
+      ),
+      Stream.repeatEffectOption(pull(readable)).pipe(
+        Stream.mapConcat((chunk) => {
+          if (chunk.length <= RelayChunkSize) return [chunk]
+          const parts: Array<Uint8Array> = []
+          for (let i = 0; i < chunk.length; i += RelayChunkSize)
+            parts.push(chunk.subarray(i, i + RelayChunkSize))
+          return parts
+        })
+      )
+    )
   )
 
 /** Writes one chunk, waiting for `drain` when the pipe is full; fails once the pipe is closed. */
