@@ -10,6 +10,10 @@ import type { CellResult } from "./matrix.js"
 export interface Evidence {
   readonly cells: ReadonlyArray<CellResult>
   readonly fuzz: FuzzResult | undefined
+  /** The `delay` fault's duration in the matrix. */
+  readonly delayMs: number
+  /** The matrix's `closeTimeout`. */
+  readonly closeTimeoutMs: number
 }
 
 interface Diagnosis {
@@ -60,7 +64,22 @@ const diagnoses: ReadonlyArray<Diagnosis> = [
       "of the parsed value before decoding)."
   },
   {
-    applies: (e) => e.cells.some((c) => c.fault === "none" && c.step === "create" && c.closeMs >= 400),
+    applies: (e) =>
+      e.cells.some(
+        (c) =>
+          c.fault === "delay" &&
+          c.records.some((r) => r.step === "negotiate" && r.outcome.kind === "ok" && r.ms < e.delayMs)
+      ),
+    text:
+      "- **The guest's `delay` fault does not delay the NegotiateProtocol answer** (delay × accept/negotiate: the negotiation " +
+      "completes in a few ms). `packages/guest/src/internal/session.ts`: the reader answers NegotiateProtocol itself (`negotiate`), " +
+      "and only `handle` sleeps `plan.responseDelay`; `Fault.ts` documents `delay` as holding back every response. So a host's " +
+      "negotiation is never tested against a slow guest by this fault. Fix: sleep `responseDelay` before the negotiate reply too (in " +
+      "a fiber, so the reader is not held up), or document the exception."
+  },
+  {
+    applies: (e) =>
+      e.cells.some((c) => c.fault === "none" && c.step === "create" && c.closeMs >= 0.9 * e.closeTimeoutMs),
     text:
       "- Observation (not counted as a failure, the close stays within its bound): closing a container that was created but whose init never " +
       "ran (`none × create`, and every cell whose run stopped between create and the init's exec) takes the whole `closeTimeout`: the scope " +

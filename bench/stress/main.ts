@@ -197,6 +197,7 @@ try {
       const result = await runSoak({
         dir,
         transport,
+        engine,
         cycles: settings.soakCycles,
         sampleEvery: settings.soakEvery,
         inFlight: 8,
@@ -262,7 +263,12 @@ if (late.unhandledRejections + late.uncaughtExceptions > 0) {
   )
 }
 
-const found = diagnose({ cells: allCells, fuzz: fuzzResult })
+const found = diagnose({
+  cells: allCells,
+  fuzz: fuzzResult,
+  delayMs: matrixConfig.delayMs,
+  closeTimeoutMs: matrixConfig.closeTimeoutMs
+})
 const summary = [
   `**Outcome: ${problems.length === 0 ? "every check passed" : `${problems.length} check(s) failed`}.**` +
     (found.length > 0

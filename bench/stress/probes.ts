@@ -5,21 +5,23 @@
  * after a run with one taken before it.
  */
 import { readdirSync, readFileSync } from "node:fs"
-import { setFlagsFromString } from "node:v8"
+import { getHeapCodeStatistics, setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 
-/** Open file descriptors of this process (the directory handle of the listing itself included, consistently). */
-export const openFds = (): number => readdirSync("/proc/self/fd").length
+/**
+ * Open file descriptors of this process (the directory handle of the listing
+ * itself included, consistently), or of process `pid`.
+ */
+export const openFds = (pid?: number): number => readdirSync(`/proc/${pid ?? "self"}/fd`).length
 
 /**
- * Live children of this process (zombies included: an unreaped child is a
- * leak too). Read from `/proc/<pid>/stat`, whose 4th field is the parent pid.
+ * Live children of this process, or of process `parent` (zombies included: an
+ * unreaped child is a leak too). Read from `/proc/<pid>/stat`, whose 4th field
+ * is the parent pid.
  */
-export const childProcesses = (): ReadonlyArray<{
-  readonly pid: number
-  readonly state: string
-  readonly comm: string
-}> => {
+export const childProcesses = (
+  parent: number = process.pid
+): ReadonlyArray<{ readonly pid: number; readonly state: string; readonly comm: string }> => {
   const out: Array<{ pid: number; state: string; comm: string }> = []
   for (const name of readdirSync("/proc")) {
     if (!/^[0-9]+$/.test(name)) continue
@@ -32,7 +34,7 @@ export const childProcesses = (): ReadonlyArray<{
     // comm is parenthesised and may itself contain spaces or parentheses.
     const close = stat.lastIndexOf(")")
     const fields = stat.slice(close + 2).split(" ")
-    if (Number(fields[1]) === process.pid) {
+    if (Number(fields[1]) === parent) {
       out.push({ pid: Number(name), state: fields[0] ?? "?", comm: stat.slice(stat.indexOf("(") + 1, close) })
     }
   }
@@ -44,11 +46,18 @@ export const childProcesses = (): ReadonlyArray<{
 setFlagsFromString("--expose-gc")
 const collect = runInNewContext("gc") as (options?: { type: "major"; execution: "sync" }) => void
 
-/** Heap in use after two full, synchronous collections (the second catches what finalizers released). */
+/**
+ * Heap holding data after two full, synchronous collections (the second
+ * catches what finalizers released): the heap in use minus V8's compiled code
+ * and bytecode with their metadata. Those keep growing for a long while as
+ * functions are compiled and tier up — not a leak, and large enough (tens of
+ * KiB per run of a new code path) to drown one.
+ */
 export const heapAfterGc = (): number => {
   collect()
   collect()
-  return process.memoryUsage().heapUsed
+  const code = getHeapCodeStatistics()
+  return process.memoryUsage().heapUsed - code.code_and_metadata_size - code.bytecode_and_metadata_size
 }
 
 let unhandledRejections = 0

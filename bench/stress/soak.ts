@@ -1,15 +1,18 @@
 /**
  * The soak: one guest connection, many exec + wait cycles of a UVM process
  * with all three stdio streams (`cat`: stdin echoed on stdout, stderr empty),
- * each in a scope of its own, a few in flight at a time. File descriptors,
- * child processes and heap (after full collections) are sampled at fixed
- * intervals; they must stay flat once the first interval has warmed up.
+ * each in a scope of its own, a few in flight at a time. The guest runs in a
+ * process of its own (soakGuest.ts), so the host's file descriptors and heap
+ * (after full collections) are measured alone; the guest's descriptors and
+ * children are sampled too. Everything must stay flat once the first
+ * interval has warmed up.
  */
-import { Guest } from "@gcs-bridge/guest"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import { GuestConnection } from "@gcs-bridge/runtime"
 import type { TransportService } from "@gcs-bridge/transport"
 import { Transport, UnixAddress } from "@gcs-bridge/transport"
-import { Chunk, Effect, Exit, Fiber, Scope, Stream } from "effect"
+import { Chunk, Effect, Exit, Scope, Stream } from "effect"
 import { CountingLogger, resetLogs } from "./logs.js"
 import { childProcesses, heapAfterGc, openFds, settle, sleep } from "./probes.js"
 
@@ -17,6 +20,8 @@ import { childProcesses, heapAfterGc, openFds, settle, sleep } from "./probes.js
 export interface SoakOptions {
   readonly dir: string
   readonly transport: TransportService
+  /** The guest process's Transport engine. */
+  readonly engine: string
   readonly cycles: number
   readonly sampleEvery: number
   readonly inFlight: number
@@ -27,9 +32,12 @@ export interface SoakOptions {
 /** One reading, taken after `cycles` cycles with nothing in flight. */
 export interface SoakSample {
   readonly cycles: number
+  /** The host's open descriptors and heap. */
   readonly fds: number
-  readonly children: number
   readonly heap: number
+  /** The guest process's open descriptors and live children. */
+  readonly guestFds: number
+  readonly children: number
   readonly seconds: number
 }
 
@@ -41,6 +49,8 @@ export interface SoakResult {
   readonly samples: ReadonlyArray<SoakSample>
   readonly warnings: number
   readonly errors: ReadonlyArray<string>
+  /** How the guest process ended. */
+  readonly guestExit: string
   readonly seconds: number
 }
 
@@ -57,13 +67,30 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
   let firstFailure: string | undefined
   const t0 = Date.now()
 
+  const guest = spawn(
+    process.execPath,
+    [fileURLToPath(new URL("./soakGuest.js", import.meta.url)), address.path, o.engine],
+    {
+      stdio: ["ignore", "ignore", "pipe"]
+    }
+  )
+  let guestErrors = ""
+  guest.stderr.on("data", (chunk: Buffer) => {
+    guestErrors = (guestErrors + chunk.toString("utf8")).slice(-2000)
+  })
+  const guestExited = new Promise<string>((resolve) => {
+    guest.once("exit", (code, signal) => resolve(signal === null ? `exit ${code}` : `signal ${signal}`))
+    guest.once("error", (error) => resolve(`spawn failed: ${error.message}`))
+  })
+  const guestPid = guest.pid ?? -1
+
   const sample = async (cycles: number) => {
-    const fds = await settle(openFds, samples[0]?.fds ?? openFds(), 1000)
-    const children = await settle(() => childProcesses().length, 0, 1000)
-    samples.push({ cycles, fds, children, heap: heapAfterGc(), seconds: (Date.now() - t0) / 1000 })
-    const s = samples[samples.length - 1]!
+    const fds = await settle(openFds, samples[1]?.fds ?? openFds(), 1000)
+    const guestFds = await settle(() => openFds(guestPid), samples[1]?.guestFds ?? openFds(guestPid), 1000)
+    const children = await settle(() => childProcesses(guestPid).length, 0, 1000)
+    samples.push({ cycles, fds, guestFds, children, heap: heapAfterGc(), seconds: (Date.now() - t0) / 1000 })
     o.log(
-      `  soak: ${cycles} cycles, ${s.fds} fds, ${s.children} children, heap ${(s.heap / 2 ** 20).toFixed(2)} MiB`
+      `  soak: ${cycles} cycles, host ${fds} fds, heap ${(samples[samples.length - 1]!.heap / 2 ** 20).toFixed(2)} MiB; guest ${guestFds} fds, ${children} children`
     )
   }
 
@@ -110,10 +137,8 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
         Effect.provide(CountingLogger)
       )
     )
+  let guestExit: string
   try {
-    const guest = await run(
-      Effect.forkScoped(Guest.run({ address, once: true, retryInterval: "5 millis", console: "none" }))
-    )
     const gc = await run(GuestConnection.make({ address, connectTimeout: "10 seconds" }))
     await sample(0)
     let done = 0
@@ -129,10 +154,14 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
       await sleep(5)
       await sample(done)
     }
-    await run(Fiber.interrupt(guest))
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
+    // The guest serves one connection: the host's close ends it.
+    const ended = await Promise.race([guestExited, sleep(5000).then(() => undefined)])
+    if (ended === undefined) guest.kill("SIGKILL")
+    guestExit = ended ?? `did not exit within 5 s of the host's close (killed)`
   }
+  if (guestErrors !== "") guestExit += `: ${guestErrors.trim().split("\n")[0]}`
   return {
     cycles: o.cycles,
     failures,
@@ -140,6 +169,7 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
     samples,
     warnings: logs.warnings,
     errors: [...logs.firstErrors],
+    guestExit,
     seconds: (Date.now() - t0) / 1000
   }
 }

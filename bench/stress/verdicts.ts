@@ -55,18 +55,25 @@ export const heapSlope = (samples: ReadonlyArray<SoakSample>): number => {
 /**
  * Problems of the soak (empty: passed). The first interval is the warm-up
  * (lazily created handles such as libuv's child-signal pipe, JIT code, caches
- * filled once); from there on fds and children must not move, and the heap
- * must grow less than {@link SoakHeapToleranceBytes} over the second half.
+ * filled once); from there on the host's and the guest's fds must not move,
+ * the guest must have no child left between intervals, the guest process must
+ * exit cleanly when the host closes, and the host's heap must grow less than {@link SoakHeapToleranceBytes} over the second half.
  */
 export const soakProblems = (r: SoakResult): ReadonlyArray<string> => {
   const out: Array<string> = []
   if (r.failures > 0) out.push(`${r.failures} cycle failure(s), first: ${r.firstFailure ?? "?"}`)
   const steady = r.samples.slice(1)
-  const fds = new Set(steady.map((s) => s.fds))
-  if (fds.size > 1) out.push(`fd count moved after warm-up: ${steady.map((s) => s.fds).join(" → ")}`)
+  if (new Set(steady.map((s) => s.fds)).size > 1) {
+    out.push(`host fd count moved after warm-up: ${steady.map((s) => s.fds).join(" → ")}`)
+  }
+  if (new Set(steady.map((s) => s.guestFds)).size > 1) {
+    out.push(`guest fd count moved after warm-up: ${steady.map((s) => s.guestFds).join(" → ")}`)
+  }
   const children = r.samples.filter((s) => s.children > 0)
-  if (children.length > 0)
-    out.push(`child processes left at ${children.map((s) => `${s.cycles} (${s.children})`).join(", ")}`)
+  if (children.length > 0) {
+    out.push(`guest child processes left at ${children.map((s) => `${s.cycles} (${s.children})`).join(", ")}`)
+  }
+  if (r.guestExit !== "exit 0") out.push(`the guest process ended badly: ${r.guestExit}`)
   const half = r.samples.slice(Math.floor(r.samples.length / 2))
   if (half.length >= 2) {
     const growth = half[half.length - 1]!.heap - half[0]!.heap

@@ -78,7 +78,15 @@ for (let index = job.start; index < job.start + job.count; index++) {
     maxMs = ms
     maxMsIndex = index
   }
-  if (ms > job.slowMs && slow.length < 20) slow.push({ index, ms })
+  // Wall time also counts the moments this thread was not scheduled (the machine is shared): a slow
+  // input is run once more, and reported only when it is slow again.
+  if (ms > job.slowMs && slow.length < 20) {
+    const again = performance.now()
+    if (isFrameInput(index)) frameInput(new Rng(job.seed, index), corpus, false, {})
+    else bodyInput(new Rng(job.seed, index), corpus, {})
+    const rerun = performance.now() - again
+    if (rerun > job.slowMs) slow.push({ index, ms: Math.min(ms, rerun) })
+  }
   for (const finding of found) {
     const signature = signatureOf(finding)
     const group = findings.get(signature)
