@@ -13,7 +13,13 @@ import { join } from "node:path"
 import type { GuestConnectionService, Process } from "@gcs-bridge/runtime"
 import { Deferred, Effect, Exit, Scope, Stream } from "effect"
 import type { BenchSuite, Measurement, SuiteOptions } from "../lib/types.js"
-import { bridgeSocketPath, hostSession, pickEngine, type Engine } from "../support/hostSession.js"
+import {
+  bridgeSocketPath,
+  hostSession,
+  pickEngine,
+  type Engine,
+  type HostSession
+} from "../support/hostSession.js"
 import { heapProfile, renderHeapProfile } from "../support/heapProfile.js"
 import { perItemKiB, settledMemory } from "../support/memory.js"
 import { checkPeer, socketDir, startPeer, type PeerProcess } from "../support/peerProcess.js"
@@ -121,36 +127,45 @@ const liveProcesses = async (
   const peer = peerFor(kind, path, engine)
   const session = hostSession(engine)
   try {
-    const connection = await session.connect(path)
-    // One process started and closed first, so that every lazily built piece is in the baseline.
-    await session.run(Effect.scoped(Effect.asVoid(connection.exec({ CommandArgs: ["/bin/true"] }))))
-    const scope = await session.run(Scope.make())
-    const before = await settledMemory()
-    const t0 = performance.now()
-    const started = await session.run(fillProcesses(connection, scope, count, kind === "guest-stdio"))
-    const fillSeconds = (performance.now() - t0) / 1000
-    const after = await settledMemory()
-    // Closing the scope asks the guest to kill every process, which a Linux GCS refuses for UVM
-    // processes (GCS-PROTOCOL §11.10: SignalProcess on the null container is 0xC037010E), and so does
-    // ours: a `sleep` lives on until the connection closes, when the guest ends them all. A `cat`
-    // ends by itself once its stdin is closed with the scope, and its exit answers its wait.
-    await session.run(Scope.close(scope, Exit.void))
-    if (kind === "guest-stdio") {
-      await session.run(Effect.forEach(started, (p) => Effect.ignore(p.wait), { discard: true }))
-    }
-    await session.close()
+    // In a function of its own, so that nothing it held (handles, the connection) is still
+    // referenced by this frame when the residue is read.
+    const filled = await fillAndClose(session, path, count, kind)
     const closed = await settledMemory()
-    return {
-      heap: perItemKiB(before, after, count).heap,
-      rss: perItemKiB(before, after, count).rss,
-      fillSeconds,
-      residueHeap: perItemKiB(pre, closed, count).heap
-    }
+    return { ...filled, residueHeap: perItemKiB(pre, closed, count).heap }
   } finally {
     await session.close()
     await peer.stop(10_000)
     await checkPeer(peer, `scale peer (${kind})`)
   }
+}
+
+/** Connects, fills, reads the memory, and closes everything again (the connection included). */
+const fillAndClose = async (
+  session: HostSession,
+  path: string,
+  count: number,
+  kind: "guest" | "responder" | "guest-stdio"
+): Promise<Omit<Sample, "residueHeap">> => {
+  const connection = await session.connect(path)
+  // One process started and closed first, so that every lazily built piece is in the baseline.
+  await session.run(Effect.scoped(Effect.asVoid(connection.exec({ CommandArgs: ["/bin/true"] }))))
+  const scope = await session.run(Scope.make())
+  const before = await settledMemory()
+  const t0 = performance.now()
+  const started = await session.run(fillProcesses(connection, scope, count, kind === "guest-stdio"))
+  const fillSeconds = (performance.now() - t0) / 1000
+  const after = await settledMemory()
+  // Closing the scope asks the guest to kill every process, which a Linux GCS refuses for UVM
+  // processes (GCS-PROTOCOL §11.10: SignalProcess on the null container is 0xC037010E), and so does
+  // ours: a `sleep` lives on until the connection closes, when the guest ends them all. A `cat`
+  // ends by itself once its stdin is closed with the scope, and its exit answers its wait.
+  await session.run(Scope.close(scope, Exit.void))
+  if (kind === "guest-stdio") {
+    await session.run(Effect.forEach(started, (p) => Effect.ignore(p.wait), { discard: true }))
+  }
+  await session.close()
+  const grown = perItemKiB(before, after, count)
+  return { heap: grown.heap, rss: grown.rss, fillSeconds }
 }
 
 /** Where the heap of `count` fake live processes goes (responder, fresh connection). */
