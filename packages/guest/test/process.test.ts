@@ -42,6 +42,34 @@ const untilTimerArmed = Effect.gen(function* () {
 })
 
 describe("UVM processes", () => {
+  it.scoped("waits on more live processes than maxInFlight do not stop the guest serving", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup({ maxInFlight: 2 })
+      yield* host.negotiate()
+      const cats = yield* Effect.forEach([1, 2, 3], () =>
+        host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true })
+      )
+      // Three waits outstanding for the processes' whole life, more than the two request slots;
+      // all three are on the wire before DumpStacks.
+      const sent = yield* Effect.forEach(cats, (cat) =>
+        host.send(
+          "WaitForProcess",
+          new ContainerWaitForProcess({ ContainerId: Null, ProcessId: cat.pid, TimeoutInMs: InfiniteTimeout })
+        )
+      )
+      const stacks = yield* host.ok("DumpStacks", new RequestBase({ ContainerId: Null }))
+      expect(stacks.GuestStacks).toContain("gcs-bridge guest")
+      yield* Effect.forEach(cats, (cat) => Option.getOrThrow(cat.stdin).endWrite)
+      const exits = yield* Effect.forEach(sent, (id) =>
+        Effect.map(
+          host.response(id),
+          (frame) => Option.getOrThrow(host.reply("WaitForProcess", frame).body).ExitCode
+        )
+      )
+      expect(exits).toEqual([0, 0, 0])
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
   it.scoped("relays stdin, stdout and stderr of cat, then reports exit 0 once", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()

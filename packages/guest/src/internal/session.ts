@@ -90,6 +90,9 @@ interface InFlight {
 }
 
 const negotiateType = requestType(Proc.NegotiateProtocol)
+const waitType = requestType(Proc.WaitForProcess)
+/** WaitForProcess requests allowed at once per ordinary request slot. */
+const WaitsPerRequestSlot = 64
 
 /** DumpStacks text is kept well under the host's 64 KiB frame limit once JSON-escaped. */
 const MaxStacksJsonBytes = 60_000
@@ -158,6 +161,7 @@ export const serveConnection = (
 
       const ended = yield* Deferred.make<SessionEnd, ProtocolError | TransportError>()
       const permits = yield* Effect.makeSemaphore(Math.max(1, options.maxInFlight))
+      const waitPermits = yield* Effect.makeSemaphore(Math.max(1, options.maxInFlight) * WaitsPerRequestSlot)
       const fibers = yield* FiberSet.make()
       const inFlight = new Map<number, InFlight>()
       const startedAt = Date.now()
@@ -262,7 +266,7 @@ export const serveConnection = (
 
       const powerOff = Deferred.succeed(ended, "PowerOff" as const).pipe(Effect.zipRight(Effect.never))
 
-      const handle = (frame: Frame) => {
+      const handle = (frame: Frame, slots: Effect.Semaphore) => {
         const key = nextKey++
         return Effect.gen(function* () {
           const fiber = FiberId.threadName(yield* Effect.fiberId)
@@ -289,14 +293,19 @@ export const serveConnection = (
                   replyFailure(frame, failure, request?.body.ActivityId ?? rawActivityId(frame.payload))
               })
           })
-        }).pipe(Effect.ensuring(Effect.sync(() => inFlight.delete(key))), Effect.ensuring(permits.release(1)))
+        }).pipe(Effect.ensuring(Effect.sync(() => inFlight.delete(key))), Effect.ensuring(slots.release(1)))
       }
 
       const onFrame = (frame: Frame): Effect.Effect<void> => {
         const type = frame.type >>> 0
         if (type === negotiateType && !negotiated) return negotiate(frame)
         if (!negotiated || !isV4Handler(type)) return notImplemented(frame)
-        return permits.take(1).pipe(Effect.zipRight(FiberSet.run(fibers, handle(frame))), Effect.asVoid)
+        // A WaitForProcess lasts as long as its process, so it must not hold one of
+        // the request slots (with maxInFlight live processes the reader would stop
+        // for good); waits have their own, far larger bound, as the Linux GCS
+        // always runs them detached.
+        const slots = type === waitType ? waitPermits : permits
+        return slots.take(1).pipe(Effect.zipRight(FiberSet.run(fibers, handle(frame, slots))), Effect.asVoid)
       }
 
       const reader = new FrameReader({ maxFrameSize: options.maxFrameSize, acceptType: () => true })

@@ -12,7 +12,7 @@ import type { Scope } from "effect"
 import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Queue, Scope as ScopeNs } from "effect"
 import type { ContainerState, ExitType, OciProcessSpec } from "./container.js"
 import { findProcess, readOciProcess } from "./container.js"
-import { HResult } from "@gcs-bridge/protocol"
+import { HResult, NullGuid } from "@gcs-bridge/protocol"
 import * as Failure from "./failure.js"
 import { GuestFailure } from "./failure.js"
 import type { LaunchSpec } from "./localProcess.js"
@@ -214,6 +214,8 @@ export class Uvm {
 
   /** Start (§8.2): a no-op on Linux; the init process starts with the first ExecuteProcess. */
   start(containerId: string): Effect.Effect<void, GuestFailure> {
+    // The UVM itself is always "started": the Linux GCS answers success without a lookup.
+    if (containerId === NullGuid) return Effect.void
     return this.container(containerId).pipe(Effect.asVoid)
   }
 
