@@ -6,7 +6,8 @@
  * is also given, so a smoke run never overwrites the figures of a full run).
  * Naming parts (`matrix`, `fuzz`, `native`, `asan`, `soak`) runs only those;
  * `--engines=native,node` runs the matrix (and the soak, on the first) over
- * those Transport engines (default: the production one, `native`).
+ * those Transport engines (default: both in a full run, `native` — the
+ * production one — in a quick one).
  * `replay <seed> <index>` rebuilds one fuzz input and runs it in the
  * foreground. Exits 1 when any check failed.
  */
@@ -87,7 +88,7 @@ const settings = quick
       soakEvery: 50
     }
   : {
-      engines: engines ?? ["native"],
+      engines: engines ?? ["native", "node"],
       steps: Steps as ReadonlyArray<Step>,
       flood: 10_000,
       fuzzInputs: 1_000_000,
@@ -107,7 +108,7 @@ const fuzzConfig = {
   seed: 20261128,
   workers: 2,
   slice: 25_000,
-  slowMs: 1000,
+  slowMs: 2000,
   hangMs: 10_000,
   heapLimitMb: 256
 }

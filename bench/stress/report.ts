@@ -213,7 +213,7 @@ const fuzzSection = (f: NonNullable<StressReport["fuzz"]>): Array<string> => {
   }
   out.push(
     "",
-    `Slowest input: ${r.maxMs.toFixed(1)} ms (input ${r.maxMsIndex}). Hangs: ${r.hangs.length}. Workers killed for memory: ${r.memoryFailures.length}. ` +
+    `Slowest input: ${r.maxMs.toFixed(1)} ms of wall time on a shared machine (input ${r.maxMsIndex}; \`replay ${f.seed} ${r.maxMsIndex}\` runs it alone). Hangs: ${r.hangs.length}. Workers killed for memory: ${r.memoryFailures.length}. ` +
       `Heap of a worker across a slice of inputs (after full collections at its start and end): at most ${mib(r.heapGrowthMax)} MiB of growth; ` +
       `largest heap seen ${mib(r.heapPeakMax)} MiB.`,
     ""
@@ -231,7 +231,10 @@ const fuzzSection = (f: NonNullable<StressReport["fuzz"]>): Array<string> => {
     }
     out.push("")
   }
-  out.push(`Verdict: ${problems.length === 0 ? "pass" : `**FAIL** (${problems.length} problem(s))`}.`, "")
+  out.push(
+    `Verdict: ${problems.length === 0 ? "pass — no throw, no broken invariant, no hang, memory bounded" : `**FAIL**: ${problems.slice(0, 10).join("; ")}${problems.length > 10 ? `; and ${problems.length - 10} more` : ""}`}.`,
+    ""
+  )
   return out
 }
 
