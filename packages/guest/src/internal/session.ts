@@ -224,6 +224,8 @@ export const serveConnection = (
 
       const negotiate = (frame: Frame) =>
         Effect.gen(function* () {
+          // The delay fault holds back every answer, the negotiation's too (it is answered on the reader).
+          if (Duration.greaterThan(plan.responseDelay, Duration.zero)) yield* Effect.sleep(plan.responseDelay)
           const decoded = decodeRequest(frame)
           if (Either.isLeft(decoded))
             return yield* replyFailure(frame, invalidJson(decoded.left), rawActivityId(frame.payload))
