@@ -273,11 +273,24 @@ const found = diagnose({
 const summary = [
   `**Outcome: ${problems.length === 0 ? "every check passed" : `${problems.length} check(s) failed`}.**` +
     (found.length > 0
-      ? " Causes found so far (each shown only while its symptom is in the results below):"
+      ? " What the results below show, and why (each item is printed only while its symptom is in the results):"
       : ""),
   "",
   ...found,
-  ...notes
+  ...notes,
+  ...(found.length > 0 || notes.length > 0 ? [""] : []),
+  "Found by earlier runs of this harness and fixed since (`node bench/dist/stress/repro.js <name>` keeps a reproduction of each " +
+    "of the first three, exiting 1 if it comes back):",
+  "",
+  "- `close-after-interrupted-create` — closing a connection hung for ever after a Create or ExecuteProcess that the caller's " +
+    "deadline interrupted and the guest never answered: the reaper forked by `Bridge.background` from an `onInterrupt` handler " +
+    "was uninterruptible, and the bridge scope waited for it before failing its call (runtime, f178f95).",
+  "- `stdio-listener-leak` — a stdio listener's descriptor leaked when the process's scope closed while the accept fiber was " +
+    "closing the listener: an interrupted `Scope.close` abandons the remaining finalizers (runtime, f178f95).",
+  "- `deep-json` — the body decoders threw `RangeError` on JSON nested ~3,000 deep (the error formatter recursed), so one " +
+    "hostile 6 KB reply killed the host's bridge as a defect (protocol, 124bc5f).",
+  "- Closing a container created but never started waited the whole `closeTimeout` (30 s by default) for an exit notification " +
+    "that never comes (runtime, 419ec30)."
 ]
 const report: StressReport = {
   quick,
