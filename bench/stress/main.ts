@@ -290,7 +290,9 @@ const summary = [
   "- `deep-json` — the body decoders threw `RangeError` on JSON nested ~3,000 deep (the error formatter recursed), so one " +
     "hostile 6 KB reply killed the host's bridge as a defect (protocol, 124bc5f).",
   "- Closing a container created but never started waited the whole `closeTimeout` (30 s by default) for an exit notification " +
-    "that never comes (runtime, 419ec30)."
+    "that never comes (runtime, 419ec30).",
+  "- The guest's `delay` fault did not delay the NegotiateProtocol answer, so the host's negotiation was never tested " +
+    "against a slow guest (guest, 1f20a75)."
 ]
 const report: StressReport = {
   quick,
