@@ -16,7 +16,7 @@ const require = createRequire(import.meta.url)
 
 const env = { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ""}` }
 const nodeRoot = resolve(dirname(process.execPath), "..")
-if (env.npm_config_nodedir === undefined && existsSync(join(nodeRoot, "include", "node", "node_api.h"))) {
+if (existsSync(join(nodeRoot, "include", "node", "node_api.h"))) {
   env.npm_config_nodedir = nodeRoot
 }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <node_version.h>
+
 #include "address.h"
 #include "errors.h"
 #include "handle.h"
@@ -51,6 +53,9 @@ Module::Module(Napi::Env env, Napi::Object exports) : readBuffer_(new char[kRead
   constants.Set("AF_HYPERV", static_cast<double>(kAfHyperV));
   constants.Set("HV_PROTOCOL_RAW", static_cast<double>(kHvProtocolRaw));
   constants.Set("readSize", static_cast<double>(kReadSize));
+  // The version of the headers this binary was compiled against, so a test can
+  // prove the build used the headers of the Node that loads it.
+  constants.Set("builtForNode", NODE_VERSION_STRING);
 
   DefineAddon(exports, {
                            InstanceMethod<&Module::Listen>("listen"),
