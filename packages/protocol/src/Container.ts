@@ -1,8 +1,6 @@
 /**
  * Container lifecycle bodies (§8.1, §8.13, §9): Create and its configuration
  * documents, the exit notification, the legacy UpdateContainer.
- *
- * @since 0.1.0
  */
 import { Schema } from "effect"
 import { RequestBase, ResponseBase } from "./Envelope.js"
@@ -15,8 +13,6 @@ import { UvmConfig } from "./Uvm.js"
  * The LCOW `ContainerConfig` document (hcsshim's `linuxHostedSystem`, §8.1):
  * schema version (must be ≥ 2.1), bundle path, OCI runtime spec, scratch path.
  * All four keys are always written.
- *
- * @since 0.1.0
  */
 export class LinuxHostedSystem extends Schema.Class<LinuxHostedSystem>("LinuxHostedSystem")({
   SchemaVersion: orZero(SchemaVersion, () => new SchemaVersion({ Major: 2, Minor: 1 })),
@@ -32,8 +28,6 @@ export class LinuxHostedSystem extends Schema.Class<LinuxHostedSystem>("LinuxHos
  * `Container`/`CWCOWHostedSystem` key), or any other JSON value kept raw (WCOW
  * `HostedSystem`, CWCOW documents, `null`). Class instances are encoded by their
  * Schema; plain objects are written as they are.
- *
- * @since 0.1.0
  */
 export const ContainerConfig = polymorphic({
   identifier: "ContainerConfig",
@@ -43,16 +37,10 @@ export const ContainerConfig = polymorphic({
     !isObject(raw) ? -1 : "SystemType" in raw ? 0 : "Container" in raw || "CWCOWHostedSystem" in raw ? -1 : 1
 })
 
-/**
- * @since 0.1.0
- */
+/** The type of {@link ContainerConfig}. */
 export type ContainerConfig = typeof ContainerConfig.Type
 
-/**
- * Create request: the container configuration as JSON in a string.
- *
- * @since 0.1.0
- */
+/** Create request: the container configuration as JSON in a string. */
 export class ContainerCreate extends RequestBase.extend<ContainerCreate>("ContainerCreate")({
   ContainerConfig: JsonInString(ContainerConfig)
 }) {}
@@ -60,8 +48,6 @@ export class ContainerCreate extends RequestBase.extend<ContainerCreate>("Contai
 /**
  * Create response. The Linux GCS also writes `"SelectedProtocolVersion":0`
  * (a protocol-v3 remnant); hosts ignore both extra fields.
- *
- * @since 0.1.0
  */
 export class ContainerCreateResponse extends ResponseBase.extend<ContainerCreateResponse>(
   "ContainerCreateResponse"
@@ -70,11 +56,7 @@ export class ContainerCreateResponse extends ResponseBase.extend<ContainerCreate
   SelectedProtocolVersion: orZero(Uint32)
 }) {}
 
-/**
- * Values of a notification's `Type` (§9.1).
- *
- * @since 0.1.0
- */
+/** Values of a notification's `Type` (§9.1). */
 export const NotificationType = {
   None: "None",
   GracefulExit: "GracefulExit",
@@ -87,11 +69,7 @@ export const NotificationType = {
   Unknown: "Unknown"
 } as const
 
-/**
- * Values of a notification's `Operation` (§9.1).
- *
- * @since 0.1.0
- */
+/** Values of a notification's `Operation` (§9.1). */
 export const ActiveOperation = {
   None: "None",
   Construct: "Construct",
@@ -106,8 +84,6 @@ export const ActiveOperation = {
  * The container notification (`0x30100101`, id 0): the container's init process
  * has exited. Hosts route it by `ContainerId` and ignore the rest. `ResultInfo`
  * is JSON in a string: text that is not JSON fails to decode, as in Go.
- *
- * @since 0.1.0
  */
 export class ContainerNotification extends RequestBase.extend<ContainerNotification>("ContainerNotification")(
   {
@@ -122,8 +98,6 @@ export class ContainerNotification extends RequestBase.extend<ContainerNotificat
 /**
  * UpdateContainer request (§8.13, legacy): historically the base plus
  * `Resources` (OCI LinuxResources as JSON in a string); no current guest handles it.
- *
- * @since 0.1.0
  */
 export class UpdateContainerRequest extends RequestBase.extend<UpdateContainerRequest>(
   "UpdateContainerRequest"

@@ -1,31 +1,21 @@
 /**
  * The envelopes every body extends (§6): request base with its trace context,
  * response base with its HRESULT and error records.
- *
- * @since 0.1.0
  */
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { GoMap, HResultCode, lenient, omitEmpty, orZero, Uint32 } from "./GoSchema.js"
 import { Guid, NullGuid } from "./Guid.js"
 
 /**
  * W3C Trace Context carrier (`otsc`, §6.2): `traceparent`, and `tracestate` /
  * `baggage` when present. A Go map: keys written sorted.
- *
- * @since 0.1.0
  */
-export const OpenTelemetryCarrier = GoMap(Schema.String).annotations({ identifier: "OpenTelemetryCarrier" })
+export const OpenTelemetryCarrier = GoMap(Schema.String)
 
-/**
- * @since 0.1.0
- */
+/** The type of {@link OpenTelemetryCarrier}. */
 export type OpenTelemetryCarrier = typeof OpenTelemetryCarrier.Type
 
-/**
- * Legacy OpenCensus span context (`ocsc`, §6.2); all fields `omitempty`.
- *
- * @since 0.1.0
- */
+/** Legacy OpenCensus span context (`ocsc`, §6.2); all fields `omitempty`. */
 export class OpenCensusSpanContext extends Schema.Class<OpenCensusSpanContext>("OpenCensusSpanContext")({
   /** 32 lowercase hex characters. */
   TraceID: omitEmpty(Schema.String),
@@ -41,8 +31,6 @@ export class OpenCensusSpanContext extends Schema.Class<OpenCensusSpanContext>("
  * Fields every host→guest request starts with (§6.1), in Go's order.
  * `ContainerId` is the null GUID for UVM-level requests and `""` only for
  * NegotiateProtocol; `ActivityId` is always written (the Go host sends the null GUID).
- *
- * @since 0.1.0
  */
 export class RequestBase extends Schema.Class<RequestBase>("RequestBase")({
   ContainerId: lenient(Schema.String),
@@ -51,11 +39,7 @@ export class RequestBase extends Schema.Class<RequestBase>("RequestBase")({
   ocsc: Schema.optional(OpenCensusSpanContext)
 }) {}
 
-/**
- * One error record of a failed response (§6.4); the host only logs them.
- *
- * @since 0.1.0
- */
+/** One error record of a failed response (§6.4); the host only logs them. */
 export class ErrorRecord extends Schema.Class<ErrorRecord>("ErrorRecord")({
   /** HRESULT of this record, unsigned. */
   Result: orZero(HResultCode),
@@ -72,11 +56,9 @@ export class ErrorRecord extends Schema.Class<ErrorRecord>("ErrorRecord")({
  * Fields every guest→host response starts with (§6.3), in the Linux GCS's order.
  * `Result` is the HRESULT as an unsigned number (signed int32 on the wire);
  * it is required on the wire and defaults to success in the constructor.
- *
- * @since 0.1.0
  */
 export class ResponseBase extends Schema.Class<ResponseBase>("ResponseBase")({
-  Result: Schema.propertySignature(HResultCode).pipe(Schema.withConstructorDefault(() => 0)),
+  Result: HResultCode.pipe(Schema.withConstructorDefault(Effect.succeed(0))),
   /** Echo of the request's ActivityId; must be a valid GUID when present. */
   ActivityId: Schema.optional(Guid),
   ErrorMessage: omitEmpty(Schema.String),

@@ -1,29 +1,15 @@
 /**
  * The 16-byte frame header (§2): `Type` u32, `Size` u32 (header included), `ID` u64,
  * all little-endian, followed by exactly `Size - 16` payload bytes.
- *
- * @since 0.1.0
  */
 
-/**
- * Size of the frame header in bytes.
- *
- * @since 0.1.0
- */
+/** Size of the frame header in bytes. */
 export const HeaderSize = 16
 
-/**
- * Inbound size limit of the Go host (header included): 64 KiB.
- *
- * @since 0.1.0
- */
+/** Inbound size limit of the Go host (header included): 64 KiB. */
 export const DefaultMaxFrameSize = 0x10000
 
-/**
- * Largest value the 32-bit `Size` field can carry.
- *
- * @since 0.1.0
- */
+/** Largest value the 32-bit `Size` field can carry. */
 export const MaxWireSize = 0xffffffff
 
 /**
@@ -31,8 +17,6 @@ export const MaxWireSize = 0xffffffff
  *
  * `id` is the u64 header field as a number; ids above 2^53 lose precision,
  * which never matters because hosts allocate ids counting up from 0.
- *
- * @since 0.1.0
  */
 export interface Frame {
   readonly type: number
@@ -42,11 +26,7 @@ export interface Frame {
 
 const TwoTo32 = 0x100000000
 
-/**
- * Writes a header for a frame of `payloadLength` bytes at the start of `target`.
- *
- * @since 0.1.0
- */
+/** Writes a header for a frame of `payloadLength` bytes at the start of `target`. */
 export const writeHeader = (target: Uint8Array, type: number, id: number, payloadLength: number): void => {
   const view = new DataView(target.buffer, target.byteOffset, HeaderSize)
   view.setUint32(0, type >>> 0, true)
@@ -61,8 +41,6 @@ export const writeHeader = (target: Uint8Array, type: number, id: number, payloa
  * Throws a `RangeError` (a caller bug) when the frame cannot be represented:
  * a payload longer than the 32-bit size field allows, or an id that is not a
  * non-negative safe integer.
- *
- * @since 0.1.0
  */
 export const encodeFrame = (type: number, id: number, payload: Uint8Array): Uint8Array => {
   if (payload.length > MaxWireSize - HeaderSize) {

@@ -3,22 +3,15 @@
  * connection, header fields read straight from the chunk, payloads sliced (not
  * copied) when they lie in one chunk, and the size field checked against the
  * limit before anything is allocated for the frame.
- *
- * @since 0.1.0
  */
-import type { Stream } from "effect"
-import { Channel, Chunk } from "effect"
-import { pipeThroughChannel } from "effect/Stream"
+import type { Array as Arr } from "effect"
+import { Cause, Channel, Effect, Pull, Stream } from "effect"
 import type { Frame } from "./Frame.js"
 import { DefaultMaxFrameSize, HeaderSize } from "./Frame.js"
 import { classOf, MessageClass, NotifyContainer, typeName } from "./MessageType.js"
 import { ProtocolError } from "./ProtocolError.js"
 
-/**
- * Options of a frame reader.
- *
- * @since 0.1.0
- */
+/** Options of a frame reader. */
 export interface FrameReaderOptions {
   /** Largest accepted `Size` (header included); default 64 KiB like the Go host. */
   readonly maxFrameSize?: number | undefined
@@ -30,8 +23,6 @@ export interface FrameReaderOptions {
  * Accepts any request or response type word (including the sidecar's bare
  * `0x20000000`) and the container notification; rejects class 0, classes
  * 4-15 and unknown notifications.
- *
- * @since 0.1.0
  */
 export const defaultAcceptType = (type: number): boolean => {
   const cls = classOf(type)
@@ -47,8 +38,6 @@ const u32 = (b: Uint8Array, i: number): number =>
  * Incremental, synchronous frame reader. `push` never throws: it returns the
  * frames completed by the chunk and, on the first protocol violation, records
  * a {@link ProtocolError} in `error` and ignores all later input.
- *
- * @since 0.1.0
  */
 export class FrameReader {
   /** The size limit in force. */
@@ -227,64 +216,59 @@ export class FrameReader {
   }
 }
 
-/**
- * Options of {@link decodeFrames}.
- *
- * @since 0.1.0
- */
+/** Options of {@link decodeFrames}. */
 export type DecodeFramesOptions = FrameReaderOptions
 
 /**
- * The frame decoder as a `Channel`: chunks of bytes in, chunks of frames out.
+ * The frame decoder as a `Channel`: arrays of byte chunks in, arrays of frames out.
  * Fails with a {@link ProtocolError} on the first violation (after emitting the
  * frames before it) or when upstream ends inside a frame; upstream failures pass through.
- *
- * @since 0.1.0
  */
 export const decodeFrames = <E = never>(
   options?: DecodeFramesOptions
-): Channel.Channel<Chunk.Chunk<Frame>, Chunk.Chunk<Uint8Array>, ProtocolError | E, E, void, unknown> =>
-  Channel.suspend(() => {
-    const reader = new FrameReader(options)
-    const loop: Channel.Channel<
-      Chunk.Chunk<Frame>,
-      Chunk.Chunk<Uint8Array>,
-      ProtocolError | E,
-      E,
-      void,
-      unknown
-    > = Channel.readWithCause({
-      onInput: (input: Chunk.Chunk<Uint8Array>) => {
-        let frames: Array<Frame> | undefined
-        for (const chunk of input) {
-          const got = reader.push(chunk)
-          if (got.length > 0) {
-            if (frames === undefined) frames = got.slice()
-            else for (const f of got) frames.push(f)
-          }
-          if (reader.error !== undefined) break
-        }
-        const error = reader.error
-        const next = error === undefined ? loop : Channel.fail(error)
-        return frames === undefined
-          ? next
-          : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(frames)), next)
-      },
-      onFailure: (cause) => Channel.failCause(cause),
-      onDone: () => {
+): Channel.Channel<
+  Arr.NonEmptyReadonlyArray<Frame>,
+  ProtocolError | E,
+  void,
+  Arr.NonEmptyReadonlyArray<Uint8Array>,
+  E,
+  unknown
+> =>
+  Channel.fromTransform((upstream: Pull.Pull<Arr.NonEmptyReadonlyArray<Uint8Array>, E, unknown>) =>
+    Effect.sync(() => {
+      const reader = new FrameReader(options)
+      const onDone = (): Effect.Effect<never, ProtocolError | Cause.Done> => {
         const error = reader.end()
-        return error === undefined ? Channel.void : Channel.fail(error)
+        return error === undefined ? Cause.done() : Effect.fail(error)
       }
+      const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<Frame>, ProtocolError | E> = Effect.suspend(() =>
+        reader.error !== undefined
+          ? Effect.fail(reader.error)
+          : upstream.pipe(
+              Pull.catchDone(onDone),
+              Effect.flatMap((input) => {
+                let frames: Array<Frame> | undefined
+                for (const chunk of input) {
+                  const got = reader.push(chunk)
+                  if (got.length > 0) {
+                    if (frames === undefined) frames = got.slice()
+                    else for (const f of got) frames.push(f)
+                  }
+                  if (reader.error !== undefined) break
+                }
+                // The frames before a violation go out first; the next pull fails.
+                if (frames !== undefined)
+                  return Effect.succeed(frames as unknown as Arr.NonEmptyReadonlyArray<Frame>)
+                return reader.error === undefined ? pull : Effect.fail(reader.error)
+              })
+            )
+      )
+      return pull
     })
-    return loop
-  })
+  )
 
-/**
- * A byte stream as a stream of frames (`Stream.pipeThroughChannel` of {@link decodeFrames}).
- *
- * @since 0.1.0
- */
+/** A byte stream as a stream of frames (`Stream.pipeThroughChannel` of {@link decodeFrames}). */
 export const frames = <E, R>(
   stream: Stream.Stream<Uint8Array, E, R>,
   options?: DecodeFramesOptions
-): Stream.Stream<Frame, ProtocolError | E, R> => pipeThroughChannel(stream, decodeFrames<E>(options))
+): Stream.Stream<Frame, ProtocolError | E, R> => Stream.pipeThroughChannel(stream, decodeFrames<E>(options))

@@ -3,35 +3,23 @@
  * (insertion order of the object), maps marked with {@link markGoMap} get their
  * keys sorted, `<`, `>`, `&` become `\u003c`, `\u003e`, `\u0026` when HTML
  * escaping is on (`json.Marshal`) and U+2028/U+2029 are always escaped.
- *
- * @since 0.1.0
  */
 
 /**
  * Thrown by {@link goStringify} for a value JSON cannot carry (non-finite
  * number, bigint, cycle or nesting deeper than {@link MaxDepth}).
- *
- * @since 0.1.0
  */
 export class GoJsonError extends Error {
   override readonly name = "GoJsonError"
 }
 
-/**
- * Options of {@link goStringify}.
- *
- * @since 0.1.0
- */
+/** Options of {@link goStringify}. */
 export interface GoStringifyOptions {
   /** `true` like `json.Marshal`; `false` like an `Encoder` with `SetEscapeHTML(false)`. */
   readonly escapeHtml: boolean
 }
 
-/**
- * Deepest nesting {@link goStringify} writes, as a guard against cycles.
- *
- * @since 0.1.0
- */
+/** Deepest nesting {@link goStringify} writes, as a guard against cycles. */
 export const MaxDepth = 1000
 
 const GoMapMarker: unique symbol = Symbol.for("@gcs-bridge/protocol/GoMap")
@@ -40,19 +28,13 @@ const GoMapMarker: unique symbol = Symbol.for("@gcs-bridge/protocol/GoMap")
  * Marks an object as a Go map, so that {@link goStringify} writes its keys
  * sorted (Go sorts map keys by their UTF-8 bytes; JavaScript objects would put
  * integer-like keys first). Returns the same object.
- *
- * @since 0.1.0
  */
 export const markGoMap = <A extends object>(map: A): A => {
   Object.defineProperty(map, GoMapMarker, { value: true, enumerable: false })
   return map
 }
 
-/**
- * Whether {@link markGoMap} marked this object.
- *
- * @since 0.1.0
- */
+/** Whether {@link markGoMap} marked this object. */
 export const isGoMap = (value: object): boolean =>
   (value as { readonly [GoMapMarker]?: boolean })[GoMapMarker] === true
 
@@ -154,8 +136,6 @@ const write = (value: unknown, depth: number, out: Array<string>): boolean => {
  * Serialises a JSON-compatible value the way Go's `encoding/json` would
  * serialise the equivalent Go value. Throws {@link GoJsonError} for values JSON
  * cannot carry; `undefined` at top level yields `"null"`.
- *
- * @since 0.1.0
  */
 export const goStringify = (value: unknown, options: GoStringifyOptions): string => {
   const out: Array<string> = []

@@ -3,146 +3,102 @@
  * embedded in a string (§5.2), maps with sorted keys, lenient zero-valued
  * decoding, and the fixed-width integer types of the Go structs.
  *
- * @since 0.1.0
+ * Each combinator also describes itself to the compiled codec (`internal/compile.ts`),
+ * which runs the same rules without Effect's interpreter on the hot path.
  */
-import type { FastCheck } from "effect"
-import type * as AST from "effect/SchemaAST"
-import { Option, ParseResult, Schema } from "effect"
+import { Effect, Option, Schema, SchemaAST, SchemaGetter, SchemaIssue } from "effect"
 import { GoJsonError, goStringify, markGoMap } from "./GoJson.js"
+import { nodeOf, register } from "./internal/compile.js"
 
-// "__proto__" cannot round-trip through a plain object; everything else can.
-const jsonKey = (fc: typeof FastCheck) => fc.string({ maxLength: 12 }).filter((k) => k !== "__proto__")
+const isInt = (u: unknown, min: number, max: number): boolean =>
+  typeof u === "number" && Number.isInteger(u) && u >= min && u <= max
 
-const jsonValueArbitrary = (fc: typeof FastCheck) =>
-  fc.letrec((tie) => ({
-    value: fc.oneof(
-      { depthSize: "small", withCrossShrink: true },
-      fc.constant(null),
-      fc.boolean(),
-      fc.integer({ min: -1_000_000, max: 1_000_000 }),
-      fc.string(),
-      fc.array(tie("value"), { maxLength: 3 }),
-      fc.dictionary(jsonKey(fc), tie("value"), { maxKeys: 3 })
-    )
-  })).value as FastCheck.Arbitrary<unknown>
+const int = (identifier: string, min: number, max: number) => {
+  const is = (u: unknown) => isInt(u, min, max)
+  return register(
+    Schema.Int.check(Schema.isBetween({ minimum: min, maximum: max })).annotate({ identifier }),
+    { _tag: "Leaf", is, typeIs: is }
+  )
+}
 
 /**
- * Any JSON value (what `JSON.parse` returns); generated as plain JSON in property tests.
- *
- * @since 0.1.0
+ * Any JSON value (what `JSON.parse` returns). `undefined` is not JSON; excluding
+ * it keeps `Schema.optional(JsonValue)` unambiguous.
  */
-export const JsonValue: Schema.Schema<unknown> = Schema.declare(
-  // `undefined` is not JSON; excluding it keeps `Schema.optional(JsonValue)` unambiguous.
-  (u: unknown): u is unknown => u !== undefined,
-  { identifier: "JsonValue", arbitrary: () => jsonValueArbitrary }
+export const JsonValue = register(
+  Schema.declare((u: unknown): u is unknown => u !== undefined, { identifier: "JsonValue" }),
+  { _tag: "Leaf", is: (u) => u !== undefined, typeIs: (u) => u !== undefined }
 )
 
-/**
- * A JSON object with arbitrary members, kept as given (key order included).
- *
- * @since 0.1.0
- */
-export const JsonObject = Schema.Record({ key: Schema.String, value: JsonValue }).annotations({
-  identifier: "JsonObject",
-  arbitrary: () => (fc) => fc.dictionary(jsonKey(fc), jsonValueArbitrary(fc), { maxKeys: 4 })
-})
+/** A JSON object with arbitrary members, kept as given (key order included). */
+export const JsonObject = register(
+  Schema.Record(Schema.String, JsonValue).annotate({ identifier: "JsonObject" }),
+  { _tag: "Map", value: JsonValue, sorted: false }
+)
 
-/**
- * @since 0.1.0
- */
+/** The type of {@link JsonObject}. */
 export type JsonObject = typeof JsonObject.Type
 
-/**
- * Go `uint8`.
- *
- * @since 0.1.0
- */
-export const Uint8 = Schema.Int.pipe(Schema.between(0, 0xff)).annotations({ identifier: "Uint8" })
-/**
- * Go `uint16`.
- *
- * @since 0.1.0
- */
-export const Uint16 = Schema.Int.pipe(Schema.between(0, 0xffff)).annotations({ identifier: "Uint16" })
-/**
- * Go `uint32`: ports, pids, exit codes, timeouts.
- *
- * @since 0.1.0
- */
-export const Uint32 = Schema.Int.pipe(Schema.between(0, 0xffffffff)).annotations({ identifier: "Uint32" })
-/**
- * Go `int32`.
- *
- * @since 0.1.0
- */
-export const Int32 = Schema.Int.pipe(Schema.between(-0x80000000, 0x7fffffff)).annotations({
-  identifier: "Int32"
-})
+/** Go `uint8`. */
+export const Uint8 = int("Uint8", 0, 0xff)
+/** Go `uint16`. */
+export const Uint16 = int("Uint16", 0, 0xffff)
+/** Go `uint32`: ports, pids, exit codes, timeouts. */
+export const Uint32 = int("Uint32", 0, 0xffffffff)
+/** Go `int32`. */
+export const Int32 = int("Int32", -0x80000000, 0x7fffffff)
+
+const isUint64 = (u: unknown) => typeof u === "number" && Number.isInteger(u) && u >= 0
+
 /**
  * Go `uint64` / `int64` byte counts: any non-negative integer JSON number
  * (beyond 2^53 the value is the nearest double, as `JSON.parse` gives it).
- *
- * @since 0.1.0
  */
-export const Uint64 = Schema.Number.pipe(
-  Schema.filter((n) => Number.isInteger(n) && n >= 0, { message: () => "expected a non-negative integer" })
-).annotations({
-  identifier: "Uint64",
-  arbitrary: () => (fc) =>
-    fc.integer({ min: 0, max: 0x7fffffff }).chain((hi) => fc.nat().map((lo) => hi * 4096 + lo))
-})
+export const Uint64 = register(
+  Schema.Number.check(
+    Schema.makeFilter((n: number) => isUint64(n), { expected: "a non-negative integer" })
+  ).annotate({ identifier: "Uint64" }),
+  { _tag: "Leaf", is: isUint64, typeIs: isUint64 }
+)
 
 /**
  * An HRESULT field: a signed int32 on the wire, an unsigned number once decoded
  * (`-1070137074` ⇄ `0xc037010e`). Encoding accepts either form.
- *
- * @since 0.1.0
  */
-export const HResultCode = Schema.transform(
-  Int32,
-  Schema.Int.pipe(Schema.between(-0x80000000, 0xffffffff)).annotations({
-    identifier: "HResult",
-    arbitrary: () => (fc) =>
-      fc.integer({ min: 0, max: 0x7fffffff }).chain((n) => fc.constantFrom(n, n + 0x80000000))
-  }),
-  { strict: true, decode: (n) => n >>> 0, encode: (n) => n | 0 }
-)
-
-const GoZero = Symbol.for("@gcs-bridge/protocol/GoZero")
-
-const zeroOf = (ast: AST.AST): unknown => {
-  const annotated = ast.annotations[GoZero]
-  if (annotated !== undefined) return (annotated as () => unknown)()
-  switch (ast._tag) {
-    case "BooleanKeyword":
-      return false
-    case "NumberKeyword":
-      return 0
-    case "StringKeyword":
-      return ""
-    case "TupleType":
-      if (ast.elements.length === 0) return []
-      break
-    case "TypeLiteral":
-      if (ast.propertySignatures.length === 0) return {}
-      break
-    case "Refinement":
-      return zeroOf(ast.from)
-    case "Transformation":
-      return zeroOf(ast.to)
+export const HResultCode = register(
+  Int32.pipe(
+    Schema.decodeTo(
+      Schema.Int.check(Schema.isBetween({ minimum: -0x80000000, maximum: 0xffffffff })).annotate({
+        identifier: "HResult"
+      }),
+      { decode: SchemaGetter.transform((n) => n >>> 0), encode: SchemaGetter.transform((n) => n | 0) }
+    )
+  ),
+  {
+    _tag: "Leaf",
+    is: (u) => isInt(u, -0x80000000, 0x7fffffff),
+    decode: (n) => (n as number) >>> 0,
+    typeIs: (u) => isInt(u, -0x80000000, 0xffffffff),
+    encode: (n) => (n as number) | 0
   }
-  throw new Error(`no Go zero value known for ${String(ast)}; pass one explicitly`)
-}
+)
 
 // The zero value of a schema as a thunk, worked out once: primitives are
 // shared, arrays and maps are made fresh for every use.
-const zeroThunk = <A>(ast: AST.AST): (() => A) => {
-  const annotated = ast.annotations[GoZero]
-  if (annotated !== undefined) return annotated as () => A
-  const zero = zeroOf(ast)
-  if (Array.isArray(zero)) return () => [] as A
-  if (typeof zero === "object" && zero !== null) return () => ({}) as A
-  return () => zero as A
+const zeroThunk = <A>(schema: Schema.Top): (() => A) => {
+  if (nodeOf(schema)?._tag === "Map") return () => ({}) as A
+  const ast = SchemaAST.toType(schema.ast)
+  switch (ast._tag) {
+    case "Boolean":
+      return () => false as A
+    case "Number":
+      return () => 0 as A
+    case "String":
+      return () => "" as A
+    case "Arrays":
+      if (ast.elements.length === 0) return () => [] as A
+  }
+  throw new Error(`no Go zero value known for ${ast._tag}; pass one explicitly`)
 }
 
 const isZeroLike = (value: unknown, zero: unknown): boolean => {
@@ -154,6 +110,29 @@ const isZeroLike = (value: unknown, zero: unknown): boolean => {
   return false
 }
 
+// The three Go field rules share one shape: an optional, nullable key on the
+// wire decoding to the zero value; they differ in omitting it and in a constructor default.
+const field = <S extends Schema.Top>(schema: S, zero: () => S["Type"], omit: boolean) =>
+  register(
+    Schema.optionalKey(Schema.NullOr(schema)).pipe(
+      Schema.decodeTo(Schema.toType(schema), {
+        decode: SchemaGetter.transformOptional((o) =>
+          Option.some(Option.isSome(o) && o.value !== null ? o.value : zero())
+        ),
+        encode: SchemaGetter.transformOptional((o) =>
+          omit && Option.isSome(o) && isZeroLike(o.value, zero()) ? Option.none() : o
+        )
+      })
+    ),
+    { _tag: "Field", inner: schema, zero, omit }
+  )
+
+// A field's schema never has a constructor default of its own: the type cannot see that for a generic `S`.
+const withZeroDefault = <F extends Schema.Top>(schema: F, zero: () => F["~type.make.in"]) =>
+  Schema.withConstructorDefault<F & Schema.WithoutConstructorDefault>(Effect.sync(zero))(
+    schema as F & Schema.WithoutConstructorDefault
+  )
+
 /**
  * Go `omitempty` for a field of a struct.
  *
@@ -162,95 +141,78 @@ const isZeroLike = (value: unknown, zero: unknown): boolean => {
  * empty array, empty map); when decoding, an absent key or `null` gives the zero
  * value, as Go leaves the field untouched. Never use it for a nested struct:
  * Go never omits those (use {@link orZero} or `Schema.optional`).
- *
- * @since 0.1.0
  */
-export const omitEmpty = <A, I, R>(schema: Schema.Schema<A, I, R>, zero?: () => A) => {
-  const zeroValue = zero ?? zeroThunk<A>(schema.ast)
-  return Schema.optionalToRequired(Schema.NullOr(schema), Schema.typeSchema(schema), {
-    decode: (o) => (Option.isSome(o) && o.value !== null ? o.value : zeroValue()),
-    encode: (a) => (isZeroLike(a, zeroValue()) ? Option.none() : Option.some(a))
-  }).pipe(Schema.withConstructorDefault(zeroValue))
+export const omitEmpty = <S extends Schema.Top>(schema: S, zero?: () => S["Type"]) => {
+  const z = zero ?? zeroThunk<S["Type"]>(schema)
+  return withZeroDefault(field(schema, z, true), z)
 }
 
 /**
  * A Go field without `omitempty`: always written, but decoded leniently like Go
  * does (absent key or `null` ⇒ the zero value). The constructor defaults it too;
  * use {@link lenient} for a field the caller must always give.
- *
- * @since 0.1.0
  */
-export const orZero = <A, I, R>(schema: Schema.Schema<A, I, R>, zero?: () => A) => {
-  const zeroValue = zero ?? zeroThunk<A>(schema.ast)
-  return lenient(schema, zeroValue).pipe(Schema.withConstructorDefault(zeroValue))
+export const orZero = <S extends Schema.Top>(schema: S, zero?: () => S["Type"]) => {
+  const z = zero ?? zeroThunk<S["Type"]>(schema)
+  return withZeroDefault(field(schema, z, false), z)
 }
 
 /**
  * Like {@link orZero} but without a constructor default: required when building
  * a value, decoded as the zero value when absent or `null` on the wire.
- *
- * @since 0.1.0
  */
-export const lenient = <A, I, R>(schema: Schema.Schema<A, I, R>, zero?: () => A) => {
-  const zeroValue = zero ?? zeroThunk<A>(schema.ast)
-  return Schema.optionalToRequired(Schema.NullOr(schema), Schema.typeSchema(schema), {
-    decode: (o) => (Option.isSome(o) && o.value !== null ? o.value : zeroValue()),
-    encode: (a) => Option.some(a)
-  })
-}
+export const lenient = <S extends Schema.Top>(schema: S, zero?: () => S["Type"]) =>
+  field(schema, zero ?? zeroThunk<S["Type"]>(schema), false)
 
 const isRecordObject = (u: unknown): u is { readonly [key: string]: unknown } =>
   typeof u === "object" && u !== null && !Array.isArray(u)
 
-const AnyObject = Schema.declare(isRecordObject, {
-  identifier: "object",
-  description: "a JSON object"
-})
+const AnyObject = Schema.declare(isRecordObject, { identifier: "object", expected: "a JSON object" })
 
 /**
  * A Go `map[string]V`: a record whose keys are written sorted (by UTF-8 bytes),
  * whatever the insertion order. Zero value `{}`.
- *
- * @since 0.1.0
  */
-export const GoMap = <A, I, R>(value: Schema.Schema<A, I, R>) => {
-  const record = Schema.Record({ key: Schema.String, value })
-  return Schema.transform(AnyObject, record, {
-    strict: false,
-    decode: (o) => o,
-    encode: (o) => markGoMap({ ...(o as object) })
-  }).annotations({ [GoZero]: () => ({}) })
+export const GoMap = <S extends Schema.Top>(value: S) => {
+  // The mark is set last when encoding: the record's own encoding rebuilds the object.
+  return register(
+    AnyObject.pipe(
+      Schema.decodeTo(Schema.Record(Schema.String, value), {
+        decode: SchemaGetter.passthrough({ strict: false }),
+        encode: SchemaGetter.transform((o) => markGoMap({ ...o }))
+      })
+    ),
+    { _tag: "Map", value, sorted: true }
+  )
 }
 
-const JsonText = Schema.transformOrFail(Schema.String, JsonValue, {
-  strict: true,
-  decode: (text, _, ast) => {
-    if (text === "")
-      return ParseResult.fail(new ParseResult.Type(ast, text, "empty string is not a JSON document"))
-    try {
-      return ParseResult.succeed(JSON.parse(text) as unknown)
-    } catch (e) {
-      return ParseResult.fail(
-        new ParseResult.Type(ast, text, `invalid JSON in string: ${(e as Error).message}`)
-      )
-    }
-  },
-  encode: (value, _, ast) => {
-    try {
-      return ParseResult.succeed(goStringify(value, { escapeHtml: true }))
-    } catch (e) {
-      const message = e instanceof GoJsonError ? e.message : String(e)
-      return ParseResult.fail(new ParseResult.Type(ast, value, message))
-    }
-  }
-}).annotations({ identifier: "JsonText" })
+const invalid = (input: unknown, message: string) =>
+  Effect.fail(new SchemaIssue.InvalidValue({ message }, input))
+
+const JsonText = Schema.String.pipe(
+  Schema.decodeTo(JsonValue, {
+    decode: SchemaGetter.transformEffect((text: string) => {
+      if (text === "") return invalid(text, "empty string is not a JSON document")
+      try {
+        return Effect.succeed(JSON.parse(text) as unknown)
+      } catch (e) {
+        return invalid(text, `invalid JSON in string: ${(e as Error).message}`)
+      }
+    }),
+    encode: SchemaGetter.transformEffect((value: unknown) => {
+      try {
+        return Effect.succeed(goStringify(value, { escapeHtml: true }))
+      } catch (e) {
+        return invalid(value, e instanceof GoJsonError ? e.message : String(e))
+      }
+    })
+  })
+).annotate({ identifier: "JsonText" })
 
 /**
  * A JSON document carried as a JSON string (Go's `AnyInString`, §5.2). The inner
  * text is written like `json.Marshal` (HTML-escaped); a `null` inner value is
  * `"null"`; the empty string fails to decode, as it does in Go.
- *
- * @since 0.1.0
  */
-export const JsonInString = <A, I, R>(schema: Schema.Schema<A, I, R>): Schema.Schema<A, string, R> =>
-  Schema.compose(JsonText, schema, { strict: false })
+export const JsonInString = <S extends Schema.Top>(schema: S) =>
+  register(JsonText.pipe(Schema.decodeTo(schema)), { _tag: "JsonInString", inner: schema })

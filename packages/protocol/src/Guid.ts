@@ -1,10 +1,6 @@
-/**
- * GUIDs as the wire writes them (§5.3) and the Hyper-V socket helpers (§13).
- *
- * @since 0.1.0
- */
+/** GUIDs as the wire writes them (§5.3) and the Hyper-V socket helpers (§13). */
 import { Schema } from "effect"
-import { FastPredicateId } from "./internal/fastParse.js"
+import { register } from "./internal/compile.js"
 
 const isHexCode = (c: number): boolean =>
   (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)
@@ -25,49 +21,31 @@ const isGuidText = (text: string): boolean => {
 /**
  * A GUID in text form: 36 characters, dashes at 8, 13, 18 and 23, hex digits
  * of either case, no braces (the Go parser's rules).
- *
- * @since 0.1.0
  */
-export const Guid = Schema.String.pipe(
-  Schema.filter(isGuidText, {
-    message: () => "expected a GUID like 00000000-0000-0000-0000-000000000000",
-    jsonSchema: { pattern: "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$" },
-    [FastPredicateId]: isGuidText
-  }),
-  Schema.brand("Guid")
-).annotations({
-  identifier: "Guid",
-  arbitrary: () => (fc) =>
-    fc.uint8Array({ minLength: 16, maxLength: 16 }).map((bytes) => guidFromBytes(bytes))
-})
+export const Guid = register(
+  Schema.String.check(
+    Schema.makeFilter(isGuidText, {
+      expected: "a GUID like 00000000-0000-0000-0000-000000000000"
+    })
+  )
+    .pipe(Schema.brand("Guid"))
+    .annotate({ identifier: "Guid" }),
+  { _tag: "Leaf", is: (u) => isGuid(u), typeIs: (u) => isGuid(u) }
+)
 
-/**
- * @since 0.1.0
- */
+/** The type of {@link Guid}. */
 export type Guid = typeof Guid.Type
 
-/**
- * Whether a string is a valid GUID text.
- *
- * @since 0.1.0
- */
+/** Whether a string is a valid GUID text. */
 export const isGuid = (text: unknown): text is Guid => typeof text === "string" && isGuidText(text)
 
-/**
- * Brands a string as a GUID, or throws a `TypeError` (for literals and trusted values).
- *
- * @since 0.1.0
- */
+/** Brands a string as a GUID, or throws a `TypeError` (for literals and trusted values). */
 export const makeGuid = (text: string): Guid => {
   if (!isGuid(text)) throw new TypeError(`not a GUID: ${JSON.stringify(text)}`)
   return text
 }
 
-/**
- * The all-zero GUID: the null (UVM) container id and the Go host's `ActivityId`.
- *
- * @since 0.1.0
- */
+/** The all-zero GUID: the null (UVM) container id and the Go host's `ActivityId`. */
 export const NullGuid: Guid = makeGuid("00000000-0000-0000-0000-000000000000")
 
 const hex = (n: number, width: number): string => n.toString(16).padStart(width, "0")
@@ -75,8 +53,6 @@ const hex = (n: number, width: number): string => n.toString(16).padStart(width,
 /**
  * The Hyper-V service GUID of vsock port `port` (§13.2): the template
  * `00000000-facb-11e6-bd58-64006a7986d3` with Data1 replaced by the port.
- *
- * @since 0.1.0
  */
 export const vsockServiceId = (port: number): Guid => {
   if (!Number.isInteger(port) || port < 0 || port > 0xffffffff)
@@ -84,19 +60,13 @@ export const vsockServiceId = (port: number): Guid => {
   return makeGuid(`${hex(port, 8)}-facb-11e6-bd58-64006a7986d3`)
 }
 
-/**
- * The vsock port a service GUID stands for, when it follows the §13.2 template.
- *
- * @since 0.1.0
- */
+/** The vsock port a service GUID stands for, when it follows the §13.2 template. */
 export const vsockPortOf = (guid: Guid): number | undefined =>
   guid.slice(8).toLowerCase() === "-facb-11e6-bd58-64006a7986d3" ? parseInt(guid.slice(0, 8), 16) : undefined
 
 /**
  * The 16-byte Windows (mixed-endian) layout of a GUID (§13.3): Data1 u32 LE,
  * Data2 u16 LE, Data3 u16 LE, then the 8 bytes of Data4 in order.
- *
- * @since 0.1.0
  */
 export const guidToBytes = (guid: Guid): Uint8Array => {
   const h = guid.replace(/-/g, "")
@@ -106,22 +76,14 @@ export const guidToBytes = (guid: Guid): Uint8Array => {
   return bytes
 }
 
-/**
- * The GUID stored in 16 bytes of Windows layout (inverse of {@link guidToBytes}); lowercase text.
- *
- * @since 0.1.0
- */
+/** The GUID stored in 16 bytes of Windows layout (inverse of {@link guidToBytes}); lowercase text. */
 export const guidFromBytes = (bytes: Uint8Array): Guid => {
   if (bytes.length !== 16) throw new RangeError(`a GUID has 16 bytes, got ${bytes.length}`)
   const b = (i: number) => hex(bytes[i]!, 2)
   return `${b(3)}${b(2)}${b(1)}${b(0)}-${b(5)}${b(4)}-${b(7)}${b(6)}-${b(8)}${b(9)}-${b(10)}${b(11)}${b(12)}${b(13)}${b(14)}${b(15)}` as Guid
 }
 
-/**
- * Well-known GUIDs of §13.1.
- *
- * @since 0.1.0
- */
+/** Well-known GUIDs of §13.1. */
 export const WellKnownGuid = {
   /** Bridge service id of the Windows GCS. */
   WindowsGcsHvsockServiceId: makeGuid("acef5661-84a1-4e44-856b-6245e69f4620"),

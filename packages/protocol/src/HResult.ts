@@ -1,15 +1,11 @@
 /**
  * HRESULTs (§6.5). On the wire `Result` is a signed int32; everywhere else in
  * this package an HRESULT is the unsigned 32-bit number (`0x80004001`, not `-2147467263`).
- *
- * @since 0.1.0
  */
 
 /**
  * The well-known codes: those the Linux GCS produces and those the Go `hcs`
  * package knows. Unsigned values.
- *
- * @since 0.1.0
  */
 export const HResult = {
   /** S_OK. */
@@ -62,47 +58,27 @@ export const HResult = {
   ElementNotFound: 0x00000490
 } as const
 
-/**
- * @since 0.1.0
- */
+/** The type of {@link HResultName}. */
 export type HResultName = keyof typeof HResult
 
 const names = new Map<number, HResultName>(
   (Object.keys(HResult) as Array<HResultName>).map((name) => [HResult[name], name])
 )
 
-/**
- * The catalogue name of a code (signed or unsigned), e.g. `"SystemNotFound"`.
- *
- * @since 0.1.0
- */
+/** The catalogue name of a code (signed or unsigned), e.g. `"SystemNotFound"`. */
 export const hresultName = (code: number): string | undefined => names.get(code >>> 0)
 
-/**
- * An HRESULT as an unsigned 32-bit number (`-1070137074` → `0xc037010e`).
- *
- * @since 0.1.0
- */
+/** An HRESULT as an unsigned 32-bit number (`-1070137074` → `0xc037010e`). */
 export const toUnsigned = (code: number): number => code >>> 0
 
-/**
- * An HRESULT as the signed int32 the wire carries (`0xc037010e` → `-1070137074`).
- *
- * @since 0.1.0
- */
+/** An HRESULT as the signed int32 the wire carries (`0xc037010e` → `-1070137074`). */
 export const toSigned = (code: number): number => code | 0
 
 /**
  * Whether a code means failure. Like the Go host, any non-zero value fails,
  * even a positive "success with information" code.
- *
- * @since 0.1.0
  */
 export const isFailure = (code: number): boolean => code >>> 0 !== 0
 
-/**
- * `0x`-prefixed lowercase eight-digit hex, as the guest prints codes (`0xc037010e`).
- *
- * @since 0.1.0
- */
+/** `0x`-prefixed lowercase eight-digit hex, as the guest prints codes (`0xc037010e`). */
 export const formatHResult = (code: number): string => "0x" + (code >>> 0).toString(16).padStart(8, "0")

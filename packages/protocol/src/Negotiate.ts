@@ -1,26 +1,18 @@
 /**
  * Protocol negotiation (§7.3-7.5): the first request on every connection, and
  * the guest's capabilities.
- *
- * @since 0.1.0
  */
 import { Schema } from "effect"
 import { Int32, lenient, omitEmpty, orZero, Uint32 } from "./GoSchema.js"
 import { RequestBase, ResponseBase } from "./Envelope.js"
 import { isObject, polymorphic } from "./internal/polymorphic.js"
 
-/**
- * The only protocol version the Go host and the Linux GCS speak.
- *
- * @since 0.1.0
- */
+/** The only protocol version the Go host and the Linux GCS speak. */
 export const ProtocolVersion = 4
 
 /**
  * NegotiateProtocol request. The Go host sends it with `ContainerId: ""` and
  * both versions 4.
- *
- * @since 0.1.0
  */
 export class NegotiateProtocolRequest extends RequestBase.extend<NegotiateProtocolRequest>(
   "NegotiateProtocolRequest"
@@ -29,21 +21,13 @@ export class NegotiateProtocolRequest extends RequestBase.extend<NegotiateProtoc
   MaximumVersion: lenient(Uint32)
 }) {}
 
-/**
- * An HCS schema version (`{"Major":2,"Minor":1}`); both fields `omitempty`.
- *
- * @since 0.1.0
- */
+/** An HCS schema version (`{"Major":2,"Minor":1}`); both fields `omitempty`. */
 export class SchemaVersion extends Schema.Class<SchemaVersion>("SchemaVersion")({
   Major: omitEmpty(Int32),
   Minor: omitEmpty(Int32)
 }) {}
 
-/**
- * Capabilities a Linux GCS defines (§7.5); all `omitempty`.
- *
- * @since 0.1.0
- */
+/** Capabilities a Linux GCS defines (§7.5); all `omitempty`. */
 export class LinuxGuestDefinedCapabilities extends Schema.Class<LinuxGuestDefinedCapabilities>(
   "LinuxGuestDefinedCapabilities"
 )({
@@ -53,11 +37,7 @@ export class LinuxGuestDefinedCapabilities extends Schema.Class<LinuxGuestDefine
   DeleteContainerStateSupported: omitEmpty(Schema.Boolean)
 }) {}
 
-/**
- * Capabilities a Windows GCS defines (§7.5): the Linux four plus three more; all `omitempty`.
- *
- * @since 0.1.0
- */
+/** Capabilities a Windows GCS defines (§7.5): the Linux four plus three more; all `omitempty`. */
 export class WindowsGuestDefinedCapabilities extends LinuxGuestDefinedCapabilities.extend<WindowsGuestDefinedCapabilities>(
   "WindowsGuestDefinedCapabilities"
 )({
@@ -76,45 +56,17 @@ const windowsOnlyKeys = [
  * The `GuestDefinedCapabilities` object: decoded as the Windows shape when it
  * carries a Windows-only flag, else as the Linux shape ({@link guestDefinedCapabilities}
  * applies the Go host's rule, which goes by the runtime OS instead).
- *
- * @since 0.1.0
  */
 export const GuestDefinedCapabilities = polymorphic({
   identifier: "GuestDefinedCapabilities",
   members: [LinuxGuestDefinedCapabilities, WindowsGuestDefinedCapabilities],
-  select: (raw) => (!isObject(raw) ? -2 : windowsOnlyKeys.some((k) => raw[k] === true) ? 1 : 0),
-  arbitrary: (fc) =>
-    fc.oneof(
-      fc.tuple(fc.boolean(), fc.boolean(), fc.boolean(), fc.boolean()).map(
-        ([a, b, c, d]) =>
-          new LinuxGuestDefinedCapabilities({
-            NamespaceAddRequestSupported: a,
-            SignalProcessSupported: b,
-            DumpStacksSupported: c,
-            DeleteContainerStateSupported: d
-          })
-      ),
-      fc
-        .tuple(fc.boolean(), fc.boolean(), fc.boolean())
-        .filter(([a, b, c]) => a || b || c)
-        .map(
-          ([a, b, c]) =>
-            new WindowsGuestDefinedCapabilities({
-              UpdateContainerSupported: a,
-              LogForwardingSupported: b,
-              HostProcessContainerSupported: c,
-              SignalProcessSupported: true
-            })
-        )
-    )
+  select: (raw) => (!isObject(raw) ? -2 : windowsOnlyKeys.some((k) => raw[k] === true) ? 1 : 0)
 })
 
 /**
  * The `Capabilities` object of the negotiate response (§7.4). Booleans are
  * `omitempty` as the Linux GCS writes them; absent ones decode as `false`;
  * an absent or `null` `GuestDefinedCapabilities` decodes as empty.
- *
- * @since 0.1.0
  */
 export class GcsCapabilities extends Schema.Class<GcsCapabilities>("GcsCapabilities")({
   SendHostCreateMessage: omitEmpty(Schema.Boolean),
@@ -131,8 +83,6 @@ export class GcsCapabilities extends Schema.Class<GcsCapabilities>("GcsCapabilit
 /**
  * NegotiateProtocol response. On failure the guest sends only the base, so
  * `Version` and `Capabilities` decode as their zero values.
- *
- * @since 0.1.0
  */
 export class NegotiateProtocolResponse extends ResponseBase.extend<NegotiateProtocolResponse>(
   "NegotiateProtocolResponse"
@@ -141,19 +91,13 @@ export class NegotiateProtocolResponse extends ResponseBase.extend<NegotiateProt
   Capabilities: orZero(GcsCapabilities, () => new GcsCapabilities({}))
 }) {}
 
-/**
- * The guest OS as the Go host derives it: `RuntimeOsType` lowercased, empty meaning `"windows"`.
- *
- * @since 0.1.0
- */
+/** The guest OS as the Go host derives it: `RuntimeOsType` lowercased, empty meaning `"windows"`. */
 export const runtimeOs = (capabilities: GcsCapabilities): string =>
   capabilities.RuntimeOsType === "" ? "windows" : capabilities.RuntimeOsType.toLowerCase()
 
 /**
  * The guest-defined capabilities in the shape the Go host parses them: Windows
  * when {@link runtimeOs} is `"windows"`, Linux otherwise (Windows-only flags dropped).
- *
- * @since 0.1.0
  */
 export const guestDefinedCapabilities = (
   capabilities: GcsCapabilities

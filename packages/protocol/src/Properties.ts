@@ -1,8 +1,6 @@
 /**
  * GetProperties (§8.8): the query, the response, and the two properties
  * documents hosts decode it into (HCS schema 1 and schema 2).
- *
- * @since 0.1.0
  */
 import { Schema } from "effect"
 import { RequestBase, ResponseBase } from "./Envelope.js"
@@ -20,11 +18,7 @@ import {
 import { Guid, NullGuid } from "./Guid.js"
 import { SchemaVersion, WindowsGuestDefinedCapabilities } from "./Negotiate.js"
 
-/**
- * Property type strings of both schemas.
- *
- * @since 0.1.0
- */
+/** Property type strings of both schemas. */
 export const PropertyType = {
   Statistics: "Statistics",
   ProcessList: "ProcessList",
@@ -44,19 +38,13 @@ export const PropertyType = {
 /**
  * A property query (schema 1 `PropertyQuery`, plus the schema-2 `Queries` map,
  * never set by the Go host). An empty query is written `{}`.
- *
- * @since 0.1.0
  */
 export class PropertyQuery extends Schema.Class<PropertyQuery>("PropertyQuery")({
   PropertyTypes: omitEmpty(Schema.Array(Schema.String)),
   Queries: omitEmpty(GoMap(JsonValue))
 }) {}
 
-/**
- * GetProperties request: the query as JSON in a string.
- *
- * @since 0.1.0
- */
+/** GetProperties request: the query as JSON in a string. */
 export class ContainerGetProperties extends RequestBase.extend<ContainerGetProperties>(
   "ContainerGetProperties"
 )({
@@ -68,8 +56,6 @@ export class ContainerGetProperties extends RequestBase.extend<ContainerGetPrope
  * decoded JSON; read it with `decodePropertiesV1` / `decodePropertiesV2` of the
  * codec, or build it by encoding a {@link ContainerPropertiesV1} / {@link PropertiesV2}.
  * Absent on failure; `""` fails to decode, as in Go.
- *
- * @since 0.1.0
  */
 export class ContainerGetPropertiesResponse extends ResponseBase.extend<ContainerGetPropertiesResponse>(
   "ContainerGetPropertiesResponse"
@@ -77,47 +63,27 @@ export class ContainerGetPropertiesResponse extends ResponseBase.extend<Containe
   Properties: Schema.optional(JsonInString(JsonValue))
 }) {}
 
-/**
- * Go's zero `time.Time`, which Go writes for a time field never set.
- *
- * @since 0.1.0
- */
+/** Go's zero `time.Time`, which Go writes for a time field never set. */
 export const ZeroTime = "0001-01-01T00:00:00Z"
 
-/**
- * A Go `time.Time` field (RFC 3339 text): a struct, so always written, zero {@link ZeroTime}.
- *
- * @since 0.1.0
- */
+/** A Go `time.Time` field (RFC 3339 text): a struct, so always written, zero {@link ZeroTime}. */
 export const GoTime = orZero(Schema.String, () => ZeroTime)
 
-/**
- * Memory statistics (same keys in both schemas).
- *
- * @since 0.1.0
- */
+/** Memory statistics (same keys in both schemas). */
 export class MemoryStats extends Schema.Class<MemoryStats>("MemoryStats")({
   MemoryUsageCommitBytes: omitEmpty(Uint64),
   MemoryUsageCommitPeakBytes: omitEmpty(Uint64),
   MemoryUsagePrivateWorkingSetBytes: omitEmpty(Uint64)
 }) {}
 
-/**
- * Processor statistics (same keys in both schemas).
- *
- * @since 0.1.0
- */
+/** Processor statistics (same keys in both schemas). */
 export class ProcessorStats extends Schema.Class<ProcessorStats>("ProcessorStats")({
   TotalRuntime100ns: omitEmpty(Uint64),
   RuntimeUser100ns: omitEmpty(Uint64),
   RuntimeKernel100ns: omitEmpty(Uint64)
 }) {}
 
-/**
- * Storage statistics (same keys in both schemas).
- *
- * @since 0.1.0
- */
+/** Storage statistics (same keys in both schemas). */
 export class StorageStats extends Schema.Class<StorageStats>("StorageStats")({
   ReadCountNormalized: omitEmpty(Uint64),
   ReadSizeBytes: omitEmpty(Uint64),
@@ -125,11 +91,7 @@ export class StorageStats extends Schema.Class<StorageStats>("StorageStats")({
   WriteSizeBytes: omitEmpty(Uint64)
 }) {}
 
-/**
- * Schema-1 network statistics of one endpoint.
- *
- * @since 0.1.0
- */
+/** Schema-1 network statistics of one endpoint. */
 export class NetworkStats extends Schema.Class<NetworkStats>("NetworkStats")({
   BytesReceived: omitEmpty(Uint64),
   BytesSent: omitEmpty(Uint64),
@@ -141,11 +103,7 @@ export class NetworkStats extends Schema.Class<NetworkStats>("NetworkStats")({
   InstanceId: omitEmpty(Schema.String)
 }) {}
 
-/**
- * Schema-1 statistics (nested structs always written).
- *
- * @since 0.1.0
- */
+/** Schema-1 statistics (nested structs always written). */
 export class StatisticsV1 extends Schema.Class<StatisticsV1>("StatisticsV1")({
   Timestamp: GoTime,
   ContainerStartTime: GoTime,
@@ -156,11 +114,7 @@ export class StatisticsV1 extends Schema.Class<StatisticsV1>("StatisticsV1")({
   Network: omitEmpty(Schema.Array(NetworkStats))
 }) {}
 
-/**
- * Schema-1 process list entry.
- *
- * @since 0.1.0
- */
+/** Schema-1 process list entry. */
 export class ProcessListItem extends Schema.Class<ProcessListItem>("ProcessListItem")({
   CreateTimestamp: GoTime,
   ImageName: omitEmpty(Schema.String),
@@ -172,11 +126,7 @@ export class ProcessListItem extends Schema.Class<ProcessListItem>("ProcessListI
   UserTime100ns: omitEmpty(Uint64)
 }) {}
 
-/**
- * Schema-1 mapped virtual disk (as reported in properties).
- *
- * @since 0.1.0
- */
+/** Schema-1 mapped virtual disk (as reported in properties). */
 export class MappedVirtualDiskV1 extends Schema.Class<MappedVirtualDiskV1>("MappedVirtualDiskV1")({
   HostPath: omitEmpty(Schema.String),
   ContainerPath: orZero(Schema.String),
@@ -186,22 +136,14 @@ export class MappedVirtualDiskV1 extends Schema.Class<MappedVirtualDiskV1>("Mapp
   AttachOnly: omitEmpty(Schema.Boolean)
 }) {}
 
-/**
- * Schema-1 SCSI controller entry: disks by LUN (decimal keys).
- *
- * @since 0.1.0
- */
+/** Schema-1 SCSI controller entry: disks by LUN (decimal keys). */
 export class MappedVirtualDiskController extends Schema.Class<MappedVirtualDiskController>(
   "MappedVirtualDiskController"
 )({
   MappedVirtualDisks: omitEmpty(GoMap(MappedVirtualDiskV1))
 }) {}
 
-/**
- * Schema-1 guest connection information.
- *
- * @since 0.1.0
- */
+/** Schema-1 guest connection information. */
 export class GuestConnectionInfoV1 extends Schema.Class<GuestConnectionInfoV1>("GuestConnectionInfoV1")({
   SupportedSchemaVersions: omitEmpty(Schema.Array(SchemaVersion)),
   ProtocolVersion: omitEmpty(Uint32),
@@ -214,8 +156,6 @@ export class GuestConnectionInfoV1 extends Schema.Class<GuestConnectionInfoV1>("
 /**
  * The schema-1 properties document (`Container.Properties`), field order and
  * `omitempty` as hcsshim's `schema1.ContainerProperties`.
- *
- * @since 0.1.0
  */
 export class ContainerPropertiesV1 extends Schema.Class<ContainerPropertiesV1>("ContainerPropertiesV1")({
   Id: orZero(Schema.String),
@@ -238,11 +178,7 @@ export class ContainerPropertiesV1 extends Schema.Class<ContainerPropertiesV1>("
   GuestConnectionInfo: orZero(GuestConnectionInfoV1, () => new GuestConnectionInfoV1({}))
 }) {}
 
-/**
- * Schema-2 statistics (nested stats are pointers: optional).
- *
- * @since 0.1.0
- */
+/** Schema-2 statistics (nested stats are pointers: optional). */
 export class StatisticsV2 extends Schema.Class<StatisticsV2>("StatisticsV2")({
   Timestamp: GoTime,
   ContainerStartTime: GoTime,
@@ -252,11 +188,7 @@ export class StatisticsV2 extends Schema.Class<StatisticsV2>("StatisticsV2")({
   Storage: Schema.optional(StorageStats)
 }) {}
 
-/**
- * Schema-2 process list entry (`ProcessDetails`).
- *
- * @since 0.1.0
- */
+/** Schema-2 process list entry (`ProcessDetails`). */
 export class ProcessDetails extends Schema.Class<ProcessDetails>("ProcessDetails")({
   ProcessId: omitEmpty(Int32),
   ImageName: omitEmpty(Schema.String),
@@ -268,32 +200,20 @@ export class ProcessDetails extends Schema.Class<ProcessDetails>("ProcessDetails
   MemoryWorkingSetSharedBytes: omitEmpty(Int32)
 }) {}
 
-/**
- * Schema-2 shared memory region.
- *
- * @since 0.1.0
- */
+/** Schema-2 shared memory region. */
 export class SharedMemoryRegionInfo extends Schema.Class<SharedMemoryRegionInfo>("SharedMemoryRegionInfo")({
   SectionName: omitEmpty(Schema.String),
   GuestPhysicalAddress: omitEmpty(Int32)
 }) {}
 
-/**
- * Schema-2 guest connection information (capabilities kept as raw JSON).
- *
- * @since 0.1.0
- */
+/** Schema-2 guest connection information (capabilities kept as raw JSON). */
 export class GuestConnectionInfoV2 extends Schema.Class<GuestConnectionInfoV2>("GuestConnectionInfoV2")({
   SupportedSchemaVersions: omitEmpty(Schema.Array(SchemaVersion)),
   ProtocolVersion: omitEmpty(Int32),
   GuestDefinedCapabilities: Schema.optional(JsonValue)
 }) {}
 
-/**
- * Schema-2 per-query response.
- *
- * @since 0.1.0
- */
+/** Schema-2 per-query response. */
 export class PropertyResponse extends Schema.Class<PropertyResponse>("PropertyResponse")({
   Response: Schema.optional(JsonValue)
 }) {}
@@ -302,8 +222,6 @@ export class PropertyResponse extends Schema.Class<PropertyResponse>("PropertyRe
  * The schema-2 properties document (`Container.PropertiesV2`), as hcsshim's
  * `hcsschema.Properties`. `LCOWMetrics` is the cgroup-v1 metrics object of the
  * Linux GCS (snake_case keys), kept as raw JSON.
- *
- * @since 0.1.0
  */
 export class PropertiesV2 extends Schema.Class<PropertiesV2>("PropertiesV2")({
   Id: omitEmpty(Schema.String),

@@ -1,8 +1,6 @@
 /**
  * The single error type of the protocol layer: every malformed, oversize or
  * unexpected input ends up here, never as a thrown exception.
- *
- * @since 0.1.0
  */
 import { Schema } from "effect"
 
@@ -16,10 +14,8 @@ import { Schema } from "effect"
  * - `UnmatchedId` / `UnknownContainer`: a response or notification nobody waits for (runtime).
  * - `NegotiationRefused`: the guest does not speak protocol version 4 (runtime).
  * - `EncodeFailed`: an outbound body could not be serialised.
- *
- * @since 0.1.0
  */
-export const ProtocolErrorReason = Schema.Literal(
+export const ProtocolErrorReason = Schema.Literals([
   "Oversize",
   "Undersize",
   "Truncated",
@@ -30,23 +26,22 @@ export const ProtocolErrorReason = Schema.Literal(
   "UnknownContainer",
   "NegotiationRefused",
   "EncodeFailed"
-)
+])
 
-/**
- * @since 0.1.0
- */
+/** */
 export type ProtocolErrorReason = typeof ProtocolErrorReason.Type
 
 /**
  * A protocol violation, with where it happened: `offset` is the stream offset
  * of the frame (or byte) at fault, `messageType` / `id` the header fields when known.
- *
- * @since 0.1.0
  */
-export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
-  reason: ProtocolErrorReason,
-  message: Schema.String,
-  offset: Schema.optional(Schema.Number),
-  messageType: Schema.optional(Schema.Number),
-  id: Schema.optional(Schema.Number)
-}) {}
+export class ProtocolError extends Schema.TaggedError<ProtocolError>("@gcs-bridge/protocol/ProtocolError")(
+  "ProtocolError",
+  {
+    reason: ProtocolErrorReason,
+    message: Schema.String,
+    offset: Schema.optional(Schema.Number),
+    messageType: Schema.optional(Schema.Number),
+    id: Schema.optional(Schema.Number)
+  }
+) {}

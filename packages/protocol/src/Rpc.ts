@@ -1,8 +1,6 @@
 /**
  * The RPC table: for every procedure, its number and the Schemas of its
  * request and response bodies.
- *
- * @since 0.1.0
  */
 import type { Schema } from "effect"
 import { ContainerCreate, ContainerCreateResponse, UpdateContainerRequest } from "./Container.js"
@@ -25,16 +23,14 @@ import { DumpStacksResponse } from "./Uvm.js"
 
 const rpc = <P extends number, Req extends RequestBase, Res extends ResponseBase, ReqI, ResI>(
   proc: P,
-  request: Schema.Schema<Req, ReqI> & (new (...args: never) => Req),
-  response: Schema.Schema<Res, ResI> & (new (...args: never) => Res)
+  request: Schema.Codec<Req, ReqI> & (new (...args: never) => Req),
+  response: Schema.Codec<Res, ResI> & (new (...args: never) => Res)
 ) => ({ proc, request, response }) as const
 
 /**
  * Every RPC of §3.2. Requests that are only the base (Start, Shutdown*,
  * DumpStacks, DeleteContainerState, LifecycleNotification) use {@link RequestBase};
  * responses that are only the base use {@link ResponseBase}.
- *
- * @since 0.1.0
  */
 export const Rpcs = {
   Create: rpc(Proc.Create, ContainerCreate, ContainerCreateResponse),
@@ -55,16 +51,8 @@ export const Rpcs = {
   ModifyServiceSettings: rpc(Proc.ModifyServiceSettings, ServiceModificationRequest, ResponseBase)
 } as const satisfies { readonly [N in ProcName]: { readonly proc: (typeof Proc)[N] } }
 
-/**
- * Request body type of a procedure.
- *
- * @since 0.1.0
- */
+/** Request body type of a procedure. */
 export type RpcRequest<N extends ProcName> = InstanceType<(typeof Rpcs)[N]["request"]>
 
-/**
- * Response body type of a procedure.
- *
- * @since 0.1.0
- */
+/** Response body type of a procedure. */
 export type RpcResponse<N extends ProcName> = InstanceType<(typeof Rpcs)[N]["response"]>

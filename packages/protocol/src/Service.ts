@@ -1,27 +1,15 @@
-/**
- * ModifyServiceSettings (§8.15): the only ComputeService RPC, used for WCOW log forwarding.
- *
- * @since 0.1.0
- */
+/** ModifyServiceSettings (§8.15): the only ComputeService RPC, used for WCOW log forwarding. */
 import { Schema } from "effect"
 import { RequestBase } from "./Envelope.js"
 import { JsonValue, lenient, omitEmpty } from "./GoSchema.js"
 import { isObject, polymorphic } from "./internal/polymorphic.js"
 
-/**
- * Values of `PropertyType`.
- *
- * @since 0.1.0
- */
+/** Values of `PropertyType`. */
 export const ServicePropertyType = {
   LogForwardService: "LogForwardService"
 } as const
 
-/**
- * Values of a log-forward request's `RPCType`.
- *
- * @since 0.1.0
- */
+/** Values of a log-forward request's `RPCType`. */
 export const LogForwardRpcType = {
   ModifyServiceSettings: "ModifyServiceSettings",
   StartLogForwarding: "StartLogForwarding",
@@ -31,8 +19,6 @@ export const LogForwardRpcType = {
 /**
  * `LogForwardService` settings: for `ModifyServiceSettings`, `Settings` is the
  * base64 log-sources configuration; empty for start/stop.
- *
- * @since 0.1.0
  */
 export class LogForwardServiceSettings extends Schema.Class<LogForwardServiceSettings>(
   "LogForwardServiceSettings"
@@ -41,11 +27,7 @@ export class LogForwardServiceSettings extends Schema.Class<LogForwardServiceSet
   Settings: omitEmpty(Schema.String)
 }) {}
 
-/**
- * ModifyServiceSettings request.
- *
- * @since 0.1.0
- */
+/** ModifyServiceSettings request. */
 export class ServiceModificationRequest extends RequestBase.extend<ServiceModificationRequest>(
   "ServiceModificationRequest"
 )({

@@ -1,18 +1,12 @@
 /**
  * UVM-level bodies: the null-container Create document of the cold-start
  * prelude (§7.6) and DumpStacks (§8.11).
- *
- * @since 0.1.0
  */
 import { Schema } from "effect"
 import { Int32, omitEmpty, orZero } from "./GoSchema.js"
 import { ResponseBase } from "./Envelope.js"
 
-/**
- * HCS `SystemTime`; all fields `omitempty`.
- *
- * @since 0.1.0
- */
+/** HCS `SystemTime`; all fields `omitempty`. */
 export class SystemTime extends Schema.Class<SystemTime>("SystemTime")({
   Year: omitEmpty(Int32),
   Month: omitEmpty(Int32),
@@ -24,11 +18,7 @@ export class SystemTime extends Schema.Class<SystemTime>("SystemTime")({
   Milliseconds: omitEmpty(Int32)
 }) {}
 
-/**
- * HCS `TimeZoneInformation`; all fields `omitempty` (dates are pointers).
- *
- * @since 0.1.0
- */
+/** HCS `TimeZoneInformation`; all fields `omitempty` (dates are pointers). */
 export class TimeZoneInformation extends Schema.Class<TimeZoneInformation>("TimeZoneInformation")({
   /** Minutes west of UTC. */
   Bias: omitEmpty(Int32),
@@ -43,8 +33,6 @@ export class TimeZoneInformation extends Schema.Class<TimeZoneInformation>("Time
 /**
  * The `ContainerConfig` document of the null-container Create (§7.6).
  * `TimeZoneInformation` has no `omitempty`: absent is written as `null`.
- *
- * @since 0.1.0
  */
 export class UvmConfig extends Schema.Class<UvmConfig>("UvmConfig")({
   /** Always `"Container"`. */
@@ -52,11 +40,7 @@ export class UvmConfig extends Schema.Class<UvmConfig>("UvmConfig")({
   TimeZoneInformation: orZero(Schema.NullOr(TimeZoneInformation), () => null)
 }) {}
 
-/**
- * DumpStacks response: the guest's goroutine stacks as free text.
- *
- * @since 0.1.0
- */
+/** DumpStacks response: the guest's goroutine stacks as free text. */
 export class DumpStacksResponse extends ResponseBase.extend<DumpStacksResponse>("DumpStacksResponse")({
   GuestStacks: orZero(Schema.String)
 }) {}

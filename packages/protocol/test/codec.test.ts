@@ -1,56 +1,29 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Either, Schema } from "effect"
-import type { ModificationRequest } from "@gcs-bridge/protocol"
+import { Result, Schema } from "effect"
 import {
-  ContainerCreate,
-  ContainerExecuteProcess,
-  ContainerExecuteProcessResponse,
-  ContainerGetProperties,
-  ContainerGetPropertiesResponse,
-  ContainerModifySettings,
-  ContainerNotification,
-  decodeNotification,
-  decodeRequest,
-  decodeResourceSettings,
-  decodeResponse,
-  decodeResponseBase,
-  effectiveRequestType,
-  encodeRequest,
-  encodeResponse,
-  encodeResponseTo,
-  ErrorRecord,
-  ExecuteProcessSettings,
-  GcsCapabilities,
-  guestDefinedCapabilities,
-  HcsModifySettingRequest,
+  Codec,
+  Container,
+  Envelope,
+  GoSchema,
+  Guid,
   HResult,
-  LCOWMappedDirectory,
-  LCOWMappedVirtualDisk,
-  LinuxGuestDefinedCapabilities,
-  LinuxHostedSystem,
-  NegotiateProtocolResponse,
-  NullGuid,
-  omitEmpty,
-  orZero,
-  ProcessParameters,
-  PropertyQuery,
+  ModifySettings,
+  Negotiate,
+  Process,
+  Properties,
   ProtocolError,
-  RequestBase,
-  ResponseBase,
-  SignalProcessOptionsWindows,
-  UvmConfig,
-  WindowsGuestDefinedCapabilities
+  Uvm
 } from "@gcs-bridge/protocol"
 
 const utf8 = (text: string) => new TextEncoder().encode(text)
 const text = (frame: Uint8Array) => new TextDecoder().decode(frame.subarray(16))
-const reasonOf = (result: Either.Either<unknown, ProtocolError>) =>
-  Either.isLeft(result) ? result.left.reason : "no error"
+const reasonOf = (result: Result.Result<unknown, ProtocolError.ProtocolError>) =>
+  Result.isFailure(result) ? result.failure.reason : "no error"
 
 describe("host decoding of guest payloads", () => {
   it("tolerates unknown fields, a trailing newline and absent booleans", () => {
-    const body = Either.getOrThrow(
-      decodeResponse(
+    const body = Result.getOrThrow(
+      Codec.decodeResponse(
         "NegotiateProtocol",
         utf8(
           '{"Result":0,"Extra":[1,2],"Version":4,"Capabilities":{"RuntimeOsType":"Linux","Future":true}}\r\n'
@@ -61,75 +34,85 @@ describe("host decoding of guest payloads", () => {
     expect(body.ActivityId).toBeUndefined()
     expect(body.Capabilities.SendHostCreateMessage).toBe(false)
     expect(body.Capabilities.SupportedSchemaVersions).toEqual([])
-    expect(body.Capabilities.GuestDefinedCapabilities).toEqual(new LinuxGuestDefinedCapabilities({}))
+    expect(body.Capabilities.GuestDefinedCapabilities).toEqual(
+      new Negotiate.LinuxGuestDefinedCapabilities({})
+    )
   })
 
   it("reads absent or null GuestDefinedCapabilities as empty, and null booleans as false", () => {
     for (const caps of ["", ',"GuestDefinedCapabilities":null']) {
-      const body = Either.getOrThrow(
-        decodeResponse(
+      const body = Result.getOrThrow(
+        Codec.decodeResponse(
           "NegotiateProtocol",
           utf8(`{"Result":0,"Capabilities":{"SendHostCreateMessage":null${caps}}}`)
         )
       )
       expect(body.Capabilities.SendHostCreateMessage).toBe(false)
-      expect(guestDefinedCapabilities(body.Capabilities)).toEqual(new WindowsGuestDefinedCapabilities({}))
+      expect(Negotiate.guestDefinedCapabilities(body.Capabilities)).toEqual(
+        new Negotiate.WindowsGuestDefinedCapabilities({})
+      )
     }
   })
 
   it("reads a failed negotiation as zero Version and empty Capabilities", () => {
-    const body = Either.getOrThrow(decodeResponse("NegotiateProtocol", utf8('{"Result":-1070137076}')))
-    expect(body.Result).toBe(HResult.UnsupportedProtocolVersion)
+    const body = Result.getOrThrow(Codec.decodeResponse("NegotiateProtocol", utf8('{"Result":-1070137076}')))
+    expect(body.Result).toBe(HResult.HResult.UnsupportedProtocolVersion)
     expect(body.Version).toBe(0)
-    expect(body.Capabilities).toEqual(new GcsCapabilities({}))
+    expect(body.Capabilities).toEqual(new Negotiate.GcsCapabilities({}))
   })
 
   it("applies the Go host's OS rule to the capabilities", () => {
-    const windows = Either.getOrThrow(
-      decodeResponse(
+    const windows = Result.getOrThrow(
+      Codec.decodeResponse(
         "NegotiateProtocol",
         utf8('{"Result":0,"Capabilities":{"GuestDefinedCapabilities":{"LogForwardingSupported":true}}}')
       )
     )
-    const caps = guestDefinedCapabilities(windows.Capabilities)
-    expect(caps).toBeInstanceOf(WindowsGuestDefinedCapabilities)
-    expect((caps as WindowsGuestDefinedCapabilities).LogForwardingSupported).toBe(true)
-    const linux = new GcsCapabilities({ RuntimeOsType: "LINUX", GuestDefinedCapabilities: caps })
-    expect(guestDefinedCapabilities(linux)).toEqual(new LinuxGuestDefinedCapabilities({}))
+    const caps = Negotiate.guestDefinedCapabilities(windows.Capabilities)
+    expect(caps).toBeInstanceOf(Negotiate.WindowsGuestDefinedCapabilities)
+    expect((caps as Negotiate.WindowsGuestDefinedCapabilities).LogForwardingSupported).toBe(true)
+    const linux = new Negotiate.GcsCapabilities({ RuntimeOsType: "LINUX", GuestDefinedCapabilities: caps })
+    expect(Negotiate.guestDefinedCapabilities(linux)).toEqual(new Negotiate.LinuxGuestDefinedCapabilities({}))
   })
 
   it("exposes Result as an unsigned HRESULT and rejects one written unsigned", () => {
-    const body = Either.getOrThrow(decodeResponseBase(utf8('{"Result":-1070137074}')))
+    const body = Result.getOrThrow(Codec.decodeResponseBase(utf8('{"Result":-1070137074}')))
     expect(body.Result).toBe(0xc037010e)
-    expect(reasonOf(decodeResponseBase(utf8('{"Result":3224830222}')))).toBe("InvalidBody")
-    expect(reasonOf(decodeResponseBase(utf8('{"Result":1.5}')))).toBe("InvalidBody")
-    expect(reasonOf(decodeResponseBase(utf8('{"ActivityId":"00000000-0000-0000-0000-000000000000"}')))).toBe(
-      "InvalidBody"
-    )
+    expect(reasonOf(Codec.decodeResponseBase(utf8('{"Result":3224830222}')))).toBe("InvalidBody")
+    expect(reasonOf(Codec.decodeResponseBase(utf8('{"Result":1.5}')))).toBe("InvalidBody")
+    expect(
+      reasonOf(Codec.decodeResponseBase(utf8('{"ActivityId":"00000000-0000-0000-0000-000000000000"}')))
+    ).toBe("InvalidBody")
   })
 
   it("requires a present ActivityId to be a GUID", () => {
-    expect(reasonOf(decodeResponseBase(utf8('{"Result":0,"ActivityId":"not-a-guid"}')))).toBe("InvalidBody")
+    expect(reasonOf(Codec.decodeResponseBase(utf8('{"Result":0,"ActivityId":"not-a-guid"}')))).toBe(
+      "InvalidBody"
+    )
     expect(
-      reasonOf(decodeResponseBase(utf8('{"Result":0,"ActivityId":"{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"}')))
+      reasonOf(
+        Codec.decodeResponseBase(utf8('{"Result":0,"ActivityId":"{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"}'))
+      )
     ).toBe("InvalidBody")
-    const upper = Either.getOrThrow(
-      decodeResponseBase(utf8('{"Result":0,"ActivityId":"3F2504E0-4F89-11D3-9A0C-0305E82C3301"}'))
+    const upper = Result.getOrThrow(
+      Codec.decodeResponseBase(utf8('{"Result":0,"ActivityId":"3F2504E0-4F89-11D3-9A0C-0305E82C3301"}'))
     )
     expect(upper.ActivityId).toBe("3F2504E0-4F89-11D3-9A0C-0305E82C3301")
   })
 
   it("fails JSON-in-string fields that are empty or not JSON", () => {
-    expect(reasonOf(decodeResponse("GetProperties", utf8('{"Result":0,"Properties":""}')))).toBe(
+    expect(reasonOf(Codec.decodeResponse("GetProperties", utf8('{"Result":0,"Properties":""}')))).toBe(
       "InvalidBody"
     )
-    expect(reasonOf(decodeResponse("GetProperties", utf8('{"Result":0,"Properties":"{"}')))).toBe(
+    expect(reasonOf(Codec.decodeResponse("GetProperties", utf8('{"Result":0,"Properties":"{"}')))).toBe(
       "InvalidBody"
     )
-    const nul = Either.getOrThrow(decodeResponse("GetProperties", utf8('{"Result":0,"Properties":"null"}')))
+    const nul = Result.getOrThrow(
+      Codec.decodeResponse("GetProperties", utf8('{"Result":0,"Properties":"null"}'))
+    )
     expect(nul.Properties).toBeNull()
-    const note = Either.getOrThrow(
-      decodeNotification(
+    const note = Result.getOrThrow(
+      Codec.decodeNotification(
         utf8(
           '{"ContainerId":"c","ActivityId":"00000000-0000-0000-0000-000000000000","Type":"ForcedExit","Operation":"None","Result":0,"ResultInfo":"{\\"a\\":1}"}'
         )
@@ -140,14 +123,16 @@ describe("host decoding of guest payloads", () => {
   })
 
   it("gives typed errors for payloads that are not JSON objects", () => {
-    expect(reasonOf(decodeResponseBase(utf8("")))).toBe("InvalidJson")
-    expect(reasonOf(decodeResponseBase(utf8('{"Result":0')))).toBe("InvalidJson")
-    expect(reasonOf(decodeResponseBase(new Uint8Array([0xef, 0xbb, 0xbf, 0x7b, 0x7d])))).toBe("InvalidJson")
-    expect(reasonOf(decodeResponseBase(utf8("[]")))).toBe("InvalidBody")
-    expect(reasonOf(decodeResponseBase(utf8("null")))).toBe("InvalidBody")
-    expect(reasonOf(decodeNotification(utf8("42")))).toBe("InvalidBody")
-    const error = Either.getLeft(
-      decodeResponse("WaitForProcess", utf8('{"Result":0,"ExitCode":-1}'), { id: 9 })
+    expect(reasonOf(Codec.decodeResponseBase(utf8("")))).toBe("InvalidJson")
+    expect(reasonOf(Codec.decodeResponseBase(utf8('{"Result":0')))).toBe("InvalidJson")
+    expect(reasonOf(Codec.decodeResponseBase(new Uint8Array([0xef, 0xbb, 0xbf, 0x7b, 0x7d])))).toBe(
+      "InvalidJson"
+    )
+    expect(reasonOf(Codec.decodeResponseBase(utf8("[]")))).toBe("InvalidBody")
+    expect(reasonOf(Codec.decodeResponseBase(utf8("null")))).toBe("InvalidBody")
+    expect(reasonOf(Codec.decodeNotification(utf8("42")))).toBe("InvalidBody")
+    const error = Result.getFailure(
+      Codec.decodeResponse("WaitForProcess", utf8('{"Result":0,"ExitCode":-1}'), { id: 9 })
     )
     expect(error._tag === "Some" && error.value).toMatchObject({ reason: "InvalidBody", id: 9 })
     expect(error._tag === "Some" && error.value.message).toContain("ExitCode")
@@ -156,23 +141,23 @@ describe("host decoding of guest payloads", () => {
   it("gives a typed error, not a stack overflow, for absurdly nested bodies", () => {
     // ~6 KB: far below the frame limit, deep enough to exhaust a recursive printer.
     const deep = (depth: number) => "[".repeat(depth) + "]".repeat(depth)
-    expect(reasonOf(decodeResponse("NegotiateProtocol", utf8(`{"Result":${deep(5000)}}`)))).toBe(
+    expect(reasonOf(Codec.decodeResponse("NegotiateProtocol", utf8(`{"Result":${deep(5000)}}`)))).toBe(
       "InvalidBody"
     )
-    expect(reasonOf(decodeResponseBase(utf8(`{"Result":0,"ErrorRecords":${deep(5000)}}`)))).toBe(
+    expect(reasonOf(Codec.decodeResponseBase(utf8(`{"Result":0,"ErrorRecords":${deep(5000)}}`)))).toBe(
       "InvalidBody"
     )
-    expect(reasonOf(decodeNotification(utf8(`{"ContainerId":${deep(5000)}}`)))).toBe("InvalidBody")
-    const request = utf8(`{"ContainerId":${deep(5000)},"ActivityId":"${NullGuid}"}`)
-    expect(reasonOf(decodeRequest({ type: 0x10100201, id: 1, payload: request }))).toBe("InvalidBody")
+    expect(reasonOf(Codec.decodeNotification(utf8(`{"ContainerId":${deep(5000)}}`)))).toBe("InvalidBody")
+    const request = utf8(`{"ContainerId":${deep(5000)},"ActivityId":"${Guid.NullGuid}"}`)
+    expect(reasonOf(Codec.decodeRequest({ type: 0x10100201, id: 1, payload: request }))).toBe("InvalidBody")
   })
 })
 
 describe("guest decoding of host requests", () => {
   it("rejects unknown request types and non-requests with UnknownType", () => {
     for (const type of [0x10100f02, 0x10300101, 0x20100101, 0x30100101]) {
-      const result = decodeRequest({ type, id: 5, payload: utf8("{}") })
-      expect(Either.getLeft(result).pipe((e) => e._tag === "Some" && e.value)).toMatchObject({
+      const result = Codec.decodeRequest({ type, id: 5, payload: utf8("{}") })
+      expect(Result.getFailure(result).pipe((e) => e._tag === "Some" && e.value)).toMatchObject({
         reason: "UnknownType",
         messageType: type,
         id: 5
@@ -181,18 +166,18 @@ describe("guest decoding of host requests", () => {
   })
 
   it("reads a Windows signal and a raw WCOW container document", () => {
-    const signal = Either.getOrThrow(
-      decodeRequest({
+    const signal = Result.getOrThrow(
+      Codec.decodeRequest({
         type: 0x10100701,
         id: 1,
         payload: utf8('{"ContainerId":"w","ProcessId":3,"Options":{"Signal":"CtrlC"}}')
       })
     )
     expect(signal.name === "SignalProcess" && signal.body.Options).toEqual(
-      new SignalProcessOptionsWindows({ Signal: "CtrlC" })
+      new Process.SignalProcessOptionsWindows({ Signal: "CtrlC" })
     )
-    const create = Either.getOrThrow(
-      decodeRequest({
+    const create = Result.getOrThrow(
+      Codec.decodeRequest({
         type: 0x10100101,
         id: 2,
         payload: utf8(
@@ -208,58 +193,68 @@ describe("guest decoding of host requests", () => {
 
   it("reads modification settings the way the Linux GCS does", () => {
     const request = (json: string) => {
-      const decoded = Either.getOrThrow(
-        decodeRequest({ type: 0x10100a01, id: 1, payload: utf8(`{"ContainerId":"","Request":${json}}`) })
+      const decoded = Result.getOrThrow(
+        Codec.decodeRequest({
+          type: 0x10100a01,
+          id: 1,
+          payload: utf8(`{"ContainerId":"","Request":${json}}`)
+        })
       )
       if (decoded.name !== "ModifySettings") throw new Error("wrong proc")
-      return decoded.body.Request as ModificationRequest
+      return decoded.body.Request as ModifySettings.ModificationRequest
     }
     const mvd = request(
       '{"ResourceType":"MappedVirtualDisk","Settings":{"MountPath":"/m","Lun":2,"ReadOnly":true}}'
     )
-    expect(effectiveRequestType(mvd)).toBe("Add")
-    expect(Either.getOrThrow(decodeResourceSettings(mvd))).toEqual(
-      new LCOWMappedVirtualDisk({ MountPath: "/m", Lun: 2, ReadOnly: true })
+    expect(ModifySettings.effectiveRequestType(mvd)).toBe("Add")
+    expect(Result.getOrThrow(ModifySettings.decodeResourceSettings(mvd))).toEqual(
+      new ModifySettings.LCOWMappedVirtualDisk({ MountPath: "/m", Lun: 2, ReadOnly: true })
     )
     const dir = request('{"RequestType":"Remove","ResourceType":"MappedDirectory","Settings":{"Port":564}}')
-    expect(Either.getOrThrow(decodeResourceSettings(dir))).toEqual(new LCOWMappedDirectory({ Port: 564 }))
-    expect(
-      Either.getOrThrow(
-        decodeResourceSettings(request('{"RequestType":"Update","ResourceType":"PodCgroupMemoryLimit"}'))
-      )
-    ).toBeUndefined()
-    expect(reasonOf(decodeResourceSettings(request('{"ResourceType":"Bogus","Settings":{}}')))).toBe(
-      "InvalidBody"
+    expect(Result.getOrThrow(ModifySettings.decodeResourceSettings(dir))).toEqual(
+      new ModifySettings.LCOWMappedDirectory({ Port: 564 })
     )
     expect(
-      reasonOf(decodeResourceSettings(request('{"ResourceType":"SCSIDevice","Settings":{"Lun":300}}')))
+      Result.getOrThrow(
+        ModifySettings.decodeResourceSettings(
+          request('{"RequestType":"Update","ResourceType":"PodCgroupMemoryLimit"}')
+        )
+      )
+    ).toBeUndefined()
+    expect(
+      reasonOf(ModifySettings.decodeResourceSettings(request('{"ResourceType":"Bogus","Settings":{}}')))
     ).toBe("InvalidBody")
-    const hcs = Either.getOrThrow(
-      decodeRequest({
+    expect(
+      reasonOf(
+        ModifySettings.decodeResourceSettings(request('{"ResourceType":"SCSIDevice","Settings":{"Lun":300}}'))
+      )
+    ).toBe("InvalidBody")
+    const hcs = Result.getOrThrow(
+      Codec.decodeRequest({
         type: 0x10100a01,
         id: 1,
         payload: utf8('{"ContainerId":"w","Request":{"ResourcePath":"x","Settings":5}}')
       })
     )
     expect(hcs.name === "ModifySettings" && hcs.body.Request).toEqual(
-      new HcsModifySettingRequest({ ResourcePath: "x", Settings: 5 })
+      new ModifySettings.HcsModifySettingRequest({ ResourcePath: "x", Settings: 5 })
     )
   })
 })
 
 describe("host encoding", () => {
   it("writes fields in declaration order whatever the construction order, omitting empty ones", () => {
-    const a = new ProcessParameters({
+    const a = new Process.ProcessParameters({
       CreateStdOutPipe: true,
       Environment: { b: "2", a: "1", "10": "x", "9": "y" },
       CommandArgs: ["x"]
     })
-    const frame = Either.getOrThrow(
-      encodeRequest(
+    const frame = Result.getOrThrow(
+      Codec.encodeRequest(
         "ExecuteProcess",
         1,
-        new ContainerExecuteProcess({
-          Settings: new ExecuteProcessSettings({ ProcessParameters: a }),
+        new Process.ContainerExecuteProcess({
+          Settings: new Process.ExecuteProcessSettings({ ProcessParameters: a }),
           ContainerId: "c"
         })
       )
@@ -270,12 +265,12 @@ describe("host encoding", () => {
   })
 
   it("writes the trace context between the base fields and the body, keys sorted", () => {
-    const frame = Either.getOrThrow(
-      encodeRequest(
+    const frame = Result.getOrThrow(
+      Codec.encodeRequest(
         "DumpStacks",
         0,
-        new RequestBase({
-          ContainerId: NullGuid,
+        new Envelope.RequestBase({
+          ContainerId: Guid.NullGuid,
           otsc: {
             tracestate: "k=v",
             traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -290,13 +285,13 @@ describe("host encoding", () => {
   })
 
   it("writes JSON-in-string like json.Marshal and the outer document without HTML escaping", () => {
-    const frame = Either.getOrThrow(
-      encodeRequest(
+    const frame = Result.getOrThrow(
+      Codec.encodeRequest(
         "Create",
         0,
-        new ContainerCreate({
+        new Container.ContainerCreate({
           ContainerId: "<&>",
-          ContainerConfig: new LinuxHostedSystem({
+          ContainerConfig: new Container.LinuxHostedSystem({
             OciBundlePath: "/a&b",
             OciSpecification: { note: "<\u2028>" }
           })
@@ -309,36 +304,40 @@ describe("host encoding", () => {
   })
 
   it("writes an absent time zone as null and an empty query as {}", () => {
-    const create = Either.getOrThrow(
-      encodeRequest(
+    const create = Result.getOrThrow(
+      Codec.encodeRequest(
         "Create",
         0,
-        new ContainerCreate({ ContainerId: NullGuid, ContainerConfig: new UvmConfig({}) })
+        new Container.ContainerCreate({ ContainerId: Guid.NullGuid, ContainerConfig: new Uvm.UvmConfig({}) })
       )
     )
     expect(text(create)).toContain(
       '"ContainerConfig":"{\\"SystemType\\":\\"Container\\",\\"TimeZoneInformation\\":null}"'
     )
-    const query = Either.getOrThrow(
-      encodeRequest(
+    const query = Result.getOrThrow(
+      Codec.encodeRequest(
         "GetProperties",
         0,
-        new ContainerGetProperties({ ContainerId: "c", Query: new PropertyQuery({}) })
+        new Properties.ContainerGetProperties({ ContainerId: "c", Query: new Properties.PropertyQuery({}) })
       )
     )
     expect(text(query)).toContain('"Query":"{}"')
-    const raw = Either.getOrThrow(
-      encodeRequest("Create", 0, new ContainerCreate({ ContainerId: "w", ContainerConfig: null }))
+    const raw = Result.getOrThrow(
+      Codec.encodeRequest(
+        "Create",
+        0,
+        new Container.ContainerCreate({ ContainerId: "w", ContainerConfig: null })
+      )
     )
     expect(text(raw)).toContain('"ContainerConfig":"null"')
   })
 
   it("writes plain-object requests as given", () => {
-    const frame = Either.getOrThrow(
-      encodeRequest(
+    const frame = Result.getOrThrow(
+      Codec.encodeRequest(
         "ModifySettings",
         3,
-        new ContainerModifySettings({
+        new ModifySettings.ContainerModifySettings({
           ContainerId: "c",
           Request: { ResourcePath: "C:\\x", RequestType: "Update", Settings: 1024 }
         })
@@ -350,35 +349,42 @@ describe("host encoding", () => {
   })
 
   it("returns EncodeFailed instead of throwing", () => {
-    const base = new RequestBase({ ContainerId: "c" })
+    const base = new Envelope.RequestBase({ ContainerId: "c" })
     for (const id of [-1, 1.5, 2 ** 53])
-      expect(reasonOf(encodeRequest("Start", id, base))).toBe("EncodeFailed")
-    const nan = new ContainerModifySettings({ ContainerId: "c", Request: { Settings: Number.NaN } })
-    expect(reasonOf(encodeRequest("ModifySettings", 1, nan))).toBe("EncodeFailed")
+      expect(reasonOf(Codec.encodeRequest("Start", id, base))).toBe("EncodeFailed")
+    const nan = new ModifySettings.ContainerModifySettings({
+      ContainerId: "c",
+      Request: { Settings: Number.NaN }
+    })
+    expect(reasonOf(Codec.encodeRequest("ModifySettings", 1, nan))).toBe("EncodeFailed")
     const cyclic: Record<string, unknown> = {}
     cyclic["self"] = cyclic
     expect(
       reasonOf(
-        encodeRequest("ModifySettings", 1, new ContainerModifySettings({ ContainerId: "c", Request: cyclic }))
+        Codec.encodeRequest(
+          "ModifySettings",
+          1,
+          new ModifySettings.ContainerModifySettings({ ContainerId: "c", Request: cyclic })
+        )
       )
     ).toBe("EncodeFailed")
-    const bad = { ContainerId: "c", ActivityId: "nope" } as unknown as RequestBase
-    expect(reasonOf(encodeRequest("Start", 1, bad))).toBe("EncodeFailed")
+    const bad = { ContainerId: "c", ActivityId: "nope" } as unknown as Envelope.RequestBase
+    expect(reasonOf(Codec.encodeRequest("Start", 1, bad))).toBe("EncodeFailed")
   })
 })
 
 describe("guest encoding", () => {
   it("writes a failure with the base fields only, like the Linux GCS", () => {
-    const frame = encodeResponse(
+    const frame = Codec.encodeResponse(
       "ExecuteProcess",
       7,
-      new ContainerExecuteProcessResponse({
-        Result: HResult.SystemNotFound,
-        ActivityId: NullGuid,
+      new Process.ContainerExecuteProcessResponse({
+        Result: HResult.HResult.SystemNotFound,
+        ActivityId: Guid.NullGuid,
         ErrorMessage: "HRESULT: 0xc037010e",
         ErrorRecords: [
-          new ErrorRecord({
-            Result: HResult.SystemNotFound,
+          new Envelope.ErrorRecord({
+            Result: HResult.HResult.SystemNotFound,
             Message: "HRESULT: 0xc037010e",
             ModuleName: "gcs",
             Line: 0xffffffff
@@ -390,55 +396,55 @@ describe("guest encoding", () => {
     expect(text(frame)).toBe(
       '{"Result":-1070137074,"ActivityId":"00000000-0000-0000-0000-000000000000","ErrorMessage":"HRESULT: 0xc037010e","ErrorRecords":[{"Result":-1070137074,"Message":"HRESULT: 0xc037010e","ModuleName":"gcs","FileName":"","Line":4294967295}]}'
     )
-    const ok = encodeResponse(
+    const ok = Codec.encodeResponse(
       "ExecuteProcess",
       7,
-      new ContainerExecuteProcessResponse({ ActivityId: NullGuid, ProcessId: 12 })
+      new Process.ContainerExecuteProcessResponse({ ActivityId: Guid.NullGuid, ProcessId: 12 })
     )
     expect(text(ok)).toBe('{"Result":0,"ActivityId":"00000000-0000-0000-0000-000000000000","ProcessId":12}')
   })
 
   it("answers an unknown request type with its response type word", () => {
-    const frame = encodeResponseTo(
+    const frame = Codec.encodeResponseTo(
       0x10100e01,
       24,
-      new ResponseBase({ Result: HResult.NotImplemented, ActivityId: NullGuid })
+      new Envelope.ResponseBase({ Result: HResult.HResult.NotImplemented, ActivityId: Guid.NullGuid })
     )
     expect(new DataView(frame.buffer).getUint32(0, true)).toBe(0x20100e01)
     expect(text(frame)).toBe('{"Result":-2147467263,"ActivityId":"00000000-0000-0000-0000-000000000000"}')
-    const negotiate = encodeResponse(
+    const negotiate = Codec.encodeResponse(
       "NegotiateProtocol",
       0,
-      new ResponseBase({ Result: HResult.NotImplemented })
+      new Envelope.ResponseBase({ Result: HResult.HResult.NotImplemented })
     )
-    expect(Either.getOrThrow(decodeResponse("NegotiateProtocol", negotiate.subarray(16)))).toEqual(
-      new NegotiateProtocolResponse({ Result: HResult.NotImplemented })
+    expect(Result.getOrThrow(Codec.decodeResponse("NegotiateProtocol", negotiate.subarray(16)))).toEqual(
+      new Negotiate.NegotiateProtocolResponse({ Result: HResult.HResult.NotImplemented })
     )
   })
 
   it("throws EncodeFailed for a body that breaks its Schema (a caller bug)", () => {
-    expect(() => encodeResponse("WaitForProcess", 1, { Result: 0, ExitCode: -1 } as never)).toThrow(
-      ProtocolError
+    expect(() => Codec.encodeResponse("WaitForProcess", 1, { Result: 0, ExitCode: -1 } as never)).toThrow(
+      ProtocolError.ProtocolError
     )
     expect(() =>
-      encodeResponse(
+      Codec.encodeResponse(
         "GetProperties",
         1,
-        new ContainerGetPropertiesResponse({ Properties: { x: Number.POSITIVE_INFINITY } })
+        new Properties.ContainerGetPropertiesResponse({ Properties: { x: Number.POSITIVE_INFINITY } })
       )
     ).toThrow(/unsupported value/)
   })
 
   it("escapes HTML in notifications like json.Marshal", () => {
-    const note = new ContainerNotification({
+    const note = new Container.ContainerNotification({
       ContainerId: "a<b",
       Type: "GracefulExit",
       Operation: "None",
       ResultInfo: "x&y"
     })
     expect(
-      Either.getOrThrow(
-        decodeNotification(utf8('{"ContainerId":"a\\u003cb","ResultInfo":"\\"x\\u0026y\\""}'))
+      Result.getOrThrow(
+        Codec.decodeNotification(utf8('{"ContainerId":"a\\u003cb","ResultInfo":"\\"x\\u0026y\\""}'))
       ).ResultInfo
     ).toBe("x&y")
     expect(note.Result).toBe(0)
@@ -448,9 +454,9 @@ describe("guest encoding", () => {
 describe("Go field semantics", () => {
   it("omitEmpty: zero values omitted, absent or null decode as zero", () => {
     const S = Schema.Struct({
-      B: omitEmpty(Schema.Boolean),
-      N: omitEmpty(Schema.Number),
-      L: omitEmpty(Schema.Array(Schema.String))
+      B: GoSchema.omitEmpty(Schema.Boolean),
+      N: GoSchema.omitEmpty(Schema.Number),
+      L: GoSchema.omitEmpty(Schema.Array(Schema.String))
     })
     expect(Schema.encodeSync(S)({ B: false, N: 0, L: [] })).toEqual({})
     expect(Schema.encodeSync(S)({ B: true, N: 2, L: ["x"] })).toEqual({ B: true, N: 2, L: ["x"] })
@@ -458,11 +464,14 @@ describe("Go field semantics", () => {
   })
 
   it("orZero: always written, absent or null decode as zero", () => {
-    const S = Schema.Struct({ S: orZero(Schema.String), C: orZero(UvmConfig, () => new UvmConfig({})) })
-    expect(Schema.encodeSync(S)({ S: "", C: new UvmConfig({}) })).toEqual({
+    const S = Schema.Struct({
+      S: GoSchema.orZero(Schema.String),
+      C: GoSchema.orZero(Uvm.UvmConfig, () => new Uvm.UvmConfig({}))
+    })
+    expect(Schema.encodeSync(S)({ S: "", C: new Uvm.UvmConfig({}) })).toEqual({
       S: "",
       C: { SystemType: "Container", TimeZoneInformation: null }
     })
-    expect(Schema.decodeUnknownSync(S)({ S: null })).toEqual({ S: "", C: new UvmConfig({}) })
+    expect(Schema.decodeUnknownSync(S)({ S: null })).toEqual({ S: "", C: new Uvm.UvmConfig({}) })
   })
 })

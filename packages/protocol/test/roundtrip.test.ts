@@ -1,31 +1,21 @@
-import { describe, expect, it } from "@effect/vitest"
-import { Either, Schema } from "effect"
-import type { ProcName } from "@gcs-bridge/protocol"
+import { describe, expect } from "@effect/vitest"
+import { Result, Schema } from "effect"
 import {
-  classOf,
-  ContainerNotification,
-  ContainerPropertiesV1,
-  decodeNotification,
-  decodeRequest,
-  decodeResponse,
-  encodeNotification,
-  encodeRequest,
-  encodeResponse,
-  FrameReader,
-  goStringify,
-  HeaderSize,
-  MessageClass,
-  NotifyContainer,
-  procNames,
-  PropertiesV2,
-  requestType,
-  responseType,
-  Rpcs
+  Codec,
+  Container,
+  Frame,
+  FrameDecoder,
+  GoJson,
+  MessageType,
+  Properties,
+  Rpc
 } from "@gcs-bridge/protocol"
+import fc from "fast-check"
+import { arbitrary, prop } from "./arbitrary.js"
 
 // Reads back the single frame of an encoded buffer through the real decoder.
 const readOne = (bytes: Uint8Array) => {
-  const reader = new FrameReader({ maxFrameSize: 0xffffffff })
+  const reader = new FrameDecoder.FrameReader({ maxFrameSize: 0xffffffff })
   const frames = reader.push(bytes)
   expect(reader.end()).toBeUndefined()
   expect(frames).toHaveLength(1)
@@ -33,71 +23,65 @@ const readOne = (bytes: Uint8Array) => {
 }
 
 // Every wire body Schema: encode∘decode through Go-style JSON text is the identity.
-const bodySchemas: ReadonlyArray<readonly [string, Schema.Schema<unknown, unknown>]> = [
-  ...procNames.flatMap((name) => [
-    [`${name} request`, Rpcs[name].request as unknown as Schema.Schema<unknown, unknown>] as const,
-    [`${name} response`, Rpcs[name].response as unknown as Schema.Schema<unknown, unknown>] as const
+const bodySchemas: ReadonlyArray<readonly [string, Schema.Codec<unknown, unknown>]> = [
+  ...MessageType.procNames.flatMap((name) => [
+    [`${name} request`, Rpc.Rpcs[name].request as unknown as Schema.Codec<unknown, unknown>] as const,
+    [`${name} response`, Rpc.Rpcs[name].response as unknown as Schema.Codec<unknown, unknown>] as const
   ]),
-  ["ContainerNotification", ContainerNotification as unknown as Schema.Schema<unknown, unknown>],
-  ["ContainerPropertiesV1", ContainerPropertiesV1 as unknown as Schema.Schema<unknown, unknown>],
-  ["PropertiesV2", PropertiesV2 as unknown as Schema.Schema<unknown, unknown>]
+  ["ContainerNotification", Container.ContainerNotification as unknown as Schema.Codec<unknown, unknown>],
+  ["ContainerPropertiesV1", Properties.ContainerPropertiesV1 as unknown as Schema.Codec<unknown, unknown>],
+  ["PropertiesV2", Properties.PropertiesV2 as unknown as Schema.Codec<unknown, unknown>]
 ]
 
 describe("Schema bodies", () => {
   for (const [label, schema] of bodySchemas) {
-    it.prop(
+    prop(
       `${label}: decode(parse(goStringify(encode(x)))) = x`,
-      [schema],
+      [arbitrary(schema)],
       ([value]) => {
         const encode = Schema.encodeSync(schema)
         const decode = Schema.decodeUnknownSync(schema)
-        const text = goStringify(encode(value), { escapeHtml: false })
+        const text = GoJson.goStringify(encode(value), { escapeHtml: false })
         expect(decode(JSON.parse(text))).toEqual(value)
         // Encoding is deterministic: the decoded copy writes the same text.
-        expect(goStringify(encode(decode(JSON.parse(text))), { escapeHtml: false })).toBe(text)
+        expect(GoJson.goStringify(encode(decode(JSON.parse(text))), { escapeHtml: false })).toBe(text)
       },
-      { fastCheck: { numRuns: 40 } }
+      { numRuns: 40 }
     )
   }
 })
 
 describe("Codec frames", () => {
-  for (const name of procNames) {
-    it.prop(
+  for (const name of MessageType.procNames) {
+    prop(
       `${name}: guest decodeRequest(host encodeRequest(x)) = x`,
-      [
-        Rpcs[name].request as unknown as Schema.Schema<unknown, unknown>,
-        Schema.Int.pipe(Schema.between(0, 2 ** 40))
-      ],
+      [arbitrary(Rpc.Rpcs[name].request), fc.maxSafeNat().map((n) => n % (2 ** 40 + 1))],
       ([body, id]) => {
-        const bytes = Either.getOrThrow(encodeRequest(name, id, body as never))
+        const bytes = Result.getOrThrow(Codec.encodeRequest(name, id, body as never))
         const frame = readOne(bytes)
-        expect(frame.type).toBe(requestType(Rpcs[name].proc))
+        expect(frame.type).toBe(MessageType.requestType(Rpc.Rpcs[name].proc))
         expect(frame.id).toBe(id)
         expect(new TextDecoder().decode(frame.payload).endsWith("}\n")).toBe(true)
-        const decoded = Either.getOrThrow(decodeRequest(frame))
+        const decoded = Result.getOrThrow(Codec.decodeRequest(frame))
         expect(decoded.name).toBe(name)
         expect(decoded.body).toEqual(body)
       },
-      { fastCheck: { numRuns: 30 } }
+      { numRuns: 30 }
     )
 
-    it.prop(
+    prop(
       `${name}: host decodeResponse(guest encodeResponse(x)) = x (base only on failure)`,
-      [
-        Rpcs[name].response as unknown as Schema.Schema<unknown, unknown>,
-        Schema.Int.pipe(Schema.between(0, 2 ** 32))
-      ],
+      [arbitrary(Rpc.Rpcs[name].response), fc.maxSafeNat().map((n) => n % (2 ** 32 + 1))],
       ([body, id]) => {
-        const bytes = encodeResponse(name as ProcName, id, body as never)
+        const bytes = Codec.encodeResponse(name as MessageType.ProcName, id, body as never)
         const frame = readOne(bytes)
-        expect(frame.type).toBe(responseType(Rpcs[name].proc))
-        expect(classOf(frame.type)).toBe(MessageClass.Response)
-        const decoded = Either.getOrThrow(decodeResponse(name, frame.payload)) as unknown as Record<
+        expect(frame.type).toBe(MessageType.responseType(Rpc.Rpcs[name].proc))
+        expect(MessageType.classOf(frame.type)).toBe(MessageType.MessageClass.Response)
+        const decoded = Result.getOrThrow(Codec.decodeResponse(name, frame.payload)) as unknown as Record<
           string,
           unknown
         >
-        const original = body as Record<string, unknown>
+        const original = body as unknown as Record<string, unknown>
         if (original["Result"] === 0) {
           expect(decoded).toEqual(original)
         } else {
@@ -107,22 +91,22 @@ describe("Codec frames", () => {
           expect(frame.payload.length).toBeGreaterThan(0)
         }
       },
-      { fastCheck: { numRuns: 30 } }
+      { numRuns: 30 }
     )
   }
 
-  it.prop(
+  prop(
     "notifications: decodeNotification(encodeNotification(x)) = x",
-    [ContainerNotification],
+    [arbitrary(Container.ContainerNotification)],
     ([body]) => {
-      const frame = readOne(encodeNotification(body))
-      expect(frame.type).toBe(NotifyContainer)
+      const frame = readOne(Codec.encodeNotification(body))
+      expect(frame.type).toBe(MessageType.NotifyContainer)
       expect(frame.id).toBe(0)
-      expect(frame.payload.length + HeaderSize).toBe(
-        readOne(encodeNotification(body)).payload.length + HeaderSize
+      expect(frame.payload.length + Frame.HeaderSize).toBe(
+        readOne(Codec.encodeNotification(body)).payload.length + Frame.HeaderSize
       )
-      expect(Either.getOrThrow(decodeNotification(frame.payload))).toEqual(body)
+      expect(Result.getOrThrow(Codec.decodeNotification(frame.payload))).toEqual(body)
     },
-    { fastCheck: { numRuns: 50 } }
+    { numRuns: 50 }
   )
 })

@@ -1,65 +1,23 @@
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Schema, Stream } from "effect"
-import type { Frame, ProcName, RpcRequest, ResponseBase } from "@gcs-bridge/protocol"
+import { Effect, Result, Schema, Stream } from "effect"
+import type { Rpc } from "@gcs-bridge/protocol"
 import {
-  ContainerCreate,
-  ContainerExecuteProcess,
-  ContainerGetPropertiesResponse,
-  ContainerPropertiesV1,
-  PropertiesV2,
-  ContainerGetProperties,
-  ContainerModifySettings,
-  ContainerNotification,
-  ContainerResizeConsole,
-  ContainerSignalProcess,
-  ContainerWaitForProcess,
-  decodeNotification,
-  decodePropertiesV1,
-  decodePropertiesV2,
-  decodeRequest,
-  decodeResponse,
-  encodeFrame,
-  encodeRequest,
-  ExecuteProcessSettings,
-  ExecuteProcessStdioRelaySettings,
-  ExecuteProcessVsockStdioRelaySettings,
-  FirstStdioPort,
-  frames,
-  GoMap,
-  goStringify,
-  guestDefinedCapabilities,
+  Codec,
+  Container,
+  Envelope,
+  Frame,
+  FrameDecoder,
+  GoJson,
+  GoSchema,
+  Guid,
   HResult,
-  InfiniteTimeout,
-  JsonValue,
-  Layer,
-  LCOWCombinedLayers,
-  LCOWContainerConstraints,
-  LCOWMappedVirtualDisk,
-  LinuxGuestDefinedCapabilities,
-  LinuxHostedSystem,
-  makeGuid,
-  ModificationRequest,
-  NegotiateProtocolRequest,
-  NullGuid,
-  OpenCensusSpanContext,
-  PropertyQuery,
-  Proc,
-  procName,
-  procOf,
-  ProcessParameters,
-  requestType,
-  RequestBase,
-  runtimeOs,
-  SchemaVersion,
-  SignalProcessOptionsLinux,
-  SystemTime,
-  TimeZoneInformation,
-  toUnsigned,
-  typeName,
-  UvmConfig,
-  vsockServiceId,
-  ZeroTime
+  MessageType,
+  ModifySettings,
+  Negotiate,
+  Process,
+  Properties,
+  Uvm
 } from "@gcs-bridge/protocol"
 
 interface Vector {
@@ -81,12 +39,12 @@ const vectors: ReadonlyArray<Vector> = JSON.parse(
 ) as ReadonlyArray<Vector>
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
-const frameOf = (v: Vector): Frame => ({
+const frameOf = (v: Vector): Frame.Frame => ({
   type: v.msgType >>> 0,
   id: v.id,
   payload: Buffer.from(v.payloadHex, "hex")
 })
-const nameOf = (v: Vector): ProcName => procName(procOf(v.msgType))!
+const nameOf = (v: Vector): MessageType.ProcName => MessageType.procName(MessageType.procOf(v.msgType))!
 
 const hostToGuest = vectors.filter((v) => v.direction === "host->guest")
 const guestToHost = vectors.filter((v) => v.direction === "guest->host")
@@ -95,22 +53,25 @@ const cid = "c7f4d9b2a1e34f5b8c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
 const bundle = `/run/gcs/c/${cid}`
 
 // What a host builds for each onWire request, written out field by field.
-const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequest<ProcName> }> = {
+const requests: Record<
+  string,
+  { readonly name: MessageType.ProcName; readonly body: Rpc.RpcRequest<MessageType.ProcName> }
+> = {
   "NegotiateProtocol request (as GuestConnection.connect sends it)": {
     name: "NegotiateProtocol",
-    body: new NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 4, MaximumVersion: 4 })
+    body: new Negotiate.NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 4, MaximumVersion: 4 })
   },
   "Create request for the UVM itself (sent only if guest caps SendHostCreateMessage)": {
     name: "Create",
-    body: new ContainerCreate({
-      ContainerId: NullGuid,
-      ContainerConfig: new UvmConfig({
-        TimeZoneInformation: new TimeZoneInformation({
+    body: new Container.ContainerCreate({
+      ContainerId: Guid.NullGuid,
+      ContainerConfig: new Uvm.UvmConfig({
+        TimeZoneInformation: new Uvm.TimeZoneInformation({
           Bias: 480,
           StandardName: "Pacific Standard Time",
-          StandardDate: new SystemTime({ Month: 11, Day: 1, Hour: 2 }),
+          StandardDate: new Uvm.SystemTime({ Month: 11, Day: 1, Hour: 2 }),
           DaylightName: "Pacific Daylight Time",
-          DaylightDate: new SystemTime({ Month: 3, Day: 2, Hour: 2 }),
+          DaylightDate: new Uvm.SystemTime({ Month: 3, Day: 2, Hour: 2 }),
           DaylightBias: -60
         })
       })
@@ -118,14 +79,14 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
   },
   "Start request for the UVM itself (sent only if SendHostStartMessage)": {
     name: "Start",
-    body: new RequestBase({ ContainerId: NullGuid })
+    body: new Envelope.RequestBase({ ContainerId: Guid.NullGuid })
   },
   "Create request for an LCOW container": {
     name: "Create",
-    body: new ContainerCreate({
+    body: new Container.ContainerCreate({
       ContainerId: cid,
-      ContainerConfig: new LinuxHostedSystem({
-        SchemaVersion: new SchemaVersion({ Major: 2, Minor: 1 }),
+      ContainerConfig: new Container.LinuxHostedSystem({
+        SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 1 }),
         OciBundlePath: bundle,
         OciSpecification: {
           ociVersion: "1.1.0",
@@ -147,13 +108,13 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
       })
     })
   },
-  "Start request for a container": { name: "Start", body: new RequestBase({ ContainerId: cid }) },
+  "Start request for a container": { name: "Start", body: new Envelope.RequestBase({ ContainerId: cid }) },
   "ExecuteProcess in the UVM (Linux guest: VsockStdioRelaySettings)": {
     name: "ExecuteProcess",
-    body: new ContainerExecuteProcess({
-      ContainerId: NullGuid,
-      Settings: new ExecuteProcessSettings({
-        ProcessParameters: new ProcessParameters({
+    body: new Process.ContainerExecuteProcess({
+      ContainerId: Guid.NullGuid,
+      Settings: new Process.ExecuteProcessSettings({
+        ProcessParameters: new Process.ProcessParameters({
           CommandArgs: ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"],
           WorkingDirectory: "/",
           // Insertion order deliberately unsorted: Go writes map keys sorted.
@@ -162,20 +123,20 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
           CreateStdOutPipe: true,
           CreateStdErrPipe: true
         }),
-        VsockStdioRelaySettings: new ExecuteProcessVsockStdioRelaySettings({
-          StdIn: FirstStdioPort,
-          StdOut: FirstStdioPort + 1,
-          StdErr: FirstStdioPort + 2
+        VsockStdioRelaySettings: new Process.ExecuteProcessVsockStdioRelaySettings({
+          StdIn: MessageType.FirstStdioPort,
+          StdOut: MessageType.FirstStdioPort + 1,
+          StdErr: MessageType.FirstStdioPort + 2
         })
       })
     })
   },
   "ExecuteProcess with console in the UVM": {
     name: "ExecuteProcess",
-    body: new ContainerExecuteProcess({
-      ContainerId: NullGuid,
-      Settings: new ExecuteProcessSettings({
-        ProcessParameters: new ProcessParameters({
+    body: new Process.ContainerExecuteProcess({
+      ContainerId: Guid.NullGuid,
+      Settings: new Process.ExecuteProcessSettings({
+        ProcessParameters: new Process.ProcessParameters({
           CommandLine: "/bin/bash -l",
           WorkingDirectory: "/root",
           EmulateConsole: true,
@@ -183,7 +144,7 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
           CreateStdOutPipe: true,
           ConsoleSize: [24, 80]
         }),
-        VsockStdioRelaySettings: new ExecuteProcessVsockStdioRelaySettings({
+        VsockStdioRelaySettings: new Process.ExecuteProcessVsockStdioRelaySettings({
           StdIn: 0x40000004,
           StdOut: 0x40000005
         })
@@ -192,10 +153,10 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
   },
   "ExecuteProcess in a container (cmd.lcowProcessParameters with OciProcess)": {
     name: "ExecuteProcess",
-    body: new ContainerExecuteProcess({
+    body: new Process.ContainerExecuteProcess({
       ContainerId: cid,
-      Settings: new ExecuteProcessSettings({
-        ProcessParameters: new ProcessParameters({
+      Settings: new Process.ExecuteProcessSettings({
+        ProcessParameters: new Process.ProcessParameters({
           CreateStdOutPipe: true,
           CreateStdErrPipe: true,
           OciProcess: {
@@ -205,7 +166,7 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
             cwd: "/"
           }
         }),
-        VsockStdioRelaySettings: new ExecuteProcessVsockStdioRelaySettings({
+        VsockStdioRelaySettings: new Process.ExecuteProcessVsockStdioRelaySettings({
           StdOut: 0x40000006,
           StdErr: 0x40000007
         })
@@ -214,64 +175,73 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
   },
   "ExecuteProcess, Windows-guest form (StdioRelaySettings hvsock GUIDs)": {
     name: "ExecuteProcess",
-    body: new ContainerExecuteProcess({
-      ContainerId: NullGuid,
-      Settings: new ExecuteProcessSettings({
-        ProcessParameters: new ProcessParameters({ CommandLine: "cmd /c echo hi", CreateStdOutPipe: true }),
-        StdioRelaySettings: new ExecuteProcessStdioRelaySettings({ StdOut: vsockServiceId(0x40000008) })
+    body: new Process.ContainerExecuteProcess({
+      ContainerId: Guid.NullGuid,
+      Settings: new Process.ExecuteProcessSettings({
+        ProcessParameters: new Process.ProcessParameters({
+          CommandLine: "cmd /c echo hi",
+          CreateStdOutPipe: true
+        }),
+        StdioRelaySettings: new Process.ExecuteProcessStdioRelaySettings({
+          StdOut: Guid.vsockServiceId(0x40000008)
+        })
       })
     })
   },
   "WaitForProcess (infinite)": {
     name: "WaitForProcess",
-    body: new ContainerWaitForProcess({
-      ContainerId: NullGuid,
+    body: new Process.ContainerWaitForProcess({
+      ContainerId: Guid.NullGuid,
       ProcessId: 4242,
-      TimeoutInMs: InfiniteTimeout
+      TimeoutInMs: Process.InfiniteTimeout
     })
   },
   "WaitForProcess (100ms timeout)": {
     name: "WaitForProcess",
-    body: new ContainerWaitForProcess({ ContainerId: NullGuid, ProcessId: 4242, TimeoutInMs: 100 })
+    body: new Process.ContainerWaitForProcess({
+      ContainerId: Guid.NullGuid,
+      ProcessId: 4242,
+      TimeoutInMs: 100
+    })
   },
   "SignalProcess SIGTERM (Options = guestresource.SignalProcessOptionsLCOW)": {
     name: "SignalProcess",
-    body: new ContainerSignalProcess({
-      ContainerId: NullGuid,
+    body: new Process.ContainerSignalProcess({
+      ContainerId: Guid.NullGuid,
       ProcessId: 4242,
-      Options: new SignalProcessOptionsLinux({ Signal: 15 })
+      Options: new Process.SignalProcessOptionsLinux({ Signal: 15 })
     })
   },
   "SignalProcess with nil Options (guest treats as SIGKILL)": {
     name: "SignalProcess",
-    body: new ContainerSignalProcess({ ContainerId: cid, ProcessId: 77 })
+    body: new Process.ContainerSignalProcess({ ContainerId: cid, ProcessId: 77 })
   },
   ResizeConsole: {
     name: "ResizeConsole",
-    body: new ContainerResizeConsole({ ContainerId: cid, ProcessId: 77, Height: 50, Width: 132 })
+    body: new Process.ContainerResizeConsole({ ContainerId: cid, ProcessId: 77, Height: 50, Width: 132 })
   },
   "GetProperties (schema1 query, ProcessList)": {
     name: "GetProperties",
-    body: new ContainerGetProperties({
+    body: new Properties.ContainerGetProperties({
       ContainerId: cid,
-      Query: new PropertyQuery({ PropertyTypes: ["ProcessList"] })
+      Query: new Properties.PropertyQuery({ PropertyTypes: ["ProcessList"] })
     })
   },
   "GetProperties V2 (hcsschema query, Statistics+ProcessList)": {
     name: "GetProperties",
-    body: new ContainerGetProperties({
+    body: new Properties.ContainerGetProperties({
       ContainerId: cid,
-      Query: new PropertyQuery({ PropertyTypes: ["Statistics", "ProcessList"] })
+      Query: new Properties.PropertyQuery({ PropertyTypes: ["Statistics", "ProcessList"] })
     })
   },
   "ModifySettings: add read-only SCSI mapped virtual disk to the UVM": {
     name: "ModifySettings",
-    body: new ContainerModifySettings({
-      ContainerId: NullGuid,
-      Request: new ModificationRequest({
+    body: new ModifySettings.ContainerModifySettings({
+      ContainerId: Guid.NullGuid,
+      Request: new ModifySettings.ModificationRequest({
         RequestType: "Add",
         ResourceType: "MappedVirtualDisk",
-        Settings: new LCOWMappedVirtualDisk({
+        Settings: new ModifySettings.LCOWMappedVirtualDisk({
           MountPath: "/run/mounts/m1",
           Lun: 1,
           ReadOnly: true,
@@ -282,15 +252,18 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
   },
   "ModifySettings: combined layers (overlay) for a container": {
     name: "ModifySettings",
-    body: new ContainerModifySettings({
-      ContainerId: NullGuid,
-      Request: new ModificationRequest({
+    body: new ModifySettings.ContainerModifySettings({
+      ContainerId: Guid.NullGuid,
+      Request: new ModifySettings.ModificationRequest({
         RequestType: "Add",
         ResourceType: "CombinedLayers",
-        Settings: new LCOWCombinedLayers({
+        Settings: new ModifySettings.LCOWCombinedLayers({
           ContainerID: cid,
           ContainerRootPath: `${bundle}/rootfs`,
-          Layers: [new Layer({ Path: "/run/layers/p0" }), new Layer({ Path: "/run/layers/p1" })],
+          Layers: [
+            new ModifySettings.Layer({ Path: "/run/layers/p0" }),
+            new ModifySettings.Layer({ Path: "/run/layers/p1" })
+          ],
           ScratchPath: `${bundle}/scratch`
         })
       })
@@ -298,22 +271,22 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
   },
   "ModifySettings: container constraints update": {
     name: "ModifySettings",
-    body: new ContainerModifySettings({
+    body: new ModifySettings.ContainerModifySettings({
       ContainerId: cid,
-      Request: new ModificationRequest({
+      Request: new ModifySettings.ModificationRequest({
         RequestType: "Update",
         ResourceType: "ContainerConstraints",
-        Settings: new LCOWContainerConstraints({ Linux: { cpu: { shares: 512 } } })
+        Settings: new ModifySettings.LCOWContainerConstraints({ Linux: { cpu: { shares: 512 } } })
       })
     })
   },
-  DumpStacks: { name: "DumpStacks", body: new RequestBase({ ContainerId: NullGuid }) },
+  DumpStacks: { name: "DumpStacks", body: new Envelope.RequestBase({ ContainerId: Guid.NullGuid }) },
   "DumpStacks with ActivityId and OpenCensus span context (ocsc)": {
     name: "DumpStacks",
-    body: new RequestBase({
-      ContainerId: NullGuid,
-      ActivityId: makeGuid("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
-      ocsc: new OpenCensusSpanContext({
+    body: new Envelope.RequestBase({
+      ContainerId: Guid.NullGuid,
+      ActivityId: Guid.makeGuid("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
+      ocsc: new Envelope.OpenCensusSpanContext({
         TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
         SpanID: "00f067aa0ba902b7",
         TraceOptions: 1,
@@ -321,15 +294,21 @@ const requests: Record<string, { readonly name: ProcName; readonly body: RpcRequ
       })
     })
   },
-  DeleteContainerState: { name: "DeleteContainerState", body: new RequestBase({ ContainerId: cid }) },
+  DeleteContainerState: {
+    name: "DeleteContainerState",
+    body: new Envelope.RequestBase({ ContainerId: cid })
+  },
   "ShutdownGraceful for a container": {
     name: "ShutdownGraceful",
-    body: new RequestBase({ ContainerId: cid })
+    body: new Envelope.RequestBase({ ContainerId: cid })
   },
-  "ShutdownForced for a container": { name: "ShutdownForced", body: new RequestBase({ ContainerId: cid }) },
+  "ShutdownForced for a container": {
+    name: "ShutdownForced",
+    body: new Envelope.RequestBase({ ContainerId: cid })
+  },
   "UpdateContainer (bare requestBase; proc exists in host enum but this guest rev has no handler)": {
     name: "UpdateContainer",
-    body: new RequestBase({ ContainerId: cid })
+    body: new Envelope.RequestBase({ ContainerId: cid })
   }
 }
 
@@ -340,7 +319,7 @@ const mapShapedRequest =
 // Values as Go sees them: JSON-in-string documents parsed, zero values dropped.
 const goValues = (value: unknown): unknown => {
   if (typeof value === "string") {
-    if (value === ZeroTime) return undefined
+    if (value === Properties.ZeroTime) return undefined
     if (value.startsWith("{") || value.startsWith("[")) {
       try {
         return goValues(JSON.parse(value))
@@ -366,8 +345,8 @@ const goValues = (value: unknown): unknown => {
   return value
 }
 
-const wireJson = <A, I>(schema: Schema.Schema<A, I>, value: A): unknown =>
-  JSON.parse(goStringify(Schema.encodeSync(schema)(value), { escapeHtml: false }))
+const wireJson = <A, I>(schema: Schema.Codec<A, I>, value: A): unknown =>
+  JSON.parse(GoJson.goStringify(Schema.encodeSync(schema)(value), { escapeHtml: false }))
 
 const hostDecodedJson = (v: Vector): unknown =>
   JSON.parse(v.hostDecoded!.slice(v.hostDecoded!.indexOf(" ") + 1))
@@ -381,7 +360,7 @@ describe("host->guest vectors", () => {
   for (const v of hostToGuest.filter((v) => v.onWire && v.name !== mapShapedRequest)) {
     it(`encodes byte for byte: ${v.name}`, () => {
       const { name, body } = requests[v.name]!
-      const frame = Either.getOrThrow(encodeRequest(name, v.id, body))
+      const frame = Result.getOrThrow(Codec.encodeRequest(name, v.id, body))
       expect(frame.length).toBe(v.size)
       expect(hex(frame)).toBe(v.frameHex)
     })
@@ -389,9 +368,9 @@ describe("host->guest vectors", () => {
 
   for (const v of hostToGuest) {
     it(`guest decodes and host re-encodes: ${v.name}`, () => {
-      const decoded = Either.getOrThrow(decodeRequest(frameOf(v)))
+      const decoded = Result.getOrThrow(Codec.decodeRequest(frameOf(v)))
       expect(decoded.name).toBe(nameOf(v))
-      const again = Either.getOrThrow(encodeRequest(decoded.name, v.id, decoded.body as never))
+      const again = Result.getOrThrow(Codec.encodeRequest(decoded.name, v.id, decoded.body as never))
       if (v.onWire && v.name !== mapShapedRequest) {
         expect(hex(again)).toBe(v.frameHex)
       } else {
@@ -405,18 +384,20 @@ describe("host->guest vectors", () => {
 
   it("the map-shaped request is a Go map with sorted keys", () => {
     const v = vectors.find((x) => x.name === mapShapedRequest)!
-    const decoded = Either.getOrThrow(decodeRequest(frameOf(v)))
+    const decoded = Result.getOrThrow(Codec.decodeRequest(frameOf(v)))
     expect(decoded.body).toEqual(
-      new NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 5, MaximumVersion: 9 })
+      new Negotiate.NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 5, MaximumVersion: 9 })
     )
-    const map = Schema.encodeSync(GoMap(JsonValue))({
+    const map = Schema.encodeSync(GoSchema.GoMap(GoSchema.JsonValue))({
       MinimumVersion: 5,
       MaximumVersion: 9,
       ContainerId: "",
-      ActivityId: NullGuid
+      ActivityId: Guid.NullGuid
     })
-    const payload = new TextEncoder().encode(goStringify(map, { escapeHtml: false }) + "\n")
-    expect(hex(encodeFrame(requestType(Proc.NegotiateProtocol), v.id, payload))).toBe(v.frameHex)
+    const payload = new TextEncoder().encode(GoJson.goStringify(map, { escapeHtml: false }) + "\n")
+    expect(
+      hex(Frame.encodeFrame(MessageType.requestType(MessageType.Proc.NegotiateProtocol), v.id, payload))
+    ).toBe(v.frameHex)
   })
 })
 
@@ -424,9 +405,9 @@ describe("guest->host vectors", () => {
   it.effect("the default frame reader accepts every guest frame", () =>
     Effect.gen(function* () {
       const bytes = guestToHost.map((v) => Buffer.from(v.frameHex, "hex"))
-      const got = yield* Stream.runCollect(frames(Stream.fromIterable(bytes)))
-      expect(Chunk.toReadonlyArray(got).map((f) => [typeName(f.type), f.id, f.payload.length + 16])).toEqual(
-        guestToHost.map((v) => [typeName(v.msgType), v.id, v.size])
+      const got = yield* Stream.runCollect(FrameDecoder.frames(Stream.fromIterable(bytes)))
+      expect(got.map((f) => [MessageType.typeName(f.type), f.id, f.payload.length + 16])).toEqual(
+        guestToHost.map((v) => [MessageType.typeName(v.msgType), v.id, v.size])
       )
     })
   )
@@ -436,37 +417,44 @@ describe("guest->host vectors", () => {
       const frame = frameOf(v)
       const isNotification = frame.type === 0x30100101
       const result = isNotification
-        ? decodeNotification(frame.payload)
-        : decodeResponse(nameOf(v), frame.payload)
+        ? Codec.decodeNotification(frame.payload)
+        : Codec.decodeResponse(nameOf(v), frame.payload)
       const raw = JSON.parse(v.json) as Record<string, unknown>
       if (
         v.hostDecoded?.startsWith("host decode error:") &&
         !v.hostDecoded.includes("error calling MarshalText")
       ) {
         // Go fails to decode it (ResultInfo is not JSON): so do we, with a typed error.
-        expect(Either.isLeft(result)).toBe(true)
-        expect(Either.getLeft(result).pipe((e) => e._tag === "Some" && e.value.reason)).toBe("InvalidBody")
+        expect(Result.isFailure(result)).toBe(true)
+        expect(Result.getFailure(result).pipe((e) => e._tag === "Some" && e.value.reason)).toBe("InvalidBody")
         return
       }
-      const body = Either.getOrThrow(result as Either.Either<ResponseBase | ContainerNotification, unknown>)
-      expect(body.Result).toBe(toUnsigned(raw["Result"] as number))
-      const schema = (isNotification ? ContainerNotification : body.constructor) as unknown as Schema.Schema<
-        unknown,
-        unknown
-      >
+      const body = Result.getOrThrow(
+        result as Result.Result<Envelope.ResponseBase | Container.ContainerNotification, unknown>
+      )
+      expect(body.Result).toBe(HResult.toUnsigned(raw["Result"] as number))
+      const schema = (isNotification
+        ? Container.ContainerNotification
+        : body.constructor) as unknown as Schema.Codec<unknown, unknown>
       const expected =
         v.hostDecoded === undefined || v.hostDecoded.startsWith("host decode error:")
           ? raw
           : hostDecodedJson(v)
       const ours = wireJson(schema, body) as Record<string, unknown>
-      if (body instanceof ContainerGetPropertiesResponse && v.hostDecoded !== undefined) {
+      if (body instanceof Properties.ContainerGetPropertiesResponse && v.hostDecoded !== undefined) {
         // The Go host reads the document into the schema-1 or schema-2 struct; compare those.
         ours["Properties"] = v.hostDecoded.startsWith("gcs.containerGetPropertiesResponseV2 ")
-          ? goStringify(wireJson(PropertiesV2, Either.getOrThrow(decodePropertiesV2(body.Properties))), {
-              escapeHtml: true
-            })
-          : goStringify(
-              wireJson(ContainerPropertiesV1, Either.getOrThrow(decodePropertiesV1(body.Properties))),
+          ? GoJson.goStringify(
+              wireJson(Properties.PropertiesV2, Result.getOrThrow(Codec.decodePropertiesV2(body.Properties))),
+              {
+                escapeHtml: true
+              }
+            )
+          : GoJson.goStringify(
+              wireJson(
+                Properties.ContainerPropertiesV1,
+                Result.getOrThrow(Codec.decodePropertiesV1(body.Properties))
+              ),
               {
                 escapeHtml: true
               }
@@ -478,11 +466,11 @@ describe("guest->host vectors", () => {
 
   it("the NegotiateProtocol response gives a Linux guest and its capabilities", () => {
     const v = guestToHost.find((x) => x.name.startsWith("NegotiateProtocol response (genuine"))!
-    const body = Either.getOrThrow(decodeResponse("NegotiateProtocol", frameOf(v).payload))
+    const body = Result.getOrThrow(Codec.decodeResponse("NegotiateProtocol", frameOf(v).payload))
     expect(body.Version).toBe(4)
-    expect(runtimeOs(body.Capabilities)).toBe("linux")
-    expect(guestDefinedCapabilities(body.Capabilities)).toEqual(
-      new LinuxGuestDefinedCapabilities({
+    expect(Negotiate.runtimeOs(body.Capabilities)).toBe("linux")
+    expect(Negotiate.guestDefinedCapabilities(body.Capabilities)).toEqual(
+      new Negotiate.LinuxGuestDefinedCapabilities({
         NamespaceAddRequestSupported: true,
         SignalProcessSupported: true,
         DumpStacksSupported: true,
@@ -495,15 +483,15 @@ describe("guest->host vectors", () => {
   it("failed responses expose unsigned HRESULTs from the catalogue", () => {
     const results = guestToHost
       .filter((v) => v.onWire && v.msgType !== 0x30100101)
-      .map((v) => Either.getOrThrow(decodeResponse(nameOf(v), frameOf(v).payload)).Result)
+      .map((v) => Result.getOrThrow(Codec.decodeResponse(nameOf(v), frameOf(v).payload)).Result)
     expect(new Set(results)).toEqual(
       new Set([
-        HResult.Success,
-        HResult.NotImplemented,
-        HResult.InvalidJson,
-        HResult.SystemNotFound,
-        HResult.NotFound,
-        HResult.UnsupportedProtocolVersion
+        HResult.HResult.Success,
+        HResult.HResult.NotImplemented,
+        HResult.HResult.InvalidJson,
+        HResult.HResult.SystemNotFound,
+        HResult.HResult.NotFound,
+        HResult.HResult.UnsupportedProtocolVersion
       ])
     )
   })
@@ -512,19 +500,21 @@ describe("guest->host vectors", () => {
     for (const v of guestToHost.filter(
       (x) => x.onWire && x.goType === "prot.ContainerGetPropertiesResponse"
     )) {
-      const body = Either.getOrThrow(decodeResponse("GetProperties", frameOf(v).payload))
+      const body = Result.getOrThrow(Codec.decodeResponse("GetProperties", frameOf(v).payload))
       const goType = v.hostDecoded!.slice(0, v.hostDecoded!.indexOf(" "))
       const goProperties = (hostDecodedJson(v) as { Properties: string }).Properties
       if (goType === "gcs.containerGetPropertiesResponse") {
-        const v1 = Either.getOrThrow(decodePropertiesV1(body.Properties))
+        const v1 = Result.getOrThrow(Codec.decodePropertiesV1(body.Properties))
         expect(v1.ProcessList.map((p) => p.ProcessId)).toEqual([1, 42])
         // Go fills every non-omitempty field; so does the schema-1 class, to the byte.
-        expect(goStringify(Schema.encodeSync(ContainerPropertiesV1)(v1), { escapeHtml: true })).toBe(
-          goProperties
-        )
+        expect(
+          GoJson.goStringify(Schema.encodeSync(Properties.ContainerPropertiesV1)(v1), { escapeHtml: true })
+        ).toBe(goProperties)
       } else {
-        const v2 = Either.getOrThrow(decodePropertiesV2(body.Properties))
-        expect(v2.ProcessList.map((p) => [p.ProcessId, p.CreateTimestamp])).toEqual([[1, ZeroTime]])
+        const v2 = Result.getOrThrow(Codec.decodePropertiesV2(body.Properties))
+        expect(v2.ProcessList.map((p) => [p.ProcessId, p.CreateTimestamp])).toEqual([
+          [1, Properties.ZeroTime]
+        ])
         expect(v2.LCOWMetrics).toEqual((JSON.parse(goProperties) as { LCOWMetrics: unknown }).LCOWMetrics)
       }
     }

@@ -1,71 +1,60 @@
-import type { FastCheck } from "effect"
-import { Arbitrary, Either, ParseResult, Schema } from "effect"
-import { fastDecodeUnknownEither, fastEncodeUnknownEither } from "./fastParse.js"
+import { Effect, Schema, SchemaGetter, SchemaIssue, SchemaParser } from "effect"
+import { register } from "./compile.js"
 
 /**
  * A position whose Go type is `interface{}` and that this package types as one
  * of several Schema classes (plus an optional raw-JSON fallback).
  *
- * Encoding dispatches on the instance (`instanceof` via `Schema.is`), never on
- * structure: Schema unions of classes with all-optional fields would pick the
- * first member for any object and drop fields. Decoding picks the member with
- * `select`, which sees the raw JSON value.
+ * Encoding dispatches on the instance (the exact class first, then `instanceof`),
+ * never on structure: classes with all-optional fields would match any object
+ * and drop fields. Decoding picks the member with `select`, which sees the raw JSON value.
  */
-export interface PolymorphicOptions<M extends ReadonlyArray<Schema.Schema.AnyNoContext>, F, FI> {
+export interface PolymorphicOptions<M extends ReadonlyArray<Schema.Top>, F extends Schema.Top> {
   readonly identifier: string
   readonly members: M
   /** Index of the member that decodes `raw`, `-1` for the fallback. */
   readonly select: (raw: unknown) => number
-  readonly fallback?: Schema.Schema<F, FI, never>
-  /** Values that survive encode∘decode, for property tests. Default: any member's. */
-  readonly arbitrary?: (fc: typeof FastCheck) => FastCheck.Arbitrary<Schema.Schema.Type<M[number]> | F>
+  readonly fallback?: F
 }
 
 /** Builds the Schema of a polymorphic position (see {@link PolymorphicOptions}). */
-export const polymorphic = <M extends ReadonlyArray<Schema.Schema.AnyNoContext>, F = never, FI = never>(
-  options: PolymorphicOptions<M, F, FI>
-): Schema.Schema<Schema.Schema.Type<M[number]> | F, unknown> => {
-  type T = Schema.Schema.Type<M[number]> | F
-  const { members, fallback, select } = options
-  const guards = members.map((m) => Schema.is(m))
-  const decoders = members.map((m) => fastDecodeUnknownEither(m))
-  const encoders = members.map((m) => fastEncodeUnknownEither(m))
-  const fallbackGuard = fallback === undefined ? undefined : Schema.is(fallback)
-  const fallbackDecode = fallback === undefined ? undefined : fastDecodeUnknownEither(fallback)
-  const fallbackEncode = fallback === undefined ? undefined : fastEncodeUnknownEither(fallback)
-  const TypeSide = Schema.declare(
-    (u: unknown): u is T => guards.some((is) => is(u)) || (fallbackGuard !== undefined && fallbackGuard(u)),
-    {
-      identifier: options.identifier,
-      arbitrary: () => (fc) =>
-        options.arbitrary !== undefined
-          ? options.arbitrary(fc)
-          : fc.oneof(...members.map((m) => Arbitrary.makeLazy(m)(fc) as FastCheck.Arbitrary<T>))
-    }
+export const polymorphic = <M extends ReadonlyArray<Schema.Top>, F extends Schema.Top = Schema.Never>(
+  options: PolymorphicOptions<M, F>
+): Schema.Codec<M[number]["Type"] | F["Type"], unknown> => {
+  type T = M[number]["Type"] | F["Type"]
+  const { members, fallback, select, identifier } = options
+  const classes = members as unknown as ReadonlyArray<abstract new (...args: never) => unknown>
+  const dispatch = (value: unknown): number => {
+    const ctor =
+      typeof value === "object" && value !== null ? Object.getPrototypeOf(value)?.constructor : undefined
+    const exact = classes.indexOf(ctor)
+    return exact >= 0 ? exact : classes.findIndex((c) => value instanceof c)
+  }
+  const decoders = members.map((m) => SchemaParser.decodeUnknownEffect(m as Schema.Codec<unknown, unknown>))
+  const encoders = members.map((m) => SchemaParser.encodeUnknownEffect(m as Schema.Codec<unknown, unknown>))
+  const fallbackIs = fallback === undefined ? () => false : Schema.is(fallback)
+  const decodeFallback =
+    fallback && SchemaParser.decodeUnknownEffect(fallback as unknown as Schema.Codec<unknown, unknown>)
+  const encodeFallback =
+    fallback && SchemaParser.encodeUnknownEffect(fallback as unknown as Schema.Codec<unknown, unknown>)
+  const invalid = (u: unknown) =>
+    Effect.fail(new SchemaIssue.InvalidValue({ message: `not a valid ${identifier}` }, u))
+  const TypeSide = Schema.declare((u: unknown): u is T => dispatch(u) >= 0 || fallbackIs(u), { identifier })
+  const schema = Schema.Unknown.pipe(
+    Schema.decodeTo(TypeSide, {
+      decode: SchemaGetter.transformEffect((raw: unknown) => {
+        const index = select(raw)
+        const decode = index >= 0 ? decoders[index] : decodeFallback
+        return decode === undefined ? invalid(raw) : (decode(raw) as Effect.Effect<T, SchemaIssue.Issue>)
+      }),
+      encode: SchemaGetter.transformEffect((value: T) => {
+        const index = dispatch(value)
+        const encode = index >= 0 ? encoders[index] : encodeFallback
+        return encode === undefined ? invalid(value) : encode(value)
+      })
+    })
   )
-  return Schema.transformOrFail(Schema.Unknown, TypeSide, {
-    strict: false,
-    decode: (raw, _, ast) => {
-      const index = select(raw)
-      if (index >= 0 && index < decoders.length) return decoders[index]!(raw)
-      if (fallbackDecode !== undefined) return fallbackDecode(raw)
-      return Either.left(new ParseResult.Type(ast, raw, `not a valid ${options.identifier}`))
-    },
-    encode: (value, _, ast) => {
-      // The exact class first: a subclass instance also passes its base's guard.
-      const ctor =
-        typeof value === "object" && value !== null ? Object.getPrototypeOf(value)?.constructor : undefined
-      const exact = members.findIndex((m) => (m as unknown) === ctor)
-      if (exact >= 0) return encoders[exact]!(value)
-      for (let i = 0; i < guards.length; i++) if (guards[i]!(value)) return encoders[i]!(value)
-      if (fallbackEncode !== undefined) return fallbackEncode(value)
-      for (const encode of encoders) {
-        const result = encode(value)
-        if (Either.isRight(result)) return result
-      }
-      return Either.left(new ParseResult.Type(ast, value, `not a valid ${options.identifier}`))
-    }
-  })
+  return register(schema, { _tag: "Polymorphic", members, fallback, select, dispatch })
 }
 
 /** A JSON object: not null, not an array. */

@@ -1,32 +1,23 @@
 import { describe, expect, it } from "@effect/vitest"
-import type { Schema } from "effect"
-import { Either, FastCheck as fc, ParseResult } from "effect"
-import {
-  ContainerNotification,
-  ContainerPropertiesV1,
-  goStringify,
-  LCOWContainerConstraints,
-  LCOWMappedVirtualDisk,
-  LCOWNetworkAdapter,
-  procNames,
-  PropertiesV2,
-  Rpcs
-} from "@gcs-bridge/protocol"
-import { fastDecodeUnknownEither, fastEncodeEither, isCompiled } from "../src/internal/fastParse.js"
+import { Result, Schema } from "effect"
+import fc from "fast-check"
+import { Container, GoJson, MessageType, ModifySettings, Properties, Rpc } from "@gcs-bridge/protocol"
+import { decoder, encoder, isCompiled } from "../src/internal/compile.js"
+import { arbitrary, prop } from "./arbitrary.js"
 
-type AnySchema = Schema.Schema<unknown, unknown>
+type AnySchema = Schema.Codec<unknown, unknown>
 
 const schemas: ReadonlyArray<readonly [string, AnySchema]> = [
-  ...procNames.flatMap((name) => [
-    [`${name} request`, Rpcs[name].request as unknown as AnySchema] as const,
-    [`${name} response`, Rpcs[name].response as unknown as AnySchema] as const
+  ...MessageType.procNames.flatMap((name) => [
+    [`${name} request`, Rpc.Rpcs[name].request as unknown as AnySchema] as const,
+    [`${name} response`, Rpc.Rpcs[name].response as unknown as AnySchema] as const
   ]),
-  ["ContainerNotification", ContainerNotification as unknown as AnySchema],
-  ["ContainerPropertiesV1", ContainerPropertiesV1 as unknown as AnySchema],
-  ["PropertiesV2", PropertiesV2 as unknown as AnySchema],
-  ["LCOWMappedVirtualDisk", LCOWMappedVirtualDisk as unknown as AnySchema],
-  ["LCOWNetworkAdapter", LCOWNetworkAdapter as unknown as AnySchema],
-  ["LCOWContainerConstraints", LCOWContainerConstraints as unknown as AnySchema]
+  ["ContainerNotification", Container.ContainerNotification as unknown as AnySchema],
+  ["ContainerPropertiesV1", Properties.ContainerPropertiesV1 as unknown as AnySchema],
+  ["PropertiesV2", Properties.PropertiesV2 as unknown as AnySchema],
+  ["LCOWMappedVirtualDisk", ModifySettings.LCOWMappedVirtualDisk as unknown as AnySchema],
+  ["LCOWNetworkAdapter", ModifySettings.LCOWNetworkAdapter as unknown as AnySchema],
+  ["LCOWContainerConstraints", ModifySettings.LCOWContainerConstraints as unknown as AnySchema]
 ]
 
 // Every (container, key) slot of a JSON tree, the root's members first.
@@ -85,12 +76,12 @@ const mutate = (json: unknown, edits: ReadonlyArray<readonly [number, unknown]>)
   return copy
 }
 
-const same = (fast: Either.Either<unknown, unknown>, full: Either.Either<unknown, unknown>) => {
-  expect(Either.isRight(fast)).toBe(Either.isRight(full))
-  if (Either.isRight(fast) && Either.isRight(full)) expect(fast.right).toEqual(full.right)
+const same = (fast: Result.Result<unknown, unknown>, full: Result.Result<unknown, unknown>) => {
+  expect(Result.isSuccess(fast)).toBe(Result.isSuccess(full))
+  if (Result.isSuccess(fast) && Result.isSuccess(full)) expect(fast.success).toEqual(full.success)
 }
 
-describe("compiled parsers", () => {
+describe("compiled codecs", () => {
   it("cover every wire body in both directions", () => {
     for (const [label, schema] of schemas) {
       expect([label, isCompiled(schema, "decode"), isCompiled(schema, "encode")]).toEqual([label, true, true])
@@ -98,17 +89,17 @@ describe("compiled parsers", () => {
   })
 
   for (const [label, schema] of schemas) {
-    const fastDecode = fastDecodeUnknownEither(schema)
-    const fullDecode = ParseResult.decodeUnknownEither(schema)
-    const fastEncode = fastEncodeEither(schema)
-    const fullEncode = ParseResult.encodeEither(schema)
+    const fastDecode = decoder(schema)
+    const fullDecode = Schema.decodeUnknownResult(schema)
+    const fastEncode = encoder(schema)
+    const fullEncode = Schema.encodeUnknownResult(schema)
 
-    it.prop(
-      `${label}: decode agrees with ParseResult on valid and mutated wire JSON`,
-      [schema, mutation],
+    prop(
+      `${label}: decode agrees with Effect's parser on valid and mutated wire JSON`,
+      [arbitrary(schema), mutation],
       ([value, edits]) => {
         const wire = JSON.parse(
-          goStringify(Either.getOrThrow(fullEncode(value)), { escapeHtml: false })
+          GoJson.goStringify(Result.getOrThrow(fullEncode(value)), { escapeHtml: false })
         ) as unknown
         same(fastDecode(wire), fullDecode(wire))
         // Decoding twice must not be affected by the first decode (no shared mutable state).
@@ -116,26 +107,26 @@ describe("compiled parsers", () => {
         const bad = mutate(wire, edits)
         same(fastDecode(bad), fullDecode(bad))
       },
-      { fastCheck: { numRuns: 40 } }
+      { numRuns: 40 }
     )
 
-    it.prop(
-      `${label}: encode agrees with ParseResult on instances and mutated plain objects`,
-      [schema, mutation],
+    prop(
+      `${label}: encode agrees with Effect's parser on instances and mutated plain objects`,
+      [arbitrary(schema), mutation],
       ([value, edits]) => {
         same(fastEncode(value), fullEncode(value))
         const plain = mutate(JSON.parse(JSON.stringify(value)), edits)
         same(fastEncode(plain), fullEncode(plain))
       },
-      { fastCheck: { numRuns: 40 } }
+      { numRuns: 40 }
     )
   }
 
   it("never mutates its input", () => {
-    const schema = Rpcs.WaitForProcess.response as unknown as AnySchema
+    const schema = Rpc.Rpcs.WaitForProcess.response as unknown as AnySchema
     const input = { Result: -1, ActivityId: "00000000-0000-0000-0000-000000000000", ExitCode: 3, Extra: 1 }
     const before = JSON.stringify(input)
-    expect(Either.isRight(fastDecodeUnknownEither(schema)(input))).toBe(true)
+    expect(Result.isSuccess(decoder(schema)(input))).toBe(true)
     expect(JSON.stringify(input)).toBe(before)
   })
 })

@@ -1,0 +1,282 @@
+/**
+ * Compiled codecs for the hot path.
+ *
+ * Effect's Schema interpreter tracks issues through every node, which costs
+ * microseconds for a small body. The wire bodies are built from a handful of
+ * shapes: Schema classes and structs, arrays, nullable unions, primitives, and
+ * the Go combinators of `GoSchema.ts`, which describe themselves here with
+ * {@link register}. This module compiles those into plain functions returning a
+ * sentinel on failure; the caller then runs Effect's parser on the same input to
+ * decide and describe the error, so the fast path only has to be right about
+ * successes. Tests check both agree.
+ */
+import { Result, Schema } from "effect"
+import { goStringify } from "../GoJson.js"
+import { markGoMap } from "../GoJson.js"
+
+/** How the compiler treats a schema built by `GoSchema.ts` or `polymorphic.ts`. */
+export type Node =
+  | {
+      readonly _tag: "Leaf"
+      /** Accepts the encoded value; `decode` maps it (identity when absent). */
+      readonly is: (u: unknown) => boolean
+      readonly decode?: (u: unknown) => unknown
+      /** Accepts the decoded value; `encode` maps it (identity when absent). */
+      readonly typeIs: (u: unknown) => boolean
+      readonly encode?: (a: unknown) => unknown
+    }
+  | {
+      readonly _tag: "Field"
+      readonly inner: Schema.Top
+      readonly zero: () => unknown
+      readonly omit: boolean
+    }
+  | { readonly _tag: "Map"; readonly value: Schema.Top; readonly sorted: boolean }
+  | { readonly _tag: "JsonInString"; readonly inner: Schema.Top }
+  | {
+      readonly _tag: "Polymorphic"
+      readonly members: ReadonlyArray<Schema.Top>
+      readonly fallback: Schema.Top | undefined
+      /** Member index for a raw JSON value, `-1` for the fallback. */
+      readonly select: (raw: unknown) => number
+      /** Member index for a value to encode, `-1` for the fallback. */
+      readonly dispatch: (value: unknown) => number
+    }
+
+const nodes = new WeakMap<object, Node>()
+
+/** Attaches a compiler description to a schema; returns the schema. */
+export const register = <S extends Schema.Top>(schema: S, node: Node): S => {
+  nodes.set(schema, node)
+  return schema
+}
+
+/** The description {@link register} attached, if any. */
+export const nodeOf = (schema: Schema.Top): Node | undefined => nodes.get(schema)
+
+const Fail: unique symbol = Symbol("compile/Fail")
+type Parser = (u: unknown) => unknown
+
+class Unsupported extends Error {}
+
+const hasOwn = Object.prototype.hasOwnProperty
+
+const isObject = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+const isZeroLike = (value: unknown, zero: unknown): boolean => {
+  if (value === zero) return true
+  if (Array.isArray(zero)) return Array.isArray(value) && value.length === 0
+  if (isObject(zero) && Object.keys(zero).length === 0)
+    return isObject(value) && Object.keys(value).length === 0
+  return false
+}
+
+type Fields = Readonly<Record<string, Schema.Top>>
+type Member = Schema.Top & { readonly schema?: Schema.Top; readonly members?: ReadonlyArray<Schema.Top> }
+
+const compile = (root: Schema.Top, decoding: boolean): Parser => {
+  const memo = new Map<Schema.Top, Parser>()
+  // No cycles: the wire bodies use no `Schema.suspend`.
+  const go = (schema: Schema.Top): Parser => {
+    let parser = memo.get(schema)
+    if (parser === undefined) {
+      parser = build(schema)
+      memo.set(schema, parser)
+    }
+    return parser
+  }
+
+  // `make` gives the object to fill: a plain one, or a bare instance of the class when decoding.
+  const struct = (fields: Fields, make: () => Record<string, unknown> = () => ({})): Parser => {
+    const steps = Object.entries(fields).map(([name, schema]) => {
+      // `optionalKey` / `withConstructorDefault` wrap the field schema; the key rules sit in its context.
+      let inner = schema as Member
+      while (nodes.get(inner) === undefined && inner.schema !== undefined && inner.ast.context !== undefined)
+        inner = inner.schema as Member
+      const node = nodes.get(inner)
+      if (node?._tag === "Field") {
+        return { name, optional: false, field: node, parse: go(node.inner) }
+      }
+      return { name, optional: schema.ast.context?.isOptional === true, field: undefined, parse: go(inner) }
+    })
+    return (u) => {
+      if (!isObject(u)) return Fail
+      const out = make()
+      for (let i = 0; i < steps.length; i++) {
+        const { name, optional, field, parse } = steps[i]!
+        const present = hasOwn.call(u, name)
+        const value = u[name]
+        if (field !== undefined) {
+          if (decoding) {
+            if (!present || value === null) out[name] = field.zero()
+            else if ((out[name] = parse(value)) === Fail) return Fail
+          } else {
+            if (!present) return Fail
+            const encoded = parse(value)
+            if (encoded === Fail) return Fail
+            if (!field.omit || !isZeroLike(value, field.zero())) out[name] = encoded
+          }
+        } else if (present) {
+          if ((out[name] = parse(value)) === Fail) return Fail
+        } else if (!optional) return Fail
+      }
+      return out
+    }
+  }
+
+  const build = (schema: Schema.Top): Parser => {
+    const node = nodes.get(schema)
+    if (node !== undefined) return fromNode(node)
+    if ("fields" in schema) {
+      const fields = struct(schema.fields as Fields)
+      if (typeof schema !== "function") return fields
+      const cls = schema as unknown as abstract new (...args: never) => unknown
+      const proto = cls.prototype as object
+      if (decoding)
+        return struct(schema.fields as Fields, () => Object.create(proto) as Record<string, unknown>)
+      return (u) => (u instanceof cls ? fields(u) : Fail)
+    }
+    const ast = schema.ast
+    if (ast.encoding !== undefined || ast.checks !== undefined) throw new Unsupported()
+    switch (ast._tag) {
+      case "String":
+      case "Number":
+      case "Boolean": {
+        const type = ast._tag.toLowerCase()
+        return (u) => (typeof u === type ? u : Fail)
+      }
+      case "Null":
+        return (u) => (u === null ? u : Fail)
+      case "Undefined":
+        return (u) => (u === undefined ? u : Fail)
+      case "Literal": {
+        const literal = ast.literal
+        return (u) => (u === literal ? u : Fail)
+      }
+      case "Arrays": {
+        const item = (schema as unknown as { readonly value?: Schema.Top }).value
+        if (ast.elements.length !== 0 || item === undefined) throw new Unsupported()
+        const parse = go(item)
+        return (u) => {
+          if (!Array.isArray(u)) return Fail
+          const out = new Array<unknown>(u.length)
+          for (let i = 0; i < u.length; i++) if ((out[i] = parse(u[i])) === Fail) return Fail
+          return out
+        }
+      }
+      case "Union": {
+        const members = ((schema as Member).members ?? []).map(go)
+        if (members.length === 0) throw new Unsupported()
+        return (u) => {
+          for (let i = 0; i < members.length; i++) {
+            const v = members[i]!(u)
+            if (v !== Fail) return v
+          }
+          return Fail
+        }
+      }
+    }
+    throw new Unsupported()
+  }
+
+  const fromNode = (node: Node): Parser => {
+    switch (node._tag) {
+      case "Leaf": {
+        const is = decoding ? node.is : node.typeIs
+        const map = decoding ? node.decode : node.encode
+        return map === undefined ? (u) => (is(u) ? u : Fail) : (u) => (is(u) ? map(u) : Fail)
+      }
+      case "Field":
+        // Only reachable outside a struct, where the key rules do not apply.
+        return go(node.inner)
+      case "Map": {
+        const parse = go(node.value)
+        const sorted = node.sorted && !decoding
+        return (u) => {
+          if (!isObject(u)) return Fail
+          const out: Record<string, unknown> = {}
+          for (const key of Object.keys(u)) if ((out[key] = parse(u[key])) === Fail) return Fail
+          return sorted ? markGoMap(out) : out
+        }
+      }
+      case "JsonInString": {
+        const parse = go(node.inner)
+        return decoding
+          ? (u) => {
+              if (typeof u !== "string" || u === "") return Fail
+              let json: unknown
+              try {
+                json = JSON.parse(u)
+              } catch {
+                return Fail
+              }
+              return parse(json)
+            }
+          : (u) => {
+              const encoded = parse(u)
+              if (encoded === Fail) return Fail
+              try {
+                return goStringify(encoded, { escapeHtml: true })
+              } catch {
+                return Fail
+              }
+            }
+      }
+      case "Polymorphic": {
+        const members = node.members.map(go)
+        const fallback = node.fallback === undefined ? undefined : go(node.fallback)
+        const pick = decoding ? node.select : node.dispatch
+        return (u) => {
+          const index = pick(u)
+          const parse = index >= 0 ? members[index] : fallback
+          return parse === undefined ? Fail : parse(u)
+        }
+      }
+    }
+  }
+
+  return go(root)
+}
+
+const tryCompile = (schema: Schema.Top, decoding: boolean): Parser | undefined => {
+  try {
+    return compile(schema, decoding)
+  } catch (e) {
+    if (e instanceof Unsupported) return undefined
+    throw e
+  }
+}
+
+/** Whether the compiled path covers this schema in the given direction (for tests). */
+export const isCompiled = (schema: Schema.Top, direction: "decode" | "encode"): boolean =>
+  tryCompile(schema, direction === "decode") !== undefined
+
+// Effect's parser decides and describes a failure. Describing a hostile, deeply
+// nested value could exhaust the stack; such input still gets an error, never a throw.
+const withFallback =
+  (fast: Parser | undefined, full: (u: unknown) => Result.Result<unknown, { readonly message: string }>) =>
+  (u: unknown): Result.Result<unknown, string> => {
+    const out = fast === undefined ? Fail : fast(u)
+    if (out !== Fail) return Result.succeed(out)
+    try {
+      return Result.mapError(full(u), (e) => e.message)
+    } catch (e) {
+      return Result.fail(e instanceof RangeError ? "value nested too deeply" : String(e))
+    }
+  }
+
+/**
+ * `Schema.decodeUnknownResult(schema)`, compiled: same values, the failure as
+ * Effect's message.
+ */
+export const decoder = <S extends Schema.Codec<unknown, unknown>>(
+  schema: S
+): ((input: unknown) => Result.Result<S["Type"], string>) =>
+  withFallback(tryCompile(schema, true), Schema.decodeUnknownResult(schema))
+
+/** `Schema.encodeUnknownResult(schema)`, compiled likewise. */
+export const encoder = <S extends Schema.Codec<unknown, unknown>>(
+  schema: S
+): ((input: unknown) => Result.Result<unknown, string>) =>
+  withFallback(tryCompile(schema, false), Schema.encodeUnknownResult(schema))
