@@ -28,8 +28,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from "effect"
-import { Data, Duration, Either, Schema } from "effect"
+import { Data, Duration, Effect, Result, Schema } from "effect"
 
 /**
  * One injected misbehaviour. See the module documentation for the semantics of
@@ -112,7 +111,7 @@ const parseDuration = (text: string): Duration.Duration | string => {
       : match[2] === "s"
         ? Duration.seconds(value)
         : Duration.minutes(value)
-  return Duration.greaterThan(duration, maxDelay) ? `${text} is longer than one hour` : duration
+  return Duration.isGreaterThan(duration, maxDelay) ? `${text} is longer than one hour` : duration
 }
 
 const parseOne = (item: string): Fault | string => {
@@ -137,26 +136,27 @@ const parseOne = (item: string): Fault | string => {
  *
  * @since 0.1.0
  */
-export const parseEither = (spec: string): Either.Either<ReadonlyArray<Fault>, FaultSpecError> => {
+export const parseResult = (spec: string): Result.Result<ReadonlyArray<Fault>, FaultSpecError> => {
   const items = spec.split(",").map((s) => s.trim())
   const faults: Array<Fault> = []
   for (const item of items) {
     if (item.length === 0) {
-      return Either.left(new FaultSpecError({ spec, message: `empty fault in ${JSON.stringify(spec)}` }))
+      return Result.fail(new FaultSpecError({ spec, message: `empty fault in ${JSON.stringify(spec)}` }))
     }
     const fault = parseOne(item)
-    if (typeof fault === "string") return Either.left(new FaultSpecError({ spec, message: fault }))
+    if (typeof fault === "string") return Result.fail(new FaultSpecError({ spec, message: fault }))
     faults.push(fault)
   }
-  return Either.right(faults)
+  return Result.succeed(faults)
 }
 
 /**
- * {@link parseEither} as an Effect.
+ * {@link parseResult} as an Effect.
  *
  * @since 0.1.0
  */
-export const parse = (spec: string): Effect.Effect<ReadonlyArray<Fault>, FaultSpecError> => parseEither(spec)
+export const parse = (spec: string): Effect.Effect<ReadonlyArray<Fault>, FaultSpecError> =>
+  Effect.fromResult(parseResult(spec))
 
 const formatDuration = (duration: Duration.Duration): string => {
   const millis = Duration.toMillis(duration)

@@ -11,17 +11,16 @@
  * @since 0.1.0
  */
 import type { ProtocolError } from "@gcs-bridge/protocol"
-import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
+import type { Address, Connection } from "@gcs-bridge/transport"
 import { formatAddress, Transport, TransportError, UnixAddress } from "@gcs-bridge/transport"
 import type { Scope } from "effect"
-import { Cause, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Cause, Duration, Effect, Layer, Schedule } from "effect"
 import type { GuestOptions, ResolvedGuestOptions } from "./GuestOptions.js"
 import { resolve } from "./GuestOptions.js"
-import type { Dial } from "./internal/process.js"
 import { findPython } from "./internal/ptyHelper.js"
 import type { SessionEnd } from "./internal/session.js"
 import { serveConnection } from "./internal/session.js"
-import { Uvm } from "./internal/uvm.js"
+import * as Uvm from "./internal/uvm.js"
 
 /**
  * Why `serve` stopped: the host closed the connection (`"PeerClosed"`), a
@@ -37,37 +36,24 @@ const retryable = (e: TransportError): boolean =>
   e.code !== "EAFNOSUPPORT" &&
   e.code !== "EINVAL"
 
-/** Stdio dials as the Linux GCS does them: a timed-out dial is retried up to 10 times, 100 ms apart. */
-const stdioDial =
-  (transport: TransportService, options: ResolvedGuestOptions): Dial =>
-  (port) =>
-    transport.connect(options.address, port, { timeout: options.stdioConnectTimeout }).pipe(
-      Effect.retry({
-        while: (e) => e.reason === "ConnectTimeout",
-        schedule: Schedule.spaced(Duration.millis(100)).pipe(Schedule.intersect(Schedule.recurs(9)))
-      })
-    )
-
-const makeUvm = (options: ResolvedGuestOptions): Effect.Effect<Uvm, never, Transport | Scope.Scope> =>
-  Effect.gen(function* () {
-    const transport = yield* Transport
-    const python =
-      options.console === "none"
-        ? Effect.succeed(Option.none<string>())
-        : yield* Effect.cached(findPython(options.python))
-    return yield* Uvm.make({
-      dial: stdioDial(transport, options),
-      python,
-      defaultCwd: options.workingDirectory
-    })
+/** The machine-wide state of a guest, in the current scope. */
+const makeUvm = Effect.fnUntraced(function* (options: ResolvedGuestOptions) {
+  const transport = yield* Transport
+  return yield* Uvm.make({
+    // Stdio dials as the Linux GCS does them: a timed-out dial is retried up to 10 times, 100 ms apart.
+    dial: (port) =>
+      transport.connect(options.address, port, { timeout: options.stdioConnectTimeout }).pipe(
+        Effect.retry({
+          while: (e) => e.reason === "ConnectTimeout",
+          schedule: Schedule.spaced(Duration.millis(100)),
+          times: 9
+        })
+      ),
+    python:
+      options.console === "none" ? Effect.succeedNone : yield* Effect.cached(findPython(options.python)),
+    defaultCwd: options.workingDirectory
   })
-
-const serveWith = (uvm: Uvm, connection: Connection, options: ResolvedGuestOptions) =>
-  serveConnection(uvm, connection, {
-    faults: options.faults,
-    maxFrameSize: options.maxFrameSize,
-    maxInFlight: options.maxInFlight
-  })
+})
 
 /**
  * Serves one bridge connection until it ends, with a state of its own: when
@@ -82,9 +68,9 @@ const serveWith = (uvm: Uvm, connection: Connection, options: ResolvedGuestOptio
 export const serve = (
   connection: Connection,
   options: GuestOptions
-): Effect.Effect<ServeEnd, ProtocolError | TransportError, Transport> => {
+): Effect.Effect<ServeEnd, ProtocolError.ProtocolError | TransportError, Transport> => {
   const resolved = resolve(options)
-  return Effect.scoped(Effect.flatMap(makeUvm(resolved), (uvm) => serveWith(uvm, connection, resolved)))
+  return Effect.scoped(Effect.flatMap(makeUvm(resolved), (uvm) => serveConnection(uvm, connection, resolved)))
 }
 
 /**
@@ -92,21 +78,23 @@ export const serve = (
  * `connectTimeout` has passed.
  */
 const dialBridge = (
-  transport: TransportService,
+  transport: Transport["Service"],
   options: ResolvedGuestOptions
 ): Effect.Effect<Connection, TransportError, Scope.Scope> => {
   const where = formatAddress(options.address)
   return transport.connect(options.address, options.port, { timeout: options.connectTimeout }).pipe(
     Effect.retry({ while: retryable, schedule: Schedule.spaced(options.retryInterval) }),
-    Effect.timeoutFail({
+    Effect.timeoutOrElse({
       duration: options.connectTimeout,
-      onTimeout: () =>
-        new TransportError({
-          reason: "ConnectTimeout",
-          address: where,
-          port: options.port,
-          message: `no host accepted the bridge connection at ${where} port ${options.port} within ${Duration.format(options.connectTimeout)}`
-        })
+      orElse: () =>
+        Effect.fail(
+          new TransportError({
+            reason: "ConnectTimeout",
+            address: where,
+            port: options.port,
+            message: `no host accepted the bridge connection at ${where} port ${options.port} within ${Duration.format(options.connectTimeout)}`
+          })
+        )
     })
   )
 }
@@ -128,7 +116,7 @@ const dialBridge = (
  */
 export const run = (
   options: GuestOptions
-): Effect.Effect<void, TransportError | ProtocolError, Transport> => {
+): Effect.Effect<void, TransportError | ProtocolError.ProtocolError, Transport> => {
   const resolved = resolve(options)
   return Effect.scoped(
     Effect.gen(function* () {
@@ -138,11 +126,11 @@ export const run = (
       // `once` it is the result); failing to reach the host at all is fatal.
       const session = Effect.scoped(
         Effect.flatMap(dialBridge(transport, resolved), (connection) =>
-          serveWith(uvm, connection, resolved).pipe(
+          serveConnection(uvm, connection, resolved).pipe(
             Effect.tapError((e) =>
               Effect.logWarning(`gcs-bridge guest: ${connection.description}: ${e.message}`)
             ),
-            Effect.catchAll((e) => (resolved.once ? Effect.fail(e) : Effect.succeed("Failed" as const)))
+            Effect.catch((e) => (resolved.once ? Effect.fail(e) : Effect.succeed("Failed" as const)))
           )
         )
       )
@@ -164,11 +152,11 @@ export const run = (
  * @since 0.1.0
  */
 export const layer = (options: GuestOptions): Layer.Layer<never, never, Transport> =>
-  Layer.scopedDiscard(
+  Layer.effectDiscard(
     Effect.forkScoped(
       run(options).pipe(
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
             ? Effect.void
             : Effect.logError(`gcs-bridge guest at ${formatAddress(options.address)} stopped`, cause)
         )

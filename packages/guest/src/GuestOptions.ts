@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import type { Address } from "@gcs-bridge/transport"
-import { LinuxGcsVsockPort } from "@gcs-bridge/protocol"
+import { MessageType } from "@gcs-bridge/protocol"
 import { Duration } from "effect"
 import type { Fault } from "./Fault.js"
 
@@ -32,13 +32,13 @@ export interface GuestOptions {
    * How long to keep trying to reach the host for each connection; default 2
    * minutes. `Duration.infinity` keeps trying forever, as the Linux GCS does.
    */
-  readonly connectTimeout?: Duration.DurationInput
+  readonly connectTimeout?: Duration.Input
   /** Pause between two failed dials; default 100 ms. */
-  readonly retryInterval?: Duration.DurationInput
+  readonly retryInterval?: Duration.Input
   /** Pause before re-dialling after a connection ended; default 100 ms, as the Linux GCS. */
-  readonly redialDelay?: Duration.DurationInput
+  readonly redialDelay?: Duration.Input
   /** Deadline of one stdio dial; a timed-out dial is retried up to 10 times, 100 ms apart (§11.5). Default 5 s. */
-  readonly stdioConnectTimeout?: Duration.DurationInput
+  readonly stdioConnectTimeout?: Duration.Input
   /** Misbehaviours to inject on every connection (see `Fault`). */
   readonly faults?: ReadonlyArray<Fault>
   /**
@@ -89,12 +89,12 @@ export interface ResolvedGuestOptions {
  */
 export const resolve = (options: GuestOptions): ResolvedGuestOptions => ({
   address: options.address,
-  port: options.port ?? LinuxGcsVsockPort,
+  port: options.port ?? MessageType.LinuxGcsVsockPort,
   once: options.once ?? false,
-  connectTimeout: Duration.decode(options.connectTimeout ?? Duration.minutes(2)),
-  retryInterval: Duration.decode(options.retryInterval ?? Duration.millis(100)),
-  redialDelay: Duration.decode(options.redialDelay ?? Duration.millis(100)),
-  stdioConnectTimeout: Duration.decode(options.stdioConnectTimeout ?? Duration.seconds(5)),
+  connectTimeout: Duration.fromInputUnsafe(options.connectTimeout ?? Duration.minutes(2)),
+  retryInterval: Duration.fromInputUnsafe(options.retryInterval ?? Duration.millis(100)),
+  redialDelay: Duration.fromInputUnsafe(options.redialDelay ?? Duration.millis(100)),
+  stdioConnectTimeout: Duration.fromInputUnsafe(options.stdioConnectTimeout ?? Duration.seconds(5)),
   faults: options.faults ?? [],
   maxFrameSize: options.maxFrameSize ?? 16 * 1024 * 1024,
   maxInFlight: options.maxInFlight ?? 1024,

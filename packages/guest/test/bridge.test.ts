@@ -1,22 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import {
-  ContainerCreate,
-  HResult,
-  LinuxHostedSystem,
-  NegotiateProtocolRequest,
-  Proc,
-  RequestBase,
-  requestType,
-  responseType,
-  SchemaVersion,
-  UpdateContainerRequest,
-  UvmConfig
-} from "@gcs-bridge/protocol"
+import { Container, Envelope, MessageType, Negotiate, Uvm } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
 import { Effect } from "effect"
-import { setup } from "./host.js"
-
-const Null = "00000000-0000-0000-0000-000000000000"
+import { Hr, Null, setup } from "./host.js"
 
 // Genuine Linux GCS responses, from the Go wire vectors.
 const vectors = {
@@ -31,24 +17,24 @@ const vectors = {
   uvmCreate: "HRESULT 0xc037010d: invalid schema version: {0 0}"
 }
 
-const uvm = (_name: "DumpStacks" | "Start") => new RequestBase({ ContainerId: Null })
+const uvm = (_name: "DumpStacks" | "Start") => new Envelope.RequestBase({ ContainerId: Null })
 
 describe("negotiation", () => {
-  it.scoped("answers v4 with the Linux capabilities, byte for byte", () =>
+  it.effect("answers v4 with the Linux capabilities, byte for byte", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       const reply = yield* host.negotiate()
-      expect(reply.frame.type).toBe(responseType(Proc.NegotiateProtocol))
+      expect(reply.frame.type).toBe(MessageType.responseType(MessageType.Proc.NegotiateProtocol))
       expect(reply.frame.id).toBe(0)
       expect(reply.json).toBe(vectors.negotiate)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("refuses every request before negotiation with E_NOTIMPL", () =>
+  it.effect("refuses every request before negotiation with E_NOTIMPL", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       const early = yield* host.call("DumpStacks", uvm("DumpStacks"))
-      expect(early.result).toBe(HResult.NotImplemented)
+      expect(early.result).toBe(Hr.NotImplemented)
       expect(early.message).toBe(vectors.notNegotiated)
       expect(early.base.ErrorRecords).toHaveLength(1)
       expect(early.base.ErrorRecords[0]!.ModuleName).toBe("gcs")
@@ -60,55 +46,61 @@ describe("negotiation", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("refuses a range without 4 with 0xC037010C, byte for byte", () =>
+  it.effect("refuses a range without 4 with 0xC037010C, byte for byte", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       const refused = yield* host.call(
         "NegotiateProtocol",
-        new NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 5, MaximumVersion: 9 })
+        new Negotiate.NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 5, MaximumVersion: 9 })
       )
       expect(refused.json).toBe(vectors.unsupportedVersion)
       const tooOld = yield* host.call(
         "NegotiateProtocol",
-        new NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 1, MaximumVersion: 3 })
+        new Negotiate.NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 1, MaximumVersion: 3 })
       )
-      expect(tooOld.result).toBe(HResult.UnsupportedProtocolVersion)
+      expect(tooOld.result).toBe(Hr.UnsupportedProtocolVersion)
       // A refused negotiation leaves the connection un-negotiated.
-      expect((yield* host.call("Start", uvm("Start"))).result).toBe(HResult.NotImplemented)
+      expect((yield* host.call("Start", uvm("Start"))).result).toBe(Hr.NotImplemented)
       expect((yield* host.negotiate()).result).toBe(0)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("answers a second NegotiateProtocol with E_NOTIMPL", () =>
+  it.effect("answers a second NegotiateProtocol with E_NOTIMPL", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
       const again = yield* host.negotiate()
-      expect(again.result).toBe(HResult.NotImplemented)
+      expect(again.result).toBe(Hr.NotImplemented)
       expect(again.message).toBe(vectors.secondNegotiate)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 })
 
 describe("requests the Linux GCS does not serve", () => {
-  it.scoped(
+  it.effect(
     "UpdateContainer, LifecycleNotification, ModifyServiceSettings and unknown types get E_NOTIMPL",
     () =>
       Effect.gen(function* () {
         const { host } = yield* setup()
         yield* host.negotiate()
-        const update = yield* host.call("UpdateContainer", new UpdateContainerRequest({ ContainerId: "c1" }))
+        const update = yield* host.call(
+          "UpdateContainer",
+          new Container.UpdateContainerRequest({ ContainerId: "c1" })
+        )
         expect(update.message).toBe(vectors.updateContainer)
-        expect(update.frame.type).toBe(responseType(Proc.UpdateContainer))
-        const lifecycle = yield* host.call("LifecycleNotification", new RequestBase({ ContainerId: Null }))
+        expect(update.frame.type).toBe(MessageType.responseType(MessageType.Proc.UpdateContainer))
+        const lifecycle = yield* host.call(
+          "LifecycleNotification",
+          new Envelope.RequestBase({ ContainerId: Null })
+        )
         expect(lifecycle.message).toBe(
-          `HRESULT 0x80004001: bridge: function not supported, header type: ${requestType(Proc.LifecycleNotification)}`
+          `HRESULT 0x80004001: bridge: function not supported, header type: ${MessageType.requestType(MessageType.Proc.LifecycleNotification)}`
         )
         const unknownType = 0x10100f02
         const id = yield* host.sendRaw(unknownType, `{"ContainerId":"${Null}","ActivityId":"${Null}"}`)
         const unknown = host.reply("Start", yield* host.response(id))
         expect(unknown.frame.type).toBe(0x20100f02)
-        expect(unknown.result).toBe(HResult.NotImplemented)
+        expect(unknown.result).toBe(Hr.NotImplemented)
         expect(unknown.message).toBe(
           `HRESULT 0x80004001: bridge: function not supported, header type: ${unknownType}`
         )
@@ -120,20 +112,20 @@ describe("requests the Linux GCS does not serve", () => {
       }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("invalid JSON gets 0xC037010D and the connection goes on", () =>
+  it.effect("invalid JSON gets 0xC037010D and the connection goes on", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
-      const id = yield* host.sendRaw(requestType(Proc.Start), "{not json")
+      const id = yield* host.sendRaw(MessageType.requestType(MessageType.Proc.Start), "{not json")
       const bad = host.reply("Start", yield* host.response(id))
-      expect(bad.result).toBe(HResult.InvalidJson)
+      expect(bad.result).toBe(Hr.InvalidJson)
       expect(bad.message).toContain("HRESULT 0xc037010d")
       // A field of the wrong type is invalid JSON for the Go decoder too.
       const typed = yield* host.sendRaw(
-        requestType(Proc.WaitForProcess),
+        MessageType.requestType(MessageType.Proc.WaitForProcess),
         `{"ContainerId":"${Null}","ProcessId":"seven"}`
       )
-      expect(host.reply("WaitForProcess", yield* host.response(typed)).result).toBe(HResult.InvalidJson)
+      expect(host.reply("WaitForProcess", yield* host.response(typed)).result).toBe(Hr.InvalidJson)
       // Start of the UVM itself is the Linux GCS's no-op success (the genuine vector answers 0).
       expect((yield* host.call("Start", uvm("Start"))).json).toBe(
         '{"Result":0,"ActivityId":"00000000-0000-0000-0000-000000000000"}'
@@ -141,23 +133,23 @@ describe("requests the Linux GCS does not serve", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("a Create with the UVM config document fails on its schema version like the Linux GCS", () =>
+  it.effect("a Create with the UVM config document fails on its schema version like the Linux GCS", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
       const reply = yield* host.call(
         "Create",
-        new ContainerCreate({
+        new Container.ContainerCreate({
           ContainerId: Null,
-          ContainerConfig: new UvmConfig({ SystemType: "Container", TimeZoneInformation: null })
+          ContainerConfig: new Uvm.UvmConfig({ SystemType: "Container", TimeZoneInformation: null })
         })
       )
-      expect(reply.result).toBe(HResult.InvalidJson)
+      expect(reply.result).toBe(Hr.InvalidJson)
       expect(reply.message).toBe(vectors.uvmCreate)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("serves many pipelined requests, and keeps DumpStacks under the 64 KiB frame limit", () =>
+  it.effect("serves many pipelined requests, and keeps DumpStacks under the 64 KiB frame limit", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
@@ -167,10 +159,10 @@ describe("requests the Linux GCS does not serve", () => {
         (i) =>
           host.send(
             "Create",
-            new ContainerCreate({
+            new Container.ContainerCreate({
               ContainerId: `pipelined-${i}-${"x".repeat(200)}`,
-              ContainerConfig: new LinuxHostedSystem({
-                SchemaVersion: new SchemaVersion({ Major: 2, Minor: 1 }),
+              ContainerConfig: new Container.LinuxHostedSystem({
+                SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 1 }),
                 OciBundlePath: "",
                 OciSpecification: { process: { args: ["true"] } },
                 ScratchDirPath: ""
@@ -189,7 +181,7 @@ describe("requests the Linux GCS does not serve", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("DumpStacks reports the guest's state as text", () =>
+  it.effect("DumpStacks reports the guest's state as text", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()

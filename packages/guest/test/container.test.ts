@@ -2,50 +2,38 @@ import { mkdtempSync, realpathSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  ContainerCreate,
-  ContainerGetProperties,
-  ContainerModifySettings,
-  ContainerResizeConsole,
-  ContainerSignalProcess,
-  ContainerWaitForProcess,
-  HResult,
-  InfiniteTimeout,
-  LinuxHostedSystem,
-  ModificationRequest,
-  PropertyQuery,
-  RequestBase,
-  SchemaVersion,
-  SignalProcessOptionsLinux
-} from "@gcs-bridge/protocol"
+import { Container, Envelope, ModifySettings, Negotiate, Process, Properties } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
-import { Effect, Option } from "effect"
+import { Effect, Fiber, Option } from "effect"
 import { findPython } from "../src/internal/ptyHelper.js"
 import type { Host } from "./host.js"
-import { readText, setup, writeText } from "./host.js"
+import { Hr, Null, readText, setup, writeText } from "./host.js"
 
-const Null = "00000000-0000-0000-0000-000000000000"
 const PATH = `PATH=${process.env["PATH"] ?? "/usr/bin:/bin"}`
 const systemNotFound =
   '{"Result":-1070137074,"ActivityId":"00000000-0000-0000-0000-000000000000","ErrorMessage":"HRESULT: 0xc037010e","ErrorRecords":[{"Result":-1070137074,"Message":"HRESULT: 0xc037010e","ModuleName":"gcs","FileName":"","Line":4294967295}]}'
 
-const base = (containerId: string) => new RequestBase({ ContainerId: containerId })
+const base = (containerId: string) => new Envelope.RequestBase({ ContainerId: containerId })
 
 const exitCode = (host: Host, containerId: string, pid: number) =>
   host
     .call(
       "WaitForProcess",
-      new ContainerWaitForProcess({ ContainerId: containerId, ProcessId: pid, TimeoutInMs: InfiniteTimeout })
+      new Process.ContainerWaitForProcess({
+        ContainerId: containerId,
+        ProcessId: pid,
+        TimeoutInMs: Process.InfiniteTimeout
+      })
     )
     .pipe(Effect.map((r) => Option.getOrThrowWith(r.body, () => new Error(r.json)).ExitCode))
 
 const signal = (host: Host, containerId: string, pid: number, signo?: number) =>
   host.call(
     "SignalProcess",
-    new ContainerSignalProcess({
+    new Process.ContainerSignalProcess({
       ContainerId: containerId,
       ProcessId: pid,
-      ...(signo === undefined ? {} : { Options: new SignalProcessOptionsLinux({ Signal: signo }) })
+      ...(signo === undefined ? {} : { Options: new Process.SignalProcessOptionsLinux({ Signal: signo }) })
     })
   )
 
@@ -66,15 +54,18 @@ const untilState = (host: Host, pid: number, states: ReadonlyArray<string>) =>
 const modify = (
   host: Host,
   containerId: string,
-  request: ConstructorParameters<typeof ModificationRequest>[0]
+  request: ConstructorParameters<typeof ModifySettings.ModificationRequest>[0]
 ) =>
   host.call(
     "ModifySettings",
-    new ContainerModifySettings({ ContainerId: containerId, Request: new ModificationRequest(request) })
+    new ModifySettings.ContainerModifySettings({
+      ContainerId: containerId,
+      Request: new ModifySettings.ModificationRequest(request)
+    })
   )
 
 describe("containers", () => {
-  it.scoped("create, start, init and exec with stdio, exit codes, the exit notification, delete", () =>
+  it.effect("create, start, init and exec with stdio, exit codes, the exit notification, delete", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
@@ -88,7 +79,7 @@ describe("containers", () => {
       expect(created.json).toBe(
         '{"Result":0,"ActivityId":"00000000-0000-0000-0000-000000000000","SelectedProtocolVersion":0}'
       )
-      expect((yield* host.create(id, { args: ["true"] })).result).toBe(HResult.SystemAlreadyExists)
+      expect((yield* host.create(id, { args: ["true"] })).result).toBe(Hr.SystemAlreadyExists)
       expect((yield* host.call("Start", base(id))).json).toBe(
         '{"Result":0,"ActivityId":"00000000-0000-0000-0000-000000000000"}'
       )
@@ -97,9 +88,9 @@ describe("containers", () => {
       expect(init.reply.result).toBe(0)
       const properties = yield* host.ok(
         "GetProperties",
-        new ContainerGetProperties({
+        new Properties.ContainerGetProperties({
           ContainerId: id,
-          Query: new PropertyQuery({ PropertyTypes: ["ProcessList"] })
+          Query: new Properties.PropertyQuery({ PropertyTypes: ["ProcessList"] })
         })
       )
       const listed = (properties.Properties as { ProcessList: Array<{ ProcessId: number }> }).ProcessList
@@ -119,7 +110,7 @@ describe("containers", () => {
       yield* Option.getOrThrow(cat.stdout).close
       yield* Option.getOrThrow(cat.stderr).close
       expect(yield* exitCode(host, id, cat.pid)).toBe(0)
-      expect((yield* signal(host, id, cat.pid)).result).toBe(HResult.NotFound)
+      expect((yield* signal(host, id, cat.pid)).result).toBe(Hr.NotFound)
 
       yield* writeText(Option.getOrThrow(init.stdin), "x\n")
       expect(yield* readText(Option.getOrThrow(init.stdout))).toBe(`init in ${dir} with bar\ngot:x\n`)
@@ -132,7 +123,7 @@ describe("containers", () => {
       // The init record stays for the container's lifetime.
       expect(yield* exitCode(host, id, init.pid)).toBe(5)
       expect((yield* host.exec(id, { OciProcess: { args: ["true"] } }, {})).reply.result).toBe(
-        HResult.SystemAlreadyStopped
+        Hr.SystemAlreadyStopped
       )
 
       expect((yield* host.call("DeleteContainerState", base(id))).result).toBe(0)
@@ -140,7 +131,7 @@ describe("containers", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("ShutdownGraceful sends SIGTERM to init and the notification says GracefulExit", () =>
+  it.effect("ShutdownGraceful sends SIGTERM to init and the notification says GracefulExit", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
@@ -150,14 +141,12 @@ describe("containers", () => {
       expect(yield* exitCode(host, "graceful", init.pid)).toBe(128 + 15)
       const notification = yield* host.notification()
       expect(notification.Type).toBe("GracefulExit")
-      expect((yield* host.call("ShutdownGraceful", base("graceful"))).result).toBe(
-        HResult.SystemAlreadyStopped
-      )
+      expect((yield* host.call("ShutdownGraceful", base("graceful"))).result).toBe(Hr.SystemAlreadyStopped)
       expect((yield* host.call("ShutdownForced", base("nobody"))).json).toBe(systemNotFound)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped(
+  it.effect(
     "signals: absent means SIGKILL, SIGKILL to init means ForcedExit, the end of init ends the container",
     () =>
       Effect.gen(function* () {
@@ -173,7 +162,7 @@ describe("containers", () => {
         )
         expect((yield* signal(host, "sig", first.pid)).result).toBe(0)
         expect(yield* exitCode(host, "sig", first.pid)).toBe(128 + 9)
-        expect((yield* signal(host, "sig", 424242)).result).toBe(HResult.NotFound)
+        expect((yield* signal(host, "sig", 424242)).result).toBe(Hr.NotFound)
         expect((yield* signal(host, "sig", init.pid, 9)).result).toBe(0)
         expect(yield* exitCode(host, "sig", init.pid)).toBe(128 + 9)
         // The second exec'd cat never saw EOF: it went with its container's init.
@@ -182,55 +171,55 @@ describe("containers", () => {
       }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("refuses what the Linux GCS refuses around Create and ExecuteProcess", () =>
+  it.effect("refuses what the Linux GCS refuses around Create and ExecuteProcess", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
       const old = yield* host.call(
         "Create",
-        new ContainerCreate({
+        new Container.ContainerCreate({
           ContainerId: "old",
-          ContainerConfig: new LinuxHostedSystem({
-            SchemaVersion: new SchemaVersion({ Major: 2, Minor: 0 }),
+          ContainerConfig: new Container.LinuxHostedSystem({
+            SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 0 }),
             OciBundlePath: "",
             OciSpecification: { process: { args: ["true"] } },
             ScratchDirPath: ""
           })
         })
       )
-      expect(old.result).toBe(HResult.InvalidJson)
+      expect(old.result).toBe(Hr.InvalidJson)
       expect(old.message).toBe("HRESULT 0xc037010d: invalid schema version: {2 0}")
-      expect((yield* host.create("noargs", {})).result).toBe(HResult.Fail)
-      expect((yield* host.create("badargs", { args: "true" })).result).toBe(HResult.InvalidJson)
+      expect((yield* host.create("noargs", {})).result).toBe(Hr.Fail)
+      expect((yield* host.create("badargs", { args: "true" })).result).toBe(Hr.InvalidJson)
 
       expect((yield* host.exec("unknown", {}, {})).reply.json).toBe(systemNotFound)
       yield* host.create("c", { args: ["cat"], env: [PATH] })
       const early = yield* host.exec("c", { OciProcess: { args: ["true"] } }, {})
-      expect(early.reply.result).toBe(HResult.GuestInvalidState)
+      expect(early.reply.result).toBe(Hr.GuestInvalidState)
       const init = yield* host.exec("c", {}, { stdin: true })
-      expect((yield* host.exec("c", {}, {})).reply.result).toBe(HResult.Fail)
+      expect((yield* host.exec("c", {}, {})).reply.result).toBe(Hr.Fail)
       const badOci = yield* host.exec("c", { OciProcess: { args: [1, 2] } }, {})
-      expect(badOci.reply.result).toBe(HResult.InvalidJson)
+      expect(badOci.reply.result).toBe(Hr.InvalidJson)
       yield* writeText(Option.getOrThrow(init.stdin), "")
       expect(yield* exitCode(host, "c", init.pid)).toBe(0)
       expect((yield* host.notification()).ContainerId).toBe("c")
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("GetProperties: ProcessList with descendants, Statistics, refused against the UVM", () =>
+  it.effect("GetProperties: ProcessList with descendants, Statistics, refused against the UVM", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
       const query = (containerId: string, types: Array<string>) =>
         host.call(
           "GetProperties",
-          new ContainerGetProperties({
+          new Properties.ContainerGetProperties({
             ContainerId: containerId,
-            Query: new PropertyQuery({ PropertyTypes: types })
+            Query: new Properties.PropertyQuery({ PropertyTypes: types })
           })
         )
       const uvm = yield* query(Null, ["ProcessList"])
-      expect(uvm.result).toBe(HResult.Fail)
+      expect(uvm.result).toBe(Hr.Fail)
       expect(uvm.message).toBe("getPropertiesV2 is not supported against the UVM")
       expect((yield* query("nobody", ["ProcessList"])).json).toBe(systemNotFound)
 
@@ -240,7 +229,7 @@ describe("containers", () => {
       const init = yield* host.exec("props", {}, { stdin: true, stdout: true })
       const out = Option.getOrThrow(init.stdout)
       // The background sleep shows up as a descendant of the init process.
-      const reader = yield* Effect.fork(readText(out))
+      const reader = yield* Effect.forkChild(readText(out))
       const list = yield* Effect.gen(function* () {
         for (;;) {
           const r = yield* query("props", ["ProcessList", "Statistics", "Memory"])
@@ -257,13 +246,13 @@ describe("containers", () => {
       expect(list.LCOWMetrics.pids.current).toBe(list.ProcessList.length)
       expect(list.LCOWMetrics.memory?.usage.usage ?? 1).toBeGreaterThan(0)
       expect((yield* host.call("ShutdownForced", base("props"))).result).toBe(0)
-      yield* reader.await
+      yield* Fiber.await(reader)
       yield* out.close
       expect(yield* exitCode(host, "props", init.pid)).toBe(128 + 9)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("ResizeConsole resizes a terminal and refuses a process without one", () =>
+  it.effect("ResizeConsole resizes a terminal and refuses a process without one", () =>
     Effect.gen(function* () {
       const python = yield* findPython("python3")
       const { host } = yield* setup()
@@ -274,10 +263,10 @@ describe("containers", () => {
       const resize = (pid: number) =>
         host.call(
           "ResizeConsole",
-          new ContainerResizeConsole({ ContainerId: "tty", ProcessId: pid, Height: 40, Width: 120 })
+          new Process.ContainerResizeConsole({ ContainerId: "tty", ProcessId: pid, Height: 40, Width: 120 })
         )
       const refused = yield* resize(plain.pid)
-      expect(refused.result).toBe(HResult.Fail)
+      expect(refused.result).toBe(Hr.Fail)
       expect(refused.message).toBe(`pid: ${plain.pid}, is not a tty and cannot be resized`)
       const resized = yield* resize(init.pid)
       if (Option.isSome(python)) {
@@ -294,35 +283,33 @@ describe("containers", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped(
+  it.effect(
     "ModifySettings honours ContainerConstraints and PodCgroupMemoryLimit, refuses the rest as the Linux GCS",
     () =>
       Effect.gen(function* () {
         const { host } = yield* setup()
         yield* host.negotiate()
         const bogus = yield* modify(host, Null, { RequestType: "Add", ResourceType: "Bogus" })
-        expect(bogus.result).toBe(HResult.Fail)
+        expect(bogus.result).toBe(Hr.Fail)
         expect(bogus.message).toContain("invalid ResourceType 'Bogus'")
         const badSettings = yield* host.sendRaw(
           0x10100a01,
           `{"ContainerId":"${Null}","ActivityId":"${Null}","Request":{"ResourceType":"MappedVirtualDisk","Settings":{"Lun":"one"}}}`
         )
-        expect(host.reply("ModifySettings", yield* host.response(badSettings)).result).toBe(
-          HResult.InvalidJson
-        )
+        expect(host.reply("ModifySettings", yield* host.response(badSettings)).result).toBe(Hr.InvalidJson)
         const disk = yield* modify(host, Null, {
           RequestType: "Add",
           ResourceType: "MappedVirtualDisk",
           Settings: { MountPath: "/run/m", Lun: 1 }
         })
-        expect(disk.result).toBe(HResult.Fail)
+        expect(disk.result).toBe(Hr.Fail)
         expect(disk.message).toContain("cannot be honoured by this guest")
         expect(
           (yield* modify(host, Null, { RequestType: "Update", ResourceType: "PodCgroupMemoryLimit" })).result
         ).toBe(0)
         expect(
           (yield* modify(host, Null, { RequestType: "Add", ResourceType: "PodCgroupMemoryLimit" })).result
-        ).toBe(HResult.Fail)
+        ).toBe(Hr.Fail)
         const constraints = { Windows: {}, Linux: { cpu: { shares: 512 } } }
         expect(
           (yield* modify(host, "nobody", {
@@ -337,7 +324,7 @@ describe("containers", () => {
             ResourceType: "ContainerConstraints",
             Settings: constraints
           })).result
-        ).toBe(HResult.SystemNotFound)
+        ).toBe(Hr.SystemNotFound)
         yield* host.create("limits", { args: ["true"] })
         expect(
           (yield* modify(host, "limits", {

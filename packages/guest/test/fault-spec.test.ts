@@ -1,17 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Either, Equal, FastCheck } from "effect"
+import { Duration, Effect, Equal, Result } from "effect"
+import * as fc from "fast-check"
 import { Fault, FaultSpecError } from "../src/index.js"
 
 const F = Fault.Fault
 
-const arbitraryFault: FastCheck.Arbitrary<Fault.Fault> = FastCheck.oneof(
-  FastCheck.nat({ max: 0x7fffffff }).map((messages) => F.DropAfter({ messages })),
-  FastCheck.nat({ max: 3_600_000 }).map((ms) => F.Delay({ duration: Duration.millis(ms) })),
-  FastCheck.nat({ max: 0x7fffffff }).map((messages) => F.MalformedAfter({ messages })),
-  FastCheck.nat({ max: 0x7fffffff }).map((messages) => F.OversizeAfter({ messages })),
-  FastCheck.nat({ max: 0x7fffffff }).map((messages) => F.UnknownIdAfter({ messages })),
-  FastCheck.nat({ max: 0x7fffffff }).map((notifications) => F.Flood({ notifications })),
-  FastCheck.nat({ max: 0x7fffffff }).map((messages) => F.SilentAfter({ messages }))
+const arbitraryFault: fc.Arbitrary<Fault.Fault> = fc.oneof(
+  fc.nat({ max: 0x7fffffff }).map((messages) => F.DropAfter({ messages })),
+  fc.nat({ max: 3_600_000 }).map((ms) => F.Delay({ duration: Duration.millis(ms) })),
+  fc.nat({ max: 0x7fffffff }).map((messages) => F.MalformedAfter({ messages })),
+  fc.nat({ max: 0x7fffffff }).map((messages) => F.OversizeAfter({ messages })),
+  fc.nat({ max: 0x7fffffff }).map((messages) => F.UnknownIdAfter({ messages })),
+  fc.nat({ max: 0x7fffffff }).map((notifications) => F.Flood({ notifications })),
+  fc.nat({ max: 0x7fffffff }).map((messages) => F.SilentAfter({ messages }))
 )
 
 describe("Fault specs", () => {
@@ -43,15 +44,14 @@ describe("Fault specs", () => {
     expect(Fault.format(F.Delay({ duration: Duration.seconds(3) }))).toBe("delay=3s")
   })
 
-  it.prop(
-    "parse ∘ format is the identity",
-    [FastCheck.array(arbitraryFault, { minLength: 1, maxLength: 6 })],
-    ([faults]) => {
-      const back = Either.getOrThrow(Fault.parseEither(Fault.format(faults)))
-      expect(back.length).toBe(faults.length)
-      back.forEach((fault, i) => expect(Equal.equals(fault, faults[i])).toBe(true))
-    }
-  )
+  it("parse ∘ format is the identity", () =>
+    fc.assert(
+      fc.property(fc.array(arbitraryFault, { minLength: 1, maxLength: 6 }), (faults) => {
+        const back = Result.getOrThrow(Fault.parseResult(Fault.format(faults)))
+        expect(back.length).toBe(faults.length)
+        back.forEach((fault, i) => expect(Equal.equals(fault, faults[i])).toBe(true))
+      })
+    ))
 
   const bad: ReadonlyArray<readonly [string, string]> = [
     ["", "empty fault"],
@@ -67,9 +67,7 @@ describe("Fault specs", () => {
   ]
   for (const [spec, why] of bad) {
     it(`refuses ${JSON.stringify(spec)}`, () => {
-      const result = Fault.parseEither(spec)
-      expect(Either.isLeft(result)).toBe(true)
-      const error = Either.getLeft(result).pipe((o) => (o._tag === "Some" ? o.value : undefined))!
+      const error = Result.getOrThrow(Result.flip(Fault.parseResult(spec)))
       expect(error).toBeInstanceOf(FaultSpecError)
       expect(error.spec).toBe(spec)
       expect(error.message).toContain(why)

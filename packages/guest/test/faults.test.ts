@@ -1,48 +1,33 @@
 import { describe, expect, it } from "@effect/vitest"
-import {
-  ContainerWaitForProcess,
-  decodeNotification,
-  InfiniteTimeout,
-  NegotiateProtocolRequest,
-  parsePayload,
-  Proc,
-  RequestBase,
-  responseType
-} from "@gcs-bridge/protocol"
+import { Codec, Envelope, MessageType, Negotiate, Process } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
-import { Duration, Effect, Either, Fiber, Option, Queue, TestClock } from "effect"
+import { Deferred, Duration, Effect, Fiber, Option, Queue, Result } from "effect"
+import { TestClock } from "effect/testing"
 import { Fault } from "../src/index.js"
-import { accept, setup, writeText } from "./host.js"
+import { accept, countTimers, Null, setup, untilTimerArmed, writeText } from "./host.js"
 
-const Null = "00000000-0000-0000-0000-000000000000"
-const uvm = new RequestBase({ ContainerId: Null })
-
-const untilTimerArmed = Effect.gen(function* () {
-  while ((yield* TestClock.sleeps()).length === 0) {
-    yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-  }
-})
+const uvm = new Envelope.RequestBase({ ContainerId: Null })
 
 describe("fault injection", () => {
-  it.scoped("drop-after closes the bridge after N messages; with once the guest then stops", () =>
+  it.effect("drop-after closes the bridge after N messages; with once the guest then stops", () =>
     Effect.gen(function* () {
       const { host, guest } = yield* setup({ faults: [Fault.Fault.DropAfter({ messages: 1 })] })
       expect((yield* host.negotiate()).result).toBe(0)
-      expect(yield* host.ended).toBeUndefined()
+      expect(yield* Deferred.await(host.ended)).toBeUndefined()
       expect(yield* Queue.size(host.frames)).toBe(1)
       yield* Fiber.join(guest)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("drop-after=0 drops before writing anything", () =>
+  it.effect("drop-after=0 drops before writing anything", () =>
     Effect.gen(function* () {
       const { host } = yield* setup({ faults: [Fault.Fault.DropAfter({ messages: 0 })] })
-      expect(yield* host.ended).toBeUndefined()
+      expect(yield* Deferred.await(host.ended)).toBeUndefined()
       expect(yield* Queue.size(host.frames)).toBe(0)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("after a drop the guest re-dials like the Linux GCS: un-negotiated again, containers kept", () =>
+  it.effect("after a drop the guest re-dials like the Linux GCS: un-negotiated again, containers kept", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const { host, listener } = yield* setup({
@@ -51,19 +36,19 @@ describe("fault injection", () => {
       })
       yield* host.negotiate()
       expect((yield* host.create("kept", { args: ["true"] })).result).toBe(0)
-      expect((yield* host.call("Start", new RequestBase({ ContainerId: "kept" }))).result).toBe(0)
-      expect(yield* host.ended).toBeUndefined()
+      expect((yield* host.call("Start", new Envelope.RequestBase({ ContainerId: "kept" }))).result).toBe(0)
+      expect(yield* Deferred.await(host.ended)).toBeUndefined()
       // The guest sleeps its 100 ms before dialling again.
       yield* untilTimerArmed
       yield* TestClock.adjust(Duration.millis(100))
       const again = yield* accept(transport, host.address, listener)
       expect((yield* again.call("DumpStacks", uvm)).result).toBe(0x80004001)
       yield* again.negotiate()
-      expect((yield* again.call("Start", new RequestBase({ ContainerId: "kept" }))).result).toBe(0)
-    }).pipe(Effect.provide(Transport.layerMemory))
+      expect((yield* again.call("Start", new Envelope.RequestBase({ ContainerId: "kept" }))).result).toBe(0)
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped(
+  it.effect(
     "processes and containers outlive a connection; the next host waits for them and gets the notification",
     () =>
       Effect.gen(function* () {
@@ -81,70 +66,70 @@ describe("fault injection", () => {
         yield* writeText(Option.getOrThrow(init.stdin), "")
         const wait = yield* next.ok(
           "WaitForProcess",
-          new ContainerWaitForProcess({
+          new Process.ContainerWaitForProcess({
             ContainerId: "survivor",
             ProcessId: init.pid,
-            TimeoutInMs: InfiniteTimeout
+            TimeoutInMs: Process.InfiniteTimeout
           })
         )
         expect(wait.ExitCode).toBe(0)
         expect((yield* next.notification()).ContainerId).toBe("survivor")
-      }).pipe(Effect.provide(Transport.layerMemory))
+      }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("delay holds every response back by the given time", () =>
+  it.effect("delay holds every response back by the given time", () =>
     Effect.gen(function* () {
       const { host } = yield* setup({ faults: [Fault.Fault.Delay({ duration: Duration.seconds(5) })] })
       const negotiate = yield* host.send(
         "NegotiateProtocol",
-        new NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 4, MaximumVersion: 4 })
+        new Negotiate.NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 4, MaximumVersion: 4 })
       )
       yield* untilTimerArmed
       yield* TestClock.adjust(Duration.seconds(4))
       // Give an undelayed answer every chance to arrive before checking that none did.
-      yield* Effect.repeatN(Effect.yieldNow(), 200)
+      for (let i = 0; i < 200; i++) yield* Effect.yieldNow
       expect(yield* Queue.size(host.frames)).toBe(0)
       yield* TestClock.adjust(Duration.seconds(1))
       const frame = yield* host.response(negotiate)
-      expect(frame.type).toBe(responseType(Proc.NegotiateProtocol))
-    }).pipe(Effect.provide(Transport.layerMemory))
+      expect(frame.type).toBe(MessageType.responseType(MessageType.Proc.NegotiateProtocol))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("malformed-after sends a frame whose payload is not JSON, with the right type and id", () =>
+  it.effect("malformed-after sends a frame whose payload is not JSON, with the right type and id", () =>
     Effect.gen(function* () {
       const { host } = yield* setup({ faults: [Fault.Fault.MalformedAfter({ messages: 1 })] })
       yield* host.negotiate()
       const id = yield* host.send("DumpStacks", uvm)
       const frame = yield* host.response(id)
-      expect(frame.type).toBe(responseType(Proc.DumpStacks))
-      expect(Either.isLeft(parsePayload(frame.payload))).toBe(true)
-    }).pipe(Effect.provide(Transport.layerMemory))
+      expect(frame.type).toBe(MessageType.responseType(MessageType.Proc.DumpStacks))
+      expect(Result.isFailure(Codec.parsePayload(frame.payload))).toBe(true)
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("oversize-after sends a header declaring far more than a host accepts", () =>
+  it.effect("oversize-after sends a header declaring far more than a host accepts", () =>
     Effect.gen(function* () {
       const { host } = yield* setup({ faults: [Fault.Fault.OversizeAfter({ messages: 1 })] })
       yield* host.negotiate()
       yield* host.send("DumpStacks", uvm)
-      const error = yield* host.ended
+      const error = yield* Deferred.await(host.ended)
       expect(error?.reason).toBe("Oversize")
       expect(error?.message).toContain(String(Fault.OversizeDeclaredSize))
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("unknown-id-after answers with an id no request had", () =>
+  it.effect("unknown-id-after answers with an id no request had", () =>
     Effect.gen(function* () {
       const { host } = yield* setup({ faults: [Fault.Fault.UnknownIdAfter({ messages: 1 })] })
       yield* host.negotiate()
       const id = yield* host.send("DumpStacks", uvm)
       const frame = yield* host.response(id + 0x100000000)
-      expect(frame.type).toBe(responseType(Proc.DumpStacks))
+      expect(frame.type).toBe(MessageType.responseType(MessageType.Proc.DumpStacks))
       // Only the first response after the threshold is affected.
       expect((yield* host.call("DumpStacks", uvm)).result).toBe(0)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("flood sends notifications for containers that never existed right after negotiation", () =>
+  it.effect("flood sends notifications for containers that never existed right after negotiation", () =>
     Effect.gen(function* () {
       const { host } = yield* setup({ faults: [Fault.Fault.Flood({ notifications: 3 })] })
       yield* host.negotiate()
@@ -152,13 +137,13 @@ describe("fault injection", () => {
       for (let i = 0; i < 3; i++) {
         const frame = yield* Queue.take(host.notifications)
         expect(frame.id).toBe(0)
-        ids.push(Either.getOrThrow(decodeNotification(frame.payload)).ContainerId)
+        ids.push(Result.getOrThrow(Codec.decodeNotification(frame.payload)).ContainerId)
       }
       expect(ids).toEqual(["gcs-bridge-flood-0", "gcs-bridge-flood-1", "gcs-bridge-flood-2"])
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("silent-after writes nothing more while the connection stays open", () =>
+  it.effect("silent-after writes nothing more while the connection stays open", () =>
     Effect.gen(function* () {
       // The drop after the second message proves the second one was produced and swallowed.
       const { host } = yield* setup({
@@ -166,18 +151,18 @@ describe("fault injection", () => {
       })
       yield* host.negotiate()
       yield* host.send("DumpStacks", uvm)
-      expect(yield* host.ended).toBeUndefined()
+      expect(yield* Deferred.await(host.ended)).toBeUndefined()
       expect(yield* Queue.size(host.frames)).toBe(1)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("faults can be given as spec text", () =>
+  it.effect("faults can be given as spec text", () =>
     Effect.gen(function* () {
       const faults = yield* Fault.parse("flood=1, drop-after=2")
       const { host } = yield* setup({ faults })
       yield* host.negotiate()
       expect((yield* Queue.take(host.notifications)).id).toBe(0)
-      expect(yield* host.ended).toBeUndefined()
-    }).pipe(Effect.provide(Transport.layerMemory))
+      expect(yield* Deferred.await(host.ended)).toBeUndefined()
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 })

@@ -2,25 +2,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  ContainerWaitForProcess,
-  InfiniteTimeout,
-  LinuxGcsVsockPort,
-  RequestBase
-} from "@gcs-bridge/protocol"
+import { Envelope, MessageType, Process } from "@gcs-bridge/protocol"
 import { HybridAddress, MemoryAddress, Transport, UnixAddress } from "@gcs-bridge/transport"
-import { Duration, Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { TestClock } from "effect/testing"
 import { Guest } from "../src/index.js"
-import { accept, readText, writeText } from "./host.js"
-
-const Null = "00000000-0000-0000-0000-000000000000"
-const PATH = process.env["PATH"] ?? "/usr/bin:/bin"
-
-const untilTimerArmed = Effect.gen(function* () {
-  while ((yield* TestClock.sleeps()).length === 0) {
-    yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-  }
-})
+import { accept, countTimers, Null, PATH, readText, untilTimerArmed, writeText } from "./host.js"
 
 /** A process is gone once signal 0 finds nothing (it was killed and reaped). */
 const gone = (pid: number): boolean => {
@@ -44,13 +31,13 @@ const untilGone = (pid: number) =>
   })
 
 describe("Guest", () => {
-  it.scoped("serve owns its state: when the host closes, it returns and its processes are killed", () =>
+  it.effect("serve owns its state: when the host closes, it returns and its processes are killed", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const address = new MemoryAddress({ name: "serve-owns" })
-      const listener = yield* transport.listen(address, LinuxGcsVsockPort)
-      const guestSide = yield* transport.connect(address, LinuxGcsVsockPort)
-      const served = yield* Effect.fork(Guest.serve(guestSide, { address }))
+      const listener = yield* transport.listen(address, MessageType.LinuxGcsVsockPort)
+      const guestSide = yield* transport.connect(address, MessageType.LinuxGcsVsockPort)
+      const served = yield* Effect.forkChild(Guest.serve(guestSide, { address }))
       const host = yield* accept(transport, address, listener)
       yield* host.negotiate()
       const cat = yield* host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true })
@@ -58,63 +45,65 @@ describe("Guest", () => {
       yield* host.connection.close
       expect(yield* Fiber.join(served)).toBe("PeerClosed")
       yield* untilGone(cat.pid)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("run keeps dialling until the host listens (forever with an infinite connectTimeout)", () =>
+  it.effect("run keeps dialling until the host listens (forever with an infinite connectTimeout)", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const address = new MemoryAddress({ name: "late-host" })
-      const guest = yield* Effect.fork(Guest.run({ address, once: true, connectTimeout: Duration.infinity }))
+      const guest = yield* Effect.forkChild(
+        Guest.run({ address, once: true, connectTimeout: Duration.infinity })
+      )
       for (let i = 0; i < 3; i++) {
         yield* untilTimerArmed
         yield* TestClock.adjust(Duration.millis(100))
       }
-      const listener = yield* transport.listen(address, LinuxGcsVsockPort)
+      const listener = yield* transport.listen(address, MessageType.LinuxGcsVsockPort)
       yield* TestClock.adjust(Duration.millis(100))
       const host = yield* accept(transport, address, listener)
       expect((yield* host.negotiate()).result).toBe(0)
       yield* host.connection.close
       expect(Exit.isSuccess(yield* Fiber.await(guest))).toBe(true)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("run fails with ConnectTimeout when no host shows up in time", () =>
+  it.effect("run fails with ConnectTimeout when no host shows up in time", () =>
     Effect.gen(function* () {
       const address = new MemoryAddress({ name: "no-host" })
-      const guest = yield* Effect.fork(Guest.run({ address, connectTimeout: "1 second" }))
+      const guest = yield* Effect.forkChild(Guest.run({ address, connectTimeout: "1 second" }))
       yield* untilTimerArmed
       yield* TestClock.adjust(Duration.seconds(1))
       const error = yield* Effect.flip(Fiber.join(guest))
       expect(error._tag).toBe("TransportError")
       expect(error._tag === "TransportError" && error.reason).toBe("ConnectTimeout")
       expect(error.message).toContain("within 1s")
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("a host shutting down the UVM gets no answer, and run stops instead of re-dialling", () =>
+  it.effect("a host shutting down the UVM gets no answer, and run stops instead of re-dialling", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const address = new MemoryAddress({ name: "power-off" })
-      const listener = yield* transport.listen(address, LinuxGcsVsockPort)
-      const guest = yield* Effect.fork(Guest.run({ address }))
+      const listener = yield* transport.listen(address, MessageType.LinuxGcsVsockPort)
+      const guest = yield* Effect.forkChild(Guest.run({ address }))
       const host = yield* accept(transport, address, listener)
       yield* host.negotiate()
-      yield* host.send("ShutdownGraceful", new RequestBase({ ContainerId: Null }))
-      expect(yield* host.ended).toBeUndefined()
+      yield* host.send("ShutdownGraceful", new Envelope.RequestBase({ ContainerId: Null }))
+      expect(yield* Deferred.await(host.ended)).toBeUndefined()
       expect(Exit.isSuccess(yield* Fiber.await(guest))).toBe(true)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("layer runs the guest for as long as its scope", () =>
+  it.effect("layer runs the guest for as long as its scope", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const address = new MemoryAddress({ name: "layered" })
-      const listener = yield* transport.listen(address, LinuxGcsVsockPort)
+      const listener = yield* transport.listen(address, MessageType.LinuxGcsVsockPort)
       yield* Layer.build(Guest.layer({ address }))
       const host = yield* accept(transport, address, listener)
       expect((yield* host.negotiate()).result).toBe(0)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
   it("maps a hybrid vsock host address to the Unix sockets a guest dials", () => {
@@ -125,13 +114,13 @@ describe("Guest", () => {
     expect(Guest.addressForHost(memory)).toBe(memory)
   })
 
-  it.scoped("works over real Unix sockets: host on hybrid vsock, guest on <path>_<port>", () =>
+  it.effect("works over real Unix sockets: host on hybrid vsock, guest on <path>_<port>", () =>
     Effect.gen(function* () {
       const dir = mkdtempSync(join(tmpdir(), "guest-hybrid-"))
       yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
       const transport = yield* Transport
       const hostAddress = new HybridAddress({ path: join(dir, "vm.sock") })
-      const listener = yield* transport.listen(hostAddress, LinuxGcsVsockPort)
+      const listener = yield* transport.listen(hostAddress, MessageType.LinuxGcsVsockPort)
       yield* Effect.forkScoped(Guest.run({ address: Guest.addressForHost(hostAddress), once: true }))
       const host = yield* accept(transport, hostAddress, listener)
       yield* host.negotiate()
@@ -144,9 +133,13 @@ describe("Guest", () => {
       expect(yield* readText(Option.getOrThrow(cat.stdout))).toBe("over unix sockets\n")
       const wait = yield* host.ok(
         "WaitForProcess",
-        new ContainerWaitForProcess({ ContainerId: Null, ProcessId: cat.pid, TimeoutInMs: InfiniteTimeout })
+        new Process.ContainerWaitForProcess({
+          ContainerId: Null,
+          ProcessId: cat.pid,
+          TimeoutInMs: Process.InfiniteTimeout
+        })
       )
       expect(wait.ExitCode).toBe(0)
-    }).pipe(Effect.provide(Transport.layerNode))
+    }).pipe(countTimers, Effect.provide(Transport.layerNode))
   )
 })

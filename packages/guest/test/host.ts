@@ -4,50 +4,80 @@
  * accepts the guest, and sends requests frame by frame, so every test sees
  * exactly what the guest puts on the wire.
  */
-import type {
-  ContainerNotification,
-  Frame,
-  ProcName,
-  ProtocolError,
-  RpcRequest,
-  RpcResponse,
-  ResponseBase
-} from "@gcs-bridge/protocol"
+import type { Envelope, Rpc } from "@gcs-bridge/protocol"
 import {
-  ClassMask,
-  ContainerCreate,
-  ContainerExecuteProcess,
-  decodeNotification,
-  decodeResponse,
-  decodeResponseBase,
-  encodeFrame,
-  encodeRequest,
-  ExecuteProcessSettings,
-  ExecuteProcessVsockStdioRelaySettings,
-  FirstStdioPort,
-  FrameReader,
-  LinuxGcsVsockPort,
-  LinuxHostedSystem,
-  MessageClass,
-  NegotiateProtocolRequest,
-  ProcessParameters,
-  SchemaVersion
+  Codec,
+  Container,
+  Frame,
+  FrameDecoder,
+  HResult,
+  MessageType,
+  Negotiate,
+  Process,
+  ProtocolError
 } from "@gcs-bridge/protocol"
-import type { Address, Connection, Listener, TransportService } from "@gcs-bridge/transport"
+import type { Address, Connection, Listener } from "@gcs-bridge/transport"
 import { MemoryAddress, Transport } from "@gcs-bridge/transport"
 import type { Scope } from "effect"
-import { Chunk, Deferred, Effect, Either, Fiber, FiberId, Option, Queue, Stream } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, Option, Queue, Result, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import type { GuestOptions } from "../src/index.js"
 import { Guest } from "../src/index.js"
 
+/** The container id of the UVM itself. */
+export const Null = "00000000-0000-0000-0000-000000000000"
+/** The well-known HRESULTs. */
+export const Hr = HResult.HResult
+/** The test's own search path, for the processes the guest starts. */
+export const PATH = process.env["PATH"] ?? "/usr/bin:/bin"
+
+/** The test clock, counting the finite sleeps in progress (`TestClock.sleeps` is gone in Effect 4). */
+interface CountingClock extends TestClock.TestClock {
+  readonly armed: () => number
+}
+
+/**
+ * Runs `self` with a test clock that counts armed timers, so that
+ * {@link untilTimerArmed} can wait for the guest to arm one before the test
+ * adjusts the clock.
+ */
+export const countTimers = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  TestClock.testClockWith((clock) => {
+    let armed = 0
+    const counting: CountingClock = {
+      ...clock,
+      sleep: (duration) =>
+        Duration.isFinite(duration)
+          ? Effect.suspend(() => {
+              armed++
+              return Effect.ensuring(
+                clock.sleep(duration),
+                Effect.sync(() => armed--)
+              )
+            })
+          : clock.sleep(duration),
+      armed: () => armed
+    }
+    return Effect.provideService(self, Clock.Clock, counting)
+  })
+
+/** Yields to the event loop until the guest has armed a timer on the test clock (see {@link countTimers}). */
+export const untilTimerArmed: Effect.Effect<void> = Clock.clockWith((clock) =>
+  Effect.gen(function* () {
+    const armed = (clock as Partial<CountingClock>).armed
+    if (armed === undefined) return yield* Effect.die(new Error("untilTimerArmed needs countTimers"))
+    while (armed() === 0) yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+  })
+)
+
 /** A response as the host sees it: the raw frame, its base, and the typed body on success. */
-export interface Reply<N extends ProcName> {
-  readonly frame: Frame
+export interface Reply<N extends MessageType.ProcName> {
+  readonly frame: Frame.Frame
   /** Unsigned HRESULT. */
   readonly result: number
   readonly message: string
-  readonly base: ResponseBase
-  readonly body: Option.Option<RpcResponse<N>>
+  readonly base: Envelope.ResponseBase
+  readonly body: Option.Option<Rpc.RpcResponse<N>>
   /** The payload as text. */
   readonly json: string
 }
@@ -75,43 +105,43 @@ let names = 0
 /** The host side of one bridge connection. */
 export class Host {
   private nextId = 0
-  private nextPort = FirstStdioPort
-  private readonly waiting = new Map<number, Deferred.Deferred<Frame>>()
-  private readonly early = new Map<number, Frame>()
+  private nextPort = MessageType.FirstStdioPort
+  /** Responses by id, whichever comes first: the frame or the test asking for it. */
+  private readonly responses = new Map<number, Deferred.Deferred<Frame.Frame>>()
 
   constructor(
-    readonly transport: TransportService,
+    readonly transport: Transport["Service"],
     readonly address: Address,
     readonly connection: Connection,
     /** Every inbound frame, in order. */
-    readonly frames: Queue.Queue<Frame>,
+    readonly frames: Queue.Queue<Frame.Frame>,
     /** Container notifications, in order. */
-    readonly notifications: Queue.Queue<Frame>,
+    readonly notifications: Queue.Queue<Frame.Frame>,
     /** Completed when the guest's side ends: `undefined` at a clean EOF, else the protocol error. */
-    readonly ended: Deferred.Deferred<ProtocolError | undefined>
+    readonly ended: Deferred.Deferred<ProtocolError.ProtocolError | undefined>
   ) {}
 
+  private slot(id: number): Deferred.Deferred<Frame.Frame> {
+    let slot = this.responses.get(id)
+    if (slot === undefined) this.responses.set(id, (slot = Deferred.makeUnsafe()))
+    return slot
+  }
+
   /** Routes an inbound frame. */
-  route(frame: Frame): Effect.Effect<void> {
-    return Effect.gen(this, function* () {
+  route(frame: Frame.Frame): Effect.Effect<void> {
+    return Effect.gen({ self: this }, function* () {
       yield* Queue.offer(this.frames, frame)
-      if ((frame.type & ClassMask) >>> 0 === MessageClass.Notification) {
+      if (MessageType.classOf(frame.type) === MessageType.MessageClass.Notification) {
         yield* Queue.offer(this.notifications, frame)
-        return
-      }
-      const waiter = this.waiting.get(frame.id)
-      if (waiter !== undefined) {
-        this.waiting.delete(frame.id)
-        yield* Deferred.succeed(waiter, frame)
-      } else this.early.set(frame.id, frame)
+      } else yield* Deferred.succeed(this.slot(frame.id), frame)
     })
   }
 
   /** Sends a request; returns its id. */
-  send<N extends ProcName>(name: N, body: RpcRequest<N>): Effect.Effect<number> {
+  send<N extends MessageType.ProcName>(name: N, body: Rpc.RpcRequest<N>): Effect.Effect<number> {
     return Effect.suspend(() => {
       const id = this.nextId++
-      const frame = Either.getOrThrow(encodeRequest(name, id, body))
+      const frame = Result.getOrThrow(Codec.encodeRequest(name, id, body))
       return this.connection.write(frame).pipe(Effect.orDie, Effect.as(id))
     })
   }
@@ -121,29 +151,24 @@ export class Host {
     return Effect.suspend(() => {
       const id = this.nextId++
       const bytes = typeof payload === "string" ? utf8.encode(payload) : payload
-      return this.connection.write(encodeFrame(type, id, bytes)).pipe(Effect.orDie, Effect.as(id))
+      return this.connection.write(Frame.encodeFrame(type, id, bytes)).pipe(Effect.orDie, Effect.as(id))
     })
   }
 
   /** The response to request `id`. */
-  response(id: number): Effect.Effect<Frame> {
-    return Effect.suspend(() => {
-      const frame = this.early.get(id)
-      if (frame !== undefined) {
-        this.early.delete(id)
-        return Effect.succeed(frame)
-      }
-      const waiter = Deferred.unsafeMake<Frame>(FiberId.none)
-      this.waiting.set(id, waiter)
-      return Deferred.await(waiter)
-    })
+  response(id: number): Effect.Effect<Frame.Frame> {
+    return Effect.suspend(() =>
+      Deferred.await(this.slot(id)).pipe(Effect.ensuring(Effect.sync(() => this.responses.delete(id))))
+    )
   }
 
   /** Decodes a response frame to `name`. */
-  reply<N extends ProcName>(name: N, frame: Frame): Reply<N> {
-    const base = Either.getOrThrow(decodeResponseBase(frame.payload))
+  reply<N extends MessageType.ProcName>(name: N, frame: Frame.Frame): Reply<N> {
+    const base = Result.getOrThrow(Codec.decodeResponseBase(frame.payload))
     const body =
-      base.Result === 0 ? Option.some(Either.getOrThrow(decodeResponse(name, frame.payload))) : Option.none()
+      base.Result === 0
+        ? Option.some(Result.getOrThrow(Codec.decodeResponse(name, frame.payload)))
+        : Option.none()
     return {
       frame,
       result: base.Result,
@@ -155,7 +180,7 @@ export class Host {
   }
 
   /** Sends a request and waits for its response. */
-  call<N extends ProcName>(name: N, body: RpcRequest<N>): Effect.Effect<Reply<N>> {
+  call<N extends MessageType.ProcName>(name: N, body: Rpc.RpcRequest<N>): Effect.Effect<Reply<N>> {
     return this.send(name, body).pipe(
       Effect.flatMap((id) => this.response(id)),
       Effect.map((frame) => this.reply(name, frame))
@@ -163,10 +188,12 @@ export class Host {
   }
 
   /** Like `call`, failing the test unless the guest answered with success. */
-  ok<N extends ProcName>(name: N, body: RpcRequest<N>): Effect.Effect<RpcResponse<N>> {
+  ok<N extends MessageType.ProcName>(name: N, body: Rpc.RpcRequest<N>): Effect.Effect<Rpc.RpcResponse<N>> {
     return this.call(name, body).pipe(
       Effect.flatMap((r) =>
-        Option.isSome(r.body) ? Effect.succeed(r.body.value) : Effect.dieMessage(`${name} failed: ${r.json}`)
+        Option.isSome(r.body)
+          ? Effect.succeed(r.body.value)
+          : Effect.die(new Error(`${name} failed: ${r.json}`))
       )
     )
   }
@@ -175,14 +202,14 @@ export class Host {
   negotiate(): Effect.Effect<Reply<"NegotiateProtocol">> {
     return this.call(
       "NegotiateProtocol",
-      new NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 4, MaximumVersion: 4 })
+      new Negotiate.NegotiateProtocolRequest({ ContainerId: "", MinimumVersion: 4, MaximumVersion: 4 })
     )
   }
 
   /** The next container notification. */
-  notification(): Effect.Effect<ContainerNotification> {
+  notification(): Effect.Effect<Container.ContainerNotification> {
     return Queue.take(this.notifications).pipe(
-      Effect.map((f) => Either.getOrThrow(decodeNotification(f.payload)))
+      Effect.map((f) => Result.getOrThrow(Codec.decodeNotification(f.payload)))
     )
   }
 
@@ -190,10 +217,10 @@ export class Host {
   create(containerId: string, process: Record<string, unknown>): Effect.Effect<Reply<"Create">> {
     return this.call(
       "Create",
-      new ContainerCreate({
+      new Container.ContainerCreate({
         ContainerId: containerId,
-        ContainerConfig: new LinuxHostedSystem({
-          SchemaVersion: new SchemaVersion({ Major: 2, Minor: 1 }),
+        ContainerConfig: new Container.LinuxHostedSystem({
+          SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 1 }),
           OciBundlePath: `/run/gcs/c/${containerId}`,
           OciSpecification: {
             ociVersion: "1.1.0",
@@ -213,44 +240,40 @@ export class Host {
    */
   exec(
     containerId: string,
-    parameters: Partial<ConstructorParameters<typeof ProcessParameters>[0]>,
+    parameters: Partial<ConstructorParameters<typeof Process.ProcessParameters>[0]>,
     want: StdioWanted
   ): Effect.Effect<Exec, never, Scope.Scope> {
-    return Effect.gen(this, function* () {
-      const listen = (wanted: boolean | undefined) =>
-        wanted === true
-          ? Effect.gen(this, function* () {
-              const port = this.nextPort++
-              const listener: Listener = yield* Effect.orDie(this.transport.listen(this.address, port))
-              const accepted = yield* Effect.forkScoped(Effect.option(listener.accept()))
-              return Option.some({ port, accepted })
-            })
-          : Effect.succeed(Option.none<{ port: number; accepted: Fiber.Fiber<Option.Option<Connection>> }>())
+    return Effect.gen({ self: this }, function* () {
+      const listen = Effect.fnUntraced({ self: this }, function* (wanted: boolean | undefined) {
+        if (wanted !== true) return undefined
+        const port = this.nextPort++
+        const listener: Listener = yield* Effect.orDie(this.transport.listen(this.address, port))
+        return { port, accepted: yield* Effect.forkScoped(Effect.option(listener.accept())) }
+      })
       const stdin = yield* listen(want.stdin)
       const stdout = yield* listen(want.stdout)
       const stderr = yield* listen(want.stderr)
-      const portOf = (s: typeof stdin) => Option.match(s, { onNone: () => 0, onSome: (x) => x.port })
       const reply = yield* this.call(
         "ExecuteProcess",
-        new ContainerExecuteProcess({
+        new Process.ContainerExecuteProcess({
           ContainerId: containerId,
-          Settings: new ExecuteProcessSettings({
-            ProcessParameters: new ProcessParameters({
+          Settings: new Process.ExecuteProcessSettings({
+            ProcessParameters: new Process.ProcessParameters({
               ...parameters,
               CreateStdInPipe: want.stdin === true,
               CreateStdOutPipe: want.stdout === true,
               CreateStdErrPipe: want.stderr === true
             }),
-            VsockStdioRelaySettings: new ExecuteProcessVsockStdioRelaySettings({
-              StdIn: portOf(stdin),
-              StdOut: portOf(stdout),
-              StdErr: portOf(stderr)
+            VsockStdioRelaySettings: new Process.ExecuteProcessVsockStdioRelaySettings({
+              StdIn: stdin?.port ?? 0,
+              StdOut: stdout?.port ?? 0,
+              StdErr: stderr?.port ?? 0
             })
           })
         })
       )
       const join = (s: typeof stdin): Effect.Effect<Option.Option<Connection>> =>
-        reply.result === 0 && Option.isSome(s) ? Fiber.join(s.value.accepted) : Effect.succeedNone
+        reply.result === 0 && s !== undefined ? Fiber.join(s.accepted) : Effect.succeedNone
       return {
         reply,
         pid: Option.match(reply.body, { onNone: () => 0, onSome: (b) => b.ProcessId }),
@@ -266,12 +289,12 @@ export class Host {
 export const readText = (connection: Connection): Effect.Effect<string> =>
   Stream.runCollect(connection.stream).pipe(
     Effect.orDie,
-    Effect.map((chunks) => Buffer.concat(Chunk.toReadonlyArray(chunks)).toString("utf8"))
+    Effect.map((chunks) => Buffer.concat(chunks).toString("utf8"))
   )
 
 /** Writes text and half-closes. */
 export const writeText = (connection: Connection, data: string): Effect.Effect<void> =>
-  connection.write(utf8.encode(data)).pipe(Effect.zipRight(connection.endWrite), Effect.orDie)
+  connection.write(utf8.encode(data)).pipe(Effect.andThen(connection.endWrite), Effect.orDie)
 
 /** Options of {@link setup}. */
 export interface SetupOptions extends Omit<GuestOptions, "address"> {
@@ -286,14 +309,14 @@ export interface SetupOptions extends Omit<GuestOptions, "address"> {
 export const setup = (
   options: SetupOptions = {}
 ): Effect.Effect<
-  { readonly host: Host; readonly listener: Listener; readonly guest: Fiber.RuntimeFiber<void, unknown> },
+  { readonly host: Host; readonly listener: Listener; readonly guest: Fiber.Fiber<void, unknown> },
   never,
   Transport | Scope.Scope
 > =>
   Effect.gen(function* () {
     const transport = yield* Transport
     const address = new MemoryAddress({ name: `guest-test-${++names}` })
-    const listener = yield* Effect.orDie(transport.listen(address, LinuxGcsVsockPort))
+    const listener = yield* Effect.orDie(transport.listen(address, MessageType.LinuxGcsVsockPort))
     const guest = yield* Effect.forkScoped(Guest.run({ once: true, ...options, address }))
     const host = yield* accept(transport, address, listener, options.hostMaxFrameSize)
     return { host, listener, guest }
@@ -301,31 +324,31 @@ export const setup = (
 
 /** Accepts the guest's next bridge connection and starts reading it. */
 export const accept = (
-  transport: TransportService,
+  transport: Transport["Service"],
   address: Address,
   listener: Listener,
   maxFrameSize?: number
 ): Effect.Effect<Host, never, Scope.Scope> =>
   Effect.gen(function* () {
     const connection = yield* Effect.orDie(listener.accept())
-    const frames = yield* Queue.unbounded<Frame>()
-    const notifications = yield* Queue.unbounded<Frame>()
-    const ended = yield* Deferred.make<ProtocolError | undefined>()
+    const frames = yield* Queue.unbounded<Frame.Frame>()
+    const notifications = yield* Queue.unbounded<Frame.Frame>()
+    const ended = yield* Deferred.make<ProtocolError.ProtocolError | undefined>()
     const host = new Host(transport, address, connection, frames, notifications, ended)
-    const reader = new FrameReader({ maxFrameSize: maxFrameSize ?? 0x10000 })
+    const reader = new FrameDecoder.FrameReader({ maxFrameSize: maxFrameSize ?? 0x10000 })
     yield* connection.stream.pipe(
       Stream.runForEach((chunk) =>
         Effect.suspend(() => {
           const frames = reader.push(chunk)
           const error = reader.error
           return Effect.forEach(frames, (f) => host.route(f), { discard: true }).pipe(
-            Effect.zipRight(error === undefined ? Effect.void : Effect.fail(error))
+            Effect.andThen(error === undefined ? Effect.void : Effect.fail(error))
           )
         })
       ),
       Effect.matchEffect({
         onSuccess: () => Deferred.succeed(ended, reader.end()),
-        onFailure: (e) => Deferred.succeed(ended, e._tag === "ProtocolError" ? e : undefined)
+        onFailure: (e) => Deferred.succeed(ended, e instanceof ProtocolError.ProtocolError ? e : undefined)
       }),
       Effect.forkScoped
     )

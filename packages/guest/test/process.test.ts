@@ -2,47 +2,27 @@ import { mkdtempSync, realpathSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  ContainerExecuteProcess,
-  ContainerResizeConsole,
-  ContainerSignalProcess,
-  ContainerWaitForProcess,
-  ExecuteProcessSettings,
-  ExecuteProcessVsockStdioRelaySettings,
-  HResult,
-  InfiniteTimeout,
-  ProcessParameters,
-  RequestBase
-} from "@gcs-bridge/protocol"
+import { Envelope, Process } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
-import { Effect, Option, TestClock } from "effect"
+import { Effect, Option } from "effect"
+import { TestClock } from "effect/testing"
 import { findPython } from "../src/internal/ptyHelper.js"
 import type { Host } from "./host.js"
-import { readText, setup, writeText } from "./host.js"
+import { countTimers, Hr, Null, PATH, readText, setup, untilTimerArmed, writeText } from "./host.js"
 
-const Null = "00000000-0000-0000-0000-000000000000"
-const PATH = process.env["PATH"] ?? "/usr/bin:/bin"
-
-const wait = (host: Host, pid: number, timeout = InfiniteTimeout, containerId = Null) =>
+const wait = (host: Host, pid: number, timeout = Process.InfiniteTimeout, containerId = Null) =>
   host.call(
     "WaitForProcess",
-    new ContainerWaitForProcess({ ContainerId: containerId, ProcessId: pid, TimeoutInMs: timeout })
+    new Process.ContainerWaitForProcess({ ContainerId: containerId, ProcessId: pid, TimeoutInMs: timeout })
   )
 
 const exitCode = (host: Host, pid: number, containerId = Null) =>
-  wait(host, pid, InfiniteTimeout, containerId).pipe(
+  wait(host, pid, Process.InfiniteTimeout, containerId).pipe(
     Effect.map((r) => Option.getOrThrowWith(r.body, () => new Error(r.json)).ExitCode)
   )
 
-/** Yields to the event loop until the guest has armed a timer on the test clock. */
-const untilTimerArmed = Effect.gen(function* () {
-  while ((yield* TestClock.sleeps()).length === 0) {
-    yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-  }
-})
-
 describe("UVM processes", () => {
-  it.scoped("waits on more live processes than maxInFlight do not stop the guest serving", () =>
+  it.effect("waits on more live processes than maxInFlight do not stop the guest serving", () =>
     Effect.gen(function* () {
       const { host } = yield* setup({ maxInFlight: 2 })
       yield* host.negotiate()
@@ -54,10 +34,14 @@ describe("UVM processes", () => {
       const sent = yield* Effect.forEach(cats, (cat) =>
         host.send(
           "WaitForProcess",
-          new ContainerWaitForProcess({ ContainerId: Null, ProcessId: cat.pid, TimeoutInMs: InfiniteTimeout })
+          new Process.ContainerWaitForProcess({
+            ContainerId: Null,
+            ProcessId: cat.pid,
+            TimeoutInMs: Process.InfiniteTimeout
+          })
         )
       )
-      const stacks = yield* host.ok("DumpStacks", new RequestBase({ ContainerId: Null }))
+      const stacks = yield* host.ok("DumpStacks", new Envelope.RequestBase({ ContainerId: Null }))
       expect(stacks.GuestStacks).toContain("gcs-bridge guest")
       yield* Effect.forEach(cats, (cat) => Option.getOrThrow(cat.stdin).endWrite)
       const exits = yield* Effect.forEach(sent, (id) =>
@@ -67,10 +51,10 @@ describe("UVM processes", () => {
         )
       )
       expect(exits).toEqual([0, 0, 0])
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("relays stdin, stdout and stderr of cat, then reports exit 0 once", () =>
+  it.effect("relays stdin, stdout and stderr of cat, then reports exit 0 once", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
@@ -90,10 +74,10 @@ describe("UVM processes", () => {
       expect(again.json).toBe(
         '{"Result":-2147023728,"ActivityId":"00000000-0000-0000-0000-000000000000","ErrorMessage":"HRESULT: 0x80070490","ErrorRecords":[{"Result":-2147023728,"Message":"HRESULT: 0x80070490","ModuleName":"gcs","FileName":"","Line":4294967295}]}'
       )
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped(
+  it.effect(
     "runs the vector's command: separate stdout/stderr, exit 3, environment with HTML characters",
     () =>
       Effect.gen(function* () {
@@ -111,10 +95,10 @@ describe("UVM processes", () => {
         expect(yield* readText(Option.getOrThrow(sh.stdout))).toBe("out\n")
         expect(yield* readText(Option.getOrThrow(sh.stderr))).toBe("a<b>&c\n")
         expect(yield* exitCode(host, sh.pid)).toBe(3)
-      }).pipe(Effect.provide(Transport.layerMemory))
+      }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("splits CommandLine into words without a shell, in WorkingDirectory", () =>
+  it.effect("splits CommandLine into words without a shell, in WorkingDirectory", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
@@ -133,14 +117,14 @@ describe("UVM processes", () => {
       expect(yield* exitCode(host, p.pid)).toBe(0)
 
       const operator = yield* host.exec(Null, { CommandLine: "echo a; rm -rf /tmp/nothing" }, {})
-      expect(operator.reply.result).toBe(HResult.Fail)
+      expect(operator.reply.result).toBe(Hr.Fail)
       expect(operator.reply.message).toContain("shell operator")
       const unterminated = yield* host.exec(Null, { CommandLine: "echo 'oops" }, {})
       expect(unterminated.reply.message).toContain("unterminated single quote")
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("fails ExecuteProcess for a missing program, after dialling stdio", () =>
+  it.effect("fails ExecuteProcess for a missing program, after dialling stdio", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
@@ -149,89 +133,92 @@ describe("UVM processes", () => {
         { CommandArgs: ["/nonexistent/program"], Environment: { PATH } },
         { stdout: true }
       )
-      expect(missing.reply.result).toBe(HResult.Fail)
+      expect(missing.reply.result).toBe(Hr.Fail)
       expect(missing.reply.message).toContain("failed to start process")
       expect(missing.reply.base.ErrorRecords[0]!.Message).toBe(missing.reply.message)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("fails ExecuteProcess when a stdio port has no listener, starting nothing", () =>
+  it.effect("fails ExecuteProcess when a stdio port has no listener, starting nothing", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
       const reply = yield* host.call(
         "ExecuteProcess",
-        new ContainerExecuteProcess({
+        new Process.ContainerExecuteProcess({
           ContainerId: Null,
-          Settings: new ExecuteProcessSettings({
-            ProcessParameters: new ProcessParameters({ CommandArgs: ["true"], CreateStdOutPipe: true }),
-            VsockStdioRelaySettings: new ExecuteProcessVsockStdioRelaySettings({ StdOut: 0x4000fff0 })
+          Settings: new Process.ExecuteProcessSettings({
+            ProcessParameters: new Process.ProcessParameters({
+              CommandArgs: ["true"],
+              CreateStdOutPipe: true
+            }),
+            VsockStdioRelaySettings: new Process.ExecuteProcessVsockStdioRelaySettings({ StdOut: 0x4000fff0 })
           })
         })
       )
-      expect(reply.result).toBe(HResult.Fail)
+      expect(reply.result).toBe(Hr.Fail)
       expect(reply.message).toMatch(/^failed creating stdout Connection: /)
-      expect(yield* host.ok("DumpStacks", new RequestBase({ ContainerId: Null }))).toMatchObject({
+      expect(yield* host.ok("DumpStacks", new Envelope.RequestBase({ ContainerId: Null }))).toMatchObject({
         GuestStacks: expect.stringContaining("uvm processes: 0")
       })
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("reports 4294967295 for a UVM process killed by a signal", () =>
+  it.effect("reports 4294967295 for a UVM process killed by a signal", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
       const p = yield* host.exec(Null, { CommandArgs: ["sh", "-c", "kill -9 $$"], Environment: { PATH } }, {})
       expect(yield* exitCode(host, p.pid)).toBe(4294967295)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("times a wait out with 0xC0370109 and answers later waits with the exit code", () =>
+  it.effect("times a wait out with 0xC0370109 and answers later waits with the exit code", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
       const cat = yield* host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true })
       const waiting = yield* host.send(
         "WaitForProcess",
-        new ContainerWaitForProcess({ ContainerId: Null, ProcessId: cat.pid, TimeoutInMs: 100 })
+        new Process.ContainerWaitForProcess({ ContainerId: Null, ProcessId: cat.pid, TimeoutInMs: 100 })
       )
       yield* untilTimerArmed
       yield* TestClock.adjust("100 millis")
       const timedOut = host.reply("WaitForProcess", yield* host.response(waiting))
-      expect(timedOut.result).toBe(HResult.Timeout)
+      expect(timedOut.result).toBe(Hr.Timeout)
       expect(timedOut.message).toBe("HRESULT: 0xc0370109")
       // A timed-out wait does not release the process; ending stdin ends cat.
       yield* writeText(Option.getOrThrow(cat.stdin), "")
       expect(yield* exitCode(host, cat.pid)).toBe(0)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped(
+  it.effect(
     "answers a wait for an unknown pid, signals and resizes of UVM processes like the Linux GCS",
     () =>
       Effect.gen(function* () {
         const { host } = yield* setup()
         yield* host.negotiate()
-        expect((yield* wait(host, 999999)).result).toBe(HResult.NotFound)
+        expect((yield* wait(host, 999999)).result).toBe(Hr.NotFound)
         const systemNotFound =
           '{"Result":-1070137074,"ActivityId":"00000000-0000-0000-0000-000000000000","ErrorMessage":"HRESULT: 0xc037010e","ErrorRecords":[{"Result":-1070137074,"Message":"HRESULT: 0xc037010e","ModuleName":"gcs","FileName":"","Line":4294967295}]}'
         const cat = yield* host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true })
         const signal = yield* host.call(
           "SignalProcess",
-          new ContainerSignalProcess({ ContainerId: Null, ProcessId: cat.pid })
+          new Process.ContainerSignalProcess({ ContainerId: Null, ProcessId: cat.pid })
         )
         expect(signal.json).toBe(systemNotFound)
         const resize = yield* host.call(
           "ResizeConsole",
-          new ContainerResizeConsole({ ContainerId: Null, ProcessId: cat.pid, Height: 24, Width: 80 })
+          new Process.ContainerResizeConsole({ ContainerId: Null, ProcessId: cat.pid, Height: 24, Width: 80 })
         )
         expect(resize.json).toBe(systemNotFound)
         yield* writeText(Option.getOrThrow(cat.stdin), "")
         expect(yield* exitCode(host, cat.pid)).toBe(0)
-      }).pipe(Effect.provide(Transport.layerMemory))
+      }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("relays a large output exactly, under backpressure", () =>
+  it.effect("relays a large output exactly, under backpressure", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
@@ -244,10 +231,10 @@ describe("UVM processes", () => {
       const out = yield* readText(Option.getOrThrow(p.stdout))
       expect(out.length).toBe(size)
       expect(yield* exitCode(host, p.pid)).toBe(0)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("gives console processes a terminal when the pty helper can run, plain pipes otherwise", () =>
+  it.effect("gives console processes a terminal when the pty helper can run, plain pipes otherwise", () =>
     Effect.gen(function* () {
       const python = yield* findPython("python3")
       const { host } = yield* setup()
@@ -268,10 +255,10 @@ describe("UVM processes", () => {
       expect(out).toContain(Option.isSome(python) ? "tty" : "no-tty")
       if (Option.isSome(python)) expect(out).not.toContain("no-tty")
       expect(yield* exitCode(host, p.pid)).toBe(0)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("without the pty helper a console process gets pipes, stderr folded into stdout", () =>
+  it.effect("without the pty helper a console process gets pipes, stderr folded into stdout", () =>
     Effect.gen(function* () {
       const { host } = yield* setup({ console: "none" })
       yield* host.negotiate()
@@ -289,6 +276,6 @@ describe("UVM processes", () => {
       expect(out).toContain("err\n")
       expect(yield* readText(Option.getOrThrow(p.stderr))).toBe("")
       expect(yield* exitCode(host, p.pid)).toBe(0)
-    }).pipe(Effect.provide(Transport.layerMemory))
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 })

@@ -12,7 +12,10 @@ describe("stdio relay from a child's pipe", () => {
       const child = spawn("head", ["-c", String(size), "/dev/zero"], { stdio: ["ignore", "pipe", "ignore"] })
       const total = yield* fromReadable(child.stdout).pipe(
         Stream.tap(() => Effect.sleep("2 millis")),
-        Stream.runFold(0, (n, chunk) => n + chunk.length)
+        Stream.runFold(
+          () => 0,
+          (n: number, chunk) => n + chunk.length
+        )
       )
       expect(total).toBe(size)
     })

@@ -4,9 +4,7 @@
  * in it. There is no isolation of any kind: no namespaces, no cgroups, no
  * root filesystem — the processes run on this machine as the guest's user.
  */
-import type { Deferred, Scope } from "effect"
-import { Option } from "effect"
-import { HResult } from "@gcs-bridge/protocol"
+import type { Deferred, Option, Scope } from "effect"
 import * as Failure from "./failure.js"
 import type { GuestFailure } from "./failure.js"
 import type { GuestProcess } from "./process.js"
@@ -30,7 +28,7 @@ export interface ContainerState {
   readonly activityId: string
   readonly init: OciProcessSpec
   /** Owns every process of the container. */
-  readonly scope: Scope.CloseableScope
+  readonly scope: Scope.Closeable
   readonly createdAt: number
   /** Completed with the init process once it started. */
   readonly initStarted: Deferred.Deferred<GuestProcess>
@@ -68,11 +66,11 @@ const isStringArray = (u: unknown): u is ReadonlyArray<string> =>
  */
 export const readOciProcess = (what: string, raw: unknown): OciProcessSpec | GuestFailure => {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    return Failure.wrap(HResult.InvalidJson, `${what} is not a JSON object`)
+    return Failure.wrap(Failure.Hr.InvalidJson, `${what} is not a JSON object`)
   }
   const o = raw as Record<string, unknown>
   const bad = (field: string, expected: string) =>
-    Failure.wrap(HResult.InvalidJson, `${what}.${field}: expected ${expected}`)
+    Failure.wrap(Failure.Hr.InvalidJson, `${what}.${field}: expected ${expected}`)
   const args = o["args"] ?? []
   if (!isStringArray(args)) return bad("args", "an array of strings")
   const env = o["env"] ?? []
@@ -85,7 +83,5 @@ export const readOciProcess = (what: string, raw: unknown): OciProcessSpec | Gue
 }
 
 /** The init process, or an exec'd process whose record is kept, by pid. */
-export const findProcess = (container: ContainerState, pid: number): Option.Option<GuestProcess> =>
-  container.initProcess !== undefined && container.initProcess.pid === pid
-    ? Option.some(container.initProcess)
-    : Option.fromNullable(container.processes.get(pid))
+export const findProcess = (container: ContainerState, pid: number): GuestProcess | undefined =>
+  container.initProcess?.pid === pid ? container.initProcess : container.processes.get(pid)

@@ -4,26 +4,19 @@
  * error replies the genuine guest sends: `Result`, `ErrorMessage` and exactly
  * one error record from module `gcs` with line `4294967295` (no stack).
  */
-import type { DecodedRequest, Guid, ProtocolError, RpcRequest } from "@gcs-bridge/protocol"
+import type { ProtocolError, Rpc } from "@gcs-bridge/protocol"
 import {
-  ContainerCreateResponse,
-  ContainerExecuteProcessResponse,
-  ContainerGetPropertiesResponse,
-  ContainerWaitForProcessResponse,
-  DumpStacksResponse,
-  ErrorRecord,
-  HResult,
-  isGuid,
-  ModificationRequest,
-  decodeResourceSettings,
-  effectiveRequestType,
-  parsePayload,
-  Proc,
-  requestType,
-  ResponseBase,
-  SignalProcessOptionsWindows
+  Codec,
+  Container,
+  Envelope,
+  Guid,
+  MessageType,
+  ModifySettings,
+  Process,
+  Properties,
+  Uvm as UvmRpc
 } from "@gcs-bridge/protocol"
-import { Effect, Either, Option } from "effect"
+import { Effect, Option, Result } from "effect"
 import * as Failure from "./failure.js"
 import type { GuestFailure } from "./failure.js"
 import type { Uvm } from "./uvm.js"
@@ -33,19 +26,19 @@ import { isLinuxResourceType, UvmContainerId } from "./uvm.js"
 const UnknownLine = 0xffffffff
 
 /** The response base fields echoing the request's ActivityId (omitted when there is none to echo). */
-export const echo = (activityId: string | undefined): { readonly ActivityId?: Guid } =>
-  activityId !== undefined && isGuid(activityId) ? { ActivityId: activityId } : {}
+export const echo = (activityId: string | undefined): { readonly ActivityId?: Guid.Guid } =>
+  Guid.isGuid(activityId) ? { ActivityId: activityId } : {}
 
 /** The error reply for a failure. */
-export const errorResponse = (failure: GuestFailure, activityId: string | undefined): ResponseBase =>
+export const errorResponse = (failure: GuestFailure, activityId: string | undefined): Envelope.ResponseBase =>
   // Built from values of our own, so the constructors skip validation; encoding checks them anyway.
-  new ResponseBase(
+  new Envelope.ResponseBase(
     {
       Result: failure.hresult,
       ...echo(activityId),
       ErrorMessage: failure.message,
       ErrorRecords: [
-        new ErrorRecord(
+        new Envelope.ErrorRecord(
           {
             Result: failure.hresult,
             Message: failure.message,
@@ -53,60 +46,53 @@ export const errorResponse = (failure: GuestFailure, activityId: string | undefi
             FileName: "",
             Line: UnknownLine
           },
-          true
+          { disableChecks: true }
         )
       ]
     },
-    true
+    { disableChecks: true }
   )
 
-// The Linux GCS's `MessageIdentifier.String()` table.
-const guestTypeNames: Readonly<Record<number, string>> = {
-  0x10100101: "ComputeSystemCreateV1",
-  0x10100201: "ComputeSystemStartV1",
-  0x10100301: "ComputeSystemShutdownGracefulV1",
-  0x10100401: "ComputeSystemShutdownForcedV1",
-  0x10100501: "ComputeSystemExecuteProcessV1",
-  0x10100601: "ComputeSystemWaitForProcessV1",
-  0x10100701: "ComputeSystemSignalProcessV1",
-  0x10100801: "ComputeSystemResizeConsoleV1",
-  0x10100901: "ComputeSystemGetPropertiesV1",
-  0x10100a01: "ComputeSystemModifySettingsV1",
-  0x10100b01: "ComputeSystemNegotiateProtocolV1",
-  0x10100c01: "ComputeSystemDumpStacksV1",
-  0x10100d01: "ComputeSystemDeleteContainerStateV1",
-  0x20100101: "ComputeSystemResponseCreateV1",
-  0x20100201: "ComputeSystemResponseStartV1",
-  0x20100301: "ComputeSystemResponseShutdownGracefulV1",
-  0x20100401: "ComputeSystemResponseShutdownForcedV1",
-  0x20100501: "ComputeSystemResponseExecuteProcessV1",
-  0x20100601: "ComputeSystemResponseWaitForProcessV1",
-  0x20100701: "ComputeSystemResponseSignalProcessV1",
-  0x20100801: "ComputeSystemResponseResizeConsoleV1",
-  0x20100901: "ComputeSystemResponseGetPropertiesV1",
-  0x20100a01: "ComputeSystemResponseModifySettingsV1",
-  0x20100b01: "ComputeSystemResponseNegotiateProtocolV1",
-  0x20100c01: "ComputeSystemResponseDumpStacksV1",
-  0x30100101: "ComputeSystemNotificationV1",
-  0: "None"
+const { classOf, MessageClass, Proc, procName, procOf } = MessageType
+
+/**
+ * The procedure of a request or response type word that the Linux GCS's
+ * handler table knows (Create … DeleteContainerState; it names no
+ * DeleteContainerState response).
+ */
+const linuxProc = (type: number): MessageType.ProcName | undefined => {
+  const proc = procOf(type)
+  const cls = classOf(type)
+  const last = cls === MessageClass.Request ? Proc.DeleteContainerState : Proc.DumpStacks
+  return (cls === MessageClass.Request || cls === MessageClass.Response) && proc <= last
+    ? procName(proc)
+    : undefined
 }
 
 /**
- * The Linux GCS's name for a type word in E_NOTIMPL messages: the procedures
- * and responses it defines, the notification, and the decimal value for
- * anything else (e.g. `269487617` for UpdateContainer).
+ * The Linux GCS's name for a type word in E_NOTIMPL messages (its
+ * `MessageIdentifier.String()`): the procedures and responses it defines,
+ * the notification, and the decimal value for anything else (e.g.
+ * `269487617` for UpdateContainer).
  */
-export const guestTypeLabel = (type: number): string => guestTypeNames[type >>> 0] ?? String(type >>> 0)
+export const guestTypeLabel = (type: number): string => {
+  const t = type >>> 0
+  if (t === 0) return "None"
+  if (t === MessageType.NotifyContainer) return "ComputeSystemNotificationV1"
+  const name = linuxProc(t)
+  if (name === undefined) return String(t)
+  return `ComputeSystem${classOf(t) === MessageClass.Response ? "Response" : ""}${name}V1`
+}
 
 /** Request types the v4 handler table serves once negotiated (NegotiateProtocol excluded). */
 export const isV4Handler = (type: number): boolean => {
-  const t = type >>> 0
-  return t >= 0x10100101 && t <= 0x10100d01 && (t & 0xff) === 1 && (t & 0xff00) !== 0 && t !== 0x10100b01
+  const name = classOf(type) === MessageClass.Request ? linuxProc(type) : undefined
+  return name !== undefined && name !== "NegotiateProtocol"
 }
 
 /** The 0xC037010D reply for a body that does not decode. */
-export const invalidJson = (error: ProtocolError): GuestFailure =>
-  Failure.context("failed to unmarshal JSON in message", Failure.wrap(HResult.InvalidJson, error.message))
+export const invalidJson = (error: ProtocolError.ProtocolError): GuestFailure =>
+  Failure.invalidJson(error.message)
 
 /** What a handler needs besides the state. */
 export interface DispatchContext {
@@ -119,9 +105,6 @@ export interface DispatchContext {
   readonly powerOff: Effect.Effect<never>
 }
 
-/** The response body of a handled request. */
-export type ResponseBody = ResponseBase
-
 const goNumber = (u: unknown): number => (typeof u === "number" && Number.isFinite(u) ? u : 0)
 
 /**
@@ -132,7 +115,7 @@ const goNumber = (u: unknown): number => (typeof u === "number" && Number.isFini
 const readContainerConfig = (
   payload: Uint8Array
 ): { readonly major: number; readonly minor: number; readonly spec: Option.Option<unknown> } => {
-  const outer = Either.getOrUndefined(parsePayload(payload)) as Record<string, unknown> | undefined
+  const outer = Result.getOrUndefined(Codec.parsePayload(payload)) as Record<string, unknown> | undefined
   const text = outer?.["ContainerConfig"]
   let inner: Record<string, unknown> = {}
   if (typeof text === "string") {
@@ -155,7 +138,7 @@ const readContainerConfig = (
   }
 }
 
-const execute = (uvm: Uvm, body: RpcRequest<"ExecuteProcess">): Effect.Effect<number, GuestFailure> => {
+const execute = (uvm: Uvm, body: Rpc.RpcRequest<"ExecuteProcess">): Effect.Effect<number, GuestFailure> => {
   const p = body.Settings.ProcessParameters
   const relay = body.Settings.VsockStdioRelaySettings
   return uvm.exec({
@@ -169,48 +152,39 @@ const execute = (uvm: Uvm, body: RpcRequest<"ExecuteProcess">): Effect.Effect<nu
     createStdOut: p.CreateStdOutPipe,
     createStdErr: p.CreateStdErrPipe,
     inUtilityVm: p.CreateInUtilityVM,
-    ociProcess: Option.fromNullable(p.OciProcess),
+    ociProcess: Option.fromNullishOr(p.OciProcess),
     ports: { stdin: relay?.StdIn ?? 0, stdout: relay?.StdOut ?? 0, stderr: relay?.StdErr ?? 0 }
   })
 }
 
-const modify = (uvm: Uvm, body: RpcRequest<"ModifySettings">): Effect.Effect<void, GuestFailure> => {
+const modify = (uvm: Uvm, body: Rpc.RpcRequest<"ModifySettings">): Effect.Effect<void, GuestFailure> => {
   // The Linux GCS reads every Request as a guest ModificationRequest: a WCOW
   // HCS ModifySettingRequest then simply has no ResourceType.
-  const request = body.Request instanceof ModificationRequest ? body.Request : new ModificationRequest({})
+  const request =
+    body.Request instanceof ModifySettings.ModificationRequest
+      ? body.Request
+      : new ModifySettings.ModificationRequest({})
   if (!isLinuxResourceType(request.ResourceType)) {
-    return Effect.fail(
-      Failure.context(
-        "failed to unmarshal JSON in message",
-        Failure.fail(`invalid ResourceType '${request.ResourceType}'`)
-      )
-    )
+    return Effect.fail(Failure.unmarshal(Failure.fail(`invalid ResourceType '${request.ResourceType}'`)))
   }
-  const settings = decodeResourceSettings(request)
-  if (Either.isLeft(settings)) {
-    return Effect.fail(
-      Failure.context(
-        "failed to unmarshal JSON in message",
-        Failure.wrap(HResult.InvalidJson, settings.left.message)
-      )
-    )
-  }
+  const settings = ModifySettings.decodeResourceSettings(request)
+  if (Result.isFailure(settings)) return Effect.fail(Failure.invalidJson(settings.failure.message))
   return uvm.modifySettings({
     containerId: body.ContainerId,
     resourceType: request.ResourceType,
-    requestType: effectiveRequestType(request),
-    settings: settings.right
+    requestType: ModifySettings.effectiveRequestType(request),
+    settings: settings.success
   })
 }
 
 /** Runs the v4 handler of a decoded request. */
 export const dispatch = (
   context: DispatchContext,
-  request: DecodedRequest
-): Effect.Effect<ResponseBody, GuestFailure> => {
+  request: Codec.DecodedRequest
+): Effect.Effect<Envelope.ResponseBase, GuestFailure> => {
   const { uvm } = context
   const base = echo(request.body.ActivityId)
-  const ok = Effect.as(new ResponseBase(base, true))
+  const ok = Effect.as(new Envelope.ResponseBase(base, { disableChecks: true }))
   switch (request.name) {
     case "Create": {
       const config = readContainerConfig(context.payload)
@@ -221,7 +195,7 @@ export const dispatch = (
           schemaVersion: { major: config.major, minor: config.minor },
           ociSpecification: config.spec
         })
-        .pipe(Effect.as(new ContainerCreateResponse(base)))
+        .pipe(Effect.as(new Container.ContainerCreateResponse(base)))
     }
     case "Start":
       return uvm.start(request.body.ContainerId).pipe(ok)
@@ -232,21 +206,16 @@ export const dispatch = (
         : uvm.shutdown(request.body.ContainerId, request.name === "ShutdownGraceful").pipe(ok)
     case "ExecuteProcess":
       return execute(uvm, request.body).pipe(
-        Effect.map((pid) => new ContainerExecuteProcessResponse({ ...base, ProcessId: pid }))
+        Effect.map((pid) => new Process.ContainerExecuteProcessResponse({ ...base, ProcessId: pid }))
       )
     case "WaitForProcess":
       return uvm
         .waitForProcess(request.body.ContainerId, request.body.ProcessId, request.body.TimeoutInMs)
-        .pipe(Effect.map((code) => new ContainerWaitForProcessResponse({ ...base, ExitCode: code })))
+        .pipe(Effect.map((code) => new Process.ContainerWaitForProcessResponse({ ...base, ExitCode: code })))
     case "SignalProcess": {
       const options = request.body.Options
-      if (options instanceof SignalProcessOptionsWindows) {
-        return Effect.fail(
-          Failure.context(
-            "failed to unmarshal JSON in message",
-            Failure.wrap(HResult.InvalidJson, "Options.Signal: expected a Linux signal number")
-          )
-        )
+      if (options instanceof Process.SignalProcessOptionsWindows) {
+        return Effect.fail(Failure.invalidJson("Options.Signal: expected a Linux signal number"))
       }
       return uvm
         .signalProcess(request.body.ContainerId, request.body.ProcessId, options?.Signal ?? 0)
@@ -265,13 +234,15 @@ export const dispatch = (
       return uvm
         .getProperties(request.body.ContainerId, request.body.Query.PropertyTypes)
         .pipe(
-          Effect.map((properties) => new ContainerGetPropertiesResponse({ ...base, Properties: properties }))
+          Effect.map(
+            (properties) => new Properties.ContainerGetPropertiesResponse({ ...base, Properties: properties })
+          )
         )
     case "ModifySettings":
       return modify(uvm, request.body).pipe(ok)
     case "DumpStacks":
       return context.dumpStacks.pipe(
-        Effect.map((text) => new DumpStacksResponse({ ...base, GuestStacks: text }))
+        Effect.map((text) => new UvmRpc.DumpStacksResponse({ ...base, GuestStacks: text }))
       )
     case "DeleteContainerState":
       return uvm.deleteContainerState(request.body.ContainerId).pipe(ok)
@@ -281,6 +252,6 @@ export const dispatch = (
     case "ModifyServiceSettings":
       // Not in the v4 handler table (the session answers them before
       // dispatching); answered as the Linux GCS would all the same.
-      return Effect.fail(Failure.notImplemented(guestTypeLabel(requestType(Proc[request.name]))))
+      return Effect.fail(Failure.notImplemented(guestTypeLabel(MessageType.requestType(Proc[request.name]))))
   }
 }

@@ -18,6 +18,9 @@ export class GuestFailure extends Data.TaggedError("GuestFailure")<{
   readonly message: string
 }> {}
 
+/** The well-known HRESULTs, shortened for the handlers. */
+export const Hr = HResult.HResult
+
 const hex = (hr: number): string => "0x" + (hr >>> 0).toString(16)
 
 /** `HRESULT: 0x…` — an HRESULT and nothing else. */
@@ -29,12 +32,19 @@ export const wrap = (hresult: number, cause: string): GuestFailure =>
   new GuestFailure({ hresult: hresult >>> 0, message: `HRESULT ${hex(hresult)}: ${cause}` })
 
 /** A failure without HRESULT of its own: E_FAIL, text as is. */
-export const fail = (message: string): GuestFailure => new GuestFailure({ hresult: HResult.Fail, message })
+export const fail = (message: string): GuestFailure => new GuestFailure({ hresult: Hr.Fail, message })
 
 /** `context: inner`, keeping the inner HRESULT. */
 export const context = (prefix: string, inner: GuestFailure): GuestFailure =>
   new GuestFailure({ hresult: inner.hresult, message: `${prefix}: ${inner.message}` })
 
+/** A request body the Linux GCS would not unmarshal: `failed to unmarshal JSON in message: …`. */
+export const unmarshal = (inner: GuestFailure): GuestFailure =>
+  context("failed to unmarshal JSON in message", inner)
+
+/** {@link unmarshal} of a `0xC037010D` carrying `cause`. */
+export const invalidJson = (cause: string): GuestFailure => unmarshal(wrap(Hr.InvalidJson, cause))
+
 /** E_NOTIMPL for a request type the guest does not serve (§4.3). */
 export const notImplemented = (typeLabel: string): GuestFailure =>
-  wrap(HResult.NotImplemented, `bridge: function not supported, header type: ${typeLabel}`)
+  wrap(Hr.NotImplemented, `bridge: function not supported, header type: ${typeLabel}`)

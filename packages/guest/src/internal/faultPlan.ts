@@ -3,7 +3,7 @@
  * message by message, what actually goes on the wire. Counting happens here,
  * so "after N messages" means exactly the N frames this writer produced.
  */
-import { HeaderSize, writeHeader } from "@gcs-bridge/protocol"
+import { Frame } from "@gcs-bridge/protocol"
 import { Duration } from "effect"
 import type { Fault } from "../Fault.js"
 import { OversizeDeclaredSize } from "../Fault.js"
@@ -72,21 +72,21 @@ export class FaultPlan {
     // Swallowed messages still count, so `drop-after` can follow `silent-after`.
     if (this.silentAt !== undefined && n >= this.silentAt) return { bytes: [], dropAfter }
     if (this.oversize.has(n)) {
-      const header = new Uint8Array(HeaderSize)
-      writeHeader(header, message.type, message.id, OversizeDeclaredSize - HeaderSize)
+      const header = new Uint8Array(Frame.HeaderSize)
+      Frame.writeHeader(header, message.type, message.id, OversizeDeclaredSize - Frame.HeaderSize)
       return { bytes: [header], dropAfter }
     }
     let frame = message.frame
     if (this.malformed.has(n)) {
-      frame = new Uint8Array(HeaderSize + garbage.length)
-      writeHeader(frame, message.type, message.id, garbage.length)
-      frame.set(garbage, HeaderSize)
+      frame = new Uint8Array(Frame.HeaderSize + garbage.length)
+      Frame.writeHeader(frame, message.type, message.id, garbage.length)
+      frame.set(garbage, Frame.HeaderSize)
     }
     if (message.kind === "response" && this.unknownId.length > 0 && this.unknownId[0]! <= n) {
       this.unknownId.shift()
       // Hosts allocate ids counting up from 0: this one was never used.
       const copy = frame.slice()
-      writeHeader(copy, message.type, message.id + 0x100000000, copy.length - HeaderSize)
+      Frame.writeHeader(copy, message.type, message.id + 0x100000000, copy.length - Frame.HeaderSize)
       frame = copy
     }
     return { bytes: [frame], dropAfter }

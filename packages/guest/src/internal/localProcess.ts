@@ -16,11 +16,11 @@ import { statSync } from "node:fs"
 import { constants as osConstants } from "node:os"
 import type { Readable, Writable } from "node:stream"
 import type { Scope } from "effect"
-import { Deferred, Duration, Effect, Exit, FiberId, Option } from "effect"
-import { HResult } from "@gcs-bridge/protocol"
+import { Deferred, Duration, Effect, Exit, Option } from "effect"
 import * as Failure from "./failure.js"
 import type { GuestFailure } from "./failure.js"
 import { helperSource } from "./ptyHelper.js"
+import { holdPaused } from "./stdio.js"
 
 /** What to run. */
 export interface LaunchSpec {
@@ -58,8 +58,8 @@ export interface LocalProcess {
   readonly stdin: Option.Option<Writable>
   /** Completed once the process has ended (its output may still be in the pipes). */
   readonly exited: Deferred.Deferred<ExitStatus>
-  /** The wait status once the process has ended, without waiting. */
-  readonly status: () => Option.Option<ExitStatus>
+  /** `exited` is complete, without waiting. */
+  readonly hasExited: () => boolean
   /** Delivers a signal; `0x80070490` once the process is gone. */
   readonly signal: (signo: number) => Effect.Effect<void, GuestFailure>
   /** Resizes the terminal; E_FAIL when there is none. */
@@ -98,7 +98,7 @@ const quietStream = (stream: NodeJS.EventEmitter | null | undefined): void => {
 }
 
 const awaitSpawn = (child: ChildProcess, spec: LaunchSpec): Effect.Effect<void, GuestFailure> =>
-  Effect.async<void, GuestFailure>((resume) => {
+  Effect.callback<void, GuestFailure>((resume) => {
     const onSpawn = () => {
       child.off("error", onError)
       resume(Effect.void)
@@ -111,23 +111,15 @@ const awaitSpawn = (child: ChildProcess, spec: LaunchSpec): Effect.Effect<void, 
     child.once("error", onError)
   })
 
-/** Exit tracking: the deferred to wait on and a synchronous view of the same fact. */
-interface ExitWatch {
-  readonly exited: Deferred.Deferred<ExitStatus>
-  readonly status: () => Option.Option<ExitStatus>
-  readonly isDone: () => boolean
-}
-
-const watchExit = (child: ChildProcess, killGroup: boolean): ExitWatch => {
-  const exited = Deferred.unsafeMake<ExitStatus>(FiberId.none)
-  let status: Option.Option<ExitStatus> = Option.none()
+/** A deferred completed with the wait status when `child` exits. */
+const watchExit = (child: ChildProcess, killGroup: boolean): Deferred.Deferred<ExitStatus> => {
+  const exited = Deferred.makeUnsafe<ExitStatus>()
   child.on("error", () => {})
   child.once("exit", (code, signal) => {
     if (killGroup && child.pid !== undefined) killGroupOf(child.pid)
-    status = Option.some({ code, signal })
-    Deferred.unsafeDone(exited, Exit.succeed({ code, signal }))
+    Deferred.doneUnsafe(exited, Exit.succeed({ code, signal }))
   })
-  return { exited, status: () => status, isDone: () => Option.isSome(status) }
+  return exited
 }
 
 const killGroupOf = (pid: number): void => {
@@ -145,7 +137,7 @@ const signalPid = (pid: number, signo: number): Effect.Effect<void, GuestFailure
       return Effect.void
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
-      if (code === "ESRCH") return Effect.fail(Failure.bare(HResult.NotFound))
+      if (code === "ESRCH") return Effect.fail(Failure.bare(Failure.Hr.NotFound))
       if (code === "EINVAL" || code === "ERR_UNKNOWN_SIGNAL") {
         return Effect.fail(Failure.fail(`invalid signal ${signo}`))
       }
@@ -153,55 +145,72 @@ const signalPid = (pid: number, signo: number): Effect.Effect<void, GuestFailure
     }
   })
 
-const notATty = (pid: number) => Failure.fail(`pid: ${pid}, is not a tty and cannot be resized`)
-
-const validSize = (rows: number, cols: number): boolean =>
+const badSize = (rows: number, cols: number): GuestFailure | undefined =>
   [rows, cols].every((n) => Number.isInteger(n) && n >= 0 && n <= 0xffff)
+    ? undefined
+    : Failure.fail(`invalid console size ${rows}x${cols}`)
 
-const launchDirect = (spec: LaunchSpec): Effect.Effect<LocalProcess, GuestFailure, Scope.Scope> => {
-  // Without a pty a console still means "stderr is not separate": both go to stdout.
-  const merged = spec.console
-  const wantOut = spec.stdout
-  const wantErr = merged ? spec.stdout : spec.stderr
-  return Effect.acquireRelease(
-    Effect.gen(function* () {
-      const child = spawn(spec.argv[0]!, spec.argv.slice(1), {
-        cwd: spec.cwd,
-        env: spec.env,
-        stdio: [spec.stdin ? "pipe" : "ignore", wantOut ? "pipe" : "ignore", wantErr ? "pipe" : "ignore"],
-        detached: true,
-        windowsHide: true
-      })
-      const watch = watchExit(child, spec.killGroupOnExit)
-      for (const s of child.stdio) quietStream(s)
-      yield* awaitSpawn(child, spec)
-      const pid = child.pid!
-      const local: LocalProcess = {
+type Stdio = "pipe" | "ignore"
+const pipeIf = (wanted: boolean): Stdio => (wanted ? "pipe" : "ignore")
+
+/**
+ * Spawns `argv` detached, waiting until it runs; `spec` words the error of a
+ * failed spawn. `direct`: `spec` itself, not the pty helper running it.
+ */
+const spawnDetached = Effect.fnUntraced(function* (
+  argv: ReadonlyArray<string>,
+  options: { readonly cwd: string; readonly env: NodeJS.ProcessEnv; readonly stdio: Array<Stdio> },
+  spec: LaunchSpec,
+  direct: boolean
+) {
+  const child = spawn(argv[0]!, argv.slice(1), { ...options, detached: true, windowsHide: true })
+  // The helper itself kills the child's group when asked to (kill_group).
+  const exited = watchExit(child, direct && spec.killGroupOnExit)
+  for (const s of child.stdio) quietStream(s)
+  // Before the child can exit: the pipes the relays will read (the helper's
+  // own stderr is its diagnostics, read by `readStatusLine`).
+  holdPaused(child.stdout)
+  if (direct) holdPaused(child.stderr)
+  yield* awaitSpawn(child, spec)
+  return { child, exited, pid: child.pid!, hasExited: () => Deferred.isDoneUnsafe(exited) }
+})
+
+const launchDirect = (spec: LaunchSpec): Effect.Effect<LocalProcess, GuestFailure, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.map(
+      spawnDetached(
+        spec.argv,
+        // Without a pty a console still means "stderr is not separate": both go to stdout.
+        {
+          cwd: spec.cwd,
+          env: spec.env,
+          stdio: [pipeIf(spec.stdin), pipeIf(spec.stdout), pipeIf(spec.console ? spec.stdout : spec.stderr)]
+        },
+        spec,
+        true
+      ),
+      ({ child, exited, hasExited, pid }): LocalProcess => ({
         pid,
         tty: false,
-        stdout: Option.fromNullable(child.stdout),
-        stderr: Option.fromNullable(child.stderr),
-        stdin: Option.fromNullable(child.stdin),
-        exited: watch.exited,
-        status: watch.status,
+        stdout: Option.fromNullishOr(child.stdout),
+        stderr: Option.fromNullishOr(child.stderr),
+        stdin: Option.fromNullishOr(child.stdin),
+        exited,
+        hasExited,
         signal: (signo) =>
-          watch.isDone() ? Effect.fail(Failure.bare(HResult.NotFound)) : signalPid(pid, signo),
+          hasExited() ? Effect.fail(Failure.bare(Failure.Hr.NotFound)) : signalPid(pid, signo),
         resize: (rows, cols) =>
-          Effect.fail(
-            validSize(rows, cols) ? notATty(pid) : Failure.fail(`invalid console size ${rows}x${cols}`)
-          ),
+          Effect.fail(badSize(rows, cols) ?? Failure.fail(`pid: ${pid}, is not a tty and cannot be resized`)),
         killGroup: Effect.sync(() => {
-          if (!watch.isDone()) killGroupOf(pid)
+          if (!hasExited()) killGroupOf(pid)
         })
-      }
-      return local
-    }),
+      })
+    ),
     (local) => local.killGroup
   )
-}
 
 const readStatusLine = (status: Readable, stderr: Readable): Effect.Effect<string> =>
-  Effect.async<string>((resume) => {
+  Effect.callback<string>((resume) => {
     let line = ""
     let diagnostics = ""
     const onErr = (chunk: Buffer) => {
@@ -228,84 +237,72 @@ const readStatusLine = (status: Readable, stderr: Readable): Effect.Effect<strin
     stderr.on("data", onErr)
   })
 
-const launchWithHelper = (
-  spec: LaunchSpec,
-  python: string
-): Effect.Effect<LocalProcess, GuestFailure, Scope.Scope> =>
-  Effect.gen(function* () {
-    const { child, exits } = yield* Effect.acquireRelease(
+const launchWithHelper = Effect.fnUntraced(function* (spec: LaunchSpec, python: string) {
+  const helper = yield* Effect.acquireRelease(
+    spawnDetached(
+      [python, "-I", "-c", helperSource],
+      {
+        cwd: "/",
+        env: process.env,
+        stdio: [pipeIf(spec.stdin), pipeIf(spec.stdout), "pipe", "pipe", "pipe"]
+      },
+      { ...spec, argv: [python], cwd: "/" },
+      false
+    ),
+    (helper) =>
       Effect.gen(function* () {
-        const proc = spawn(python, ["-I", "-c", helperSource], {
-          cwd: "/",
-          env: process.env,
-          stdio: [spec.stdin ? "pipe" : "ignore", spec.stdout ? "pipe" : "ignore", "pipe", "pipe", "pipe"],
-          detached: true,
-          windowsHide: true
-        })
-        // The helper itself kills the child's group when asked to (kill_group).
-        const watch = watchExit(proc, false)
-        for (const s of proc.stdio) quietStream(s)
-        yield* awaitSpawn(proc, { ...spec, argv: [python], cwd: "/" })
-        return { child: proc, exits: watch }
-      }),
-      ({ child: proc, exits: watch }) =>
-        Effect.gen(function* () {
-          if (watch.isDone()) return
-          // Closing the control pipe makes the helper kill the child's group
-          // and exit; SIGKILL to the helper covers a helper that is stuck.
-          ;(proc.stdio[3] as Writable | null)?.end()
-          yield* Deferred.await(watch.exited).pipe(Effect.timeoutOption(Duration.seconds(2)))
-          if (!watch.isDone()) killGroupOf(proc.pid!)
-        })
-    )
-    const ctl = child.stdio[3] as Writable
-    const statusPipe = child.stdio[4] as Readable
-    const request = JSON.stringify({
-      argv: spec.argv,
-      env: spec.env,
-      cwd: spec.cwd,
-      stdin: spec.stdin,
-      kill_group: spec.killGroupOnExit
+        if (helper.hasExited()) return
+        // Closing the control pipe makes the helper kill the child's group
+        // and exit; SIGKILL to the helper covers a helper that is stuck.
+        ;(helper.child.stdio[3] as Writable | null)?.end()
+        yield* Deferred.await(helper.exited).pipe(Effect.timeoutOption(Duration.seconds(2)))
+        if (!helper.hasExited()) killGroupOf(helper.pid)
+      })
+  )
+  const { child, hasExited } = helper
+  const ctl = child.stdio[3] as Writable
+  const request = {
+    argv: spec.argv,
+    env: spec.env,
+    cwd: spec.cwd,
+    stdin: spec.stdin,
+    kill_group: spec.killGroupOnExit
+  }
+  ctl.write(JSON.stringify(request) + "\n")
+  const status = yield* readStatusLine(child.stdio[4] as Readable, child.stderr!)
+  if (!status.startsWith("ok ")) {
+    const text = status.replace(/^error (\d+ )?/, "")
+    return yield* Failure.fail(`failed to start process: exec ${JSON.stringify(spec.argv[0])}: ${text}`)
+  }
+  const control = (line: string): Effect.Effect<void, GuestFailure> =>
+    Effect.suspend(() => {
+      if (hasExited() || ctl.destroyed || ctl.writableEnded)
+        return Effect.fail(Failure.bare(Failure.Hr.NotFound))
+      ctl.write(line + "\n")
+      return Effect.void
     })
-    ctl.write(request + "\n")
-    const status = yield* readStatusLine(statusPipe, child.stderr!)
-    if (!status.startsWith("ok ")) {
-      const text = status.replace(/^error (\d+ )?/, "")
-      return yield* Effect.fail(
-        Failure.fail(`failed to start process: exec ${JSON.stringify(spec.argv[0])}: ${text}`)
-      )
-    }
-    const helperPid = child.pid!
-    const control = (line: string): Effect.Effect<void, GuestFailure> =>
-      Effect.suspend(() => {
-        if (exits.isDone() || ctl.destroyed || ctl.writableEnded) {
-          return Effect.fail(Failure.bare(HResult.NotFound))
-        }
-        ctl.write(line + "\n")
-        return Effect.void
-      })
-    const local: LocalProcess = {
-      pid: helperPid,
-      tty: true,
-      stdout: Option.fromNullable(child.stdout),
-      stderr: Option.none(),
-      stdin: Option.fromNullable(child.stdin),
-      exited: exits.exited,
-      status: exits.status,
-      signal: (signo) =>
-        Number.isInteger(signo) && signo > 0 && signo < 65
-          ? control(`signal ${signo}`)
-          : Effect.fail(Failure.fail(`invalid signal ${signo}`)),
-      resize: (rows, cols) =>
-        validSize(rows, cols)
-          ? control(`resize ${rows} ${cols}`)
-          : Effect.fail(Failure.fail(`invalid console size ${rows}x${cols}`)),
-      killGroup: Effect.sync(() => {
-        if (!exits.isDone()) ctl.end()
-      })
-    }
-    return local
-  })
+  const local: LocalProcess = {
+    pid: helper.pid,
+    tty: true,
+    stdout: Option.fromNullishOr(child.stdout),
+    stderr: Option.none(),
+    stdin: Option.fromNullishOr(child.stdin),
+    exited: helper.exited,
+    hasExited,
+    signal: (signo) =>
+      Number.isInteger(signo) && signo > 0 && signo < 65
+        ? control(`signal ${signo}`)
+        : Effect.fail(Failure.fail(`invalid signal ${signo}`)),
+    resize: (rows, cols) => {
+      const bad = badSize(rows, cols)
+      return bad === undefined ? control(`resize ${rows} ${cols}`) : Effect.fail(bad)
+    },
+    killGroup: Effect.sync(() => {
+      if (!hasExited()) ctl.end()
+    })
+  }
+  return local
+})
 
 /**
  * Starts `spec` in the current scope; closing the scope kills the process

@@ -6,7 +6,7 @@
  * also been sent every byte of output.
  */
 import type { Connection, TransportError } from "@gcs-bridge/transport"
-import { Deferred, Effect, ExecutionStrategy, Exit, Fiber, Option, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
 import * as Failure from "./failure.js"
 import type { GuestFailure } from "./failure.js"
 import type { ExitStatus, LaunchSpec, LocalProcess } from "./localProcess.js"
@@ -34,10 +34,10 @@ export interface GuestProcess {
   readonly local: LocalProcess
   /** The exit code for WaitForProcess, set after the output relays finished. */
   readonly done: Deferred.Deferred<number>
-  /** The same, without waiting. */
-  readonly exitCode: () => Option.Option<number>
+  /** The same, without waiting: `undefined` until `done` completes. */
+  exitCode: number | undefined
   /** Owns the process, its connections and relays; closing it kills what is left. */
-  readonly scope: Scope.CloseableScope
+  readonly scope: Scope.Closeable
   readonly startedAt: number
 }
 
@@ -90,20 +90,19 @@ export const startProcess = (
   // owns it and a later host can wait for it or kill it.
   Effect.uninterruptibleMask((restore) =>
     Effect.gen(function* () {
-      const { spec, dial } = options
-      const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
-      const started = Effect.gen(function* () {
+      const { spec, dial, ports } = options
+      const scope = yield* Scope.fork(parent, "sequential")
+      const { local, stdin, stdout, stderr } = yield* Effect.gen(function* () {
         const [stdin, stdout, stderr] = yield* restore(
           Effect.all([
-            dialStdio("stdin", options.ports.stdin, spec.stdin, dial),
-            dialStdio("stdout", options.ports.stdout, spec.stdout, dial),
-            dialStdio("stderr", options.ports.stderr, spec.stderr, dial)
+            dialStdio("stdin", ports.stdin, spec.stdin, dial),
+            dialStdio("stdout", ports.stdout, spec.stdout, dial),
+            dialStdio("stderr", ports.stderr, spec.stderr, dial)
           ])
         )
-        const local = yield* launch(spec, options.python)
-        return { stdin, stdout, stderr, local }
-      }).pipe(Scope.extend(scope))
-      const { local, stdin, stdout, stderr } = yield* started.pipe(
+        return { stdin, stdout, stderr, local: yield* launch(spec, options.python) }
+      }).pipe(
+        Scope.provide(scope),
         Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
       )
 
@@ -119,41 +118,33 @@ export const startProcess = (
       if (!spec.console && Option.isSome(stderr) && Option.isSome(local.stderr)) {
         outputs.push(relayOutput([local.stderr.value], stderr.value, ending))
       }
-      // Relays run interruptibly in the process's scope; closing it stops them.
-      const relays = yield* Effect.forEach(outputs, (relay) =>
-        Effect.forkIn(Effect.interruptible(relay), scope)
-      )
+      // Forked fibers are interruptible: closing the process's scope stops the relays.
+      const relays = yield* Effect.forEach(outputs, (relay) => Effect.forkIn(relay, scope))
       if (Option.isSome(stdin) && Option.isSome(local.stdin)) {
-        yield* Effect.forkIn(Effect.interruptible(relayStdin(stdin.value, local.stdin.value)), scope)
+        yield* Effect.forkIn(relayStdin(stdin.value, local.stdin.value), scope)
       }
 
-      const done = yield* Deferred.make<number>()
-      let exitCode: Option.Option<number> = Option.none()
+      const process: GuestProcess = {
+        pid: local.pid,
+        kind: options.kind,
+        argv: spec.argv,
+        local,
+        done: yield* Deferred.make<number>(),
+        exitCode: undefined,
+        scope,
+        startedAt: Date.now()
+      }
       const finish = Effect.gen(function* () {
         const status = yield* Deferred.await(local.exited)
         yield* Fiber.joinAll(relays)
         // The process is over: the host's stdin writer and an unused stderr
         // (console) learn it from the connection closing.
         for (const conn of [stdin, stdout, stderr]) if (Option.isSome(conn)) yield* conn.value.close
-        const code = exitCodeOf(options.kind, status)
-        exitCode = Option.some(code)
-        yield* Deferred.succeed(done, code)
+        process.exitCode = exitCodeOf(options.kind, status)
+        yield* Deferred.succeed(process.done, process.exitCode)
       })
-      yield* Effect.forkIn(Effect.interruptible(finish), scope)
-      const process: GuestProcess = {
-        pid: local.pid,
-        kind: options.kind,
-        argv: spec.argv,
-        local,
-        done,
-        exitCode: () => exitCode,
-        scope,
-        startedAt: Date.now()
-      }
+      yield* Effect.forkIn(finish, scope)
       yield* options.register(process)
       return process
     })
   )
-
-/** The process itself has ended (its relays may still be running). */
-export const hasExited = (process: GuestProcess): boolean => Option.isSome(process.local.status())

@@ -270,7 +270,7 @@ sys.exit(main())
  * environment), or `None` when there is none.
  */
 export const findPython = (python: string): Effect.Effect<Option.Option<string>> =>
-  Effect.async<Option.Option<string>>((resume) => {
+  Effect.callback<Option.Option<string>>((resume) => {
     let out = ""
     let settled = false
     const settle = (value: Option.Option<string>) => {

@@ -13,45 +13,12 @@
  * - Exit notifications queued by the state are sent through the writer; those
  *   still queued when the connection ends go back to the state for the next one.
  */
-import type { DecodedRequest, Frame, ProtocolError } from "@gcs-bridge/protocol"
-import {
-  ContainerNotification,
-  decodeRequest,
-  encodeNotification,
-  encodeResponse,
-  encodeResponseTo,
-  FrameReader,
-  GcsCapabilities,
-  goStringify,
-  HResult,
-  isGuid,
-  LinuxGuestDefinedCapabilities,
-  NegotiateProtocolResponse,
-  NotifyContainer,
-  NullGuid,
-  parsePayload,
-  Proc,
-  ProtocolVersion,
-  requestType,
-  responseType,
-  SchemaVersion
-} from "@gcs-bridge/protocol"
+import type { ProtocolError, Envelope, Frame } from "@gcs-bridge/protocol"
+import { Codec, Container, FrameDecoder, GoJson, Guid, MessageType, Negotiate } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
-import {
-  Cause,
-  Deferred,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  FiberId,
-  FiberSet,
-  Option,
-  Queue,
-  Stream
-} from "effect"
-import type { Fault } from "../Fault.js"
-import type { ResponseBody } from "./dispatch.js"
+import type { Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, FiberSet, Queue, Result, Semaphore, Stream } from "effect"
+import type { ResolvedGuestOptions } from "../GuestOptions.js"
 import { dispatch, echo, errorResponse, guestTypeLabel, invalidJson, isV4Handler } from "./dispatch.js"
 import * as Failure from "./failure.js"
 import type { GuestFailure } from "./failure.js"
@@ -68,15 +35,6 @@ export type SessionEnd =
   /** The host shut down the UVM (ShutdownGraceful/Forced of the null container). */
   | "PowerOff"
 
-/** Tuning of a session. */
-export interface SessionOptions {
-  readonly faults: ReadonlyArray<Fault>
-  /** Largest inbound frame (header included). */
-  readonly maxFrameSize: number
-  /** Requests handled at once before the reader pauses. */
-  readonly maxInFlight: number
-}
-
 interface Outbound extends OutboundFrame {
   /** A real exit notification, to hand back to the state if never written. */
   readonly pending?: PendingNotification
@@ -86,11 +44,11 @@ interface InFlight {
   readonly id: number
   readonly label: string
   readonly since: number
-  readonly fiber: string
+  readonly fiber: number
 }
 
-const negotiateType = requestType(Proc.NegotiateProtocol)
-const waitType = requestType(Proc.WaitForProcess)
+const negotiateType = MessageType.requestType(MessageType.Proc.NegotiateProtocol)
+const waitType = MessageType.requestType(MessageType.Proc.WaitForProcess)
 /** WaitForProcess requests allowed at once per ordinary request slot. */
 const WaitsPerRequestSlot = 64
 
@@ -98,10 +56,10 @@ const WaitsPerRequestSlot = 64
 const MaxStacksJsonBytes = 60_000
 
 /** What the Linux GCS reports at negotiation (§7.3, the genuine response). */
-const capabilities = new GcsCapabilities({
-  SupportedSchemaVersions: [new SchemaVersion({ Major: 2, Minor: 1 })],
+const capabilities = new Negotiate.GcsCapabilities({
+  SupportedSchemaVersions: [new Negotiate.SchemaVersion({ Major: 2, Minor: 1 })],
   RuntimeOsType: "Linux",
-  GuestDefinedCapabilities: new LinuxGuestDefinedCapabilities({
+  GuestDefinedCapabilities: new Negotiate.LinuxGuestDefinedCapabilities({
     NamespaceAddRequestSupported: true,
     SignalProcessSupported: true,
     DumpStacksSupported: true,
@@ -111,14 +69,14 @@ const capabilities = new GcsCapabilities({
 
 /** The `ActivityId` of a payload, read leniently like the Linux GCS pre-parses the base. */
 const rawActivityId = (payload: Uint8Array): string | undefined => {
-  const json = Either.getOrUndefined(parsePayload(payload))
+  const json = Result.getOrUndefined(Codec.parsePayload(payload))
   if (typeof json !== "object" || json === null) return undefined
   const id = (json as Record<string, unknown>)["ActivityId"]
   return typeof id === "string" ? id : undefined
 }
 
 const truncateForWire = (text: string): string => {
-  const size = (t: string) => Buffer.byteLength(goStringify(t, { escapeHtml: true }))
+  const size = (t: string) => Buffer.byteLength(GoJson.goStringify(t, { escapeHtml: true }))
   let out = text
   while (size(out) > MaxStacksJsonBytes) {
     out = out.slice(0, Math.floor(out.length * 0.9))
@@ -132,258 +90,260 @@ const handleCounts = (): string => {
   return [...counts.entries()].map(([name, n]) => `${name} ×${n}`).join(", ")
 }
 
-/** Serves `connection` until it ends; closes it on the way out. */
-export const serveConnection = (
-  uvm: Uvm,
-  connection: Connection,
-  options: SessionOptions
-): Effect.Effect<SessionEnd, ProtocolError | TransportError> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const plan = new FaultPlan(options.faults)
-      const outbound = yield* Queue.bounded<Outbound>(Math.max(1, options.maxInFlight))
-      // Registered first, so it runs last: after every fiber below is gone.
-      yield* Effect.addFinalizer(() =>
-        Queue.takeAll(outbound).pipe(
-          Effect.flatMap((left) =>
-            Effect.forEach(
-              left,
-              (o) => (o.pending === undefined ? Effect.void : Queue.offer(uvm.notifications, o.pending)),
-              {
-                discard: true
-              }
-            )
-          ),
-          Effect.zipRight(connection.close)
-        )
-      )
-      if (plan.dropImmediately) return "Dropped" as const
-
-      const ended = yield* Deferred.make<SessionEnd, ProtocolError | TransportError>()
-      const permits = yield* Effect.makeSemaphore(Math.max(1, options.maxInFlight))
-      const waitPermits = yield* Effect.makeSemaphore(Math.max(1, options.maxInFlight) * WaitsPerRequestSlot)
-      const fibers = yield* FiberSet.make()
-      const inFlight = new Map<number, InFlight>()
-      const startedAt = Date.now()
-      let negotiated = false
-      let nextKey = 0
-
-      const send = (message: Outbound) => Queue.offer(outbound, message)
-
-      /** The frame answering `frame`; an encoding bug becomes an E_FAIL reply rather than silence. */
-      const responseFrame = (
-        frame: Frame,
-        request: DecodedRequest | undefined,
-        body: ResponseBody
-      ): Uint8Array => {
-        try {
-          return request === undefined
-            ? encodeResponseTo(frame.type, frame.id, body)
-            : encodeResponse(request.name, frame.id, body)
-        } catch (e) {
-          const failure = Failure.fail(
-            `failed to encode the response: ${e instanceof Error ? e.message : String(e)}`
-          )
-          return encodeResponseTo(frame.type, frame.id, errorResponse(failure, undefined))
-        }
-      }
-
-      const reply = (frame: Frame, request: DecodedRequest | undefined, body: ResponseBody) =>
-        send({
-          type: responseType(frame.type),
-          id: frame.id,
-          frame: responseFrame(frame, request, body),
-          kind: "response"
-        })
-
-      const replyFailure = (frame: Frame, failure: GuestFailure, activityId: string | undefined) =>
-        reply(frame, undefined, errorResponse(failure, activityId))
-
-      const notImplemented = (frame: Frame) =>
-        replyFailure(frame, Failure.notImplemented(guestTypeLabel(frame.type)), rawActivityId(frame.payload))
-
-      const flood = Effect.forEach(
-        Array.from({ length: plan.flood }, (_, i) => i),
-        (i) =>
-          send({
-            type: NotifyContainer,
-            id: 0,
-            kind: "flood",
-            frame: encodeNotification(
-              new ContainerNotification({
-                ContainerId: `gcs-bridge-flood-${i}`,
-                ActivityId: NullGuid,
-                Type: "UnexpectedExit",
-                Operation: "None",
-                Result: 0
-              })
-            )
-          }),
-        { discard: true }
-      )
-
-      const negotiate = (frame: Frame) =>
-        Effect.gen(function* () {
-          // The delay fault holds back every answer, the negotiation's too (it is answered on the reader).
-          if (Duration.greaterThan(plan.responseDelay, Duration.zero)) yield* Effect.sleep(plan.responseDelay)
-          const decoded = decodeRequest(frame)
-          if (Either.isLeft(decoded))
-            return yield* replyFailure(frame, invalidJson(decoded.left), rawActivityId(frame.payload))
-          const request = decoded.right
-          if (request.name !== "NegotiateProtocol") return yield* notImplemented(frame)
-          const { MinimumVersion, MaximumVersion, ActivityId } = request.body
-          if (MaximumVersion < ProtocolVersion || MinimumVersion > ProtocolVersion) {
-            return yield* replyFailure(frame, Failure.bare(HResult.UnsupportedProtocolVersion), ActivityId)
-          }
-          negotiated = true
-          yield* reply(
-            frame,
-            request,
-            new NegotiateProtocolResponse({
-              ...echo(ActivityId),
-              Version: ProtocolVersion,
-              Capabilities: capabilities
-            })
-          )
-          if (plan.flood > 0) yield* FiberSet.run(fibers, flood)
-        })
-
-      const dumpStacks = Effect.sync(() => {
-        const now = Date.now()
-        const lines = [
-          `gcs-bridge guest (TypeScript; no goroutines: fibers and Node handles instead)`,
-          `process ${process.pid}, node ${process.version}, bridge up ${Math.round((now - startedAt) / 1000)}s`,
-          `bridge: ${connection.description}, negotiated v${ProtocolVersion}, ${plan.sent} messages sent`,
-          `requests in flight: ${inFlight.size}`
-        ]
-        for (const r of inFlight.values()) {
-          lines.push(
-            `  fiber ${r.fiber}: message ${r.id} ${r.label}, ${((now - r.since) / 1000).toFixed(3)}s`
-          )
-        }
-        lines.push(...uvm.describe())
-        lines.push(`node handles: ${handleCounts()}`)
-        return truncateForWire(lines.join("\n") + "\n")
-      })
-
-      const powerOff = Deferred.succeed(ended, "PowerOff" as const).pipe(Effect.zipRight(Effect.never))
-
-      const handle = (frame: Frame, slots: Effect.Semaphore) => {
-        const key = nextKey++
-        return Effect.gen(function* () {
-          const fiber = FiberId.threadName(yield* Effect.fiberId)
-          inFlight.set(key, { id: frame.id, label: guestTypeLabel(frame.type), since: Date.now(), fiber })
-          const decoded = decodeRequest(frame)
-          const request = Either.getOrUndefined(decoded)
-          const result: Exit.Exit<ResponseBody, GuestFailure> = Either.isLeft(decoded)
-            ? Exit.fail(invalidJson(decoded.left))
-            : yield* dispatch({ uvm, payload: frame.payload, dumpStacks, powerOff }, decoded.right).pipe(
-                Effect.catchAllDefect((defect) =>
-                  Effect.logError("gcs-bridge guest: handler defect", Cause.die(defect)).pipe(
-                    Effect.zipRight(Effect.fail(Failure.fail(`internal error: ${String(defect)}`)))
-                  )
-                ),
-                Effect.exit
-              )
-          if (Duration.greaterThan(plan.responseDelay, Duration.zero)) yield* Effect.sleep(plan.responseDelay)
-          yield* Exit.match(result, {
-            onSuccess: (body) => reply(frame, request, body),
-            onFailure: (cause) =>
-              Option.match(Cause.failureOption(cause), {
-                onNone: () => Effect.void,
-                onSome: (failure) =>
-                  replyFailure(frame, failure, request?.body.ActivityId ?? rawActivityId(frame.payload))
-              })
-          })
-        }).pipe(Effect.ensuring(Effect.sync(() => inFlight.delete(key))), Effect.ensuring(slots.release(1)))
-      }
-
-      const onFrame = (frame: Frame): Effect.Effect<void> => {
-        const type = frame.type >>> 0
-        if (type === negotiateType && !negotiated) return negotiate(frame)
-        if (!negotiated || !isV4Handler(type)) return notImplemented(frame)
-        // A WaitForProcess lasts as long as its process, so it must not hold one of
-        // the request slots (with maxInFlight live processes the reader would stop
-        // for good); waits have their own, far larger bound, as the Linux GCS
-        // always runs them detached.
-        const slots = type === waitType ? waitPermits : permits
-        return slots.take(1).pipe(Effect.zipRight(FiberSet.run(fibers, handle(frame, slots))), Effect.asVoid)
-      }
-
-      const reader = new FrameReader({ maxFrameSize: options.maxFrameSize, acceptType: () => true })
-      const read = connection.stream.pipe(
-        Stream.runForEach((chunk) =>
-          Effect.suspend(() => {
-            const frames = reader.push(chunk)
-            const error = reader.error
-            return Effect.forEach(frames, onFrame, { discard: true }).pipe(
-              Effect.zipRight(error === undefined ? Effect.void : Effect.fail(error))
-            )
-          })
-        ),
-        Effect.zipRight(
-          Effect.suspend(() => {
-            const error = reader.end()
-            return error === undefined ? Effect.succeed("PeerClosed" as const) : Effect.fail(error)
-          })
-        )
-      )
-
-      const write = Effect.gen(function* () {
-        for (;;) {
-          const batch = yield* Queue.takeBetween(outbound, 1, 64)
-          const chunks: Array<Uint8Array> = []
-          let drop = false
-          for (const message of batch) {
-            const decision = plan.next(message)
-            chunks.push(...decision.bytes)
-            if (decision.dropAfter) {
-              drop = true
-              break
-            }
-          }
-          if (chunks.length > 0) yield* connection.writeAll(chunks)
-          if (drop) return "Dropped" as const
-        }
-      })
-
-      const pump = Effect.forever(
-        Effect.uninterruptibleMask((restore) =>
-          restore(Queue.take(uvm.notifications)).pipe(
-            Effect.flatMap((pending) =>
-              restore(
-                send({
-                  type: NotifyContainer,
-                  id: 0,
-                  kind: "notification",
-                  pending,
-                  frame: encodeNotification(
-                    new ContainerNotification({
-                      ContainerId: pending.containerId,
-                      ActivityId: isGuid(pending.activityId) ? pending.activityId : NullGuid,
-                      Type: pending.type,
-                      Operation: "None",
-                      Result: 0
-                    })
-                  )
-                })
-              ).pipe(Effect.onInterrupt(() => Queue.offer(uvm.notifications, pending)))
-            )
-          )
-        )
-      )
-
-      const settle = <E extends ProtocolError | TransportError>(effect: Effect.Effect<SessionEnd, E>) =>
-        effect.pipe(
-          Effect.exit,
-          Effect.flatMap((exit) => Deferred.complete(ended, exit))
-        )
-
-      yield* Effect.forkScoped(settle(write))
-      yield* Effect.forkScoped(pump)
-      yield* Effect.forkScoped(settle(read))
-      const end = yield* Deferred.await(ended)
-      yield* Effect.logDebug(`gcs-bridge guest: ${connection.description} ended: ${end}`)
-      return end
+/** A container notification frame. */
+const notification = (
+  containerId: string,
+  activityId: string,
+  type: PendingNotification["type"]
+): Uint8Array =>
+  Codec.encodeNotification(
+    new Container.ContainerNotification({
+      ContainerId: containerId,
+      ActivityId: Guid.isGuid(activityId) ? activityId : Guid.NullGuid,
+      Type: type,
+      Operation: "None",
+      Result: 0
     })
   )
+
+/** Serves `connection` until it ends; closes it on the way out. */
+export const serveConnection = Effect.fnUntraced(function* (
+  uvm: Uvm,
+  connection: Connection,
+  options: Pick<ResolvedGuestOptions, "faults" | "maxFrameSize" | "maxInFlight">
+): Effect.fn.Return<SessionEnd, ProtocolError.ProtocolError | TransportError, Scope.Scope> {
+  const plan = new FaultPlan(options.faults)
+  const maxInFlight = Math.max(1, options.maxInFlight)
+  const outbound = yield* Queue.bounded<Outbound>(maxInFlight)
+  // Registered first, so it runs last: after every fiber below is gone.
+  yield* Effect.addFinalizer(() =>
+    Queue.clear(outbound).pipe(
+      Effect.flatMap((left) =>
+        Queue.offerAll(
+          uvm.notifications,
+          left.flatMap((o) => (o.pending === undefined ? [] : [o.pending]))
+        )
+      ),
+      Effect.andThen(connection.close)
+    )
+  )
+  if (plan.dropImmediately) return "Dropped"
+
+  const ended = yield* Deferred.make<SessionEnd, ProtocolError.ProtocolError | TransportError>()
+  const permits = yield* Semaphore.make(maxInFlight)
+  const waitPermits = yield* Semaphore.make(maxInFlight * WaitsPerRequestSlot)
+  const fibers = yield* FiberSet.make()
+  const inFlight = new Map<number, InFlight>()
+  const startedAt = Date.now()
+  const delay = Duration.isZero(plan.responseDelay) ? Effect.void : Effect.sleep(plan.responseDelay)
+  let negotiated = false
+  let nextKey = 0
+
+  const send = (message: Outbound) => Queue.offer(outbound, message)
+
+  /** The frame answering `frame`; an encoding bug becomes an E_FAIL reply rather than silence. */
+  const responseFrame = (
+    frame: Frame.Frame,
+    request: Codec.DecodedRequest | undefined,
+    body: Envelope.ResponseBase
+  ): Uint8Array => {
+    try {
+      return request === undefined
+        ? Codec.encodeResponseTo(frame.type, frame.id, body)
+        : Codec.encodeResponse(request.name, frame.id, body)
+    } catch (e) {
+      const failure = Failure.fail(
+        `failed to encode the response: ${e instanceof Error ? e.message : String(e)}`
+      )
+      return Codec.encodeResponseTo(frame.type, frame.id, errorResponse(failure, undefined))
+    }
+  }
+
+  const reply = (
+    frame: Frame.Frame,
+    request: Codec.DecodedRequest | undefined,
+    body: Envelope.ResponseBase
+  ) =>
+    send({
+      type: MessageType.responseType(frame.type),
+      id: frame.id,
+      frame: responseFrame(frame, request, body),
+      kind: "response"
+    })
+
+  const replyFailure = (frame: Frame.Frame, failure: GuestFailure, activityId: string | undefined) =>
+    reply(frame, undefined, errorResponse(failure, activityId))
+
+  const notImplemented = (frame: Frame.Frame) =>
+    replyFailure(frame, Failure.notImplemented(guestTypeLabel(frame.type)), rawActivityId(frame.payload))
+
+  const flood = Effect.forEach(
+    Array.from({ length: plan.flood }, (_, i) => i),
+    (i) =>
+      send({
+        type: MessageType.NotifyContainer,
+        id: 0,
+        kind: "flood",
+        frame: notification(`gcs-bridge-flood-${i}`, Guid.NullGuid, "UnexpectedExit")
+      }),
+    { discard: true }
+  )
+
+  // Answered on the reader itself, before the next frame is read.
+  const negotiate = Effect.fnUntraced(function* (frame: Frame.Frame) {
+    // The delay fault holds back every answer, the negotiation's too.
+    yield* delay
+    const decoded = Codec.decodeRequest(frame)
+    if (Result.isFailure(decoded)) {
+      return yield* replyFailure(frame, invalidJson(decoded.failure), rawActivityId(frame.payload))
+    }
+    const request = decoded.success
+    if (request.name !== "NegotiateProtocol") return yield* notImplemented(frame)
+    const { MinimumVersion, MaximumVersion, ActivityId } = request.body
+    if (MaximumVersion < Negotiate.ProtocolVersion || MinimumVersion > Negotiate.ProtocolVersion) {
+      return yield* replyFailure(frame, Failure.bare(Failure.Hr.UnsupportedProtocolVersion), ActivityId)
+    }
+    negotiated = true
+    yield* reply(
+      frame,
+      request,
+      new Negotiate.NegotiateProtocolResponse({
+        ...echo(ActivityId),
+        Version: Negotiate.ProtocolVersion,
+        Capabilities: capabilities
+      })
+    )
+    if (plan.flood > 0) yield* FiberSet.run(fibers, flood)
+  })
+
+  const dumpStacks = Effect.sync(() => {
+    const now = Date.now()
+    const lines = [
+      `gcs-bridge guest (TypeScript; no goroutines: fibers and Node handles instead)`,
+      `process ${process.pid}, node ${process.version}, bridge up ${Math.round((now - startedAt) / 1000)}s`,
+      `bridge: ${connection.description}, negotiated v${Negotiate.ProtocolVersion}, ${plan.sent} messages sent`,
+      `requests in flight: ${inFlight.size}`
+    ]
+    for (const r of inFlight.values()) {
+      lines.push(`  fiber #${r.fiber}: message ${r.id} ${r.label}, ${((now - r.since) / 1000).toFixed(3)}s`)
+    }
+    lines.push(...uvm.describe(), `node handles: ${handleCounts()}`)
+    return truncateForWire(lines.join("\n") + "\n")
+  })
+
+  const powerOff = Deferred.succeed(ended, "PowerOff").pipe(Effect.andThen(Effect.never))
+
+  const handle = Effect.fnUntraced(
+    function* (frame: Frame.Frame, key: number) {
+      inFlight.set(key, {
+        id: frame.id,
+        label: guestTypeLabel(frame.type),
+        since: Date.now(),
+        fiber: yield* Effect.fiberId
+      })
+      const decoded = Codec.decodeRequest(frame)
+      const request = Result.getOrUndefined(decoded)
+      // An interrupted handler (power-off, the session ending) answers nothing.
+      const result = yield* Effect.result(
+        Result.isFailure(decoded)
+          ? Effect.fail(invalidJson(decoded.failure))
+          : dispatch({ uvm, payload: frame.payload, dumpStacks, powerOff }, decoded.success).pipe(
+              Effect.catchDefect((defect) =>
+                Effect.logError("gcs-bridge guest: handler defect", Cause.die(defect)).pipe(
+                  Effect.andThen(Effect.fail(Failure.fail(`internal error: ${String(defect)}`)))
+                )
+              )
+            )
+      )
+      yield* delay
+      yield* Result.isSuccess(result)
+        ? reply(frame, request, result.success)
+        : replyFailure(frame, result.failure, request?.body.ActivityId ?? rawActivityId(frame.payload))
+    },
+    (effect, _frame, key) =>
+      Effect.ensuring(
+        effect,
+        Effect.sync(() => inFlight.delete(key))
+      )
+  )
+
+  const onFrame = (frame: Frame.Frame): Effect.Effect<void> => {
+    const type = frame.type >>> 0
+    if (type === negotiateType && !negotiated) return negotiate(frame)
+    if (!negotiated || !isV4Handler(type)) return notImplemented(frame)
+    // A WaitForProcess lasts as long as its process, so it must not hold one of
+    // the request slots (with maxInFlight live processes the reader would stop
+    // for good); waits have their own, far larger bound, as the Linux GCS
+    // always runs them detached.
+    const slots = type === waitType ? waitPermits : permits
+    return slots
+      .take(1)
+      .pipe(
+        Effect.andThen(FiberSet.run(fibers, Effect.ensuring(handle(frame, nextKey++), slots.release(1)))),
+        Effect.asVoid
+      )
+  }
+
+  const reader = new FrameDecoder.FrameReader({ maxFrameSize: options.maxFrameSize, acceptType: () => true })
+  const read = connection.stream.pipe(
+    Stream.runForEach((chunk) =>
+      Effect.suspend(() => {
+        const frames = reader.push(chunk)
+        const error = reader.error
+        return Effect.forEach(frames, onFrame, { discard: true }).pipe(
+          Effect.andThen(error === undefined ? Effect.void : Effect.fail(error))
+        )
+      })
+    ),
+    Effect.andThen(
+      Effect.suspend(() => {
+        const error = reader.end()
+        return error === undefined ? Effect.succeed<SessionEnd>("PeerClosed") : Effect.fail(error)
+      })
+    )
+  )
+
+  const write = Effect.gen(function* () {
+    for (;;) {
+      const batch = yield* Queue.takeBetween(outbound, 1, 64)
+      const chunks: Array<Uint8Array> = []
+      let drop = false
+      for (const message of batch) {
+        const decision = plan.next(message)
+        chunks.push(...decision.bytes)
+        if (decision.dropAfter) {
+          drop = true
+          break
+        }
+      }
+      if (chunks.length > 0) yield* connection.writeAll(chunks)
+      if (drop) return "Dropped" as const
+    }
+  })
+
+  // An exit notification taken but not queued for the writer goes back to the state.
+  const pump = Effect.forever(
+    Effect.uninterruptibleMask((restore) =>
+      restore(Queue.take(uvm.notifications)).pipe(
+        Effect.flatMap((pending) =>
+          restore(
+            send({
+              type: MessageType.NotifyContainer,
+              id: 0,
+              kind: "notification",
+              pending,
+              frame: notification(pending.containerId, pending.activityId, pending.type)
+            })
+          ).pipe(Effect.onInterrupt(() => Queue.offer(uvm.notifications, pending)))
+        )
+      )
+    )
+  )
+
+  yield* Effect.forkScoped(Deferred.into(write, ended))
+  yield* Effect.forkScoped(pump)
+  yield* Effect.forkScoped(Deferred.into(read, ended))
+  const end = yield* Deferred.await(ended)
+  yield* Effect.logDebug(`gcs-bridge guest: ${connection.description} ended: ${end}`)
+  return end
+}, Effect.scoped)

@@ -7,29 +7,34 @@
  */
 import type { Readable, Writable } from "node:stream"
 import type { Connection } from "@gcs-bridge/transport"
-import { Effect, Option, Stream } from "effect"
+import type { Array as Arr, Pull } from "effect"
+import { Cause, Effect, Stream } from "effect"
 
 /** Largest chunk handed to a connection in one write. */
 export const RelayChunkSize = 64 * 1024
 
+/** `chunk` cut into pieces of at most {@link RelayChunkSize} bytes (views, not copies). */
+const pieces = (chunk: Uint8Array): Arr.NonEmptyReadonlyArray<Uint8Array> => {
+  if (chunk.length <= RelayChunkSize) return [chunk]
+  const parts: Arr.NonEmptyArray<Uint8Array> = [chunk.subarray(0, RelayChunkSize)]
+  for (let i = RelayChunkSize; i < chunk.length; i += RelayChunkSize)
+    parts.push(chunk.subarray(i, i + RelayChunkSize))
+  return parts
+}
+
 /**
- * One chunk from a paused `Readable`, or `None` at its end. Reading with
+ * The next chunk of a paused `Readable`, or done at its end. Reading with
  * `read()` keeps the stream paused, so Node stops pulling from the pipe once
  * its small buffer is full: that is the backpressure.
  */
-const pull = (readable: Readable): Effect.Effect<Uint8Array, Option.Option<never>> =>
-  Effect.async<Uint8Array, Option.Option<never>>((resume) => {
+const pull = (readable: Readable): Pull.Pull<Arr.NonEmptyReadonlyArray<Uint8Array>> =>
+  Effect.callback((resume) => {
     const attempt = (): boolean => {
       const chunk = readable.read() as Buffer | null
-      if (chunk !== null) {
-        resume(Effect.succeed(chunk))
-        return true
-      }
-      if (readable.readableEnded || readable.destroyed) {
-        resume(Effect.fail(Option.none()))
-        return true
-      }
-      return false
+      if (chunk !== null) resume(Effect.succeed(pieces(chunk)))
+      else if (readable.readableEnded || readable.destroyed) resume(Cause.done())
+      else return false
+      return true
     }
     if (attempt()) return
     const cleanup = () => {
@@ -43,7 +48,7 @@ const pull = (readable: Readable): Effect.Effect<Uint8Array, Option.Option<never
     }
     const onEnd = () => {
       cleanup()
-      resume(Effect.fail(Option.none()))
+      resume(Cause.done())
     }
     readable.on("readable", onReadable)
     readable.once("end", onEnd)
@@ -55,35 +60,31 @@ const pull = (readable: Readable): Effect.Effect<Uint8Array, Option.Option<never
 const keepPaused = () => {}
 
 /**
- * A paused `Readable` as a pull-driven stream of chunks of at most {@link RelayChunkSize} bytes.
- *
- * A `readable` listener stays attached for the stream's whole life: when a
- * child process exits, Node `resume()`s its stdio pipes unless one is
- * listened to that way, and a resumed pipe with no `data` listener throws its
- * buffered bytes away — output written just before the exit would be lost.
+ * Keeps a child's output pipe from being flushed away: when a child process
+ * exits, Node `resume()`s its stdio pipes unless one is listened to with
+ * `readable`, and a resumed pipe with no `data` listener throws its buffered
+ * bytes away — output written just before the exit would be lost. Called at
+ * spawn, before the process can exit.
+ */
+export const holdPaused = (readable: Readable | null): void => {
+  readable?.on("readable", keepPaused)
+}
+
+/**
+ * A paused `Readable` as a pull-driven stream of chunks of at most {@link RelayChunkSize} bytes,
+ * holding it paused (see {@link holdPaused}) while the stream lives.
  */
 export const fromReadable = (readable: Readable): Stream.Stream<Uint8Array> =>
-  Stream.unwrapScoped(
-    Effect.as(
-      Effect.acquireRelease(
-        Effect.sync(() => readable.on("readable", keepPaused)),
-        () => Effect.sync(() => readable.off("readable", keepPaused))
-      ),
-      Stream.repeatEffectOption(pull(readable)).pipe(
-        Stream.mapConcat((chunk) => {
-          if (chunk.length <= RelayChunkSize) return [chunk]
-          const parts: Array<Uint8Array> = []
-          for (let i = 0; i < chunk.length; i += RelayChunkSize)
-            parts.push(chunk.subarray(i, i + RelayChunkSize))
-          return parts
-        })
-      )
-    )
+  Stream.unwrap(
+    Effect.acquireRelease(
+      Effect.sync(() => readable.on("readable", keepPaused)),
+      () => Effect.sync(() => readable.off("readable", keepPaused))
+    ).pipe(Effect.as(Stream.fromPull(Effect.succeed(pull(readable)))))
   )
 
 /** Writes one chunk, waiting for `drain` when the pipe is full; fails once the pipe is closed. */
 const writeChunk = (writable: Writable, chunk: Uint8Array): Effect.Effect<void, "closed"> =>
-  Effect.async<void, "closed">((resume) => {
+  Effect.callback<void, "closed">((resume) => {
     if (writable.destroyed || writable.writableEnded) {
       resume(Effect.fail("closed"))
       return
@@ -157,7 +158,7 @@ export const relayOutput = (
         }),
       onSuccess: () =>
         connection.endWrite.pipe(
-          Effect.zipRight(
+          Effect.andThen(
             ending === "half-close-then-wait" ? Stream.runDrain(connection.stream) : Effect.void
           ),
           Effect.ignore

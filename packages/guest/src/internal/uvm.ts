@@ -8,17 +8,15 @@
  * Each operation implements one RPC with the Linux GCS's semantics and
  * HRESULTs (GCS-PROTOCOL §8, §11); wire decoding and encoding happen elsewhere.
  */
-import type { Scope } from "effect"
-import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Queue, Scope as ScopeNs } from "effect"
+import { Deferred, Duration, Effect, Exit, Option, Queue, Scope } from "effect"
 import type { ContainerState, ExitType, OciProcessSpec } from "./container.js"
 import { findProcess, readOciProcess } from "./container.js"
-import { HResult, NullGuid } from "@gcs-bridge/protocol"
 import * as Failure from "./failure.js"
-import { GuestFailure } from "./failure.js"
+import { GuestFailure, Hr } from "./failure.js"
 import type { LaunchSpec } from "./localProcess.js"
 import { processTree, statistics } from "./procfs.js"
 import type { Dial, GuestProcess, ProcessKind, StdioPorts } from "./process.js"
-import { hasExited, startProcess } from "./process.js"
+import { startProcess } from "./process.js"
 import { splitShellWords } from "./shellWords.js"
 
 /** The container id of requests addressed to the UVM itself. */
@@ -80,8 +78,9 @@ export interface UvmEnvironment {
   readonly defaultCwd: string
 }
 
-const notFound = () => Failure.bare(HResult.NotFound)
-const systemNotFound = () => Failure.bare(HResult.SystemNotFound)
+const notFound = () => Failure.bare(Hr.NotFound)
+const systemNotFound = () => Failure.bare(Hr.SystemNotFound)
+const notRunning = (id: string) => Failure.wrap(Hr.SystemAlreadyStopped, `container ${id} is not running`)
 
 /**
  * Resource types the Linux GCS accepts (§8.9) and why this guest cannot carry
@@ -105,477 +104,379 @@ export const isLinuxResourceType = (type: string): boolean =>
   type === "PodCgroupMemoryLimit" ||
   Object.hasOwn(unsupportedResources, type)
 
-/** The guest's state; see the module documentation. */
-export class Uvm {
-  readonly containers = new Map<string, ContainerState>()
-  readonly external = new Map<number, GuestProcess>()
+/** An exec's working directory: its own, else the container's, else `/`. */
+const execCwd = (oci: OciProcessSpec, init: OciProcessSpec): string =>
+  oci.cwd !== "" ? oci.cwd : init.cwd !== "" ? init.cwd : "/"
 
-  private constructor(
-    readonly scope: Scope.Scope,
-    readonly env: UvmEnvironment,
-    readonly notifications: Queue.Queue<PendingNotification>
-  ) {}
+/** What the host asked for beside the program itself. */
+const launchSpec = (
+  request: ExecRequest,
+  program: Pick<LaunchSpec, "argv" | "env" | "cwd" | "console">,
+  killGroupOnExit = false
+): LaunchSpec => ({
+  ...program,
+  stdin: request.createStdIn,
+  stdout: request.createStdOut,
+  stderr: request.createStdErr,
+  killGroupOnExit
+})
 
-  /** A fresh state owned by the current scope. */
-  static make(env: UvmEnvironment): Effect.Effect<Uvm, never, Scope.Scope> {
-    return Effect.gen(function* () {
-      const scope = yield* Effect.scope
-      // One entry per container at most, so unbounded cannot grow without bound.
-      const notifications = yield* Queue.unbounded<PendingNotification>()
-      return new Uvm(scope, env, notifications)
-    })
-  }
+/** The guest's state (see the module documentation): one operation per RPC, and the notifications to send. */
+export type Uvm = Effect.Success<ReturnType<typeof make>>
+
+/** A fresh state owned by the current scope, whose closing kills every process. */
+export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
+  const scope = yield* Effect.scope
+  const containers = new Map<string, ContainerState>()
+  const external = new Map<number, GuestProcess>()
+  // One entry per container at most, so unbounded cannot grow without bound.
+  const notifications = yield* Queue.unbounded<PendingNotification>()
 
   /** GetCreatedContainer: unknown ⇒ `0xC037010E`. */
-  private container(id: string): Effect.Effect<ContainerState, GuestFailure> {
-    const c = this.containers.get(id)
+  const container = (id: string): Effect.Effect<ContainerState, GuestFailure> => {
+    const c = containers.get(id)
     return c === undefined ? Effect.fail(systemNotFound()) : Effect.succeed(c)
   }
 
-  private process(container: ContainerState, pid: number): Effect.Effect<GuestProcess, GuestFailure> {
-    return Option.match(findProcess(container, pid), {
-      onNone: () => Effect.fail(notFound()),
-      onSome: Effect.succeed
-    })
-  }
-
-  /** Create (§8.1). */
-  create(request: CreateRequest): Effect.Effect<void, GuestFailure> {
-    return Effect.gen(this, function* () {
-      const { major, minor } = request.schemaVersion
-      if (major < 2 || (major === 2 && minor < 1)) {
-        return yield* Effect.fail(
-          Failure.wrap(HResult.InvalidJson, `invalid schema version: {${major} ${minor}}`)
-        )
-      }
-      if (this.containers.has(request.containerId)) {
-        return yield* Effect.fail(Failure.bare(HResult.SystemAlreadyExists))
-      }
-      if (Option.isNone(request.ociSpecification)) {
-        return yield* Effect.fail(
-          Failure.fail("container config has no OciSpecification: there is nothing to run")
-        )
-      }
-      const spec = request.ociSpecification.value as Record<string, unknown>
-      if (spec["process"] === undefined || spec["process"] === null) {
-        return yield* Effect.fail(
-          Failure.fail("OciSpecification has no process: there is no init process to run")
-        )
-      }
-      const init = readOciProcess("OciSpecification.process", spec["process"])
-      if (init instanceof GuestFailure) return yield* Effect.fail(init)
-      if (init.argv.length === 0) {
-        return yield* Effect.fail(
-          Failure.fail("OciSpecification.process.args is empty: there is no init process to run")
-        )
-      }
-      const scope = yield* ScopeNs.fork(this.scope, ExecutionStrategy.parallel)
-      const container: ContainerState = {
-        id: request.containerId,
-        activityId: request.activityId,
-        init,
-        scope,
-        createdAt: Date.now(),
-        initStarted: yield* Deferred.make<GuestProcess>(),
-        initWaited: yield* Deferred.make<void>(),
-        initProcess: undefined,
-        initStarting: false,
-        stoppedBeforeStart: false,
-        exitType: "UnexpectedExit",
-        processes: new Map(),
-        constraints: Option.none()
-      }
-      this.containers.set(container.id, container)
-      yield* Effect.forkIn(this.notifier(container), scope)
-    })
-  }
+  const containerProcess = Effect.fnUntraced(function* (containerId: string, pid: number) {
+    const c = yield* container(containerId)
+    const process = findProcess(c, pid)
+    if (process === undefined) return yield* notFound()
+    return { container: c, process }
+  })
 
   /**
    * Waits for the init process to start and end, ends the rest of the
    * container, then — once the init's output is relayed and one
    * WaitForProcess on it obtained the exit code — queues the notification (§9.2).
    */
-  private notifier(container: ContainerState): Effect.Effect<void> {
-    return Effect.gen(this, function* () {
-      const init = yield* Deferred.await(container.initStarted)
-      yield* Deferred.await(init.local.exited)
-      // The init's own process group is killed by its exit callback; the
-      // exec'd processes go too, as in a container whose PID 1 is gone.
-      for (const p of container.processes.values()) yield* p.local.killGroup
-      yield* Deferred.await(init.done)
-      yield* Deferred.await(container.initWaited)
-      yield* Queue.offer(this.notifications, {
-        containerId: container.id,
-        activityId: container.activityId,
-        type: container.exitType
-      })
-    })
-  }
+  const notifier = Effect.fnUntraced(function* (c: ContainerState) {
+    const init = yield* Deferred.await(c.initStarted)
+    yield* Deferred.await(init.local.exited)
+    // The init's own process group is killed by its exit callback; the
+    // exec'd processes go too, as in a container whose PID 1 is gone.
+    for (const p of c.processes.values()) yield* p.local.killGroup
+    yield* Deferred.await(init.done)
+    yield* Deferred.await(c.initWaited)
+    yield* Queue.offer(notifications, { containerId: c.id, activityId: c.activityId, type: c.exitType })
+  })
+
+  /** Create (§8.1). */
+  const create = Effect.fnUntraced(function* (request: CreateRequest) {
+    const { major, minor } = request.schemaVersion
+    if (major < 2 || (major === 2 && minor < 1)) {
+      return yield* Failure.wrap(Hr.InvalidJson, `invalid schema version: {${major} ${minor}}`)
+    }
+    if (containers.has(request.containerId)) return yield* Failure.bare(Hr.SystemAlreadyExists)
+    if (Option.isNone(request.ociSpecification)) {
+      return yield* Failure.fail("container config has no OciSpecification: there is nothing to run")
+    }
+    const process = (request.ociSpecification.value as Record<string, unknown>)["process"]
+    if (process === undefined || process === null) {
+      return yield* Failure.fail("OciSpecification has no process: there is no init process to run")
+    }
+    const init = readOciProcess("OciSpecification.process", process)
+    if (init instanceof GuestFailure) return yield* init
+    if (init.argv.length === 0) {
+      return yield* Failure.fail("OciSpecification.process.args is empty: there is no init process to run")
+    }
+    const c: ContainerState = {
+      id: request.containerId,
+      activityId: request.activityId,
+      init,
+      scope: yield* Scope.fork(scope, "parallel"),
+      createdAt: Date.now(),
+      initStarted: yield* Deferred.make<GuestProcess>(),
+      initWaited: yield* Deferred.make<void>(),
+      initProcess: undefined,
+      initStarting: false,
+      stoppedBeforeStart: false,
+      exitType: "UnexpectedExit",
+      processes: new Map(),
+      constraints: Option.none()
+    }
+    containers.set(c.id, c)
+    yield* Effect.forkIn(notifier(c), c.scope)
+  })
 
   /** Start (§8.2): a no-op on Linux; the init process starts with the first ExecuteProcess. */
-  start(containerId: string): Effect.Effect<void, GuestFailure> {
+  const start = (containerId: string): Effect.Effect<void, GuestFailure> =>
     // The UVM itself is always "started": the Linux GCS answers success without a lookup.
-    if (containerId === NullGuid) return Effect.void
-    return this.container(containerId).pipe(Effect.asVoid)
-  }
+    containerId === UvmContainerId ? Effect.void : Effect.asVoid(container(containerId))
 
-  /**
-   * ShutdownGraceful / ShutdownForced (§8.3) for a container: SIGTERM / SIGKILL
-   * to its init process, remembered as the notification's exit type.
-   */
-  shutdown(containerId: string, graceful: boolean): Effect.Effect<void, GuestFailure> {
-    return Effect.gen(this, function* () {
-      const container = yield* this.container(containerId)
-      const type: ExitType = graceful ? "GracefulExit" : "ForcedExit"
-      const init = container.initProcess
-      if (init === undefined) {
-        // Like runc killing a created container: it will never run, and with
-        // no init the host can wait on, no notification follows.
-        if (!container.initStarting) {
-          container.stoppedBeforeStart = true
-          container.exitType = type
-          return
-        }
-        return yield* Effect.fail(
-          Failure.wrap(HResult.GuestInvalidState, "the init process is being started")
-        )
-      }
-      if (hasExited(init)) {
-        return yield* Effect.fail(
-          Failure.wrap(HResult.SystemAlreadyStopped, `container ${containerId} is not running`)
-        )
-      }
-      yield* init.local.signal(graceful ? SIGTERM : SIGKILL)
-      container.exitType = type
-    })
-  }
+  /** ShutdownGraceful / ShutdownForced (§8.3): SIGTERM / SIGKILL to the init, remembered as the exit type. */
+  const shutdown = Effect.fnUntraced(function* (containerId: string, graceful: boolean) {
+    const c = yield* container(containerId)
+    const type: ExitType = graceful ? "GracefulExit" : "ForcedExit"
+    const init = c.initProcess
+    if (init === undefined) {
+      // Like runc killing a created container: it will never run, and with
+      // no init the host can wait on, no notification follows.
+      if (c.initStarting)
+        return yield* Failure.wrap(Hr.GuestInvalidState, "the init process is being started")
+      c.stoppedBeforeStart = true
+      c.exitType = type
+      return
+    }
+    if (init.local.hasExited()) return yield* notRunning(containerId)
+    yield* init.local.signal(graceful ? SIGTERM : SIGKILL)
+    c.exitType = type
+  })
 
   /** DeleteContainerState (§8.12): kills what is left and always forgets the container. */
-  deleteContainerState(containerId: string): Effect.Effect<void, GuestFailure> {
-    return Effect.gen(this, function* () {
-      const container = yield* this.container(containerId)
-      this.containers.delete(containerId)
-      yield* ScopeNs.close(container.scope, Exit.void)
-    })
-  }
+  const deleteContainerState = Effect.fnUntraced(function* (containerId: string) {
+    const c = yield* container(containerId)
+    containers.delete(containerId)
+    yield* Scope.close(c.scope, Exit.void)
+  })
 
-  /** ExecuteProcess (§8.4, §11.2): UVM process, container init, or exec. */
-  exec(request: ExecRequest): Effect.Effect<number, GuestFailure> {
-    return Effect.gen(this, function* () {
-      if (request.containerId === UvmContainerId || request.inUtilityVm)
-        return yield* this.execExternal(request)
-      const container = yield* this.container(request.containerId)
-      if (Option.isNone(request.ociProcess)) return yield* this.startInit(container, request)
-      return yield* this.execInContainer(container, request, request.ociProcess.value)
-    })
-  }
-
-  private launchSpec(
-    process: {
-      argv: ReadonlyArray<string>
-      env: Readonly<Record<string, string>>
-      cwd: string
-      console: boolean
-    },
-    request: ExecRequest,
-    killGroupOnExit: boolean
-  ): LaunchSpec {
-    return {
-      argv: process.argv,
-      env: process.env,
-      cwd: process.cwd,
-      console: process.console,
-      stdin: request.createStdIn,
-      stdout: request.createStdOut,
-      stderr: request.createStdErr,
-      killGroupOnExit
-    }
-  }
-
-  private start_(
-    scope: Scope.Scope,
+  const launch = Effect.fnUntraced(function* (
+    owner: Scope.Scope,
     kind: ProcessKind,
     spec: LaunchSpec,
     ports: StdioPorts,
-    register: (process: GuestProcess) => Effect.Effect<void>
-  ): Effect.Effect<GuestProcess, GuestFailure> {
-    return Effect.gen(this, function* () {
-      const python = spec.console ? yield* this.env.python : Option.none<string>()
-      return yield* startProcess(scope, { kind, spec, ports, dial: this.env.dial, python, register })
+    register: (process: GuestProcess) => void
+  ) {
+    const python = spec.console ? yield* env.python : Option.none<string>()
+    const process = yield* startProcess(owner, {
+      kind,
+      spec,
+      ports,
+      dial: env.dial,
+      python,
+      register: (p) => Effect.sync(() => register(p))
     })
-  }
+    return process.pid
+  })
 
-  private execExternal(request: ExecRequest): Effect.Effect<number, GuestFailure> {
-    return Effect.gen(this, function* () {
-      let argv = request.commandArgs
-      if (argv.length === 0) {
-        const split = splitShellWords(request.commandLine)
-        if ("error" in split) {
-          return yield* Effect.fail(
-            Failure.fail(
-              `failed to parse command line string ${JSON.stringify(request.commandLine)}: ${split.error}`
-            )
-          )
-        }
-        argv = split.words
-      }
-      const spec = this.launchSpec(
-        {
-          argv,
-          env: request.environment,
-          cwd: request.workingDirectory === "" ? this.env.defaultCwd : request.workingDirectory,
-          console: request.emulateConsole
-        },
-        request,
-        false
-      )
-      const process = yield* this.start_(this.scope, "external", spec, request.ports, (p) =>
-        Effect.sync(() => this.external.set(p.pid, p))
-      )
-      return process.pid
-    })
-  }
-
-  private startInit(container: ContainerState, request: ExecRequest): Effect.Effect<number, GuestFailure> {
-    return Effect.gen(this, function* () {
-      if (container.initProcess !== undefined || container.initStarting) {
-        return yield* Effect.fail(Failure.fail(`container ${container.id} has already been started`))
-      }
-      if (container.stoppedBeforeStart) {
-        return yield* Effect.fail(
-          Failure.wrap(
-            HResult.SystemAlreadyStopped,
-            `container ${container.id} was shut down before it started`
-          )
+  const execExternal = Effect.fnUntraced(function* (request: ExecRequest) {
+    let argv = request.commandArgs
+    if (argv.length === 0) {
+      const split = splitShellWords(request.commandLine)
+      if ("error" in split) {
+        return yield* Failure.fail(
+          `failed to parse command line string ${JSON.stringify(request.commandLine)}: ${split.error}`
         )
       }
-      const init = container.init
-      const spec = this.launchSpec(
-        { argv: init.argv, env: init.env, cwd: init.cwd === "" ? "/" : init.cwd, console: init.terminal },
-        request,
-        true
-      )
-      container.initStarting = true
-      const process = yield* this.start_(container.scope, "init", spec, request.ports, (p) =>
-        Effect.sync(() => (container.initProcess = p)).pipe(
-          Effect.zipRight(Deferred.succeed(container.initStarted, p))
-        )
-      ).pipe(Effect.ensuring(Effect.sync(() => (container.initStarting = false))))
-      return process.pid
-    })
-  }
+      argv = split.words
+    }
+    const cwd = request.workingDirectory === "" ? env.defaultCwd : request.workingDirectory
+    const spec = launchSpec(request, { argv, env: request.environment, cwd, console: request.emulateConsole })
+    return yield* launch(scope, "external", spec, request.ports, (p) => external.set(p.pid, p))
+  })
 
-  private execInContainer(
-    container: ContainerState,
+  const startInit = Effect.fnUntraced(function* (c: ContainerState, request: ExecRequest) {
+    if (c.initProcess !== undefined || c.initStarting) {
+      return yield* Failure.fail(`container ${c.id} has already been started`)
+    }
+    if (c.stoppedBeforeStart) {
+      return yield* Failure.wrap(Hr.SystemAlreadyStopped, `container ${c.id} was shut down before it started`)
+    }
+    const { argv, env, cwd, terminal } = c.init
+    const spec = launchSpec(request, { argv, env, cwd: cwd === "" ? "/" : cwd, console: terminal }, true)
+    c.initStarting = true
+    return yield* launch(c.scope, "init", spec, request.ports, (p) => {
+      c.initProcess = p
+      Deferred.doneUnsafe(c.initStarted, Exit.succeed(p))
+    }).pipe(Effect.ensuring(Effect.sync(() => (c.initStarting = false))))
+  })
+
+  const execInContainer = Effect.fnUntraced(function* (
+    c: ContainerState,
     request: ExecRequest,
-    rawOciProcess: unknown
-  ): Effect.Effect<number, GuestFailure> {
-    return Effect.gen(this, function* () {
-      const oci = readOciProcess("OciProcess", rawOciProcess)
-      if (oci instanceof GuestFailure) return yield* Effect.fail(oci)
-      const init = container.initProcess
-      if (init === undefined) {
-        return yield* Effect.fail(
-          Failure.wrap(
-            HResult.GuestInvalidState,
-            `container ${container.id} is not running: its init process has not been started`
-          )
-        )
-      }
-      if (hasExited(init)) {
-        return yield* Effect.fail(
-          Failure.wrap(HResult.SystemAlreadyStopped, `container ${container.id} is not running`)
-        )
-      }
-      const spec = this.launchSpec(
-        {
-          argv: oci.argv,
-          env: oci.env,
-          cwd: execCwd(oci, container.init),
-          console: oci.terminal
-        },
-        request,
-        false
+    raw: unknown
+  ) {
+    const oci = readOciProcess("OciProcess", raw)
+    if (oci instanceof GuestFailure) return yield* oci
+    const init = c.initProcess
+    if (init === undefined) {
+      return yield* Failure.wrap(
+        Hr.GuestInvalidState,
+        `container ${c.id} is not running: its init process has not been started`
       )
-      const process = yield* this.start_(container.scope, "exec", spec, request.ports, (p) =>
-        Effect.sync(() => container.processes.set(p.pid, p))
-      )
-      return process.pid
+    }
+    if (init.local.hasExited()) return yield* notRunning(c.id)
+    const spec = launchSpec(request, {
+      argv: oci.argv,
+      env: oci.env,
+      cwd: execCwd(oci, c.init),
+      console: oci.terminal
     })
-  }
+    return yield* launch(c.scope, "exec", spec, request.ports, (p) => c.processes.set(p.pid, p))
+  })
 
-  /** WaitForProcess (§8.5). */
-  waitForProcess(containerId: string, pid: number, timeoutMs: number): Effect.Effect<number, GuestFailure> {
-    return Effect.gen(this, function* () {
-      let process: GuestProcess
-      let container: ContainerState | undefined
-      if (containerId === UvmContainerId) {
-        const found = this.external.get(pid)
-        if (found === undefined) return yield* Effect.fail(notFound())
-        process = found
-      } else {
-        container = yield* this.container(containerId)
-        process = yield* this.process(container, pid)
-      }
-      const waiting = Deferred.await(process.done)
-      const code =
-        timeoutMs === InfiniteWait
-          ? yield* waiting
-          : yield* waiting.pipe(
-              Effect.timeoutFail({
-                duration: Duration.millis(timeoutMs),
-                onTimeout: () => Failure.bare(HResult.Timeout)
-              })
-            )
-      yield* this.release(process, container)
-      return code
-    })
-  }
+  /** ExecuteProcess (§8.4, §11.2): UVM process, container init, or exec; the pid. */
+  const exec = Effect.fnUntraced(function* (request: ExecRequest) {
+    if (request.containerId === UvmContainerId || request.inUtilityVm) return yield* execExternal(request)
+    const c = yield* container(request.containerId)
+    if (Option.isNone(request.ociProcess)) return yield* startInit(c, request)
+    return yield* execInContainer(c, request, request.ociProcess.value)
+  })
 
   /**
    * After a successful wait: an exec'd or UVM process is forgotten (later
    * requests for its pid get `0x80070490`), the init process is kept and may
    * now be reported (§8.5).
    */
-  private release(process: GuestProcess, container: ContainerState | undefined): Effect.Effect<void> {
-    return Effect.gen(this, function* () {
-      if (process.kind === "init") {
-        if (container !== undefined) yield* Deferred.succeed(container.initWaited, undefined)
-        return
-      }
-      const map = process.kind === "external" ? this.external : container?.processes
-      if (map?.get(process.pid) === process) {
-        map.delete(process.pid)
-        yield* ScopeNs.close(process.scope, Exit.void)
-      }
-    })
-  }
+  const release = Effect.fnUntraced(function* (process: GuestProcess, c: ContainerState | undefined) {
+    if (process.kind === "init") {
+      if (c !== undefined) yield* Deferred.succeed(c.initWaited, undefined)
+      return
+    }
+    const map = process.kind === "external" ? external : c?.processes
+    if (map?.get(process.pid) === process) {
+      map.delete(process.pid)
+      yield* Scope.close(process.scope, Exit.void)
+    }
+  })
+
+  /** WaitForProcess (§8.5): the exit code. */
+  const waitForProcess = Effect.fnUntraced(function* (containerId: string, pid: number, timeoutMs: number) {
+    let process: GuestProcess | undefined
+    let c: ContainerState | undefined
+    if (containerId === UvmContainerId) {
+      process = external.get(pid)
+      if (process === undefined) return yield* notFound()
+    } else {
+      ;({ container: c, process } = yield* containerProcess(containerId, pid))
+    }
+    const waiting = Deferred.await(process.done)
+    const code =
+      timeoutMs === InfiniteWait
+        ? yield* waiting
+        : yield* Effect.timeoutOrElse(waiting, {
+            duration: Duration.millis(timeoutMs),
+            orElse: () => Effect.fail(Failure.bare(Hr.Timeout))
+          })
+    yield* release(process, c)
+    return code
+  })
 
   /** SignalProcess (§8.6): container processes only; 0 / absent means SIGKILL. */
-  signalProcess(containerId: string, pid: number, signal: number): Effect.Effect<void, GuestFailure> {
-    return Effect.gen(this, function* () {
-      const container = yield* this.container(containerId)
-      const process = yield* this.process(container, pid)
-      const signo = signal === 0 ? SIGKILL : signal
-      yield* process.local.signal(signo)
-      if (process.kind === "init" && (signo === SIGTERM || signo === SIGKILL)) {
-        container.exitType = signo === SIGTERM ? "GracefulExit" : "ForcedExit"
-      }
-    })
-  }
+  const signalProcess = Effect.fnUntraced(function* (containerId: string, pid: number, signal: number) {
+    const { container: c, process } = yield* containerProcess(containerId, pid)
+    const signo = signal === 0 ? SIGKILL : signal
+    yield* process.local.signal(signo)
+    if (process.kind === "init" && (signo === SIGTERM || signo === SIGKILL)) {
+      c.exitType = signo === SIGTERM ? "GracefulExit" : "ForcedExit"
+    }
+  })
 
   /** ResizeConsole (§8.7): container processes with a terminal. */
-  resizeConsole(
+  const resizeConsole = Effect.fnUntraced(function* (
     containerId: string,
     pid: number,
     height: number,
     width: number
-  ): Effect.Effect<void, GuestFailure> {
-    return Effect.gen(this, function* () {
-      const container = yield* this.container(containerId)
-      const process = yield* this.process(container, pid)
-      yield* process.local.resize(height, width)
-    })
-  }
+  ) {
+    const { process } = yield* containerProcess(containerId, pid)
+    yield* process.local.resize(height, width)
+  })
 
   /** GetProperties (§8.8): `ProcessList` and `Statistics`; other types are ignored. */
-  getProperties(
+  const getProperties = Effect.fnUntraced(function* (
     containerId: string,
     propertyTypes: ReadonlyArray<string>
-  ): Effect.Effect<Record<string, unknown>, GuestFailure> {
-    return Effect.gen(this, function* () {
-      if (containerId === UvmContainerId) {
-        return yield* Effect.fail(Failure.fail("getPropertiesV2 is not supported against the UVM"))
+  ) {
+    if (containerId === UvmContainerId) {
+      return yield* Failure.fail("getPropertiesV2 is not supported against the UVM")
+    }
+    const c = yield* container(containerId)
+    const living = [c.initProcess, ...c.processes.values()].flatMap((p) =>
+      p === undefined || p.local.hasExited() ? [] : [p.pid]
+    )
+    const properties: Record<string, unknown> = {}
+    for (const type of propertyTypes) {
+      if (type === "ProcessList") {
+        const pids = yield* processTree(living)
+        // Go's `omitempty` drops an empty list.
+        if (pids.length > 0) properties["ProcessList"] = pids.map((ProcessId) => ({ ProcessId }))
+      } else if (type === "Statistics") {
+        properties["LCOWMetrics"] = yield* statistics(yield* processTree(living))
       }
-      const container = yield* this.container(containerId)
-      const living = [container.initProcess, ...container.processes.values()]
-        .filter((p): p is GuestProcess => p !== undefined && !hasExited(p))
-        .map((p) => p.pid)
-      const properties: Record<string, unknown> = {}
-      for (const type of propertyTypes) {
-        if (type === "ProcessList") {
-          const pids = yield* processTree(living)
-          // Go's `omitempty` drops an empty list.
-          if (pids.length > 0) properties["ProcessList"] = pids.map((ProcessId) => ({ ProcessId }))
-        } else if (type === "Statistics") {
-          properties["LCOWMetrics"] = yield* statistics(yield* processTree(living))
-        }
-      }
-      return properties
-    })
-  }
+    }
+    return properties
+  })
 
   /**
-   * ModifySettings (§8.9), for a known resource type whose settings were
-   * validated already. Honoured: `ContainerConstraints` on a container
-   * (recorded and shown by DumpStacks; nothing enforces them, there are no
-   * cgroups) and `PodCgroupMemoryLimit` `Update` on the UVM (there is no pod
-   * cgroup whose limit could be stale, so the refresh has nothing to do).
-   * Every other type the Linux GCS knows is refused with E_FAIL saying why.
+   * ModifySettings (§8.9) of a known resource type whose settings were
+   * validated already. Honoured: `ContainerConstraints` on a container (recorded and shown by
+   * DumpStacks; nothing enforces them, there are no cgroups) and
+   * `PodCgroupMemoryLimit` `Update` on the UVM (there is no pod cgroup whose
+   * limit could be stale, so the refresh has nothing to do). Every other type
+   * the Linux GCS knows is refused with E_FAIL saying why.
    */
-  modifySettings(request: ModifyRequest): Effect.Effect<void, GuestFailure> {
-    return Effect.gen(this, function* () {
-      const { resourceType, requestType, settings } = request
-      if (request.containerId !== UvmContainerId) {
-        const container = yield* this.container(request.containerId)
-        if (resourceType !== "ContainerConstraints") {
-          return yield* Effect.fail(
-            Failure.fail(`the ResourceType "${resourceType}" is not supported for containers`)
+  const modifySettings = Effect.fnUntraced(function* (request: ModifyRequest) {
+    const { resourceType, requestType, settings } = request
+    if (request.containerId !== UvmContainerId) {
+      const c = yield* container(request.containerId)
+      if (resourceType !== "ContainerConstraints") {
+        return yield* Failure.fail(`the ResourceType "${resourceType}" is not supported for containers`)
+      }
+      c.constraints = Option.some(settings ?? {})
+      return
+    }
+    switch (resourceType) {
+      case "ContainerConstraints":
+        // The Linux GCS looks the container up by the request's id: the UVM is none.
+        return yield* systemNotFound()
+      case "PodCgroupMemoryLimit":
+        if (requestType !== "Update") {
+          return yield* Failure.fail(
+            `the RequestType "${requestType}" is not supported for PodCgroupMemoryLimit`
           )
         }
-        container.constraints = Option.some(settings ?? {})
         return
-      }
-      switch (resourceType) {
-        case "ContainerConstraints":
-          // The Linux GCS looks the container up by the request's id: the UVM is none.
-          return yield* Effect.fail(systemNotFound())
-        case "PodCgroupMemoryLimit":
-          if (requestType !== "Update") {
-            return yield* Effect.fail(
-              Failure.fail(`the RequestType "${requestType}" is not supported for PodCgroupMemoryLimit`)
-            )
-          }
-          return
-        default:
-          return yield* Effect.fail(
-            Failure.fail(
-              `the ResourceType "${resourceType}" cannot be honoured by this guest: ${unsupportedResources[resourceType] ?? "it is not supported"}`
-            )
-          )
-      }
-    })
-  }
+      default:
+        return yield* Failure.fail(
+          `the ResourceType "${resourceType}" cannot be honoured by this guest: ${unsupportedResources[resourceType] ?? "it is not supported"}`
+        )
+    }
+  })
 
   /** Lines describing the containers and processes, for DumpStacks. */
-  describe(): ReadonlyArray<string> {
+  const describe = (): ReadonlyArray<string> => {
     const now = Date.now()
     const proc = (p: GuestProcess) => {
-      const state = Option.match(p.exitCode(), {
-        onNone: () => (hasExited(p) ? "exited, relaying output" : "running"),
-        onSome: (code) => `exited with ${code}`
-      })
+      const state =
+        p.exitCode !== undefined
+          ? `exited with ${p.exitCode}`
+          : p.local.hasExited()
+            ? "exited, relaying output"
+            : "running"
       return `pid ${p.pid} ${p.kind}${p.local.tty ? " tty" : ""} ${state}, ${Math.round((now - p.startedAt) / 1000)}s: ${JSON.stringify(p.argv.slice(0, 8))}`
     }
-    const lines: Array<string> = [`containers: ${this.containers.size}`]
-    for (const c of this.containers.values()) {
+    const lines: Array<string> = [`containers: ${containers.size}`]
+    for (const c of containers.values()) {
       const init =
-        c.initProcess === undefined
-          ? c.stoppedBeforeStart
+        c.initProcess !== undefined
+          ? proc(c.initProcess)
+          : c.stoppedBeforeStart
             ? "shut down before start"
             : "not started"
-          : proc(c.initProcess)
       lines.push(`  container ${c.id} (exit type ${c.exitType}): init ${init}`)
       for (const p of c.processes.values()) lines.push(`    ${proc(p)}`)
       if (Option.isSome(c.constraints))
         lines.push(`    constraints (recorded, not enforced): ${JSON.stringify(c.constraints.value)}`)
     }
-    lines.push(`uvm processes: ${this.external.size}`)
-    for (const p of this.external.values()) lines.push(`  ${proc(p)}`)
+    lines.push(`uvm processes: ${external.size}`)
+    for (const p of external.values()) lines.push(`  ${proc(p)}`)
     return lines
   }
-}
 
-/** An exec's working directory: its own, else the container's, else `/`. */
-const execCwd = (oci: OciProcessSpec, init: OciProcessSpec): string =>
-  oci.cwd !== "" ? oci.cwd : init.cwd !== "" ? init.cwd : "/"
+  return {
+    /** Container exits waiting to be sent, in order; a session takes them and hands back the unsent. */
+    notifications,
+    create,
+    start,
+    shutdown,
+    deleteContainerState,
+    exec,
+    waitForProcess,
+    signalProcess,
+    resizeConsole,
+    getProperties,
+    modifySettings,
+    describe
+  }
+})
