@@ -1,35 +1,28 @@
 /**
- * The metrics the runtime records. They live in Effect's global metric
- * registry, so any exporter (`@effect/opentelemetry`, a Prometheus scraper over
- * `Metric.snapshot`) sees them without extra wiring; they are exported here so
- * that tools (the CLI, the benchmarks) can read them directly.
+ * The metrics the runtime records. They live in Effect's metric registry, so any exporter
+ * (`@effect/opentelemetry`, a scraper over `Metric.snapshot`) sees them without extra wiring; they are
+ * exported so that tools (the CLI, the benchmarks) can read them directly.
  *
  * @since 0.1.0
  */
-import { Metric, MetricBoundaries } from "effect"
+import { Metric } from "effect"
 
 /**
- * Latency of each RPC in milliseconds, from the moment it is queued to the
- * moment its response is matched, tagged `proc` (e.g. `proc=ExecuteProcess`;
- * read one with `Metric.tagged(rpcLatency, "proc", "ExecuteProcess")`). Error
- * responses count too, as do late responses to calls whose caller stopped
- * waiting; calls that never get an answer (the bridge died first) are not
- * recorded.
+ * Latency of each RPC in milliseconds, from the moment it is queued to the moment its response is matched,
+ * with attribute `proc` (read one with `Metric.withAttributes(rpcLatency, { proc: "ExecuteProcess" })`).
+ * Error responses count too, as do late responses to abandoned calls; calls that never get an answer (the
+ * bridge died first) are not recorded.
  *
  * @since 0.1.0
  */
-export const rpcLatency = Metric.histogram(
-  "gcs_rpc_latency_ms",
-  MetricBoundaries.fromIterable([
-    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 60000
-  ]),
-  "Latency of GCS bridge RPCs in milliseconds, by procedure"
-)
+export const rpcLatency = Metric.histogram("gcs_rpc_latency_ms", {
+  description: "Latency of GCS bridge RPCs in milliseconds, by procedure",
+  boundaries: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 60000]
+})
 
 /**
- * Calls registered on a bridge and not yet answered (including the
- * long-running `WaitForProcess` of every live process), over all bridges of
- * the process.
+ * Calls registered on a bridge and not yet answered (including the long-running `WaitForProcess` of every
+ * live process), over all bridges.
  *
  * @since 0.1.0
  */
@@ -37,69 +30,43 @@ export const rpcInFlight = Metric.gauge("gcs_rpc_in_flight", {
   description: "GCS bridge calls sent and not yet answered"
 })
 
-/**
- * Stdio bytes relayed between host and guest, tagged `stream`
- * (`stdin`, `stdout`, `stderr`).
- *
- * @since 0.1.0
- */
+/** Stdio bytes relayed between host and guest, attribute `stream` (`stdin`, `stdout`, `stderr`). @since 0.1.0 */
 export const stdioBytes = Metric.counter("gcs_stdio_bytes", {
   description: "Bytes relayed over process stdio connections",
   incremental: true
 })
 
-/**
- * Responses whose message id matched no call on the bridge (never sent, or
- * already answered). Fatal only with `strict: true`.
- *
- * @since 0.1.0
- */
+/** Responses whose message id matched no call (never sent, or already answered); fatal only with `strict`. @since 0.1.0 */
 export const unknownResponses = Metric.counter("gcs_unknown_responses", {
   description: "Responses with a message id that matched no outstanding call",
   incremental: true
 })
 
-/**
- * Container notifications for a container id that no `Container` on the
- * connection is waiting for. Fatal only with `strict: true`.
- *
- * @since 0.1.0
- */
+/** Notifications for a container nobody waits for, or of an unknown kind; fatal only with `strict`. @since 0.1.0 */
 export const unknownNotifications = Metric.counter("gcs_unknown_notifications", {
   description: "Notifications for a container the connection does not know, or of an unknown kind",
   incremental: true
 })
 
-/**
- * Responses that arrived for a call whose caller had stopped waiting
- * (interrupted, timed out): matched and dropped.
- *
- * @since 0.1.0
- */
+/** Responses to calls whose caller had stopped waiting (interrupted, timed out): matched and dropped. @since 0.1.0 */
 export const lateResponses = Metric.counter("gcs_late_responses", {
   description: "Responses to calls abandoned by their caller, matched and dropped",
   incremental: true
 })
 
-/**
- * Bridge terminations, tagged `reason` (the `BridgeClosed` reason:
- * `Closed`, `EndOfStream`, `Transport`, `Protocol`, `Unresponsive`, `Defect`).
- *
- * @since 0.1.0
- */
+/** Bridge terminations, attribute `reason` (the `BridgeClosed` reason). @since 0.1.0 */
 export const bridgeDeaths = Metric.counter("gcs_bridge_deaths", {
   description: "Bridges terminated, by reason",
   incremental: true
 })
 
 /**
- * How many frames each write to the bridge socket carried: the writer drains
- * everything queued into one gather write, so under load this grows above 1.
+ * Frames carried by each write to the bridge socket: the writer takes everything queued into one gather
+ * write, so under load this grows above 1.
  *
  * @since 0.1.0
  */
-export const writeBatchSize = Metric.histogram(
-  "gcs_write_batch_frames",
-  MetricBoundaries.exponential({ start: 1, factor: 2, count: 10 }),
-  "Frames carried by one write to the bridge connection"
-)
+export const writeBatchSize = Metric.histogram("gcs_write_batch_frames", {
+  description: "Frames carried by one write to the bridge connection",
+  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 10 })
+})

@@ -30,7 +30,7 @@ export const counting = (inner: TransportService, counts: Counts): TransportServ
         }
       })
       yield* Effect.addFinalizer(() => release)
-      return { ...connection, close: Effect.zipRight(connection.close, release) } satisfies Connection
+      return { ...connection, close: Effect.andThen(connection.close, release) } satisfies Connection
     })
   return {
     listen: (address, port, options) =>

@@ -6,45 +6,24 @@
  * guest over it (processes that echo stdin to stdout, exit codes, exit
  * notifications), in the spirit of hcsshim's `simpleGcs` test helper.
  */
-import type { DecodedRequest, Frame, ProcName, RpcResponse } from "@gcs-bridge/protocol"
+import type { Frame, Rpc } from "@gcs-bridge/protocol"
 import {
-  classOf,
-  ContainerExecuteProcessResponse,
-  ContainerNotification,
-  ContainerWaitForProcessResponse,
-  decodeRequest,
-  DumpStacksResponse,
-  encodeNotification,
-  encodeResponse,
-  encodeResponseTo,
-  ErrorRecord,
-  frames,
-  GcsCapabilities,
+  Codec,
+  Container,
+  Envelope,
+  FrameDecoder,
+  Guid,
   HResult,
-  LinuxGcsVsockPort,
-  LinuxGuestDefinedCapabilities,
-  MessageClass,
-  NegotiateProtocolResponse,
-  NullGuid,
-  ResponseBase,
-  vsockPortOf
+  MessageType,
+  Negotiate,
+  Process,
+  Uvm
 } from "@gcs-bridge/protocol"
 import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
-import {
-  Chunk,
-  Deferred,
-  Effect,
-  ExecutionStrategy,
-  FiberId,
-  Option,
-  Queue,
-  Schedule,
-  Scope,
-  Stream
-} from "effect"
+import { Deferred, Effect, Option, Queue, Schedule, Scope, Stream } from "effect"
 
 /** A request as the fake guest received it. */
-export type Received = DecodedRequest & { readonly id: number; readonly type: number }
+export type Received = Codec.DecodedRequest & { readonly id: number; readonly type: number }
 
 /** Step-by-step control of the guest end of a bridge connection. */
 export interface FakeGuest {
@@ -54,9 +33,9 @@ export interface FakeGuest {
   /** Requests received and not yet taken with `next`. */
   readonly backlog: Effect.Effect<number>
   /** Answers `request` with `body` (success by default). */
-  readonly reply: <N extends ProcName>(
+  readonly reply: <N extends MessageType.ProcName>(
     request: { readonly name: N; readonly id: number },
-    body?: RpcResponse<N> | ResponseBase
+    body?: Rpc.RpcResponse<N> | Envelope.ResponseBase
   ) => Effect.Effect<void>
   /** Answers `request` with a failure HRESULT, the way the Linux GCS does. */
   readonly fail: (request: Received, hresult: number, message?: string) => Effect.Effect<void>
@@ -74,14 +53,16 @@ const orDie = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A> => Effect.or
 export const attach = (connection: Connection): Effect.Effect<FakeGuest, never, Scope.Scope> =>
   Effect.gen(function* () {
     const inbox = yield* Queue.unbounded<Option.Option<Received>>()
-    yield* frames(connection.stream, { acceptType: (type) => classOf(type) === MessageClass.Request }).pipe(
-      Stream.runForEach((frame: Frame) =>
-        Effect.flatMap(Effect.orDie(decodeRequest(frame)), (request) =>
+    yield* FrameDecoder.frames(connection.stream, {
+      acceptType: (type) => MessageType.classOf(type) === MessageType.MessageClass.Request
+    }).pipe(
+      Stream.runForEach((frame: Frame.Frame) =>
+        Effect.flatMap(Effect.orDie(Effect.fromResult(Codec.decodeRequest(frame))), (request) =>
           Queue.offer(inbox, Option.some({ ...request, id: frame.id, type: frame.type } as Received))
         )
       ),
       Effect.ignore,
-      Effect.zipRight(Queue.offer(inbox, Option.none())),
+      Effect.andThen(Queue.offer(inbox, Option.none())),
       Effect.forkScoped
     )
     const write = (bytes: Uint8Array) => orDie(connection.write(bytes))
@@ -90,22 +71,23 @@ export const attach = (connection: Connection): Effect.Effect<FakeGuest, never, 
       next: Effect.flatMap(Queue.take(inbox), (item) =>
         Option.isSome(item)
           ? Effect.succeed(item.value)
-          : Effect.zipRight(Queue.offer(inbox, item), Effect.dieMessage("guest: end of stream"))
+          : Effect.andThen(Queue.offer(inbox, item), Effect.die(new Error("guest: end of stream")))
       ),
       backlog: Queue.size(inbox),
-      reply: (request, body) => write(encodeResponse(request.name, request.id, body ?? new ResponseBase({}))),
+      reply: (request, body) =>
+        write(Codec.encodeResponse(request.name, request.id, body ?? new Envelope.ResponseBase({}))),
       fail: (request, hresult, message) => {
         const text = message ?? `HRESULT: 0x${hresult.toString(16)}`
         return write(
-          encodeResponseTo(
+          Codec.encodeResponseTo(
             request.type,
             request.id,
-            new ResponseBase({
+            new Envelope.ResponseBase({
               Result: hresult,
-              ActivityId: NullGuid,
+              ActivityId: Guid.NullGuid,
               ErrorMessage: text,
               ErrorRecords: [
-                new ErrorRecord({
+                new Envelope.ErrorRecord({
                   Result: hresult,
                   Message: text,
                   ModuleName: "gcs",
@@ -119,8 +101,13 @@ export const attach = (connection: Connection): Effect.Effect<FakeGuest, never, 
       },
       notify: (containerId, type = "UnexpectedExit") =>
         write(
-          encodeNotification(
-            new ContainerNotification({ ContainerId: containerId, Type: type, Operation: "None", Result: 0 })
+          Codec.encodeNotification(
+            new Container.ContainerNotification({
+              ContainerId: containerId,
+              Type: type,
+              Operation: "None",
+              Result: 0
+            })
           )
         ),
       send: write,
@@ -134,18 +121,18 @@ export const dial = (
   address: Address
 ): Effect.Effect<FakeGuest, never, Scope.Scope> =>
   transport
-    .connect(address, LinuxGcsVsockPort)
+    .connect(address, MessageType.LinuxGcsVsockPort)
     .pipe(Effect.retry(Schedule.spaced("1 millis")), Effect.orDie, Effect.flatMap(attach))
 
 /** The negotiate answer of a Linux GCS (§7.3). */
-export const linuxNegotiateResponse = (): NegotiateProtocolResponse =>
-  new NegotiateProtocolResponse({
-    ActivityId: NullGuid,
+export const linuxNegotiateResponse = (): Negotiate.NegotiateProtocolResponse =>
+  new Negotiate.NegotiateProtocolResponse({
+    ActivityId: Guid.NullGuid,
     Version: 4,
-    Capabilities: new GcsCapabilities({
+    Capabilities: new Negotiate.GcsCapabilities({
       RuntimeOsType: "Linux",
       SupportedSchemaVersions: [],
-      GuestDefinedCapabilities: new LinuxGuestDefinedCapabilities({
+      GuestDefinedCapabilities: new Negotiate.LinuxGuestDefinedCapabilities({
         NamespaceAddRequestSupported: true,
         SignalProcessSupported: true,
         DumpStacksSupported: true,
@@ -157,12 +144,12 @@ export const linuxNegotiateResponse = (): NegotiateProtocolResponse =>
 /** Reads the negotiation request and answers it; returns the request. */
 export const negotiate = (
   guest: FakeGuest,
-  response: NegotiateProtocolResponse = linuxNegotiateResponse()
+  response: Negotiate.NegotiateProtocolResponse = linuxNegotiateResponse()
 ): Effect.Effect<Received> =>
   Effect.tap(guest.next, (request) =>
     request.name === "NegotiateProtocol"
       ? guest.reply(request as Received & { name: "NegotiateProtocol" }, response)
-      : Effect.dieMessage(`guest: expected NegotiateProtocol first, got ${request.name}`)
+      : Effect.die(new Error(`guest: expected NegotiateProtocol first, got ${request.name}`))
   )
 
 // ------------------------------------------------------------------ simple guest
@@ -189,7 +176,7 @@ export interface SimpleGuestState {
 /** Behaviour switches of the simple guest. */
 export interface SimpleGuestOptions {
   /** Negotiate answer (default: a Linux GCS). */
-  readonly negotiate?: NegotiateProtocolResponse
+  readonly negotiate?: Negotiate.NegotiateProtocolResponse
   /** Skip dialing stdio (a guest whose stdio is denied by policy). */
   readonly denyStdio?: boolean
   /** Exit code of a process whose stdin ends (default 0). */
@@ -216,20 +203,20 @@ export const serveSimple = (
     const state: SimpleGuestState = { requests: [], processes: new Map(), containers: new Set() }
     // A scope of its own: forking into a scope that is already closing interrupts at once, and the
     // guest must keep answering while the host's finalizers (earlier in the same scope) run.
-    const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const scope = yield* Scope.fork(yield* Effect.scope)
     const initWaited = new Map<string, Deferred.Deferred<void>>()
     let nextPid = 100
 
     const containerInitWaited = (id: string) => {
       let d = initWaited.get(id)
       if (d === undefined) {
-        d = Deferred.unsafeMake<void>(FiberId.none)
+        d = Deferred.makeUnsafe<void>()
         initWaited.set(id, d)
       }
       return d
     }
 
-    const dialStdio = (port: number) => Scope.extend(transport.connect(address, port), scope)
+    const dialStdio = (port: number) => Scope.provide(transport.connect(address, port), scope)
 
     const handle = (request: Received): Effect.Effect<void> =>
       Effect.gen(function* () {
@@ -249,7 +236,7 @@ export const serveSimple = (
               vsock !== undefined && vsock !== 0
                 ? vsock
                 : guid !== undefined
-                  ? vsockPortOf(guid as never)
+                  ? Guid.vsockPortOf(guid as never)
                   : undefined
             const params = request.body.Settings.ProcessParameters
             const ports = {
@@ -264,19 +251,20 @@ export const serveSimple = (
             } = {}
             if (!options.denyStdio) {
               // As the Linux GCS: a stdio dial that fails fails the exec.
-              const dialed = yield* Effect.either(
+              const dialed = yield* Effect.result(
                 Effect.gen(function* () {
                   if (ports.stdin !== undefined) stdio.stdin = yield* dialStdio(ports.stdin)
                   if (ports.stdout !== undefined) stdio.stdout = yield* dialStdio(ports.stdout)
                   if (ports.stderr !== undefined) stdio.stderr = yield* dialStdio(ports.stderr)
                 })
               )
-              if (dialed._tag === "Left") return yield* guest.fail(request, HResult.Fail, dialed.left.message)
+              if (dialed._tag === "Failure")
+                return yield* guest.fail(request, HResult.HResult.Fail, dialed.failure.message)
             }
             const pid = nextPid++
             const exit = yield* Deferred.make<number>()
             state.processes.set(pid, { pid, containerId, exit, stdio })
-            yield* guest.reply(request, new ContainerExecuteProcessResponse({ ProcessId: pid }))
+            yield* guest.reply(request, new Process.ContainerExecuteProcessResponse({ ProcessId: pid }))
             // The echo relay: stdin → stdout; the process exits when stdin ends.
             const relayFiber = Effect.gen(function* () {
               if (stdio.stdin !== undefined) {
@@ -296,9 +284,9 @@ export const serveSimple = (
           }
           case "WaitForProcess": {
             const process = state.processes.get(request.body.ProcessId)
-            if (process === undefined) return yield* guest.fail(request, HResult.NotFound)
+            if (process === undefined) return yield* guest.fail(request, HResult.HResult.NotFound)
             const code = yield* Deferred.await(process.exit)
-            yield* guest.reply(request, new ContainerWaitForProcessResponse({ ExitCode: code }))
+            yield* guest.reply(request, new Process.ContainerWaitForProcessResponse({ ExitCode: code }))
             // The first process of a container stands in for its init process.
             const first = [...state.processes.values()].find((p) => p.containerId === process.containerId)
             if (first?.pid === process.pid)
@@ -308,7 +296,7 @@ export const serveSimple = (
           case "SignalProcess": {
             const process = state.processes.get(request.body.ProcessId)
             if (process === undefined || (yield* Deferred.isDone(process.exit))) {
-              return yield* guest.fail(request, HResult.NotFound)
+              return yield* guest.fail(request, HResult.HResult.NotFound)
             }
             yield* Deferred.succeed(process.exit, 137)
             return yield* guest.reply(request)
@@ -316,7 +304,7 @@ export const serveSimple = (
           case "ShutdownGraceful":
           case "ShutdownForced": {
             const id = request.body.ContainerId
-            if (!state.containers.has(id)) return yield* guest.fail(request, HResult.SystemNotFound)
+            if (!state.containers.has(id)) return yield* guest.fail(request, HResult.HResult.SystemNotFound)
             state.containers.delete(id)
             let any = false
             for (const process of state.processes.values()) {
@@ -326,7 +314,7 @@ export const serveSimple = (
               }
             }
             yield* guest.reply(request)
-            const notify = Effect.zipRight(
+            const notify = Effect.andThen(
               any ? Deferred.await(containerInitWaited(id)) : Effect.void,
               guest.notify(id, request.name === "ShutdownForced" ? "ForcedExit" : "GracefulExit")
             )
@@ -336,7 +324,7 @@ export const serveSimple = (
           case "DumpStacks":
             return yield* guest.reply(
               request,
-              new DumpStacksResponse({ GuestStacks: "goroutine 1 [running]:" })
+              new Uvm.DumpStacksResponse({ GuestStacks: "goroutine 1 [running]:" })
             )
           default:
             return yield* guest.reply(request)
@@ -347,12 +335,12 @@ export const serveSimple = (
       Effect.flatMap(guest.next, (request) => Effect.forkIn(handle(request), scope))
     )
     yield* Effect.forkIn(
-      Effect.catchAllDefect(loop, () => Effect.void),
+      Effect.catchDefect(loop, () => Effect.void),
       scope
     )
     return state
   })
 
 /** Bytes as text. */
-export const text = (chunks: Chunk.Chunk<Uint8Array>): string =>
-  Buffer.concat(Chunk.toReadonlyArray(chunks).map((c) => Buffer.from(c))).toString("utf8")
+export const text = (chunks: ReadonlyArray<Uint8Array>): string =>
+  Buffer.concat(chunks.map((c) => Buffer.from(c))).toString("utf8")

@@ -1,5 +1,5 @@
+import { Envelope, Frame, Guid, HResult, Uvm } from "@gcs-bridge/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { DumpStacksResponse, encodeFrame, HResult, NullGuid, ResponseBase } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
 import { Effect, Fiber, Metric } from "effect"
 import {
@@ -13,11 +13,8 @@ import {
 import { linuxNegotiateResponse, type Received } from "./FakeGuest.js"
 import { connected, connectPair, wire } from "./harness.js"
 
-const counter = (metric: Metric.Metric.Counter<number>, ...labels: Array<[string, string]>) =>
-  Effect.map(
-    Metric.value(labels.reduce((m, [k, v]) => Metric.tagged(m, k, v), metric)),
-    (state) => state.count
-  )
+const counter = (metric: Metric.Counter<number>, ...labels: Array<[string, string]>) =>
+  Effect.map(Metric.value(Metric.withAttributes(metric, Object.fromEntries(labels))), (state) => state.count)
 
 const deathsOf = (reason: string) => counter(Metrics.bridgeDeaths, ["reason", reason])
 
@@ -26,11 +23,11 @@ const take = (guest: { readonly next: Effect.Effect<Received> }, n: number) =>
   Effect.forEach(Array.from({ length: n }), () => guest.next)
 
 describe("bridge", () => {
-  it.scoped("negotiates first with message id 0 and an empty container id, then counts ids up", () =>
+  it.effect("negotiates first with message id 0 and an empty container id, then counts ids up", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { guest, host } = yield* connectPair(wired)
-      const fiber = yield* Effect.fork(
+      const fiber = yield* Effect.forkChild(
         GuestConnection.fromConnection(host, { address: wired.address }).pipe(
           Effect.provideService(Transport, wired.hostTransport)
         )
@@ -39,7 +36,7 @@ describe("bridge", () => {
       expect(negotiate.name).toBe("NegotiateProtocol")
       expect(negotiate.id).toBe(0)
       expect(negotiate.body.ContainerId).toBe("")
-      expect(negotiate.body.ActivityId).toBe(NullGuid)
+      expect(negotiate.body.ActivityId).toBe(Guid.NullGuid)
       // Nothing else may be sent before the negotiation is answered.
       expect(yield* guest.backlog).toBe(0)
       yield* guest.reply(negotiate as Received & { name: "NegotiateProtocol" }, linuxNegotiateResponse())
@@ -49,41 +46,42 @@ describe("bridge", () => {
       expect(gc.isOci).toBe(false)
       expect(gc.capabilities.DumpStacksSupported).toBe(true)
 
-      const stacks = yield* Effect.fork(gc.dumpStacks)
+      const stacks = yield* Effect.forkChild(gc.dumpStacks)
       const request = yield* guest.next
       expect(request.name).toBe("DumpStacks")
       expect(request.id).toBe(1)
-      expect(request.body.ContainerId).toBe(NullGuid)
+      expect(request.body.ContainerId).toBe(Guid.NullGuid)
       yield* guest.reply(
         request as Received & { name: "DumpStacks" },
-        new DumpStacksResponse({ GuestStacks: "x" })
+        new Uvm.DumpStacksResponse({ GuestStacks: "x" })
       )
       expect(yield* Fiber.join(stacks)).toBe("x")
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("matches responses that arrive out of order", () =>
+  it.effect("matches responses that arrive out of order", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
-      const calls = yield* Effect.fork(
+      const calls = yield* Effect.forkChild(
         Effect.all(
-          ["a", "b", "c", "d"].map((id) => gc.deleteContainerState(id).pipe(Effect.either)),
+          ["a", "b", "c", "d"].map((id) => gc.deleteContainerState(id).pipe(Effect.result)),
           { concurrency: "unbounded" }
         )
       )
       const requests = yield* take(guest, 4)
       // Answer in reverse order, each with its own outcome.
       for (const request of [...requests].reverse()) {
-        if (request.body.ContainerId === "c") yield* guest.fail(request, HResult.SystemNotFound, "no c")
+        if (request.body.ContainerId === "c")
+          yield* guest.fail(request, HResult.HResult.SystemNotFound, "no c")
         else yield* guest.reply(request)
       }
       const results = yield* Fiber.join(calls)
-      expect(results.map((r) => r._tag)).toEqual(["Right", "Right", "Left", "Right"])
+      expect(results.map((r) => r._tag)).toEqual(["Success", "Success", "Failure", "Success"])
       const failure = results[2]
-      if (failure?._tag !== "Left") throw new Error("expected a failure")
-      expect(failure.left).toBeInstanceOf(GuestError)
-      expect(isSystemNotFound(failure.left)).toBe(true)
-      const error = failure.left as GuestError
+      if (failure?._tag !== "Failure") throw new Error("expected a failure")
+      expect(failure.failure).toBeInstanceOf(GuestError)
+      expect(isSystemNotFound(failure.failure)).toBe(true)
+      const error = failure.failure as GuestError
       expect(error.hresult).toBe(0xc037010e)
       expect(error.proc).toBe("DeleteContainerState")
       expect(error.containerId).toBe("c")
@@ -92,11 +90,11 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("carries 1,000 concurrent calls, answered in a shuffled order", () =>
+  it.effect("carries 1,000 concurrent calls, answered in a shuffled order", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
       const n = 1000
-      const calls = yield* Effect.fork(
+      const calls = yield* Effect.forkChild(
         Effect.forEach(
           Array.from({ length: n }, (_, i) => `c${i}`),
           (id) => Effect.as(gc.deleteContainerState(id), id),
@@ -117,12 +115,12 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("routes notifications interleaved with responses", () =>
+  it.effect("routes notifications interleaved with responses", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
       const c1 = yield* gc.openContainer("c1")
       const c2 = yield* gc.openContainer("c2")
-      const call = yield* Effect.fork(gc.deleteContainerState("x"))
+      const call = yield* Effect.forkChild(gc.deleteContainerState("x"))
       const request = yield* guest.next
       yield* guest.notify("c2", "ForcedExit")
       yield* guest.reply(request)
@@ -136,24 +134,24 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("counts a response with an unknown id and keeps going", () =>
+  it.effect("counts a response with an unknown id and keeps going", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
       const before = yield* counter(Metrics.unknownResponses)
-      yield* guest.send(encodeFrame(0x20100d01, 4242, new TextEncoder().encode('{"Result":0}')))
-      const call = yield* Effect.fork(gc.deleteContainerState("x"))
+      yield* guest.send(Frame.encodeFrame(0x20100d01, 4242, new TextEncoder().encode('{"Result":0}')))
+      const call = yield* Effect.forkChild(gc.deleteContainerState("x"))
       yield* guest.reply(yield* guest.next)
       yield* Fiber.join(call)
       expect((yield* counter(Metrics.unknownResponses)) - before).toBe(1)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("strict: an unknown id kills the bridge like the Go host", () =>
+  it.effect("strict: an unknown id kills the bridge like the Go host", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire(), { strict: true })
-      const call = yield* Effect.fork(Effect.flip(gc.deleteContainerState("x")))
+      const call = yield* Effect.forkChild(Effect.flip(gc.deleteContainerState("x")))
       yield* guest.next
-      yield* guest.send(encodeFrame(0x20100d01, 4242, new TextEncoder().encode('{"Result":0}')))
+      yield* guest.send(Frame.encodeFrame(0x20100d01, 4242, new TextEncoder().encode('{"Result":0}')))
       const error = yield* Fiber.join(call)
       expect(error).toBeInstanceOf(BridgeClosed)
       const closed = error as BridgeClosed
@@ -165,12 +163,12 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("counts a notification for an unknown container; strict makes it fatal", () =>
+  it.effect("counts a notification for an unknown container; strict makes it fatal", () =>
     Effect.gen(function* () {
       const before = yield* counter(Metrics.unknownNotifications)
       const relaxed = yield* connected(yield* wire())
       yield* relaxed.guest.notify("nobody")
-      const call = yield* Effect.fork(relaxed.gc.deleteContainerState("x"))
+      const call = yield* Effect.forkChild(relaxed.gc.deleteContainerState("x"))
       yield* relaxed.guest.reply(yield* relaxed.guest.next)
       yield* Fiber.join(call)
       expect((yield* counter(Metrics.unknownNotifications)) - before).toBe(1)
@@ -183,11 +181,11 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("an oversize frame kills the bridge; every waiter gets BridgeClosed with the ProtocolError", () =>
+  it.effect("an oversize frame kills the bridge; every waiter gets BridgeClosed with the ProtocolError", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
       const deaths = yield* deathsOf("Protocol")
-      const waiters = yield* Effect.fork(
+      const waiters = yield* Effect.forkChild(
         Effect.all([Effect.flip(gc.dumpStacks), Effect.flip(gc.deleteContainerState("y"))], {
           concurrency: "unbounded"
         })
@@ -208,38 +206,38 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("an unknown message type kills the bridge with UnknownType", () =>
+  it.effect("an unknown message type kills the bridge with UnknownType", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
-      const call = yield* Effect.fork(Effect.flip(gc.dumpStacks))
+      const call = yield* Effect.forkChild(Effect.flip(gc.dumpStacks))
       yield* guest.next
       // A request from the guest: no guest sends those.
-      yield* guest.send(encodeFrame(0x10100101, 7, new TextEncoder().encode("{}")))
+      yield* guest.send(Frame.encodeFrame(0x10100101, 7, new TextEncoder().encode("{}")))
       const error = (yield* Fiber.join(call)) as BridgeClosed
       expect(error.reason).toBe("Protocol")
       expect((error.cause as ProtocolError).reason).toBe("UnknownType")
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("a malformed response fails only its call; strict kills the bridge", () =>
+  it.effect("a malformed response fails only its call; strict kills the bridge", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
-      const call = yield* Effect.fork(Effect.flip(gc.deleteContainerState("x")))
+      const call = yield* Effect.forkChild(Effect.flip(gc.deleteContainerState("x")))
       const request = yield* guest.next
-      yield* guest.send(encodeFrame(0x20100d01, request.id, new TextEncoder().encode("{not json")))
+      yield* guest.send(Frame.encodeFrame(0x20100d01, request.id, new TextEncoder().encode("{not json")))
       const error = yield* Fiber.join(call)
       expect(error).toBeInstanceOf(ProtocolError)
       expect((error as ProtocolError).reason).toBe("InvalidJson")
       // The bridge still works.
-      const next = yield* Effect.fork(gc.deleteContainerState("y"))
+      const next = yield* Effect.forkChild(gc.deleteContainerState("y"))
       yield* guest.reply(yield* guest.next)
       yield* Fiber.join(next)
 
       const strict = yield* connected(yield* wire(), { strict: true })
-      const strictCall = yield* Effect.fork(Effect.flip(strict.gc.deleteContainerState("x")))
+      const strictCall = yield* Effect.forkChild(Effect.flip(strict.gc.deleteContainerState("x")))
       const strictRequest = yield* strict.guest.next
       yield* strict.guest.send(
-        encodeFrame(0x20100d01, strictRequest.id, new TextEncoder().encode('{"Result":"x"}'))
+        Frame.encodeFrame(0x20100d01, strictRequest.id, new TextEncoder().encode('{"Result":"x"}'))
       )
       const strictError = yield* Fiber.join(strictCall)
       expect(strictError).toBeInstanceOf(ProtocolError)
@@ -249,7 +247,7 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("a request that cannot be encoded fails only that call", () =>
+  it.effect("a request that cannot be encoded fails only that call", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
       // A cyclic document has no JSON form.
@@ -258,7 +256,7 @@ describe("bridge", () => {
       const error = yield* Effect.flip(gc.modify({ Settings: cyclic }))
       expect(error).toBeInstanceOf(ProtocolError)
       expect((error as ProtocolError).reason).toBe("EncodeFailed")
-      const ok = yield* Effect.fork(gc.deleteContainerState("y"))
+      const ok = yield* Effect.forkChild(gc.deleteContainerState("y"))
       const request = yield* guest.next
       expect(request.name).toBe("DeleteContainerState")
       yield* guest.reply(request)
@@ -266,27 +264,27 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("an interrupted caller leaves the bridge intact; its late response is matched and dropped", () =>
+  it.effect("an interrupted caller leaves the bridge intact; its late response is matched and dropped", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire(), { strict: true })
       const late = yield* counter(Metrics.lateResponses)
-      const call = yield* Effect.fork(gc.deleteContainerState("slow"))
+      const call = yield* Effect.forkChild(gc.deleteContainerState("slow"))
       const request = yield* guest.next
       yield* Fiber.interrupt(call)
       yield* guest.reply(request)
       // Even strict: the late answer is not an unknown id.
-      const next = yield* Effect.fork(gc.deleteContainerState("fast"))
+      const next = yield* Effect.forkChild(gc.deleteContainerState("fast"))
       yield* guest.reply(yield* guest.next)
       yield* Fiber.join(next)
       expect((yield* counter(Metrics.lateResponses)) - late).toBe(1)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("the guest hanging up fails every pending and later call with BridgeClosed (EndOfStream)", () =>
+  it.effect("the guest hanging up fails every pending and later call with BridgeClosed (EndOfStream)", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
       const container = yield* gc.openContainer("c")
-      const pending = yield* Effect.fork(
+      const pending = yield* Effect.forkChild(
         Effect.all([Effect.flip(gc.dumpStacks), Effect.flip(container.start)], { concurrency: "unbounded" })
       )
       yield* take(guest, 2)
@@ -301,14 +299,17 @@ describe("bridge", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("a guest failure response decodes into a GuestError even for procs with extra fields", () =>
+  it.effect("a guest failure response decodes into a GuestError even for procs with extra fields", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
-      const call = yield* Effect.fork(Effect.flip(gc.dumpStacks))
+      const call = yield* Effect.forkChild(Effect.flip(gc.dumpStacks))
       const request = yield* guest.next
       yield* guest.reply(
         request as Received & { name: "DumpStacks" },
-        new ResponseBase({ Result: HResult.Fail, ErrorMessage: "not supported against the UVM" })
+        new Envelope.ResponseBase({
+          Result: HResult.HResult.Fail,
+          ErrorMessage: "not supported against the UVM"
+        })
       )
       const error = (yield* Fiber.join(call)) as GuestError
       expect(error.hresult).toBe(0x80004005)

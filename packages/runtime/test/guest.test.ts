@@ -2,15 +2,15 @@
  * The runtime against the real guest of `@gcs-bridge/guest` (real local
  * processes), over every transport that works on this machine.
  */
+import { Container, Properties } from "@gcs-bridge/protocol"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Fault, Guest } from "@gcs-bridge/guest"
-import { LinuxHostedSystem, PropertyType } from "@gcs-bridge/protocol"
 import type { Address } from "@gcs-bridge/transport"
 import { HybridAddress, Transport, UnixAddress } from "@gcs-bridge/transport"
-import { Effect, Fiber, Layer, Metric, Schedule, Stream, Supervisor } from "effect"
+import { Effect, Fiber, Layer, Metric, Schedule, Stream } from "effect"
 import type { GuestConnectionConfig } from "../src/index.js"
 import {
   BridgeClosed,
@@ -21,7 +21,7 @@ import {
   ProtocolError
 } from "../src/index.js"
 import { text } from "./FakeGuest.js"
-import { liveFibers, wire, type Wired } from "./harness.js"
+import { makeTracker, wire, type Wired } from "./harness.js"
 
 const encoder = new TextEncoder()
 
@@ -32,7 +32,7 @@ const withGuest = (
   faults: ReadonlyArray<Fault.Fault> = []
 ) =>
   Effect.gen(function* () {
-    const host = yield* Effect.fork(
+    const host = yield* Effect.forkChild(
       GuestConnection.make({ address: wired.address, ...config }).pipe(
         Effect.provideService(Transport, wired.hostTransport)
       )
@@ -48,7 +48,7 @@ const withGuest = (
   })
 
 const containerConfig = (id: string, args: ReadonlyArray<string>) =>
-  new LinuxHostedSystem({
+  new Container.LinuxHostedSystem({
     OciBundlePath: `/run/gcs/c/${id}`,
     OciSpecification: {
       ociVersion: "1.1.0",
@@ -59,7 +59,7 @@ const containerConfig = (id: string, args: ReadonlyArray<string>) =>
 
 const lifecycle = (wired: Wired) =>
   Effect.gen(function* () {
-    const supervisor = yield* Supervisor.track
+    const supervisor = makeTracker()
     yield* Effect.scoped(
       Effect.gen(function* () {
         const gc = yield* withGuest(wired)
@@ -71,9 +71,9 @@ const lifecycle = (wired: Wired) =>
             yield* container.start
             // The init process: no OciProcess.
             const init = yield* container.exec({ CreateStdInPipe: true, CreateStdOutPipe: true })
-            const output = yield* Effect.fork(Stream.runCollect(init.stdout))
+            const output = yield* Effect.forkChild(Stream.runCollect(init.stdout))
             yield* Stream.run(Stream.make(encoder.encode("hello "), encoder.encode("guest")), init.stdin)
-            const listed = yield* container.properties([PropertyType.ProcessList])
+            const listed = yield* container.properties([Properties.PropertyType.ProcessList])
             expect(listed.ProcessList.map((p) => p.ProcessId)).toContain(init.pid)
             yield* init.closeStdin
             expect(text(yield* Fiber.join(output))).toBe("hello guest")
@@ -106,10 +106,10 @@ const lifecycle = (wired: Wired) =>
         )
         expect(code).toBe(7)
       })
-    ).pipe(Effect.supervised(supervisor))
+    ).pipe(supervisor.track)
     expect(wired.counts.listeners).toBe(0)
     expect(wired.counts.connections).toBe(0)
-    expect(yield* liveFibers(supervisor)).toBe(0)
+    expect(yield* supervisor.live).toBe(0)
   })
 
 const inTempDir = <A, E, R>(f: (dir: string) => Effect.Effect<A, E, R>) =>
@@ -118,20 +118,20 @@ const inTempDir = <A, E, R>(f: (dir: string) => Effect.Effect<A, E, R>) =>
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   ).pipe(Effect.flatMap(f))
 
-const counter = (metric: Metric.Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
+const counter = (metric: Metric.Counter<number>) => Effect.map(Metric.value(metric), (s) => s.count)
 
 describe("against the real guest", () => {
-  it.scopedLive("full lifecycle over the in-memory transport", () =>
+  it.live("full lifecycle over the in-memory transport", () =>
     Effect.flatMap(wire(), lifecycle).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("full lifecycle over Unix sockets (layerNode)", () =>
+  it.live("full lifecycle over Unix sockets (layerNode)", () =>
     inTempDir((dir) => Effect.flatMap(wire(new UnixAddress({ path: join(dir, "vm.sock") })), lifecycle)).pipe(
       Effect.provide(Transport.layerNode)
     )
   )
 
-  it.scopedLive(
+  it.live(
     "full lifecycle over hybrid vsock (layerNode: host on hybrid://, guest on the _<port> sockets)",
     () =>
       inTempDir((dir) =>
@@ -139,13 +139,13 @@ describe("against the real guest", () => {
       ).pipe(Effect.provide(Transport.layerNode))
   )
 
-  it.scopedLive("full lifecycle over the native engine on AF_UNIX (Transport.layer)", () =>
+  it.live("full lifecycle over the native engine on AF_UNIX (Transport.layer)", () =>
     inTempDir((dir) =>
       Effect.flatMap(wire(new UnixAddress({ path: join(dir, "vm.sock") }) as Address), lifecycle)
     ).pipe(Effect.provide(Transport.layer))
   )
 
-  it.scopedLive(
+  it.live(
     "Go rules against a real guest: kill after exit is 'not delivered', shutdown of an unknown container succeeds",
     () =>
       Effect.gen(function* () {
@@ -179,7 +179,7 @@ describe("against the real guest", () => {
       }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("closing scopes kills what still runs in the guest", () =>
+  it.live("closing scopes kills what still runs in the guest", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const gc = yield* withGuest(wired)
@@ -200,7 +200,7 @@ describe("against the real guest", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("drop-after: the guest hanging up mid-call fails every waiter with BridgeClosed", () =>
+  it.live("drop-after: the guest hanging up mid-call fails every waiter with BridgeClosed", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const gc = yield* withGuest(wired, {}, [Fault.Fault.DropAfter({ messages: 2 })])
@@ -211,7 +211,7 @@ describe("against the real guest", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("oversize-after: an oversize frame is a typed protocol death", () =>
+  it.live("oversize-after: an oversize frame is a typed protocol death", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const gc = yield* withGuest(wired, {}, [Fault.Fault.OversizeAfter({ messages: 1 })])
@@ -221,7 +221,7 @@ describe("against the real guest", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("malformed-after fails one call; unknown-id-after and flood are counted, not fatal", () =>
+  it.live("malformed-after fails one call; unknown-id-after and flood are counted, not fatal", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const unknownIds = yield* counter(Metrics.unknownResponses)
@@ -236,7 +236,7 @@ describe("against the real guest", () => {
       expect(error).toBeInstanceOf(ProtocolError)
       expect((error as ProtocolError).reason).toBe("InvalidJson")
       // The 6th carries an unknown id: that call never gets its answer; the bridge goes on.
-      const lost = yield* Effect.fork(gc.dumpStacks)
+      const lost = yield* Effect.forkChild(gc.dumpStacks)
       yield* counter(Metrics.unknownResponses).pipe(
         Effect.repeat({ until: (n) => n > unknownIds, schedule: Schedule.spaced("2 millis") })
       )
@@ -247,7 +247,7 @@ describe("against the real guest", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("Guest.layer and GuestConnection.layer compose", () =>
+  it.live("Guest.layer and GuestConnection.layer compose", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const layer = GuestConnection.layer({ address: wired.address }).pipe(

@@ -2,11 +2,10 @@
  * Wiring for the runtime's tests: a host and a fake guest over one transport
  * instance, with the host side's listeners and connections counted.
  */
-import { LinuxGcsVsockPort } from "@gcs-bridge/protocol"
+import { MessageType } from "@gcs-bridge/protocol"
 import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
 import { MemoryAddress, Transport } from "@gcs-bridge/transport"
-import { Effect, Fiber } from "effect"
-import type { Supervisor } from "effect"
+import { Effect, Fiber, Metric } from "effect"
 import type { Scope } from "effect"
 import type { GuestConnectionConfig, GuestConnectionService } from "../src/index.js"
 import { GuestConnection } from "../src/index.js"
@@ -39,8 +38,12 @@ export const connectPair = (
   wired: Wired
 ): Effect.Effect<{ readonly host: Connection; readonly guest: FakeGuest.FakeGuest }, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const listener = yield* Effect.orDie(wired.hostTransport.listen(wired.address, LinuxGcsVsockPort))
-    const guestConnection = yield* Effect.orDie(wired.transport.connect(wired.address, LinuxGcsVsockPort))
+    const listener = yield* Effect.orDie(
+      wired.hostTransport.listen(wired.address, MessageType.LinuxGcsVsockPort)
+    )
+    const guestConnection = yield* Effect.orDie(
+      wired.transport.connect(wired.address, MessageType.LinuxGcsVsockPort)
+    )
     const host = yield* Effect.orDie(listener.accept())
     const guest = yield* FakeGuest.attach(guestConnection)
     return { host, guest }
@@ -61,7 +64,7 @@ export const connected = (
 > =>
   Effect.gen(function* () {
     const { guest, host } = yield* connectPair(wired)
-    const fiber = yield* Effect.fork(
+    const fiber = yield* Effect.forkChild(
       GuestConnection.fromConnection(host, { address: wired.address, ...config }).pipe(
         Effect.provideService(Transport, wired.hostTransport)
       )
@@ -71,6 +74,29 @@ export const connected = (
     return { gc, guest, host }
   })
 
-/** How many fibers tracked by `supervisor` are still alive. */
-export const liveFibers = (supervisor: Supervisor.Supervisor<Array<Fiber.RuntimeFiber<unknown, unknown>>>) =>
-  Effect.map(supervisor.value, (fibers) => fibers.length)
+/** Counts the fibers started by effects it `track`s (and their children) that are still running. */
+export interface Tracker {
+  readonly track: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly live: Effect.Effect<number>
+}
+
+/**
+ * A fresh tracker. Effect 4 has no `Supervisor.track`; every fiber reports its
+ * start and end to the `FiberRuntimeMetrics` service of its context, which
+ * forked fibers inherit.
+ */
+export const makeTracker = (): Tracker => {
+  let live = 0
+  const service: Metric.FiberRuntimeMetricsService = {
+    recordFiberStart: () => {
+      live++
+    },
+    recordFiberEnd: () => {
+      live--
+    }
+  }
+  return {
+    track: (effect) => Effect.provideService(effect, Metric.FiberRuntimeMetrics, service),
+    live: Effect.sync(() => live)
+  }
+}

@@ -1,28 +1,24 @@
+import {
+  Container,
+  Guid,
+  HResult,
+  MessageType,
+  ModifySettings,
+  Negotiate,
+  Properties
+} from "@gcs-bridge/protocol"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  ContainerGetPropertiesResponse,
-  FirstStdioPort,
-  GcsCapabilities,
-  HResult,
-  LinuxGcsVsockPort,
-  LinuxHostedSystem,
-  ModificationRequest,
-  NegotiateProtocolResponse,
-  NullGuid,
-  PropertyType,
-  vsockServiceId,
-  WindowsGuestDefinedCapabilities
-} from "@gcs-bridge/protocol"
 import { Transport, UnixAddress } from "@gcs-bridge/transport"
-import { Effect, Exit, Fiber, Option, Scope, Stream, Supervisor, TestClock } from "effect"
+import { Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import type { GuestConnectionConfig } from "../src/index.js"
 import { GuestConnection, TransportError } from "../src/index.js"
 import { type Counts } from "./CountingTransport.js"
 import * as FakeGuest from "./FakeGuest.js"
-import { liveFibers, memoryAddress, wire, type Wired } from "./harness.js"
+import { makeTracker, memoryAddress, wire, type Wired } from "./harness.js"
 
 const encoder = new TextEncoder()
 
@@ -33,7 +29,7 @@ const start = (
   options: FakeGuest.SimpleGuestOptions = {}
 ) =>
   Effect.gen(function* () {
-    const host = yield* Effect.fork(
+    const host = yield* Effect.forkChild(
       GuestConnection.make({ address: wired.address, ...config }).pipe(
         Effect.provideService(Transport, wired.hostTransport)
       )
@@ -52,12 +48,12 @@ const expectReleased = (counts: Counts) => {
 /** The lifecycle every transport must carry: create, start, exec with echo, wait, terminate, delete. */
 const lifecycle = (wired: Wired) =>
   Effect.gen(function* () {
-    const supervisor = yield* Supervisor.track
+    const supervisor = makeTracker()
     const state = yield* Effect.scoped(
       Effect.gen(function* () {
         const { gc, state } = yield* start(wired)
         expect(gc.os).toBe("linux")
-        const config = new LinuxHostedSystem({
+        const config = new Container.LinuxHostedSystem({
           OciBundlePath: "/run/gcs/c/c1",
           OciSpecification: { ociVersion: "1.1.0", process: { env: ["SECRET=1"] } },
           ScratchDirPath: "/run/gcs/c/c1/scratch"
@@ -73,8 +69,8 @@ const lifecycle = (wired: Wired) =>
             })
             expect(process.pid).toBe(100)
             expect(yield* process.exitCode).toEqual(Option.none())
-            const output = yield* Effect.fork(Stream.runCollect(process.stdout))
-            const errors = yield* Effect.fork(Stream.runCollect(process.stderr))
+            const output = yield* Effect.forkChild(Stream.runCollect(process.stdout))
+            const errors = yield* Effect.forkChild(Stream.runCollect(process.stderr))
             yield* Stream.run(Stream.make(encoder.encode("hello "), encoder.encode("world")), process.stdin)
             yield* process.closeStdin
             yield* process.closeStdin
@@ -93,15 +89,15 @@ const lifecycle = (wired: Wired) =>
         yield* gc.deleteContainerState("c1")
         return state
       })
-    ).pipe(Effect.supervised(supervisor))
+    ).pipe(supervisor.track)
     expectReleased(wired.counts)
-    expect(yield* liveFibers(supervisor)).toBe(0)
+    expect(yield* supervisor.live).toBe(0)
     // §11.4: the bridge port, then stdio ports from 0x40000001 in stdin, stdout, stderr order.
     expect(wired.counts.ports).toEqual([
-      LinuxGcsVsockPort,
-      FirstStdioPort,
-      FirstStdioPort + 1,
-      FirstStdioPort + 2
+      MessageType.LinuxGcsVsockPort,
+      MessageType.FirstStdioPort,
+      MessageType.FirstStdioPort + 1,
+      MessageType.FirstStdioPort + 2
     ])
     expect(state.requests.map((r) => r.name)).toEqual([
       "NegotiateProtocol",
@@ -115,7 +111,7 @@ const lifecycle = (wired: Wired) =>
     ])
     const exec = state.requests[3]
     if (exec?.name !== "ExecuteProcess") throw new Error("expected ExecuteProcess")
-    expect(exec.body.Settings.VsockStdioRelaySettings?.StdIn).toBe(FirstStdioPort)
+    expect(exec.body.Settings.VsockStdioRelaySettings?.StdIn).toBe(MessageType.FirstStdioPort)
     expect(exec.body.Settings.StdioRelaySettings).toBeUndefined()
     const wait = state.requests[4]
     if (wait?.name !== "WaitForProcess") throw new Error("expected WaitForProcess")
@@ -124,11 +120,11 @@ const lifecycle = (wired: Wired) =>
   })
 
 describe("lifecycle", () => {
-  it.scopedLive("runs the full lifecycle over the in-memory transport", () =>
+  it.live("runs the full lifecycle over the in-memory transport", () =>
     Effect.flatMap(wire(), lifecycle).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("runs the full lifecycle over Unix sockets (layerNode)", () =>
+  it.live("runs the full lifecycle over Unix sockets (layerNode)", () =>
     Effect.acquireRelease(
       Effect.sync(() => mkdtempSync(join(tmpdir(), "gcs-runtime-"))),
       (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
@@ -139,7 +135,7 @@ describe("lifecycle", () => {
     )
   )
 
-  it.scopedLive("UVM processes target the null container and exit codes come from the wait", () =>
+  it.live("UVM processes target the null container and exit codes come from the wait", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { gc, state } = yield* start(wired, {}, { exitCode: 3 })
@@ -152,7 +148,7 @@ describe("lifecycle", () => {
       )
       expect(code).toBe(3)
       const exec = state.requests.find((r) => r.name === "ExecuteProcess")
-      expect(exec?.body.ContainerId).toBe(NullGuid)
+      expect(exec?.body.ContainerId).toBe(Guid.NullGuid)
       if (exec?.name === "ExecuteProcess") {
         expect(exec.body.Settings.ProcessParameters.CommandArgs).toEqual(["cat"])
         expect(exec.body.Settings.VsockStdioRelaySettings?.StdOut).toBe(0)
@@ -160,23 +156,25 @@ describe("lifecycle", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("Windows guests get the cold-start prelude and hvsock service ids for stdio", () =>
+  it.live("Windows guests get the cold-start prelude and hvsock service ids for stdio", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
-      const negotiate = new NegotiateProtocolResponse({
+      const negotiate = new Negotiate.NegotiateProtocolResponse({
         Version: 4,
-        Capabilities: new GcsCapabilities({
+        Capabilities: new Negotiate.GcsCapabilities({
           SendHostCreateMessage: true,
           SendHostStartMessage: true,
-          GuestDefinedCapabilities: new WindowsGuestDefinedCapabilities({ LogForwardingSupported: true })
+          GuestDefinedCapabilities: new Negotiate.WindowsGuestDefinedCapabilities({
+            LogForwardingSupported: true
+          })
         })
       })
       const { gc, state } = yield* start(wired, {}, { negotiate })
       expect(gc.os).toBe("windows")
-      expect(gc.capabilities).toBeInstanceOf(WindowsGuestDefinedCapabilities)
+      expect(gc.capabilities).toBeInstanceOf(Negotiate.WindowsGuestDefinedCapabilities)
       expect(state.requests.map((r) => r.name)).toEqual(["NegotiateProtocol", "Create", "Start"])
       const create = state.requests[1]
-      expect(create?.body.ContainerId).toBe(NullGuid)
+      expect(create?.body.ContainerId).toBe(Guid.NullGuid)
       if (create?.name === "Create")
         expect(create.body.ContainerConfig).toMatchObject({ SystemType: "Container" })
       yield* Effect.scoped(
@@ -189,7 +187,9 @@ describe("lifecycle", () => {
       const exec = state.requests.find((r) => r.name === "ExecuteProcess")
       if (exec?.name !== "ExecuteProcess") throw new Error("expected ExecuteProcess")
       expect(exec.body.Settings.VsockStdioRelaySettings).toBeUndefined()
-      expect(exec.body.Settings.StdioRelaySettings?.StdOut).toBe(vsockServiceId(FirstStdioPort))
+      expect(exec.body.Settings.StdioRelaySettings?.StdOut).toBe(
+        Guid.vsockServiceId(MessageType.FirstStdioPort)
+      )
       expect(exec.body.Settings.StdioRelaySettings?.StdIn).toBeUndefined()
       yield* gc.modifyServiceSettings({
         propertyType: "LogForwardService",
@@ -198,7 +198,7 @@ describe("lifecycle", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive(
+  it.live(
     "follows Go on 'already gone' answers: shutdown succeeds, signal says not delivered, wait gives 0",
     () =>
       Effect.gen(function* () {
@@ -209,7 +209,7 @@ describe("lifecycle", () => {
           {
             override: (request, guest) =>
               request.name === "WaitForProcess"
-                ? Effect.as(guest.fail(request, HResult.NotFound), true)
+                ? Effect.as(guest.fail(request, HResult.HResult.NotFound), true)
                 : Effect.succeed(false)
           }
         )
@@ -224,7 +224,7 @@ describe("lifecycle", () => {
       }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("closing a process's scope kills it and closes its stdio", () =>
+  it.live("closing a process's scope kills it and closes its stdio", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { gc, state } = yield* start(wired)
@@ -247,13 +247,13 @@ describe("lifecycle", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("closing a container's scope terminates it and waits for its exit", () =>
+  it.live("closing a container's scope terminates it and waits for its exit", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { gc, state } = yield* start(wired)
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const container = yield* gc.createContainer("c2", new LinuxHostedSystem({}))
+          const container = yield* gc.createContainer("c2", new Container.LinuxHostedSystem({}))
           yield* container.exec({})
         })
       )
@@ -263,7 +263,7 @@ describe("lifecycle", () => {
       const before = state.requests.length
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const container = yield* gc.createContainer("c3", new LinuxHostedSystem({}))
+          const container = yield* gc.createContainer("c3", new Container.LinuxHostedSystem({}))
           yield* container.exec({})
           yield* container.terminate
           yield* container.wait
@@ -278,48 +278,46 @@ describe("lifecycle", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("closing the null container's handle sends nothing (it would power the VM off)", () =>
+  it.live("closing the null container's handle sends nothing (it would power the VM off)", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { gc, state } = yield* start(wired)
-      yield* Effect.scoped(Effect.flatMap(gc.openContainer(NullGuid), (uvm) => uvm.start))
+      yield* Effect.scoped(Effect.flatMap(gc.openContainer(Guid.NullGuid), (uvm) => uvm.start))
       expect(state.requests.map((r) => r.name)).toEqual(["NegotiateProtocol", "Start"])
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive(
-    "tolerates a guest that never connects stdio: readers are released when the scope closes",
-    () =>
-      Effect.gen(function* () {
-        const wired = yield* wire()
-        const { gc } = yield* start(wired, {}, { denyStdio: true })
-        const scope = yield* Scope.make()
-        const process = yield* Scope.extend(
-          gc.exec({
-            CommandArgs: ["sh"],
-            CreateStdInPipe: true,
-            CreateStdOutPipe: true,
-            CreateStdErrPipe: true
-          }),
-          scope
-        )
-        const reader = yield* Effect.fork(Effect.flip(Stream.runCollect(process.stdout)))
-        const closer = yield* Effect.fork(Effect.flip(process.closeStdin))
-        const writer = yield* Effect.fork(
-          Effect.flip(Stream.run(Stream.make(encoder.encode("x")), process.stdin))
-        )
-        yield* Scope.close(scope, Exit.void)
-        const errors = [yield* Fiber.join(reader), yield* Fiber.join(closer), yield* Fiber.join(writer)]
-        for (const error of errors) {
-          expect(error).toBeInstanceOf(TransportError)
-          expect(error.reason).toBe("Closed")
-        }
-        expect(wired.counts.listeners).toBe(0)
-        expect(wired.counts.connections).toBe(1)
-      }).pipe(Effect.provide(Transport.layerMemory))
+  it.live("tolerates a guest that never connects stdio: readers are released when the scope closes", () =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const { gc } = yield* start(wired, {}, { denyStdio: true })
+      const scope = yield* Scope.make()
+      const process = yield* Scope.provide(
+        gc.exec({
+          CommandArgs: ["sh"],
+          CreateStdInPipe: true,
+          CreateStdOutPipe: true,
+          CreateStdErrPipe: true
+        }),
+        scope
+      )
+      const reader = yield* Effect.forkChild(Effect.flip(Stream.runCollect(process.stdout)))
+      const closer = yield* Effect.forkChild(Effect.flip(process.closeStdin))
+      const writer = yield* Effect.forkChild(
+        Effect.flip(Stream.run(Stream.make(encoder.encode("x")), process.stdin))
+      )
+      yield* Scope.close(scope, Exit.void)
+      const errors = [yield* Fiber.join(reader), yield* Fiber.join(closer), yield* Fiber.join(writer)]
+      for (const error of errors) {
+        expect(error).toBeInstanceOf(TransportError)
+        expect(error.reason).toBe("Closed")
+      }
+      expect(wired.counts.listeners).toBe(0)
+      expect(wired.counts.connections).toBe(1)
+    }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("properties, modify, dump stacks and the legacy calls reach the guest", () =>
+  it.live("properties, modify, dump stacks and the legacy calls reach the guest", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { gc, state } = yield* start(
@@ -331,7 +329,7 @@ describe("lifecycle", () => {
               ? Effect.as(
                   guest.reply(
                     request,
-                    new ContainerGetPropertiesResponse({
+                    new Properties.ContainerGetPropertiesResponse({
                       Properties: { ProcessList: [{ ProcessId: 41 }], LCOWMetrics: { pids: { current: 2 } } }
                     })
                   ),
@@ -341,9 +339,9 @@ describe("lifecycle", () => {
         }
       )
       const container = yield* gc.openContainer("c1")
-      const v1 = yield* container.properties([PropertyType.ProcessList])
+      const v1 = yield* container.properties([Properties.PropertyType.ProcessList])
       expect(v1.ProcessList.map((p) => p.ProcessId)).toEqual([41])
-      const v2 = yield* container.propertiesV2([PropertyType.Statistics])
+      const v2 = yield* container.propertiesV2([Properties.PropertyType.Statistics])
       expect(v2.LCOWMetrics).toEqual({ pids: { current: 2 } })
       const query = state.requests.filter((r) => r.name === "GetProperties")
       expect(query.map((r) => (r.name === "GetProperties" ? r.body.Query.PropertyTypes : []))).toEqual([
@@ -351,27 +349,29 @@ describe("lifecycle", () => {
         ["Statistics"]
       ])
       yield* container.modify(
-        new ModificationRequest({
+        new ModifySettings.ModificationRequest({
           RequestType: "Update",
           ResourceType: "ContainerConstraints",
           Settings: { Linux: {} }
         })
       )
-      yield* gc.modify(new ModificationRequest({ RequestType: "Add", ResourceType: "MappedDirectory" }))
+      yield* gc.modify(
+        new ModifySettings.ModificationRequest({ RequestType: "Add", ResourceType: "MappedDirectory" })
+      )
       expect(yield* gc.dumpStacks).toBe("goroutine 1 [running]:")
       yield* gc.updateContainer("c1", { cpu: { shares: 512 } })
       const modifies = state.requests.filter((r) => r.name === "ModifySettings")
-      expect(modifies.map((r) => r.body.ContainerId)).toEqual(["c1", NullGuid])
+      expect(modifies.map((r) => r.body.ContainerId)).toEqual(["c1", Guid.NullGuid])
       const update = state.requests.find((r) => r.name === "UpdateContainer")
       if (update?.name === "UpdateContainer") expect(update.body.Resources).toEqual({ cpu: { shares: 512 } })
       else throw new Error("expected UpdateContainer")
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("make fails with AcceptTimeout when no guest connects in time", () =>
+  it.effect("make fails with AcceptTimeout when no guest connects in time", () =>
     Effect.gen(function* () {
       const wired = yield* wire(memoryAddress())
-      const fiber = yield* Effect.fork(
+      const fiber = yield* Effect.forkChild(
         Effect.flip(
           GuestConnection.make({ address: wired.address, connectTimeout: "5 seconds" }).pipe(
             Effect.provideService(Transport, wired.hostTransport)

@@ -2,43 +2,38 @@
  * Spans, trace-context propagation, log scrubbing, the health policy and the
  * negotiation's failure modes.
  */
+import { HResult, Negotiate, Process } from "@gcs-bridge/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import {
-  ContainerExecuteProcessResponse,
-  GcsCapabilities,
-  HResult,
-  NegotiateProtocolResponse,
-  ProcessParameters
-} from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
 import type { Tracer as TracerT } from "effect"
-import { Effect, Fiber, HashMap, Logger, LogLevel, Metric, Option, Stream, TestClock, Tracer } from "effect"
+import { Effect, Fiber, Logger, Metric, Option, References, Stream, Tracer } from "effect"
+import { TestClock } from "effect/testing"
 import { scrubRequestPayload } from "../src/internal/scrub.js"
-import { traceparent } from "../src/internal/traceContext.js"
+import { traceparent } from "../src/internal/rpc.js"
 import { BridgeClosed, GuestConnection, Metrics, ProtocolError, TransportError } from "../src/index.js"
 import type { Received } from "./FakeGuest.js"
 import { connected, connectPair, wire } from "./harness.js"
 
 /** A tracer that records every span the default tracer makes. */
-const recording = Effect.map(Effect.tracer, (base) => {
+const recording = Effect.map(Effect.service(Tracer.Tracer), (base) => {
   const spans: Array<TracerT.Span> = []
   const tracer = Tracer.make({
-    span: (...args) => {
-      const span = base.span(...args)
+    span: (options) => {
+      const span = base.span(options)
       spans.push(span)
       return span
     },
-    context: (f, fiber) => base.context(f, fiber)
+    ...(base.context ? { context: base.context } : {})
   })
   return { spans, tracer }
 })
 
 describe("tracing", () => {
-  it.scoped("every RPC is a client span gcs.<Proc>; a traced caller's context lands in otsc", () =>
+  it.effect("every RPC is a client span gcs.<Proc>; a traced caller's context lands in otsc", () =>
     Effect.gen(function* () {
       const { spans, tracer } = yield* recording
       const { gc, guest } = yield* connected(yield* wire())
-      const call = yield* Effect.fork(
+      const call = yield* Effect.forkChild(
         Effect.flatMap(Effect.currentSpan, (parent) => Effect.as(gc.deleteContainerState("c1"), parent)).pipe(
           Effect.withSpan("caller"),
           Effect.withTracer(tracer)
@@ -57,10 +52,10 @@ describe("tracing", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("an untraced caller sends no otsc (the Go host without a span)", () =>
+  it.effect("an untraced caller sends no otsc (the Go host without a span)", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
-      const call = yield* Effect.fork(gc.deleteContainerState("c1"))
+      const call = yield* Effect.forkChild(gc.deleteContainerState("c1"))
       const request = yield* guest.next
       expect(request.body.otsc).toEqual({})
       yield* guest.reply(request)
@@ -112,36 +107,39 @@ describe("log scrubbing", () => {
     expect(scrubRequestPayload("Create", "{oops")).toBe("<unparsable>")
   })
 
-  it.scoped("trace-level frame logs carry scrubbed payloads", () =>
+  it.effect("trace-level frame logs carry scrubbed payloads", () =>
     Effect.gen(function* () {
       const lines: Array<{ readonly message: string; readonly payload: string }> = []
-      const capture = Logger.make(({ annotations, message }) => {
-        const payload = HashMap.get(annotations, "payload")
+      const capture = Logger.make(({ fiber, message }) => {
+        const payload = fiber.getRef(References.CurrentLogAnnotations)["payload"]
         lines.push({
           message: Array.isArray(message) ? message.join(" ") : String(message),
-          payload: String(Option.getOrElse(payload, () => ""))
+          payload: String(payload ?? "")
         })
       })
       yield* Effect.gen(function* () {
         const { gc, guest } = yield* connected(yield* wire())
         const container = yield* gc.openContainer("c1")
-        const exec = yield* Effect.fork(
+        const exec = yield* Effect.forkChild(
           Effect.scoped(
             container.exec(
-              new ProcessParameters({ OciProcess: { env: ["TOKEN=hunter2"] }, Environment: { K: "hunter2" } })
+              new Process.ProcessParameters({
+                OciProcess: { env: ["TOKEN=hunter2"] },
+                Environment: { K: "hunter2" }
+              })
             )
           )
         )
         const request = yield* guest.next
         yield* guest.reply(
           request as Received & { name: "ExecuteProcess" },
-          new ContainerExecuteProcessResponse({ ProcessId: 9 })
+          new Process.ContainerExecuteProcessResponse({ ProcessId: 9 })
         )
         yield* guest.close
         yield* Fiber.await(exec)
       }).pipe(
-        Logger.withMinimumLogLevel(LogLevel.Trace),
-        Effect.provide(Logger.replace(Logger.defaultLogger, capture))
+        Effect.provideService(References.MinimumLogLevel, "Trace"),
+        Effect.provide(Logger.layer([capture]))
       )
       const sends = lines.filter((l) => l.message.includes("bridge send"))
       expect(sends.length).toBeGreaterThanOrEqual(2)
@@ -153,22 +151,22 @@ describe("log scrubbing", () => {
 })
 
 describe("health policy", () => {
-  it.scoped("a stalled guest is declared Unresponsive; a long WaitForProcess alone is not a stall", () =>
+  it.effect("a stalled guest is declared Unresponsive; a long WaitForProcess alone is not a stall", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire(), { stallTimeout: "10 seconds" })
-      const exec = yield* Effect.fork(gc.exec({ CommandArgs: ["sleep", "1000"] }))
+      const exec = yield* Effect.forkChild(gc.exec({ CommandArgs: ["sleep", "1000"] }))
       const request = yield* guest.next
       yield* guest.reply(
         request as Received & { name: "ExecuteProcess" },
-        new ContainerExecuteProcessResponse({ ProcessId: 7 })
+        new Process.ContainerExecuteProcessResponse({ ProcessId: 7 })
       )
       const process = yield* Fiber.join(exec)
       expect((yield* guest.next).name).toBe("WaitForProcess")
-      const closed = yield* Effect.fork(gc.closed)
+      const closed = yield* Effect.forkChild(gc.closed)
       yield* TestClock.adjust("1 minute")
-      expect(Option.isNone(yield* Fiber.poll(closed))).toBe(true)
+      expect(closed.pollUnsafe()).toBeUndefined()
       // Now a call the guest never answers.
-      const stuck = yield* Effect.fork(Effect.flip(gc.dumpStacks))
+      const stuck = yield* Effect.forkChild(Effect.flip(gc.dumpStacks))
       yield* guest.next
       yield* TestClock.adjust("30 seconds")
       const error = yield* Fiber.join(stuck)
@@ -178,17 +176,17 @@ describe("health policy", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scoped("without a policy a slow call never closes the bridge; deadlines are the caller's", () =>
+  it.effect("without a policy a slow call never closes the bridge; deadlines are the caller's", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire())
-      const slow = yield* Effect.fork(Effect.either(Effect.timeout(gc.dumpStacks, "5 minutes")))
+      const slow = yield* Effect.forkChild(Effect.result(Effect.timeout(gc.dumpStacks, "5 minutes")))
       const request = yield* guest.next
       yield* TestClock.adjust("6 minutes")
       const result = yield* Fiber.join(slow)
-      expect(result._tag).toBe("Left")
+      expect(result._tag).toBe("Failure")
       // The bridge is fine, and the late answer is dropped.
       yield* guest.reply(request)
-      const next = yield* Effect.fork(gc.deleteContainerState("x"))
+      const next = yield* Effect.forkChild(gc.deleteContainerState("x"))
       yield* guest.reply(yield* guest.next)
       yield* Fiber.join(next)
     }).pipe(Effect.provide(Transport.layerMemory))
@@ -196,17 +194,17 @@ describe("health policy", () => {
 })
 
 describe("stdio deadline", () => {
-  it.scoped("stdioAcceptTimeout fails a stream the guest never connects with AcceptTimeout", () =>
+  it.effect("stdioAcceptTimeout fails a stream the guest never connects with AcceptTimeout", () =>
     Effect.gen(function* () {
       const { gc, guest } = yield* connected(yield* wire(), { stdioAcceptTimeout: "3 seconds" })
-      const exec = yield* Effect.fork(gc.exec({ CommandArgs: ["true"], CreateStdOutPipe: true }))
+      const exec = yield* Effect.forkChild(gc.exec({ CommandArgs: ["true"], CreateStdOutPipe: true }))
       const request = yield* guest.next
       yield* guest.reply(
         request as Received & { name: "ExecuteProcess" },
-        new ContainerExecuteProcessResponse({ ProcessId: 3 })
+        new Process.ContainerExecuteProcessResponse({ ProcessId: 3 })
       )
       const process = yield* Fiber.join(exec)
-      const reader = yield* Effect.fork(Effect.flip(Stream.runDrain(process.stdout)))
+      const reader = yield* Effect.forkChild(Effect.flip(Stream.runDrain(process.stdout)))
       yield* TestClock.adjust("4 seconds")
       const error = yield* Fiber.join(reader)
       expect(error).toBeInstanceOf(TransportError)
@@ -219,12 +217,12 @@ describe("stdio deadline", () => {
 })
 
 describe("metrics", () => {
-  it.scoped("records RPC latency per procedure and calls in flight", () =>
+  it.effect("records RPC latency per procedure and calls in flight", () =>
     Effect.gen(function* () {
-      const latency = Metric.tagged(Metrics.rpcLatency, "proc", "DeleteContainerState")
+      const latency = Metric.withAttributes(Metrics.rpcLatency, { proc: "DeleteContainerState" })
       const before = (yield* Metric.value(latency)).count
       const { gc, guest } = yield* connected(yield* wire())
-      const call = yield* Effect.fork(gc.deleteContainerState("c"))
+      const call = yield* Effect.forkChild(gc.deleteContainerState("c"))
       const request = yield* guest.next
       expect((yield* Metric.value(Metrics.rpcInFlight)).value).toBeGreaterThanOrEqual(1)
       yield* guest.reply(request)
@@ -235,11 +233,11 @@ describe("metrics", () => {
 })
 
 describe("negotiation", () => {
-  const refused = (response: NegotiateProtocolResponse | "fail") =>
+  const refused = (response: Negotiate.NegotiateProtocolResponse | "fail") =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { guest, host } = yield* connectPair(wired)
-      const fiber = yield* Effect.fork(
+      const fiber = yield* Effect.forkChild(
         Effect.flip(
           GuestConnection.fromConnection(host, { address: wired.address }).pipe(
             Effect.provideService(Transport, wired.hostTransport)
@@ -247,7 +245,7 @@ describe("negotiation", () => {
         )
       )
       const request = yield* guest.next
-      if (response === "fail") yield* guest.fail(request, HResult.UnsupportedProtocolVersion)
+      if (response === "fail") yield* guest.fail(request, HResult.HResult.UnsupportedProtocolVersion)
       else yield* guest.reply(request as Received & { name: "NegotiateProtocol" }, response)
       const error = yield* Fiber.join(fiber)
       // The connection is closed on failure.
@@ -255,10 +253,13 @@ describe("negotiation", () => {
       return error
     }).pipe(Effect.provide(Transport.layerMemory))
 
-  it.scoped("a version other than 4 is refused", () =>
+  it.effect("a version other than 4 is refused", () =>
     Effect.gen(function* () {
       const error = yield* refused(
-        new NegotiateProtocolResponse({ Version: 3, Capabilities: new GcsCapabilities({}) })
+        new Negotiate.NegotiateProtocolResponse({
+          Version: 3,
+          Capabilities: new Negotiate.GcsCapabilities({})
+        })
       )
       expect(error).toBeInstanceOf(ProtocolError)
       expect((error as ProtocolError).reason).toBe("NegotiationRefused")
@@ -266,7 +267,7 @@ describe("negotiation", () => {
     })
   )
 
-  it.scoped("a guest that refuses version 4 gives NegotiationRefused", () =>
+  it.effect("a guest that refuses version 4 gives NegotiationRefused", () =>
     Effect.gen(function* () {
       const error = yield* refused("fail")
       expect((error as ProtocolError).reason).toBe("NegotiationRefused")
@@ -274,11 +275,11 @@ describe("negotiation", () => {
     })
   )
 
-  it.scoped("a guest that never answers the negotiation is Unresponsive after connectTimeout", () =>
+  it.effect("a guest that never answers the negotiation is Unresponsive after connectTimeout", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { guest, host } = yield* connectPair(wired)
-      const fiber = yield* Effect.fork(
+      const fiber = yield* Effect.forkChild(
         Effect.flip(
           GuestConnection.fromConnection(host, { address: wired.address, connectTimeout: "10 seconds" }).pipe(
             Effect.provideService(Transport, wired.hostTransport)

@@ -3,25 +3,22 @@
  * step: every waiter is released with a typed error, every finalizer runs,
  * and no listener, connection, fiber or guest-side object is left behind.
  */
+import { Container, ModifySettings } from "@gcs-bridge/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { LinuxHostedSystem, ModificationRequest } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
-import type { Fiber as FiberT } from "effect"
-import { Deferred, Effect, Exit, Fiber, Schedule, Scope, Stream, Supervisor } from "effect"
+import { Deferred, Effect, Exit, Fiber, Schedule, Scope, Stream } from "effect"
 import type { GuestConnectionService } from "../src/index.js"
 import { BridgeClosed, GuestConnection } from "../src/index.js"
 import * as FakeGuest from "./FakeGuest.js"
-import { liveFibers, wire, type Wired } from "./harness.js"
-
-type Tracker = Supervisor.Supervisor<Array<FiberT.RuntimeFiber<unknown, unknown>>>
+import { makeTracker, type Tracker, wire, type Wired } from "./harness.js"
 
 /** The host (its fibers tracked by `supervisor`) and a simple guest, in the current scope. */
 const start = (wired: Wired, supervisor: Tracker, options: FakeGuest.SimpleGuestOptions) =>
   Effect.gen(function* () {
-    const host = yield* Effect.fork(
+    const host = yield* Effect.forkChild(
       GuestConnection.make({ address: wired.address, closeTimeout: "10 seconds" }).pipe(
         Effect.provideService(Transport, wired.hostTransport),
-        Effect.supervised(supervisor)
+        supervisor.track
       )
     )
     const guest = yield* FakeGuest.dial(wired.transport, wired.address)
@@ -36,13 +33,16 @@ const encoder = new TextEncoder()
 const scenario = (gc: GuestConnectionService) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const container = yield* gc.createContainer("c1", new LinuxHostedSystem({}))
+      const container = yield* gc.createContainer("c1", new Container.LinuxHostedSystem({}))
       yield* container.start
       const process = yield* container.exec({ CreateStdInPipe: true, CreateStdOutPipe: true })
-      const output = yield* Effect.fork(Stream.runDrain(process.stdout))
+      const output = yield* Effect.forkChild(Stream.runDrain(process.stdout))
       yield* container.properties(["ProcessList"])
       yield* container.modify(
-        new ModificationRequest({ RequestType: "Update", ResourceType: "ContainerConstraints" })
+        new ModifySettings.ModificationRequest({
+          RequestType: "Update",
+          ResourceType: "ContainerConstraints"
+        })
       )
       yield* Stream.run(Stream.make(encoder.encode("x")), process.stdin)
       yield* process.resizeConsole(80, 25)
@@ -82,21 +82,21 @@ const expectNothingLeft = (wired: Wired, supervisor: Tracker) =>
   Effect.gen(function* () {
     expect(wired.counts.listeners).toBe(0)
     expect(wired.counts.connections).toBe(0)
-    expect(yield* liveFibers(supervisor)).toBe(0)
+    expect(yield* supervisor.live).toBe(0)
   })
 
 describe("the guest dropping the connection", () => {
-  it.scopedLive("before any call: every call fails with BridgeClosed, nothing is left", () =>
+  it.live("before any call: every call fails with BridgeClosed, nothing is left", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
-      const supervisor = yield* Supervisor.track
+      const supervisor = makeTracker()
       yield* Effect.scoped(
         Effect.gen(function* () {
           const { gc, guest } = yield* start(wired, supervisor, {})
           yield* guest.close
           const closed = yield* gc.closed
           expect(closed.reason).toBe("EndOfStream")
-          const error = yield* Effect.flip(scenario(gc).pipe(Effect.supervised(supervisor)))
+          const error = yield* Effect.flip(scenario(gc).pipe(supervisor.track))
           expect(error).toBeInstanceOf(BridgeClosed)
           expect(yield* Effect.flip(gc.dumpStacks)).toBe(closed)
           const opened = yield* gc.openContainer("c9")
@@ -108,17 +108,17 @@ describe("the guest dropping the connection", () => {
   )
 
   for (const during of scenarioRequests) {
-    it.scopedLive(`during ${during}: the waiter and every later call get BridgeClosed, finalizers run`, () =>
+    it.live(`during ${during}: the waiter and every later call get BridgeClosed, finalizers run`, () =>
       Effect.gen(function* () {
         const wired = yield* wire()
-        const supervisor = yield* Supervisor.track
+        const supervisor = makeTracker()
         yield* Effect.scoped(
           Effect.gen(function* () {
             const { gc } = yield* start(wired, supervisor, {
               override: (request, guest) =>
                 request.name === during ? Effect.as(guest.close, true) : Effect.succeed(false)
             })
-            const error = yield* Effect.flip(scenario(gc).pipe(Effect.supervised(supervisor)))
+            const error = yield* Effect.flip(scenario(gc).pipe(supervisor.track))
             expect(error).toBeInstanceOf(BridgeClosed)
             expect((error as BridgeClosed).reason).toBe("EndOfStream")
             expect(yield* Effect.flip(gc.dumpStacks)).toBeInstanceOf(BridgeClosed)
@@ -129,17 +129,17 @@ describe("the guest dropping the connection", () => {
     )
   }
 
-  it.scopedLive("closing the connection's scope fails pending calls with BridgeClosed (Closed)", () =>
+  it.live("closing the connection's scope fails pending calls with BridgeClosed (Closed)", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
-      const supervisor = yield* Supervisor.track
+      const supervisor = makeTracker()
       const scope = yield* Scope.make()
       // The guest takes DumpStacks and never answers it.
-      const { gc, state } = yield* Scope.extend(
+      const { gc, state } = yield* Scope.provide(
         start(wired, supervisor, { override: (request) => Effect.succeed(request.name === "DumpStacks") }),
         scope
       )
-      const pending = yield* Effect.fork(Effect.flip(gc.dumpStacks))
+      const pending = yield* Effect.forkChild(Effect.flip(gc.dumpStacks))
       yield* eventually(Effect.sync(() => state.requests.some((r) => r.name === "DumpStacks")))
       yield* Scope.close(scope, Exit.void)
       const error = yield* Fiber.join(pending)
@@ -151,33 +151,29 @@ describe("the guest dropping the connection", () => {
   )
 
   for (const step of ["Create", "ExecuteProcess"] as const) {
-    it.scopedLive(
+    it.live(
       `closing the connection ends after a ${step} the caller gave up on and the guest never answers`,
       () =>
         Effect.gen(function* () {
           const wired = yield* wire()
-          const supervisor = yield* Supervisor.track
+          const supervisor = makeTracker()
           const scope = yield* Scope.make()
-          const { gc, state } = yield* Scope.extend(
+          const { gc, state } = yield* Scope.provide(
             start(wired, supervisor, { override: (request) => Effect.succeed(request.name === step) }),
             scope
           )
           const attempt =
             step === "Create"
-              ? Effect.asVoid(gc.createContainer("c1", new LinuxHostedSystem({})))
-              : Effect.flatMap(gc.createContainer("c1", new LinuxHostedSystem({})), (container) =>
+              ? Effect.asVoid(gc.createContainer("c1", new Container.LinuxHostedSystem({})))
+              : Effect.flatMap(gc.createContainer("c1", new Container.LinuxHostedSystem({})), (container) =>
                   Effect.asVoid(container.exec({ CreateStdOutPipe: true }))
                 )
           // The caller's deadline interrupts the call; the host keeps a reaper waiting for the late answer.
-          const gaveUp = yield* Effect.fork(
-            Effect.scoped(attempt).pipe(
-              Effect.timeout("50 millis"),
-              Effect.flip,
-              Effect.supervised(supervisor)
-            )
+          const gaveUp = yield* Effect.forkChild(
+            Effect.scoped(attempt).pipe(Effect.timeout("50 millis"), Effect.flip, supervisor.track)
           )
           yield* eventually(Effect.sync(() => state.requests.some((r) => r.name === step)))
-          expect((yield* Fiber.join(gaveUp))._tag).toBe("TimeoutException")
+          expect((yield* Fiber.join(gaveUp))._tag).toBe("TimeoutError")
           // The reaper must not hold up the bridge's close, which is what releases it.
           const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeout("5 seconds"), Effect.option)
           expect(closed._tag).toBe("Some")
@@ -186,13 +182,13 @@ describe("the guest dropping the connection", () => {
     )
   }
 
-  it.scopedLive("closing a container whose init never ran does not wait for an exit that cannot come", () =>
+  it.live("closing a container whose init never ran does not wait for an exit that cannot come", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
-      const supervisor = yield* Supervisor.track
+      const supervisor = makeTracker()
       const scope = yield* Scope.make()
       // As the Linux GCS: ShutdownForced of a created-but-never-started container succeeds, and no notification follows.
-      const { gc, guest, state } = yield* Scope.extend(
+      const { gc, guest, state } = yield* Scope.provide(
         start(wired, supervisor, {
           override: (request, fake) =>
             request.name === "ShutdownForced" ? Effect.as(fake.reply(request), true) : Effect.succeed(false)
@@ -200,7 +196,7 @@ describe("the guest dropping the connection", () => {
         scope
       )
       const containerScope = yield* Scope.make()
-      yield* Scope.extend(gc.createContainer("c1", new LinuxHostedSystem({})), containerScope)
+      yield* Scope.provide(gc.createContainer("c1", new Container.LinuxHostedSystem({})), containerScope)
       // closeTimeout is 10 s here: a close that waited for the notification would exceed the bound below.
       const closed = yield* Scope.close(containerScope, Exit.void).pipe(
         Effect.timeout("5 seconds"),
@@ -214,21 +210,21 @@ describe("the guest dropping the connection", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive(
+  it.live(
     "while processes and containers are waited for: wait fails, Container.wait reports ConnectionLost",
     () =>
       Effect.gen(function* () {
         const wired = yield* wire()
-        const supervisor = yield* Supervisor.track
+        const supervisor = makeTracker()
         yield* Effect.scoped(
           Effect.gen(function* () {
             const { gc, guest } = yield* start(wired, supervisor, {})
             yield* Effect.scoped(
               Effect.gen(function* () {
-                const container = yield* gc.createContainer("c1", new LinuxHostedSystem({}))
+                const container = yield* gc.createContainer("c1", new Container.LinuxHostedSystem({}))
                 const process = yield* container.exec({ CreateStdInPipe: true, CreateStdOutPipe: true })
                 // Stdio connections are independent of the bridge: they stay readable until the scope closes.
-                const waits = yield* Effect.fork(
+                const waits = yield* Effect.forkChild(
                   Effect.all([Effect.flip(process.wait), container.wait], { concurrency: "unbounded" })
                 )
                 yield* guest.close
@@ -237,7 +233,7 @@ describe("the guest dropping the connection", () => {
                 expect(containerExit._tag).toBe("ConnectionLost")
                 if (containerExit._tag === "ConnectionLost") expect(containerExit.error).toBe(processError)
                 expect(yield* Effect.flip(process.exitCode)).toBe(processError)
-              }).pipe(Effect.supervised(supervisor))
+              }).pipe(supervisor.track)
             )
           })
         )
@@ -245,23 +241,23 @@ describe("the guest dropping the connection", () => {
       }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("after the calls: later calls fail at once and the scopes still close cleanly", () =>
+  it.live("after the calls: later calls fail at once and the scopes still close cleanly", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
-      const supervisor = yield* Supervisor.track
+      const supervisor = makeTracker()
       yield* Effect.scoped(
         Effect.gen(function* () {
           const { gc, guest } = yield* start(wired, supervisor, {})
-          yield* scenario(gc).pipe(Effect.supervised(supervisor))
+          yield* scenario(gc).pipe(supervisor.track)
           // A container and a process still open when the guest goes.
-          const container = yield* gc.createContainer("c2", new LinuxHostedSystem({}))
+          const container = yield* gc.createContainer("c2", new Container.LinuxHostedSystem({}))
           const process = yield* container.exec({ CreateStdInPipe: true })
           yield* guest.close
           yield* gc.closed
           expect(yield* Effect.flip(process.kill)).toBeInstanceOf(BridgeClosed)
           expect(yield* Effect.flip(container.terminate)).toBeInstanceOf(BridgeClosed)
           expect((yield* container.wait)._tag).toBe("ConnectionLost")
-        }).pipe(Effect.supervised(supervisor))
+        }).pipe(supervisor.track)
       )
       yield* expectNothingLeft(wired, supervisor)
     }).pipe(Effect.provide(Transport.layerMemory))
@@ -270,10 +266,10 @@ describe("the guest dropping the connection", () => {
 
 describe("interrupting the caller", () => {
   for (const [step, held] of scenarioRequests.slice(0, 8).entries()) {
-    it.scopedLive(`at step ${step + 1} (${held} in flight) leaves nothing behind in host or guest`, () =>
+    it.live(`at step ${step + 1} (${held} in flight) leaves nothing behind in host or guest`, () =>
       Effect.gen(function* () {
         const wired = yield* wire()
-        const supervisor = yield* Supervisor.track
+        const supervisor = makeTracker()
         yield* Effect.scoped(
           Effect.gen(function* () {
             const reached = yield* Deferred.make<void>()
@@ -283,16 +279,16 @@ describe("interrupting the caller", () => {
               // Hold the step's request (the first of its kind) until the caller has been interrupted.
               override: (request) =>
                 request.name === held && seen++ === 0
-                  ? Effect.zipRight(
+                  ? Effect.andThen(
                       Deferred.succeed(reached, undefined),
                       Effect.as(Deferred.await(release), false)
                     )
                   : Effect.succeed(false)
             })
-            const fiber = yield* Effect.fork(scenario(gc).pipe(Effect.supervised(supervisor)))
+            const fiber = yield* Effect.forkChild(scenario(gc).pipe(supervisor.track))
             yield* Deferred.await(reached)
             // Interrupting waits for the scenario's finalizers, which may need the held answer.
-            yield* Fiber.interruptFork(fiber)
+            yield* Effect.forkChild(Fiber.interrupt(fiber))
             yield* Deferred.succeed(release, undefined)
             yield* Fiber.await(fiber)
             // Late answers are matched and dropped; what the guest created late is reaped.
@@ -306,15 +302,15 @@ describe("interrupting the caller", () => {
     )
   }
 
-  it.scopedLive("a wait that is interrupted can be waited for again", () =>
+  it.live("a wait that is interrupted can be waited for again", () =>
     Effect.gen(function* () {
       const wired = yield* wire()
-      const supervisor = yield* Supervisor.track
+      const supervisor = makeTracker()
       const { gc } = yield* start(wired, supervisor, { exitCode: 5 })
       yield* Effect.scoped(
         Effect.gen(function* () {
           const process = yield* gc.exec({ CreateStdInPipe: true })
-          const first = yield* Effect.fork(process.wait)
+          const first = yield* Effect.forkChild(process.wait)
           yield* Fiber.interrupt(first)
           yield* process.closeStdin
           expect(yield* process.wait).toBe(5)

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { Connection } from "@gcs-bridge/transport"
 import { Transport } from "@gcs-bridge/transport"
-import { Deferred, Effect, Fiber, FiberId, Metric, Schedule } from "effect"
+import { Deferred, Effect, Fiber, Metric, Schedule } from "effect"
 import { GuestConnection, Metrics } from "../src/index.js"
 import * as FakeGuest from "./FakeGuest.js"
 import { connectPair, wire } from "./harness.js"
@@ -14,14 +14,14 @@ import { connectPair, wire } from "./harness.js"
 const gated = (inner: Connection) => {
   const batches: Array<number> = []
   let entered = 0
-  let gate = Deferred.unsafeMake<void>(FiberId.none)
-  Deferred.unsafeDone(gate, Effect.void)
+  let gate = Deferred.makeUnsafe<void>()
+  Deferred.doneUnsafe(gate, Effect.void)
   const connection: Connection = {
     ...inner,
     writeAll: (chunks) =>
       Effect.suspend(() => {
         entered++
-        return Effect.zipRight(
+        return Effect.andThen(
           Deferred.await(gate),
           Effect.suspend(() => {
             batches.push(chunks.length)
@@ -35,7 +35,7 @@ const gated = (inner: Connection) => {
     batches,
     entered: () => entered,
     hold: Effect.sync(() => {
-      gate = Deferred.unsafeMake<void>(FiberId.none)
+      gate = Deferred.makeUnsafe<void>()
     }),
     release: Effect.suspend(() => Deferred.succeed(gate, undefined))
   }
@@ -50,7 +50,7 @@ const setup = Effect.gen(function* () {
   const wired = yield* wire()
   const { guest, host } = yield* connectPair(wired)
   const gate = gated(host)
-  const fiber = yield* Effect.fork(
+  const fiber = yield* Effect.forkChild(
     GuestConnection.fromConnection(gate.connection, { address: wired.address }).pipe(
       Effect.provideService(Transport, wired.hostTransport)
     )
@@ -61,15 +61,15 @@ const setup = Effect.gen(function* () {
 })
 
 describe("writer", () => {
-  it.scopedLive("writes everything that queued up behind a busy write in one writeAll", () =>
+  it.live("writes everything that queued up behind a busy write in one writeAll", () =>
     Effect.gen(function* () {
       const { gc, guest, gate } = yield* setup
       const base = yield* inFlight
       yield* gate.hold
       // The first call occupies the writer; 63 more queue up behind it.
-      const first = yield* Effect.fork(gc.deleteContainerState("c0"))
+      const first = yield* Effect.forkChild(gc.deleteContainerState("c0"))
       yield* eventually(Effect.sync(() => gate.entered() === 2))
-      const rest = yield* Effect.fork(
+      const rest = yield* Effect.forkChild(
         Effect.forEach(
           Array.from({ length: 63 }, (_, i) => `c${i + 1}`),
           gc.deleteContainerState,
@@ -88,14 +88,14 @@ describe("writer", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
-  it.scopedLive("a call interrupted while still queued is never written (its id is skipped)", () =>
+  it.live("a call interrupted while still queued is never written (its id is skipped)", () =>
     Effect.gen(function* () {
       const { gc, guest, gate } = yield* setup
       const base = yield* inFlight
       yield* gate.hold
-      const first = yield* Effect.fork(gc.dumpStacks)
+      const first = yield* Effect.forkChild(gc.dumpStacks)
       yield* eventually(Effect.sync(() => gate.entered() === 2))
-      const queued = yield* Effect.fork(gc.deleteContainerState("never"))
+      const queued = yield* Effect.forkChild(gc.deleteContainerState("never"))
       yield* eventually(Effect.map(inFlight, (n) => n === base + 2))
       yield* Fiber.interrupt(queued)
       expect(yield* inFlight).toBe(base + 1)
@@ -104,7 +104,7 @@ describe("writer", () => {
       expect(a.name).toBe("DumpStacks")
       yield* guest.reply(a)
       yield* Fiber.join(first)
-      const next = yield* Effect.fork(gc.deleteContainerState("after"))
+      const next = yield* Effect.forkChild(gc.deleteContainerState("after"))
       const b = yield* guest.next
       expect(b.name).toBe("DeleteContainerState")
       expect(b.body.ContainerId).toBe("after")

@@ -1,128 +1,105 @@
 /**
- * Containers (GCS-PROTOCOL §8.1-8.3, §8.8-8.9, §9, §10): Create / open, the
- * lifecycle calls, and the scope that terminates a running container.
+ * Containers (GCS-PROTOCOL §8.1-8.3, §8.8-8.9, §9, §10): Create / open, the lifecycle calls, and the
+ * finalizer that terminates a running container.
  */
-import type { ContainerConfig } from "@gcs-bridge/protocol"
-import {
-  ContainerCreate,
-  ContainerGetProperties,
-  ContainerModifySettings,
-  decodePropertiesV1,
-  decodePropertiesV2,
-  NullGuid,
-  PropertyQuery,
-  RequestBase
-} from "@gcs-bridge/protocol"
-import { Deferred, Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import { Codec, Container as Wire, Envelope, Guid, ModifySettings, Properties } from "@gcs-bridge/protocol"
+import { Deferred, Effect } from "effect"
+import type { Scope } from "effect"
 import type { CallError } from "../CallError.js"
 import type { Container } from "../Container.js"
 import { isAlreadyStopped, isSystemNotFound } from "../GuestError.js"
-import type { Bridge, Call } from "./Bridge.js"
+import type { Bridge } from "./bridge.js"
 import type { ConnectionState } from "./connectionState.js"
 import * as ProcessImpl from "./process.js"
 import type { Registration } from "./registry.js"
 import * as Rpc from "./rpc.js"
 
+const request = (base: Rpc.BaseFields) => new Envelope.RequestBase(base)
+
 /**
- * ShutdownGraceful / ShutdownForced with the Go post-processing of §8.3: a
- * guest that no longer knows the container has nothing left to stop.
+ * ShutdownGraceful / ShutdownForced with the Go post-processing of §8.3: a guest that no longer knows the
+ * container has nothing left to stop.
  */
-const stop = (
-  bridge: Bridge,
-  registration: Registration,
-  proc: "ShutdownGraceful" | "ShutdownForced"
-): Effect.Effect<"delivered" | "gone", CallError> =>
-  Rpc.call(bridge, proc, registration.id, {}, (base) => new RequestBase(base, true)).pipe(
+const stop = (bridge: Bridge, registration: Registration, proc: "ShutdownGraceful" | "ShutdownForced") =>
+  Rpc.call(bridge, proc, registration.id, request).pipe(
     Effect.as("delivered" as const),
-    Effect.catchIf(isSystemNotFound, (error) =>
-      Effect.flatMap(Deferred.isDone(registration.exit), (exited) =>
-        exited
-          ? Effect.succeed("gone" as const)
-          : Effect.as(
-              Effect.logWarning("ignoring missing container").pipe(
-                Effect.annotateLogs({ "container-id": registration.id, error: error.message })
-              ),
-              "gone" as const
-            )
-      )
+    Rpc.whenGone(
+      isSystemNotFound,
+      () => Deferred.isDoneUnsafe(registration.exit),
+      "gone" as const,
+      "container",
+      {
+        "container-id": registration.id
+      }
     )
   )
 
-/** Builds the handle and ties its lifetime to `scope`. */
-const attach = (
-  state: ConnectionState,
-  registration: Registration,
-  scope: Scope.Scope,
-  running: boolean
-): Effect.Effect<Container> =>
+/** Builds the handle; closing the current scope terminates the container if it still runs. */
+const attach = (state: ConnectionState, registration: Registration, running: boolean) =>
   Effect.gen(function* () {
     const { bridge } = state
     const id = registration.id
-    // Whether the container may have started: a Linux container runs from its
-    // init's ExecuteProcess (one without OciProcess), a Windows one from Start.
-    // One that never started sends no exit notification after ShutdownForced,
-    // so closing it must not wait the whole closeTimeout for one.
-    let started = running
     const isWindows = state.os === "windows"
-    // Runs last: stop listening for the notification once the container is dealt with.
-    yield* Scope.addFinalizer(scope, Effect.sync(registration.release))
-    yield* Scope.addFinalizer(
-      scope,
-      Effect.flatMap(Deferred.isDone(registration.exit), (exited) =>
+    // Whether the container may have started: a Linux container runs from its init's ExecuteProcess (one
+    // without OciProcess), a Windows one from Start. One that never started sends no exit notification after
+    // ShutdownForced, so closing it must not wait the whole closeTimeout for one.
+    let started = running
+    const terminate = stop(bridge, registration, "ShutdownForced").pipe(
+      // Its init already exited: the notification is on its way.
+      Effect.catchIf(isAlreadyStopped, () => Effect.succeed("delivered" as const)),
+      Effect.flatMap((outcome) =>
+        outcome === "gone" || !started ? Effect.void : Deferred.await(registration.exit)
+      ),
+      (terminate) =>
+        Rpc.onClose(terminate, state.closeTimeout, "container did not terminate on close", {
+          "container-id": id
+        })
+    )
+    // One finalizer, so that the registration outlives the wait whatever the scope's strategy.
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() =>
         // Never the null container: shutting it down powers the utility VM off (§8.3, §14.5).
-        exited || id === NullGuid || bridge.deadError() !== undefined
+        Deferred.isDoneUnsafe(registration.exit) || id === Guid.NullGuid || bridge.dead() !== undefined
           ? Effect.void
-          : stop(bridge, registration, "ShutdownForced").pipe(
-              // Its init already exited: the notification is on its way.
-              Effect.catchIf(isAlreadyStopped, () => Effect.succeed("delivered" as const)),
-              Effect.flatMap((outcome) =>
-                outcome === "gone" || !started ? Effect.void : Deferred.await(registration.exit)
-              ),
-              Effect.timeout(state.closeTimeout),
-              Effect.catchAllCause((cause) =>
-                Effect.logWarning("container did not terminate on close", cause).pipe(
-                  Effect.annotateLogs({ "container-id": id })
-                )
-              ),
-              Effect.asVoid
-            )
-      )
+          : terminate
+      ).pipe(Effect.ensuring(Effect.sync(registration.release)))
     )
 
     const properties = (types: ReadonlyArray<string>) =>
-      Rpc.call(
-        bridge,
-        "GetProperties",
-        id,
-        {},
-        (base) =>
-          new ContainerGetProperties(
-            { ...base, Query: new PropertyQuery({ PropertyTypes: types }, true) },
-            true
-          )
+      Effect.map(
+        Rpc.call(
+          bridge,
+          "GetProperties",
+          id,
+          (base) =>
+            new Properties.ContainerGetProperties({
+              ...base,
+              Query: new Properties.PropertyQuery({ PropertyTypes: types })
+            })
+        ),
+        (response) => response.Properties
       )
 
     const container: Container = {
       id,
       start: Effect.suspend(() => {
         if (isWindows) started = true
-        return Effect.asVoid(Rpc.call(bridge, "Start", id, {}, (base) => new RequestBase(base, true)))
+        return Effect.asVoid(Rpc.call(bridge, "Start", id, request))
       }),
       shutdown: Effect.asVoid(stop(bridge, registration, "ShutdownGraceful")),
       terminate: Effect.asVoid(stop(bridge, registration, "ShutdownForced")),
       wait: Deferred.await(registration.exit),
       properties: (types) =>
-        Effect.flatMap(properties(types), (response) => decodePropertiesV1(response.Properties)),
+        Effect.flatMap(properties(types), (p) => Effect.fromResult(Codec.decodePropertiesV1(p))),
       propertiesV2: (types) =>
-        Effect.flatMap(properties(types), (response) => decodePropertiesV2(response.Properties)),
+        Effect.flatMap(properties(types), (p) => Effect.fromResult(Codec.decodePropertiesV2(p))),
       modify: (settings) =>
         Effect.asVoid(
           Rpc.call(
             bridge,
             "ModifySettings",
             id,
-            {},
-            (base) => new ContainerModifySettings({ ...base, Request: settings }, true)
+            (base) => new ModifySettings.ContainerModifySettings({ ...base, Request: settings })
           )
         ),
       exec: (params) =>
@@ -135,62 +112,41 @@ const attach = (
   })
 
 /**
- * Best effort for a container the caller no longer owns (its Create was
- * interrupted after the request went out): terminate it once created.
- */
-const reapWhenCreated = (bridge: Bridge, id: string, sent: Call<"Create">): Effect.Effect<void> =>
-  bridge.background(
-    Effect.zipRight(
-      Deferred.await(sent.result),
-      Effect.zipRight(
-        Effect.logDebug("terminating a container whose create was interrupted").pipe(
-          Effect.annotateLogs({ "container-id": id })
-        ),
-        bridge.call("ShutdownForced", id, new RequestBase({ ContainerId: id }, true))
-      )
-    )
-  )
-
-/**
- * Create (§8.1). The exit registration is taken before the request is sent
- * (a fast guest may report the exit before the Create answer is processed)
- * and dropped again if the Create fails, so the id can be retried.
+ * Create (§8.1). The exit registration is taken before the request is sent (a fast guest may report the exit
+ * before the Create answer is processed) and dropped again if the Create fails, so the id can be retried. A
+ * Create whose caller left after it was sent is terminated once it is answered.
  */
 export const create = (
   state: ConnectionState,
   id: string,
-  config: ContainerConfig
+  config: Wire.ContainerConfig
 ): Effect.Effect<Container, CallError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const outer = yield* Effect.scope
-    const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-    return yield* Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function* () {
-        const registration = state.registry.acquire(id)
-        yield* Scope.addFinalizer(scope, Effect.sync(registration.release))
-        yield* Rpc.traced("Create", id, {}, (base, span) =>
-          Effect.gen(function* () {
-            const sent = yield* restore(
-              state.bridge.send("Create", id, new ContainerCreate({ ...base, ContainerConfig: config }, true))
-            )
-            span?.attribute("gcs.message_id", sent.id)
-            return yield* restore(state.bridge.await(sent)).pipe(
-              Effect.onInterrupt(() => reapWhenCreated(state.bridge, id, sent))
-            )
-          })
+  Effect.uninterruptibleMask((restore) => {
+    const { bridge } = state
+    const registration = state.registry.acquire(id)
+    const reap = <A>(result: Deferred.Deferred<A, CallError>) =>
+      bridge.background(
+        Deferred.await(result).pipe(
+          Effect.andThen(
+            Effect.annotateLogs(Effect.logDebug("terminating a container whose create was interrupted"), {
+              "container-id": id
+            })
+          ),
+          Effect.andThen(bridge.call("ShutdownForced", id, new Envelope.RequestBase({ ContainerId: id })))
         )
-        return yield* attach(state, registration, scope, false)
-      }).pipe(Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))))
+      )
+    return Rpc.send(
+      bridge,
+      "Create",
+      id,
+      (base) => new Wire.ContainerCreate({ ...base, ContainerConfig: config }),
+      (sent) => restore(bridge.await(sent)).pipe(Effect.onInterrupt(() => reap(sent.result)))
+    ).pipe(
+      Effect.onError(() => Effect.sync(registration.release)),
+      Effect.andThen(attach(state, registration, false))
     )
   })
 
-/**
- * Attach to a container that already exists in the guest (§10.3): only the
- * exit registration, nothing is sent.
- */
+/** Attach to a container that already exists in the guest (§10.3): only the exit registration, nothing is sent. */
 export const open = (state: ConnectionState, id: string): Effect.Effect<Container, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const outer = yield* Effect.scope
-    const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-    return yield* Effect.uninterruptible(attach(state, state.registry.acquire(id), scope, true))
-  })
+  Effect.uninterruptible(Effect.suspend(() => attach(state, state.registry.acquire(id), true)))

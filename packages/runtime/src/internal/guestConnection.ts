@@ -1,30 +1,23 @@
-/**
- * Establishing a guest connection (GCS-PROTOCOL §7) and its UVM-level calls.
- */
+/** Establishing a guest connection (GCS-PROTOCOL §7) and its UVM-level calls. */
 import {
-  ContainerCreate,
-  ContainerModifySettings,
-  DefaultMaxFrameSize,
-  FirstStdioPort,
-  guestDefinedCapabilities,
-  LinuxGcsVsockPort,
-  NegotiateProtocolRequest,
-  NullGuid,
+  Container as Wire,
+  Envelope,
+  Frame,
+  Guid,
+  MessageType,
+  ModifySettings,
+  Negotiate,
   ProtocolError,
-  ProtocolVersion,
-  RequestBase,
-  runtimeOs,
-  ServiceModificationRequest,
-  UpdateContainerRequest,
-  UvmConfig
+  Service,
+  Uvm
 } from "@gcs-bridge/protocol"
 import type { Connection } from "@gcs-bridge/transport"
 import { Transport } from "@gcs-bridge/transport"
-import { Duration, Effect, ExecutionStrategy, Exit, Option, Scope } from "effect"
+import { Duration, Effect, Exit, Option, Scope } from "effect"
 import type { ConnectError } from "../CallError.js"
 import { GuestError } from "../GuestError.js"
 import type { GuestConnectionConfig, GuestConnectionService } from "../GuestConnection.js"
-import * as Bridge from "./Bridge.js"
+import * as Bridge from "./bridge.js"
 import type { ConnectionState } from "./connectionState.js"
 import * as ContainerImpl from "./container.js"
 import * as ProcessImpl from "./process.js"
@@ -32,163 +25,125 @@ import { Registry } from "./registry.js"
 import * as Rpc from "./rpc.js"
 
 const defaultConnectTimeout = Duration.minutes(2)
-const defaultCloseTimeout = Duration.seconds(30)
-const defaultWriteQueueCapacity = 1024
-const maxAbandonedCalls = 4096
+const { ProtocolVersion } = Negotiate
+const request = (base: Rpc.BaseFields) => new Envelope.RequestBase(base)
+const refused = (message: string) =>
+  new ProtocolError.ProtocolError({ reason: "NegotiationRefused", message })
 
-/** What the negotiation established. */
-interface Negotiated {
-  readonly os: string
-  readonly service: Pick<GuestConnectionService, "capabilities" | "gcsCapabilities">
-  readonly sendCreate: boolean
-  readonly sendStart: boolean
-}
-
-const negotiate = (bridge: Bridge.Bridge): Effect.Effect<Negotiated, ConnectError> =>
-  Rpc.call(
-    bridge,
-    "NegotiateProtocol",
-    "",
-    {},
-    (base) =>
-      // §7.3: the Go host sends this one request with an empty container id.
-      new NegotiateProtocolRequest(
-        { ...base, ContainerId: "", MinimumVersion: ProtocolVersion, MaximumVersion: ProtocolVersion },
-        true
+/** §7.3, then §7.6: what a Windows guest asks for on its first connection. */
+const negotiate = (bridge: Bridge.Bridge, config: GuestConnectionConfig) =>
+  Effect.gen(function* () {
+    // §7.3: the Go host sends this one request with an empty container id.
+    const response = yield* Rpc.call(
+      bridge,
+      "NegotiateProtocol",
+      "",
+      (base) =>
+        new Negotiate.NegotiateProtocolRequest({
+          ...base,
+          ContainerId: "",
+          MinimumVersion: ProtocolVersion,
+          MaximumVersion: ProtocolVersion
+        })
+    ).pipe(
+      Effect.catchIf(
+        (error) => error instanceof GuestError,
+        (error) =>
+          Effect.fail(refused(`the guest refused protocol version ${ProtocolVersion}: ${error.message}`))
       )
-  ).pipe(
-    Effect.catchIf(
-      (error): error is GuestError => error instanceof GuestError,
-      (error) =>
-        Effect.fail(
-          new ProtocolError({
-            reason: "NegotiationRefused",
-            message: `the guest refused protocol version ${ProtocolVersion}: ${error.message}`
-          })
-        )
-    ),
-    Effect.flatMap((response) => {
-      if (response.Version !== ProtocolVersion) {
-        return Effect.fail(
-          new ProtocolError({
-            reason: "NegotiationRefused",
-            message: `unexpected version ${response.Version} returned (only ${ProtocolVersion} is spoken)`
-          })
-        )
-      }
-      const caps = response.Capabilities
-      return Effect.succeed({
-        os: runtimeOs(caps),
-        service: { capabilities: guestDefinedCapabilities(caps), gcsCapabilities: caps },
-        sendCreate: caps.SendHostCreateMessage,
-        sendStart: caps.SendHostStartMessage
-      })
-    })
-  )
+    )
+    if (response.Version !== ProtocolVersion) {
+      return yield* refused(
+        `unexpected version ${response.Version} returned (only ${ProtocolVersion} is spoken)`
+      )
+    }
+    const caps = response.Capabilities
+    if ((config.coldStart ?? true) && caps.SendHostCreateMessage) {
+      const uvm = new Uvm.UvmConfig({ TimeZoneInformation: config.initialGuestState?.timeZone ?? null })
+      yield* Rpc.call(
+        bridge,
+        "Create",
+        Guid.NullGuid,
+        (base) => new Wire.ContainerCreate({ ...base, ContainerConfig: uvm })
+      )
+      if (caps.SendHostStartMessage) yield* Rpc.call(bridge, "Start", Guid.NullGuid, request)
+    }
+    return caps
+  })
 
-/** §7.6: what a Windows guest asks for on its first connection. */
-const prelude = (
-  bridge: Bridge.Bridge,
-  negotiated: Negotiated,
-  config: GuestConnectionConfig
-): Effect.Effect<void, ConnectError> => {
-  if (!(config.coldStart ?? true) || !negotiated.sendCreate) return Effect.void
-  const uvmConfig = new UvmConfig({ TimeZoneInformation: config.initialGuestState?.timeZone ?? null }, true)
-  const create = Rpc.call(
-    bridge,
-    "Create",
-    NullGuid,
-    {},
-    (base) => new ContainerCreate({ ...base, ContainerConfig: uvmConfig }, true)
-  )
-  const start = Rpc.call(bridge, "Start", NullGuid, {}, (base) => new RequestBase(base, true))
-  return Effect.asVoid(negotiated.sendStart ? Effect.zipRight(create, start) : create)
-}
-
-/** Builds the service over a bridge-ready connection. */
+/** Builds the service over a bridge-ready connection; on failure the connection is closed. */
 export const fromConnection = (
   connection: Connection,
   config: GuestConnectionConfig
 ): Effect.Effect<GuestConnectionService, ConnectError, Transport | Scope.Scope> =>
   Effect.gen(function* () {
     const transport = yield* Transport
-    const outer = yield* Effect.scope
-    const bridgeScope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
     const registry = new Registry()
-    const bridge = yield* Bridge.make(
-      connection,
-      {
-        maxFrameSize: config.maxFrameSize ?? DefaultMaxFrameSize,
-        strict: config.strict ?? false,
-        writeQueueCapacity: config.writeQueueCapacity ?? defaultWriteQueueCapacity,
-        maxAbandonedCalls,
-        stallTimeout: Option.map(Option.fromNullable(config.stallTimeout), Duration.decode),
-        onNotification: (notification) => registry.route(notification),
-        onClose: (error) => registry.closeAll(error)
-      },
-      bridgeScope
-    )
-    const connectTimeout = Duration.decode(config.connectTimeout ?? defaultConnectTimeout)
+    const bridge = yield* Bridge.make(connection, {
+      maxFrameSize: config.maxFrameSize ?? Frame.DefaultMaxFrameSize,
+      strict: config.strict ?? false,
+      writeQueueCapacity: config.writeQueueCapacity ?? 1024,
+      maxAbandonedCalls: 4096,
+      stallTimeout:
+        config.stallTimeout === undefined ? undefined : Duration.fromInputUnsafe(config.stallTimeout),
+      onNotification: (notification) => registry.route(notification),
+      onClose: (error) => registry.closeAll(error)
+    })
 
     // Nothing but the negotiation may be in flight until its answer is in (§7.3).
-    const negotiated = yield* negotiate(bridge).pipe(
-      Effect.tap((n) => prelude(bridge, n, config)),
-      Effect.timeoutOption(connectTimeout),
+    const caps = yield* negotiate(bridge, config).pipe(
+      Effect.timeoutOption(config.connectTimeout ?? defaultConnectTimeout),
       Effect.flatMap(
         Option.match({
           onNone: () => Effect.flatMap(bridge.kill("Unresponsive"), Exit.fail),
           onSome: Effect.succeed
         })
       ),
-      Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(bridgeScope, exit)))
+      Effect.onError(() => bridge.close)
     )
 
-    let nextPort = FirstStdioPort
+    let nextPort = MessageType.FirstStdioPort
+    const os = Negotiate.runtimeOs(caps)
     const state: ConnectionState = {
       bridge,
       transport,
       address: config.address,
-      os: negotiated.os,
+      os,
       registry,
       stdioAcceptTimeout: config.stdioAcceptTimeout,
-      closeTimeout: Duration.decode(config.closeTimeout ?? defaultCloseTimeout),
+      closeTimeout: Duration.fromInputUnsafe(config.closeTimeout ?? "30 seconds"),
       allocatePort: () => nextPort++
     }
-
     const service: GuestConnectionService = {
       protocol: ProtocolVersion,
-      os: negotiated.os,
+      os,
       isOci: false,
-      ...negotiated.service,
+      capabilities: Negotiate.guestDefinedCapabilities(caps),
+      gcsCapabilities: caps,
       createContainer: (id, containerConfig) => ContainerImpl.create(state, id, containerConfig),
       openContainer: (id) => ContainerImpl.open(state, id),
-      exec: (params) => ProcessImpl.exec(state, NullGuid, params),
+      exec: (params) => ProcessImpl.exec(state, Guid.NullGuid, params),
       modify: (settings) =>
         Effect.asVoid(
           Rpc.call(
             bridge,
             "ModifySettings",
-            NullGuid,
-            {},
-            (base) => new ContainerModifySettings({ ...base, Request: settings }, true)
+            Guid.NullGuid,
+            (base) => new ModifySettings.ContainerModifySettings({ ...base, Request: settings })
           )
         ),
       dumpStacks: Effect.map(
-        Rpc.call(bridge, "DumpStacks", NullGuid, {}, (base) => new RequestBase(base, true)),
+        Rpc.call(bridge, "DumpStacks", Guid.NullGuid, request),
         (response) => response.GuestStacks
       ),
-      deleteContainerState: (id) =>
-        Effect.asVoid(
-          Rpc.call(bridge, "DeleteContainerState", id, {}, (base) => new RequestBase(base, true))
-        ),
+      deleteContainerState: (id) => Effect.asVoid(Rpc.call(bridge, "DeleteContainerState", id, request)),
       updateContainer: (id, resources) =>
         Effect.asVoid(
           Rpc.call(
             bridge,
             "UpdateContainer",
             id,
-            {},
-            (base) => new UpdateContainerRequest({ ...base, Resources: resources }, true)
+            (base) => new Wire.UpdateContainerRequest({ ...base, Resources: resources })
           )
         ),
       modifyServiceSettings: (change) =>
@@ -196,17 +151,13 @@ export const fromConnection = (
           Rpc.call(
             bridge,
             "ModifyServiceSettings",
-            NullGuid,
-            {},
+            Guid.NullGuid,
             (base) =>
-              new ServiceModificationRequest(
-                {
-                  ...base,
-                  PropertyType: change.propertyType,
-                  ...(change.settings === undefined ? {} : { Settings: change.settings })
-                },
-                true
-              )
+              new Service.ServiceModificationRequest({
+                ...base,
+                PropertyType: change.propertyType,
+                ...(change.settings === undefined ? {} : { Settings: change.settings })
+              })
           )
         ),
       closed: bridge.closed
@@ -214,18 +165,18 @@ export const fromConnection = (
     return service
   })
 
-/** Listens on the bridge port, accepts the guest, and builds the service over its connection. */
+/** Listens on the bridge port, accepts one guest, stops listening, and builds the service over its connection. */
 export const make = (
   config: GuestConnectionConfig
 ): Effect.Effect<GuestConnectionService, ConnectError, Transport | Scope.Scope> =>
   Effect.gen(function* () {
     const transport = yield* Transport
     const outer = yield* Effect.scope
-    const listenerScope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-    // One guest per listener: it is closed as soon as the guest is in (or the accept failed).
-    const connection = yield* Effect.gen(function* () {
-      const listener = yield* Scope.extend(transport.listen(config.address, LinuxGcsVsockPort), listenerScope)
-      return yield* listener.accept({ timeout: config.connectTimeout ?? defaultConnectTimeout })
-    }).pipe(Effect.ensuring(Scope.close(listenerScope, Exit.void)))
-    return yield* fromConnection(connection, config).pipe(Effect.onError(() => connection.close))
+    // The listener lives in a scope of its own, closed once the guest is in (or the accept failed).
+    const connection = yield* Effect.scoped(
+      Effect.flatMap(transport.listen(config.address, MessageType.LinuxGcsVsockPort), (listener) =>
+        Scope.provide(listener.accept({ timeout: config.connectTimeout ?? defaultConnectTimeout }), outer)
+      )
+    )
+    return yield* fromConnection(connection, config)
   })

@@ -1,103 +1,71 @@
 /**
- * Exec (GCS-PROTOCOL §8.4, §11): stdio listeners first, then ExecuteProcess,
- * then the automatic WaitForProcess whose answer is the process's exit.
+ * Exec (GCS-PROTOCOL §8.4, §11): stdio listeners first, then ExecuteProcess, then the automatic
+ * WaitForProcess whose answer is the process's exit.
  */
-import type { ProtocolError, RpcResponse } from "@gcs-bridge/protocol"
-import {
-  ContainerExecuteProcess,
-  ContainerResizeConsole,
-  ContainerSignalProcess,
-  ContainerWaitForProcess,
-  ExecuteProcessSettings,
-  ExecuteProcessStdioRelaySettings,
-  ExecuteProcessVsockStdioRelaySettings,
-  InfiniteTimeout,
-  ProcessParameters,
-  ProtocolError as ProtocolErrorClass,
-  SignalProcessOptionsLinux,
-  SignalProcessOptionsWindows,
-  vsockServiceId
-} from "@gcs-bridge/protocol"
+import { Guid, Process as Wire, ProtocolError } from "@gcs-bridge/protocol"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
-import { Cause, Deferred, Effect, Either, ExecutionStrategy, Exit, Option, ParseResult, Scope } from "effect"
+import { Deferred, Effect, Exit, Option, Schema, Scope } from "effect"
 import type { CallError, ExecError } from "../CallError.js"
 import { isNotFound } from "../GuestError.js"
 import type { Process, ProcessParametersInput, WindowsSignalName } from "../Process.js"
-import type { Bridge, Call } from "./Bridge.js"
+import type { Bridge, Call } from "./bridge.js"
 import type { ConnectionState } from "./connectionState.js"
 import * as Rpc from "./rpc.js"
 import * as Stdio from "./stdio.js"
 
-const decodeParameters = ParseResult.decodeUnknownEither(ProcessParameters)
+const decodeParameters = Schema.decodeUnknownEffect(Wire.ProcessParameters)
 
 /** The caller's parameters as a `ProcessParameters`, or `EncodeFailed` when they are not valid. */
-export const normalizeParameters = (
-  input: ProcessParametersInput
-): Effect.Effect<ProcessParameters, ProtocolError> => {
-  if (input instanceof ProcessParameters) return Effect.succeed(input)
-  const decoded = decodeParameters(input)
-  return Either.isRight(decoded)
-    ? Effect.succeed(decoded.right)
-    : Effect.fail(
-        new ProtocolErrorClass({
-          reason: "EncodeFailed",
-          message: `invalid process parameters: ${ParseResult.TreeFormatter.formatIssueSync(decoded.left)}`
-        })
+const normalize = (input: ProcessParametersInput) =>
+  input instanceof Wire.ProcessParameters
+    ? Effect.succeed(input)
+    : Effect.mapError(
+        decodeParameters(input),
+        (error) =>
+          new ProtocolError.ProtocolError({
+            reason: "EncodeFailed",
+            message: `invalid process parameters: ${error.message}`
+          })
       )
-}
+
+const waitBody = (base: Rpc.BaseFields, pid: number) =>
+  new Wire.ContainerWaitForProcess({ ...base, ProcessId: pid, TimeoutInMs: Wire.InfiniteTimeout })
 
 /**
- * Best effort for a process the caller no longer owns (its exec was
- * interrupted after the request went out): kill it, then wait for it so the
- * guest forgets it.
+ * Best effort for a process the caller no longer owns (its exec was interrupted after the request went out):
+ * kill it, then wait for it so the guest forgets it.
  */
-const reapOrphan = (bridge: Bridge, containerId: string, pid: number): Effect.Effect<void> =>
-  Effect.zipRight(
-    bridge.call(
-      "SignalProcess",
-      containerId,
-      new ContainerSignalProcess({ ContainerId: containerId, ProcessId: pid }, true)
-    ),
-    bridge.call(
-      "WaitForProcess",
-      containerId,
-      new ContainerWaitForProcess(
-        { ContainerId: containerId, ProcessId: pid, TimeoutInMs: InfiniteTimeout },
-        true
-      )
-    ),
-    { concurrent: true }
-  ).pipe(Effect.ignore)
-
-const reapWhenAnswered = (
-  bridge: Bridge,
-  containerId: string,
-  sent: Call<"ExecuteProcess">
-): Effect.Effect<void> =>
-  bridge.background(
-    Effect.flatMap(Deferred.await(sent.result), (response) =>
-      Effect.zipRight(
-        Effect.logDebug("reaping a process whose exec was interrupted").pipe(
-          Effect.annotateLogs({ "container-id": containerId, pid: response.ProcessId })
+const reap = (bridge: Bridge, containerId: string, pid: number): Effect.Effect<void> => {
+  const base = Rpc.base(containerId, undefined)
+  return bridge.background(
+    Effect.all(
+      [
+        bridge.call(
+          "SignalProcess",
+          containerId,
+          new Wire.ContainerSignalProcess({ ...base, ProcessId: pid })
         ),
-        reapOrphan(bridge, containerId, response.ProcessId)
-      )
+        bridge.call("WaitForProcess", containerId, waitBody(base, pid)),
+        Effect.annotateLogs(Effect.logDebug("reaping a process whose exec was interrupted"), {
+          "container-id": containerId,
+          pid
+        })
+      ],
+      { concurrency: "unbounded" }
     )
   )
-
-const exitCodeOf = (
-  exit: Exit.Exit<RpcResponse<"WaitForProcess">, CallError>
-): Effect.Effect<number, CallError> => {
-  if (Exit.isSuccess(exit)) return Effect.succeed(exit.value.ExitCode)
-  const failure = Cause.failureOption(exit.cause)
-  // §11.7: the guest already forgot the process; Go reports the zero exit code.
-  if (Option.isSome(failure) && isNotFound(failure.value)) return Effect.succeed(0)
-  return Effect.failCause(exit.cause)
 }
 
+/** §11.7: "not found" means the guest already forgot the process; Go reports the zero exit code. */
+const exitCodeOf = (waitCall: Call<"WaitForProcess">): Effect.Effect<number, CallError> =>
+  Deferred.await(waitCall.result).pipe(
+    Effect.map((response) => response.ExitCode),
+    Effect.catchIf(isNotFound, () => Effect.succeed(0))
+  )
+
 /**
- * Starts a process in `containerId` (the null GUID for the UVM itself). The
- * process belongs to the caller's scope.
+ * Starts a process in `containerId` (the null GUID for the UVM itself). The process, its stdio and its
+ * kill-on-close live in a child of the caller's scope, closed at once if the exec fails.
  */
 export const exec = (
   state: ConnectionState,
@@ -105,238 +73,161 @@ export const exec = (
   input: ProcessParametersInput
 ): Effect.Effect<Process, ExecError, Scope.Scope> =>
   Effect.gen(function* () {
-    const params = yield* normalizeParameters(input)
-    const outer = yield* Effect.scope
-    const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+    const params = yield* normalize(input)
+    const scope = yield* Scope.fork(yield* Effect.scope)
     return yield* Effect.uninterruptibleMask((restore) =>
-      start(state, containerId, params, scope, restore).pipe(
-        Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit)))
-      )
+      start(state, containerId, params, scope, restore)
+    ).pipe(
+      Scope.provide(scope),
+      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
     )
   })
 
-const start = (
+const start = Effect.fnUntraced(function* (
   state: ConnectionState,
   containerId: string,
-  params: ProcessParameters,
-  scope: Scope.CloseableScope,
+  params: Wire.ProcessParameters,
+  scope: Scope.Scope,
   restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-): Effect.Effect<Process, ExecError> =>
-  Effect.gen(function* () {
-    const { bridge } = state
-    // §11.4/§11.5: ports in stdin, stdout, stderr order, each listener bound before the exec is sent.
-    const openChannel = (name: Stdio.StdioName, wanted: boolean) =>
-      wanted
-        ? Effect.map(
-            restore(
-              Stdio.open(
-                state.transport,
-                state.address,
-                name,
-                state.allocatePort(),
-                state.stdioAcceptTimeout,
-                scope
-              )
-            ),
-            (channel): Stdio.StdioChannel | undefined => channel
-          )
-        : Effect.succeed(undefined)
-    const stdin = yield* openChannel("stdin", params.CreateStdInPipe)
-    const stdout = yield* openChannel("stdout", params.CreateStdOutPipe)
-    const stderr = yield* openChannel("stderr", params.CreateStdErrPipe)
-
-    const relay =
-      state.os === "windows"
-        ? {
-            StdioRelaySettings: new ExecuteProcessStdioRelaySettings(
-              {
-                ...(stdin ? { StdIn: vsockServiceId(stdin.port) } : {}),
-                ...(stdout ? { StdOut: vsockServiceId(stdout.port) } : {}),
-                ...(stderr ? { StdErr: vsockServiceId(stderr.port) } : {})
-              },
-              true
-            )
-          }
-        : {
-            VsockStdioRelaySettings: new ExecuteProcessVsockStdioRelaySettings(
-              { StdIn: stdin?.port ?? 0, StdOut: stdout?.port ?? 0, StdErr: stderr?.port ?? 0 },
-              true
-            )
-          }
-
-    const response = yield* Rpc.traced("ExecuteProcess", containerId, {}, (base, span) =>
-      Effect.gen(function* () {
-        const request = new ContainerExecuteProcess(
-          { ...base, Settings: new ExecuteProcessSettings({ ProcessParameters: params, ...relay }, true) },
-          true
-        )
-        const sent = yield* restore(bridge.send("ExecuteProcess", containerId, request))
-        span?.attribute("gcs.message_id", sent.id)
-        const answer = yield* restore(bridge.await(sent)).pipe(
-          Effect.onInterrupt(() => reapWhenAnswered(bridge, containerId, sent))
-        )
-        span?.attribute("gcs.pid", answer.ProcessId)
-        return answer
-      })
-    )
-    const pid = response.ProcessId
-
-    // §8.5: the wait is sent right away; its answer is the exit. Without it the
-    // Linux GCS never reports a container's exit.
-    const waitCall = yield* restore(
-      Rpc.send(
-        bridge,
-        "WaitForProcess",
-        containerId,
-        { "gcs.pid": pid },
-        (base) => new ContainerWaitForProcess({ ...base, ProcessId: pid, TimeoutInMs: InfiniteTimeout }, true)
-      )
-    ).pipe(Effect.onInterrupt(() => bridge.background(reapOrphan(bridge, containerId, pid))))
-
-    const stdinClosed = yield* Deferred.make<void, TransportError>()
-    const process = makeProcess(
-      state,
-      containerId,
-      pid,
-      waitCall,
-      { stdin, stdout, stderr },
-      stdinClosed,
-      scope
-    )
-
-    // Added before anything forked for closeStdin, so it runs after it: releases closeStdin waiters.
-    yield* Scope.addFinalizer(
-      scope,
-      Deferred.fail(
-        stdinClosed,
-        new TransportError({
-          reason: "Closed",
-          address: formatAddress(state.address),
-          message: `stdin of process ${pid} was closed before it could be half-closed`
-        })
-      )
-    )
-    // Runs before the stdio channels close (finalizers run in reverse order).
-    yield* Scope.addFinalizer(
-      scope,
-      Effect.flatMap(Deferred.isDone(waitCall.result), (exited) =>
-        exited
-          ? Effect.void
-          : process.kill.pipe(
-              Effect.timeout(state.closeTimeout),
-              Effect.catchAllCause((cause) =>
-                Effect.logDebug("could not kill process on close", cause).pipe(
-                  Effect.annotateLogs({ "container-id": containerId, pid })
-                )
-              ),
-              Effect.asVoid
-            )
-      )
-    )
-    return process
-  })
-
-const makeProcess = (
-  state: ConnectionState,
-  containerId: string,
-  pid: number,
-  waitCall: Call<"WaitForProcess">,
-  channels: {
-    readonly stdin: Stdio.StdioChannel | undefined
-    readonly stdout: Stdio.StdioChannel | undefined
-    readonly stderr: Stdio.StdioChannel | undefined
-  },
-  stdinClosed: Deferred.Deferred<void, TransportError>,
-  scope: Scope.Scope
-): Process => {
+) {
   const { bridge } = state
+  // §11.4/§11.5: ports in stdin, stdout, stderr order, each listener bound before the exec is sent.
+  const channel = (name: Stdio.StdioName, wanted: boolean) =>
+    wanted
+      ? restore(
+          Stdio.open(state.transport, state.address, name, state.allocatePort(), state.stdioAcceptTimeout)
+        )
+      : Effect.succeed(undefined)
+  const stdin = yield* channel("stdin", params.CreateStdInPipe)
+  const stdout = yield* channel("stdout", params.CreateStdOutPipe)
+  const stderr = yield* channel("stderr", params.CreateStdErrPipe)
+  const relay =
+    state.os === "windows"
+      ? {
+          StdioRelaySettings: new Wire.ExecuteProcessStdioRelaySettings({
+            ...(stdin ? { StdIn: Guid.vsockServiceId(stdin.port) } : {}),
+            ...(stdout ? { StdOut: Guid.vsockServiceId(stdout.port) } : {}),
+            ...(stderr ? { StdErr: Guid.vsockServiceId(stderr.port) } : {})
+          })
+        }
+      : {
+          VsockStdioRelaySettings: new Wire.ExecuteProcessVsockStdioRelaySettings({
+            StdIn: stdin?.port ?? 0,
+            StdOut: stdout?.port ?? 0,
+            StdErr: stderr?.port ?? 0
+          })
+        }
+
+  const { ProcessId: pid } = yield* Rpc.send(
+    bridge,
+    "ExecuteProcess",
+    containerId,
+    (base) =>
+      new Wire.ContainerExecuteProcess({
+        ...base,
+        Settings: new Wire.ExecuteProcessSettings({ ProcessParameters: params, ...relay })
+      }),
+    (sent, span) =>
+      restore(bridge.await(sent)).pipe(
+        // Answered after its caller left: what it started is killed once the answer arrives.
+        Effect.onInterrupt(() =>
+          bridge.background(
+            Effect.flatMap(Deferred.await(sent.result), (r) => reap(bridge, containerId, r.ProcessId))
+          )
+        ),
+        Effect.tap((answer) => Effect.sync(() => span?.attribute("gcs.pid", answer.ProcessId)))
+      )
+  )
+
+  // §8.5: the wait is sent right away; its answer is the exit. Without it the Linux GCS never reports a
+  // container's exit.
+  const waitCall = yield* restore(
+    Rpc.send(bridge, "WaitForProcess", containerId, (base) => waitBody(base, pid), Effect.succeed, {
+      "gcs.pid": pid
+    })
+  ).pipe(Effect.onInterrupt(() => reap(bridge, containerId, pid)))
+
   const attributes = { "gcs.pid": pid }
-  const missingStdin = new TransportError({
-    reason: "Closed",
-    address: formatAddress(state.address),
-    message: `stdin of process ${pid} was not requested (CreateStdInPipe is false)`
-  })
-
-  const wait = Effect.flatMap(Effect.exit(Deferred.await(waitCall.result)), exitCodeOf)
-
-  const signalWith = (options: SignalProcessOptionsLinux | SignalProcessOptionsWindows | undefined) =>
+  const annotations = { "container-id": containerId, pid }
+  const exited = () => Deferred.isDoneUnsafe(waitCall.result)
+  const signal = (options?: Wire.SignalProcessOptionsLinux | Wire.SignalProcessOptionsWindows) =>
     Rpc.call(
       bridge,
       "SignalProcess",
       containerId,
-      attributes,
       (base) =>
-        new ContainerSignalProcess(
-          { ...base, ProcessId: pid, ...(options ? { Options: options } : {}) },
-          true
-        )
+        new Wire.ContainerSignalProcess({
+          ...base,
+          ProcessId: pid,
+          ...(options ? { Options: options } : {})
+        }),
+      attributes
     ).pipe(
       Effect.as(true),
-      // §11.8: the process is already gone; say so unless its exit was already seen.
-      Effect.catchIf(isNotFound, (error) =>
-        Effect.flatMap(Deferred.isDone(waitCall.result), (exited) =>
-          exited
-            ? Effect.succeed(false)
-            : Effect.as(
-                Effect.logWarning("ignoring missing process").pipe(
-                  Effect.annotateLogs({ "container-id": containerId, pid, error: error.message })
-                ),
-                false
-              )
+      // §11.8: the process is already gone.
+      Rpc.whenGone(isNotFound, exited, false, "process", annotations)
+    )
+  const kill = signal()
+
+  const closed = (message: string) =>
+    new TransportError({ reason: "Closed", address: formatAddress(state.address), message })
+  const stdinClosed = Deferred.makeUnsafe<void, TransportError>()
+  // Finalizers run in reverse: the kill first, then the stdio channels, then the closeStdin waiters.
+  yield* Effect.addFinalizer(() =>
+    Deferred.fail(stdinClosed, closed(`stdin of process ${pid} was closed before it could be half-closed`))
+  )
+  yield* Effect.addFinalizer(() =>
+    exited()
+      ? Effect.void
+      : Rpc.onClose(kill, state.closeTimeout, "could not kill process on close", annotations)
+  )
+
+  // Runs its half-close once, in a fiber of the process's scope, so an interrupted caller cannot leave it
+  // half done.
+  let closing = false
+  const closeStdin =
+    stdin === undefined
+      ? Effect.void
+      : Effect.suspend(() => {
+          if (closing) return Deferred.await(stdinClosed)
+          closing = true
+          return Effect.andThen(
+            Effect.forkIn(Deferred.into(Stdio.endWrite(stdin), stdinClosed), scope),
+            Deferred.await(stdinClosed)
+          )
+        })
+
+  const process: Process = {
+    pid,
+    stdin: Stdio.writable(
+      stdin,
+      closed(`stdin of process ${pid} was not requested (CreateStdInPipe is false)`)
+    ),
+    stdout: Stdio.readable(stdout),
+    stderr: Stdio.readable(stderr),
+    closeStdin,
+    wait: exitCodeOf(waitCall),
+    exitCode: Effect.suspend(() =>
+      exited() ? Effect.map(exitCodeOf(waitCall), Option.some) : Effect.succeedNone
+    ),
+    signal: (n: number | WindowsSignalName) =>
+      signal(
+        typeof n === "number"
+          ? new Wire.SignalProcessOptionsLinux({ Signal: n })
+          : new Wire.SignalProcessOptionsWindows({ Signal: n })
+      ),
+    kill,
+    resizeConsole: (width: number, height: number) =>
+      Effect.asVoid(
+        Rpc.call(
+          bridge,
+          "ResizeConsole",
+          containerId,
+          (base) =>
+            new Wire.ContainerResizeConsole({ ...base, ProcessId: pid, Height: height, Width: width }),
+          attributes
         )
       )
-    )
-
-  const closeStdin = makeCloseStdin(channels.stdin, stdinClosed, scope)
-
-  return {
-    pid,
-    stdin: Stdio.writable(channels.stdin, missingStdin),
-    stdout: Stdio.readable(channels.stdout),
-    stderr: Stdio.readable(channels.stderr),
-    closeStdin,
-    wait,
-    exitCode: Effect.flatMap(Deferred.poll(waitCall.result), (polled) =>
-      Option.isNone(polled)
-        ? Effect.succeed(Option.none())
-        : Effect.map(Effect.flatMap(Effect.exit(polled.value), exitCodeOf), Option.some)
-    ),
-    signal: (signal: number | WindowsSignalName) =>
-      signalWith(
-        typeof signal === "number"
-          ? new SignalProcessOptionsLinux({ Signal: signal }, true)
-          : new SignalProcessOptionsWindows({ Signal: signal }, true)
-      ),
-    kill: signalWith(undefined),
-    resizeConsole: (width: number, height: number) =>
-      Rpc.call(
-        bridge,
-        "ResizeConsole",
-        containerId,
-        attributes,
-        (base) => new ContainerResizeConsole({ ...base, ProcessId: pid, Height: height, Width: width }, true)
-      ).pipe(Effect.asVoid)
   }
-}
-
-/**
- * closeStdin runs its half-close once, in a fiber of the process's scope, so
- * an interrupted caller cannot leave it half done; every caller awaits the
- * same result.
- */
-const makeCloseStdin = (
-  channel: Stdio.StdioChannel | undefined,
-  done: Deferred.Deferred<void, TransportError>,
-  scope: Scope.Scope
-): Effect.Effect<void, TransportError> => {
-  if (channel === undefined) return Effect.void
-  let started = false
-  return Effect.suspend(() => {
-    if (started) return Deferred.await(done)
-    started = true
-    return Effect.zipRight(
-      Effect.forkIn(Deferred.complete(done, Stdio.endWrite(channel)), scope),
-      Deferred.await(done)
-    )
-  })
-}
+  return process
+})

@@ -1,14 +1,13 @@
 /**
- * Which containers of a connection are waiting for their exit notification
- * (GCS-PROTOCOL §9.3, §10.3). Handles for the same id share one signal, and a
- * container released before its notification arrived is remembered for a
- * while, so that a late notification is expected rather than "unknown".
+ * Which containers of a connection are waiting for their exit notification (GCS-PROTOCOL §9.3, §10.3).
+ * Handles for the same id share one signal, and a container released before its notification arrived is
+ * remembered for a while, so that a late notification is expected rather than "unknown".
  */
-import type { ContainerNotification } from "@gcs-bridge/protocol"
-import { Deferred, Exit, FiberId } from "effect"
+import type { Container as Wire } from "@gcs-bridge/protocol"
+import { Deferred, Exit } from "effect"
 import type { BridgeClosed } from "../BridgeClosed.js"
 import { ContainerExit } from "../Container.js"
-import type { NotificationRoute } from "./Bridge.js"
+import type { NotificationRoute } from "./bridge.js"
 
 /** Released ids remembered, at most. */
 const maxForgotten = 1024
@@ -36,9 +35,9 @@ export class Registry {
   acquire(id: string): Registration {
     let entry = this.entries.get(id)
     if (entry === undefined) {
-      entry = { exit: Deferred.unsafeMake<ContainerExit>(FiberId.none), refs: 0 }
+      entry = { exit: Deferred.makeUnsafe<ContainerExit>(), refs: 0 }
       if (this.closed !== undefined) {
-        Deferred.unsafeDone(entry.exit, Exit.succeed(ContainerExit.ConnectionLost({ error: this.closed })))
+        Deferred.doneUnsafe(entry.exit, Exit.succeed(ContainerExit.ConnectionLost({ error: this.closed })))
       } else {
         this.entries.set(id, entry)
         this.forgotten.delete(id)
@@ -47,30 +46,27 @@ export class Registry {
     entry.refs++
     const held = entry
     let released = false
-    return {
-      id,
-      exit: held.exit,
-      release: () => {
-        if (released) return
-        released = true
-        held.refs--
-        if (held.refs > 0 || this.entries.get(id) !== held) return
-        this.entries.delete(id)
-        this.forgotten.add(id)
-        if (this.forgotten.size > maxForgotten) {
-          this.forgotten.delete(this.forgotten.values().next().value as string)
-        }
+    const release = () => {
+      if (released) return
+      released = true
+      if (--held.refs > 0 || this.entries.get(id) !== held) return
+      this.entries.delete(id)
+      this.forgotten.add(id)
+      for (const oldest of this.forgotten) {
+        if (this.forgotten.size <= maxForgotten) break
+        this.forgotten.delete(oldest)
       }
     }
+    return { id, exit: held.exit, release }
   }
 
   /** Routes an exit notification (runs on the bridge's reader). */
-  route(notification: ContainerNotification): NotificationRoute {
+  route(notification: Wire.ContainerNotification): NotificationRoute {
     const id = notification.ContainerId
     const entry = this.entries.get(id)
     if (entry === undefined) return this.forgotten.delete(id) ? "expected" : "unknown"
     this.entries.delete(id)
-    Deferred.unsafeDone(entry.exit, Exit.succeed(ContainerExit.Exited({ notification })))
+    Deferred.doneUnsafe(entry.exit, Exit.succeed(ContainerExit.Exited({ notification })))
     return "delivered"
   }
 
@@ -78,7 +74,7 @@ export class Registry {
   closeAll(error: BridgeClosed): void {
     this.closed = error
     const lost = Exit.succeed(ContainerExit.ConnectionLost({ error }))
-    for (const entry of this.entries.values()) Deferred.unsafeDone(entry.exit, lost)
+    for (const entry of this.entries.values()) Deferred.doneUnsafe(entry.exit, lost)
     this.entries.clear()
     this.forgotten.clear()
   }

@@ -1,16 +1,16 @@
 /**
- * One stdio relay channel of a process (GCS-PROTOCOL §11.3-11.6): a listener
- * bound on its own port before ExecuteProcess is sent, accepting exactly one
- * connection in the background, and the byte stream or sink over it.
+ * One stdio relay channel of a process (GCS-PROTOCOL §11.3-11.6): a listener bound on its own port before
+ * ExecuteProcess is sent, accepting exactly one connection in the background, and the byte stream or sink
+ * over it.
  *
- * Readers and writers wait for the guest to connect. The guest may never do
- * so (stdio denied by policy), so closing the channel releases every waiter
- * with a `TransportError` (`Closed`) instead of leaving it hanging.
+ * Readers and writers wait for the guest to connect. The guest may never do so (stdio denied by policy), so
+ * closing the process's scope releases every waiter with a `TransportError` (`Closed`) instead of leaving it
+ * hanging.
  */
 import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
+import { Deferred, Effect, Exit, Metric, Scope, Sink, Stream } from "effect"
 import type { Duration } from "effect"
-import { Chunk, Deferred, Effect, Exit, ExecutionStrategy, MetricLabel, Scope, Sink, Stream } from "effect"
 import * as Metrics from "../Metrics.js"
 
 /** Which standard stream a channel carries. */
@@ -20,112 +20,91 @@ export type StdioName = "stdin" | "stdout" | "stderr"
 export interface StdioChannel {
   readonly name: StdioName
   readonly port: number
-  /** Completes with the guest's connection, or fails once the channel is closed first (or the accept fails). */
+  /** The guest's connection; fails when the accept fails or the process's scope closes first. */
   readonly connection: Deferred.Deferred<Connection, TransportError>
-  /** Closes the listener, the connection and the accept; idempotent. */
-  readonly close: Effect.Effect<void>
 }
 
-const labels: Record<StdioName, ReadonlyArray<MetricLabel.MetricLabel>> = {
-  stdin: [MetricLabel.make("stream", "stdin")],
-  stdout: [MetricLabel.make("stream", "stdout")],
-  stderr: [MetricLabel.make("stream", "stderr")]
+const bytes = {
+  stdin: Metric.withAttributes(Metrics.stdioBytes, { stream: "stdin" }),
+  stdout: Metric.withAttributes(Metrics.stdioBytes, { stream: "stdout" }),
+  stderr: Metric.withAttributes(Metrics.stdioBytes, { stream: "stderr" })
 }
+
+const sizeOf = (parts: ReadonlyArray<Uint8Array>) => parts.reduce((n, part) => n + part.length, 0)
 
 /**
- * Binds the listener for `port` (so the guest can dial as soon as it reads
- * the exec request) and starts accepting in the background. The channel is
- * closed when `scope` closes.
+ * Binds the listener for `port` (so the guest can dial as soon as it reads the exec request) and accepts in a
+ * fiber of the current scope. The listener closes as soon as the guest is in; the connection lives as long as
+ * the scope.
  */
-export const open = (
+export const open = Effect.fnUntraced(function* (
   transport: TransportService,
   address: Address,
   name: StdioName,
   port: number,
-  acceptTimeout: Duration.DurationInput | undefined,
-  scope: Scope.Scope
-): Effect.Effect<StdioChannel, TransportError> =>
-  Effect.gen(function* () {
-    const channelScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-    const listenerScope = yield* Scope.fork(channelScope, ExecutionStrategy.sequential)
-    const listener = yield* Effect.onError(
-      Scope.extend(transport.listen(address, port, { backlog: 1 }), listenerScope),
-      (cause) => Scope.close(channelScope, Exit.failCause(cause))
-    )
-    const connection = yield* Deferred.make<Connection, TransportError>()
-    const closedError = new TransportError({
-      reason: "Closed",
-      address: formatAddress(address),
-      port,
-      message: `${name} was closed before the guest connected it`
-    })
-
-    const accept = listener.accept(acceptTimeout === undefined ? undefined : { timeout: acceptTimeout }).pipe(
-      Scope.extend(channelScope),
-      Effect.exit,
-      Effect.flatMap((exit) => Deferred.done(connection, exit)),
-      // Exactly one connection per channel: stop listening once it has arrived.
-      // Uninterruptible: a scope close interrupted half way is marked closed
-      // yet never runs its remaining finalizers, which would leak the socket.
-      Effect.zipRight(Effect.uninterruptible(Scope.close(listenerScope, Exit.void)))
-    )
-    yield* Effect.forkIn(accept, channelScope)
-
-    const close = Effect.zipRight(
-      Deferred.fail(connection, closedError),
-      Scope.close(channelScope, Exit.void)
-    )
-    // The releasing fail runs before the scope interrupts the accept, so no waiter is left behind.
-    yield* Scope.addFinalizer(scope, close)
-    return { name, port, connection, close }
+  acceptTimeout: Duration.Input | undefined
+) {
+  const scope = yield* Effect.scope
+  const listenerScope = yield* Scope.fork(scope)
+  const listener = yield* Scope.provide(transport.listen(address, port, { backlog: 1 }), listenerScope)
+  const connection = Deferred.makeUnsafe<Connection, TransportError>()
+  const closed = new TransportError({
+    reason: "Closed",
+    address: formatAddress(address),
+    port,
+    message: `${name} was closed before the guest connected it`
   })
-
-/**
- * The bytes the guest writes on `channel`, with backpressure. The connection
- * is closed as soon as the stream ends or its consumer stops: the Linux GCS
- * reports a container process's exit only after the host has closed its end
- * (§14.4a). No channel: an empty stream.
- */
-export const readable = (channel: StdioChannel | undefined): Stream.Stream<Uint8Array, TransportError> => {
-  if (channel === undefined) return Stream.empty
-  const tags = labels[channel.name]
-  return Stream.unwrap(
-    Effect.map(Deferred.await(channel.connection), (connection) =>
-      connection.stream.pipe(
-        Stream.mapChunks((chunk) => {
-          let bytes = 0
-          for (const part of chunk) bytes += part.length
-          Metrics.stdioBytes.unsafeUpdate(bytes, tags)
-          return chunk
-        }),
-        Stream.ensuring(connection.close)
-      )
-    )
+  yield* listener.accept(acceptTimeout === undefined ? undefined : { timeout: acceptTimeout }).pipe(
+    Scope.provide(scope),
+    Effect.exit,
+    Effect.flatMap((exit) => Deferred.done(connection, exit)),
+    Effect.onInterrupt(() => Deferred.fail(connection, closed)),
+    Effect.ensuring(Scope.close(listenerScope, Exit.void)),
+    Effect.forkIn(scope)
   )
-}
+  const channel: StdioChannel = { name, port, connection }
+  return channel
+})
 
 /**
- * A sink writing into `channel` once the guest has connected; it does not
- * half-close at the end (that is `closeStdin`). No channel: a sink that fails
- * with `TransportError` (`Closed`) on its first input.
+ * The bytes the guest writes on `channel`, with backpressure. The connection is closed as soon as the stream
+ * ends or its consumer stops: the Linux GCS reports a container process's exit only after the host has closed
+ * its end (§14.4a). No channel: an empty stream.
+ */
+export const readable = (channel: StdioChannel | undefined): Stream.Stream<Uint8Array, TransportError> =>
+  channel === undefined
+    ? Stream.empty
+    : Stream.unwrap(
+        Effect.gen(function* () {
+          const connection = yield* Deferred.await(channel.connection)
+          const context = yield* Effect.context<never>()
+          return connection.stream.pipe(
+            Stream.mapArray((chunk) => {
+              bytes[channel.name].updateUnsafe(sizeOf(chunk), context)
+              return chunk
+            }),
+            Stream.ensuring(connection.close)
+          )
+        })
+      )
+
+/**
+ * A sink writing into `channel` once the guest has connected; it does not half-close at the end (that is
+ * `closeStdin`). No channel: a sink that fails with `missing` on its first input.
  */
 export const writable = (
   channel: StdioChannel | undefined,
   missing: TransportError
-): Sink.Sink<void, Uint8Array, never, TransportError> => {
-  if (channel === undefined) return Sink.forEachChunk(() => Effect.fail(missing))
-  const tags = labels[channel.name]
-  return Sink.unwrap(
-    Effect.map(Deferred.await(channel.connection), (connection) =>
-      Sink.forEachChunk((chunk: Chunk.Chunk<Uint8Array>) => {
-        const parts = Chunk.toReadonlyArray(chunk)
-        let bytes = 0
-        for (const part of parts) bytes += part.length
-        return Effect.tap(connection.writeAll(parts), () => Metrics.stdioBytes.unsafeUpdate(bytes, tags))
-      })
-    )
-  )
-}
+): Sink.Sink<void, Uint8Array, never, TransportError> =>
+  channel === undefined
+    ? Sink.forEachArray(() => Effect.fail(missing))
+    : Sink.unwrap(
+        Effect.map(Deferred.await(channel.connection), (connection) =>
+          Sink.forEachArray((parts: ReadonlyArray<Uint8Array>) =>
+            Effect.andThen(connection.writeAll(parts), Metric.update(bytes[channel.name], sizeOf(parts)))
+          )
+        )
+      )
 
 /** Half-closes `channel` once the guest has connected it. */
 export const endWrite = (channel: StdioChannel): Effect.Effect<void, TransportError> =>
