@@ -8,7 +8,6 @@
       "target_name": "gcs_native",
       "sources": [
         "src/address.cc",
-        "src/errors.cc",
         "src/handle.cc",
         "src/listener.cc",
         "src/module.cc",

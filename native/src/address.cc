@@ -48,6 +48,8 @@ int ReadString(Napi::Object object, const char* key, std::string* out, std::stri
   return 0;
 }
 
+bool ParseGuid(const std::string& text, uint8_t out[16]);
+
 int ReadGuid(Napi::Object object, const char* key, uint8_t out[16], std::string* why) {
   std::string text;
   int err = ReadString(object, key, &text, why);
@@ -66,51 +68,29 @@ int HexValue(char c) {
   return -1;
 }
 
-// Reads `digits` hex digits at `text[at]` as a big number (the way the
-// text form writes Data1..Data3).
-bool ReadHex(const std::string& text, size_t at, size_t digits, uint32_t* out) {
-  uint32_t value = 0;
-  for (size_t i = 0; i < digits; i++) {
-    int nibble = HexValue(text[at + i]);
-    if (nibble < 0) return false;
-    value = (value << 4) | static_cast<uint32_t>(nibble);
-  }
-  *out = value;
-  return true;
-}
+// The memory byte of each text byte: Data1..Data3 are little-endian numbers
+// written big-endian, Data4 is a byte array written in order.
+constexpr int kOrder[16] = {3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15};
 
-}  // namespace
-
+// GUID text (any case) to the Windows memory layout.
 bool ParseGuid(const std::string& text, uint8_t out[16]) {
   if (text.size() != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') {
     return false;
   }
-  uint32_t data1, data2, data3;
-  if (!ReadHex(text, 0, 8, &data1) || !ReadHex(text, 9, 4, &data2) || !ReadHex(text, 14, 4, &data3)) {
-    return false;
-  }
-  out[0] = static_cast<uint8_t>(data1);
-  out[1] = static_cast<uint8_t>(data1 >> 8);
-  out[2] = static_cast<uint8_t>(data1 >> 16);
-  out[3] = static_cast<uint8_t>(data1 >> 24);
-  out[4] = static_cast<uint8_t>(data2);
-  out[5] = static_cast<uint8_t>(data2 >> 8);
-  out[6] = static_cast<uint8_t>(data3);
-  out[7] = static_cast<uint8_t>(data3 >> 8);
-  // Data4 is a byte array: the last two groups, in the order written.
-  static const size_t kData4At[8] = {19, 21, 24, 26, 28, 30, 32, 34};
-  for (size_t i = 0; i < 8; i++) {
-    uint32_t byte;
-    if (!ReadHex(text, kData4At[i], 2, &byte)) return false;
-    out[8 + i] = static_cast<uint8_t>(byte);
+  size_t at = 0;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) at++;
+    int high = HexValue(text[at]);
+    int low = HexValue(text[at + 1]);
+    if (high < 0 || low < 0) return false;
+    out[kOrder[i]] = static_cast<uint8_t>(high << 4 | low);
+    at += 2;
   }
   return true;
 }
 
 std::string FormatGuid(const uint8_t bytes[16]) {
   static const char kHex[] = "0123456789abcdef";
-  // Text position of each memory byte: Data1..Data3 reversed, Data4 in order.
-  static const int kOrder[16] = {3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15};
   std::string text;
   text.reserve(36);
   for (int i = 0; i < 16; i++) {
@@ -122,17 +102,31 @@ std::string FormatGuid(const uint8_t bytes[16]) {
   return text;
 }
 
-bool ReadFamily(const std::string& name, Family* out) {
-  if (name == "unix") {
-    *out = Family::Unix;
-  } else if (name == "vsock") {
-    *out = Family::Vsock;
-  } else if (name == "hyperv") {
-    *out = Family::HyperV;
-  } else {
-    return false;
+// A short text form for error messages: "unix:/run/x.sock", "vsock:3:1024",
+// "hyperv:<vm>/<service>".
+std::string Describe(const Endpoint& endpoint) {
+  switch (endpoint.family) {
+    case Family::Unix:
+      return "unix:" + endpoint.path;
+    case Family::Vsock:
+      return "vsock:" + std::to_string(endpoint.cid) + ":" + std::to_string(endpoint.port);
+    case Family::HyperV:
+      return "hyperv:" + FormatGuid(endpoint.vmId) + "/" + FormatGuid(endpoint.serviceId);
   }
-  return true;
+  return "?";
+}
+
+}  // namespace
+
+bool ReadFamily(const std::string& name, Family* out) {
+  static const char* const kNames[] = {"unix", "vsock", "hyperv"};
+  for (int i = 0; i < 3; i++) {
+    if (name == kNames[i]) {
+      *out = static_cast<Family>(i);
+      return true;
+    }
+  }
+  return false;
 }
 
 int ReadEndpoint(Napi::Value value, Endpoint* out, std::string* why) {
@@ -174,47 +168,30 @@ int ReadEndpoint(Napi::Value value, Endpoint* out, std::string* why) {
   return UV_EINVAL;
 }
 
+namespace {
+
 bool FamilyBuiltIn(Family family) {
-  switch (family) {
-    case Family::Unix:
-#ifdef _WIN32
-      return false;
+#if defined(_WIN32)
+  return family == Family::HyperV;
+#elif defined(__linux__)
+  return family != Family::HyperV;
 #else
-      return true;
+  return family == Family::Unix;
 #endif
-    case Family::Vsock:
-#ifdef __linux__
-      return true;
-#else
-      return false;
-#endif
-    case Family::HyperV:
-#ifdef _WIN32
-      return true;
-#else
-      return false;
-#endif
-  }
-  return false;
 }
 
 int OsFamily(Family family) {
-  switch (family) {
-    case Family::Unix:
 #ifdef _WIN32
-      return -1;
+  const int unixFamily = -1;
 #else
-      return AF_UNIX;
+  const int unixFamily = AF_UNIX;
 #endif
-    case Family::Vsock:
-      return kAfVsock;
-    case Family::HyperV:
-      return kAfHyperV;
-  }
-  return -1;
+  return family == Family::Vsock ? kAfVsock : family == Family::HyperV ? kAfHyperV : unixFamily;
 }
 
 int OsProtocol(Family family) { return family == Family::HyperV ? kHvProtocolRaw : 0; }
+
+}  // namespace
 
 int Encode(const Endpoint& endpoint, OsAddress* out, std::string* why) {
   std::memset(&out->storage, 0, sizeof(out->storage));
@@ -304,16 +281,19 @@ Napi::Value Describe(Napi::Env env, const sockaddr_storage& address, socklen_t l
   return env.Null();
 }
 
-std::string Describe(const Endpoint& endpoint) {
-  switch (endpoint.family) {
-    case Family::Unix:
-      return "unix:" + endpoint.path;
-    case Family::Vsock:
-      return "vsock:" + std::to_string(endpoint.cid) + ":" + std::to_string(endpoint.port);
-    case Family::HyperV:
-      return "hyperv:" + FormatGuid(endpoint.vmId) + "/" + FormatGuid(endpoint.serviceId);
+int OpenFor(const Endpoint& endpoint, const char* use, OsAddress* address, Sock* sock, const char** syscall,
+            std::string* detail) {
+  *detail = Describe(endpoint);
+  *syscall = "socket";
+  if (!FamilyBuiltIn(endpoint.family)) return UV_EAFNOSUPPORT;
+  std::string why;
+  int err = Encode(endpoint, address, &why);
+  if (err != 0) {
+    *syscall = use;
+    if (!why.empty()) *detail = why + ", " + *detail;
+    return err;
   }
-  return "?";
+  return sys::Open(OsFamily(endpoint.family), OsProtocol(endpoint.family), sock);
 }
 
 }  // namespace gcs

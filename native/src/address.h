@@ -58,33 +58,22 @@ int ReadEndpoint(Napi::Value value, Endpoint* out, std::string* why);
 // Reads the name of a family ("unix", "vsock", "hyperv").
 bool ReadFamily(const std::string& name, Family* out);
 
-// Whether this platform's build can open sockets of `family` at all
-// (unix and vsock on Linux, hyperv on Windows). Opening one may still fail,
-// e.g. without a vsock transport.
-bool FamilyBuiltIn(Family family);
-
-// The OS address family and protocol to open a socket of `family` with.
-int OsFamily(Family family);
-int OsProtocol(Family family);
-
 // Encodes for bind/connect. Returns 0, UV_EAFNOSUPPORT when this platform has
 // no such family, or UV_ENAMETOOLONG / UV_EINVAL with *why. Hyper-V
 // addresses encode on every platform (the layout is fixed), so they can be
 // checked anywhere.
 int Encode(const Endpoint& endpoint, OsAddress* out, std::string* why);
 
+// Checks and encodes `endpoint` and opens a socket for it (EAFNOSUPPORT
+// unless this build has the family: unix and vsock on Linux, hyperv on
+// Windows). Returns 0, or an error with the failing *syscall ("socket", or
+// `use` for a bad address) and the *detail for its message.
+int OpenFor(const Endpoint& endpoint, const char* use, OsAddress* address, Sock* sock, const char** syscall,
+            std::string* detail);
+
 // The JavaScript SocketAddress of an OS address; null for families the
 // engine does not speak.
 Napi::Value Describe(Napi::Env env, const sockaddr_storage& address, socklen_t length);
-
-// A short text form for error messages: "unix:/run/x.sock", "vsock:3:1024",
-// "hyperv:<vm>/<service>".
-std::string Describe(const Endpoint& endpoint);
-
-// GUID text ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case) to and from
-// the Windows memory layout (Data1..Data3 little-endian, Data4 as is).
-bool ParseGuid(const std::string& text, uint8_t out[16]);
-std::string FormatGuid(const uint8_t bytes[16]);
 
 }  // namespace gcs
 

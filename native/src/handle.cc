@@ -1,9 +1,50 @@
 #include "handle.h"
 
-#include "errors.h"
+#include <cstring>
+
+#include "address.h"
 #include "module.h"
 
 namespace gcs {
+
+namespace {
+
+// The libuv name of an error code; "UNKNOWN" for codes libuv does not know.
+std::string ErrorCode(int uvCode) {
+  char name[64];
+  uv_err_name_r(uvCode, name, sizeof(name));
+  // libuv spells codes it does not know as a sentence; keep `code` a token.
+  if (std::strncmp(name, "Unknown", 7) == 0) return "UNKNOWN";
+  return name;
+}
+
+}  // namespace
+
+Napi::Error SystemError(Napi::Env env, int uvCode, const char* syscall, const std::string& detail) {
+  char text[256];
+  uv_strerror_r(uvCode, text, sizeof(text));
+  std::string code = ErrorCode(uvCode);
+  std::string message = std::string(syscall) + " " + code + ": " + text;
+  if (!detail.empty()) message += " (" + detail + ")";
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  error.Set("errno", Napi::Number::New(env, uvCode));
+  return error;
+}
+
+void ThrowSystemError(Napi::Env env, int uvCode, const char* syscall, const std::string& detail) {
+  SystemError(env, uvCode, syscall, detail).ThrowAsJavaScriptException();
+}
+
+void ReportPendingException(Napi::Env env) {
+  if (!env.IsExceptionPending()) return;
+  Napi::Error error = env.GetAndClearPendingException();
+  // Fails quietly when the environment is shutting down and can no longer run
+  // JavaScript, which is the only sensible outcome then.
+  napi_fatal_exception(env, error.Value());
+}
+
 
 Handle::Handle(Module* module, Napi::Env env, Sock sock) : module_(module), env_(env), sock_(sock) {
   poll_.data = this;
@@ -104,6 +145,27 @@ void Handle::PollCallback(uv_poll_t* poll, int status, int events) {
   if (status < 0) self->events_ = 0;
   Napi::HandleScope scope(self->env_);
   self->OnPoll(status, events);
+}
+
+Napi::Value Handle::Fd(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), closed_ ? -1 : sys::Number(sock_));
+}
+
+Napi::Value Handle::LocalAddress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  int err = closed_ ? UV_EBADF : sys::LocalAddress(sock_, &address, &length);
+  if (err != 0) {
+    ThrowSystemError(env, err, "getsockname", closed_ ? "handle is closed" : "");
+    return env.Undefined();
+  }
+  return Describe(env, address, length);
+}
+
+Napi::Value Handle::CloseMethod(const Napi::CallbackInfo& info) {
+  Close();
+  return info.Env().Undefined();
 }
 
 void Handle::Invoke(const Napi::FunctionReference& callback, std::initializer_list<napi_value> args) {

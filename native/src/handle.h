@@ -17,6 +17,7 @@
 
 #include <initializer_list>
 #include <memory>
+#include <string>
 
 #include "sys.h"
 
@@ -24,54 +25,61 @@ namespace gcs {
 
 class Module;
 
+// Errors handed to JavaScript are Errors with Node's system error fields
+// {code, syscall, errno (the negative libuv code)}, so callers branch on
+// `code` and never parse messages; `detail` (the address involved, why an
+// argument is invalid) is appended to the message.
+Napi::Error SystemError(Napi::Env env, int uvCode, const char* syscall, const std::string& detail = "");
+void ThrowSystemError(Napi::Env env, int uvCode, const char* syscall, const std::string& detail = "");
+
+// Hands an exception left by a JavaScript callback to Node's uncaught
+// exception machinery, as for a `net` callback; the engine carries on.
+void ReportPendingException(Napi::Env env);
+
 class Handle {
  public:
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
 
-  // Called by the JavaScript object's constructor: the object now owns a
-  // share, is kept alive until the handle closes, and is the resource of the
-  // async context callbacks run in.
+  // The object's constructor: it owns a share, is kept alive until the handle
+  // closes, and is the resource of the async context callbacks run in.
   void Attach(Napi::Object object, const char* resourceName);
 
-  // Registers the socket with the loop. Returns 0 or a libuv error (then the
-  // caller closes the handle).
-  int Init();
+  int Init();  // registers the socket with the loop: 0 or a libuv error
 
-  // Stops polling and closes the socket; idempotent; no callback runs after
-  // it. Safe from inside any callback of this handle.
+  // Stops polling and closes the socket; idempotent, safe from inside any
+  // callback of this handle; no callback runs after it.
   void Close();
 
-  // The JavaScript object was finalized.
-  void DetachObject();
-
-  // Frees a handle no object was ever attached to (construction failed).
-  void Abandon();
+  void DetachObject();  // the JavaScript object was finalized
+  void Abandon();       // no object was ever attached (construction failed)
 
   bool closed() const { return closed_; }
   Sock sock() const { return sock_; }
   Napi::Env env() const { return env_; }
 
+  // fd (-1 once closed), address() (getsockname), close().
+  Napi::Value Fd(const Napi::CallbackInfo& info);
+  Napi::Value LocalAddress(const Napi::CallbackInfo& info);
+  Napi::Value CloseMethod(const Napi::CallbackInfo& info);
+
  protected:
   Handle(Module* module, Napi::Env env, Sock sock);
   virtual ~Handle();
 
-  // Sets the readiness to wait for (UV_READABLE | UV_WRITABLE). 0 stops
-  // polling, and a handle that is not polled does not keep the loop alive.
+  // UV_READABLE | UV_WRITABLE; 0 stops polling, and a handle that is not
+  // polled does not keep the loop alive.
   void Watch(int events);
 
-  // Calls a JavaScript callback through MakeCallback in this handle's async
-  // context (so async_hooks, AsyncLocalStorage and the microtask queue behave
-  // as for Node's own handles). An exception it throws is reported as
-  // uncaught. Does nothing once the handle is closed.
+  // Calls back through MakeCallback in this handle's async context (so
+  // async_hooks, AsyncLocalStorage and microtasks behave as for Node's own
+  // handles); what it throws is uncaught. Nothing once closed.
   void Invoke(const Napi::FunctionReference& callback, std::initializer_list<napi_value> args);
 
-  // Readiness, or a poll error as a negative status (libuv then has stopped
-  // the poll; the subclass re-arms with Watch). Runs in a HandleScope.
+  // Readiness, or a poll error as a negative status (libuv has then stopped
+  // the poll; Watch re-arms it). Runs in a HandleScope.
   virtual void OnPoll(int status, int events) = 0;
-
-  // Releases the subclass's JavaScript references; runs once, when the
-  // handle's JavaScript side is let go.
+  // Drops the subclass's JavaScript references, once.
   virtual void ReleaseReferences() {}
 
   Module* module_;
@@ -92,6 +100,36 @@ class Handle {
   int owners_ = 0;
   Napi::ObjectReference self_;
   std::unique_ptr<Napi::AsyncContext> async_;
+};
+
+// The handle being wrapped (module.cc); null when JavaScript calls a constructor.
+Handle* TakeConstructing(Napi::Env env);
+
+// The JavaScript face of a handle of type T: created only by the engine, it
+// forwards each method to T and lets go of its share when finalized.
+template <typename T>
+class HandleObject : public Napi::ObjectWrap<HandleObject<T>> {
+ public:
+  explicit HandleObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<HandleObject<T>>(info) {
+    handle_ = static_cast<T*>(TakeConstructing(info.Env()));
+    if (handle_ == nullptr) {
+      Napi::TypeError::New(info.Env(), "native handles are created by listen() and connect()")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    handle_->Attach(info.This().template As<Napi::Object>(), T::kResourceName);
+  }
+  ~HandleObject() override {
+    if (handle_ != nullptr) handle_->DetachObject();
+  }
+
+  template <auto Method>
+  Napi::Value Call(const Napi::CallbackInfo& info) {
+    return (handle_->*Method)(info);
+  }
+
+ private:
+  T* handle_ = nullptr;
 };
 
 }  // namespace gcs

@@ -8,9 +8,7 @@
 #include <node_version.h>
 
 #include "address.h"
-#include "errors.h"
 #include "handle.h"
-#include "listener.h"
 #include "socket.h"
 #include "sys.h"
 
@@ -20,6 +18,15 @@ namespace {
 
 // Node's own default for net.Server.
 constexpr int kDefaultBacklog = 511;
+
+// Reads a SocketAddress argument; false with an exception pending (a system
+// error naming `syscall`, or whatever a getter threw) when it is not one.
+bool ReadArgument(Napi::Env env, Napi::Value value, const char* syscall, Endpoint* endpoint) {
+  std::string why;
+  int err = ReadEndpoint(value, endpoint, &why);
+  if (err != 0 && !env.IsExceptionPending()) ThrowSystemError(env, err, syscall, why);
+  return err == 0;
+}
 
 }  // namespace
 
@@ -36,22 +43,39 @@ Module::Module(Napi::Env env, Napi::Object exports) : readBuffer_(new char[kRead
 #endif
   napi_add_async_cleanup_hook(env, OnTeardown, this, &teardownHook_);
 
-  listenerClass_ = Napi::Persistent(ListenerObject::Define(env));
-  socketClass_ = Napi::Persistent(SocketObject::Define(env));
+  using L = HandleObject<Listener>;
+  listenerClass_ = Napi::Persistent(L::DefineClass(env, "NativeListener",
+                                                   {
+                                                       L::InstanceAccessor<&L::Call<&Listener::Fd>>("fd"),
+                                                       L::InstanceMethod<&L::Call<&Listener::LocalAddress>>("address"),
+                                                       L::InstanceMethod<&L::Call<&Listener::Start>>("start"),
+                                                       L::InstanceMethod<&L::Call<&Listener::Pause>>("pause"),
+                                                       L::InstanceMethod<&L::Call<&Listener::Resume>>("resume"),
+                                                       L::InstanceMethod<&L::Call<&Listener::CloseMethod>>("close"),
+                                                   }));
+  using S = HandleObject<Socket>;
+  socketClass_ = Napi::Persistent(S::DefineClass(env, "NativeSocket",
+                                                 {
+                                                     S::InstanceAccessor<&S::Call<&Socket::Fd>>("fd"),
+                                                     S::InstanceAccessor<&S::Call<&Socket::Peer>>("peer"),
+                                                     S::InstanceAccessor<&S::Call<&Socket::PeerUid>>("peerUid"),
+                                                     S::InstanceAccessor<&S::Call<&Socket::Queued>>("queued"),
+                                                     S::InstanceMethod<&S::Call<&Socket::LocalAddress>>("address"),
+                                                     S::InstanceMethod<&S::Call<&Socket::SetCallback>>("setCallback"),
+                                                     S::InstanceMethod<&S::Call<&Socket::SetReading<true>>>("readStart"),
+                                                     S::InstanceMethod<&S::Call<&Socket::SetReading<false>>>("readStop"),
+                                                     S::InstanceMethod<&S::Call<&Socket::Write>>("write"),
+                                                     S::InstanceMethod<&S::Call<&Socket::Shutdown>>("shutdown"),
+                                                     S::InstanceMethod<&S::Call<&Socket::CloseMethod>>("close"),
+                                                 }));
 
   Napi::Object events = Napi::Object::New(env);
-  events.Set("data", static_cast<double>(Socket::kData));
-  events.Set("end", static_cast<double>(Socket::kEnd));
-  events.Set("readError", static_cast<double>(Socket::kReadError));
-  events.Set("drain", static_cast<double>(Socket::kDrain));
-  events.Set("writeError", static_cast<double>(Socket::kWriteError));
-  events.Set("shutdown", static_cast<double>(Socket::kShutdown));
-  events.Set("connect", static_cast<double>(Socket::kConnect));
+  const char* const eventNames[] = {"data", "end", "error", "drain", "connect"};  // Socket::Event
+  for (int event = Socket::kData; event <= Socket::kConnect; event++) events.Set(eventNames[event], event);
 
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("AF_VSOCK", static_cast<double>(kAfVsock));
   constants.Set("AF_HYPERV", static_cast<double>(kAfHyperV));
-  constants.Set("HV_PROTOCOL_RAW", static_cast<double>(kHvProtocolRaw));
   constants.Set("readSize", static_cast<double>(kReadSize));
   // The version of the headers this binary was compiled against, so a test can
   // prove the build used the headers of the Node that loads it.
@@ -75,12 +99,24 @@ Module::~Module() {
 #endif
 }
 
-Napi::Object Module::Construct(const Napi::FunctionReference& cls, Handle* handle) {
+Napi::Value Module::Wrap(const Napi::FunctionReference& cls, Handle* handle, const std::string& where) {
   constructing_ = handle;
   Napi::Object object = cls.New({});
   constructing_ = nullptr;
+  if (object.IsEmpty()) {
+    handle->Abandon();
+    return Napi::Value();
+  }
+  int err = handle->Init();
+  if (err != 0) {
+    handle->Close();
+    ThrowSystemError(object.Env(), err, "uv_poll_init", where);
+    return Napi::Value();
+  }
   return object;
 }
+
+Handle* TakeConstructing(Napi::Env env) { return Module::Of(env)->TakeConstructing(); }
 
 void Module::Register(Handle* handle) { handles_.insert(handle); }
 
@@ -109,36 +145,19 @@ void Module::FinishTeardownIfDone() {
 Napi::Value Module::Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Endpoint endpoint;
-  std::string why;
-  int err = ReadEndpoint(info[0], &endpoint, &why);
-  if (env.IsExceptionPending()) return env.Undefined();
-  if (err != 0) {
-    ThrowSystemError(env, err, "listen", why);
+  if (!ReadArgument(env, info[0], "listen", &endpoint)) return env.Undefined();
+  double backlog = info[1].IsUndefined() ? kDefaultBacklog : info[1].IsNumber() ? info[1].As<Napi::Number>() : -1;
+  if (!(backlog >= 0 && backlog <= INT_MAX) || std::floor(backlog) != backlog) {
+    ThrowSystemError(env, UV_EINVAL, "listen", "backlog must be an integer from 0 to 2147483647");
     return env.Undefined();
   }
-  int backlog = kDefaultBacklog;
-  if (!info[1].IsUndefined()) {
-    double value = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
-    if (!(value >= 0 && value <= INT_MAX) || std::floor(value) != value) {
-      ThrowSystemError(env, UV_EINVAL, "listen", "backlog must be an integer from 0 to 2147483647");
-      return env.Undefined();
-    }
-    backlog = static_cast<int>(value);
-  }
-  return Listener::Open(this, env, endpoint, backlog);
+  return Listener::Open(this, env, endpoint, static_cast<int>(backlog));
 }
 
 Napi::Value Module::Connect(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   Endpoint endpoint;
-  std::string why;
-  int err = ReadEndpoint(info[0], &endpoint, &why);
-  if (env.IsExceptionPending()) return env.Undefined();
-  if (err != 0) {
-    ThrowSystemError(env, err, "connect", why);
-    return env.Undefined();
-  }
-  return Socket::Connect(this, env, endpoint);
+  if (!ReadArgument(info.Env(), info[0], "connect", &endpoint)) return info.Env().Undefined();
+  return Socket::Connect(this, info.Env(), endpoint);
 }
 
 Napi::Value Module::Supports(const Napi::CallbackInfo& info) {
@@ -147,11 +166,15 @@ Napi::Value Module::Supports(const Napi::CallbackInfo& info) {
   if (!info[0].IsString() || !ReadFamily(info[0].As<Napi::String>().Utf8Value(), &family)) {
     return Napi::Boolean::New(env, false);
   }
-  if (!FamilyBuiltIn(family)) return Napi::Boolean::New(env, false);
-  // The family exists in this build; whether the running kernel has it (a
-  // vsock transport, Hyper-V sockets) only a socket can tell.
-  Sock probe;
-  if (sys::Open(OsFamily(family), OsProtocol(family), &probe) != 0) return Napi::Boolean::New(env, false);
+  // Whether the running kernel has the family (a vsock transport, Hyper-V
+  // sockets) only a socket can tell.
+  Endpoint endpoint;
+  endpoint.family = family;
+  OsAddress address;
+  Sock probe = kInvalidSock;
+  const char* syscall;
+  std::string detail;
+  if (OpenFor(endpoint, "socket", &address, &probe, &syscall, &detail) != 0) return Napi::Boolean::New(env, false);
   sys::Close(probe);
   return Napi::Boolean::New(env, true);
 }
@@ -163,11 +186,10 @@ Napi::Value Module::OpenHandles(const Napi::CallbackInfo& info) {
 Napi::Value Module::EncodeAddress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Endpoint endpoint;
-  std::string why;
-  int err = ReadEndpoint(info[0], &endpoint, &why);
-  if (env.IsExceptionPending()) return env.Undefined();
+  if (!ReadArgument(env, info[0], "address", &endpoint)) return env.Undefined();
   OsAddress address;
-  if (err == 0) err = Encode(endpoint, &address, &why);
+  std::string why;
+  int err = Encode(endpoint, &address, &why);
   if (err != 0) {
     ThrowSystemError(env, err, "address", why);
     return env.Undefined();

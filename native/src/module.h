@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <unordered_set>
 
 namespace gcs {
@@ -28,22 +29,21 @@ class Module : public Napi::Addon<Module> {
 
   uv_loop_t* loop() const { return loop_; }
 
-  // Scratch space for reads: one per environment is enough because a read is
-  // copied out before any JavaScript runs.
+  // Scratch space for reads, copied out before any JavaScript runs.
   char* readBuffer() { return readBuffer_.get(); }
 
   // Live polled handles, for teardown and openHandles().
   void Register(Handle* handle);
   void Forget(Handle* handle);
 
-  // Creates the JavaScript object of a new listener or socket. The handle
-  // reaches the class constructor through the module, not as an argument, so
+  // Wraps a new handle in an object of `cls` and registers it with the loop;
+  // an empty value (exception pending, handle closed) on failure. The handle
+  // reaches the constructor through TakeConstructing, not as an argument, so
   // JavaScript can never construct one around a pointer of its choosing.
-  Napi::Object NewListenerObject(Handle* listener) { return Construct(listenerClass_, listener); }
-  Napi::Object NewSocketObject(Handle* socket) { return Construct(socketClass_, socket); }
+  Napi::Value Wrap(const Napi::FunctionReference& cls, Handle* handle, const std::string& where);
+  const Napi::FunctionReference& listenerClass() const { return listenerClass_; }
+  const Napi::FunctionReference& socketClass() const { return socketClass_; }
 
-  // The handle being constructed, for the class constructor; null when
-  // JavaScript calls the constructor itself.
   Handle* TakeConstructing() {
     Handle* handle = constructing_;
     constructing_ = nullptr;
@@ -57,10 +57,8 @@ class Module : public Napi::Addon<Module> {
   Napi::Value OpenHandles(const Napi::CallbackInfo& info);
   Napi::Value EncodeAddress(const Napi::CallbackInfo& info);
 
-  // Environment teardown (worker exit, process exit): close every handle and
-  // let Node wait until libuv has finished closing them.
-  Napi::Object Construct(const Napi::FunctionReference& cls, Handle* handle);
-
+  // Environment teardown (worker or process exit): close every handle, and
+  // Node waits until libuv has closed them.
   static void OnTeardown(napi_async_cleanup_hook_handle hook, void* data);
   void FinishTeardownIfDone();
 

@@ -1,11 +1,12 @@
-// A connected stream socket: reads in chunks of Module::kReadSize while
-// reading is started, a write queue flushed on writability, half-close once
-// the queue is empty, and a non-blocking connect completed by writability.
+// A connected stream socket, kept close to raw readiness: reads in chunks of
+// Module::kReadSize while reading is started, a write queue flushed on
+// writability, and a non-blocking connect completed by writability.
 //
-// Everything is reported through one JavaScript callback,
-// (event, error, chunk), so that the ordering of data, end, errors and drain
-// is exactly the order in which the engine saw them. Policy (high-water
-// marks, when to pause, error fan-out) is the TypeScript wrapper's.
+// Everything the loop finds is reported through one JavaScript callback,
+// (event, error, chunk), in the order the engine saw it. The first failure
+// stops the socket in both directions: the queue is dropped, polling stops,
+// and kError is reported once. Policy (high-water marks, when to pause, when
+// to half-close, error fan-out) belongs to the caller.
 #ifndef GCS_NATIVE_SOCKET_H_
 #define GCS_NATIVE_SOCKET_H_
 
@@ -24,45 +25,42 @@ namespace gcs {
 
 class Socket : public Handle {
  public:
+  static constexpr const char* kResourceName = "GcsNativeSocket";
+
   enum Event {
-    kData = 0,        // chunk
-    kEnd = 1,         // the peer's EOF; no more data follows
-    kReadError = 2,   // error; reading stops
-    kDrain = 3,       // the write queue emptied
-    kWriteError = 4,  // error; queued bytes are dropped, writes are over
-    kShutdown = 5,    // a deferred half-close happened (error or null)
-    kConnect = 6,     // connect finished (error or null)
+    kData = 0,     // chunk
+    kEnd = 1,      // the peer's EOF; no more data follows
+    kError = 2,    // error; the socket is failed in both directions
+    kDrain = 3,    // the write queue emptied
+    kConnect = 4,  // connect finished (error or null)
   };
 
-  // Wraps an accepted connection. Returns the JavaScript object, or an empty
-  // value with an exception pending (the socket is then closed).
-  static Napi::Value Accepted(Module* module, Napi::Env env, Sock sock, Family family,
-                              const sockaddr_storage& peer, socklen_t peerLength);
+  // Wraps an accepted connection; empty with an exception pending on failure.
+  static Napi::Value Accepted(Module* module, Napi::Env env, Sock sock, Family family);
 
-  // Starts a non-blocking connect; completion arrives as kConnect. Throws a
-  // system error (and returns undefined) when it fails at once.
+  // Starts a non-blocking connect, completed by kConnect; throws when it fails at once.
   static Napi::Value Connect(Module* module, Napi::Env env, const Endpoint& endpoint);
 
-  void SetCallback(Napi::Function callback);
-  void ReadStart();
-  void ReadStop();
-  // Sends what the kernel takes now and queues a copy of the rest. Returns
-  // the queued byte count, or an Error (the write failed; it is also the
-  // socket's write error from now on). Throws when writing is no longer
-  // allowed (closed, shut down).
-  Napi::Value Write(Napi::Env env, Napi::Value chunks);
-  // Half-closes now (true), once the queue is flushed (false, then
-  // kShutdown), or returns the Error that prevents it.
-  Napi::Value Shutdown(Napi::Env env);
-  size_t queued() const { return queued_; }
-  Napi::Value Peer(Napi::Env env) const;
-  Napi::Value PeerUid(Napi::Env env) const;
-  Napi::Value LocalAddress(Napi::Env env);
+  Napi::Value SetCallback(const Napi::CallbackInfo& info);
+  // readStart() / readStop()
+  template <bool kOn>
+  Napi::Value SetReading(const Napi::CallbackInfo& info) {
+    reading_ = kOn;
+    Update();
+    return info.Env().Undefined();
+  }
+  // write(chunks): sends what the kernel takes now and queues a copy of the
+  // rest; returns the queued byte count. A failure found here is thrown (and
+  // fails the socket). shutdown() half-closes now; EBUSY while bytes are queued.
+  Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value Shutdown(const Napi::CallbackInfo& info);
+  Napi::Value Queued(const Napi::CallbackInfo& info);
+  Napi::Value Peer(const Napi::CallbackInfo& info);
+  Napi::Value PeerUid(const Napi::CallbackInfo& info);
 
  private:
-  // A copy of bytes the kernel has not taken yet. Copying (rather than
-  // holding the caller's buffer) keeps the queue valid whatever JavaScript
-  // does with its buffers afterwards, detaching or transferring them included.
+  // A copy of bytes the kernel has not taken yet: the queue stays valid
+  // whatever JavaScript does with its buffers (detaching them included).
   struct Chunk {
     std::unique_ptr<char[]> data;
     size_t size;
@@ -75,13 +73,12 @@ class Socket : public Handle {
   void ReleaseReferences() override;
 
   void Update();
-  void FinishConnect(int status);
+  void FinishConnect(int err);
   void CapturePeer();
-  void Flush();
+  int Flush();
   void Read();
-  void FailWrites(int err);
-  void FailRead(int err);
-  void MaybeShutdown();
+  // Stops the socket for good and reports kError (syscall names the side).
+  void Fail(int err, const char* syscall);
   void Emit(Event event, napi_value error, napi_value chunk);
 
   Family family_;
@@ -89,10 +86,8 @@ class Socket : public Handle {
   bool connecting_ = false;
   bool reading_ = false;
   bool ended_ = false;
-  bool readFailed_ = false;
-  bool shutdownRequested_ = false;
-  bool shutdownDone_ = false;
-  int writeError_ = 0;
+  bool shutdown_ = false;
+  int failed_ = 0;
   std::deque<Chunk> queue_;
   size_t queued_ = 0;
   sockaddr_storage peer_{};
@@ -102,27 +97,32 @@ class Socket : public Handle {
   Napi::FunctionReference callback_;
 };
 
-// The JavaScript face of a Socket; created only by the engine.
-class SocketObject : public Napi::ObjectWrap<SocketObject> {
+// A listening socket: accepts connections while started and not paused, and
+// hands each to JavaScript as a Socket.
+class Listener : public Handle {
  public:
-  static Napi::Function Define(Napi::Env env);
-  explicit SocketObject(const Napi::CallbackInfo& info);
-  ~SocketObject() override;
+  static constexpr const char* kResourceName = "GcsNativeListener";
+
+  // Opens, binds and listens; returns the JavaScript object, or throws a
+  // system error (with the failing syscall) and returns undefined.
+  static Napi::Value Open(Module* module, Napi::Env env, const Endpoint& endpoint, int backlog);
+
+  // start(callback): registers the connection callback and starts accepting.
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Pause(const Napi::CallbackInfo& info);
+  Napi::Value Resume(const Napi::CallbackInfo& info);
 
  private:
-  Napi::Value Fd(const Napi::CallbackInfo& info);
-  Napi::Value Peer(const Napi::CallbackInfo& info);
-  Napi::Value PeerUid(const Napi::CallbackInfo& info);
-  Napi::Value Queued(const Napi::CallbackInfo& info);
-  Napi::Value Address(const Napi::CallbackInfo& info);
-  Napi::Value SetCallback(const Napi::CallbackInfo& info);
-  Napi::Value ReadStart(const Napi::CallbackInfo& info);
-  Napi::Value ReadStop(const Napi::CallbackInfo& info);
-  Napi::Value Write(const Napi::CallbackInfo& info);
-  Napi::Value Shutdown(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
+  Listener(Module* module, Napi::Env env, Sock sock, Family family);
 
-  Socket* socket_ = nullptr;
+  void OnPoll(int status, int events) override;
+  void ReleaseReferences() override { callback_.Reset(); }
+  void Update() { Watch(accepting_ ? UV_READABLE : 0); }
+  void Stop(int err);
+
+  Family family_;
+  bool accepting_ = false;
+  Napi::FunctionReference callback_;
 };
 
 }  // namespace gcs

@@ -21,6 +21,7 @@ namespace sys {
 namespace {
 
 int LastError() { return uv_translate_sys_error(WSAGetLastError()); }
+constexpr int kShutdownSend = SD_SEND;
 
 // Accepted sockets inherit the listener's mode on Windows, but being explicit
 // keeps the rule in one place: non-blocking, never inherited.
@@ -47,12 +48,6 @@ int Open(int family, int protocol, Sock* out) {
   *out = s;
   return 0;
 }
-
-int Bind(Sock s, const sockaddr* addr, socklen_t length) {
-  return bind(s, addr, length) == 0 ? 0 : LastError();
-}
-
-int Listen(Sock s, int backlog) { return listen(s, backlog) == 0 ? 0 : LastError(); }
 
 int Accept(Sock s, Sock* out, sockaddr_storage* peer, socklen_t* length) {
   *length = sizeof(*peer);
@@ -107,29 +102,16 @@ int SendV(Sock s, const uv_buf_t* buffers, size_t count, size_t* sent) {
 
 size_t MaxSendBuffers() { return 1024; }
 
-int ShutdownSend(Sock s) { return shutdown(s, SD_SEND) == 0 ? 0 : LastError(); }
-
 void Close(Sock s) { closesocket(s); }
 
-int LocalAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
-  *length = sizeof(*out);
-  return getsockname(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
-}
-
-int PeerAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
-  *length = sizeof(*out);
-  return getpeername(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
-}
-
 int PeerUid(Sock, int64_t*) { return UV_ENOTSUP; }
-
-double Number(Sock s) { return static_cast<double>(s); }
 
 #else  // POSIX
 
 namespace {
 
 int LastError() { return uv_translate_sys_error(errno); }
+constexpr int kShutdownSend = SHUT_WR;
 
 #if !defined(SOCK_NONBLOCK) || !defined(__linux__)
 int Prepare(int fd) {
@@ -169,12 +151,6 @@ int Open(int family, int protocol, Sock* out) {
   *out = fd;
   return 0;
 }
-
-int Bind(Sock s, const sockaddr* addr, socklen_t length) {
-  return bind(s, addr, length) == 0 ? 0 : LastError();
-}
-
-int Listen(Sock s, int backlog) { return listen(s, backlog) == 0 ? 0 : LastError(); }
 
 int Accept(Sock s, Sock* out, sockaddr_storage* peer, socklen_t* length) {
   int fd;
@@ -249,22 +225,10 @@ size_t MaxSendBuffers() {
 #endif
 }
 
-int ShutdownSend(Sock s) { return shutdown(s, SHUT_WR) == 0 ? 0 : LastError(); }
-
 void Close(Sock s) {
   // The descriptor is released even when close() reports EINTR on Linux; a
   // retry could close a descriptor another thread has just been given.
   close(s);
-}
-
-int LocalAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
-  *length = sizeof(*out);
-  return getsockname(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
-}
-
-int PeerAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
-  *length = sizeof(*out);
-  return getpeername(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
 }
 
 int PeerUid(Sock s, int64_t* uid) {
@@ -287,9 +251,29 @@ int PeerUid(Sock s, int64_t* uid) {
 #endif
 }
 
-double Number(Sock s) { return static_cast<double>(s); }
-
 #endif
+
+// The calls that read the same on both platforms.
+
+int Bind(Sock s, const sockaddr* addr, socklen_t length) {
+  return bind(s, addr, length) == 0 ? 0 : LastError();
+}
+
+int Listen(Sock s, int backlog) { return listen(s, backlog) == 0 ? 0 : LastError(); }
+
+int ShutdownSend(Sock s) { return shutdown(s, kShutdownSend) == 0 ? 0 : LastError(); }
+
+int LocalAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
+  *length = sizeof(*out);
+  return getsockname(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
+}
+
+int PeerAddress(Sock s, sockaddr_storage* out, socklen_t* length) {
+  *length = sizeof(*out);
+  return getpeername(s, reinterpret_cast<sockaddr*>(out), length) == 0 ? 0 : LastError();
+}
+
+double Number(Sock s) { return static_cast<double>(s); }
 
 }  // namespace sys
 }  // namespace gcs

@@ -54,19 +54,14 @@ int Connect(Sock s, const sockaddr* addr, socklen_t length);
 // reports only as UV_EBADF) really was.
 int PendingError(Sock s);
 
-// Reads at most `length` bytes; *got == 0 means end of stream.
 int Recv(Sock s, char* buffer, size_t length, size_t* got);
 
 // Gathers `count` buffers into one send (sendmsg / WSASend). A short send is
 // not an error: *sent says how much left.
 int SendV(Sock s, const uv_buf_t* buffers, size_t count, size_t* sent);
 
-// Largest `count` SendV takes in one call.
-size_t MaxSendBuffers();
-
-// Half-close: no more sends.
+size_t MaxSendBuffers();  // the largest `count` SendV takes
 int ShutdownSend(Sock s);
-
 void Close(Sock s);
 
 int LocalAddress(Sock s, sockaddr_storage* out, socklen_t* length);
@@ -76,8 +71,7 @@ int PeerAddress(Sock s, sockaddr_storage* out, socklen_t* length);
 // the platform has no peer credentials.
 int PeerUid(Sock s, int64_t* uid);
 
-// The socket as a JavaScript-visible number (fd or SOCKET value).
-double Number(Sock s);
+double Number(Sock s);  // as JavaScript sees it
 
 }  // namespace sys
 }  // namespace gcs

@@ -1,12 +1,12 @@
 /**
  * Flow control: a stopped reader is not polled, so the kernel buffers fill,
- * writes start returning false, the engine's queue stays bounded, and
- * resuming drains everything, byte for byte.
+ * bytes queue in the engine (which reports the exact count, so a caller's
+ * high-water mark holds), and resuming drains everything, byte for byte.
  */
 import { createHash, randomFillSync } from "node:crypto"
 import { afterEach, describe, expect, it } from "vitest"
 import type { NativeSocket } from "../lib/index.js"
-import { DefaultHighWaterMark, ReadSize } from "../lib/index.js"
+import { ReadSize, SocketEvent } from "../lib/index.js"
 import { closeAll, nextTurn, readAll, unixPair } from "./support.js"
 
 afterEach(async () => {
@@ -15,7 +15,10 @@ afterEach(async () => {
 
 const chunkSize = 64 * 1024
 
-/** Writes `chunks` in order, honouring write()'s false and drain; resolves when all are queued or sent. */
+/** The high-water mark these callers keep (the transport's is the same). */
+const highWaterMark = 64 * 1024
+
+/** Writes `chunks` in order, waiting for drain above the high-water mark; resolves with the largest queue seen. */
 const writeRespectingDrain = (
   socket: NativeSocket,
   chunks: ReadonlyArray<Buffer>,
@@ -28,49 +31,53 @@ const writeRespectingDrain = (
       while (next < chunks.length) {
         const group = chunks.slice(next, next + batch)
         next += group.length
-        const ok = group.length === 1 ? socket.write(group[0]!) : socket.writev(group)
-        peakQueue = Math.max(peakQueue, socket.writeQueueSize)
-        if (!ok) return
+        const queued = socket.write(group)
+        peakQueue = Math.max(peakQueue, queued)
+        if (queued > highWaterMark) return
       }
       resolve(peakQueue)
     }
-    socket.onDrain(pump)
-    socket.onData((err) => {
-      if (err !== null) reject(err)
+    socket.setCallback((event, err) => {
+      if (event === SocketEvent.drain) pump()
+      else if (event === SocketEvent.error) reject(err)
     })
     pump()
   })
 
+/** Resolves at the socket's next drain (replacing its callback). */
+const drained = (socket: NativeSocket): Promise<void> =>
+  new Promise((resolve) => socket.setCallback((event) => event === SocketEvent.drain && resolve()))
+
 describe("backpressure", () => {
-  it("a stopped reader makes write() return false with a bounded queue; resuming drains it", async () => {
+  it("a stopped reader makes bytes queue in the engine, boundedly; resuming drains them", async () => {
     const { client, server } = await unixPair()
     let serverChunks = 0
-    server.onData(() => serverChunks++)
+    server.setCallback(() => serverChunks++)
     // The server never started reading: it is not polled for reads at all.
 
     const chunk = Buffer.alloc(chunkSize, 0x5a)
     let writes = 0
-    while (client.write(chunk)) {
+    let queued = 0
+    while ((queued = client.write([chunk])) <= highWaterMark) {
       writes++
-      if (writes > 10_000) throw new Error("write() never reported backpressure")
+      if (writes > 10_000) throw new Error("write() never queued past the high-water mark")
     }
     writes++
-    const queued = client.writeQueueSize
-    expect(queued).toBeGreaterThan(DefaultHighWaterMark)
-    expect(queued).toBeLessThanOrEqual(DefaultHighWaterMark + chunk.length)
+    expect(queued).toBe(client.queued)
+    expect(queued).toBeLessThanOrEqual(highWaterMark + chunk.length)
 
     // Loop turns pass; nothing is read, nothing drains, nothing grows.
-    let drained = false
-    client.onDrain(() => (drained = true))
+    let drainedYet = false
+    client.setCallback((event) => (drainedYet ||= event === SocketEvent.drain))
     for (let turn = 0; turn < 10; turn++) await nextTurn()
     expect(serverChunks).toBe(0)
-    expect(drained).toBe(false)
-    expect(client.writeQueueSize).toBe(queued)
+    expect(drainedYet).toBe(false)
+    expect(client.queued).toBe(queued)
 
     const received = readAll(server)
-    while (!drained) await nextTurn()
-    expect(client.writeQueueSize).toBe(0)
-    client.shutdown(() => {})
+    while (!drainedYet) await nextTurn()
+    expect(client.queued).toBe(0)
+    client.shutdown()
     const all = await received
     expect(all.length).toBe(writes * chunk.length)
     expect(all.every((byte) => byte === 0x5a)).toBe(true)
@@ -80,20 +87,21 @@ describe("backpressure", () => {
     const { client, server } = await unixPair()
     const filler = Buffer.alloc(chunkSize, 0)
     let total = 0
-    while (client.write(filler)) total += filler.length
+    while (client.write([filler]) === 0) total += filler.length
     total += filler.length
 
     // This chunk certainly lands in the engine's queue; then its memory is
     // overwritten and its ArrayBuffer detached.
     const marker = new Uint8Array(new ArrayBuffer(4096))
     marker.fill(0xab)
-    client.write(marker.subarray(1024, 3072))
+    client.write([marker.subarray(1024, 3072)])
     marker.fill(0xcd)
     structuredClone(marker.buffer, { transfer: [marker.buffer] })
     expect(marker.byteLength).toBe(0)
 
     const received = readAll(server)
-    client.shutdown(() => {})
+    await drained(client)
+    client.shutdown()
     const all = await received
     expect(all.length).toBe(total + 2048)
     expect(all.subarray(total).every((byte) => byte === 0xab)).toBe(true)
@@ -117,9 +125,10 @@ describe("backpressure", () => {
     let largestChunk = 0
     let reads = 0
     const done = new Promise<void>((resolve, reject) => {
-      server.onData((err, chunk) => {
-        if (err !== null) return reject(err)
-        if (chunk === null) return resolve()
+      server.setCallback((event, err, chunk) => {
+        if (event === SocketEvent.error) return reject(err)
+        if (event === SocketEvent.end) return resolve()
+        if (chunk === null) return
         hash.update(chunk)
         bytes += chunk.length
         largestChunk = Math.max(largestChunk, chunk.length)
@@ -135,28 +144,30 @@ describe("backpressure", () => {
     const half = Math.floor(chunks.length / 2)
     const peakSingle = await writeRespectingDrain(client, chunks.slice(0, half))
     const peakBatch = await writeRespectingDrain(client, chunks.slice(half), 4)
-    client.shutdown(() => {})
+    if (client.queued > 0) await drained(client)
+    client.shutdown()
     await done
 
     expect(bytes).toBe(size)
     expect(hash.digest("hex")).toBe(expected)
     expect(largestChunk).toBeLessThanOrEqual(ReadSize)
     // The queue never held much more than the high-water mark plus one write.
-    expect(peakSingle).toBeLessThanOrEqual(DefaultHighWaterMark + 3 * chunkSize)
-    expect(peakBatch).toBeLessThanOrEqual(DefaultHighWaterMark + 4 * 3 * chunkSize)
+    expect(peakSingle).toBeLessThanOrEqual(highWaterMark + 3 * chunkSize)
+    expect(peakBatch).toBeLessThanOrEqual(highWaterMark + 4 * 3 * chunkSize)
   })
 
-  it("honours a changed high-water mark", async () => {
+  it("reports the queue exactly, so any high-water mark holds", async () => {
     const { client, server } = await unixPair()
-    client.highWaterMark = 1024 * 1024
+    const mark = 1024 * 1024
     const chunk = Buffer.alloc(chunkSize, 3)
     let writes = 0
-    while (client.write(chunk)) writes++
+    while (client.write([chunk]) <= mark) writes++
     writes++
-    expect(client.writeQueueSize).toBeGreaterThan(1024 * 1024)
-    expect(client.writeQueueSize).toBeLessThanOrEqual(1024 * 1024 + chunkSize)
+    expect(client.queued).toBeGreaterThan(mark)
+    expect(client.queued).toBeLessThanOrEqual(mark + chunkSize)
     const received = readAll(server)
-    client.shutdown(() => {})
+    await drained(client)
+    client.shutdown()
     expect((await received).length).toBe(writes * chunkSize)
   })
 })

@@ -8,7 +8,7 @@ import { AsyncLocalStorage } from "node:async_hooks"
 import { createRequire } from "node:module"
 import { Worker } from "node:worker_threads"
 import { afterEach, describe, expect, it } from "vitest"
-import { connect, listen, openHandles } from "../lib/index.js"
+import { connect, listen, openHandles, SocketEvent } from "../lib/index.js"
 import {
   acceptOne,
   bindingDir,
@@ -127,7 +127,7 @@ dial((client) => client.close());
     const seenByListener = storage.run("listener", () => {
       const listener = track(listen({ family: "unix", path }))
       return new Promise<string | undefined>((resolve) =>
-        listener.onConnection((_err, socket) => {
+        listener.start((_err, socket) => {
           if (socket !== null) track(socket)
           resolve(storage.getStore())
         })
@@ -220,13 +220,13 @@ parentPort.postMessage({ listening: true, open: binding.openHandles() });
     expect(openHandles()).toBe(1)
 
     const reply = new Promise<Buffer>((resolve, reject) => {
-      client.onData((err, chunk) => {
-        if (err !== null) reject(err)
+      client.setCallback((event, err, chunk) => {
+        if (event === SocketEvent.error) reject(err)
         else if (chunk !== null) resolve(chunk)
       })
       client.readStart()
     })
-    client.write(Buffer.from("ping"))
+    client.write([Buffer.from("ping")])
     expect((await reply).toString()).toBe("worker:ping")
 
     // Terminating with a listener and a socket open runs the teardown hook:

@@ -11,7 +11,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { expect } from "vitest"
 import type { NativeError, NativeListener, NativeSocket, SocketAddress } from "../lib/index.js"
-import { connect, isNativeError, listen, openHandles } from "../lib/index.js"
+import { connect, isNativeError, listen, openHandles, SocketEvent } from "../lib/index.js"
 
 /** Everything a test opened, closed by {@link closeAll}. */
 const opened: Array<{ close(): void }> = []
@@ -78,12 +78,12 @@ export const connectError = async (address: SocketAddress): Promise<NativeError>
   return outcome
 }
 
-/** The next connection a listener accepts (registers its onConnection). */
+/** The next connection a listener accepts (registers its callback). */
 export const acceptOne = (
   listener: NativeListener
 ): Promise<{ socket: NativeSocket; peer: SocketAddress | null }> =>
   new Promise((resolve, reject) => {
-    listener.onConnection((err, socket, peer) => {
+    listener.start((err, socket, peer) => {
       if (err !== null) reject(err)
       else if (socket === null) reject(new Error("accept gave neither error nor socket"))
       else resolve({ socket: track(socket), peer })
@@ -108,17 +108,19 @@ export const unixPair = async (): Promise<{
 export const readAll = (socket: NativeSocket): Promise<Buffer> =>
   new Promise((resolve, reject) => {
     const chunks: Array<Buffer> = []
-    socket.onData((err, chunk) => {
-      if (err !== null) reject(err)
-      else if (chunk === null) resolve(Buffer.concat(chunks))
-      else chunks.push(chunk)
+    socket.setCallback((event, err, chunk) => {
+      if (event === SocketEvent.error) reject(err)
+      else if (event === SocketEvent.end) resolve(Buffer.concat(chunks))
+      else if (event === SocketEvent.data && chunk !== null) chunks.push(chunk)
     })
     socket.readStart()
   })
 
-/** Resolves with the outcome of shutdown(). */
-export const shutdown = (socket: NativeSocket): Promise<NativeError | null> =>
-  new Promise((resolve) => socket.shutdown(resolve))
+/** Half-closes once the engine's queue is empty: at once, or on the next drain. */
+export const shutdownWhenDrained = (socket: NativeSocket): void => {
+  if (socket.queued === 0) return socket.shutdown()
+  socket.setCallback((event) => event === SocketEvent.drain && socket.shutdown())
+}
 
 /** The NativeError `f` throws (fails the test if it returns). */
 export const thrown = (f: () => unknown): NativeError => {

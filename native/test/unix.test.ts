@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest"
 import type { NativeSocket } from "../lib/index.js"
-import { connect, isNativeError, listen, supports } from "../lib/index.js"
+import { connect, constants, isNativeError, listen, SocketEvent, supports } from "../lib/index.js"
 import {
   acceptOne,
   closeAll,
@@ -15,7 +15,7 @@ import {
   nextTurn,
   readAll,
   settledHandles,
-  shutdown,
+  shutdownWhenDrained,
   socketPath,
   thrown,
   track,
@@ -31,6 +31,10 @@ const uid = process.getuid?.() ?? null
 describe("AF_UNIX", () => {
   it("is supported on Linux", () => {
     expect(supports("unix")).toBe(true)
+  })
+
+  it("was built against the headers of the Node that loads it", () => {
+    expect(constants.builtForNode).toBe(process.versions.node)
   })
 
   it("listens, accepts and connects, reporting addresses and the peer uid", async () => {
@@ -54,71 +58,78 @@ describe("AF_UNIX", () => {
 
   it("carries bytes both ways", async () => {
     const { client, server } = await unixPair()
-    server.onData((err, chunk) => {
+    server.setCallback((event, err, chunk) => {
       expect(err).toBeNull()
-      if (chunk === null) server.shutdown(() => {})
-      else server.write(Buffer.concat([Buffer.from("echo:"), chunk]))
+      if (event === SocketEvent.end) shutdownWhenDrained(server)
+      else if (chunk !== null) server.write([Buffer.from("echo:"), chunk])
     })
     server.readStart()
     const reply = readAll(client)
-    expect(client.write(Buffer.from("hello"))).toBe(true)
-    expect(await shutdown(client)).toBeNull()
+    expect(client.write([Buffer.from("hello")])).toBe(0)
+    client.shutdown()
     expect((await reply).toString()).toBe("echo:hello")
   })
 
-  it("sends a writev batch in order", async () => {
+  it("sends a write batch in order", async () => {
     const { client, server } = await unixPair()
     const received = readAll(server)
     const parts = ["alpha", "", "beta", "gamma"].map((text) => Buffer.from(text))
-    expect(client.writev(parts)).toBe(true)
-    expect(client.writev([new Uint8Array([1, 2, 3]).subarray(1)])).toBe(true)
-    client.shutdown(() => {})
+    expect(client.write(parts)).toBe(0)
+    expect(client.write([new Uint8Array([1, 2, 3]).subarray(1)])).toBe(0)
+    client.shutdown()
     expect(await received).toEqual(Buffer.concat([...parts, Buffer.from([2, 3])]))
   })
 
   it("half-closes: the peer sees EOF and the other direction still works", async () => {
     const { client, server } = await unixPair()
     const seenByServer: Array<string | null> = []
-    const serverDone = new Promise<void>((resolve) => {
-      server.onData((err, chunk) => {
-        expect(err).toBeNull()
-        seenByServer.push(chunk === null ? null : chunk.toString())
-        if (chunk === null) {
-          // The client can no longer send, but it can still receive.
-          server.write(Buffer.from("after your EOF"))
-          server.shutdown((shutdownErr) => {
-            expect(shutdownErr).toBeNull()
-            resolve()
-          })
-        }
-      })
+    server.setCallback((event, err, chunk) => {
+      expect(err).toBeNull()
+      seenByServer.push(chunk === null ? null : chunk.toString())
+      if (event === SocketEvent.end) {
+        // The client can no longer send, but it can still receive.
+        server.write([Buffer.from("after your EOF")])
+        shutdownWhenDrained(server)
+      }
     })
     server.readStart()
     const clientReceived = readAll(client)
 
-    client.write(Buffer.from("last words"))
-    expect(await shutdown(client)).toBeNull()
-    const afterShutdown = thrown(() => client.write(Buffer.from("too late")))
-    expectSystemError(afterShutdown, "EPIPE", "write")
-
-    await serverDone
-    expect(seenByServer).toEqual(["last words", null])
+    client.write([Buffer.from("last words")])
+    client.shutdown()
+    expectSystemError(
+      thrown(() => client.write([Buffer.from("too late")])),
+      "EPIPE",
+      "write"
+    )
     expect((await clientReceived).toString()).toBe("after your EOF")
+    expect(seenByServer).toEqual(["last words", null])
   })
 
-  it("reports shutdown to every caller and once only", async () => {
+  it("shutdown is refused while bytes are queued, then idempotent: the peer sees one EOF", async () => {
     const { client, server } = await unixPair()
+    const chunk = Buffer.alloc(64 * 1024, 9)
+    let written = 0
+    while (client.write([chunk]) === 0) written += chunk.length
+    written += chunk.length
+    expectSystemError(
+      thrown(() => client.shutdown()),
+      "EBUSY",
+      "shutdown"
+    )
     const received = readAll(server)
-    const outcomes = await Promise.all([shutdown(client), shutdown(client)])
-    expect(outcomes).toEqual([null, null])
-    expect(await shutdown(client)).toBeNull()
-    expect(await received).toEqual(Buffer.alloc(0))
+    await new Promise<void>((resolve) =>
+      client.setCallback((event) => event === SocketEvent.drain && resolve())
+    )
+    client.shutdown()
+    client.shutdown()
+    expect((await received).length).toBe(written)
   })
 
-  it("closing mid-read stops the reader's callbacks and fails the writer with a typed error", async () => {
+  it("closing mid-read stops the reader's callbacks and fails the writer once with a typed error", async () => {
     const { client, server } = await unixPair()
     let serverCalls = 0
-    server.onData(() => {
+    server.setCallback(() => {
       serverCalls++
       // Closing from inside the data callback, with more data on its way.
       server.close()
@@ -126,19 +137,27 @@ describe("AF_UNIX", () => {
     })
     server.readStart()
 
-    const failure = new Promise<unknown>((resolve) => {
-      client.onData((err) => resolve(err))
-    })
+    let clientErrors = 0
     const chunk = Buffer.alloc(64 * 1024, 7)
-    let stopped = false
-    void failure.then(() => (stopped = true))
-    const pump = (): void => {
-      while (!stopped && client.write(chunk)) {
-        // keep writing until the queue is above its high-water mark
+    const failure = new Promise<unknown>((resolve) => {
+      const pump = (): void => {
+        try {
+          while (client.write([chunk]) <= 64 * 1024) {
+            // keep writing until the queue is above 64 KiB
+          }
+        } catch (err) {
+          resolve(err)
+        }
       }
-    }
-    client.onDrain(pump)
-    pump()
+      client.setCallback((event, err) => {
+        if (event === SocketEvent.drain) pump()
+        if (event === SocketEvent.error) {
+          clientErrors++
+          resolve(err)
+        }
+      })
+      pump()
+    })
 
     const err = await failure
     if (!isNativeError(err)) throw new Error(`expected a NativeError, got ${String(err)}`)
@@ -146,31 +165,33 @@ describe("AF_UNIX", () => {
     expect(err.syscall).toBe("write")
     expect(serverCalls).toBe(1)
     expect(server.fd).toBe(-1)
-    // After the failure writes are refused quietly (false), not thrown.
-    expect(client.write(chunk)).toBe(false)
+    // The socket is failed for good: later writes throw the same failure, the queue is gone.
+    expect(thrown(() => client.write([chunk])).code).toBe(err.code)
+    expect(client.queued).toBe(0)
+    await settledHandles()
+    expect(clientErrors).toBeLessThanOrEqual(1)
   })
 
-  it("closing mid-write drops the queue, and no drain or shutdown callback runs", async () => {
+  it("closing mid-write drops the queue, and no callback runs", async () => {
     const { client, server } = await unixPair()
     const chunk = Buffer.alloc(64 * 1024, 1)
     let written = 0
-    while (client.write(chunk)) written += chunk.length
+    while (client.write([chunk]) === 0) written += chunk.length
     written += chunk.length
-    expect(client.writeQueueSize).toBeGreaterThan(0)
+    expect(client.queued).toBeGreaterThan(0)
 
     let lateCallbacks = 0
-    client.onDrain(() => lateCallbacks++)
-    client.onData(() => lateCallbacks++)
-    client.shutdown(() => lateCallbacks++)
+    client.setCallback(() => lateCallbacks++)
+    client.readStart()
     client.close()
-    expect(client.writeQueueSize).toBe(0)
+    expect(client.queued).toBe(0)
     expectSystemError(
-      thrown(() => client.write(chunk)),
+      thrown(() => client.write([chunk])),
       "EBADF",
       "write"
     )
     expectSystemError(
-      thrown(() => client.shutdown(() => {})),
+      thrown(() => client.shutdown()),
       "EBADF",
       "shutdown"
     )
@@ -192,7 +213,7 @@ describe("AF_UNIX", () => {
   it("is safe to close from inside every callback", async () => {
     const { listener, address } = listenUnix()
     let accepted = 0
-    listener.onConnection((err, socket) => {
+    listener.start((err, socket) => {
       expect(err).toBeNull()
       accepted++
       socket?.close()
@@ -207,7 +228,6 @@ describe("AF_UNIX", () => {
     expect(listener.fd).toBe(-1)
 
     const second = listenUnix()
-    track(second.listener)
     const secondAccept = acceptOne(second.listener)
     const closedInConnect = await new Promise<NativeSocket>((resolve) => {
       connect(second.address, (err, socket) => {
@@ -221,14 +241,24 @@ describe("AF_UNIX", () => {
     expect(await readAll(server)).toEqual(Buffer.alloc(0))
 
     const third = await unixPair()
-    third.server.onDrain(() => third.server.close())
     const filler = Buffer.alloc(64 * 1024)
-    while (third.server.write(filler)) {
+    while (third.server.write([filler]) === 0) {
       // fill the queue so that a drain follows
     }
-    const drained = readAll(third.client).catch((err: unknown) => err)
-    await drained
+    third.server.setCallback((event) => event === SocketEvent.drain && third.server.close())
+    await readAll(third.client).catch((err: unknown) => err)
     expect(third.server.fd).toBe(-1)
+  })
+
+  it("hands connections to the latest callback: start() replaces the earlier one", async () => {
+    const { listener, address } = listenUnix()
+    let replaced = 0
+    listener.start(() => replaced++)
+    const accepted = acceptOne(listener)
+    await connectTo(address)
+    const { peer } = await accepted
+    expect(peer).toEqual({ family: "unix", path: "" })
+    expect(replaced).toBe(0)
   })
 
   it("fails a connect to a missing path with ENOENT", async () => {
@@ -261,7 +291,7 @@ describe("AF_UNIX", () => {
   it("holds connections in the backlog while paused and accepts them on resume", async () => {
     const { listener, address } = listenUnix()
     let accepted = 0
-    listener.onConnection((err, socket) => {
+    listener.start((err, socket) => {
       expect(err).toBeNull()
       accepted++
       if (socket !== null) track(socket)
@@ -326,16 +356,12 @@ describe("AF_UNIX", () => {
     expect(err.message).toContain("path must not be empty")
   })
 
-  it("refuses chunks that are not Uint8Arrays as a programming error", async () => {
+  it("refuses chunks that are not Uint8Arrays and callbacks that are not functions as programming errors", async () => {
     const { client } = await unixPair()
-    expect(() => client.writev(["text" as never])).toThrow(TypeError)
+    expect(() => client.write(["text" as never])).toThrow(TypeError)
     expect(() => client.write({} as never)).toThrow(TypeError)
     // A sparse array claiming a huge length fails on its first hole.
-    expect(() => client.writev(new Array(2 ** 32 - 1))).toThrow(TypeError)
-  })
-
-  it("requires onData before readStart", async () => {
-    const { client } = await unixPair()
-    expect(() => client.readStart()).toThrow(TypeError)
+    expect(() => client.write(new Array(2 ** 32 - 1))).toThrow(TypeError)
+    expect(() => client.setCallback("nope" as never)).toThrow(TypeError)
   })
 })

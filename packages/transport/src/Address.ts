@@ -11,11 +11,8 @@
  *   on unix goes to `<path>_<P>`, on hybrid it dials `<path>` and performs the
  *   `CONNECT P\n` / `OK <n>\n` handshake;
  * - memory: an in-process network owned by the layer instance.
- *
- * @since 0.1.0
  */
-import type { Effect } from "effect"
-import { Either, ParseResult, Schema } from "effect"
+import { Effect, Result, Schema, SchemaGetter, SchemaIssue } from "effect"
 import { canonicalGuid, isGuidText } from "./internal/guid.js"
 import { AddressError } from "./TransportError.js"
 
@@ -24,52 +21,42 @@ const maxU32 = 0xffffffff
 /**
  * A vsock CID: an unsigned 32-bit number other than `0xffffffff`
  * (`VMADDR_CID_ANY`, written `"any"`).
- *
- * @since 0.1.0
  */
-export const Cid = Schema.Int.pipe(
-  Schema.between(0, maxU32 - 1, { message: () => "a vsock CID is an integer from 0 to 4294967294" })
-)
-
-/**
- * A GUID in its 36-character dashed text form, held in lower case.
- *
- * @since 0.1.0
- */
-export const GuidText = Schema.String.pipe(
-  Schema.filter(
-    (s) =>
-      (isGuidText(s) && s === canonicalGuid(s)) ||
-      "expected a lower-case GUID such as 6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1",
-    {
-      arbitrary: () => (fc) => fc.uuid()
-    }
+export const Cid = Schema.Int.check(
+  Schema.isBetween(
+    { minimum: 0, maximum: maxU32 - 1 },
+    { message: "a vsock CID is an integer from 0 to 4294967294" }
   )
 )
 
 /**
- * A socket path: non-empty and without NUL bytes (the kernel would cut it there).
- *
- * @since 0.1.0
+ * A GUID in its 36-character dashed text form, held in lower case.
  */
-export const SocketPath = Schema.String.pipe(
-  Schema.filter((s) => (s.length > 0 && !s.includes("\0")) || "expected a non-empty path without NUL bytes")
+export const GuidText = Schema.String.check(
+  Schema.isPattern(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
+    message: "expected a lower-case GUID such as 6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1"
+  })
+)
+
+/**
+ * A socket path: non-empty and without NUL bytes (the kernel would cut it there).
+ */
+export const SocketPath = Schema.String.check(
+  Schema.makeFilter(
+    (s) => (s.length > 0 && !s.includes("\0")) || "expected a non-empty path without NUL bytes"
+  )
 )
 
 /**
  * An AF_VSOCK peer: the VM with context id `cid`, or any VM (`"any"`, listening only).
- *
- * @since 0.1.0
  */
 export class VsockAddress extends Schema.TaggedClass<VsockAddress>("@gcs-bridge/transport/VsockAddress")(
   "VsockAddress",
-  { cid: Schema.Union(Schema.Literal("any"), Cid) }
+  { cid: Schema.Union([Schema.Literal("any"), Cid]) }
 ) {}
 
 /**
  * A Hyper-V socket peer: the utility VM with runtime id `vmId`.
- *
- * @since 0.1.0
  */
 export class HvsockAddress extends Schema.TaggedClass<HvsockAddress>("@gcs-bridge/transport/HvsockAddress")(
   "HvsockAddress",
@@ -78,8 +65,6 @@ export class HvsockAddress extends Schema.TaggedClass<HvsockAddress>("@gcs-bridg
 
 /**
  * A Firecracker / Cloud Hypervisor hybrid vsock: the VMM's Unix socket `path`.
- *
- * @since 0.1.0
  */
 export class HybridAddress extends Schema.TaggedClass<HybridAddress>("@gcs-bridge/transport/HybridAddress")(
   "HybridAddress",
@@ -89,8 +74,6 @@ export class HybridAddress extends Schema.TaggedClass<HybridAddress>("@gcs-bridg
 /**
  * Plain Unix sockets named `<path>_<port>` (what a guest behind hybrid vsock
  * sees from the host's listeners; also the test transport).
- *
- * @since 0.1.0
  */
 export class UnixAddress extends Schema.TaggedClass<UnixAddress>("@gcs-bridge/transport/UnixAddress")(
   "UnixAddress",
@@ -99,14 +82,12 @@ export class UnixAddress extends Schema.TaggedClass<UnixAddress>("@gcs-bridge/tr
 
 /**
  * A named endpoint of the in-memory network of one `Transport` layer instance.
- *
- * @since 0.1.0
  */
 export class MemoryAddress extends Schema.TaggedClass<MemoryAddress>("@gcs-bridge/transport/MemoryAddress")(
   "MemoryAddress",
   {
-    name: Schema.String.pipe(
-      Schema.filter(
+    name: Schema.String.check(
+      Schema.makeFilter(
         (s) => (s.length > 0 && !/[\s\0]/.test(s)) || "expected a non-empty name without whitespace"
       )
     )
@@ -115,52 +96,47 @@ export class MemoryAddress extends Schema.TaggedClass<MemoryAddress>("@gcs-bridg
 
 /**
  * Every kind of transport address.
- *
- * @since 0.1.0
  */
-export const Address = Schema.Union(VsockAddress, HvsockAddress, HybridAddress, UnixAddress, MemoryAddress)
+export const Address = Schema.Union([VsockAddress, HvsockAddress, HybridAddress, UnixAddress, MemoryAddress])
 
-/**
- * @since 0.1.0
- */
 export type Address = typeof Address.Type
 
 const expected =
   "expected vsock://<cid>|any, hvsock://<vm-guid>, hybrid://<path>, unix://<path> or memory://<name>"
 
-const parseEither = (text: string): Either.Either<Address, AddressError> => {
+const parseResult = (text: string): Result.Result<Address, AddressError> => {
   const fail = (why: string) =>
-    Either.left(new AddressError({ input: text, message: `${JSON.stringify(text)}: ${why}` }))
+    Result.fail(new AddressError({ input: text, message: `${JSON.stringify(text)}: ${why}` }))
   const match = /^([a-z]+):\/\/(.*)$/s.exec(text)
   if (match === null) return fail(expected)
   const scheme = match[1]!
   const rest = match[2]!
   switch (scheme) {
     case "vsock": {
-      if (rest === "any") return Either.right(new VsockAddress({ cid: "any" }))
+      if (rest === "any") return Result.succeed(new VsockAddress({ cid: "any" }))
       if (!/^(0|[1-9][0-9]{0,9})$/.test(rest)) return fail("a vsock CID is a decimal number or `any`")
       const cid = Number(rest)
       if (cid === maxU32) return fail("CID 4294967295 is VMADDR_CID_ANY; write vsock://any")
       if (cid > maxU32) return fail("a vsock CID is an unsigned 32-bit number")
-      return Either.right(new VsockAddress({ cid }))
+      return Result.succeed(new VsockAddress({ cid }))
     }
     case "hvsock": {
       if (!isGuidText(rest))
         return fail("expected hvsock://<vm-guid> with a 36-character GUID, without braces")
-      return Either.right(new HvsockAddress({ vmId: canonicalGuid(rest) }))
+      return Result.succeed(new HvsockAddress({ vmId: canonicalGuid(rest) }))
     }
     case "hybrid":
     case "unix": {
       if (rest.length === 0) return fail(`expected ${scheme}://<path>, e.g. ${scheme}:///run/vm.sock`)
       if (rest.includes("\0")) return fail("a socket path cannot contain NUL bytes")
-      return Either.right(
+      return Result.succeed(
         scheme === "hybrid" ? new HybridAddress({ path: rest }) : new UnixAddress({ path: rest })
       )
     }
     case "memory": {
       if (rest.length === 0 || /[\s\0]/.test(rest))
         return fail("expected memory://<name> with a name without whitespace")
-      return Either.right(new MemoryAddress({ name: rest }))
+      return Result.succeed(new MemoryAddress({ name: rest }))
     }
     default:
       return fail(`unknown scheme ${JSON.stringify(scheme)}; ${expected}`)
@@ -169,52 +145,42 @@ const parseEither = (text: string): Either.Either<Address, AddressError> => {
 
 /**
  * Parses the text form of an address.
- *
- * @since 0.1.0
  */
-export const parseAddress = (text: string): Effect.Effect<Address, AddressError> => parseEither(text)
+export const parseAddress = (text: string): Effect.Effect<Address, AddressError> =>
+  Effect.fromResult(parseResult(text))
 
 /**
  * Parses the text form of an address, throwing `AddressError` on bad input
  * (for configuration constants and tests).
- *
- * @since 0.1.0
  */
-export const parseAddressSync = (text: string): Address => Either.getOrThrowWith(parseEither(text), (e) => e)
+export const parseAddressSync = (text: string): Address => Result.getOrThrowWith(parseResult(text), (e) => e)
 
 /**
  * The text form of an address; `parseAddress(formatAddress(a))` equals `a`.
- *
- * @since 0.1.0
  */
 export const formatAddress = (address: Address): string => {
-  switch (address._tag) {
-    case "VsockAddress":
-      return `vsock://${address.cid}`
-    case "HvsockAddress":
-      return `hvsock://${address.vmId}`
-    case "HybridAddress":
-      return `hybrid://${address.path}`
-    case "UnixAddress":
-      return `unix://${address.path}`
-    case "MemoryAddress":
-      return `memory://${address.name}`
-  }
+  const scheme = {
+    VsockAddress: "vsock",
+    HvsockAddress: "hvsock",
+    HybridAddress: "hybrid",
+    UnixAddress: "unix",
+    MemoryAddress: "memory"
+  }[address._tag]
+  return `${scheme}://${"cid" in address ? address.cid : "vmId" in address ? address.vmId : "path" in address ? address.path : address.name}`
 }
 
 /**
  * `Schema<Address, string>`: the text form on the encoded side, for
  * configuration files and command lines.
- *
- * @since 0.1.0
  */
-export const AddressFromString: Schema.Schema<Address, string> = Schema.transformOrFail(
-  Schema.String,
-  Schema.typeSchema(Address),
-  {
-    strict: true,
-    decode: (text, _, ast) =>
-      Either.mapLeft(parseEither(text), (e) => new ParseResult.Type(ast, text, e.message)),
-    encode: (address) => ParseResult.succeed(formatAddress(address))
-  }
+export const AddressFromString: Schema.Codec<Address, string> = Schema.String.pipe(
+  Schema.decodeTo(Schema.toType(Address), {
+    decode: SchemaGetter.transformEffect((text: string) =>
+      Result.match(parseResult(text), {
+        onSuccess: Effect.succeed,
+        onFailure: (e) => Effect.fail(new SchemaIssue.InvalidValue({ message: e.message }, text))
+      })
+    ),
+    encode: SchemaGetter.transform(formatAddress)
+  })
 )

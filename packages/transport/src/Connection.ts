@@ -1,7 +1,5 @@
 /**
  * A connected byte stream to a peer, whatever carries it.
- *
- * @since 0.1.0
  */
 import type { Effect, Sink, Stream } from "effect"
 import type { TransportError } from "./TransportError.js"
@@ -10,8 +8,6 @@ import type { TransportError } from "./TransportError.js"
  * Who is on the other end, as far as the transport can tell: the CID of a
  * vsock peer, the VM id of a Hyper-V peer, the uid of a Unix peer (native
  * engine only), and the vsock port the connection belongs to.
- *
- * @since 0.1.0
  */
 export interface PeerIdentity {
   readonly family: "vsock" | "hvsock" | "unix" | "memory"
@@ -29,8 +25,6 @@ export interface PeerIdentity {
  * consumer of `stream` asks for them, and at most a small read-ahead (a few
  * hundred KiB) is held, so a slow consumer never makes memory grow. Writing
  * waits while the send queue is above its high-water mark.
- *
- * @since 0.1.0
  */
 export interface Connection {
   /** Human-readable origin, e.g. `"hybrid:///tmp/x.sock port 1073741825"`. */

@@ -1,7 +1,5 @@
 /**
  * A bound listening endpoint for one vsock port of one address.
- *
- * @since 0.1.0
  */
 import type { Duration, Effect, Scope } from "effect"
 import type { Address } from "./Address.js"
@@ -10,12 +8,10 @@ import type { TransportError } from "./TransportError.js"
 
 /**
  * Options of `Listener.accept`.
- *
- * @since 0.1.0
  */
 export interface AcceptOptions {
   /** Deadline for a connection to arrive; on expiry `accept` fails with `AcceptTimeout`. No deadline when absent. */
-  readonly timeout?: Duration.DurationInput
+  readonly timeout?: Duration.Input
 }
 
 /**
@@ -26,8 +22,6 @@ export interface AcceptOptions {
  * Peers that fail the address's check (a vsock CID or Hyper-V VM id other than
  * the address's, a Unix peer of another uid) are refused: logged, closed, and
  * never returned by `accept`.
- *
- * @since 0.1.0
  */
 export interface Listener {
   readonly address: Address

@@ -1,8 +1,6 @@
 /**
  * The Transport service: listen for and connect to VM endpoints by address,
  * whatever socket family carries them.
- *
- * @since 0.1.0
  */
 import type { Duration, Scope } from "effect"
 import { Context, Effect, Layer } from "effect"
@@ -11,12 +9,10 @@ import type { Connection } from "./Connection.js"
 import type { Listener } from "./Listener.js"
 import type { TransportError } from "./TransportError.js"
 import { MemoryNetwork } from "./internal/memory.js"
-import { loadNative, memoryService, nativeService, nodeService } from "./internal/service.js"
+import { loadNative, makeService } from "./internal/service.js"
 
 /**
  * Options of `Transport.listen`.
- *
- * @since 0.1.0
  */
 export interface ListenOptions {
   /** Kernel accept backlog, and the number of accepted connections held for `accept` (default 16; memory: 128). */
@@ -25,18 +21,14 @@ export interface ListenOptions {
 
 /**
  * Options of `Transport.connect`.
- *
- * @since 0.1.0
  */
 export interface ConnectOptions {
   /** Deadline for the connection (including a hybrid CONNECT/OK handshake): `ConnectTimeout` on expiry. Hybrid defaults to 10 s. */
-  readonly timeout?: Duration.DurationInput
+  readonly timeout?: Duration.Input
 }
 
 /**
  * The operations of the Transport service.
- *
- * @since 0.1.0
  */
 export interface TransportService {
   /** Binds vsock port `port` of `address`; the listener lives as long as the current scope. */
@@ -54,34 +46,36 @@ export interface TransportService {
 }
 
 /**
- * The Transport service tag, with one layer per engine. Every layer instance
- * owns its own in-memory network for `memory://` addresses: a host and a guest
- * in one test reach each other by sharing the layer.
- *
- * @since 0.1.0
+ * The Transport service, with one layer per engine. Every layer instance owns
+ * its own in-memory network for `memory://` addresses: a host and a guest in
+ * one test reach each other by sharing the layer.
  */
-export class Transport extends Context.Tag("@gcs-bridge/transport/Transport")<Transport, TransportService>() {
+export class Transport extends Context.Service<Transport, TransportService>()(
+  "@gcs-bridge/transport/Transport"
+) {
   /**
    * `memory://` only: an in-process network with bounded buffers (256 KiB per
    * direction), for tests and embedded guests.
    */
   static readonly layerMemory: Layer.Layer<Transport> = Layer.sync(Transport, () =>
-    memoryService(new MemoryNetwork())
+    makeService(new MemoryNetwork(), "Transport.layerMemory", undefined)
   )
 
   /**
-   * The production layer: vsock (Linux), hvsock (Windows), unix and hybrid
-   * through the native engine of `@gcs-bridge/native`, plus `memory://`.
-   * When the addon cannot be loaded the layer still builds; its operations
-   * then fail with `EAFNOSUPPORT` naming the load error.
+   * The production layer: vsock (Linux) and hvsock (Windows) through the
+   * native engine of `@gcs-bridge/native`, an optional dependency loaded when
+   * the layer is built; unix and hybrid through it too, or through Node's
+   * `net` when it is not installed (vsock / hvsock then fail with an
+   * `EAFNOSUPPORT` TransportError that names the package and why it did not
+   * load); plus `memory://`.
    */
   static readonly layer: Layer.Layer<Transport> = Layer.effect(
     Transport,
-    Effect.map(loadNative, (native) => nativeService(new MemoryNetwork(), native))
+    Effect.map(loadNative(), (native) => makeService(new MemoryNetwork(), "Transport.layer", native))
   )
 
-  /** `unix://` and `hybrid://` through Node's `net`, plus `memory://`. */
+  /** `unix://` and `hybrid://` through Node's `net`, plus `memory://`; needs no addon. */
   static readonly layerNode: Layer.Layer<Transport> = Layer.sync(Transport, () =>
-    nodeService(new MemoryNetwork())
+    makeService(new MemoryNetwork(), "Transport.layerNode", undefined)
   )
 }

@@ -3,8 +3,6 @@
  * that can go wrong while listening, accepting, connecting, reading or
  * writing. Both are Schema tagged errors, so they can cross process and log
  * boundaries as data.
- *
- * @since 0.1.0
  */
 import { Schema } from "effect"
 
@@ -15,10 +13,8 @@ import { Schema } from "effect"
  * `EPROTO`) — peers refused by a listener (wrong CID / VM id / uid) are logged
  * and dropped, never surfaced to `accept`; `Closed` is an operation on a
  * connection or listener that this side has already closed.
- *
- * @since 0.1.0
  */
-export const TransportErrorReason = Schema.Literal(
+export const TransportErrorReason = Schema.Literals([
   "Listen",
   "Accept",
   "AcceptTimeout",
@@ -28,11 +24,8 @@ export const TransportErrorReason = Schema.Literal(
   "Write",
   "Closed",
   "PeerRefused"
-)
+])
 
-/**
- * @since 0.1.0
- */
 export type TransportErrorReason = typeof TransportErrorReason.Type
 
 /**
@@ -40,8 +33,6 @@ export type TransportErrorReason = typeof TransportErrorReason.Type
  * (`hybrid:///run/fc.sock`), `port` the vsock port when one applies, `code` and
  * `syscall` the operating system's error (`ECONNREFUSED`, `connect`) when there
  * was one.
- *
- * @since 0.1.0
  */
 export class TransportError extends Schema.TaggedError<TransportError>(
   "@gcs-bridge/transport/TransportError"
@@ -57,13 +48,8 @@ export class TransportError extends Schema.TaggedError<TransportError>(
 /**
  * Text that is not a valid transport address. `input` is the offending text,
  * `message` says what is wrong with it and what would be accepted.
- *
- * @since 0.1.0
  */
 export class AddressError extends Schema.TaggedError<AddressError>("@gcs-bridge/transport/AddressError")(
   "AddressError",
-  {
-    input: Schema.String,
-    message: Schema.String
-  }
+  { input: Schema.String, message: Schema.String }
 ) {}

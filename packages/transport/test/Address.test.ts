@@ -1,5 +1,5 @@
 import { describe, it } from "@effect/vitest"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
 import { expect } from "vitest"
 import {
   Address,
@@ -76,7 +76,7 @@ describe("Address", () => {
       expect(error.input).toBe(input)
       expect(error.message).toContain(why)
       expect(() => parseAddressSync(input)).toThrow(AddressError)
-      expect(Either.isLeft(Schema.decodeEither(AddressFromString)(input))).toBe(true)
+      expect(Result.isFailure(Schema.decodeResult(AddressFromString)(input))).toBe(true)
     })
   )
 

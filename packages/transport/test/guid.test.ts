@@ -1,7 +1,7 @@
 import { describe, it } from "@effect/vitest"
-import { FastCheck } from "effect"
+import fc from "fast-check"
 import { expect } from "vitest"
-import { isGuid, vsockServiceId as protocolVsockServiceId } from "@gcs-bridge/protocol"
+import { Guid } from "@gcs-bridge/protocol"
 import { canonicalGuid, isGuidText, vsockServiceId } from "../src/internal/guid.js"
 
 // The transport may not import the protocol package (DESIGN.md layering), so it
@@ -13,23 +13,21 @@ describe("transport GUID rules agree with @gcs-bridge/protocol", () => {
     expect(vsockServiceId(109)).toBe("0000006d-facb-11e6-bd58-64006a7986d3")
   })
 
-  it.prop(
-    "vsockServiceId equals the protocol's for every port",
-    [FastCheck.integer({ min: 0, max: 0xffffffff })],
-    ([port]) => {
-      expect(vsockServiceId(port)).toBe(protocolVsockServiceId(port))
-    }
-  )
+  it("vsockServiceId equals the protocol's for every port", () =>
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), (port) => {
+        expect(vsockServiceId(port)).toBe(Guid.vsockServiceId(port))
+      })
+    ))
 
-  it.prop(
-    "GUID text acceptance equals the protocol's Guid schema",
-    [FastCheck.uuid(), FastCheck.string({ maxLength: 40 })],
-    ([uuid, junk]) => {
-      for (const text of [uuid, uuid.toUpperCase(), junk, `{${uuid}}`]) {
-        const ours = isGuidText(text)
-        expect(ours).toBe(isGuid(text))
-        if (ours) expect(canonicalGuid(text)).toBe(text.toLowerCase())
-      }
-    }
-  )
+  it("GUID text acceptance equals the protocol's Guid schema", () =>
+    fc.assert(
+      fc.property(fc.uuid(), fc.string({ maxLength: 40 }), (uuid, junk) => {
+        for (const text of [uuid, uuid.toUpperCase(), junk, `{${uuid}}`]) {
+          const ours = isGuidText(text)
+          expect(ours).toBe(Guid.isGuid(text))
+          if (ours) expect(canonicalGuid(text)).toBe(text.toLowerCase())
+        }
+      })
+    ))
 })

@@ -2,13 +2,14 @@
  * Shared checks: every engine must pass the same Connection / Listener
  * conformance suite, so the runtime and the guest can swap layers freely.
  */
-import { it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Fiber, Scope, Stream, TestClock } from "effect"
+import { afterAll, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Scope, Stream } from "effect"
 import type { Duration, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import { setImmediate } from "node:timers"
 import { createHash } from "node:crypto"
 import { spawnSync } from "node:child_process"
-import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -16,12 +17,25 @@ import { describe, expect } from "vitest"
 import type { Address, Connection } from "../src/index.js"
 import { HybridAddress, Transport, TransportError, UnixAddress } from "../src/index.js"
 
-/** A fresh 0700 directory for socket files. */
-export const tempDir = (): string => mkdtempSync(join(tmpdir(), "gcs-transport-"))
+const directories: Array<string> = []
+// Every directory a test file made goes when the file is done.
+afterAll(() => {
+  for (const dir of directories.splice(0)) {
+    chmodSync(dir, 0o700)
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+/** A fresh 0700 directory for socket files, removed after the test file. */
+export const tempDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), "gcs-transport-"))
+  directories.push(dir)
+  return dir
+}
 
 /** Everything `stream` yields, concatenated. */
 export const readAll = (connection: Connection): Effect.Effect<Buffer, TransportError> =>
-  Effect.map(Stream.runCollect(connection.stream), (chunks) => Buffer.concat(Chunk.toArray(chunks)))
+  Effect.map(Stream.runCollect(connection.stream), (chunks) => Buffer.concat(chunks))
 
 /** The error of a failing effect, asserted to be a TransportError. */
 export const transportFailure = <A, E, R>(
@@ -31,20 +45,23 @@ export const transportFailure = <A, E, R>(
     onFailure: (error) =>
       error instanceof TransportError
         ? Effect.succeed(error)
-        : Effect.dieMessage(`expected a TransportError, got ${String(error)}`),
-    onSuccess: () => Effect.dieMessage("expected a failure, got a success")
+        : Effect.die(new Error(`expected a TransportError, got ${String(error)}`)),
+    onSuccess: () => Effect.die(new Error("expected a failure, got a success"))
   })
 
+/** One macrotask: lets I/O callbacks and timers of the real event loop run. */
+export const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 /**
- * Moves the test clock by `duration` once some fiber sleeps on it (a deadline
- * started by a forked fiber), so the deadline expires deterministically.
+ * Moves the test clock by `duration` until `fiber` is done: a deadline the
+ * fiber starts expires deterministically, however late it starts to sleep.
  */
-export const adjustOnceSleeping = (duration: Duration.DurationInput): Effect.Effect<void> =>
+export const expire = <A, E>(fiber: Fiber.Fiber<A, E>, duration: Duration.Input): Effect.Effect<void> =>
   Effect.gen(function* () {
-    while (Chunk.isEmpty(yield* TestClock.sleeps())) {
-      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    while (fiber.pollUnsafe() === undefined) {
+      yield* nextTurn
+      yield* TestClock.adjust(duration)
     }
-    yield* TestClock.adjust(duration)
   })
 
 /** Deterministic pseudo-random bytes (content checks need more than zeros). */
@@ -85,7 +102,7 @@ export const conformance = (
   describe(`${name} conformance`, () => {
     const port = 0x40000001
 
-    it.scoped("connects, carries bytes both ways, and reports the peer", () =>
+    it.effect("connects, carries bytes both ways, and reports the peer", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
@@ -106,7 +123,7 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("carries 8 MiB each way at once without loss or reordering", () =>
+    it.effect("carries 8 MiB each way at once without loss or reordering", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
@@ -124,15 +141,16 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("half-close: the peer reads EOF and can still answer", () =>
+    it.effect("half-close: the peer reads EOF and can still answer", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
         const listener = yield* transport.listen(listen, port)
         const client = yield* transport.connect(connect, port)
         const server = yield* listener.accept()
+        // Idempotent: concurrent and later callers all see the one half-close.
+        yield* Effect.all([client.endWrite, client.endWrite], { concurrency: 2 })
         yield* client.endWrite
-        yield* client.endWrite // idempotent
         expect((yield* readAll(server)).length).toBe(0)
         yield* server.write(Buffer.from("still here"))
         yield* server.close
@@ -143,16 +161,16 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("closing the connection's scope ends the peer's stream and fails a pending read", () =>
+    it.effect("closing the connection's scope ends the peer's stream and fails a pending read", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
         const listener = yield* transport.listen(listen, port)
         const scope = yield* Scope.make()
-        const client = yield* transport.connect(connect, port).pipe(Scope.extend(scope))
+        const client = yield* transport.connect(connect, port).pipe(Scope.provide(scope))
         const server = yield* listener.accept()
         const started = yield* Deferred.make<void>()
-        const reader = yield* Effect.fork(
+        const reader = yield* Effect.forkChild(
           Stream.runDrain(
             Stream.concat(Stream.fromEffect(Deferred.succeed(started, undefined)), client.stream)
           )
@@ -167,14 +185,14 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("closing the listener's scope fails a pending accept and frees the address", () =>
+    it.effect("closing the listener's scope fails a pending accept and frees the address", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
         const scope = yield* Scope.make()
-        const listener = yield* transport.listen(listen, port).pipe(Scope.extend(scope))
-        const accepting = yield* Effect.fork(Effect.scoped(listener.accept()))
-        yield* Effect.yieldNow()
+        const listener = yield* transport.listen(listen, port).pipe(Scope.provide(scope))
+        const accepting = yield* Effect.forkChild(Effect.scoped(listener.accept()))
+        yield* Effect.yieldNow
         yield* Scope.close(scope, Exit.void)
         expect((yield* transportFailure(Fiber.join(accepting))).reason).toBe("Closed")
         expect((yield* transportFailure(transport.connect(connect, port))).reason).toBe("Connect")
@@ -188,14 +206,14 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("accept honours its deadline and an interrupted accept loses no connection", () =>
+    it.effect("accept honours its deadline and an interrupted accept loses no connection", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
         const listener = yield* transport.listen(listen, port)
         // The test clock makes the deadline deterministic: it expires when the clock is moved past it.
-        const waiting = yield* Effect.fork(Effect.scoped(listener.accept({ timeout: "30 millis" })))
-        yield* adjustOnceSleeping("30 millis")
+        const waiting = yield* Effect.forkChild(Effect.scoped(listener.accept({ timeout: "30 millis" })))
+        yield* expire(waiting, "30 millis")
         const timedOut = yield* transportFailure(Fiber.join(waiting))
         expect(timedOut.reason).toBe("AcceptTimeout")
         expect(timedOut.port).toBe(port)
@@ -207,7 +225,7 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("refuses a second listener on the same port and a connect to nobody", () =>
+    it.effect("refuses a second listener on the same port and a connect to nobody", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
@@ -223,7 +241,7 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("a stream has one consumer at a time; a later consumer continues", () =>
+    it.effect("a stream has one consumer at a time; a later consumer continues", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
@@ -235,10 +253,10 @@ export const conformance = (
         expect(first._tag).toBe("Some")
         const holding = yield* Deferred.make<void>()
         const release = yield* Deferred.make<void>()
-        const fiber = yield* Effect.fork(
+        const fiber = yield* Effect.forkChild(
           Stream.runDrain(
             Stream.mapEffect(server.stream, () =>
-              Effect.zipRight(Deferred.succeed(holding, undefined), Deferred.await(release))
+              Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release))
             )
           )
         )
@@ -253,7 +271,7 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("the sink writes every chunk it is given", () =>
+    it.effect("the sink writes every chunk it is given", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const { listen, connect } = addresses()
@@ -277,7 +295,7 @@ export type VmmBehaviour = "ok" | "refuse" | "garbage" | "flood" | "silent"
  */
 export const fakeVmm = (path: string, behaviour: VmmBehaviour) =>
   Effect.acquireRelease(
-    Effect.async<{
+    Effect.callback<{
       readonly server: net.Server
       readonly lines: Array<string>
       readonly sockets: Set<net.Socket>
@@ -320,7 +338,7 @@ export const fakeVmm = (path: string, behaviour: VmmBehaviour) =>
       server.listen(path, () => resume(Effect.succeed({ server, lines, sockets })))
     }),
     ({ server, sockets }) =>
-      Effect.async<void>((resume) => {
+      Effect.callback<void>((resume) => {
         for (const socket of sockets) socket.destroy()
         server.close(() => resume(Effect.void))
       })
@@ -331,7 +349,7 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
   describe(`${name} hybrid vsock`, () => {
     const port = 0x40000002
 
-    it.scoped("dials the VMM socket, sends CONNECT <port>, keeps bytes after OK", () =>
+    it.effect("dials the VMM socket, sends CONNECT <port>, keeps bytes after OK", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const path = join(tempDir(), "fc.sock")
@@ -345,7 +363,7 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("a VMM that closes instead of OK is a refused connect", () =>
+    it.effect("a VMM that closes instead of OK is a refused connect", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const path = join(tempDir(), "fc.sock")
@@ -357,7 +375,7 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("an answer other than OK <n> is a protocol error, also when it never ends", () =>
+    it.effect("an answer other than OK <n> is a protocol error, also when it never ends", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         for (const behaviour of ["garbage", "flood"] as const) {
@@ -371,24 +389,24 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("a silent VMM runs into the deadline (given, and the 10 s default)", () =>
+    it.effect("a silent VMM runs into the deadline (given, and the 10 s default)", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const path = join(tempDir(), "fc.sock")
         yield* fakeVmm(path, "silent")
-        const given = yield* Effect.fork(
+        const given = yield* Effect.forkChild(
           transport.connect(new HybridAddress({ path }), port, { timeout: "200 millis" })
         )
-        yield* adjustOnceSleeping("200 millis")
+        yield* expire(given, "200 millis")
         const error = yield* transportFailure(Fiber.join(given))
         expect(error.reason).toBe("ConnectTimeout")
-        const byDefault = yield* Effect.fork(transport.connect(new HybridAddress({ path }), port))
-        yield* adjustOnceSleeping("10 seconds")
+        const byDefault = yield* Effect.forkChild(transport.connect(new HybridAddress({ path }), port))
+        yield* expire(byDefault, "10 seconds")
         expect((yield* transportFailure(Fiber.join(byDefault))).reason).toBe("ConnectTimeout")
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("no VMM socket at all is a connect error", () =>
+    it.effect("no VMM socket at all is a connect error", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const error = yield* transportFailure(
@@ -399,7 +417,7 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("hybrid listens on <path>_<port>, where the guest's unix dial arrives", () =>
+    it.effect("hybrid listens on <path>_<port>, where the guest's unix dial arrives", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const path = join(tempDir(), "fc.sock")
@@ -419,13 +437,13 @@ export const socketFileSuite = (name: string, layer: Layer.Layer<Transport>) =>
   describe(`${name} socket files`, () => {
     const port = 0x40000003
 
-    it.scoped("creates <path>_<port> 0600 in a new 0700 directory and removes it with the scope", () =>
+    it.effect("creates <path>_<port> 0600 in a new 0700 directory and removes it with the scope", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const dir = join(tempDir(), "nested", "run")
         const path = join(dir, "vm.sock")
         const scope = yield* Scope.make()
-        yield* transport.listen(new HybridAddress({ path }), port).pipe(Scope.extend(scope))
+        yield* transport.listen(new HybridAddress({ path }), port).pipe(Scope.provide(scope))
         expect(statSync(dir).mode & 0o777).toBe(0o700)
         const file = statSync(`${path}_${port}`)
         expect(file.isSocket()).toBe(true)
@@ -435,7 +453,7 @@ export const socketFileSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("refuses a directory that group or others can write", () =>
+    it.effect("refuses a directory that group or others can write", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         for (const mode of [0o777, 0o1777, 0o720]) {
@@ -452,7 +470,7 @@ export const socketFileSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("replaces a stale socket file left by a dead process", () =>
+    it.effect("replaces a stale socket file left by a dead process", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const path = join(tempDir(), "vm.sock")
@@ -472,14 +490,14 @@ export const socketFileSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("refuses a socket a live process listens on, and a path that is not a socket", () =>
+    it.effect("refuses a socket a live process listens on, and a path that is not a socket", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const path = join(tempDir(), "vm.sock")
         const file = `${path}_${port}`
         const other = net.createServer()
         yield* Effect.acquireRelease(
-          Effect.async<void>((resume) => {
+          Effect.callback<void>((resume) => {
             other.listen(file, () => resume(Effect.void))
           }),
           () => Effect.sync(() => other.close())
@@ -494,7 +512,7 @@ export const socketFileSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
-    it.scoped("refuses a path longer than AF_UNIX allows", () =>
+    it.effect("refuses a path longer than AF_UNIX allows", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
         const path = join(tempDir(), "x".repeat(120))

@@ -13,7 +13,7 @@ const fresh = () => {
 conformance("Transport.layerMemory", Transport.layerMemory, fresh, "memory")
 conformance("Transport.layerNode memory://", Transport.layerNode, fresh, "memory")
 
-it.scoped("each layer instance is its own network; sharing the layer shares it", () =>
+it.effect("each layer instance is its own network; sharing the layer shares it", () =>
   Effect.gen(function* () {
     const address = new MemoryAddress({ name: "shared" })
     const host = yield* Effect.provide(
@@ -32,7 +32,7 @@ it.scoped("each layer instance is its own network; sharing the layer shares it",
   })
 )
 
-it.scoped("host and guest share one network through one provided layer", () =>
+it.effect("host and guest share one network through one provided layer", () =>
   Effect.gen(function* () {
     const transport = yield* Transport
     const address = new MemoryAddress({ name: "uvm" })
@@ -45,7 +45,7 @@ it.scoped("host and guest share one network through one provided layer", () =>
   }).pipe(Effect.provide(Transport.layerMemory))
 )
 
-it.scoped("the memory layer refuses other families with a typed error", () =>
+it.effect("the memory layer refuses other families with a typed error", () =>
   Effect.gen(function* () {
     const transport = yield* Transport
     for (const address of [
@@ -62,7 +62,7 @@ it.scoped("the memory layer refuses other families with a typed error", () =>
   }).pipe(Effect.provide(Transport.layerMemory))
 )
 
-it.scoped("a full accept queue refuses further connects", () =>
+it.effect("a full accept queue refuses further connects", () =>
   Effect.gen(function* () {
     const transport = yield* Transport
     const address = new MemoryAddress({ name: "busy" })

@@ -8,16 +8,16 @@
 import { describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
 import { spawn } from "node:child_process"
-import { setImmediate } from "node:timers"
 import { chmodSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { expect } from "vitest"
 import * as native from "@gcs-bridge/native"
 import { HvsockAddress, Transport, UnixAddress, VsockAddress, HybridAddress } from "../src/index.js"
 import { MemoryNetwork } from "../src/internal/memory.js"
-import { loadNative, nativeService } from "../src/internal/service.js"
+import { loadNative, makeService } from "../src/internal/service.js"
 import {
-  adjustOnceSleeping,
+  expire,
+  nextTurn,
   conformance,
   hybridSuite,
   readAll,
@@ -54,7 +54,7 @@ slowConsumer("Transport.layer unix", Transport.layer, () => new UnixAddress({ pa
 const uid = process.getuid?.() ?? 0
 
 describe("Transport.layer Unix peer credentials", () => {
-  it.scoped("reports the peer's uid", () =>
+  it.effect("reports the peer's uid", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const address = new UnixAddress({ path: join(tempDir(), "vm.sock") })
@@ -65,13 +65,10 @@ describe("Transport.layer Unix peer credentials", () => {
     }).pipe(Effect.provide(Transport.layer))
   )
 
-  it.scoped("refuses a peer of another uid (not root): logged, closed, never accepted", () =>
+  it.effect("refuses a peer of another uid (not root): logged, closed, never accepted", () =>
     Effect.gen(function* () {
       const logs: Array<string> = []
-      const logger = Logger.replace(
-        Logger.defaultLogger,
-        Logger.make(({ message }) => void logs.push(String(message)))
-      )
+      const logger = Logger.layer([Logger.make(({ message }) => void logs.push(String(message)))])
       const path = join(tempDir(), "vm.sock")
       const file = `${path}_1`
       const stranger = 65534
@@ -81,7 +78,9 @@ describe("Transport.layer Unix peer credentials", () => {
       const expectUid = uid === 0 ? 0 : uid + 1
       const layer = Layer.effect(
         Transport,
-        Effect.map(loadNative, (module) => nativeService(new MemoryNetwork(), module, { uid: expectUid }))
+        Effect.map(loadNative(), (module) =>
+          makeService(new MemoryNetwork(), "Transport.layer", module, { uid: expectUid })
+        )
       )
       yield* Effect.gen(function* () {
         const transport = yield* Transport
@@ -89,7 +88,7 @@ describe("Transport.layer Unix peer credentials", () => {
         if (uid === 0) {
           chmodSync(dirname(file), 0o711)
           chmodSync(file, 0o666)
-          const exitCode = yield* Effect.async<number | null>((resume) => {
+          const exitCode = yield* Effect.callback<number | null>((resume) => {
             const child = spawn(
               process.execPath,
               [
@@ -107,11 +106,11 @@ describe("Transport.layer Unix peer credentials", () => {
           const client = yield* transport.connect(new UnixAddress({ path }), 1)
           expect((yield* readAll(client)).length).toBe(0)
         }
-        const waiting = yield* Effect.fork(Effect.scoped(listener.accept({ timeout: "1 second" })))
-        yield* adjustOnceSleeping("1 second")
+        const waiting = yield* Effect.forkChild(Effect.scoped(listener.accept({ timeout: "1 second" })))
+        yield* expire(waiting, "1 second")
         expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("AcceptTimeout")
       }).pipe(Effect.provide(Layer.merge(layer, logger)))
-      yield* Effect.yieldNow()
+      yield* Effect.yieldNow
       expect(
         logs.some((line) => line.includes(`Unix peer uid ${uid === 0 ? stranger : uid} is neither`))
       ).toBe(true)
@@ -122,35 +121,39 @@ describe("Transport.layer Unix peer credentials", () => {
 describe("Transport.layer vsock and hvsock (listen side only)", () => {
   const vsock = native.supports("vsock")
 
-  it.scoped(
-    "vsock: listens on CID any and honours the accept deadline, or reports a missing vsock transport",
-    () =>
-      Effect.gen(function* () {
-        const transport = yield* Transport
-        const port = 0x7000_0000 + (process.pid % 0x1000)
-        for (const address of [new VsockAddress({ cid: "any" }), new VsockAddress({ cid: 3 })]) {
-          if (vsock) {
-            const scope = yield* Scope.make()
-            const listener = yield* transport.listen(address, port).pipe(Scope.extend(scope))
-            expect(listener.description).toBe(`vsock://${address.cid} port ${port}`)
-            const waiting = yield* Effect.fork(Effect.scoped(listener.accept({ timeout: "50 millis" })))
-            yield* adjustOnceSleeping("50 millis")
-            expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("AcceptTimeout")
-            // Closing mid-accept fails the accept.
-            const pending = yield* Effect.fork(Effect.scoped(listener.accept()))
-            yield* Effect.yieldNow()
-            yield* Scope.close(scope, Exit.void)
-            expect((yield* transportFailure(Fiber.join(pending))).reason).toBe("Closed")
-          } else {
-            const error = yield* transportFailure(transport.listen(address, port))
-            expect(error.reason).toBe("Listen")
-            expect(error.code).toBe("EAFNOSUPPORT")
-          }
+  it.effect.skipIf(!vsock)("vsock: listens on CID any and honours the accept deadline", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const port = 0x7000_0000 + (process.pid % 0x1000)
+      for (const address of [new VsockAddress({ cid: "any" }), new VsockAddress({ cid: 3 })]) {
+        {
+          const scope = yield* Scope.make()
+          const listener = yield* transport.listen(address, port).pipe(Scope.provide(scope))
+          expect(listener.description).toBe(`vsock://${address.cid} port ${port}`)
+          const waiting = yield* Effect.forkChild(Effect.scoped(listener.accept({ timeout: "50 millis" })))
+          yield* expire(waiting, "50 millis")
+          expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("AcceptTimeout")
+          // Closing mid-accept fails the accept.
+          const pending = yield* Effect.forkChild(Effect.scoped(listener.accept()))
+          yield* Effect.yieldNow
+          yield* Scope.close(scope, Exit.void)
+          expect((yield* transportFailure(Fiber.join(pending))).reason).toBe("Closed")
         }
-      }).pipe(Effect.provide(Transport.layer))
+      }
+    }).pipe(Effect.provide(Transport.layer))
   )
 
-  it.scoped("vsock://any cannot be dialled (refused before any socket is made)", () =>
+  it.effect.skipIf(vsock)("vsock: a kernel without a vsock transport is reported as a missing family", () =>
+    Effect.gen(function* () {
+      const error = yield* transportFailure(
+        Effect.flatMap(Transport, (transport) => transport.listen(new VsockAddress({ cid: "any" }), 1))
+      )
+      expect(error.reason).toBe("Listen")
+      expect(error.code).toBe("EAFNOSUPPORT")
+    }).pipe(Effect.provide(Transport.layer))
+  )
+
+  it.effect("vsock://any cannot be dialled (refused before any socket is made)", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const error = yield* transportFailure(transport.connect(new VsockAddress({ cid: "any" }), 1))
@@ -159,7 +162,7 @@ describe("Transport.layer vsock and hvsock (listen side only)", () => {
     }).pipe(Effect.provide(Transport.layer))
   )
 
-  it.scoped("hvsock is refused with EAFNOSUPPORT where the platform has no AF_HYPERV", () =>
+  it.effect("hvsock is refused with EAFNOSUPPORT where the platform has no AF_HYPERV", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const address = new HvsockAddress({ vmId: "6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1" })
@@ -172,13 +175,61 @@ describe("Transport.layer vsock and hvsock (listen side only)", () => {
   )
 })
 
+describe("Transport.layer without @gcs-bridge/native (an optional dependency)", () => {
+  const missing = Layer.effect(
+    Transport,
+    Effect.map(
+      loadNative(() => Promise.reject(new Error("Cannot find package '@gcs-bridge/native'"))),
+      (native) => makeService(new MemoryNetwork(), "Transport.layer", native)
+    )
+  )
+
+  it.effect("vsock and hvsock fail with a typed error that names the package and why it is needed", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      for (const address of [
+        new VsockAddress({ cid: 3 }),
+        new VsockAddress({ cid: "any" }),
+        new HvsockAddress({ vmId: "6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1" })
+      ]) {
+        for (const [phase, attempt] of [
+          ["Listen", Effect.asVoid(transport.listen(address, 1))],
+          ["Connect", Effect.asVoid(transport.connect(address, 1))]
+        ] as const) {
+          const error = yield* transportFailure(attempt)
+          expect(error.reason).toBe(phase)
+          expect(error.code).toBe("EAFNOSUPPORT")
+          expect(error.message).toContain("needs the optional package @gcs-bridge/native")
+          expect(error.message).toContain("AF_VSOCK / AF_HYPERV")
+          expect(error.message).toContain("Cannot find package '@gcs-bridge/native'")
+          expect(error.message).toContain("unix:// and hybrid:// work without it")
+        }
+      }
+    }).pipe(Effect.provide(missing))
+  )
+
+  it.effect("unix and hybrid still work, through Node's net", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const path = join(tempDir(), "fc.sock")
+      const listener = yield* transport.listen(new HybridAddress({ path }), 5)
+      const guest = yield* transport.connect(new UnixAddress({ path }), 5)
+      const host = yield* listener.accept()
+      // Node's net cannot tell the peer's uid; the native engine can.
+      expect(host.peer).toEqual({ family: "unix", port: 5 })
+      yield* guest.write(Buffer.from("no addon"))
+      yield* guest.endWrite
+      expect((yield* readAll(host)).toString()).toBe("no addon")
+    }).pipe(Effect.provide(missing))
+  )
+})
+
 describe("Transport.layer releases what it opened", () => {
   it.effect("no engine handle outlives the scopes of a listener, an accepted and a dialled connection", () =>
     Effect.gen(function* () {
       // A closed handle leaves the count in the loop's close phase, which follows the
       // check phase of setImmediate: two turns of the loop are enough.
-      const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
-      const settle = Effect.zipRight(turn, turn)
+      const settle = Effect.andThen(nextTurn, nextTurn)
       yield* settle
       const before = native.openHandles()
       yield* Effect.scoped(

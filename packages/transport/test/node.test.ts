@@ -28,7 +28,7 @@ conformance(
 hybridSuite("Transport.layerNode", Transport.layerNode)
 socketFileSuite("Transport.layerNode", Transport.layerNode)
 
-it.scoped("layerNode refuses vsock and hvsock with a typed error", () =>
+it.effect("layerNode refuses vsock and hvsock with a typed error", () =>
   Effect.gen(function* () {
     const transport = yield* Transport
     for (const address of [

@@ -1,12 +1,13 @@
 import { describe, it } from "@effect/vitest"
-import { Effect, Fiber, Logger } from "effect"
+import { Effect, Exit, Fiber, Logger, References, Scope } from "effect"
 import { expect } from "vitest"
 import type { Address, PeerIdentity } from "../src/index.js"
 import { HvsockAddress, HybridAddress, MemoryAddress, UnixAddress, VsockAddress } from "../src/index.js"
-import { ListenerCore } from "../src/internal/listener.js"
+import { makeListener } from "../src/internal/listener.js"
 import { memoryPair } from "../src/internal/memory.js"
 import { peerRefusal } from "../src/internal/peer.js"
-import { adjustOnceSleeping, transportFailure } from "./helpers.js"
+import { expire, transportFailure } from "./helpers.js"
+import type { RawSocket } from "../src/internal/rawSocket.js"
 
 const vm = "6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1"
 const otherVm = "0a6bd3f4-1e1c-4f49-9a1c-2b3c4d5e6f70"
@@ -40,108 +41,101 @@ describe("peerRefusal", () => {
   })
 })
 
-describe("ListenerCore", () => {
-  it.scoped("refuses an unexpected peer: logged, closed, never accepted", () =>
+/** Resolves once `raw` reports the end of its stream. */
+const ended = (raw: RawSocket) =>
+  Effect.callback<boolean>((resume) => {
+    raw.bind({
+      data: () => {},
+      end: () => resume(Effect.succeed(true)),
+      error: () => resume(Effect.succeed(false)),
+      drain: () => {}
+    })
+    raw.readStart()
+  })
+
+describe("the listener core", () => {
+  it.effect("refuses an unexpected peer: logged, closed, never accepted", () =>
     Effect.gen(function* () {
       const logs: Array<string> = []
       const address = new VsockAddress({ cid: 3 })
       const run = Effect.gen(function* () {
-        const runtime = yield* Effect.runtime<never>()
-        const core = new ListenerCore({
+        const scope = yield* Scope.make()
+        const core = yield* makeListener({
           address,
           port: 0x40000001,
           target: { address: "vsock://3", port: 0x40000001 },
           verify: (peer: PeerIdentity) => peerRefusal(address, peer, undefined),
-          maxPending: 4,
-          runtime
-        })
-        const listener = core.toListener()
+          maxPending: 4
+        }).pipe(Scope.provide(scope))
         const [intruder, intruderListenerSide] = memoryPair()
         core.offer({ raw: intruderListenerSide, peer: { family: "vsock", cid: 4, port: 0x40000001 } })
         // Nothing was queued: the accept runs into its deadline.
-        const waiting = yield* Effect.fork(Effect.scoped(listener.accept({ timeout: "1 second" })))
-        yield* adjustOnceSleeping("1 second")
+        const waiting = yield* Effect.forkChild(Effect.scoped(core.listener.accept({ timeout: "1 second" })))
+        yield* expire(waiting, "1 second")
         expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("AcceptTimeout")
         // The intruder saw its connection closed.
-        const eof = yield* Effect.async<boolean>((resume) => {
-          intruder.onData((chunk) => resume(Effect.succeed(chunk === null)))
-          intruder.readStart()
-        })
-        expect(eof).toBe(true)
+        expect(yield* ended(intruder)).toBe(true)
         // The expected VM gets through.
         const [, guestListenerSide] = memoryPair()
         core.offer({ raw: guestListenerSide, peer: { family: "vsock", cid: 3, port: 0x40000001 } })
-        const accepted = yield* listener.accept()
+        const accepted = yield* core.listener.accept()
         expect(accepted.peer).toEqual({ family: "vsock", cid: 3, port: 0x40000001 })
-        core.close()
+        yield* Scope.close(scope, Exit.void)
       })
       yield* run.pipe(
         Effect.provide(
-          Logger.replace(
-            Logger.defaultLogger,
-            Logger.make(({ message, annotations }) => {
-              logs.push(`${String(message)} ${JSON.stringify(Object.fromEntries(annotations))}`)
+          Logger.layer([
+            Logger.make(({ message, fiber }) => {
+              const annotations = fiber.getRef(References.CurrentLogAnnotations)
+              logs.push(`${String(message)} ${JSON.stringify(annotations)}`)
             })
-          )
+          ])
         )
       )
       // The log is written by a forked fiber; let it run.
-      yield* Effect.yieldNow()
+      yield* Effect.yieldNow
       expect(logs.some((line) => line.includes("refused connection: vsock peer CID 4 is not 3"))).toBe(true)
       expect(logs.some((line) => line.includes("vsock cid 4"))).toBe(true)
     })
   )
 
-  it.scoped("connections waiting when the listener closes are closed, not leaked", () =>
+  it.effect("connections waiting when the listener closes are closed, not leaked", () =>
     Effect.gen(function* () {
-      const runtime = yield* Effect.runtime<never>()
-      const core = new ListenerCore({
+      const scope = yield* Scope.make()
+      const core = yield* makeListener({
         address: new MemoryAddress({ name: "x" }),
         port: 1,
         target: { address: "memory://x", port: 1 },
-        verify: () => undefined,
-        maxPending: 4,
-        runtime
-      })
+        maxPending: 4
+      }).pipe(Scope.provide(scope))
       const [client, server] = memoryPair()
       core.offer({ raw: server, peer: { family: "memory", port: 1 } })
-      core.close()
-      const ended = yield* Effect.async<boolean>((resume) => {
-        client.onData((chunk) => resume(Effect.succeed(chunk === null)))
-        client.readStart()
-      })
-      expect(ended).toBe(true)
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* ended(client)).toBe(true)
       // Offers after close are closed at once as well.
       const [late, lateServer] = memoryPair()
       core.offer({ raw: lateServer, peer: { family: "memory", port: 1 } })
-      const lateEnded = yield* Effect.async<boolean>((resume) => {
-        late.onData((chunk) => resume(Effect.succeed(chunk === null)))
-        late.readStart()
-      })
-      expect(lateEnded).toBe(true)
+      expect(yield* ended(late)).toBe(true)
+      expect((yield* transportFailure(Effect.scoped(core.listener.accept()))).reason).toBe("Closed")
     })
   )
 
-  it.scoped("a full accept queue pauses the engine and an accept resumes it", () =>
+  it.effect("a full accept queue pauses the engine and an accept resumes it", () =>
     Effect.gen(function* () {
-      const runtime = yield* Effect.runtime<never>()
       const events: Array<string> = []
-      const core = new ListenerCore({
+      const core = yield* makeListener({
         address: new MemoryAddress({ name: "x" }),
         port: 1,
         target: { address: "memory://x", port: 1 },
-        verify: () => undefined,
         maxPending: 1,
         pauseSource: () => events.push("pause"),
-        resumeSource: () => events.push("resume"),
-        runtime
+        resumeSource: () => events.push("resume")
       })
       const [, server] = memoryPair()
       core.offer({ raw: server, peer: { family: "memory", port: 1 } })
       expect(events).toEqual(["pause"])
-      yield* core.toListener().accept()
+      yield* core.listener.accept()
       expect(events).toEqual(["pause", "resume"])
-      core.close()
     })
   )
 })

@@ -33,7 +33,7 @@ const liveBytes = (): { heap: number; rss: number } => {
 /** Registers the slow-consumer test for `layer`; `address()` gives a fresh address. */
 export const slowConsumer = (name: string, layer: Layer.Layer<Transport>, address: () => Address) =>
   describe(`${name}: a slow consumer holds memory bounded`, () => {
-    it.scopedLive(
+    it.live(
       "256 MiB to a consumer that sleeps between pulls",
       () =>
         Effect.gen(function* () {

@@ -1,16 +1,17 @@
 /**
- * The one Connection implementation, over any RawSocket.
+ * The one Connection implementation, over any RawSocket: the only place that
+ * holds a socket's state machine.
  *
- * Reading: a consumer pull takes whatever is queued and re-arms the socket, so
- * at most `readAhead` bytes plus one engine read are held per connection; once
- * the queue reaches `readAhead` the socket is stopped until the next pull.
- * Wakers only signal: the bytes are taken by the pulling fiber itself, so an
- * interrupted pull never loses data.
+ * Reading: inbound chunks go to a Queue; a consumer pull takes all of it and
+ * re-arms the socket, so at most `readAhead` bytes plus one engine read are
+ * held; once the queue reaches `readAhead` the socket is stopped until the
+ * next pull.
  *
- * Writing: the engine queues; a write that leaves the queue above its
- * high-water mark waits for the drain signal.
+ * Writing: the engine queues; a write that leaves it above its high-water
+ * mark waits on a latch the drain opens. The half-close is issued once the
+ * engine's queue is flushed. The first failure fails reads and writes alike.
  */
-import { Chunk, Deferred, Effect, Exit, FiberId, Option, Sink, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Latch, Queue, Sink, Stream } from "effect"
 import type { Scope } from "effect"
 import type { Connection, PeerIdentity } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
@@ -33,275 +34,189 @@ export interface MakeConnectionOptions {
   readonly readAhead?: number
 }
 
-class ConnectionState {
-  private queue: Array<Uint8Array> = []
-  private queued = 0
-  private reading = false
-  private eof = false
-  private closed = false
-  private consumed = false
-  private readFailure: TransportError | undefined
-  private writeFailure: TransportError | undefined
-  private writeEnded = false
-  private needDrain = false
-  private readWaiter: (() => void) | undefined
-  private readonly drainWaiters = new Set<() => void>()
-  private readonly shutdownDone: Deferred.Deferred<void, TransportError> = Deferred.unsafeMake(FiberId.none)
-  private shutdownStarted = false
-  private readonly readAhead: number
-
-  constructor(private readonly options: MakeConnectionOptions) {
-    this.readAhead = options.readAhead ?? DefaultReadAhead
-    for (const chunk of options.initial ?? []) {
-      if (chunk.length > 0) {
-        this.queue.push(chunk)
-        this.queued += chunk.length
-      }
-    }
-    const raw = options.raw
-    raw.onData((chunk) => this.onData(chunk))
-    raw.onError((error) => this.onError(error))
-    raw.onDrain(() => this.onDrain())
-  }
-
-  private get raw(): RawSocket {
-    return this.options.raw
-  }
-
-  private closedError(what: string): TransportError {
-    return transportError(
-      "Closed",
-      this.options.target,
-      `${what} on a closed connection (${this.options.description})`
-    )
-  }
-
-  private onData(chunk: Uint8Array | null): void {
-    if (this.closed) return
-    if (chunk === null) {
-      this.eof = true
-      this.reading = false
-    } else if (chunk.length > 0) {
-      this.queue.push(chunk)
-      this.queued += chunk.length
-      if (this.reading && this.queued >= this.readAhead) {
-        this.reading = false
-        this.raw.readStop()
-      }
-    }
-    this.wakeReader()
-  }
-
-  private onError(error: RawError): void {
-    if (this.closed) return
-    const where = this.options.description
-    this.readFailure ??= transportError("Read", this.options.target, `${where}: ${error.message}`, error)
-    this.writeFailure ??= transportError("Write", this.options.target, `${where}: ${error.message}`, error)
-    this.reading = false
-    Deferred.unsafeDone(this.shutdownDone, Exit.fail(this.writeFailure))
-    this.wakeReader()
-    this.wakeWriters()
-  }
-
-  private onDrain(): void {
-    this.needDrain = false
-    this.wakeWriters()
-  }
-
-  private wakeReader(): void {
-    const waiter = this.readWaiter
-    if (waiter !== undefined) {
-      this.readWaiter = undefined
-      waiter()
-    }
-  }
-
-  private wakeWriters(): void {
-    for (const waiter of [...this.drainWaiters]) waiter()
-  }
-
-  private startReading(): void {
-    if (!this.reading && !this.closed && !this.eof && this.readFailure === undefined) {
-      this.reading = true
-      this.raw.readStart()
-    }
-  }
-
-  /** What a pull yields right now, or undefined when it has to wait. */
-  private take(): Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<TransportError>> | undefined {
-    if (this.closed) return Effect.fail(Option.some(this.closedError("read")))
-    if (this.queue.length > 0) {
-      const chunks = Chunk.unsafeFromArray(this.queue)
-      this.queue = []
-      this.queued = 0
-      // Read ahead while the consumer works on what it just took.
-      this.startReading()
-      return Effect.succeed(chunks)
-    }
-    if (this.readFailure !== undefined) return Effect.fail(Option.some(this.readFailure))
-    if (this.eof) return Effect.fail(Option.none())
-    return undefined
-  }
-
-  readonly pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<TransportError>> = Effect.suspend(
-    () =>
-      this.take() ??
-      Effect.async<Chunk.Chunk<Uint8Array>, Option.Option<TransportError>>((resume) => {
-        const waiter = () => resume(this.pull)
-        this.readWaiter = waiter
-        this.startReading()
-        return Effect.sync(() => {
-          if (this.readWaiter === waiter) this.readWaiter = undefined
-        })
-      })
-  )
-
-  readonly claim: Effect.Effect<void, TransportError, Scope.Scope> = Effect.acquireRelease(
-    Effect.suspend(() => {
-      if (this.consumed) {
-        return Effect.fail(
-          transportError(
-            "Read",
-            this.options.target,
-            `${this.options.description}: the stream already has a consumer (a Connection's stream is single-consumer)`
-          )
-        )
-      }
-      this.consumed = true
-      return Effect.void
-    }),
-    () =>
-      Effect.sync(() => {
-        this.consumed = false
-        if (this.reading) {
-          this.reading = false
-          this.raw.readStop()
-        }
-      })
-  )
-
-  private writeBlocked(): TransportError | undefined {
-    if (this.closed) return this.closedError("write")
-    if (this.writeFailure !== undefined) return this.writeFailure
-    if (this.writeEnded) {
-      return transportError(
-        "Write",
-        this.options.target,
-        `${this.options.description}: write after endWrite`,
-        { code: "EPIPE", syscall: "write", message: "write after end" }
-      )
-    }
-    return undefined
-  }
-
-  private readonly awaitDrain: Effect.Effect<void, TransportError> = Effect.async<void, TransportError>(
-    (resume) => {
-      const settle = (): boolean => {
-        const blocked = this.closed ? this.closedError("write") : this.writeFailure
-        if (blocked !== undefined) resume(Effect.fail(blocked))
-        else if (!this.needDrain) resume(Effect.void)
-        else return false
-        return true
-      }
-      if (settle()) return
-      const waiter = () => {
-        if (settle()) this.drainWaiters.delete(waiter)
-      }
-      this.drainWaiters.add(waiter)
-      return Effect.sync(() => {
-        this.drainWaiters.delete(waiter)
-      })
-    }
-  )
-
-  private send(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportError> {
-    return Effect.suspend(() => {
-      const blocked = this.writeBlocked()
-      if (blocked !== undefined) return Effect.fail(blocked)
-      const nonEmpty = chunks.filter((c) => c.length > 0)
-      if (nonEmpty.length === 0) return Effect.void
-      let belowHighWater: boolean
-      try {
-        belowHighWater = nonEmpty.length === 1 ? this.raw.write(nonEmpty[0]!) : this.raw.writev(nonEmpty)
-      } catch (cause) {
-        const error = toRawError(cause, "write")
-        this.onError(error)
-        return Effect.fail(this.writeFailure!)
-      }
-      if (belowHighWater) return Effect.void
-      this.needDrain = true
-      return this.awaitDrain
-    })
-  }
-
-  readonly write = (chunk: Uint8Array): Effect.Effect<void, TransportError> => this.send([chunk])
-
-  readonly writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportError> =>
-    this.send(chunks)
-
-  readonly endWrite: Effect.Effect<void, TransportError> = Effect.suspend(() => {
-    if (!this.shutdownStarted) {
-      const blocked = this.writeBlocked()
-      if (blocked !== undefined) return Effect.fail(blocked)
-      this.shutdownStarted = true
-      this.writeEnded = true
-      this.raw.shutdown((error) => {
-        Deferred.unsafeDone(
-          this.shutdownDone,
-          error === null
-            ? Exit.void
-            : Exit.fail(
-                transportError(
-                  "Write",
-                  this.options.target,
-                  `${this.options.description}: ${error.message}`,
-                  error
-                )
-              )
-        )
-      })
-    }
-    return Deferred.await(this.shutdownDone)
-  })
-
-  readonly close: Effect.Effect<void> = Effect.sync(() => this.closeNow())
-
-  closeNow(): void {
-    if (this.closed) return
-    this.closed = true
-    this.queue = []
-    this.queued = 0
-    this.reading = false
-    this.raw.close()
-    // Building an error is not free (Schema class, stack): only for a half-close still in flight.
-    if (this.shutdownStarted) Deferred.unsafeDone(this.shutdownDone, Exit.fail(this.closedError("endWrite")))
-    this.wakeReader()
-    this.wakeWriters()
-  }
-}
-
 /**
- * A Connection over `options.raw`, closed when the current scope closes. Takes
- * ownership of the socket (and closes it on scope exit).
+ * A Connection over `options.raw`, which it owns from now on: closed when the
+ * current scope closes.
  */
 export const makeConnection = (
   options: MakeConnectionOptions
 ): Effect.Effect<Connection, never, Scope.Scope> =>
   Effect.map(
-    Effect.acquireRelease(
-      Effect.sync(() => new ConnectionState(options)),
-      (state) => state.close
-    ),
-    (state): Connection => ({
-      description: options.description,
-      peer: options.peer,
-      stream: Stream.unwrapScoped(Effect.as(state.claim, Stream.repeatEffectChunkOption(state.pull))),
-      write: state.write,
-      writeAll: state.writeAll,
-      sink: Sink.forEachChunk((chunks: Chunk.Chunk<Uint8Array>) =>
-        state.writeAll(Chunk.toReadonlyArray(chunks))
-      ),
-      endWrite: state.endWrite,
-      close: state.close
+    Effect.acquireRelease(open(options), (state) => Effect.sync(state.close)),
+    (state) => state.connection
+  )
+
+const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
+  const { raw, target, description } = options
+  const readAhead = options.readAhead ?? DefaultReadAhead
+  const inbox = yield* Queue.make<Uint8Array, TransportError | Cause.Done>()
+  const drained = yield* Latch.make(true)
+  const halfClosed = yield* Deferred.make<void, TransportError>()
+  let buffered = 0
+  let reading = false
+  let ended = false
+  let closed = false
+  let consumed = false
+  let writeEnded = false
+  let shutdownIssued = false
+  let readFailure: TransportError | undefined
+  let writeFailure: TransportError | undefined
+
+  const closedError = (what: string) =>
+    transportError("Closed", target, `${what} on a closed connection (${description})`)
+
+  const stopReading = () => {
+    if (!reading) return
+    reading = false
+    raw.readStop()
+  }
+  const startReading = () => {
+    if (reading || closed || ended || readFailure !== undefined || buffered >= readAhead) return
+    reading = true
+    raw.readStart()
+  }
+  const fail = (error: RawError) => {
+    if (closed || writeFailure !== undefined) return
+    reading = false
+    readFailure = transportError("Read", target, `${description}: ${error.message}`, error)
+    writeFailure = transportError("Write", target, `${description}: ${error.message}`, error)
+    Queue.failCauseUnsafe(inbox, Cause.fail(readFailure))
+    Deferred.doneUnsafe(halfClosed, Exit.fail(writeFailure))
+    drained.openUnsafe()
+  }
+  const shutdownWhenFlushed = () => {
+    if (!writeEnded || shutdownIssued || closed || writeFailure !== undefined || raw.queued > 0) return
+    shutdownIssued = true
+    try {
+      raw.shutdown()
+      Deferred.doneUnsafe(halfClosed, Exit.void)
+    } catch (cause) {
+      fail(toRawError(cause, "shutdown"))
+    }
+  }
+
+  raw.bind({
+    data: (chunk) => {
+      if (closed || chunk.length === 0) return
+      Queue.offerUnsafe(inbox, chunk)
+      buffered += chunk.length
+      if (buffered >= readAhead) stopReading()
+    },
+    end: () => {
+      ended = true
+      reading = false
+      Queue.endUnsafe(inbox)
+    },
+    error: fail,
+    drain: () => {
+      drained.openUnsafe()
+      shutdownWhenFlushed()
+    }
+  })
+  for (const chunk of options.initial ?? []) {
+    Queue.offerUnsafe(inbox, chunk)
+    buffered += chunk.length
+  }
+
+  const pull = Effect.suspend(() => {
+    if (closed) return Effect.fail(closedError("read"))
+    startReading()
+    return Effect.map(Queue.takeAll(inbox), (chunks) => {
+      for (const chunk of chunks) buffered -= chunk.length
+      // Read ahead while the consumer works on what it just took.
+      startReading()
+      return chunks
+    })
+  })
+
+  const claim = Effect.acquireRelease(
+    Effect.suspend(() => {
+      if (!consumed) {
+        consumed = true
+        return Effect.void
+      }
+      return Effect.fail(
+        transportError(
+          "Read",
+          target,
+          `${description}: the stream already has a consumer (a Connection's stream is single-consumer)`
+        )
+      )
+    }),
+    () =>
+      Effect.sync(() => {
+        consumed = false
+        stopReading()
+      })
+  )
+
+  const blocked = (): TransportError | undefined =>
+    closed
+      ? closedError("write")
+      : (writeFailure ??
+        (writeEnded
+          ? transportError("Write", target, `${description}: write after endWrite`, {
+              code: "EPIPE",
+              syscall: "write",
+              message: "write after end"
+            })
+          : undefined))
+
+  const afterDrain = Effect.andThen(
+    drained.await,
+    Effect.suspend(() => {
+      const error = closed ? closedError("write") : writeFailure
+      return error === undefined ? Effect.void : Effect.fail(error)
     })
   )
+
+  const writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportError> =>
+    Effect.suspend(() => {
+      const error = blocked()
+      if (error !== undefined) return Effect.fail(error)
+      const nonEmpty =
+        chunks.length === 1 && chunks[0]!.length > 0 ? chunks : chunks.filter((c) => c.length > 0)
+      if (nonEmpty.length === 0) return Effect.void
+      try {
+        if (raw.write(nonEmpty)) return Effect.void
+      } catch (cause) {
+        fail(toRawError(cause, "write"))
+        return Effect.fail(writeFailure!)
+      }
+      drained.closeUnsafe()
+      return afterDrain
+    })
+
+  const endWrite = Effect.suspend(() => {
+    if (!writeEnded) {
+      const error = blocked()
+      if (error !== undefined) return Effect.fail(error)
+      writeEnded = true
+      shutdownWhenFlushed()
+    }
+    return Deferred.await(halfClosed)
+  })
+
+  const close = () => {
+    if (closed) return
+    closed = true
+    reading = false
+    raw.close()
+    // A pending read and a half-close still in flight end with `Closed`.
+    Queue.failCauseUnsafe(inbox, Cause.fail(closedError("read")))
+    if (writeEnded) Deferred.doneUnsafe(halfClosed, Exit.fail(closedError("endWrite")))
+    drained.openUnsafe()
+  }
+
+  const connection: Connection = {
+    description,
+    peer: options.peer,
+    stream: Stream.unwrap(Effect.as(claim, Stream.fromPull(Effect.succeed(pull)))),
+    write: (chunk) => writeAll([chunk]),
+    writeAll,
+    sink: Sink.forEachArray(writeAll),
+    endWrite,
+    close: Effect.sync(close)
+  }
+  return { connection, close }
+})

@@ -27,3 +27,11 @@ export const transportError = (
 /** `"<address> port <port>"`, the description of connections and listeners. */
 export const describe = (target: Target): string =>
   target.port === undefined ? target.address : `${target.address} port ${target.port}`
+
+/** The error of an address family a layer does not carry. */
+export const unsupported = (phase: "Listen" | "Connect", target: Target, why: string) =>
+  transportError(phase, target, why, {
+    code: "EAFNOSUPPORT",
+    syscall: phase === "Listen" ? "socket" : "connect",
+    message: "address family not supported"
+  })

@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import type { TransportError } from "../TransportError.js"
 import type { Target } from "./errors.js"
 import { transportError } from "./errors.js"
-import type { RawSocket } from "./rawSocket.js"
+import type { RawError, RawSocket } from "./rawSocket.js"
 import { toRawError } from "./rawSocket.js"
 
 /** Longest acceptable answer line: `OK 4294967295\n` is 14 bytes. */
@@ -35,7 +35,7 @@ export const hybridHandshake = (
   port: number,
   target: Target
 ): Effect.Effect<HandshakeResult, TransportError> =>
-  Effect.async<HandshakeResult, TransportError>((resume) => {
+  Effect.callback<HandshakeResult, TransportError>((resume) => {
     let received = Buffer.alloc(0)
     let settled = false
     const settle = (effect: Effect.Effect<HandshakeResult, TransportError>) => {
@@ -44,6 +44,12 @@ export const hybridHandshake = (
       raw.readStop()
       resume(effect)
     }
+    const failed = (error: RawError) =>
+      settle(
+        Effect.fail(
+          transportError("Connect", target, `hybrid vsock handshake failed: ${error.message}`, error)
+        )
+      )
     // A VMM that hangs up refuses the connection (nothing listens on that guest
     // port); one that answers anything but `OK <n>` is refused by us.
     const refuse = (why: string, code: "ECONNREFUSED" | "EPROTO") =>
@@ -56,54 +62,35 @@ export const hybridHandshake = (
           })
         )
       )
-    raw.onError((error) =>
-      settle(
-        Effect.fail(
-          transportError("Connect", target, `hybrid vsock handshake failed: ${error.message}`, error)
-        )
-      )
-    )
-    raw.onData((chunk) => {
-      if (settled) return
-      if (chunk === null) {
-        return refuse(
+    const notOk = (answer: Uint8Array, more = "") =>
+      refuse(`the VMM answered CONNECT ${port} with ${printable(answer)}${more}, not OK <port>`, "EPROTO")
+    raw.bind({
+      data: (chunk) => {
+        if (settled) return
+        received = Buffer.concat([received, chunk])
+        const end = received.indexOf(LineFeed)
+        if (end < 0) {
+          if (received.length > MaxReplyBytes) notOk(received.subarray(0, MaxReplyBytes), "…")
+          return
+        }
+        const match = /^OK ([0-9]{1,10})$/.exec(received.subarray(0, end).toString("latin1"))
+        const assignedPort = match === null ? Number.NaN : Number(match[1])
+        if (!(assignedPort <= 0xffffffff)) return notOk(received.subarray(0, end + 1))
+        const rest = received.subarray(end + 1)
+        settle(Effect.succeed({ leftover: rest.length > 0 ? [rest] : [], assignedPort }))
+      },
+      end: () =>
+        refuse(
           `the VMM closed the connection without answering CONNECT ${port}: nothing accepts on guest port ${port}`,
           "ECONNREFUSED"
-        )
-      }
-      received = Buffer.concat([received, chunk])
-      const end = received.indexOf(LineFeed)
-      if (end < 0) {
-        if (received.length > MaxReplyBytes) {
-          refuse(
-            `the VMM answered CONNECT ${port} with ${printable(received.subarray(0, MaxReplyBytes))}…, not OK <port>`,
-            "EPROTO"
-          )
-        }
-        return
-      }
-      const line = received.subarray(0, end).toString("latin1")
-      const match = /^OK ([0-9]{1,10})$/.exec(line)
-      const assignedPort = match === null ? Number.NaN : Number(match[1])
-      if (!(assignedPort <= 0xffffffff)) {
-        return refuse(
-          `the VMM answered CONNECT ${port} with ${printable(received.subarray(0, end + 1))}, not OK <port>`,
-          "EPROTO"
-        )
-      }
-      const rest = received.subarray(end + 1)
-      settle(Effect.succeed({ leftover: rest.length > 0 ? [rest] : [], assignedPort }))
+        ),
+      error: failed,
+      drain: () => {}
     })
     try {
-      raw.write(Buffer.from(`CONNECT ${port}\n`, "latin1"))
+      raw.write([Buffer.from(`CONNECT ${port}\n`, "latin1")])
     } catch (cause) {
-      const error = toRawError(cause, "write")
-      settle(
-        Effect.fail(
-          transportError("Connect", target, `hybrid vsock handshake failed: ${error.message}`, error)
-        )
-      )
-      return
+      return failed(toRawError(cause, "write"))
     }
     raw.readStart()
     return Effect.sync(() => {

@@ -1,16 +1,15 @@
 /**
  * The one Listener implementation. Engines offer each accepted socket with the
  * peer's identity; the peer is checked on arrival (a refused peer is logged and
- * closed at once, never queued), queued up to a bound, and handed to `accept`.
- * As with reads, a waiting accept is only woken: the socket is taken by the
- * accepting fiber in an uninterruptible step that also gives it to the
- * caller's scope, so a timed-out or interrupted accept loses nothing.
+ * closed at once, never queued), queued up to a bound, and handed to `accept`,
+ * which takes it from the queue and gives it to the caller's scope in one
+ * uninterruptible step, so a timed-out or interrupted accept loses nothing.
  */
-import { Effect, Option, Runtime } from "effect"
+import { Cause, Effect, Queue } from "effect"
 import type { Scope } from "effect"
 import type { Address } from "../Address.js"
-import type { Connection, PeerIdentity } from "../Connection.js"
-import type { AcceptOptions, Listener } from "../Listener.js"
+import type { PeerIdentity } from "../Connection.js"
+import type { Listener } from "../Listener.js"
 import type { TransportError } from "../TransportError.js"
 import { makeConnection } from "./connection.js"
 import type { Target } from "./errors.js"
@@ -24,199 +23,131 @@ export interface Incoming {
 }
 
 /** How an engine plugs into the shared listener. */
-export interface ListenerCoreOptions {
+export interface ListenerOptions {
   readonly address: Address
   readonly port: number
   readonly target: Target
   /** Why `peer` must be refused, or undefined to accept it. */
-  readonly verify: (peer: PeerIdentity) => string | undefined
+  readonly verify?: (peer: PeerIdentity) => string | undefined
   /** Accepted-but-not-yet-taken connections held at most. */
   readonly maxPending: number
   /** Called when the queue is full and when it has room again (an engine that can stop accepting does so). */
   readonly pauseSource?: () => void
   readonly resumeSource?: () => void
-  /** Where refusals are logged. */
-  readonly runtime: Runtime.Runtime<never>
 }
 
-const describePeer = (peer: PeerIdentity): string => {
-  const parts: Array<string> = [peer.family]
-  if (peer.cid !== undefined) parts.push(`cid ${peer.cid}`)
-  if (peer.vmId !== undefined) parts.push(`vm ${peer.vmId}`)
-  if (peer.uid !== undefined) parts.push(`uid ${peer.uid}`)
-  return parts.join(" ")
+/** What an engine drives. */
+export interface ListenerCore {
+  readonly listener: Listener
+  /** An engine accepted `incoming`: check it, then queue it or refuse it. */
+  readonly offer: (incoming: Incoming) => void
+  /** Whether `offer` would queue a connection now (the in-memory engine refuses connects otherwise). */
+  readonly hasRoom: () => boolean
+  /** Logs a problem that does not stop the listener (a transient accept failure). */
+  readonly warn: (message: string) => void
+  /** The engine failed: connections already queued are still accepted, then accepts fail with `error`. */
+  readonly fail: (error: TransportError) => void
 }
 
-/** Accept queue, peer checks and lifetime of one listener. */
-export class ListenerCore {
-  private readonly pending: Array<Incoming> = []
-  private readonly waiters = new Set<() => void>()
-  private closed = false
-  private failure: TransportError | undefined
-  private paused = false
-  readonly description: string
+const describePeer = (peer: PeerIdentity): string =>
+  [
+    peer.family,
+    ...(peer.cid === undefined ? [] : [`cid ${peer.cid}`]),
+    ...(peer.vmId === undefined ? [] : [`vm ${peer.vmId}`]),
+    ...(peer.uid === undefined ? [] : [`uid ${peer.uid}`])
+  ].join(" ")
 
-  constructor(private readonly options: ListenerCoreOptions) {
-    this.description = describe(options.target)
-  }
+/**
+ * A listener whose lifetime is the current scope: closing it closes the
+ * connections still queued and fails waiting accepts with `Closed`.
+ */
+export const makeListener = Effect.fnUntraced(function* (
+  options: ListenerOptions
+): Effect.fn.Return<ListenerCore, never, Scope.Scope> {
+  const { target, maxPending } = options
+  const description = describe(target)
+  const context = yield* Effect.context<never>()
+  const queue = yield* Queue.make<Incoming, TransportError>()
+  let closed = false
+  let paused = false
 
-  private log(message: string, peer: PeerIdentity | undefined): void {
-    Runtime.runFork(this.options.runtime)(
+  const log = (message: string, peer?: PeerIdentity) =>
+    Effect.runForkWith(context)(
       Effect.logWarning(message).pipe(
         Effect.annotateLogs({
-          listener: this.description,
+          listener: description,
           ...(peer === undefined ? {} : { peer: describePeer(peer) })
         })
       )
     )
-  }
 
-  /** Whether `offer` would queue a connection now (the in-memory engine refuses connects otherwise). */
-  hasRoom(): boolean {
-    return !this.closed && this.pending.length < this.options.maxPending
-  }
-
-  /** An engine accepted `incoming`: check it, then queue it or refuse it. */
-  offer(incoming: Incoming): void {
-    if (this.closed) {
-      incoming.raw.close()
-      return
-    }
-    const refusal = this.options.verify(incoming.peer)
-    if (refusal !== undefined) {
-      incoming.raw.close()
-      this.log(`refused connection: ${refusal}`, incoming.peer)
-      return
-    }
-    if (this.pending.length >= this.options.maxPending) {
-      incoming.raw.close()
-      this.log(
-        `refused connection: ${this.pending.length} connections already wait for accept`,
-        incoming.peer
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      closed = true
+      for (let next = Queue.takeUnsafe(queue); next?._tag === "Success"; next = Queue.takeUnsafe(queue)) {
+        next.value.raw.close()
+      }
+      Queue.failCauseUnsafe(
+        queue,
+        Cause.fail(transportError("Closed", target, `accept on a closed listener (${description})`))
       )
-      return
-    }
-    this.pending.push(incoming)
-    if (this.pending.length >= this.options.maxPending && this.options.pauseSource !== undefined) {
-      this.paused = true
-      this.options.pauseSource()
-    }
-    this.wake()
-  }
-
-  /** Logs a problem that does not stop the listener (a transient accept failure). */
-  warn(message: string): void {
-    this.log(message, undefined)
-  }
-
-  /** The engine failed; pending and future accepts fail with `error`. */
-  fail(error: TransportError): void {
-    this.failure ??= error
-    this.log(`listener failed: ${error.message}`, undefined)
-    this.wake()
-  }
-
-  /** Stops the listener: queued connections are closed, waiting accepts fail with `Closed`. */
-  close(): void {
-    if (this.closed) return
-    this.closed = true
-    for (const incoming of this.pending.splice(0)) incoming.raw.close()
-    this.wake()
-  }
-
-  private wake(): void {
-    for (const waiter of [...this.waiters]) waiter()
-  }
-
-  private readonly available: Effect.Effect<void, TransportError> = Effect.async<void, TransportError>(
-    (resume) => {
-      const settle = (): boolean => {
-        if (this.closed) {
-          resume(
-            Effect.fail(
-              transportError(
-                "Closed",
-                this.options.target,
-                `accept on a closed listener (${this.description})`
-              )
-            )
-          )
-        } else if (this.pending.length > 0) resume(Effect.void)
-        else if (this.failure !== undefined) resume(Effect.fail(this.failure))
-        else return false
-        return true
-      }
-      if (settle()) return
-      const waiter = () => {
-        if (settle()) this.waiters.delete(waiter)
-      }
-      this.waiters.add(waiter)
-      return Effect.sync(() => {
-        this.waiters.delete(waiter)
-      })
-    }
+    })
   )
 
-  private takeOne(): Incoming | undefined {
-    const next = this.pending.shift()
-    if (
-      this.paused &&
-      this.pending.length < this.options.maxPending &&
-      this.options.resumeSource !== undefined
-    ) {
-      this.paused = false
-      this.options.resumeSource()
-    }
-    return next
-  }
+  const take = Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(restore(Queue.take(queue)), (incoming) => {
+      if (paused && Queue.sizeUnsafe(queue) < maxPending) {
+        paused = false
+        options.resumeSource?.()
+      }
+      return makeConnection({ raw: incoming.raw, target, description, peer: incoming.peer })
+    })
+  )
 
-  private readonly attempt: Effect.Effect<Option.Option<Connection>, TransportError, Scope.Scope> =
-    Effect.uninterruptibleMask((restore) =>
-      Effect.zipRight(
-        restore(this.available),
-        Effect.suspend(() => {
-          const next = this.takeOne()
-          return next === undefined
-            ? Effect.succeedNone
-            : Effect.asSome(
-                makeConnection({
-                  raw: next.raw,
-                  target: this.options.target,
-                  description: this.description,
-                  peer: next.peer
+  const listener: Listener = {
+    address: options.address,
+    port: options.port,
+    description,
+    accept: (acceptOptions) =>
+      acceptOptions?.timeout === undefined
+        ? take
+        : Effect.timeoutOrElse(take, {
+            duration: acceptOptions.timeout,
+            orElse: () =>
+              Effect.fail(
+                transportError("AcceptTimeout", target, `no connection to ${description} arrived in time`, {
+                  code: "ETIMEDOUT",
+                  syscall: "accept",
+                  message: "accept timed out"
                 })
               )
-        })
-      )
-    )
+          })
+  }
 
-  private readonly acceptLoop: Effect.Effect<Connection, TransportError, Scope.Scope> = Effect.flatMap(
-    this.attempt,
-    Option.match({ onNone: () => this.acceptLoop, onSome: Effect.succeed })
-  )
-
-  /** The Listener seen by users. */
-  toListener(): Listener {
-    return {
-      address: this.options.address,
-      port: this.options.port,
-      description: this.description,
-      accept: (options?: AcceptOptions) => this.accept(options)
+  return {
+    listener,
+    hasRoom: () => !closed && Queue.sizeUnsafe(queue) < maxPending,
+    warn: (message) => log(message),
+    fail: (error) => {
+      log(`listener failed: ${error.message}`)
+      Queue.failCauseUnsafe(queue, Cause.fail(error))
+    },
+    offer: (incoming) => {
+      const refusal = closed
+        ? undefined
+        : (options.verify?.(incoming.peer) ??
+          (Queue.sizeUnsafe(queue) >= maxPending
+            ? `${maxPending} connections already wait for accept`
+            : undefined))
+      if (closed || refusal !== undefined || !Queue.offerUnsafe(queue, incoming)) {
+        incoming.raw.close()
+        if (refusal !== undefined) log(`refused connection: ${refusal}`, incoming.peer)
+        return
+      }
+      if (Queue.sizeUnsafe(queue) >= maxPending && options.pauseSource !== undefined) {
+        paused = true
+        options.pauseSource()
+      }
     }
   }
-
-  private accept(options?: AcceptOptions): Effect.Effect<Connection, TransportError, Scope.Scope> {
-    return options?.timeout === undefined
-      ? this.acceptLoop
-      : Effect.timeoutFail(this.acceptLoop, {
-          duration: options.timeout,
-          onTimeout: () =>
-            transportError(
-              "AcceptTimeout",
-              this.options.target,
-              `no connection to ${this.description} arrived in time`,
-              { code: "ETIMEDOUT", syscall: "accept", message: "accept timed out" }
-            )
-        })
-  }
-}
+})

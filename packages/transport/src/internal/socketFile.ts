@@ -13,9 +13,11 @@ import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import { dirname, resolve } from "node:path"
 import { Effect } from "effect"
+import type { Scope } from "effect"
 import type { TransportError } from "../TransportError.js"
 import type { Target } from "./errors.js"
 import { transportError } from "./errors.js"
+import { ourUid } from "./peer.js"
 import { toRawError } from "./rawSocket.js"
 
 /** Longest AF_UNIX path on Linux (sun_path is 108 bytes including the NUL). */
@@ -24,169 +26,132 @@ export const MaxSocketPathBytes = 107
 /** The Unix socket that serves vsock port `port` of a hybrid / unix address. */
 export const portSocketPath = (path: string, port: number): string => `${path}_${port}`
 
-/** Identity of a socket file this process bound. */
-export interface SocketFileIdentity {
-  readonly path: string
-  readonly dev: number
-  readonly ino: number
-}
-
-const listenError = (target: Target, message: string, cause?: unknown): TransportError =>
-  transportError("Listen", target, message, cause === undefined ? undefined : toRawError(cause))
-
-const errnoOf = (cause: unknown): string | undefined =>
-  typeof cause === "object" && cause !== null && typeof (cause as { code?: unknown }).code === "string"
-    ? (cause as { code: string }).code
-    : undefined
-
-const ourUid = (): number | undefined => (typeof process.getuid === "function" ? process.getuid() : undefined)
-
 /** Fails unless `path` fits in sun_path. */
-export const checkSocketPathLength = (path: string, target: Target, phase: "Listen" | "Connect") =>
-  Buffer.byteLength(path) > MaxSocketPathBytes
-    ? Effect.fail(
+export const checkSocketPathLength = (path: string, target: Target, phase: "Listen" | "Connect") => {
+  const bytes = Buffer.byteLength(path)
+  return bytes <= MaxSocketPathBytes
+    ? Effect.void
+    : Effect.fail(
         transportError(
           phase,
           target,
-          `socket path ${JSON.stringify(path)} is ${Buffer.byteLength(path)} bytes; AF_UNIX allows ${MaxSocketPathBytes}`,
-          { code: "ENAMETOOLONG", syscall: phase === "Listen" ? "bind" : "connect", message: "path too long" }
+          `socket path ${JSON.stringify(path)} is ${bytes} bytes; AF_UNIX allows ${MaxSocketPathBytes}`,
+          {
+            code: "ENAMETOOLONG",
+            syscall: phase === "Listen" ? "bind" : "connect",
+            message: "path too long"
+          }
         )
       )
-    : Effect.void
+}
 
-/** Ensures the directory of `path` exists, is a directory, and is writable by its owner only. */
-const secureDirectory = (path: string, target: Target): Effect.Effect<void, TransportError> =>
-  Effect.tryPromise({
-    try: async () => {
-      const dir = dirname(resolve(path))
-      let stat = await fs.stat(dir).catch((cause: unknown) => {
-        if (errnoOf(cause) === "ENOENT") return undefined
-        throw cause
-      })
-      if (stat === undefined) {
-        await fs.mkdir(dir, { recursive: true, mode: 0o700 })
-        await fs.chmod(dir, 0o700)
-        stat = await fs.stat(dir)
-      }
-      if (!stat.isDirectory()) return `${dir} is not a directory`
-      if (process.platform === "win32") return undefined
-      const uid = ourUid()
-      if (uid !== undefined && stat.uid !== uid && stat.uid !== 0) {
-        return `directory ${dir} belongs to uid ${stat.uid}, not to this process (uid ${uid}) or root`
-      }
-      if ((stat.mode & 0o022) !== 0) {
-        const mode = (stat.mode & 0o7777).toString(8).padStart(4, "0")
-        return `directory ${dir} (mode ${mode}) is writable by group or others, who could replace the socket; use a directory of mode 0700`
-      }
-      return undefined
-    },
-    catch: (cause) => listenError(target, `cannot prepare the directory of ${path}: ${String(cause)}`, cause)
-  }).pipe(
-    Effect.flatMap((problem) =>
-      problem === undefined
-        ? Effect.void
-        : Effect.fail(
-            transportError("Listen", target, `refusing to listen on ${path}: ${problem}`, {
-              code: "EPERM",
-              syscall: "bind",
-              message: problem
-            })
-          )
-    )
-  )
+/** A refusal to bind: the errno to report and why. */
+class Refusal {
+  constructor(
+    readonly code: string,
+    readonly why: string
+  ) {}
+}
 
-/** Whether a live process accepts connections on the socket at `path`. */
-const probeLive = (path: string): Promise<"live" | "stale" | "gone"> =>
+const ignoring = (code: string) => (cause: unknown) => {
+  if ((cause as { code?: unknown }).code !== code) throw cause
+  return undefined
+}
+
+/** Whether a live process accepts connections on the socket at `path`. Only a refusal proves that nobody listens. */
+const probeLive = (path: string): Promise<boolean> =>
   new Promise((done) => {
     const socket = net.createConnection({ path })
-    const finish = (result: "live" | "stale" | "gone") => {
+    const finish = (live: boolean) => {
       clearTimeout(timer)
       socket.destroy()
-      done(result)
+      done(live)
     }
     // A listener too busy to answer within a second is alive.
-    const timer = setTimeout(() => finish("live"), 1000)
-    socket.once("connect", () => finish("live"))
-    // Only a refusal proves that nobody listens; any other failure keeps the file.
-    socket.once("error", (cause) => {
-      const code = errnoOf(cause)
-      finish(code === "ECONNREFUSED" ? "stale" : code === "ENOENT" ? "gone" : "live")
-    })
+    const timer = setTimeout(() => finish(true), 1000)
+    socket.once("connect", () => finish(true))
+    socket.once("error", (cause: NodeJS.ErrnoException) =>
+      finish(cause.code !== "ECONNREFUSED" && cause.code !== "ENOENT")
+    )
   })
 
 /**
- * Makes `path` ready to be bound: a secure directory, and no file in the way.
- * A socket file that no process answers on is removed; anything else is an
- * error (a live listener: `EADDRINUSE`; a regular file or a symlink: refused
- * rather than deleted).
+ * Makes `path` ready to be bound: a directory that exists and that only its
+ * owner (or root) can write, and no file in the way. A socket file that no
+ * process answers on is removed; anything else is refused (a live listener:
+ * `EADDRINUSE`; a regular file or a symlink: `EEXIST`, never deleted).
  */
-export const prepareSocketFile = (path: string, target: Target): Effect.Effect<void, TransportError> =>
-  Effect.zipRight(
-    Effect.zipRight(checkSocketPathLength(path, target, "Listen"), secureDirectory(path, target)),
-    Effect.tryPromise({
-      try: async (): Promise<string | undefined> => {
-        const existing = await fs.lstat(path).catch((cause: unknown) => {
-          if (errnoOf(cause) === "ENOENT") return undefined
-          throw cause
-        })
-        if (existing === undefined) return undefined
-        if (!existing.isSocket()) return `${path} exists and is not a socket; refusing to replace it`
-        const state = await probeLive(path)
-        if (state === "live") return "live"
-        await fs.unlink(path).catch((cause: unknown) => {
-          if (errnoOf(cause) !== "ENOENT") throw cause
-        })
-        return undefined
-      },
-      catch: (cause) => listenError(target, `cannot inspect ${path}: ${String(cause)}`, cause)
-    }).pipe(
-      Effect.flatMap((problem) =>
-        problem === undefined
-          ? Effect.void
-          : Effect.fail(
-              problem === "live"
-                ? transportError(
-                    "Listen",
-                    target,
-                    `${path} is in use by a live listener (or cannot be probed)`,
-                    {
-                      code: "EADDRINUSE",
-                      syscall: "bind",
-                      message: "address in use"
-                    }
-                  )
-                : transportError("Listen", target, problem, {
-                    code: "EEXIST",
-                    syscall: "bind",
-                    message: problem
-                  })
-            )
-      )
+const prepare = async (path: string): Promise<Refusal | undefined> => {
+  const dir = dirname(resolve(path))
+  let stat = await fs.stat(dir).catch(ignoring("ENOENT"))
+  if (stat === undefined) {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 })
+    await fs.chmod(dir, 0o700)
+    stat = await fs.stat(dir)
+  }
+  const refuse = (why: string) => new Refusal("EPERM", `refusing to listen on ${path}: ${why}`)
+  if (!stat.isDirectory()) return refuse(`${dir} is not a directory`)
+  const uid = ourUid()
+  if (process.platform !== "win32" && uid !== undefined && stat.uid !== uid && stat.uid !== 0) {
+    return refuse(`directory ${dir} belongs to uid ${stat.uid}, not to this process (uid ${uid}) or root`)
+  }
+  if (process.platform !== "win32" && (stat.mode & 0o022) !== 0) {
+    const mode = (stat.mode & 0o7777).toString(8).padStart(4, "0")
+    return refuse(
+      `directory ${dir} (mode ${mode}) is writable by group or others, who could replace the socket; use a directory of mode 0700`
     )
-  )
+  }
+  const existing = await fs.lstat(path).catch(ignoring("ENOENT"))
+  if (existing === undefined) return undefined
+  if (!existing.isSocket())
+    return new Refusal("EEXIST", `${path} exists and is not a socket; refusing to replace it`)
+  if (await probeLive(path))
+    return new Refusal("EADDRINUSE", `${path} is in use by a live listener (or cannot be probed)`)
+  await fs.unlink(path).catch(ignoring("ENOENT"))
+  return undefined
+}
 
-/** Restricts the freshly bound socket file to its owner and records its identity. */
-export const claimSocketFile = (
+/**
+ * Runs `listen` (which binds `path`) once the path is prepared, then restricts
+ * the file it created to its owner; the current scope removes the file again
+ * if it is still the one bound here.
+ */
+export const listenOnSocketFile = <A>(
   path: string,
-  target: Target
-): Effect.Effect<SocketFileIdentity, TransportError> =>
-  Effect.tryPromise({
-    try: async () => {
-      if (process.platform !== "win32") await fs.chmod(path, 0o600)
-      const stat = await fs.lstat(path)
-      return { path, dev: stat.dev, ino: stat.ino }
-    },
-    catch: (cause) => listenError(target, `cannot restrict ${path} to mode 0600: ${String(cause)}`, cause)
-  })
-
-/** Removes the socket file if it is still the one this listener bound. Never fails. */
-export const removeSocketFile = (identity: SocketFileIdentity): Effect.Effect<void> =>
-  Effect.promise(async () => {
-    try {
-      const stat = await fs.lstat(identity.path)
-      if (stat.isSocket() && stat.dev === identity.dev && stat.ino === identity.ino)
-        await fs.unlink(identity.path)
-    } catch {
-      // Already gone (the engine may unlink on close) or replaced: nothing of ours is left.
+  target: Target,
+  listen: Effect.Effect<A, TransportError, Scope.Scope>
+): Effect.Effect<A, TransportError, Scope.Scope> => {
+  const attempt = <B>(what: string, f: () => Promise<B>) =>
+    Effect.tryPromise({
+      try: f,
+      catch: (cause) =>
+        transportError("Listen", target, `${what} ${path}: ${String(cause)}`, toRawError(cause))
+    })
+  return Effect.gen(function* () {
+    yield* checkSocketPathLength(path, target, "Listen")
+    const refusal = yield* attempt("cannot prepare", () => prepare(path))
+    if (refusal !== undefined) {
+      return yield* Effect.fail(
+        transportError("Listen", target, refusal.why, {
+          code: refusal.code,
+          syscall: "bind",
+          message: refusal.why
+        })
+      )
     }
+    const result = yield* listen
+    const bound = yield* attempt("cannot restrict to mode 0600", async () => {
+      if (process.platform !== "win32") await fs.chmod(path, 0o600)
+      return fs.lstat(path)
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        const now = await fs.lstat(path).catch(() => undefined)
+        // Already gone (the engine may unlink on close) or replaced: nothing of ours is left.
+        if (now?.isSocket() && now.dev === bound.dev && now.ino === bound.ino)
+          await fs.unlink(path).catch(() => {})
+      })
+    )
+    return result
   })
+}
