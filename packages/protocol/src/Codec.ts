@@ -1,11 +1,7 @@
 /**
- * Bodies ⇄ frames, both directions, on the hot path: every Schema decoder and
- * encoder is compiled once at module load, each payload is parsed with one
- * `JSON.parse`, results are `Result`s (no fibers, nothing thrown for bad input).
- *
- * Host side: {@link encodeRequest}, {@link decodeResponse}, {@link decodeResponseBase},
- * {@link decodeNotification}. Guest side: {@link decodeRequest}, {@link encodeResponse},
- * {@link encodeNotification}.
+ * Bodies ⇄ frames on the hot path: codecs compiled once at module load, one `JSON.parse` per payload,
+ * `Result`s (no fibers, nothing thrown for bad input). Host side: {@link encodeRequest}, {@link
+ * decodeResponse}, {@link decodeNotification}; guest side: {@link decodeRequest}, {@link encodeResponse}.
  */
 import { Result } from "effect"
 import { ContainerNotification } from "./Container.js"
@@ -19,6 +15,7 @@ import {
   classOf,
   MessageClass,
   NotifyContainer,
+  Proc,
   procName,
   procNames,
   procOf,
@@ -36,27 +33,12 @@ type Encoder = (input: unknown) => Result.Result<unknown, string>
 
 const compiled = Object.fromEntries(
   procNames.map((name) => {
-    const { proc, request, response } = Rpcs[name]
-    return [
-      name,
-      {
-        type: requestType(proc),
-        responseType: responseType(proc),
-        requestClass: request as unknown,
-        responseClass: response as unknown,
-        decodeRequest: decoder(request),
-        encodeRequest: encoder(request),
-        decodeResponse: decoder(response),
-        encodeResponse: encoder(response)
-      }
-    ]
+    const { request, response } = Rpcs[name]
+    const codecs = { decodeRequest: decoder(request), encodeRequest: encoder(request) }
+    return [name, { ...codecs, decodeResponse: decoder(response), encodeResponse: encoder(response) }]
   })
 ) as unknown as {
   readonly [N in ProcName]: {
-    readonly type: number
-    readonly responseType: number
-    readonly requestClass: new (props: unknown) => unknown
-    readonly responseClass: abstract new (...args: never) => unknown
     readonly decodeRequest: Decoder<RpcRequest<N>>
     readonly encodeRequest: Encoder
     readonly decodeResponse: Decoder<RpcResponse<N>>
@@ -74,12 +56,9 @@ const decodePropertiesV2Body = decoder(PropertiesV2)
 const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 const utf8Encoder = new TextEncoder()
 
-interface Where {
-  readonly messageType?: number | undefined
-  readonly id?: number | undefined
-}
+type Where = { readonly messageType?: number | undefined; readonly id?: number | undefined }
 
-const where = (at: Where | undefined) => ({
+const where = (at?: Where) => ({
   ...(at?.messageType === undefined ? {} : { messageType: at.messageType }),
   ...(at?.id === undefined ? {} : { id: at.id })
 })
@@ -89,61 +68,45 @@ export const parsePayload = (payload: Uint8Array, at?: Where): Result.Result<unk
   try {
     return Result.succeed(JSON.parse(utf8Decoder.decode(payload)) as unknown)
   } catch (e) {
-    return Result.fail(invalidJson(e, at))
+    const message = `payload is not JSON: ${(e as Error).message}`
+    return Result.fail(new ProtocolError({ reason: "InvalidJson", message, ...where(at) }))
   }
 }
 
-const invalidJson = (e: unknown, at: Where | undefined): ProtocolError =>
-  new ProtocolError({
-    reason: "InvalidJson",
-    message: `payload is not JSON: ${(e as Error).message}`,
-    ...where(at)
-  })
-
-const decodeWith = <A>(
-  decode: Decoder<A>,
-  what: string,
-  payload: Uint8Array,
-  at?: Where
-): Result.Result<A, ProtocolError> =>
-  Result.flatMap(parsePayload(payload, at), (json) => decodeValue(decode, what, json, at))
-
-const decodeValue = <A>(
-  decode: Decoder<A>,
-  what: string,
-  json: unknown,
-  at?: Where
-): Result.Result<A, ProtocolError> =>
+const decodeValue = <A>(decode: Decoder<A>, what: string, json: unknown, at?: Where) =>
   Result.mapError(
     decode(json),
     (message) => new ProtocolError({ reason: "InvalidBody", message: `${what}: ${message}`, ...where(at) })
   )
 
-const encodeFailed = (message: string, at: Where): ProtocolError =>
-  new ProtocolError({ reason: "EncodeFailed", message, ...where(at) })
+const decodeWith = <A>(decode: Decoder<A>, what: string, payload: Uint8Array, at?: Where) =>
+  Result.flatMap(parsePayload(payload, at), (json) => decodeValue(decode, what, json, at))
 
+// The host writes like Go's `json.Encoder` (HTML escaping off, trailing newline), the guest like
+// `json.Marshal`; the guest's encoders throw, since an invalid body there is a bug of the caller.
 const encodeWith = (
   encode: Encoder,
   what: string,
   body: unknown,
   type: number,
   id: number,
-  escapeHtml: boolean,
-  newline: boolean
+  host: boolean
 ): Result.Result<Uint8Array, ProtocolError> => {
-  const at = { messageType: type, id }
-  if (!Number.isSafeInteger(id) || id < 0) return Result.fail(encodeFailed(`invalid message id ${id}`, at))
+  const failed = (message: string) =>
+    Result.fail(new ProtocolError({ reason: "EncodeFailed", message, messageType: type, id }))
+  if (!Number.isSafeInteger(id) || id < 0) return failed(`invalid message id ${id}`)
   const encoded = encode(body)
-  if (Result.isFailure(encoded)) return Result.fail(encodeFailed(`${what}: ${encoded.failure}`, at))
+  if (Result.isFailure(encoded)) return failed(`${what}: ${encoded.failure}`)
   try {
-    const text = goStringify(encoded.success, { escapeHtml })
-    return Result.succeed(encodeFrame(type, id, utf8Encoder.encode(newline ? text + "\n" : text)))
+    const text = goStringify(encoded.success, { escapeHtml: !host })
+    return Result.succeed(encodeFrame(type, id, utf8Encoder.encode(host ? text + "\n" : text)))
   } catch (e) {
-    return Result.fail(encodeFailed(`${what}: ${e instanceof GoJsonError ? e.message : String(e)}`, at))
+    return failed(`${what}: ${e instanceof GoJsonError ? e.message : String(e)}`)
   }
 }
 
-const orThrow = <A>(result: Result.Result<A, ProtocolError>): A => {
+const encodeGuest = (encode: Encoder, what: string, body: unknown, type: number, id: number): Uint8Array => {
+  const result = encodeWith(encode, what, body, type, id, false)
   if (Result.isFailure(result)) throw result.failure
   return result.success
 }
@@ -151,29 +114,28 @@ const orThrow = <A>(result: Result.Result<A, ProtocolError>): A => {
 // ---------------------------------------------------------------- host side
 
 /**
- * Encodes a request frame exactly as the Go host does: fields in Go order,
- * `omitempty` applied, HTML escaping off in the outer document (on inside
- * JSON-in-string fields), and a trailing `"\n"` counted in the size.
+ * Encodes a request frame exactly as the Go host does: fields in Go order, `omitempty` applied, HTML escaping
+ * off in the outer document (on inside JSON-in-string fields), a trailing `"\n"` in the size.
  */
 export const encodeRequest = <N extends ProcName>(
   name: N,
   id: number,
   body: RpcRequest<N>
 ): Result.Result<Uint8Array, ProtocolError> => {
-  const c = compiled[name]
+  const { encodeRequest } = compiled[name]
   return encodeWith(
-    c.encodeRequest,
+    encodeRequest,
     `${name} request`,
-    asRequest(c.requestClass, body),
-    c.type,
+    asRequest(name, body),
+    requestType(Proc[name]),
     id,
-    false,
     true
   )
 }
 
 // A bare `RequestBase` stands for a request whose own fields are all optional (UpdateContainer).
-const asRequest = (cls: new (props: unknown) => unknown, body: unknown): unknown => {
+const asRequest = (name: ProcName, body: unknown): unknown => {
+  const cls = Rpcs[name].request as unknown as new (props: unknown) => unknown
   if (body instanceof cls || !(body instanceof RequestBase)) return body
   try {
     return new cls(body)
@@ -190,10 +152,7 @@ export const decodeResponse = <N extends ProcName>(
 ): Result.Result<RpcResponse<N>, ProtocolError> =>
   decodeWith(compiled[name].decodeResponse as Decoder<RpcResponse<N>>, `${name} response`, payload, at)
 
-/**
- * Decodes only the response base of a payload (for a response whose proc is
- * unknown, e.g. the sidecar's bare `0x20000000` replies).
- */
+/** Decodes only the response base of a payload (a reply to an unknown proc, e.g. the sidecar's). */
 export const decodeResponseBase = (
   payload: Uint8Array,
   at?: Where
@@ -224,61 +183,44 @@ export type DecodedRequest = {
 }[ProcName]
 
 /**
- * Decodes a request frame by its type word. A type that is not a request, or
- * a request for a procedure outside §3.2, fails with `UnknownType` (a guest
- * answers those with E_NOTIMPL, see {@link encodeResponseTo}).
+ * Decodes a request frame by its type word; not a request, or a procedure outside §3.2, fails with
+ * `UnknownType` (a guest answers those with E_NOTIMPL, see {@link encodeResponseTo}).
  */
 export const decodeRequest = (frame: Frame): Result.Result<DecodedRequest, ProtocolError> => {
   const at = { messageType: frame.type, id: frame.id }
   const name = classOf(frame.type) === MessageClass.Request ? procName(procOf(frame.type)) : undefined
   if (name === undefined) {
-    return Result.fail(
-      new ProtocolError({
-        reason: "UnknownType",
-        message: `not a known request: ${typeName(frame.type)}`,
-        ...at
-      })
-    )
+    const message = `not a known request: ${typeName(frame.type)}`
+    return Result.fail(new ProtocolError({ reason: "UnknownType", message, ...at }))
   }
   const body = decodeWith(compiled[name].decodeRequest, `${name} request`, frame.payload, at)
   return Result.map(body, (b) => ({ name, body: b }) as DecodedRequest)
 }
 
 /**
- * Encodes a response frame as the Linux GCS does (`json.Marshal`: HTML-escaped,
- * no trailing newline). `body` is the procedure's response, or a bare
- * {@link ResponseBase} for an error reply; a failed `Result` writes only the
- * base fields whatever the body, as the Linux GCS does. An invalid body is a bug of the
- * caller: it throws the `EncodeFailed` {@link ProtocolError}.
+ * Encodes a response frame as the Linux GCS does (`json.Marshal`: HTML-escaped, no trailing newline). `body`
+ * is the procedure's response, or a bare {@link ResponseBase} for an error reply; a failed `Result` writes
+ * only the base fields whatever the body. An invalid body throws the `EncodeFailed` {@link ProtocolError}.
  */
 export const encodeResponse = <N extends ProcName>(
   name: N,
   id: number,
   body: RpcResponse<N> | ResponseBase
 ): Uint8Array => {
-  const c = compiled[name]
-  // Like the Linux GCS, a failure carries only the base: no zero-valued proc fields.
   const full =
-    (body instanceof c.responseClass || !(body instanceof ResponseBase)) &&
+    (body instanceof Rpcs[name].response || !(body instanceof ResponseBase)) &&
     ((body as { readonly Result?: number }).Result ?? 0) === 0
-  return full
-    ? orThrow(encodeWith(c.encodeResponse, `${name} response`, body, c.responseType, id, true, false))
-    : orThrow(encodeWith(encodeResponseBaseBody, `${name} response`, body, c.responseType, id, true, false))
+  const encode = full ? compiled[name].encodeResponse : encodeResponseBaseBody
+  return encodeGuest(encode, `${name} response`, body, responseType(Proc[name]), id)
 }
 
 /**
- * Encodes a bare response to a request of any type word, including ones this
- * package does not know (type `0x20000000 | (requestType & 0x0FFFFFFF)`, §3.5).
- * Throws like {@link encodeResponse}.
+ * Encodes a bare response to a request of any type word, even unknown ones (type `0x20000000 | (requestType &
+ * 0x0FFFFFFF)`, §3.5). Throws like {@link encodeResponse}.
  */
 export const encodeResponseTo = (requestTypeWord: number, id: number, body: ResponseBase): Uint8Array =>
-  orThrow(
-    encodeWith(encodeResponseBaseBody, "response", body, responseType(requestTypeWord), id, true, false)
-  )
+  encodeGuest(encodeResponseBaseBody, "response", body, responseType(requestTypeWord), id)
 
-/**
- * Encodes a container notification frame (`0x30100101`, id 0) as the Linux GCS does.
- * Throws like {@link encodeResponse}.
- */
+/** Encodes a container notification frame (`0x30100101`, id 0) as the Linux GCS does; throws likewise. */
 export const encodeNotification = (body: ContainerNotification): Uint8Array =>
-  orThrow(encodeWith(encodeNotificationBody, "container notification", body, NotifyContainer, 0, true, false))
+  encodeGuest(encodeNotificationBody, "container notification", body, NotifyContainer, 0)

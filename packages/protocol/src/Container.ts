@@ -1,6 +1,6 @@
 /**
- * Container lifecycle bodies (§8.1, §8.13, §9): Create and its configuration
- * documents, the exit notification, the legacy UpdateContainer.
+ * Container lifecycle bodies (§8.1, §8.13, §9): Create and its configuration documents, the exit
+ * notification, the legacy UpdateContainer.
  */
 import { Schema } from "effect"
 import { RequestBase, ResponseBase } from "./Envelope.js"
@@ -10,9 +10,8 @@ import { SchemaVersion } from "./Negotiate.js"
 import { UvmConfig } from "./Uvm.js"
 
 /**
- * The LCOW `ContainerConfig` document (hcsshim's `linuxHostedSystem`, §8.1):
- * schema version (must be ≥ 2.1), bundle path, OCI runtime spec, scratch path.
- * All four keys are always written.
+ * The LCOW `ContainerConfig` document (hcsshim's `linuxHostedSystem`, §8.1): schema version (must be ≥ 2.1),
+ * bundle path, OCI runtime spec, scratch path. All four keys are always written.
  */
 export class LinuxHostedSystem extends Schema.Class<LinuxHostedSystem>("LinuxHostedSystem")({
   SchemaVersion: orZero(SchemaVersion, () => new SchemaVersion({ Major: 2, Minor: 1 })),
@@ -23,11 +22,10 @@ export class LinuxHostedSystem extends Schema.Class<LinuxHostedSystem>("LinuxHos
 }) {}
 
 /**
- * A Create `ContainerConfig` document: {@link UvmConfig} (recognised by its
- * `SystemType` key), {@link LinuxHostedSystem} (any other object without a WCOW
- * `Container`/`CWCOWHostedSystem` key), or any other JSON value kept raw (WCOW
- * `HostedSystem`, CWCOW documents, `null`). Class instances are encoded by their
- * Schema; plain objects are written as they are.
+ * A Create `ContainerConfig` document: {@link UvmConfig} (recognised by its `SystemType` key), {@link
+ * LinuxHostedSystem} (any other object without a WCOW `Container`/`CWCOWHostedSystem` key), or any other JSON
+ * value kept raw (WCOW `HostedSystem`, CWCOW documents, `null`). Class instances are encoded by their Schema;
+ * plain objects are written as they are.
  */
 export const ContainerConfig = polymorphic({
   identifier: "ContainerConfig",
@@ -46,15 +44,12 @@ export class ContainerCreate extends RequestBase.extend<ContainerCreate>("Contai
 }) {}
 
 /**
- * Create response. The Linux GCS also writes `"SelectedProtocolVersion":0`
- * (a protocol-v3 remnant); hosts ignore both extra fields.
+ * Create response. The Linux GCS also writes `"SelectedProtocolVersion":0` (a protocol-v3 remnant); hosts
+ * ignore both extra fields.
  */
 export class ContainerCreateResponse extends ResponseBase.extend<ContainerCreateResponse>(
   "ContainerCreateResponse"
-)({
-  SelectedVersion: omitEmpty(Schema.String),
-  SelectedProtocolVersion: orZero(Uint32)
-}) {}
+)({ SelectedVersion: omitEmpty(Schema.String), SelectedProtocolVersion: orZero(Uint32) }) {}
 
 /** Values of a notification's `Type` (§9.1). */
 export const NotificationType = {
@@ -81,9 +76,9 @@ export const ActiveOperation = {
 } as const
 
 /**
- * The container notification (`0x30100101`, id 0): the container's init process
- * has exited. Hosts route it by `ContainerId` and ignore the rest. `ResultInfo`
- * is JSON in a string: text that is not JSON fails to decode, as in Go.
+ * The container notification (`0x30100101`, id 0): the container's init process has exited. Hosts route it by
+ * `ContainerId` and ignore the rest. `ResultInfo` is JSON in a string: text that is not JSON fails to decode,
+ * as in Go.
  */
 export class ContainerNotification extends RequestBase.extend<ContainerNotification>("ContainerNotification")(
   {
@@ -96,11 +91,9 @@ export class ContainerNotification extends RequestBase.extend<ContainerNotificat
 ) {}
 
 /**
- * UpdateContainer request (§8.13, legacy): historically the base plus
- * `Resources` (OCI LinuxResources as JSON in a string); no current guest handles it.
+ * UpdateContainer request (§8.13, legacy): historically the base plus `Resources` (OCI LinuxResources as JSON
+ * in a string); no current guest handles it.
  */
 export class UpdateContainerRequest extends RequestBase.extend<UpdateContainerRequest>(
   "UpdateContainerRequest"
-)({
-  Resources: Schema.optional(JsonInString(JsonValue))
-}) {}
+)({ Resources: Schema.optional(JsonInString(JsonValue)) }) {}

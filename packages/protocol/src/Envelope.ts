@@ -1,14 +1,14 @@
 /**
- * The envelopes every body extends (§6): request base with its trace context,
- * response base with its HRESULT and error records.
+ * The envelopes every body extends (§6): request base with its trace context, response base with its HRESULT
+ * and error records.
  */
 import { Effect, Schema } from "effect"
 import { GoMap, HResultCode, lenient, omitEmpty, orZero, Uint32 } from "./GoSchema.js"
 import { Guid, NullGuid } from "./Guid.js"
 
 /**
- * W3C Trace Context carrier (`otsc`, §6.2): `traceparent`, and `tracestate` /
- * `baggage` when present. A Go map: keys written sorted.
+ * W3C Trace Context carrier (`otsc`, §6.2): `traceparent`, and `tracestate` / `baggage` when present. A Go
+ * map: keys written sorted.
  */
 export const OpenTelemetryCarrier = GoMap(Schema.String)
 
@@ -28,9 +28,9 @@ export class OpenCensusSpanContext extends Schema.Class<OpenCensusSpanContext>("
 }) {}
 
 /**
- * Fields every host→guest request starts with (§6.1), in Go's order.
- * `ContainerId` is the null GUID for UVM-level requests and `""` only for
- * NegotiateProtocol; `ActivityId` is always written (the Go host sends the null GUID).
+ * Fields every host→guest request starts with (§6.1), in Go's order. `ContainerId` is the null GUID for
+ * UVM-level requests and `""` only for NegotiateProtocol; `ActivityId` is always written (the Go host sends
+ * the null GUID).
  */
 export class RequestBase extends Schema.Class<RequestBase>("RequestBase")({
   ContainerId: lenient(Schema.String),
@@ -53,9 +53,9 @@ export class ErrorRecord extends Schema.Class<ErrorRecord>("ErrorRecord")({
 }) {}
 
 /**
- * Fields every guest→host response starts with (§6.3), in the Linux GCS's order.
- * `Result` is the HRESULT as an unsigned number (signed int32 on the wire);
- * it is required on the wire and defaults to success in the constructor.
+ * Fields every guest→host response starts with (§6.3), in the Linux GCS's order. `Result` is the HRESULT as
+ * an unsigned number (signed int32 on the wire); it is required on the wire and defaults to success in the
+ * constructor.
  */
 export class ResponseBase extends Schema.Class<ResponseBase>("ResponseBase")({
   Result: HResultCode.pipe(Schema.withConstructorDefault(Effect.succeed(0))),

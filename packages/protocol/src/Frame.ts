@@ -1,6 +1,6 @@
 /**
- * The 16-byte frame header (§2): `Type` u32, `Size` u32 (header included), `ID` u64,
- * all little-endian, followed by exactly `Size - 16` payload bytes.
+ * The 16-byte frame header (§2): `Type` u32, `Size` u32 (header included), `ID` u64, all little-endian,
+ * followed by exactly `Size - 16` payload bytes.
  */
 
 /** Size of the frame header in bytes. */
@@ -13,10 +13,8 @@ export const DefaultMaxFrameSize = 0x10000
 export const MaxWireSize = 0xffffffff
 
 /**
- * One message: the type word, the message id and the payload bytes (no header).
- *
- * `id` is the u64 header field as a number; ids above 2^53 lose precision,
- * which never matters because hosts allocate ids counting up from 0.
+ * One message: type word, id and payload bytes (no header). `id` is the u64 field as a number: ids above
+ * 2^53 would lose precision, which never matters because hosts count ids up from 0.
  */
 export interface Frame {
   readonly type: number
@@ -36,16 +34,12 @@ export const writeHeader = (target: Uint8Array, type: number, id: number, payloa
 }
 
 /**
- * Header and payload in one buffer, ready for a single write.
- *
- * Throws a `RangeError` (a caller bug) when the frame cannot be represented:
- * a payload longer than the 32-bit size field allows, or an id that is not a
- * non-negative safe integer.
+ * Header and payload in one buffer, ready for a single write. Throws a `RangeError` (a caller bug) for a
+ * payload the 32-bit size field cannot carry or an id that is not a non-negative safe integer.
  */
 export const encodeFrame = (type: number, id: number, payload: Uint8Array): Uint8Array => {
-  if (payload.length > MaxWireSize - HeaderSize) {
+  if (payload.length > MaxWireSize - HeaderSize)
     throw new RangeError(`frame payload of ${payload.length} bytes exceeds the 32-bit size field`)
-  }
   if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`invalid message id ${id}`)
   const frame = new Uint8Array(HeaderSize + payload.length)
   writeHeader(frame, type, id, payload.length)

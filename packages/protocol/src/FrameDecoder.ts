@@ -1,11 +1,8 @@
 /**
- * Bytes in any chunking → frames. This is the inbound hot path: one reader per
- * connection, header fields read straight from the chunk, payloads sliced (not
- * copied) when they lie in one chunk, and the size field checked against the
- * limit before anything is allocated for the frame.
+ * Bytes in any chunking → frames, the inbound hot path: header fields read straight from the chunk, payloads
+ * sliced (not copied) when they lie in one chunk, the size checked before anything is allocated.
  */
-import type { Array as Arr } from "effect"
-import { Cause, Channel, Effect, Pull, Stream } from "effect"
+import { Array as Arr, Cause, Channel, Effect, Pull, Stream } from "effect"
 import type { Frame } from "./Frame.js"
 import { DefaultMaxFrameSize, HeaderSize } from "./Frame.js"
 import { classOf, MessageClass, NotifyContainer, typeName } from "./MessageType.js"
@@ -19,11 +16,7 @@ export interface FrameReaderOptions {
   readonly acceptType?: ((type: number) => boolean) | undefined
 }
 
-/**
- * Accepts any request or response type word (including the sidecar's bare
- * `0x20000000`) and the container notification; rejects class 0, classes
- * 4-15 and unknown notifications.
- */
+/** Accepts any request or response type word (the sidecar's bare `0x20000000` too) and `NotifyContainer`. */
 export const defaultAcceptType = (type: number): boolean => {
   const cls = classOf(type)
   return cls === MessageClass.Request || cls === MessageClass.Response || type >>> 0 === NotifyContainer
@@ -35,9 +28,8 @@ const u32 = (b: Uint8Array, i: number): number =>
   (b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24)) >>> 0
 
 /**
- * Incremental, synchronous frame reader. `push` never throws: it returns the
- * frames completed by the chunk and, on the first protocol violation, records
- * a {@link ProtocolError} in `error` and ignores all later input.
+ * Incremental, synchronous frame reader. `push` never throws: it returns the frames the chunk completes and,
+ * on the first violation, records a {@link ProtocolError} in `error` and ignores later input.
  */
 export class FrameReader {
   /** The size limit in force. */
@@ -87,57 +79,38 @@ export class FrameReader {
     this.#buffered += chunk.length
     let out: Array<Frame> | undefined
     for (;;) {
-      if (this.#size < 0) {
-        if (this.#buffered < HeaderSize || !this.#readHeader()) break
-      }
+      if (this.#size < 0 && (this.#buffered < HeaderSize || !this.#readHeader())) break
       const length = this.#size - HeaderSize
       if (this.#buffered < length) break
-      const frame: Frame = { type: this.#type, id: this.#id, payload: this.#take(length) }
-      if (out === undefined) out = [frame]
-      else out.push(frame)
+      out ??= []
+      out.push({ type: this.#type, id: this.#id, payload: this.#take(length) })
       this.#size = -1
     }
     this.#compact()
     return out ?? noFrames
   }
 
-  /**
-   * Signals the end of the stream: `undefined` when it ended on a frame
-   * boundary, otherwise the error (a `Truncated` one, or the earlier violation).
-   */
+  /** Signals the end of the stream: `undefined` on a frame boundary, else the error that stopped it. */
   end(): ProtocolError | undefined {
-    if (this.#error !== undefined) return this.#error
-    if (this.#size >= 0) {
-      this.#error = new ProtocolError({
-        reason: "Truncated",
-        message:
-          `stream ended inside ${typeName(this.#type)} id ${this.#id} at offset ${this.#frameStart}: ` +
-          `${this.#buffered} of ${this.#size - HeaderSize} payload bytes received`,
-        offset: this.#frameStart,
-        messageType: this.#type,
-        id: this.#id
-      })
-    } else if (this.#buffered > 0) {
-      this.#error = new ProtocolError({
-        reason: "Truncated",
-        message: `stream ended inside a frame header at offset ${this.#offset}: ${this.#buffered} of ${HeaderSize} bytes received`,
-        offset: this.#offset
-      })
-    }
+    if (this.#error !== undefined || (this.#size < 0 && this.#buffered === 0)) return this.#error
+    const inFrame = this.#size >= 0
+    this.#error = new ProtocolError({
+      reason: "Truncated",
+      message: inFrame
+        ? `stream ended inside ${typeName(this.#type)} id ${this.#id} at offset ${this.#frameStart}: ${this.#buffered} of ${this.#size - HeaderSize} payload bytes received`
+        : `stream ended inside a frame header at offset ${this.#offset}: ${this.#buffered} of ${HeaderSize} bytes received`,
+      ...(inFrame
+        ? { offset: this.#frameStart, messageType: this.#type, id: this.#id }
+        : { offset: this.#offset })
+    })
     return this.#error
   }
 
   #readHeader(): boolean {
     const first = this.#chunks[this.#head]!
-    let bytes: Uint8Array
-    let at: number
-    if (first.length - this.#headPos >= HeaderSize) {
-      bytes = first
-      at = this.#headPos
-    } else {
-      bytes = this.#copyInto(this.#scratch, HeaderSize)
-      at = 0
-    }
+    const inFirst = first.length - this.#headPos >= HeaderSize
+    const bytes = inFirst ? first : this.#copyInto(this.#scratch, HeaderSize)
+    const at = inFirst ? this.#headPos : 0
     const type = u32(bytes, at)
     const size = u32(bytes, at + 4)
     const id = u32(bytes, at + 8) + u32(bytes, at + 12) * 0x100000000
@@ -148,9 +121,8 @@ export class FrameReader {
     }
     if (size < HeaderSize)
       return fail("Undersize", `invalid message size ${size} at offset ${start} (minimum ${HeaderSize})`)
-    if (size > this.maxFrameSize) {
+    if (size > this.maxFrameSize)
       return fail("Oversize", `invalid message size ${size} at offset ${start} (limit ${this.maxFrameSize})`)
-    }
     if (!this.#accept(type))
       return fail("UnknownType", `unexpected message type ${typeName(type)} at offset ${start}`)
     this.#advance(HeaderSize)
@@ -161,8 +133,7 @@ export class FrameReader {
     return true
   }
 
-  // Returns the next `length` bytes: a view into the current chunk when they
-  // lie in it, else one exact-size copy.
+  // A view into the current chunk when the bytes lie in it, else one exact-size copy.
   #take(length: number): Uint8Array {
     const first = this.#chunks[this.#head]
     if (first === undefined) return new Uint8Array(0)
@@ -216,16 +187,12 @@ export class FrameReader {
   }
 }
 
-/** Options of {@link decodeFrames}. */
-export type DecodeFramesOptions = FrameReaderOptions
-
 /**
- * The frame decoder as a `Channel`: arrays of byte chunks in, arrays of frames out.
- * Fails with a {@link ProtocolError} on the first violation (after emitting the
- * frames before it) or when upstream ends inside a frame; upstream failures pass through.
+ * The frame decoder as a `Channel`: byte chunks in, frames out. Fails with a {@link ProtocolError} on the
+ * first violation (after emitting the frames before it) or when upstream ends inside a frame.
  */
 export const decodeFrames = <E = never>(
-  options?: DecodeFramesOptions
+  options?: FrameReaderOptions
 ): Channel.Channel<
   Arr.NonEmptyReadonlyArray<Frame>,
   ProtocolError | E,
@@ -241,25 +208,16 @@ export const decodeFrames = <E = never>(
         const error = reader.end()
         return error === undefined ? Cause.done() : Effect.fail(error)
       }
+      // The frames before a violation go out first; the next pull fails (a failed reader pushes nothing).
       const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<Frame>, ProtocolError | E> = Effect.suspend(() =>
         reader.error !== undefined
           ? Effect.fail(reader.error)
           : upstream.pipe(
               Pull.catchDone(onDone),
               Effect.flatMap((input) => {
-                let frames: Array<Frame> | undefined
-                for (const chunk of input) {
-                  const got = reader.push(chunk)
-                  if (got.length > 0) {
-                    if (frames === undefined) frames = got.slice()
-                    else for (const f of got) frames.push(f)
-                  }
-                  if (reader.error !== undefined) break
-                }
-                // The frames before a violation go out first; the next pull fails.
-                if (frames !== undefined)
-                  return Effect.succeed(frames as unknown as Arr.NonEmptyReadonlyArray<Frame>)
-                return reader.error === undefined ? pull : Effect.fail(reader.error)
+                const frames =
+                  input.length === 1 ? reader.push(input[0]) : input.flatMap((c) => reader.push(c))
+                return Arr.isReadonlyArrayNonEmpty(frames) ? Effect.succeed(frames) : pull
               })
             )
       )
@@ -270,5 +228,5 @@ export const decodeFrames = <E = never>(
 /** A byte stream as a stream of frames (`Stream.pipeThroughChannel` of {@link decodeFrames}). */
 export const frames = <E, R>(
   stream: Stream.Stream<Uint8Array, E, R>,
-  options?: DecodeFramesOptions
+  options?: FrameReaderOptions
 ): Stream.Stream<Frame, ProtocolError | E, R> => Stream.pipeThroughChannel(stream, decodeFrames<E>(options))

@@ -1,13 +1,12 @@
 /**
- * JSON text as Go's `encoding/json` writes it. Structs keep their field order
- * (insertion order of the object), maps marked with {@link markGoMap} get their
- * keys sorted, `<`, `>`, `&` become `\u003c`, `\u003e`, `\u0026` when HTML
- * escaping is on (`json.Marshal`) and U+2028/U+2029 are always escaped.
+ * JSON text as Go's `encoding/json` writes it. Structs keep their field order (insertion order of the
+ * object), maps marked with {@link markGoMap} get their keys sorted, `<`, `>`, `&` become `\u003c`, `\u003e`,
+ * `\u0026` when HTML escaping is on (`json.Marshal`) and U+2028/U+2029 are always escaped.
  */
 
 /**
- * Thrown by {@link goStringify} for a value JSON cannot carry (non-finite
- * number, bigint, cycle or nesting deeper than {@link MaxDepth}).
+ * Thrown by {@link goStringify} for a value JSON cannot carry (non-finite number, bigint, cycle or nesting
+ * deeper than {@link MaxDepth}).
  */
 export class GoJsonError extends Error {
   override readonly name = "GoJsonError"
@@ -25,9 +24,8 @@ export const MaxDepth = 1000
 const GoMapMarker: unique symbol = Symbol.for("@gcs-bridge/protocol/GoMap")
 
 /**
- * Marks an object as a Go map, so that {@link goStringify} writes its keys
- * sorted (Go sorts map keys by their UTF-8 bytes; JavaScript objects would put
- * integer-like keys first). Returns the same object.
+ * Marks an object as a Go map, so that {@link goStringify} writes its keys sorted (Go sorts map keys by their
+ * UTF-8 bytes; JavaScript objects would put integer-like keys first). Returns the same object.
  */
 export const markGoMap = <A extends object>(map: A): A => {
   Object.defineProperty(map, GoMapMarker, { value: true, enumerable: false })
@@ -133,9 +131,8 @@ const write = (value: unknown, depth: number, out: Array<string>): boolean => {
 }
 
 /**
- * Serialises a JSON-compatible value the way Go's `encoding/json` would
- * serialise the equivalent Go value. Throws {@link GoJsonError} for values JSON
- * cannot carry; `undefined` at top level yields `"null"`.
+ * Serialises a JSON-compatible value the way Go's `encoding/json` would serialise the equivalent Go value.
+ * Throws {@link GoJsonError} for values JSON cannot carry; `undefined` at top level yields `"null"`.
  */
 export const goStringify = (value: unknown, options: GoStringifyOptions): string => {
   const out: Array<string> = []

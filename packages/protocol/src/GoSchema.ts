@@ -1,14 +1,11 @@
 /**
- * Schema combinators for Go `encoding/json` semantics: `omitempty`, JSON
- * embedded in a string (§5.2), maps with sorted keys, lenient zero-valued
- * decoding, and the fixed-width integer types of the Go structs.
- *
- * Each combinator also describes itself to the compiled codec (`internal/compile.ts`),
- * which runs the same rules without Effect's interpreter on the hot path.
+ * Schema combinators for Go `encoding/json` semantics: `omitempty`, JSON in a string (§5.2), maps with sorted
+ * keys, lenient zero-valued decoding, the fixed-width integers. Each also describes itself to the compiled
+ * codec (`internal/compile.ts`), which applies the same rules on the hot path.
  */
 import { Effect, Option, Schema, SchemaAST, SchemaGetter, SchemaIssue } from "effect"
 import { GoJsonError, goStringify, markGoMap } from "./GoJson.js"
-import { nodeOf, register } from "./internal/compile.js"
+import { isObject, isZeroLike, nodeOf, register } from "./internal/compile.js"
 
 const isInt = (u: unknown, min: number, max: number): boolean =>
   typeof u === "number" && Number.isInteger(u) && u >= min && u <= max
@@ -21,14 +18,14 @@ const int = (identifier: string, min: number, max: number) => {
   )
 }
 
-/**
- * Any JSON value (what `JSON.parse` returns). `undefined` is not JSON; excluding
- * it keeps `Schema.optional(JsonValue)` unambiguous.
- */
-export const JsonValue = register(
-  Schema.declare((u: unknown): u is unknown => u !== undefined, { identifier: "JsonValue" }),
-  { _tag: "Leaf", is: (u) => u !== undefined, typeIs: (u) => u !== undefined }
-)
+const isDefined = (u: unknown): u is unknown => u !== undefined
+
+/** Any JSON value; excluding `undefined` (not JSON) keeps `Schema.optional(JsonValue)` unambiguous. */
+export const JsonValue = register(Schema.declare(isDefined, { identifier: "JsonValue" }), {
+  _tag: "Leaf",
+  is: isDefined,
+  typeIs: isDefined
+})
 
 /** A JSON object with arbitrary members, kept as given (key order included). */
 export const JsonObject = register(
@@ -48,23 +45,17 @@ export const Uint32 = int("Uint32", 0, 0xffffffff)
 /** Go `int32`. */
 export const Int32 = int("Int32", -0x80000000, 0x7fffffff)
 
-const isUint64 = (u: unknown) => typeof u === "number" && Number.isInteger(u) && u >= 0
+const isUint64 = (u: unknown) => isInt(u, 0, Infinity)
 
-/**
- * Go `uint64` / `int64` byte counts: any non-negative integer JSON number
- * (beyond 2^53 the value is the nearest double, as `JSON.parse` gives it).
- */
+/** Go `uint64` / `int64` counts: any non-negative integer (past 2^53 the nearest double, like `JSON.parse`). */
 export const Uint64 = register(
-  Schema.Number.check(
-    Schema.makeFilter((n: number) => isUint64(n), { expected: "a non-negative integer" })
-  ).annotate({ identifier: "Uint64" }),
+  Schema.Number.check(Schema.makeFilter(isUint64, { expected: "a non-negative integer" })).annotate({
+    identifier: "Uint64"
+  }),
   { _tag: "Leaf", is: isUint64, typeIs: isUint64 }
 )
 
-/**
- * An HRESULT field: a signed int32 on the wire, an unsigned number once decoded
- * (`-1070137074` ⇄ `0xc037010e`). Encoding accepts either form.
- */
+/** An HRESULT: signed int32 on the wire, unsigned decoded (`-1070137074` ⇄ `0xc037010e`); encodes either. */
 export const HResultCode = register(
   Int32.pipe(
     Schema.decodeTo(
@@ -83,8 +74,7 @@ export const HResultCode = register(
   }
 )
 
-// The zero value of a schema as a thunk, worked out once: primitives are
-// shared, arrays and maps are made fresh for every use.
+// Worked out once; arrays and maps are made fresh for every use.
 const zeroThunk = <A>(schema: Schema.Top): (() => A) => {
   if (nodeOf(schema)?._tag === "Map") return () => ({}) as A
   const ast = SchemaAST.toType(schema.ast)
@@ -101,17 +91,8 @@ const zeroThunk = <A>(schema: Schema.Top): (() => A) => {
   throw new Error(`no Go zero value known for ${ast._tag}; pass one explicitly`)
 }
 
-const isZeroLike = (value: unknown, zero: unknown): boolean => {
-  if (value === zero) return true
-  if (Array.isArray(zero)) return Array.isArray(value) && value.length === 0
-  if (typeof zero === "object" && zero !== null && Object.keys(zero).length === 0) {
-    return typeof value === "object" && value !== null && Object.keys(value).length === 0
-  }
-  return false
-}
-
-// The three Go field rules share one shape: an optional, nullable key on the
-// wire decoding to the zero value; they differ in omitting it and in a constructor default.
+// The three Go field rules: an optional, nullable key decoding to the zero value; they differ in
+// omitting it and in a constructor default.
 const field = <S extends Schema.Top>(schema: S, zero: () => S["Type"], omit: boolean) =>
   register(
     Schema.optionalKey(Schema.NullOr(schema)).pipe(
@@ -134,13 +115,10 @@ const withZeroDefault = <F extends Schema.Top>(schema: F, zero: () => F["~type.m
   )
 
 /**
- * Go `omitempty` for a field of a struct.
- *
- * Type side: the plain value (required; the constructor defaults it to the zero
- * value). Wire side: the key is omitted for the zero value (`false`, `0`, `""`,
- * empty array, empty map); when decoding, an absent key or `null` gives the zero
- * value, as Go leaves the field untouched. Never use it for a nested struct:
- * Go never omits those (use {@link orZero} or `Schema.optional`).
+ * Go `omitempty` for a struct field: the plain value on the type side (the constructor defaults it to the
+ * zero value); on the wire the key is omitted for the zero value (`false`, `0`, `""`, empty array or map),
+ * and an absent key or `null` decodes as the zero value, as Go leaves the field untouched. Never for a
+ * nested struct, which Go never omits (use {@link orZero} or `Schema.optional`).
  */
 export const omitEmpty = <S extends Schema.Top>(schema: S, zero?: () => S["Type"]) => {
   const z = zero ?? zeroThunk<S["Type"]>(schema)
@@ -148,43 +126,33 @@ export const omitEmpty = <S extends Schema.Top>(schema: S, zero?: () => S["Type"
 }
 
 /**
- * A Go field without `omitempty`: always written, but decoded leniently like Go
- * does (absent key or `null` ⇒ the zero value). The constructor defaults it too;
- * use {@link lenient} for a field the caller must always give.
+ * A Go field without `omitempty`: always written, but decoded leniently like Go does (absent key or `null` ⇒
+ * the zero value). The constructor defaults it too; use {@link lenient} for a field the caller must always
+ * give.
  */
 export const orZero = <S extends Schema.Top>(schema: S, zero?: () => S["Type"]) => {
   const z = zero ?? zeroThunk<S["Type"]>(schema)
   return withZeroDefault(field(schema, z, false), z)
 }
 
-/**
- * Like {@link orZero} but without a constructor default: required when building
- * a value, decoded as the zero value when absent or `null` on the wire.
- */
+/** Like {@link orZero} but required when building a value (decoded as the zero value if absent or `null`). */
 export const lenient = <S extends Schema.Top>(schema: S, zero?: () => S["Type"]) =>
   field(schema, zero ?? zeroThunk<S["Type"]>(schema), false)
 
-const isRecordObject = (u: unknown): u is { readonly [key: string]: unknown } =>
-  typeof u === "object" && u !== null && !Array.isArray(u)
+const AnyObject = Schema.declare(isObject, { identifier: "object", expected: "a JSON object" })
 
-const AnyObject = Schema.declare(isRecordObject, { identifier: "object", expected: "a JSON object" })
-
-/**
- * A Go `map[string]V`: a record whose keys are written sorted (by UTF-8 bytes),
- * whatever the insertion order. Zero value `{}`.
- */
-export const GoMap = <S extends Schema.Top>(value: S) => {
-  // The mark is set last when encoding: the record's own encoding rebuilds the object.
-  return register(
+/** A Go `map[string]V`: keys written sorted by UTF-8 bytes, whatever the insertion order. Zero value `{}`. */
+export const GoMap = <S extends Schema.Top>(value: S) =>
+  register(
     AnyObject.pipe(
       Schema.decodeTo(Schema.Record(Schema.String, value), {
         decode: SchemaGetter.passthrough({ strict: false }),
+        // Marked last: the record's own encoding rebuilds the object.
         encode: SchemaGetter.transform((o) => markGoMap({ ...o }))
       })
     ),
     { _tag: "Map", value, sorted: true }
   )
-}
 
 const invalid = (input: unknown, message: string) =>
   Effect.fail(new SchemaIssue.InvalidValue({ message }, input))
@@ -210,9 +178,9 @@ const JsonText = Schema.String.pipe(
 ).annotate({ identifier: "JsonText" })
 
 /**
- * A JSON document carried as a JSON string (Go's `AnyInString`, §5.2). The inner
- * text is written like `json.Marshal` (HTML-escaped); a `null` inner value is
- * `"null"`; the empty string fails to decode, as it does in Go.
+ * A JSON document carried as a JSON string (Go's `AnyInString`, §5.2). The inner text is written like
+ * `json.Marshal` (HTML-escaped); a `null` inner value is `"null"`; the empty string fails to decode, as it
+ * does in Go.
  */
 export const JsonInString = <S extends Schema.Top>(schema: S) =>
   register(JsonText.pipe(Schema.decodeTo(schema)), { _tag: "JsonInString", inner: schema })

@@ -19,8 +19,8 @@ const isGuidText = (text: string): boolean => {
 }
 
 /**
- * A GUID in text form: 36 characters, dashes at 8, 13, 18 and 23, hex digits
- * of either case, no braces (the Go parser's rules).
+ * A GUID in text form: 36 characters, dashes at 8, 13, 18 and 23, hex digits of either case, no braces (the
+ * Go parser's rules).
  */
 export const Guid = register(
   Schema.String.check(
@@ -51,8 +51,8 @@ export const NullGuid: Guid = makeGuid("00000000-0000-0000-0000-000000000000")
 const hex = (n: number, width: number): string => n.toString(16).padStart(width, "0")
 
 /**
- * The Hyper-V service GUID of vsock port `port` (§13.2): the template
- * `00000000-facb-11e6-bd58-64006a7986d3` with Data1 replaced by the port.
+ * The Hyper-V service GUID of vsock port `port` (§13.2): the template `00000000-facb-11e6-bd58-64006a7986d3`
+ * with Data1 replaced by the port.
  */
 export const vsockServiceId = (port: number): Guid => {
   if (!Number.isInteger(port) || port < 0 || port > 0xffffffff)
@@ -65,8 +65,8 @@ export const vsockPortOf = (guid: Guid): number | undefined =>
   guid.slice(8).toLowerCase() === "-facb-11e6-bd58-64006a7986d3" ? parseInt(guid.slice(0, 8), 16) : undefined
 
 /**
- * The 16-byte Windows (mixed-endian) layout of a GUID (§13.3): Data1 u32 LE,
- * Data2 u16 LE, Data3 u16 LE, then the 8 bytes of Data4 in order.
+ * The 16-byte Windows (mixed-endian) layout of a GUID (§13.3): Data1 u32 LE, Data2 u16 LE, Data3 u16 LE, then
+ * the 8 bytes of Data4 in order.
  */
 export const guidToBytes = (guid: Guid): Uint8Array => {
   const h = guid.replace(/-/g, "")

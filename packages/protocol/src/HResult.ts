@@ -1,11 +1,10 @@
 /**
- * HRESULTs (§6.5). On the wire `Result` is a signed int32; everywhere else in
- * this package an HRESULT is the unsigned 32-bit number (`0x80004001`, not `-2147467263`).
+ * HRESULTs (§6.5). On the wire `Result` is a signed int32; everywhere else in this package an HRESULT is the
+ * unsigned 32-bit number (`0x80004001`, not `-2147467263`).
  */
 
 /**
- * The well-known codes: those the Linux GCS produces and those the Go `hcs`
- * package knows. Unsigned values.
+ * The well-known codes: those the Linux GCS produces and those the Go `hcs` package knows. Unsigned values.
  */
 export const HResult = {
   /** S_OK. */
@@ -75,8 +74,8 @@ export const toUnsigned = (code: number): number => code >>> 0
 export const toSigned = (code: number): number => code | 0
 
 /**
- * Whether a code means failure. Like the Go host, any non-zero value fails,
- * even a positive "success with information" code.
+ * Whether a code means failure. Like the Go host, any non-zero value fails, even a positive "success with
+ * information" code.
  */
 export const isFailure = (code: number): boolean => code >>> 0 !== 0
 

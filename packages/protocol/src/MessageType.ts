@@ -1,7 +1,6 @@
 /**
- * The 32-bit message type word (§3): `class<<28 | category<<20 | opId<<8 | version`.
- * All values here are unsigned numbers (`>>> 0`), so they compare equal to
- * what a `DataView.getUint32` reads from a header.
+ * The 32-bit message type word (§3): `class<<28 | category<<20 | opId<<8 | version`. All values here are
+ * unsigned numbers (`>>> 0`), so they compare equal to what a `DataView.getUint32` reads from a header.
  */
 
 /** Message classes, the top four bits of the type word. */
@@ -72,23 +71,14 @@ export const procName = (proc: number): ProcName | undefined => procByValue.get(
 const hex = (n: number): string => "0x" + (n >>> 0).toString(16)
 
 /**
- * Human-readable form of a type word, as the Go host prints it:
- * `"Request(Create)"`, `"Notify(Container)"`, `"Response(0x20000000)"`.
+ * Human-readable form of a type word, as the Go host prints it: `"Request(Create)"`, `"Notify(Container)"`,
+ * `"Response(0x20000000)"`.
  */
 export const typeName = (type: number): string => {
   const cls = classOf(type)
-  const label =
-    cls === MessageClass.Request
-      ? "Request"
-      : cls === MessageClass.Response
-        ? "Response"
-        : cls === MessageClass.Notification
-          ? "Notify"
-          : undefined
-  if (label === undefined) return hex(type)
-  if (cls === MessageClass.Notification) {
+  if (cls === MessageClass.Notification)
     return type >>> 0 === NotifyContainer ? "Notify(Container)" : `Notify(${hex(type)})`
-  }
-  const name = procName(procOf(type))
-  return `${label}(${name ?? hex(type)})`
+  const label =
+    cls === MessageClass.Request ? "Request" : cls === MessageClass.Response ? "Response" : undefined
+  return label === undefined ? hex(type) : `${label}(${procName(procOf(type)) ?? hex(type)})`
 }

@@ -1,6 +1,6 @@
 /**
- * ModifySettings (§8.9): the request envelope, the guest modification request
- * and the settings document of each resource type.
+ * ModifySettings (§8.9): the request envelope, the guest modification request and the settings document of
+ * each resource type.
  */
 import { Result, Schema } from "effect"
 import { RequestBase } from "./Envelope.js"
@@ -163,15 +163,12 @@ export class LCOWNetworkAdapter extends Schema.Class<LCOWNetworkAdapter>("LCOWNe
 }) {}
 
 /**
- * `ContainerConstraints` settings: OCI `WindowsResources` and `LinuxResources`
- * (runtime-spec JSON, kept as given); both always written, usually `{}` for Windows.
+ * `ContainerConstraints` settings: OCI `WindowsResources` and `LinuxResources` (runtime-spec JSON, kept as
+ * given); both always written, usually `{}` for Windows.
  */
 export class LCOWContainerConstraints extends Schema.Class<LCOWContainerConstraints>(
   "LCOWContainerConstraints"
-)({
-  Windows: orZero(JsonObject, () => ({})),
-  Linux: orZero(JsonObject, () => ({}))
-}) {}
+)({ Windows: orZero(JsonObject, () => ({})), Linux: orZero(JsonObject, () => ({})) }) {}
 
 /** `SecurityPolicy` settings. */
 export class ConfidentialOptions extends Schema.Class<ConfidentialOptions>("ConfidentialOptions")({
@@ -214,10 +211,9 @@ const settingsClasses = [
 export type ResourceSettings = InstanceType<(typeof settingsClasses)[number]>
 
 /**
- * The `Settings` of a modification request: any settings class above (encoded
- * by its Schema) or any JSON value written as given. Its shape depends on the
- * resource type and the guest OS, so decoding keeps the raw JSON; read it with
- * {@link decodeResourceSettings}.
+ * The `Settings` of a modification request: any settings class above (encoded by its Schema) or any JSON
+ * value written as given. Its shape depends on the resource type and the guest OS, so decoding keeps the raw
+ * JSON; read it with {@link decodeResourceSettings}.
  */
 export const ModificationSettings = polymorphic({
   identifier: "ModificationSettings",
@@ -227,8 +223,8 @@ export const ModificationSettings = polymorphic({
 })
 
 /**
- * The guest modification request (`guestrequest.ModificationRequest`): what
- * LCOW always sends, and WCOW for UVM-level resources.
+ * The guest modification request (`guestrequest.ModificationRequest`): what LCOW always sends, and WCOW for
+ * UVM-level resources.
  */
 export class ModificationRequest extends Schema.Class<ModificationRequest>("ModificationRequest")({
   RequestType: omitEmpty(Schema.String),
@@ -237,8 +233,8 @@ export class ModificationRequest extends Schema.Class<ModificationRequest>("Modi
 }) {}
 
 /**
- * The HCS schema-2 `ModifySettingRequest` a WCOW container update carries
- * (recognised by `ResourcePath` or `GuestRequest`).
+ * The HCS schema-2 `ModifySettingRequest` a WCOW container update carries (recognised by `ResourcePath` or
+ * `GuestRequest`).
  */
 export class HcsModifySettingRequest extends Schema.Class<HcsModifySettingRequest>("HcsModifySettingRequest")(
   {
@@ -257,8 +253,8 @@ export class HcsModifySettingRequest extends Schema.Class<HcsModifySettingReques
 ) {}
 
 /**
- * The `Request` of a ModifySettings: a {@link ModificationRequest}, an
- * {@link HcsModifySettingRequest}, or any other JSON value written as given.
+ * The `Request` of a ModifySettings: a {@link ModificationRequest}, an {@link HcsModifySettingRequest}, or
+ * any other JSON value written as given.
  */
 export const ModifySettingsRequest = polymorphic({
   identifier: "ModifySettingsRequest",
@@ -270,9 +266,7 @@ export const ModifySettingsRequest = polymorphic({
 /** ModifySettings request: `Request` is an object (not JSON in a string). */
 export class ContainerModifySettings extends RequestBase.extend<ContainerModifySettings>(
   "ContainerModifySettings"
-)({
-  Request: ModifySettingsRequest
-}) {}
+)({ Request: ModifySettingsRequest }) {}
 
 const linuxSettings: Readonly<Record<string, (typeof settingsClasses)[number] | null>> = {
   [ResourceType.SCSIDevice]: SCSIDevice,
@@ -297,10 +291,9 @@ export const effectiveRequestType = (request: ModificationRequest): string =>
   request.RequestType === "" ? ModifyRequestType.Add : request.RequestType
 
 /**
- * Reads a modification request's settings the way the Linux GCS does: the
- * settings class of its resource type (`undefined` for `PodCgroupMemoryLimit`,
- * which has none); an unknown resource type or a settings document that does not
- * fit fails with `InvalidBody`.
+ * Reads a modification request's settings the way the Linux GCS does: the settings class of its resource type
+ * (`undefined` for `PodCgroupMemoryLimit`, which has none); an unknown resource type or a settings document
+ * that does not fit fails with `InvalidBody`.
  */
 export const decodeResourceSettings = (
   request: ModificationRequest

@@ -1,7 +1,4 @@
-/**
- * Protocol negotiation (§7.3-7.5): the first request on every connection, and
- * the guest's capabilities.
- */
+/** Protocol negotiation (§7.3-7.5): the first request on every connection, and the guest's capabilities. */
 import { Schema } from "effect"
 import { Int32, lenient, omitEmpty, orZero, Uint32 } from "./GoSchema.js"
 import { RequestBase, ResponseBase } from "./Envelope.js"
@@ -10,16 +7,10 @@ import { isObject, polymorphic } from "./internal/polymorphic.js"
 /** The only protocol version the Go host and the Linux GCS speak. */
 export const ProtocolVersion = 4
 
-/**
- * NegotiateProtocol request. The Go host sends it with `ContainerId: ""` and
- * both versions 4.
- */
+/** NegotiateProtocol request. The Go host sends it with `ContainerId: ""` and both versions 4. */
 export class NegotiateProtocolRequest extends RequestBase.extend<NegotiateProtocolRequest>(
   "NegotiateProtocolRequest"
-)({
-  MinimumVersion: lenient(Uint32),
-  MaximumVersion: lenient(Uint32)
-}) {}
+)({ MinimumVersion: lenient(Uint32), MaximumVersion: lenient(Uint32) }) {}
 
 /** An HCS schema version (`{"Major":2,"Minor":1}`); both fields `omitempty`. */
 export class SchemaVersion extends Schema.Class<SchemaVersion>("SchemaVersion")({
@@ -53,9 +44,9 @@ const windowsOnlyKeys = [
 ] as const
 
 /**
- * The `GuestDefinedCapabilities` object: decoded as the Windows shape when it
- * carries a Windows-only flag, else as the Linux shape ({@link guestDefinedCapabilities}
- * applies the Go host's rule, which goes by the runtime OS instead).
+ * The `GuestDefinedCapabilities` object: decoded as the Windows shape when it carries a Windows-only flag,
+ * else as the Linux shape ({@link guestDefinedCapabilities} applies the Go host's rule, which goes by the
+ * runtime OS instead).
  */
 export const GuestDefinedCapabilities = polymorphic({
   identifier: "GuestDefinedCapabilities",
@@ -64,9 +55,9 @@ export const GuestDefinedCapabilities = polymorphic({
 })
 
 /**
- * The `Capabilities` object of the negotiate response (§7.4). Booleans are
- * `omitempty` as the Linux GCS writes them; absent ones decode as `false`;
- * an absent or `null` `GuestDefinedCapabilities` decodes as empty.
+ * The `Capabilities` object of the negotiate response (§7.4). Booleans are `omitempty` as the Linux GCS
+ * writes them; absent ones decode as `false`; an absent or `null` `GuestDefinedCapabilities` decodes as
+ * empty.
  */
 export class GcsCapabilities extends Schema.Class<GcsCapabilities>("GcsCapabilities")({
   SendHostCreateMessage: omitEmpty(Schema.Boolean),
@@ -81,23 +72,20 @@ export class GcsCapabilities extends Schema.Class<GcsCapabilities>("GcsCapabilit
 }) {}
 
 /**
- * NegotiateProtocol response. On failure the guest sends only the base, so
- * `Version` and `Capabilities` decode as their zero values.
+ * NegotiateProtocol response. On failure the guest sends only the base, so `Version` and `Capabilities`
+ * decode as their zero values.
  */
 export class NegotiateProtocolResponse extends ResponseBase.extend<NegotiateProtocolResponse>(
   "NegotiateProtocolResponse"
-)({
-  Version: orZero(Uint32),
-  Capabilities: orZero(GcsCapabilities, () => new GcsCapabilities({}))
-}) {}
+)({ Version: orZero(Uint32), Capabilities: orZero(GcsCapabilities, () => new GcsCapabilities({})) }) {}
 
 /** The guest OS as the Go host derives it: `RuntimeOsType` lowercased, empty meaning `"windows"`. */
 export const runtimeOs = (capabilities: GcsCapabilities): string =>
   capabilities.RuntimeOsType === "" ? "windows" : capabilities.RuntimeOsType.toLowerCase()
 
 /**
- * The guest-defined capabilities in the shape the Go host parses them: Windows
- * when {@link runtimeOs} is `"windows"`, Linux otherwise (Windows-only flags dropped).
+ * The guest-defined capabilities in the shape the Go host parses them: Windows when {@link runtimeOs} is
+ * `"windows"`, Linux otherwise (Windows-only flags dropped).
  */
 export const guestDefinedCapabilities = (
   capabilities: GcsCapabilities

@@ -1,6 +1,6 @@
 /**
- * GetProperties (§8.8): the query, the response, and the two properties
- * documents hosts decode it into (HCS schema 1 and schema 2).
+ * GetProperties (§8.8): the query, the response, and the two properties documents hosts decode it into (HCS
+ * schema 1 and schema 2).
  */
 import { Schema } from "effect"
 import { RequestBase, ResponseBase } from "./Envelope.js"
@@ -36,8 +36,8 @@ export const PropertyType = {
 } as const
 
 /**
- * A property query (schema 1 `PropertyQuery`, plus the schema-2 `Queries` map,
- * never set by the Go host). An empty query is written `{}`.
+ * A property query (schema 1 `PropertyQuery`, plus the schema-2 `Queries` map, never set by the Go host). An
+ * empty query is written `{}`.
  */
 export class PropertyQuery extends Schema.Class<PropertyQuery>("PropertyQuery")({
   PropertyTypes: omitEmpty(Schema.Array(Schema.String)),
@@ -47,21 +47,16 @@ export class PropertyQuery extends Schema.Class<PropertyQuery>("PropertyQuery")(
 /** GetProperties request: the query as JSON in a string. */
 export class ContainerGetProperties extends RequestBase.extend<ContainerGetProperties>(
   "ContainerGetProperties"
-)({
-  Query: JsonInString(PropertyQuery)
-}) {}
+)({ Query: JsonInString(PropertyQuery) }) {}
 
 /**
- * GetProperties response: the properties document as JSON in a string, kept as
- * decoded JSON; read it with `decodePropertiesV1` / `decodePropertiesV2` of the
- * codec, or build it by encoding a {@link ContainerPropertiesV1} / {@link PropertiesV2}.
- * Absent on failure; `""` fails to decode, as in Go.
+ * GetProperties response: the properties document as JSON in a string, kept as decoded JSON; read it with
+ * `decodePropertiesV1` / `decodePropertiesV2` of the codec, or build it by encoding a {@link
+ * ContainerPropertiesV1} / {@link PropertiesV2}. Absent on failure; `""` fails to decode, as in Go.
  */
 export class ContainerGetPropertiesResponse extends ResponseBase.extend<ContainerGetPropertiesResponse>(
   "ContainerGetPropertiesResponse"
-)({
-  Properties: Schema.optional(JsonInString(JsonValue))
-}) {}
+)({ Properties: Schema.optional(JsonInString(JsonValue)) }) {}
 
 /** Go's zero `time.Time`, which Go writes for a time field never set. */
 export const ZeroTime = "0001-01-01T00:00:00Z"
@@ -139,9 +134,7 @@ export class MappedVirtualDiskV1 extends Schema.Class<MappedVirtualDiskV1>("Mapp
 /** Schema-1 SCSI controller entry: disks by LUN (decimal keys). */
 export class MappedVirtualDiskController extends Schema.Class<MappedVirtualDiskController>(
   "MappedVirtualDiskController"
-)({
-  MappedVirtualDisks: omitEmpty(GoMap(MappedVirtualDiskV1))
-}) {}
+)({ MappedVirtualDisks: omitEmpty(GoMap(MappedVirtualDiskV1)) }) {}
 
 /** Schema-1 guest connection information. */
 export class GuestConnectionInfoV1 extends Schema.Class<GuestConnectionInfoV1>("GuestConnectionInfoV1")({
@@ -154,8 +147,8 @@ export class GuestConnectionInfoV1 extends Schema.Class<GuestConnectionInfoV1>("
 }) {}
 
 /**
- * The schema-1 properties document (`Container.Properties`), field order and
- * `omitempty` as hcsshim's `schema1.ContainerProperties`.
+ * The schema-1 properties document (`Container.Properties`), field order and `omitempty` as hcsshim's
+ * `schema1.ContainerProperties`.
  */
 export class ContainerPropertiesV1 extends Schema.Class<ContainerPropertiesV1>("ContainerPropertiesV1")({
   Id: orZero(Schema.String),
@@ -219,9 +212,8 @@ export class PropertyResponse extends Schema.Class<PropertyResponse>("PropertyRe
 }) {}
 
 /**
- * The schema-2 properties document (`Container.PropertiesV2`), as hcsshim's
- * `hcsschema.Properties`. `LCOWMetrics` is the cgroup-v1 metrics object of the
- * Linux GCS (snake_case keys), kept as raw JSON.
+ * The schema-2 properties document (`Container.PropertiesV2`), as hcsshim's `hcsschema.Properties`.
+ * `LCOWMetrics` is the cgroup-v1 metrics object of the Linux GCS (snake_case keys), kept as raw JSON.
  */
 export class PropertiesV2 extends Schema.Class<PropertiesV2>("PropertiesV2")({
   Id: omitEmpty(Schema.String),

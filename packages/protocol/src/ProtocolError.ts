@@ -1,6 +1,6 @@
 /**
- * The single error type of the protocol layer: every malformed, oversize or
- * unexpected input ends up here, never as a thrown exception.
+ * The single error type of the protocol layer: every malformed, oversize or unexpected input ends up here,
+ * never as a thrown exception.
  */
 import { Schema } from "effect"
 
@@ -28,12 +28,12 @@ export const ProtocolErrorReason = Schema.Literals([
   "EncodeFailed"
 ])
 
-/** */
+/** The type of {@link ProtocolErrorReason}. */
 export type ProtocolErrorReason = typeof ProtocolErrorReason.Type
 
 /**
- * A protocol violation, with where it happened: `offset` is the stream offset
- * of the frame (or byte) at fault, `messageType` / `id` the header fields when known.
+ * A protocol violation, with where it happened: `offset` is the stream offset of the frame (or byte) at
+ * fault, `messageType` / `id` the header fields when known.
  */
 export class ProtocolError extends Schema.TaggedError<ProtocolError>("@gcs-bridge/protocol/ProtocolError")(
   "ProtocolError",

@@ -1,7 +1,4 @@
-/**
- * The RPC table: for every procedure, its number and the Schemas of its
- * request and response bodies.
- */
+/** The RPC table: for every procedure, its number and the Schemas of its request and response bodies. */
 import type { Schema } from "effect"
 import { ContainerCreate, ContainerCreateResponse, UpdateContainerRequest } from "./Container.js"
 import { RequestBase, ResponseBase } from "./Envelope.js"
@@ -28,9 +25,8 @@ const rpc = <P extends number, Req extends RequestBase, Res extends ResponseBase
 ) => ({ proc, request, response }) as const
 
 /**
- * Every RPC of §3.2. Requests that are only the base (Start, Shutdown*,
- * DumpStacks, DeleteContainerState, LifecycleNotification) use {@link RequestBase};
- * responses that are only the base use {@link ResponseBase}.
+ * Every RPC of §3.2. Requests that are only the base (Start, Shutdown*, DumpStacks, DeleteContainerState,
+ * LifecycleNotification) use {@link RequestBase}; responses that are only the base use {@link ResponseBase}.
  */
 export const Rpcs = {
   Create: rpc(Proc.Create, ContainerCreate, ContainerCreateResponse),

@@ -17,15 +17,12 @@ export const LogForwardRpcType = {
 } as const
 
 /**
- * `LogForwardService` settings: for `ModifyServiceSettings`, `Settings` is the
- * base64 log-sources configuration; empty for start/stop.
+ * `LogForwardService` settings: for `ModifyServiceSettings`, `Settings` is the base64 log-sources
+ * configuration; empty for start/stop.
  */
 export class LogForwardServiceSettings extends Schema.Class<LogForwardServiceSettings>(
   "LogForwardServiceSettings"
-)({
-  RPCType: omitEmpty(Schema.String),
-  Settings: omitEmpty(Schema.String)
-}) {}
+)({ RPCType: omitEmpty(Schema.String), Settings: omitEmpty(Schema.String) }) {}
 
 /** ModifyServiceSettings request. */
 export class ServiceModificationRequest extends RequestBase.extend<ServiceModificationRequest>(

@@ -1,6 +1,6 @@
 /**
- * UVM-level bodies: the null-container Create document of the cold-start
- * prelude (§7.6) and DumpStacks (§8.11).
+ * UVM-level bodies: the null-container Create document of the cold-start prelude (§7.6) and DumpStacks
+ * (§8.11).
  */
 import { Schema } from "effect"
 import { Int32, omitEmpty, orZero } from "./GoSchema.js"
@@ -31,8 +31,8 @@ export class TimeZoneInformation extends Schema.Class<TimeZoneInformation>("Time
 }) {}
 
 /**
- * The `ContainerConfig` document of the null-container Create (§7.6).
- * `TimeZoneInformation` has no `omitempty`: absent is written as `null`.
+ * The `ContainerConfig` document of the null-container Create (§7.6). `TimeZoneInformation` has no
+ * `omitempty`: absent is written as `null`.
  */
 export class UvmConfig extends Schema.Class<UvmConfig>("UvmConfig")({
   /** Always `"Container"`. */

@@ -1,8 +1,6 @@
 /**
- * `@gcs-bridge/protocol`: the GCS bridge wire model. Pure: `effect` only, no I/O.
- *
- * Every module is exported as a namespace named after its file
- * (`Codec.encodeRequest`, `MessageType.Proc`, `ProtocolError.ProtocolError`, …).
+ * `@gcs-bridge/protocol`: the GCS bridge wire model (`effect` only, no I/O). Every module is exported as a
+ * namespace named after its file (`Codec.encodeRequest`, `MessageType.Proc`, `ProtocolError.ProtocolError`).
  */
 export * as Codec from "./Codec.js"
 export * as Container from "./Container.js"

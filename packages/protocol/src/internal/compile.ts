@@ -1,45 +1,34 @@
 /**
- * Compiled codecs for the hot path.
- *
- * Effect's Schema interpreter tracks issues through every node, which costs
- * microseconds for a small body. The wire bodies are built from a handful of
- * shapes: Schema classes and structs, arrays, nullable unions, primitives, and
- * the Go combinators of `GoSchema.ts`, which describe themselves here with
- * {@link register}. This module compiles those into plain functions returning a
- * sentinel on failure; the caller then runs Effect's parser on the same input to
- * decide and describe the error, so the fast path only has to be right about
- * successes. Tests check both agree.
+ * Compiled codecs for the hot path: Effect's Schema interpreter tracks issues through every node, which costs
+ * microseconds per small body. The wire bodies use a handful of shapes (classes, structs, arrays, unions,
+ * primitives, and the Go combinators, which describe themselves with {@link register}); they compile to plain
+ * functions returning a sentinel on failure, and Effect's parser then decides and describes the error, so the
+ * fast path only has to be right about successes. Tests check both agree.
  */
 import { Result, Schema } from "effect"
-import { goStringify } from "../GoJson.js"
-import { markGoMap } from "../GoJson.js"
+import { goStringify, markGoMap } from "../GoJson.js"
+
+type Top = Schema.Top
 
 /** How the compiler treats a schema built by `GoSchema.ts` or `polymorphic.ts`. */
 export type Node =
+  /** `is`/`decode` check and map the encoded value, `typeIs`/`encode` the decoded one (absent: identity). */
   | {
       readonly _tag: "Leaf"
-      /** Accepts the encoded value; `decode` maps it (identity when absent). */
       readonly is: (u: unknown) => boolean
       readonly decode?: (u: unknown) => unknown
-      /** Accepts the decoded value; `encode` maps it (identity when absent). */
       readonly typeIs: (u: unknown) => boolean
       readonly encode?: (a: unknown) => unknown
     }
-  | {
-      readonly _tag: "Field"
-      readonly inner: Schema.Top
-      readonly zero: () => unknown
-      readonly omit: boolean
-    }
-  | { readonly _tag: "Map"; readonly value: Schema.Top; readonly sorted: boolean }
-  | { readonly _tag: "JsonInString"; readonly inner: Schema.Top }
+  | { readonly _tag: "Field"; readonly inner: Top; readonly zero: () => unknown; readonly omit: boolean }
+  | { readonly _tag: "Map"; readonly value: Top; readonly sorted: boolean }
+  | { readonly _tag: "JsonInString"; readonly inner: Top }
+  /** `select` / `dispatch`: member index of a raw JSON value / of a value to encode; `-1`: the fallback. */
   | {
       readonly _tag: "Polymorphic"
-      readonly members: ReadonlyArray<Schema.Top>
-      readonly fallback: Schema.Top | undefined
-      /** Member index for a raw JSON value, `-1` for the fallback. */
+      readonly members: ReadonlyArray<Top>
+      readonly fallback: Top | undefined
       readonly select: (raw: unknown) => number
-      /** Member index for a value to encode, `-1` for the fallback. */
       readonly dispatch: (value: unknown) => number
     }
 
@@ -61,16 +50,15 @@ class Unsupported extends Error {}
 
 const hasOwn = Object.prototype.hasOwnProperty
 
-const isObject = (u: unknown): u is Record<string, unknown> =>
+/** A JSON object: not null, not an array. */
+export const isObject = (u: unknown): u is { readonly [key: string]: unknown } =>
   typeof u === "object" && u !== null && !Array.isArray(u)
 
-const isZeroLike = (value: unknown, zero: unknown): boolean => {
-  if (value === zero) return true
-  if (Array.isArray(zero)) return Array.isArray(value) && value.length === 0
-  if (isObject(zero) && Object.keys(zero).length === 0)
-    return isObject(value) && Object.keys(value).length === 0
-  return false
-}
+/** Whether Go's `omitempty` drops `value` given the field's zero value (empty arrays and maps too). */
+export const isZeroLike = (value: unknown, zero: unknown): boolean =>
+  value === zero ||
+  (Array.isArray(zero) && Array.isArray(value) && value.length === 0) ||
+  (isObject(zero) && Object.keys(zero).length === 0 && isObject(value) && Object.keys(value).length === 0)
 
 type Fields = Readonly<Record<string, Schema.Top>>
 type Member = Schema.Top & { readonly schema?: Schema.Top; readonly members?: ReadonlyArray<Schema.Top> }
@@ -79,11 +67,8 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
   const memo = new Map<Schema.Top, Parser>()
   // No cycles: the wire bodies use no `Schema.suspend`.
   const go = (schema: Schema.Top): Parser => {
-    let parser = memo.get(schema)
-    if (parser === undefined) {
-      parser = build(schema)
-      memo.set(schema, parser)
-    }
+    const parser = memo.get(schema) ?? build(schema)
+    memo.set(schema, parser)
     return parser
   }
 
@@ -95,9 +80,7 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
       while (nodes.get(inner) === undefined && inner.schema !== undefined && inner.ast.context !== undefined)
         inner = inner.schema as Member
       const node = nodes.get(inner)
-      if (node?._tag === "Field") {
-        return { name, optional: false, field: node, parse: go(node.inner) }
-      }
+      if (node?._tag === "Field") return { name, optional: false, field: node, parse: go(node.inner) }
       return { name, optional: schema.ast.context?.isOptional === true, field: undefined, parse: go(inner) }
     })
     return (u) => {
@@ -129,13 +112,13 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
     const node = nodes.get(schema)
     if (node !== undefined) return fromNode(node)
     if ("fields" in schema) {
-      const fields = struct(schema.fields as Fields)
-      if (typeof schema !== "function") return fields
+      const fields = schema.fields as Fields
+      if (typeof schema !== "function") return struct(fields)
       const cls = schema as unknown as abstract new (...args: never) => unknown
-      const proto = cls.prototype as object
       if (decoding)
-        return struct(schema.fields as Fields, () => Object.create(proto) as Record<string, unknown>)
-      return (u) => (u instanceof cls ? fields(u) : Fail)
+        return struct(fields, () => Object.create(cls.prototype as object) as Record<string, unknown>)
+      const parse = struct(fields)
+      return (u) => (u instanceof cls ? parse(u) : Fail)
     }
     const ast = schema.ast
     if (ast.encoding !== undefined || ast.checks !== undefined) throw new Unsupported()
@@ -147,11 +130,9 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
         return (u) => (typeof u === type ? u : Fail)
       }
       case "Null":
-        return (u) => (u === null ? u : Fail)
       case "Undefined":
-        return (u) => (u === undefined ? u : Fail)
       case "Literal": {
-        const literal = ast.literal
+        const literal = ast._tag === "Literal" ? ast.literal : ast._tag === "Null" ? null : undefined
         return (u) => (u === literal ? u : Fail)
       }
       case "Arrays": {
@@ -169,8 +150,8 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
         const members = ((schema as Member).members ?? []).map(go)
         if (members.length === 0) throw new Unsupported()
         return (u) => {
-          for (let i = 0; i < members.length; i++) {
-            const v = members[i]!(u)
+          for (const parse of members) {
+            const v = parse(u)
             if (v !== Fail) return v
           }
           return Fail
@@ -205,19 +186,16 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
         return decoding
           ? (u) => {
               if (typeof u !== "string" || u === "") return Fail
-              let json: unknown
               try {
-                json = JSON.parse(u)
+                return parse(JSON.parse(u))
               } catch {
                 return Fail
               }
-              return parse(json)
             }
           : (u) => {
               const encoded = parse(u)
-              if (encoded === Fail) return Fail
               try {
-                return goStringify(encoded, { escapeHtml: true })
+                return encoded === Fail ? Fail : goStringify(encoded, { escapeHtml: true })
               } catch {
                 return Fail
               }
@@ -243,8 +221,7 @@ const tryCompile = (schema: Schema.Top, decoding: boolean): Parser | undefined =
   try {
     return compile(schema, decoding)
   } catch (e) {
-    if (e instanceof Unsupported) return undefined
-    throw e
+    if (!(e instanceof Unsupported)) throw e
   }
 }
 
@@ -266,10 +243,7 @@ const withFallback =
     }
   }
 
-/**
- * `Schema.decodeUnknownResult(schema)`, compiled: same values, the failure as
- * Effect's message.
- */
+/** `Schema.decodeUnknownResult(schema)`, compiled: same values, the failure as Effect's message. */
 export const decoder = <S extends Schema.Codec<unknown, unknown>>(
   schema: S
 ): ((input: unknown) => Result.Result<S["Type"], string>) =>

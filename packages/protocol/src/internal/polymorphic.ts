@@ -1,13 +1,13 @@
 import { Effect, Schema, SchemaGetter, SchemaIssue, SchemaParser } from "effect"
 import { register } from "./compile.js"
 
+export { isObject } from "./compile.js"
+
 /**
- * A position whose Go type is `interface{}` and that this package types as one
- * of several Schema classes (plus an optional raw-JSON fallback).
- *
- * Encoding dispatches on the instance (the exact class first, then `instanceof`),
- * never on structure: classes with all-optional fields would match any object
- * and drop fields. Decoding picks the member with `select`, which sees the raw JSON value.
+ * A Go `interface{}` position typed as one of several Schema classes (plus an optional raw-JSON fallback).
+ * Encoding dispatches on the instance (exact class, then `instanceof`), never on structure: classes with
+ * all-optional fields would match any object and drop fields. Decoding picks the member with `select`,
+ * which sees the raw JSON value.
  */
 export interface PolymorphicOptions<M extends ReadonlyArray<Schema.Top>, F extends Schema.Top> {
   readonly identifier: string
@@ -25,18 +25,17 @@ export const polymorphic = <M extends ReadonlyArray<Schema.Top>, F extends Schem
   const { members, fallback, select, identifier } = options
   const classes = members as unknown as ReadonlyArray<abstract new (...args: never) => unknown>
   const dispatch = (value: unknown): number => {
-    const ctor =
-      typeof value === "object" && value !== null ? Object.getPrototypeOf(value)?.constructor : undefined
-    const exact = classes.indexOf(ctor)
+    const exact =
+      typeof value === "object" && value !== null ? classes.indexOf(value.constructor as never) : -1
     return exact >= 0 ? exact : classes.findIndex((c) => value instanceof c)
   }
-  const decoders = members.map((m) => SchemaParser.decodeUnknownEffect(m as Schema.Codec<unknown, unknown>))
-  const encoders = members.map((m) => SchemaParser.encodeUnknownEffect(m as Schema.Codec<unknown, unknown>))
+  const decoders = members.map((m) => SchemaParser.decodeUnknownEffect(m as Schema.Codec<unknown>))
+  const encoders = members.map((m) => SchemaParser.encodeUnknownEffect(m as Schema.Codec<unknown>))
   const fallbackIs = fallback === undefined ? () => false : Schema.is(fallback)
   const decodeFallback =
-    fallback && SchemaParser.decodeUnknownEffect(fallback as unknown as Schema.Codec<unknown, unknown>)
+    fallback && SchemaParser.decodeUnknownEffect(fallback as unknown as Schema.Codec<unknown>)
   const encodeFallback =
-    fallback && SchemaParser.encodeUnknownEffect(fallback as unknown as Schema.Codec<unknown, unknown>)
+    fallback && SchemaParser.encodeUnknownEffect(fallback as unknown as Schema.Codec<unknown>)
   const invalid = (u: unknown) =>
     Effect.fail(new SchemaIssue.InvalidValue({ message: `not a valid ${identifier}` }, u))
   const TypeSide = Schema.declare((u: unknown): u is T => dispatch(u) >= 0 || fallbackIs(u), { identifier })
@@ -56,7 +55,3 @@ export const polymorphic = <M extends ReadonlyArray<Schema.Top>, F extends Schem
   )
   return register(schema, { _tag: "Polymorphic", members, fallback, select, dispatch })
 }
-
-/** A JSON object: not null, not an array. */
-export const isObject = (u: unknown): u is { readonly [key: string]: unknown } =>
-  typeof u === "object" && u !== null && !Array.isArray(u)
