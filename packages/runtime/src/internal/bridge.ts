@@ -1,12 +1,9 @@
 /**
- * The bridge: request/response multiplexing over one transport connection.
- *
- * One reader fiber decodes frames and completes calls by id; one writer fiber takes everything queued and
- * writes it with a single `writeAll`. Callers never touch the socket: a call takes its id, registers itself
- * and encodes its frame synchronously, then queues it.
+ * Request/response multiplexing over one connection: a reader fiber completes calls by id, a writer fiber
+ * gathers everything queued into one `writeAll`. Callers register and encode synchronously, then queue.
  */
 import { Codec, FrameDecoder, HResult, MessageType, ProtocolError } from "@gcs-bridge/protocol"
-import type { Container, Frame, Rpc } from "@gcs-bridge/protocol"
+import type { Container, Envelope, Frame, Rpc } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
 import {
   Cause,
@@ -24,9 +21,7 @@ import {
   Scope,
   Stream
 } from "effect"
-import { BridgeClosed, type BridgeClosedReason } from "../BridgeClosed.js"
-import type { CallError } from "../CallError.js"
-import { GuestError } from "../GuestError.js"
+import { BridgeClosed, type BridgeClosedReason, type CallError, GuestError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import { scrubRequestPayload } from "./scrub.js"
 
@@ -36,18 +31,14 @@ type Failure = ProtocolError.ProtocolError
 /** How the owner of the bridge handled a container notification. */
 export type NotificationRoute = "delivered" | "expected" | "unknown"
 
-/** Settings of one bridge. */
+/** Settings of one bridge (see `GuestConnectionConfig`). */
 export interface BridgeOptions {
-  /** Largest inbound frame, header included. */
   readonly maxFrameSize: number
-  /** Go behaviour: unknown ids, unknown containers and undecodable bodies kill the bridge. */
   readonly strict: boolean
-  /** Frames that may wait for the writer before callers are made to wait. */
   readonly writeQueueCapacity: number
   /** Abandoned calls remembered so that their late responses are recognised. */
   readonly maxAbandonedCalls: number
-  /** Health policy: see `GuestConnectionConfig.stallTimeout`. */
-  readonly stallTimeout: Duration.Duration | undefined
+  readonly stallTimeout: Duration.Input | undefined
   /** Routes a container notification; runs on the reader fiber, must not block. */
   readonly onNotification: (notification: Container.ContainerNotification) => NotificationRoute
   /** Runs once, synchronously, when the bridge dies, after every pending call has failed. */
@@ -62,27 +53,16 @@ export interface Call<N extends ProcName> {
   readonly result: Deferred.Deferred<Rpc.RpcResponse<N>, CallError>
 }
 
-/** The bridge, as the runtime's services use it. */
+/** A running bridge. */
 export type Bridge = Effect.Success<ReturnType<typeof make>>
 
 /** The non-generic view of a pending call that the reader, writer and health check work on. */
-interface Entry {
-  readonly id: number
-  readonly proc: ProcName
-  readonly containerId: string
-  readonly sentAt: number
-  readonly startedAt: number
-  state: "queued" | "written" | "cancelled" | "abandoned"
-  bytes: Uint8Array | undefined
-  fail(exit: Exit.Exit<never, CallError>): void
-  /** Decodes the guest's answer and completes the call; gives the error the call failed with. */
-  answer(payload: Uint8Array): GuestError | Failure | undefined
-}
+type Entry = Omit<Pending<ProcName>, "result">
 
 const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`
 
-class Pending<N extends ProcName> implements Call<N>, Entry {
-  state: Entry["state"] = "queued"
+class Pending<N extends ProcName> implements Call<N> {
+  state: "queued" | "written" | "cancelled" | "abandoned" = "queued"
   readonly result = Deferred.makeUnsafe<Rpc.RpcResponse<N>, CallError>()
   readonly startedAt = performance.now()
   constructor(
@@ -92,11 +72,10 @@ class Pending<N extends ProcName> implements Call<N>, Entry {
     public bytes: Uint8Array | undefined,
     readonly sentAt: number
   ) {}
-
   fail(exit: Exit.Exit<never, CallError>): void {
     Deferred.doneUnsafe(this.result, exit)
   }
-
+  /** Completes the call with the guest's answer; gives the error it failed with. */
   answer(payload: Uint8Array): GuestError | Failure | undefined {
     const decoded = Codec.decodeResponse(this.proc, payload)
     if (Result.isSuccess(decoded)) {
@@ -113,12 +92,7 @@ class Pending<N extends ProcName> implements Call<N>, Entry {
     this.fail(Exit.fail(decoded.failure))
     return decoded.failure
   }
-
-  private guestFailure(response: {
-    readonly Result: number
-    readonly ErrorMessage?: string | undefined
-    readonly ErrorRecords?: GuestError["errorRecords"] | undefined
-  }): GuestError {
+  private guestFailure(response: Pick<Envelope.ResponseBase, "Result" | "ErrorMessage" | "ErrorRecords">) {
     const hresult = response.Result >>> 0
     const name = HResult.hresultName(hresult)
     const error = new GuestError({
@@ -142,13 +116,10 @@ const deathMessages: Partial<Record<BridgeClosedReason, string>> = {
 
 const textDecoder = new TextDecoder()
 
-/** What handling one inbound frame left to do: nothing, a log line, or a fatal protocol violation. */
+/** What an inbound frame left to do: nothing, a log line, or a fatal violation. */
 type Outcome = undefined | Effect.Effect<void> | Failure
 
-/**
- * Starts a bridge over `connection`. Its fibers live in the current scope; closing that scope closes the
- * bridge (pending calls fail with `BridgeClosed` reason `Closed`) and the connection.
- */
+/** Starts a bridge over `connection` in the current scope, whose closing closes it (`Closed`). */
 export const make = Effect.fnUntraced(function* (connection: Connection, options: BridgeOptions) {
   const scope = yield* Effect.scope
   const context = yield* Effect.context<never>()
@@ -167,12 +138,8 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   const inFlight = (n: number) => Metrics.rpcInFlight.modifyUnsafe(n, context)
   // One derived metric per proc, reused: attributes are merged once per metric.
   const latency = new Map<string, Metric.Metric<number, unknown>>()
-  const latencyOf = (proc: string) => {
-    let metric = latency.get(proc)
-    if (metric === undefined)
-      latency.set(proc, (metric = Metric.withAttributes(Metrics.rpcLatency, { proc })))
-    return metric
-  }
+  const latencyOf = (proc: string) =>
+    latency.get(proc) ?? latency.set(proc, Metric.withAttributes(Metrics.rpcLatency, { proc })).get(proc)!
 
   const kill = (reason: BridgeClosedReason, cause?: TransportError | Failure): BridgeClosed => {
     if (dead !== undefined) return dead
@@ -195,27 +162,25 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   const forget = (entry: Entry): void => {
     if (pending.delete(entry.id)) inFlight(-1)
   }
+  const cancel = (entry: Entry): void => {
+    forget(entry)
+    entry.fail(Exit.interrupt())
+  }
 
   const abandon = (entry: Entry): void => {
     if (entry.state === "queued") {
       // The writer skips it: the guest never sees it.
       entry.state = "cancelled"
-      forget(entry)
-      entry.fail(Exit.interrupt())
+      cancel(entry)
     } else if (entry.state === "written" && pending.has(entry.id)) {
       entry.state = "abandoned"
       abandoned.add(entry.id)
       if (abandoned.size > options.maxAbandonedCalls) {
         // Bounded memory even if the guest never answers abandoned calls.
-        for (const oldest of abandoned) {
-          abandoned.delete(oldest)
-          const evicted = pending.get(oldest)
-          if (evicted !== undefined) {
-            forget(evicted)
-            evicted.fail(Exit.interrupt())
-          }
-          break
-        }
+        const [oldest = -1] = abandoned
+        abandoned.delete(oldest)
+        const evicted = pending.get(oldest)
+        if (evicted !== undefined) cancel(evicted)
       }
     }
   }
@@ -227,11 +192,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       Effect.onInterrupt(() => Effect.sync(() => abandon(entry)))
     )
 
-  const send = <N extends ProcName>(
-    proc: N,
-    containerId: string,
-    body: Rpc.RpcRequest<N>
-  ): Effect.Effect<Call<N>, BridgeClosed | Failure> =>
+  const send = <N extends ProcName>(proc: N, containerId: string, body: Rpc.RpcRequest<N>) =>
     Effect.suspend((): Effect.Effect<Call<N>, BridgeClosed | Failure> => {
       // Exit.fail keeps the one BridgeClosed value for every caller.
       if (dead !== undefined) return Exit.fail(dead)
@@ -245,14 +206,9 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       const queued = Queue.offerUnsafe(queue, entry) ? Exit.succeed(entry) : enqueueSlowly(entry)
       if (!traceFrames) return queued
       const payload = scrubRequestPayload(proc, textDecoder.decode(encoded.success.subarray(16)))
+      const type = MessageType.typeName(MessageType.requestType(MessageType.Proc[proc]))
       return Effect.andThen(
-        Effect.logTrace("bridge send").pipe(
-          Effect.annotateLogs({
-            type: MessageType.typeName(MessageType.requestType(MessageType.Proc[proc])),
-            "message-id": id,
-            payload
-          })
-        ),
+        Effect.annotateLogs(Effect.logTrace("bridge send"), { type, "message-id": id, payload }),
         queued
       )
     })
@@ -266,19 +222,28 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     )
 
   // A bug in the bridge itself must still release every waiter.
-  const onDefect = (fiber: string, cause: Cause.Cause<unknown>): Effect.Effect<void> =>
-    dead !== undefined || Cause.hasInterruptsOnly(cause)
-      ? Effect.void
-      : Effect.andThen(
-          Effect.logError(`bridge ${fiber} failed unexpectedly`, cause),
-          Effect.sync(() => kill("Defect"))
+  const onFailure =
+    (fiber: string) =>
+    (cause: Cause.Cause<TransportError | Failure>): Effect.Effect<void> => {
+      const failure = Cause.findError(cause)
+      if (Result.isSuccess(failure)) {
+        const error = failure.success
+        return Effect.sync(() =>
+          kill(error instanceof ProtocolError.ProtocolError ? "Protocol" : "Transport", error)
         )
+      }
+      if (dead !== undefined || Cause.hasInterruptsOnly(cause)) return Effect.void
+      return Effect.andThen(
+        Effect.logError(`bridge ${fiber} failed unexpectedly`, cause),
+        Effect.sync(() => kill("Defect"))
+      )
+    }
 
-  // ---- inbound ----
-
+  const fatalIfStrict = (error: Failure): Outcome =>
+    options.strict ? error : Effect.logWarning(error.message)
   const violation = (counter: Metric.Metric<number, unknown>, error: Failure): Outcome => {
     count(counter)
-    return options.strict ? error : Effect.logWarning(error.message)
+    return fatalIfStrict(error)
   }
 
   const completeResponse = (frame: Frame.Frame): Outcome => {
@@ -312,8 +277,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         "error-records": error.errorRecords
       })
     }
-    if (error === undefined) return late
-    return options.strict ? error : Effect.logWarning(error.message)
+    return error === undefined ? late : fatalIfStrict(error)
   }
 
   const routeNotification = (frame: Frame.Frame): Outcome => {
@@ -322,9 +286,8 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         Metrics.unknownNotifications,
         new ProtocolError.ProtocolError({ reason, message, messageType: frame.type, id: frame.id })
       )
-    if (frame.type !== MessageType.NotifyContainer) {
+    if (frame.type !== MessageType.NotifyContainer)
       return unknown("UnknownType", `unknown notification ${MessageType.typeName(frame.type)}`)
-    }
     const decoded = Codec.decodeNotification(frame.payload)
     if (Result.isFailure(decoded)) return violation(Metrics.unknownNotifications, decoded.failure)
     const notification = decoded.success
@@ -387,23 +350,11 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     Effect.andThen(
       Effect.suspend(() => {
         const truncated = frameReader.end()
-        return truncated === undefined ? Effect.void : Exit.fail(truncated)
+        return truncated === undefined ? Effect.sync(() => kill("EndOfStream")) : Exit.fail(truncated)
       })
     ),
-    Effect.matchCauseEffect({
-      onSuccess: () => Effect.sync(() => kill("EndOfStream")),
-      onFailure: (cause) => {
-        const failure = Cause.findError(cause)
-        if (Result.isFailure(failure)) return onDefect("reader", cause)
-        const error = failure.success
-        return Effect.sync(() =>
-          kill(error instanceof ProtocolError.ProtocolError ? "Protocol" : "Transport", error)
-        )
-      }
-    })
+    Effect.catchCause(onFailure("reader"))
   )
-
-  // ---- outbound ----
 
   const writer = Queue.takeAll(queue).pipe(
     Effect.flatMap((entries) => {
@@ -419,27 +370,16 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       return connection.writeAll(buffers)
     }),
     Effect.forever,
-    Effect.catchCause((cause) => {
-      const failure = Cause.findError(cause)
-      return Result.isSuccess(failure)
-        ? Effect.sync(() => kill("Transport", failure.success))
-        : onDefect("writer", cause)
-    })
+    Effect.catchCause(onFailure("writer"))
   )
-
-  // ---- health ----
 
   const stallWatch = (limit: number) =>
     Effect.sync(() => {
       const now = clock.currentTimeMillisUnsafe()
-      if (now - lastInboundAt < limit) return
-      for (const entry of pending.values()) {
-        // A WaitForProcess legitimately stays unanswered for a process's lifetime.
-        if (entry.proc !== "WaitForProcess" && entry.state !== "queued" && now - entry.sentAt >= limit) {
-          kill("Unresponsive")
-          return
-        }
-      }
+      // A WaitForProcess legitimately stays unanswered for a process's lifetime.
+      const stalled = (e: Entry) =>
+        e.proc !== "WaitForProcess" && e.state !== "queued" && now - e.sentAt >= limit
+      if (now - lastInboundAt >= limit && Array.from(pending.values()).some(stalled)) kill("Unresponsive")
     }).pipe(Effect.delay(Math.max(1, limit / 2)), Effect.forever)
 
   const fibers = [yield* Effect.forkIn(reader, scope), yield* Effect.forkIn(writer, scope)]
@@ -450,49 +390,41 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   // Tears everything down once the bridge is dead, whoever killed it.
   const watchdog = yield* Effect.forkIn(
     Effect.gen(function* () {
-      const error = yield* Deferred.await(closedSignal)
-      if (error.reason !== "Closed") {
-        yield* Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), {
-          reason: error.reason,
-          error: error.message
-        })
-      }
+      const { reason, message } = yield* Deferred.await(closedSignal)
+      if (reason !== "Closed")
+        yield* Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), { reason, error: message })
       yield* Fiber.interruptAll(fibers)
       yield* connection.close
     }),
     scope
   )
 
-  const close = Effect.uninterruptible(
-    Effect.suspend(() => {
-      kill("Closed")
-      return Fiber.await(watchdog)
-    })
-  ).pipe(Effect.asVoid)
+  const close = Effect.sync(() => kill("Closed")).pipe(
+    Effect.andThen(Fiber.await(watchdog)),
+    Effect.asVoid,
+    Effect.uninterruptible
+  )
   yield* Scope.addFinalizer(scope, close)
 
   return {
-    /** Registers a call, encodes it and queues its frame; an unencodable body fails only this call. */
+    /** Registers, encodes and queues a call; an unencodable body fails only this call. */
     send,
-    /** Waits for the answer; interrupting the waiter abandons the call (never written if still queued). */
+    /** Waits for the answer; interrupting the waiter abandons the call. */
     await: awaitCall,
-    /** `send`, then `await`. */
     call: <N extends ProcName>(proc: N, containerId: string, body: Rpc.RpcRequest<N>) =>
       Effect.flatMap(send(proc, containerId, body), awaitCall),
-    /** Completes with the bridge's `BridgeClosed` once it has died. */
     closed: Deferred.await(closedSignal),
     /** The `BridgeClosed` of a dead bridge, `undefined` while it runs. */
     dead: () => dead,
-    /** Kills the bridge unless it is dead already; gives its `BridgeClosed` without waiting for the teardown. */
+    /** Kills the bridge without waiting for the teardown. */
     kill: (reason: BridgeClosedReason) => Effect.sync(() => kill(reason)),
     /**
-     * Runs `effect` in the background for as long as the bridge lives. Interruptible whatever the caller's
-     * region: background work is often forked from an interruption handler, and an uninterruptible fiber
-     * there would hold up the bridge's close.
+     * Runs `effect` for as long as the bridge lives, interruptible even when forked from an interruption
+     * handler, where an uninterruptible fiber would hold up the bridge's close.
      */
     background: (effect: Effect.Effect<unknown, unknown>) =>
       Effect.asVoid(Effect.forkIn(Effect.interruptible(Effect.ignore(effect)), scope)),
-    /** Kills the bridge (`Closed`) and waits until its fibers have stopped and its connection is closed. */
+    /** Kills the bridge (`Closed`) and waits for its fibers and connection to close. */
     close
   }
 })

@@ -3,36 +3,36 @@
  * finalizer that terminates a running container.
  */
 import { Codec, Container as Wire, Envelope, Guid, ModifySettings, Properties } from "@gcs-bridge/protocol"
+import type { ProtocolError } from "@gcs-bridge/protocol"
 import { Deferred, Effect } from "effect"
-import type { Scope } from "effect"
-import type { CallError } from "../CallError.js"
-import type { Container } from "../Container.js"
-import { isAlreadyStopped, isSystemNotFound } from "../GuestError.js"
+import type { Result, Scope } from "effect"
+import type { Container, ModifySettings as Settings } from "../Container.js"
+import { type CallError, isAlreadyStopped, isSystemNotFound } from "../Errors.js"
 import type { Bridge } from "./bridge.js"
-import type { ConnectionState } from "./connectionState.js"
+import type { ConnectionState } from "./guestConnection.js"
 import * as ProcessImpl from "./process.js"
 import type { Registration } from "./registry.js"
 import * as Rpc from "./rpc.js"
 
-const request = (base: Rpc.BaseFields) => new Envelope.RequestBase(base)
-
-/**
- * ShutdownGraceful / ShutdownForced with the Go post-processing of §8.3: a guest that no longer knows the
- * container has nothing left to stop.
- */
-const stop = (bridge: Bridge, registration: Registration, proc: "ShutdownGraceful" | "ShutdownForced") =>
-  Rpc.call(bridge, proc, registration.id, request).pipe(
-    Effect.as("delivered" as const),
-    Rpc.whenGone(
-      isSystemNotFound,
-      () => Deferred.isDoneUnsafe(registration.exit),
-      "gone" as const,
-      "container",
-      {
-        "container-id": registration.id
-      }
+/** ModifySettings on container `id` (the null GUID: the utility VM). */
+export const modify = (bridge: Bridge, id: string, settings: Settings): Effect.Effect<void, CallError> =>
+  Effect.asVoid(
+    Rpc.call(
+      bridge,
+      "ModifySettings",
+      id,
+      (base) => new ModifySettings.ContainerModifySettings({ ...base, Request: settings })
     )
   )
+
+/** ShutdownGraceful / ShutdownForced; as in Go (§8.3), a guest that no longer knows the container has nothing to stop. */
+const stop = (bridge: Bridge, registration: Registration, proc: "ShutdownGraceful" | "ShutdownForced") => {
+  const exited = () => Deferred.isDoneUnsafe(registration.exit)
+  return Rpc.call(bridge, proc, registration.id, Rpc.request).pipe(
+    Effect.as("delivered" as const),
+    Rpc.whenGone(isSystemNotFound, exited, "gone" as const, "container", { "container-id": registration.id })
+  )
+}
 
 /** Builds the handle; closing the current scope terminates the container if it still runs. */
 const attach = (state: ConnectionState, registration: Registration, running: boolean) =>
@@ -40,9 +40,8 @@ const attach = (state: ConnectionState, registration: Registration, running: boo
     const { bridge } = state
     const id = registration.id
     const isWindows = state.os === "windows"
-    // Whether the container may have started: a Linux container runs from its init's ExecuteProcess (one
-    // without OciProcess), a Windows one from Start. One that never started sends no exit notification after
-    // ShutdownForced, so closing it must not wait the whole closeTimeout for one.
+    // A container that never started (Linux: no init exec, Windows: no Start) sends no exit notification
+    // after ShutdownForced: closing it must not wait the whole closeTimeout for one.
     let started = running
     const terminate = stop(bridge, registration, "ShutdownForced").pipe(
       // Its init already exited: the notification is on its way.
@@ -65,43 +64,29 @@ const attach = (state: ConnectionState, registration: Registration, running: boo
       ).pipe(Effect.ensuring(Effect.sync(registration.release)))
     )
 
-    const properties = (types: ReadonlyArray<string>) =>
-      Effect.map(
-        Rpc.call(
-          bridge,
-          "GetProperties",
-          id,
-          (base) =>
-            new Properties.ContainerGetProperties({
-              ...base,
-              Query: new Properties.PropertyQuery({ PropertyTypes: types })
-            })
-        ),
-        (response) => response.Properties
+    const properties = <A>(
+      types: ReadonlyArray<string>,
+      decode: (u: unknown) => Result.Result<A, ProtocolError.ProtocolError>
+    ) => {
+      const Query = new Properties.PropertyQuery({ PropertyTypes: types })
+      const body = (base: Rpc.BaseFields) => new Properties.ContainerGetProperties({ ...base, Query })
+      return Effect.flatMap(Rpc.call(bridge, "GetProperties", id, body), (r) =>
+        Effect.fromResult(decode(r.Properties))
       )
+    }
 
     const container: Container = {
       id,
       start: Effect.suspend(() => {
         if (isWindows) started = true
-        return Effect.asVoid(Rpc.call(bridge, "Start", id, request))
+        return Effect.asVoid(Rpc.call(bridge, "Start", id, Rpc.request))
       }),
       shutdown: Effect.asVoid(stop(bridge, registration, "ShutdownGraceful")),
       terminate: Effect.asVoid(stop(bridge, registration, "ShutdownForced")),
       wait: Deferred.await(registration.exit),
-      properties: (types) =>
-        Effect.flatMap(properties(types), (p) => Effect.fromResult(Codec.decodePropertiesV1(p))),
-      propertiesV2: (types) =>
-        Effect.flatMap(properties(types), (p) => Effect.fromResult(Codec.decodePropertiesV2(p))),
-      modify: (settings) =>
-        Effect.asVoid(
-          Rpc.call(
-            bridge,
-            "ModifySettings",
-            id,
-            (base) => new ModifySettings.ContainerModifySettings({ ...base, Request: settings })
-          )
-        ),
+      properties: (types) => properties(types, Codec.decodePropertiesV1),
+      propertiesV2: (types) => properties(types, Codec.decodePropertiesV2),
+      modify: (settings) => modify(bridge, id, settings),
       exec: (params) =>
         Effect.suspend(() => {
           if (!isWindows && params.OciProcess === undefined) started = true
@@ -112,9 +97,8 @@ const attach = (state: ConnectionState, registration: Registration, running: boo
   })
 
 /**
- * Create (§8.1). The exit registration is taken before the request is sent (a fast guest may report the exit
- * before the Create answer is processed) and dropped again if the Create fails, so the id can be retried. A
- * Create whose caller left after it was sent is terminated once it is answered.
+ * Create (§8.1). The exit registration is taken before sending (a fast guest may report the exit first) and
+ * dropped if the Create fails, so the id can be retried. An interrupted Create is terminated once answered.
  */
 export const create = (
   state: ConnectionState,
@@ -147,6 +131,6 @@ export const create = (
     )
   })
 
-/** Attach to a container that already exists in the guest (§10.3): only the exit registration, nothing is sent. */
+/** Attaches to a container that already exists in the guest (§10.3); nothing is sent. */
 export const open = (state: ConnectionState, id: string): Effect.Effect<Container, never, Scope.Scope> =>
   Effect.uninterruptible(Effect.suspend(() => attach(state, state.registry.acquire(id), true)))

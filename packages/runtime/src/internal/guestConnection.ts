@@ -1,32 +1,41 @@
 /** Establishing a guest connection (GCS-PROTOCOL §7) and its UVM-level calls. */
 import {
   Container as Wire,
-  Envelope,
   Frame,
   Guid,
   MessageType,
-  ModifySettings,
   Negotiate,
   ProtocolError,
   Service,
   Uvm
 } from "@gcs-bridge/protocol"
-import type { Connection } from "@gcs-bridge/transport"
+import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
 import { Transport } from "@gcs-bridge/transport"
-import { Duration, Effect, Exit, Option, Scope } from "effect"
-import type { ConnectError } from "../CallError.js"
-import { GuestError } from "../GuestError.js"
+import { Duration, Effect, Exit, Scope } from "effect"
+import type { ConnectError } from "../Errors.js"
 import type { GuestConnectionConfig, GuestConnectionService } from "../GuestConnection.js"
 import * as Bridge from "./bridge.js"
-import type { ConnectionState } from "./connectionState.js"
 import * as ContainerImpl from "./container.js"
 import * as ProcessImpl from "./process.js"
 import { Registry } from "./registry.js"
 import * as Rpc from "./rpc.js"
 
+/** What every container and process of one negotiated connection shares. */
+export interface ConnectionState {
+  readonly bridge: Bridge.Bridge
+  readonly transport: TransportService
+  /** Where stdio listeners are bound. */
+  readonly address: Address
+  readonly os: string
+  readonly registry: Registry
+  readonly stdioAcceptTimeout: Duration.Input | undefined
+  readonly closeTimeout: Duration.Duration
+  /** Next stdio port (§11.4): per connection, never reused. */
+  readonly allocatePort: () => number
+}
+
 const defaultConnectTimeout = Duration.minutes(2)
 const { ProtocolVersion } = Negotiate
-const request = (base: Rpc.BaseFields) => new Envelope.RequestBase(base)
 const refused = (message: string) =>
   new ProtocolError.ProtocolError({ reason: "NegotiationRefused", message })
 
@@ -34,22 +43,11 @@ const refused = (message: string) =>
 const negotiate = (bridge: Bridge.Bridge, config: GuestConnectionConfig) =>
   Effect.gen(function* () {
     // §7.3: the Go host sends this one request with an empty container id.
-    const response = yield* Rpc.call(
-      bridge,
-      "NegotiateProtocol",
-      "",
-      (base) =>
-        new Negotiate.NegotiateProtocolRequest({
-          ...base,
-          ContainerId: "",
-          MinimumVersion: ProtocolVersion,
-          MaximumVersion: ProtocolVersion
-        })
-    ).pipe(
-      Effect.catchIf(
-        (error) => error instanceof GuestError,
-        (error) =>
-          Effect.fail(refused(`the guest refused protocol version ${ProtocolVersion}: ${error.message}`))
+    const versions = { MinimumVersion: ProtocolVersion, MaximumVersion: ProtocolVersion }
+    const body = (base: Rpc.BaseFields) => new Negotiate.NegotiateProtocolRequest({ ...base, ...versions })
+    const response = yield* Rpc.call(bridge, "NegotiateProtocol", "", body).pipe(
+      Effect.catchTag("GuestError", (error) =>
+        Effect.fail(refused(`the guest refused protocol version ${ProtocolVersion}: ${error.message}`))
       )
     )
     if (response.Version !== ProtocolVersion) {
@@ -59,14 +57,16 @@ const negotiate = (bridge: Bridge.Bridge, config: GuestConnectionConfig) =>
     }
     const caps = response.Capabilities
     if ((config.coldStart ?? true) && caps.SendHostCreateMessage) {
-      const uvm = new Uvm.UvmConfig({ TimeZoneInformation: config.initialGuestState?.timeZone ?? null })
+      const ContainerConfig = new Uvm.UvmConfig({
+        TimeZoneInformation: config.initialGuestState?.timeZone ?? null
+      })
       yield* Rpc.call(
         bridge,
         "Create",
         Guid.NullGuid,
-        (base) => new Wire.ContainerCreate({ ...base, ContainerConfig: uvm })
+        (base) => new Wire.ContainerCreate({ ...base, ContainerConfig })
       )
-      if (caps.SendHostStartMessage) yield* Rpc.call(bridge, "Start", Guid.NullGuid, request)
+      if (caps.SendHostStartMessage) yield* Rpc.call(bridge, "Start", Guid.NullGuid, Rpc.request)
     }
     return caps
   })
@@ -84,21 +84,17 @@ export const fromConnection = (
       strict: config.strict ?? false,
       writeQueueCapacity: config.writeQueueCapacity ?? 1024,
       maxAbandonedCalls: 4096,
-      stallTimeout:
-        config.stallTimeout === undefined ? undefined : Duration.fromInputUnsafe(config.stallTimeout),
+      stallTimeout: config.stallTimeout,
       onNotification: (notification) => registry.route(notification),
       onClose: (error) => registry.closeAll(error)
     })
 
     // Nothing but the negotiation may be in flight until its answer is in (§7.3).
     const caps = yield* negotiate(bridge, config).pipe(
-      Effect.timeoutOption(config.connectTimeout ?? defaultConnectTimeout),
-      Effect.flatMap(
-        Option.match({
-          onNone: () => Effect.flatMap(bridge.kill("Unresponsive"), Exit.fail),
-          onSome: Effect.succeed
-        })
-      ),
+      Effect.timeoutOrElse({
+        duration: config.connectTimeout ?? defaultConnectTimeout,
+        orElse: () => Effect.flatMap(bridge.kill("Unresponsive"), Exit.fail)
+      }),
       Effect.onError(() => bridge.close)
     )
 
@@ -123,49 +119,35 @@ export const fromConnection = (
       createContainer: (id, containerConfig) => ContainerImpl.create(state, id, containerConfig),
       openContainer: (id) => ContainerImpl.open(state, id),
       exec: (params) => ProcessImpl.exec(state, Guid.NullGuid, params),
-      modify: (settings) =>
-        Effect.asVoid(
-          Rpc.call(
-            bridge,
-            "ModifySettings",
-            Guid.NullGuid,
-            (base) => new ModifySettings.ContainerModifySettings({ ...base, Request: settings })
-          )
-        ),
+      modify: (settings) => ContainerImpl.modify(bridge, Guid.NullGuid, settings),
       dumpStacks: Effect.map(
-        Rpc.call(bridge, "DumpStacks", Guid.NullGuid, request),
-        (response) => response.GuestStacks
+        Rpc.call(bridge, "DumpStacks", Guid.NullGuid, Rpc.request),
+        (r) => r.GuestStacks
       ),
-      deleteContainerState: (id) => Effect.asVoid(Rpc.call(bridge, "DeleteContainerState", id, request)),
-      updateContainer: (id, resources) =>
+      deleteContainerState: (id) => Effect.asVoid(Rpc.call(bridge, "DeleteContainerState", id, Rpc.request)),
+      updateContainer: (id, Resources) =>
         Effect.asVoid(
           Rpc.call(
             bridge,
             "UpdateContainer",
             id,
-            (base) => new Wire.UpdateContainerRequest({ ...base, Resources: resources })
+            (base) => new Wire.UpdateContainerRequest({ ...base, Resources })
           )
         ),
-      modifyServiceSettings: (change) =>
-        Effect.asVoid(
-          Rpc.call(
-            bridge,
-            "ModifyServiceSettings",
-            Guid.NullGuid,
-            (base) =>
-              new Service.ServiceModificationRequest({
-                ...base,
-                PropertyType: change.propertyType,
-                ...(change.settings === undefined ? {} : { Settings: change.settings })
-              })
-          )
-        ),
+      modifyServiceSettings: ({ propertyType, settings }) => {
+        const change = {
+          PropertyType: propertyType,
+          ...(settings === undefined ? {} : { Settings: settings })
+        }
+        const body = (base: Rpc.BaseFields) => new Service.ServiceModificationRequest({ ...base, ...change })
+        return Effect.asVoid(Rpc.call(bridge, "ModifyServiceSettings", Guid.NullGuid, body))
+      },
       closed: bridge.closed
     }
     return service
   })
 
-/** Listens on the bridge port, accepts one guest, stops listening, and builds the service over its connection. */
+/** Accepts one guest on the bridge port, stops listening, and builds the service over its connection. */
 export const make = (
   config: GuestConnectionConfig
 ): Effect.Effect<GuestConnectionService, ConnectError, Transport | Scope.Scope> =>

@@ -5,51 +5,34 @@
 import { Guid, Process as Wire, ProtocolError } from "@gcs-bridge/protocol"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
 import { Deferred, Effect, Exit, Option, Schema, Scope } from "effect"
-import type { CallError, ExecError } from "../CallError.js"
-import { isNotFound } from "../GuestError.js"
+import { type CallError, type ExecError, isNotFound } from "../Errors.js"
 import type { Process, ProcessParametersInput, WindowsSignalName } from "../Process.js"
 import type { Bridge, Call } from "./bridge.js"
-import type { ConnectionState } from "./connectionState.js"
+import type { ConnectionState } from "./guestConnection.js"
 import * as Rpc from "./rpc.js"
 import * as Stdio from "./stdio.js"
 
 const decodeParameters = Schema.decodeUnknownEffect(Wire.ProcessParameters)
+const invalid = ({ message }: Schema.SchemaError) =>
+  new ProtocolError.ProtocolError({
+    reason: "EncodeFailed",
+    message: `invalid process parameters: ${message}`
+  })
 
-/** The caller's parameters as a `ProcessParameters`, or `EncodeFailed` when they are not valid. */
-const normalize = (input: ProcessParametersInput) =>
-  input instanceof Wire.ProcessParameters
-    ? Effect.succeed(input)
-    : Effect.mapError(
-        decodeParameters(input),
-        (error) =>
-          new ProtocolError.ProtocolError({
-            reason: "EncodeFailed",
-            message: `invalid process parameters: ${error.message}`
-          })
-      )
+type ProcessFields = Rpc.BaseFields & { readonly ProcessId: number }
+const waitBody = (fields: ProcessFields) =>
+  new Wire.ContainerWaitForProcess({ ...fields, TimeoutInMs: Wire.InfiniteTimeout })
 
-const waitBody = (base: Rpc.BaseFields, pid: number) =>
-  new Wire.ContainerWaitForProcess({ ...base, ProcessId: pid, TimeoutInMs: Wire.InfiniteTimeout })
-
-/**
- * Best effort for a process the caller no longer owns (its exec was interrupted after the request went out):
- * kill it, then wait for it so the guest forgets it.
- */
+/** Kills and waits for a process whose exec was interrupted after the request went out, so the guest forgets it. */
 const reap = (bridge: Bridge, containerId: string, pid: number): Effect.Effect<void> => {
-  const base = Rpc.base(containerId, undefined)
+  const fields = { ...Rpc.base(containerId, undefined), ProcessId: pid }
+  const log = Effect.logDebug("reaping a process whose exec was interrupted")
   return bridge.background(
     Effect.all(
       [
-        bridge.call(
-          "SignalProcess",
-          containerId,
-          new Wire.ContainerSignalProcess({ ...base, ProcessId: pid })
-        ),
-        bridge.call("WaitForProcess", containerId, waitBody(base, pid)),
-        Effect.annotateLogs(Effect.logDebug("reaping a process whose exec was interrupted"), {
-          "container-id": containerId,
-          pid
-        })
+        bridge.call("SignalProcess", containerId, new Wire.ContainerSignalProcess(fields)),
+        bridge.call("WaitForProcess", containerId, waitBody(fields)),
+        Effect.annotateLogs(log, { "container-id": containerId, pid })
       ],
       { concurrency: "unbounded" }
     )
@@ -63,17 +46,17 @@ const exitCodeOf = (waitCall: Call<"WaitForProcess">): Effect.Effect<number, Cal
     Effect.catchIf(isNotFound, () => Effect.succeed(0))
   )
 
-/**
- * Starts a process in `containerId` (the null GUID for the UVM itself). The process, its stdio and its
- * kill-on-close live in a child of the caller's scope, closed at once if the exec fails.
- */
+/** Starts a process in `containerId` (the null GUID: the UVM), in a child scope closed at once if the exec fails. */
 export const exec = (
   state: ConnectionState,
   containerId: string,
   input: ProcessParametersInput
 ): Effect.Effect<Process, ExecError, Scope.Scope> =>
   Effect.gen(function* () {
-    const params = yield* normalize(input)
+    const params =
+      input instanceof Wire.ProcessParameters
+        ? input
+        : yield* Effect.mapError(decodeParameters(input), invalid)
     const scope = yield* Scope.fork(yield* Effect.scope)
     return yield* Effect.uninterruptibleMask((restore) =>
       start(state, containerId, params, scope, restore)
@@ -93,11 +76,7 @@ const start = Effect.fnUntraced(function* (
   const { bridge } = state
   // §11.4/§11.5: ports in stdin, stdout, stderr order, each listener bound before the exec is sent.
   const channel = (name: Stdio.StdioName, wanted: boolean) =>
-    wanted
-      ? restore(
-          Stdio.open(state.transport, state.address, name, state.allocatePort(), state.stdioAcceptTimeout)
-        )
-      : Effect.succeed(undefined)
+    wanted ? restore(Stdio.open(state, name)) : Effect.succeed(undefined)
   const stdin = yield* channel("stdin", params.CreateStdInPipe)
   const stdout = yield* channel("stdout", params.CreateStdOutPipe)
   const stderr = yield* channel("stderr", params.CreateStdErrPipe)
@@ -118,15 +97,12 @@ const start = Effect.fnUntraced(function* (
           })
         }
 
+  const Settings = new Wire.ExecuteProcessSettings({ ProcessParameters: params, ...relay })
   const { ProcessId: pid } = yield* Rpc.send(
     bridge,
     "ExecuteProcess",
     containerId,
-    (base) =>
-      new Wire.ContainerExecuteProcess({
-        ...base,
-        Settings: new Wire.ExecuteProcessSettings({ ProcessParameters: params, ...relay })
-      }),
+    (base) => new Wire.ContainerExecuteProcess({ ...base, Settings }),
     (sent, span) =>
       restore(bridge.await(sent)).pipe(
         // Answered after its caller left: what it started is killed once the answer arrives.
@@ -142,31 +118,30 @@ const start = Effect.fnUntraced(function* (
   // §8.5: the wait is sent right away; its answer is the exit. Without it the Linux GCS never reports a
   // container's exit.
   const waitCall = yield* restore(
-    Rpc.send(bridge, "WaitForProcess", containerId, (base) => waitBody(base, pid), Effect.succeed, {
-      "gcs.pid": pid
-    })
+    Rpc.send(
+      bridge,
+      "WaitForProcess",
+      containerId,
+      (base) => waitBody({ ...base, ProcessId: pid }),
+      Effect.succeed,
+      {
+        "gcs.pid": pid
+      }
+    )
   ).pipe(Effect.onInterrupt(() => reap(bridge, containerId, pid)))
 
   const attributes = { "gcs.pid": pid }
   const annotations = { "container-id": containerId, pid }
   const exited = () => Deferred.isDoneUnsafe(waitCall.result)
-  const signal = (options?: Wire.SignalProcessOptionsLinux | Wire.SignalProcessOptionsWindows) =>
-    Rpc.call(
-      bridge,
-      "SignalProcess",
-      containerId,
-      (base) =>
-        new Wire.ContainerSignalProcess({
-          ...base,
-          ProcessId: pid,
-          ...(options ? { Options: options } : {})
-        }),
-      attributes
-    ).pipe(
+  const signal = (options?: Wire.SignalProcessOptionsLinux | Wire.SignalProcessOptionsWindows) => {
+    const fields = { ProcessId: pid, ...(options ? { Options: options } : {}) }
+    const body = (base: Rpc.BaseFields) => new Wire.ContainerSignalProcess({ ...base, ...fields })
+    return Rpc.call(bridge, "SignalProcess", containerId, body, attributes).pipe(
       Effect.as(true),
       // §11.8: the process is already gone.
       Rpc.whenGone(isNotFound, exited, false, "process", annotations)
     )
+  }
   const kill = signal()
 
   const closed = (message: string) =>
@@ -182,8 +157,7 @@ const start = Effect.fnUntraced(function* (
       : Rpc.onClose(kill, state.closeTimeout, "could not kill process on close", annotations)
   )
 
-  // Runs its half-close once, in a fiber of the process's scope, so an interrupted caller cannot leave it
-  // half done.
+  // Half-closes once, in a fiber of the process's scope, so an interrupted caller cannot leave it half done.
   let closing = false
   const closeStdin =
     stdin === undefined
@@ -197,12 +171,10 @@ const start = Effect.fnUntraced(function* (
           )
         })
 
+  const notRequested = closed(`stdin of process ${pid} was not requested (CreateStdInPipe is false)`)
   const process: Process = {
     pid,
-    stdin: Stdio.writable(
-      stdin,
-      closed(`stdin of process ${pid} was not requested (CreateStdInPipe is false)`)
-    ),
+    stdin: Stdio.writable(stdin, notRequested),
     stdout: Stdio.readable(stdout),
     stderr: Stdio.readable(stderr),
     closeStdin,
@@ -217,17 +189,11 @@ const start = Effect.fnUntraced(function* (
           : new Wire.SignalProcessOptionsWindows({ Signal: n })
       ),
     kill,
-    resizeConsole: (width: number, height: number) =>
-      Effect.asVoid(
-        Rpc.call(
-          bridge,
-          "ResizeConsole",
-          containerId,
-          (base) =>
-            new Wire.ContainerResizeConsole({ ...base, ProcessId: pid, Height: height, Width: width }),
-          attributes
-        )
-      )
+    resizeConsole: (Width: number, Height: number) => {
+      const body = (base: Rpc.BaseFields) =>
+        new Wire.ContainerResizeConsole({ ...base, ProcessId: pid, Height, Width })
+      return Effect.asVoid(Rpc.call(bridge, "ResizeConsole", containerId, body, attributes))
+    }
   }
   return process
 })

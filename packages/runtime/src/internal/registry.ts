@@ -1,15 +1,13 @@
 /**
- * Which containers of a connection are waiting for their exit notification (GCS-PROTOCOL §9.3, §10.3).
- * Handles for the same id share one signal, and a container released before its notification arrived is
- * remembered for a while, so that a late notification is expected rather than "unknown".
+ * The containers of a connection waiting for their exit notification (§9.3, §10.3). Handles on one id share a
+ * signal; released ids are remembered a while, so a late notification is expected rather than "unknown".
  */
 import type { Container as Wire } from "@gcs-bridge/protocol"
 import { Deferred, Exit } from "effect"
-import type { BridgeClosed } from "../BridgeClosed.js"
 import { ContainerExit } from "../Container.js"
+import type { BridgeClosed } from "../Errors.js"
 import type { NotificationRoute } from "./bridge.js"
 
-/** Released ids remembered, at most. */
 const maxForgotten = 1024
 
 /** One registration: the exit signal and how many open handles share it. */

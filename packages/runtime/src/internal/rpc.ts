@@ -1,12 +1,12 @@
 /**
- * The shape every public operation shares: a `gcs.<Proc>` client span, the request base (container id, null
+ * What every public operation shares: a `gcs.<Proc>` client span, the request base (container id, null
  * activity id, W3C trace context in `otsc` when the caller is traced), and the call on the bridge.
  */
-import { Guid } from "@gcs-bridge/protocol"
-import type { Envelope, MessageType, Rpc } from "@gcs-bridge/protocol"
+import { Envelope, Guid } from "@gcs-bridge/protocol"
+import type { MessageType, Rpc } from "@gcs-bridge/protocol"
 import { Effect, Option, Tracer } from "effect"
 import type { Duration } from "effect"
-import type { CallError } from "../CallError.js"
+import type { CallError } from "../Errors.js"
 import type { Bridge, Call } from "./bridge.js"
 
 /** The request-base fields of a body, ready to spread into its constructor. */
@@ -23,10 +23,7 @@ const hex32 = /^[0-9a-f]{32}$/
 const hex16 = /^[0-9a-f]{16}$/
 const zeros = /^0+$/
 
-/**
- * The W3C `traceparent` of a span (`00-<trace id>-<span id>-<flags>`), or `undefined` when its ids are not
- * valid W3C ids (all zeros, or not hex): a guest must never be handed a header it would reject.
- */
+/** The W3C `traceparent` of a span, or `undefined` when its ids are not valid W3C ids (the guest rejects those). */
 export const traceparent = (span: Tracer.AnySpan): string | undefined => {
   const traceId = span.traceId.toLowerCase()
   const spanId = span.spanId.toLowerCase()
@@ -42,25 +39,38 @@ export const base = (containerId: string, header: string | undefined): BaseField
   otsc: header === undefined ? {} : { traceparent: header }
 })
 
+/** The body of a call that carries only the request base. */
+export const request = (fields: BaseFields) => new Envelope.RequestBase(fields)
+
 /**
- * Runs `f` inside the `gcs.<proc>` client span with the request base for `containerId`. Like the Go host, the
- * trace context is propagated only when the caller runs inside a span of its own; the RPC span is then the
- * guest's parent. A span nobody could ever see — no parent, and only Effect's native tracer, which exports
- * nothing — is not made: it would cost more than the rest of the call.
+ * Sends a call inside its `gcs.<proc>` client span; `onSent` decides what to do with it there. As in Go, the
+ * trace context goes to the guest only when the caller is in a span. A span nobody could see (no parent, only
+ * Effect's native tracer) is not made: it would cost more than the rest of the call.
  */
-export const traced = <A, E, R>(
-  proc: MessageType.ProcName,
+export const send = <N extends MessageType.ProcName, A, E>(
+  bridge: Bridge,
+  proc: N,
   containerId: string,
-  attributes: Attributes,
-  f: (base: BaseFields, span: Tracer.Span | undefined) => Effect.Effect<A, E, R>
-): Effect.Effect<A, E, R> =>
-  Effect.flatMap(Effect.serviceOption(Tracer.ParentSpan), (parent) =>
+  build: (base: BaseFields) => Rpc.RpcRequest<N>,
+  onSent: (call: Call<N>, span: Tracer.Span | undefined) => Effect.Effect<A, E>,
+  attributes: Attributes = {}
+): Effect.Effect<A, E | CallError> => {
+  const run = (header: string | undefined, span: Tracer.Span | undefined) =>
+    // Interruptible even in a masked region: only waiting for room in the write queue can block here.
+    Effect.flatMap(
+      Effect.interruptible(bridge.send(proc, containerId, build(base(containerId, header)))),
+      (sent) => {
+        span?.attribute("gcs.message_id", sent.id)
+        return onSent(sent, span)
+      }
+    )
+  return Effect.flatMap(Effect.serviceOption(Tracer.ParentSpan), (parent) =>
     Effect.flatMap(Effect.service(Tracer.Tracer), (tracer) =>
       Option.isNone(parent) && tracer === Tracer.nativeTracer
-        ? f(base(containerId, undefined), undefined)
+        ? run(undefined, undefined)
         : Effect.withSpan(
             Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
-              f(base(containerId, Option.isSome(parent) ? traceparent(span) : undefined), span)
+              run(Option.isSome(parent) ? traceparent(span) : undefined, span)
             ),
             `gcs.${proc}`,
             // A stack trace per span costs more than the rest of the call.
@@ -72,23 +82,7 @@ export const traced = <A, E, R>(
           )
     )
   )
-
-/** Sends a call inside its span, recording its message id; `onSent` decides what to do with it there. */
-export const send = <N extends MessageType.ProcName, A, E>(
-  bridge: Bridge,
-  proc: N,
-  containerId: string,
-  build: (base: BaseFields) => Rpc.RpcRequest<N>,
-  onSent: (call: Call<N>, span: Tracer.Span | undefined) => Effect.Effect<A, E>,
-  attributes: Attributes = {}
-): Effect.Effect<A, E | CallError> =>
-  traced(proc, containerId, attributes, (fields, span) =>
-    // Interruptible even in a masked region: only waiting for room in the write queue can block here.
-    Effect.flatMap(Effect.interruptible(bridge.send(proc, containerId, build(fields))), (sent) => {
-      span?.attribute("gcs.message_id", sent.id)
-      return onSent(sent, span)
-    })
-  )
+}
 
 /** Sends a call inside its span and waits for the answer (abandoning it if interrupted). */
 export const call = <N extends MessageType.ProcName>(
@@ -100,10 +94,7 @@ export const call = <N extends MessageType.ProcName>(
 ): Effect.Effect<Rpc.RpcResponse<N>, CallError> =>
   send(bridge, proc, containerId, build, (sent) => bridge.await(sent), attributes)
 
-/**
- * Treats the guest's "no such target" (`isGone`) as `gone`: silently once the target's exit was seen, with a
- * warning otherwise (as the Go host logs it).
- */
+/** Treats the guest's "no such target" as `gone`: silently once its exit was seen, else with a warning (as Go). */
 export const whenGone =
   <G>(
     isGone: (u: unknown) => boolean,
@@ -113,22 +104,13 @@ export const whenGone =
     annotations: Attributes
   ) =>
   <A, E extends { readonly message: string }>(self: Effect.Effect<A, E>): Effect.Effect<A | G, E> =>
-    Effect.catchIf(self, isGone, (error: E) =>
-      exited()
-        ? Effect.succeed(gone)
-        : Effect.as(
-            Effect.annotateLogs(Effect.logWarning(`ignoring missing ${what}`), {
-              ...annotations,
-              error: error.message
-            }),
-            gone
-          )
-    )
+    Effect.catchIf(self, isGone, (error: E) => {
+      if (exited()) return Effect.succeed(gone)
+      const log = Effect.logWarning(`ignoring missing ${what}`)
+      return Effect.as(Effect.annotateLogs(log, { ...annotations, error: error.message }), gone)
+    })
 
-/**
- * A guest call made by a scope's finalizer, bounded by `timeout` and never failing (logged instead).
- * Finalizers run uninterruptibly: the call is made interruptible, or the timeout could never fire.
- */
+/** A finalizer's guest call: bounded by `timeout`, made interruptible so the timeout can fire, logged on failure. */
 export const onClose = (
   effect: Effect.Effect<unknown, unknown>,
   timeout: Duration.Duration,

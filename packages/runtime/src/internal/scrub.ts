@@ -45,10 +45,7 @@ const byProc: Record<string, Scrub> = {
   })
 }
 
-/**
- * The text to log for a request payload of `proc`: the same JSON with every environment and annotation value
- * replaced by `<scrubbed>`. Procedures that carry no such data are returned as they are.
- */
+/** The text to log for a request payload of `proc`, environment and annotation values replaced. */
 export const scrubRequestPayload = (proc: string, payload: string): string => {
   const scrub = byProc[proc]
   if (scrub === undefined) return payload

@@ -1,19 +1,15 @@
 /**
- * One stdio relay channel of a process (GCS-PROTOCOL §11.3-11.6): a listener bound on its own port before
- * ExecuteProcess is sent, accepting exactly one connection in the background, and the byte stream or sink
- * over it.
- *
- * Readers and writers wait for the guest to connect. The guest may never do so (stdio denied by policy), so
- * closing the process's scope releases every waiter with a `TransportError` (`Closed`) instead of leaving it
- * hanging.
+ * A process's stdio relay channel (GCS-PROTOCOL §11.3-11.6): a listener bound before ExecuteProcess, one
+ * connection accepted in the background, and the stream or sink over it. A guest may never connect (policy):
+ * closing the process's scope then releases every waiter with `TransportError` (`Closed`).
  */
-import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
+import type { Connection } from "@gcs-bridge/transport"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
 import { Deferred, Effect, Exit, Metric, Scope, Sink, Stream } from "effect"
-import type { Duration } from "effect"
 import * as Metrics from "../Metrics.js"
+import type { ConnectionState } from "./guestConnection.js"
 
-/** Which standard stream a channel carries. */
+/** The standard stream a channel carries. */
 export type StdioName = "stdin" | "stdout" | "stderr"
 
 /** A stdio channel bound on `port`. */
@@ -24,29 +20,18 @@ export interface StdioChannel {
   readonly connection: Deferred.Deferred<Connection, TransportError>
 }
 
-const bytes = {
-  stdin: Metric.withAttributes(Metrics.stdioBytes, { stream: "stdin" }),
-  stdout: Metric.withAttributes(Metrics.stdioBytes, { stream: "stdout" }),
-  stderr: Metric.withAttributes(Metrics.stdioBytes, { stream: "stderr" })
-}
+const bytes = (stream: StdioName) => Metric.withAttributes(Metrics.stdioBytes, { stream })
+const bytesOf = { stdin: bytes("stdin"), stdout: bytes("stdout"), stderr: bytes("stderr") }
 
 const sizeOf = (parts: ReadonlyArray<Uint8Array>) => parts.reduce((n, part) => n + part.length, 0)
 
-/**
- * Binds the listener for `port` (so the guest can dial as soon as it reads the exec request) and accepts in a
- * fiber of the current scope. The listener closes as soon as the guest is in; the connection lives as long as
- * the scope.
- */
-export const open = Effect.fnUntraced(function* (
-  transport: TransportService,
-  address: Address,
-  name: StdioName,
-  port: number,
-  acceptTimeout: Duration.Input | undefined
-) {
+/** Binds `port` before the exec request goes out, and accepts in the background; the connection lives in the scope. */
+export const open = Effect.fnUntraced(function* (state: ConnectionState, name: StdioName) {
+  const { address, stdioAcceptTimeout: timeout } = state
+  const port = state.allocatePort()
   const scope = yield* Effect.scope
   const listenerScope = yield* Scope.fork(scope)
-  const listener = yield* Scope.provide(transport.listen(address, port, { backlog: 1 }), listenerScope)
+  const listener = yield* Scope.provide(state.transport.listen(address, port, { backlog: 1 }), listenerScope)
   const connection = Deferred.makeUnsafe<Connection, TransportError>()
   const closed = new TransportError({
     reason: "Closed",
@@ -54,7 +39,7 @@ export const open = Effect.fnUntraced(function* (
     port,
     message: `${name} was closed before the guest connected it`
   })
-  yield* listener.accept(acceptTimeout === undefined ? undefined : { timeout: acceptTimeout }).pipe(
+  yield* listener.accept(timeout === undefined ? undefined : { timeout }).pipe(
     Scope.provide(scope),
     Effect.exit,
     Effect.flatMap((exit) => Deferred.done(connection, exit)),
@@ -62,15 +47,10 @@ export const open = Effect.fnUntraced(function* (
     Effect.ensuring(Scope.close(listenerScope, Exit.void)),
     Effect.forkIn(scope)
   )
-  const channel: StdioChannel = { name, port, connection }
-  return channel
+  return { name, port, connection } satisfies StdioChannel
 })
 
-/**
- * The bytes the guest writes on `channel`, with backpressure. The connection is closed as soon as the stream
- * ends or its consumer stops: the Linux GCS reports a container process's exit only after the host has closed
- * its end (§14.4a). No channel: an empty stream.
- */
+/** The guest's bytes with backpressure, closed at the end: the Linux GCS reports an exit only after that (§14.4a). */
 export const readable = (channel: StdioChannel | undefined): Stream.Stream<Uint8Array, TransportError> =>
   channel === undefined
     ? Stream.empty
@@ -80,7 +60,7 @@ export const readable = (channel: StdioChannel | undefined): Stream.Stream<Uint8
           const context = yield* Effect.context<never>()
           return connection.stream.pipe(
             Stream.mapArray((chunk) => {
-              bytes[channel.name].updateUnsafe(sizeOf(chunk), context)
+              bytesOf[channel.name].updateUnsafe(sizeOf(chunk), context)
               return chunk
             }),
             Stream.ensuring(connection.close)
@@ -88,10 +68,7 @@ export const readable = (channel: StdioChannel | undefined): Stream.Stream<Uint8
         })
       )
 
-/**
- * A sink writing into `channel` once the guest has connected; it does not half-close at the end (that is
- * `closeStdin`). No channel: a sink that fails with `missing` on its first input.
- */
+/** Writes into `channel` once connected, without half-closing; no channel: fails with `missing` on input. */
 export const writable = (
   channel: StdioChannel | undefined,
   missing: TransportError
@@ -101,7 +78,7 @@ export const writable = (
     : Sink.unwrap(
         Effect.map(Deferred.await(channel.connection), (connection) =>
           Sink.forEachArray((parts: ReadonlyArray<Uint8Array>) =>
-            Effect.andThen(connection.writeAll(parts), Metric.update(bytes[channel.name], sizeOf(parts)))
+            Effect.andThen(connection.writeAll(parts), Metric.update(bytesOf[channel.name], sizeOf(parts)))
           )
         )
       )
