@@ -1,4 +1,16 @@
+/**
+ * Timing and summarising: interleaved rounds of wall and host CPU time, and
+ * the table rows made of them — each figure the median over rounds with its
+ * min-max, and the host's CPU time per operation.
+ */
 import { cpuUsage, hrtime } from "node:process"
+import type { Measurement } from "./types.js"
+
+/** One timed round: wall time and host CPU time (user+system), in µs. */
+export interface Round {
+  readonly wallMicros: number
+  readonly cpuMicros: number
+}
 
 /** Median, min and max of a non-empty list of samples. */
 export const summarize = (samples: ReadonlyArray<number>): { median: number; min: number; max: number } => {
@@ -9,10 +21,8 @@ export const summarize = (samples: ReadonlyArray<number>): { median: number; min
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! }
 }
 
-/** Wall time and host CPU time (user+system) of one run of `body`, in µs. */
-export const timed = async (
-  body: () => Promise<void> | void
-): Promise<{ wallMicros: number; cpuMicros: number }> => {
+/** Wall time and host CPU time of one run of `body`. */
+export const timed = async (body: () => Promise<void> | void): Promise<Round> => {
   const cpu0 = cpuUsage()
   const t0 = hrtime.bigint()
   await body()
@@ -28,13 +38,72 @@ export const timed = async (
 export const interleave = async <K extends string>(
   rounds: number,
   variants: Record<K, () => Promise<void> | void>
-): Promise<Record<K, ReadonlyArray<{ wallMicros: number; cpuMicros: number }>>> => {
+): Promise<Record<K, ReadonlyArray<Round>>> => {
   const keys = Object.keys(variants) as Array<K>
-  const out = Object.fromEntries(
-    keys.map((k) => [k, [] as Array<{ wallMicros: number; cpuMicros: number }>])
-  ) as Record<K, Array<{ wallMicros: number; cpuMicros: number }>>
+  const out = Object.fromEntries(keys.map((k) => [k, [] as Array<Round>])) as Record<K, Array<Round>>
   for (let round = 0; round < rounds; round++) {
     for (const key of keys) out[key].push(await timed(variants[key]))
   }
   return out
 }
+
+/** Operations per second over `count` operations per round, with the host CPU µs per operation. */
+export const rateRow = (
+  name: string,
+  unit: string,
+  rounds: ReadonlyArray<Round>,
+  count: number,
+  extra: Partial<Measurement> = {}
+): Measurement => ({
+  name,
+  unit,
+  ...summarize(rounds.map((r) => (count * 1e6) / r.wallMicros)),
+  cpuMicrosPerOp: summarize(rounds.map((r) => r.cpuMicros / count)).median,
+  ...extra
+})
+
+/**
+ * MB/s (10^6 bytes per second) for `bytes` per round; host CPU per 64 KiB
+ * chunk (the unit the relays move), and per GiB in the note when `cpuNote`.
+ */
+export const throughputRow = (
+  name: string,
+  rounds: ReadonlyArray<Round>,
+  bytes: number,
+  extra: Partial<Measurement> = {},
+  cpuNote = true
+): Measurement => {
+  const cpuPerGiB = summarize(rounds.map((r) => (r.cpuMicros / bytes) * 2 ** 30)).median
+  const note = cpuNote ? `host CPU ${(cpuPerGiB / 1e6).toFixed(2)} s/GiB` : undefined
+  const joined = [note, extra.note].filter((n) => n !== undefined).join("; ")
+  return {
+    name,
+    unit: "MB/s",
+    ...summarize(rounds.map((r) => bytes / r.wallMicros)),
+    cpuMicrosPerOp: cpuPerGiB / 16384,
+    ...extra,
+    ...(joined === "" ? {} : { note: joined })
+  }
+}
+
+/** A row of per-round values already computed (latencies, sizes…): median over rounds and min-max. */
+export const valueRow = (
+  name: string,
+  unit: string,
+  values: ReadonlyArray<number>,
+  extra: Partial<Measurement> = {}
+): Measurement => ({ name, unit, ...summarize(values), ...extra })
+
+/** The `q`-quantile (0..1) of `values` (nearest rank). */
+export const quantile = (values: Float64Array | ReadonlyArray<number>, q: number): number => {
+  const sorted = Float64Array.from(values).sort()
+  if (sorted.length === 0) throw new Error("quantile of nothing")
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
+}
+
+/** Formats a number for tables and prose: 1,234 / 12.3 / 1.23. */
+export const fmt = (n: number): string =>
+  Math.abs(n) >= 100 ? Math.round(n).toLocaleString("en-US") : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2)
+
+/** "met" or "missed", for the verdict lines under a table. */
+export const verdict = (met: boolean): string => (met ? "met" : "missed")

@@ -1,42 +1,95 @@
+/**
+ * RESULTS.md and results.json: the tables of every suite, the machine, and
+ * optionally a column with the medians of an older run (`--compare`).
+ */
+import { readFileSync } from "node:fs"
+import { arch, cpus, release, totalmem } from "node:os"
+import { fmt } from "./measure.js"
 import type { SuiteResult } from "./types.js"
 
-const format = (n: number): string =>
-  Math.abs(n) >= 100 ? Math.round(n).toLocaleString("en-US") : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2)
+/** The machine a run is on, printed on top of a report. */
+export type Machine = {
+  readonly node: string
+  readonly cpu: string
+  readonly cores: number
+  readonly memoryGiB: number
+  readonly platform: string
+  readonly date: string
+}
+
+/** This machine, now. */
+export const machine = (): Machine => ({
+  node: process.version,
+  cpu: cpus()[0]?.model ?? "unknown",
+  cores: cpus().length,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  platform: `${process.platform} ${release()} ${arch()}`,
+  date: new Date().toISOString()
+})
+
+/** Medians of an older run, by suite and measurement name, shown beside the new ones. */
+export interface Comparison {
+  readonly label: string
+  readonly medians: ReadonlyMap<string, number>
+}
+
+const key = (suite: string, name: string) => `${suite}\u0000${name}`
+
+/** Reads the medians of an older `results.json`. */
+export const loadComparison = (path: string, label: string): Comparison => {
+  const old = JSON.parse(readFileSync(path, "utf8")) as { readonly results: ReadonlyArray<SuiteResult> }
+  const medians = new Map<string, number>()
+  for (const r of old.results) for (const m of r.measurements) medians.set(key(r.suite, m.name), m.median)
+  return { label, medians }
+}
 
 /** Renders suites as Markdown tables, with the machine and run parameters on top when `document` is set. */
 export const renderMarkdown = (
   results: ReadonlyArray<SuiteResult>,
-  machine: Record<string, string | number>,
-  run: { quick: boolean; rounds: number },
+  host: Record<string, string | number>,
+  run: { quick: boolean; rounds: number; compare?: Comparison | undefined },
   document = false
 ): string => {
   const lines: Array<string> = []
+  const compare = run.compare
   if (document) {
-    lines.push("# Benchmark results", "")
     lines.push(
+      "# Benchmark results",
+      "",
       "Produced by `npm run bench` (bench/main.ts). Every figure is the median of interleaved rounds, with the",
       "min-max beside it, and is compared with a reference measured in the same run on the same machine.",
+      ...(compare === undefined
+        ? []
+        : [`The column "${compare.label}" is the median of the older run's row.`]),
+      "",
+      `Machine: ${Object.entries(host)
+        .map(([k, v]) => `${k} ${v}`)
+        .join("; ")}.`,
+      `Rounds: ${run.rounds}${run.quick ? " (quick smoke: not representative)" : ""}.`,
       ""
     )
-    lines.push(
-      `Machine: ${Object.entries(machine)
-        .map(([k, v]) => `${k} ${v}`)
-        .join("; ")}.`
-    )
-    lines.push(`Rounds: ${run.rounds}${run.quick ? " (quick smoke: not representative)" : ""}.`, "")
   }
   for (const result of results) {
-    lines.push(`## ${result.title}`, "")
-    lines.push("| measurement | median | min-max | unit | host CPU µs/op | vs reference | note |")
-    lines.push("|---|---:|---:|---|---:|---|---|")
+    const old = (name: string) => {
+      const m = compare?.medians.get(key(result.suite, name))
+      return m === undefined ? "" : fmt(m)
+    }
+    lines.push(
+      `## ${result.title}`,
+      "",
+      compare === undefined
+        ? "| measurement | median | min-max | unit | host CPU µs/op | vs reference | note |"
+        : `| measurement | median | ${compare.label} | min-max | unit | host CPU µs/op | vs reference | note |`,
+      compare === undefined ? "|---|---:|---:|---|---:|---|---|" : "|---|---:|---:|---:|---|---:|---|---|"
+    )
     for (const m of result.measurements) {
       const ref = m.reference ? result.measurements.find((r) => r.name === m.reference) : undefined
       const ratio =
         ref && ref.median !== 0 ? `${((m.median / ref.median) * 100).toFixed(0)} % of ${ref.name}` : ""
+      const cpu = m.cpuMicrosPerOp === undefined ? "" : fmt(m.cpuMicrosPerOp)
+      const median = compare === undefined ? fmt(m.median) : `${fmt(m.median)} | ${old(m.name)}`
       lines.push(
-        `| ${m.name} | ${format(m.median)} | ${format(m.min)}-${format(m.max)} | ${m.unit} | ${
-          m.cpuMicrosPerOp === undefined ? "" : format(m.cpuMicrosPerOp)
-        } | ${ratio} | ${m.note ?? ""} |`
+        `| ${m.name} | ${median} | ${fmt(m.min)}-${fmt(m.max)} | ${m.unit} | ${cpu} | ${ratio} | ${m.note ?? ""} |`
       )
     }
     lines.push("")

@@ -12,26 +12,17 @@
  */
 import type { Fault } from "@gcs-bridge/guest"
 import { Guest } from "@gcs-bridge/guest"
-import { LinuxHostedSystem } from "@gcs-bridge/protocol"
+import { Container as Wire } from "@gcs-bridge/protocol"
 import type { Container, GuestConnectionService, Process } from "@gcs-bridge/runtime"
 import { GuestConnection } from "@gcs-bridge/runtime"
 import type { TransportService } from "@gcs-bridge/transport"
 import { Transport, UnixAddress } from "@gcs-bridge/transport"
-import type { Chunk } from "effect"
-import { Cause, Data, Duration, Effect, Either, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { Cause, Data, Duration, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 
 /** The steps of the standard lifecycle, in order. */
+// prettier-ignore
 export const Steps = [
-  "accept",
-  "negotiate",
-  "create",
-  "start",
-  "exec",
-  "stdio",
-  "wait",
-  "signal",
-  "shutdown",
-  "close"
+  "accept", "negotiate", "create", "start", "exec", "stdio", "wait", "signal", "shutdown", "close"
 ] as const
 
 /** One step of the standard lifecycle. */
@@ -114,23 +105,11 @@ const describeError = (error: unknown): Outcome => {
   return { kind: "error", tag: e._tag, detail }
 }
 
-const text = new TextDecoder()
-const concat = (chunks: Chunk.Chunk<Uint8Array>): Uint8Array => {
-  let length = 0
-  for (const c of chunks) length += c.length
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const c of chunks) {
-    out.set(c, at)
-    at += c.length
-  }
-  return out
-}
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0
 
 /** The container: its init sleeps until signalled (and ignores SIGWINCH, the signal step's signal). */
 const containerConfig = (id: string) =>
-  new LinuxHostedSystem({
+  new Wire.LinuxHostedSystem({
     OciBundlePath: `/run/gcs/c/${id}`,
     OciSpecification: {
       ociVersion: "1.1.0",
@@ -173,7 +152,7 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
       retryInterval: "5 millis",
       connectTimeout: "10 seconds",
       console: "none"
-    }).pipe(Effect.provideService(Transport, options.transport), Effect.either, Effect.fork)
+    }).pipe(Effect.provideService(Transport, options.transport), Effect.result, Effect.forkChild)
 
     const connScope = yield* Scope.make()
 
@@ -189,18 +168,22 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
     ): Effect.Effect<Option.Option<A>> =>
       Effect.gen(function* () {
         const t0 = performance.now()
-        const exit = yield* body.pipe(
-          Effect.timeoutFail({
+        // The hard guard waits for the deadline's interruption only so long: the body runs detached, so an
+        // interruption that never completes cannot wedge the run.
+        const fiber = yield* Effect.forkDetach(
+          Effect.timeoutOrElse(body, {
             duration: Duration.millis(options.deadlineMs),
-            onTimeout: () => new CallerDeadline()
-          }),
-          Effect.disconnect,
-          Effect.timeoutFail({
-            duration: Duration.millis(options.deadlineMs + HangSlackMs),
-            onTimeout: () => new Hang()
-          }),
-          Effect.exit
+            orElse: () => Effect.fail(new CallerDeadline())
+          })
         )
+        const awaited = yield* Effect.timeoutOption(
+          Fiber.await(fiber),
+          Duration.millis(options.deadlineMs + HangSlackMs)
+        )
+        if (Option.isNone(awaited)) yield* Effect.forkDetach(Fiber.interrupt(fiber))
+        const exit: Exit.Exit<A, E | CallerDeadline | Hang> = Option.isSome(awaited)
+          ? awaited.value
+          : Exit.fail(new Hang())
         const ms = performance.now() - t0
         if (Exit.isSuccess(exit)) {
           const note = check(exit.value)
@@ -211,7 +194,7 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
           })
           return Option.some(exit.value)
         }
-        const failure = Cause.failureOption(exit.cause)
+        const failure = Cause.findErrorOption(exit.cause)
         const outcome: Outcome = Option.isNone(failure)
           ? { kind: "defect", detail: Cause.pretty(exit.cause).split("\n")[0] ?? "defect" }
           : failure.value instanceof CallerDeadline
@@ -226,7 +209,7 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
         return Option.none()
       })
 
-    const inConn = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Scope.extend(effect, connScope)
+    const inConn = Scope.provide(connScope)
 
     yield* Effect.gen(function* () {
       // accept + negotiate: the production path, GuestConnection.make; the accept is timed through the wrapped transport.
@@ -256,7 +239,7 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
       const container: Container = created.value
 
       // On Linux, Start is a no-op and the container runs from its init's ExecuteProcess: both are the start.
-      const started = yield* step("start", Effect.zipRight(container.start, inConn(container.exec({}))))
+      const started = yield* step("start", Effect.andThen(container.start, inConn(container.exec({}))))
       if (Option.isNone(started) || last <= Steps.indexOf("start")) return
       const init: Process = started.value
 
@@ -280,7 +263,7 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
           [
             Stream.runCollect(p.stdout),
             Stream.runCollect(p.stderr),
-            Effect.zipRight(
+            Effect.andThen(
               Stream.run(Stream.fromIterable(chunksOf(options.payload, 60_000)), p.stdin),
               p.closeStdin
             )
@@ -288,8 +271,8 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
           { concurrency: 3 }
         ),
         ([out, err]) => {
-          const stdout = concat(out)
-          const stderr = text.decode(concat(err))
+          const stdout = Buffer.concat(out)
+          const stderr = Buffer.concat(err).toString("utf8")
           if (sameBytes(stdout, options.payload) && stderr === "err\n") return undefined
           return `stdout ${stdout.length} of ${options.payload.length} B, stderr ${JSON.stringify(stderr)}`
         }
@@ -309,7 +292,7 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
 
     // Scope close: always, bounded by the guard; a close that never ends is a hang.
     const t0 = performance.now()
-    const closing = yield* Effect.fork(Scope.close(connScope, Exit.void))
+    const closing = yield* Effect.forkChild(Scope.close(connScope, Exit.void))
     const closed = yield* Fiber.await(closing).pipe(
       Effect.timeoutOption(Duration.millis(closeBound(options.closeTimeoutMs) + HangSlackMs))
     )
@@ -335,15 +318,15 @@ export const runLifecycle = (options: LifecycleOptions): Effect.Effect<Lifecycle
       yield* Fiber.interrupt(guest).pipe(Effect.timeoutOption("2 seconds"))
       guestText = "did not stop within 3 s of the host's close (interrupted)"
     } else {
-      guestText = Either.isRight(guestEnd.value)
-        ? "stopped"
-        : `stopped: ${guestEnd.value.left._tag} ${describeGuestError(guestEnd.value.left)}`
+      const end = guestEnd.value
+      const e =
+        end._tag === "Success"
+          ? undefined
+          : (end.failure as { _tag: string; reason?: string; message: string })
+      guestText = e === undefined ? "stopped" : `stopped: ${e._tag} ${e.reason ?? e.message}`
     }
     return { records, guest: guestText }
   })
-
-const describeGuestError = (e: { readonly reason?: string; readonly message: string }) =>
-  e.reason ?? e.message
 
 const chunksOf = (bytes: Uint8Array, size: number): Array<Uint8Array> => {
   const out: Array<Uint8Array> = []

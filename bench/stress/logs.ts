@@ -17,22 +17,21 @@ export interface LogCounts {
 let current: LogCounts = { warnings: 0, errors: 0, firstErrors: [] }
 
 /** Starts a new window and returns it (filled in as the window runs). */
-export const resetLogs = (): LogCounts => {
-  current = { warnings: 0, errors: 0, firstErrors: [] }
-  return current
-}
+export const resetLogs = (): LogCounts => (current = { warnings: 0, errors: 0, firstErrors: [] })
 
 const counting = Logger.make(({ cause, logLevel, message }) => {
-  if (LogLevel.greaterThanEqual(logLevel, LogLevel.Error)) {
+  if (LogLevel.isGreaterThanOrEqualTo(logLevel, "Error")) {
     current.errors++
     if (current.firstErrors.length < 3) {
       const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
-      current.firstErrors.push(Cause.isEmpty(cause) ? text : `${text}: ${Cause.pretty(cause).split("\n")[0]}`)
+      current.firstErrors.push(
+        cause.reasons.length === 0 ? text : `${text}: ${Cause.pretty(cause).split("\n")[0]}`
+      )
     }
-  } else if (LogLevel.greaterThanEqual(logLevel, LogLevel.Warning)) {
+  } else if (LogLevel.isGreaterThanOrEqualTo(logLevel, "Warn")) {
     current.warnings++
   }
 })
 
 /** The counting logger in place of the default one. */
-export const CountingLogger: Layer.Layer<never> = Logger.replace(Logger.defaultLogger, counting)
+export const CountingLogger: Layer.Layer<never> = Logger.layer([counting])

@@ -12,21 +12,18 @@
  * foreground. Exits 1 when any check failed.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { cpus, release, tmpdir } from "node:os"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import type { TransportService } from "@gcs-bridge/transport"
-import { Transport, UnixAddress } from "@gcs-bridge/transport"
 import { Effect } from "effect"
+import { machine } from "../lib/report.js"
+import { probeEngine } from "../support/hostSession.js"
 import type { AsanResult } from "./asan.js"
 import { runAsan } from "./asan.js"
-import { diagnose } from "./diagnoses.js"
 import { CountingLogger } from "./logs.js"
 import { loadCorpus } from "./fuzz/corpus.js"
-import { Rng } from "./fuzz/rng.js"
-import type { FuzzResult } from "./fuzz/run.js"
 import { runFuzz } from "./fuzz/run.js"
-import { bodyInput, frameInput, isFrameInput } from "./fuzz/targets.js"
+import { isFrameInput, runInput } from "./fuzz/targets.js"
 import type { Step } from "./lifecycle.js"
 import { runLifecycle, Steps } from "./lifecycle.js"
 import type { CellResult } from "./matrix.js"
@@ -50,13 +47,9 @@ if (named[0] === "replay") {
   // One fuzz input, rebuilt from (seed, index), run where a debugger or a stack trace can see it.
   const seed = Number(named[1])
   const index = Number(named[2])
-  const corpus = loadCorpus(vectorsPath)
-  const rng = new Rng(seed, index)
   const tally = {}
   try {
-    const found = isFrameInput(index)
-      ? [frameInput(rng, corpus, true, tally)].filter((f) => f !== undefined)
-      : bodyInput(rng, corpus, tally)
+    const found = runInput(seed, index, loadCorpus(vectorsPath), true, tally)
     const kind = isFrameInput(index) ? "frame stream" : "body"
     console.log(JSON.stringify({ seed, index, kind, tally, findings: found }, null, 2))
     process.exit(found.length === 0 ? 0 : 1)
@@ -114,17 +107,6 @@ const fuzzConfig = {
 }
 const log = (line: string) => console.log(line)
 
-const engineLayer = (engine: string) => (engine === "native" ? Transport.layer : Transport.layerNode)
-
-/** The engine's Transport, or why it cannot be used here (the addon may be missing). */
-const transportFor = async (engine: string, dir: string): Promise<TransportService | string> => {
-  const probe = Effect.flatMap(Transport, (t) =>
-    Effect.as(Effect.scoped(t.listen(new UnixAddress({ path: join(dir, `probe-${engine}`) }), 1)), t)
-  ).pipe(Effect.provide(engineLayer(engine)), Effect.either)
-  const result = await Effect.runPromise(probe)
-  return result._tag === "Right" ? result.right : result.left.message
-}
-
 const started = Date.now()
 const work = mkdtempSync(join(tmpdir(), "gcs-stress-"))
 const problems: Array<string> = []
@@ -134,8 +116,6 @@ let fuzz: StressReport["fuzz"]
 let nativeReport: StressReport["native"]
 let asan: AsanResult | { skipped: string } | undefined
 let soak: StressReport["soak"]
-let fuzzResult: FuzzResult | undefined
-const allCells: Array<CellResult> = []
 
 try {
   if (selected("native")) {
@@ -155,7 +135,7 @@ try {
 
   if (selected("fuzz")) {
     log(`# fuzz: ${settings.fuzzInputs} inputs`)
-    fuzzResult = await runFuzz({
+    const fuzzResult = await runFuzz({
       ...fuzzConfig,
       vectorsPath,
       inputs: settings.fuzzInputs,
@@ -188,8 +168,8 @@ try {
   }
 
   if (selected("soak")) {
-    const engine = settings.engines[0]!
-    const transport = await transportFor(engine, work)
+    const engine = settings.engines[0] === "node" ? "node" : "native"
+    const transport = await probeEngine(engine, work)
     if (typeof transport === "string") {
       problems.push(`soak: engine ${engine} unavailable: ${transport}`)
     } else {
@@ -213,7 +193,7 @@ try {
   if (selected("matrix")) {
     const runs: Array<{ engine: string; cells: ReadonlyArray<CellResult> }> = []
     for (const engine of settings.engines) {
-      const transport = await transportFor(engine, work)
+      const transport = await probeEngine(engine, work)
       if (typeof transport === "string") {
         notes.push(`The \`${engine}\` engine could not be used here (${transport}); its matrix did not run.`)
         problems.push(`matrix: engine ${engine} unavailable`)
@@ -242,7 +222,6 @@ try {
         log
       })
       runs.push({ engine, cells })
-      allCells.push(...cells)
       for (const c of cells)
         for (const f of c.failures) problems.push(`matrix ${engine} ${c.fault} × ${c.step}: ${f}`)
     }
@@ -264,21 +243,11 @@ if (late.unhandledRejections + late.uncaughtExceptions > 0) {
   )
 }
 
-const found = diagnose({
-  cells: allCells,
-  fuzz: fuzzResult,
-  delayMs: matrixConfig.delayMs,
-  closeTimeoutMs: matrixConfig.closeTimeoutMs
-})
 const summary = [
-  `**Outcome: ${problems.length === 0 ? "every check passed" : `${problems.length} check(s) failed`}.**` +
-    (found.length > 0
-      ? " What the results below show, and why (each item is printed only while its symptom is in the results):"
-      : ""),
+  `**Outcome: ${problems.length === 0 ? "every check passed" : `${problems.length} check(s) failed`}.**`,
   "",
-  ...found,
   ...notes,
-  ...(found.length > 0 || notes.length > 0 ? [""] : []),
+  ...(notes.length > 0 ? [""] : []),
   "Found by earlier runs of this harness and fixed since (`node bench/dist/stress/repro.js <name>` keeps a reproduction of each " +
     "of the first three, exiting 1 if it comes back):",
   "",
@@ -296,13 +265,7 @@ const summary = [
 ]
 const report: StressReport = {
   quick,
-  machine: {
-    node: process.version,
-    cpu: cpus()[0]?.model ?? "unknown",
-    cores: cpus().length,
-    platform: `${process.platform} ${release()} ${process.arch}`,
-    date: new Date().toISOString()
-  },
+  machine: machine(),
   seconds: (Date.now() - started) / 1000,
   ...(matrix === undefined ? {} : { matrix }),
   ...(fuzz === undefined ? {} : { fuzz }),

@@ -12,11 +12,12 @@ import { mkdirSync, readdirSync } from "node:fs"
 import { join } from "node:path"
 import { Fault } from "@gcs-bridge/guest"
 import type { TransportService } from "@gcs-bridge/transport"
-import { Duration, Effect, Supervisor } from "effect"
+import { Duration, Effect, Metric } from "effect"
 import type { LifecycleResult, Outcome, Step, StepRecord } from "./lifecycle.js"
 import { closeBound, runLifecycle, Steps } from "./lifecycle.js"
 import { CountingLogger, resetLogs } from "./logs.js"
-import { childProcesses, heapAfterGc, openFds, processProblems, settle } from "./probes.js"
+import { childProcesses, heapAfterGc, openFds, settle } from "../support/probes.js"
+import { processProblems } from "./probes.js"
 
 /**
  * Index of the first message the guest writes at each step, counted from 0
@@ -206,24 +207,25 @@ export const runCell = async (row: FaultRow, step: Step, o: MatrixOptions): Prom
   const payload = new Uint8Array(o.payloadBytes)
   for (let i = 0; i < payload.length; i++) payload[i] = (i * 31 + (i >>> 9)) & 0xff
 
-  const { result, supervisor } = await Effect.runPromise(
-    Effect.gen(function* () {
-      const supervisor = yield* Supervisor.track
-      const result: LifecycleResult = yield* runLifecycle({
-        dir,
-        transport: o.transport,
-        faults: arming.faults,
-        ...(arming.stopAfter === undefined ? {} : { stopAfter: arming.stopAfter }),
-        deadlineMs: o.deadlineMs,
-        closeTimeoutMs: o.closeTimeoutMs,
-        payload
-      }).pipe(Effect.supervised(supervisor))
-      return { result, supervisor }
-    }).pipe(Effect.provide(CountingLogger))
+  // Every fiber forked during the run (host and guest) is counted from its start to its end.
+  let live = 0
+  const fibers: Metric.FiberRuntimeMetricsService = {
+    recordFiberStart: () => void live++,
+    recordFiberEnd: () => void live--
+  }
+  const result: LifecycleResult = await Effect.runPromise(
+    runLifecycle({
+      dir,
+      transport: o.transport,
+      faults: arming.faults,
+      ...(arming.stopAfter === undefined ? {} : { stopAfter: arming.stopAfter }),
+      deadlineMs: o.deadlineMs,
+      closeTimeoutMs: o.closeTimeoutMs,
+      payload
+    }).pipe(Effect.provideService(Metric.FiberRuntimeMetrics, fibers), Effect.provide(CountingLogger))
   )
 
-  const liveFibers = () => Effect.runSync(supervisor.value).length
-  const fibersLeft = await settle(liveFibers, 0, 2000)
+  const fibersLeft = await settle(() => live, 0, 2000)
   const fds = await settle(openFds, before.fds, 2000)
   const children = await settle(() => childProcesses().length, before.children, 2000)
   const heap = heapAfterGc()

@@ -8,7 +8,7 @@
  */
 import { join } from "node:path"
 import * as native from "@gcs-bridge/native"
-import { openFds, settle, sleep } from "./probes.js"
+import { openFds, settle, sleep } from "../support/probes.js"
 
 /** Settings of a native churn run. */
 export interface NativeCyclesOptions {
@@ -48,19 +48,17 @@ export const runNativeCycles = async (o: NativeCyclesOptions): Promise<NativeCyc
   const fdsBefore = openFds()
   const handlesBefore = native.openHandles()
   const listener = native.listen(address, 511)
-  listener.onConnection((err, socket) => {
+  listener.start((err, socket) => {
     if (err !== null || socket === null) return fail(`accept: ${err?.code ?? "no socket"}`)
     let received = 0
-    socket.onData((error, chunk) => {
-      if (error !== null) {
+    socket.setCallback((event, error, chunk) => {
+      if (event === native.SocketEvent.data) received += chunk?.length ?? 0
+      else if (event === native.SocketEvent.error) {
         socket.close()
-        return fail(`server read: ${error.code}`)
-      }
-      if (chunk === null) {
+        fail(`server read: ${error?.code}`)
+      } else if (event === native.SocketEvent.end) {
         if (received !== payload.length) fail(`server read ${received} of ${payload.length} bytes`)
         socket.close()
-      } else {
-        received += chunk.length
       }
     })
     socket.readStart()
@@ -73,19 +71,25 @@ export const runNativeCycles = async (o: NativeCyclesOptions): Promise<NativeCyc
           fail(`connect: ${err?.code ?? "no socket"}`)
           return resolve()
         }
-        socket.onData((error, chunk) => {
-          if (error !== null) fail(`client read: ${error.code}`)
-          else if (chunk !== null) fail("client got bytes it never asked for")
-          if (error !== null || chunk === null) {
+        const shutdown = () => {
+          try {
+            socket.shutdown()
+          } catch (error) {
+            fail(`shutdown: ${native.isNativeError(error) ? error.code : String(error)}`)
+          }
+        }
+        socket.setCallback((event, error) => {
+          if (event === native.SocketEvent.drain) return shutdown()
+          if (event === native.SocketEvent.data) return fail("client got bytes it never asked for")
+          if (event === native.SocketEvent.error) fail(`client read: ${error?.code}`)
+          if (event === native.SocketEvent.error || event === native.SocketEvent.end) {
             socket.close()
             resolve()
           }
         })
         socket.readStart()
-        socket.write(payload)
-        socket.shutdown((error) => {
-          if (error !== null) fail(`shutdown: ${error.code}`)
-        })
+        // Half-close once the kernel has taken the payload (at once, or at `drain`).
+        if (socket.write([payload]) === 0) shutdown()
       })
     })
 

@@ -3,6 +3,7 @@
  * as a fault × step table with the details of every cell, the fuzzers'
  * tallies and findings, the native churn and sanitizer run, and the soak.
  */
+import type { Machine } from "../lib/report.js"
 import type { AsanResult } from "./asan.js"
 import type { FuzzResult } from "./fuzz/run.js"
 import type { Step } from "./lifecycle.js"
@@ -23,13 +24,7 @@ import {
 /** Everything a run produced (parts that did not run are absent). */
 export interface StressReport {
   readonly quick: boolean
-  readonly machine: {
-    readonly node: string
-    readonly cpu: string
-    readonly cores: number
-    readonly platform: string
-    readonly date: string
-  }
+  readonly machine: Machine
   readonly seconds: number
   readonly matrix?: {
     readonly runs: ReadonlyArray<{ readonly engine: string; readonly cells: ReadonlyArray<CellResult> }>
@@ -99,7 +94,7 @@ const matrixSection = (m: NonNullable<StressReport["matrix"]>): Array<string> =>
     "10. **close** — the connection's scope is closed (container finalizer: exit awaited or ShutdownForced; processes; bridge), then the guest must stop by itself.",
     "",
     `Every step but close runs under the caller's deadline, \`Effect.timeout(${m.deadlineMs} ms)\`, and a hard guard 2.5 s beyond it ` +
-      "(`Effect.disconnect`) that turns an interruption that never completes into a HANG. The run stops at the first step that does not succeed, then " +
+      "(the step runs detached) that turns an interruption that never completes into a HANG. The run stops at the first step that does not succeed, then " +
       `closes. \`closeTimeout\` is ${m.closeTimeoutMs} ms (the caller's bound on what closing does in the guest); the close must end within ` +
       `${closeBound(m.closeTimeoutMs)} ms (three objects closed one after the other, each bounded by \`closeTimeout\`, plus 2 s).`,
     "",
@@ -117,7 +112,7 @@ const matrixSection = (m: NonNullable<StressReport["matrix"]>): Array<string> =>
     "A cell passes when: its outcome is a success or a typed error (the error's `_tag` and reason/code) within 2 s of the step's start (which is at or " +
       "before the fault), or the caller's deadline (`TimeoutException`, shown as deadline+ms) when the guest never answers; no defect, no hang; " +
       "the close is within its bound; and afterwards (after waiting up to 2 s for the event loop to release them) the process has as many file " +
-      "descriptors and child processes as before, no fiber forked during the run (host and guest, tracked with `Supervisor.track`) is alive, the " +
+      "descriptors and child processes as before, no fiber forked during the run (host and guest, counted through `Metric.FiberRuntimeMetrics`) is alive, the " +
       `cell's directory is empty, the heap is within ${m.heapToleranceBytes / 1024} KiB of its level before, and no ` +
       "unhandled rejection or uncaught exception happened. Rows `none`, `delay` and `flood` must also succeed at every step. A warm-up lifecycle " +
       "runs first (JIT, lazily created handles) and is not in the table.",
@@ -198,17 +193,17 @@ const fuzzSection = (f: NonNullable<StressReport["fuzz"]>): Array<string> => {
       "surrounding whitespace), at the byte level, both, or generated from scratch (with and without a plausible response base). Fed to " +
       "`parsePayload`, `decodeResponse` (the frame's own procedure and a random one), `decodeResponseBase`, `decodeNotification`, " +
       "`decodePropertiesV1`/`V2` (of the document's `Properties`), and for requests the guest's `decodeRequest` (own type word, sometimes a random one). " +
-      "Checked: no throw, the result is an `Either` whose `Left` is a `ProtocolError`.",
+      "Checked: no throw, the result is a `Result` whose failure is a `ProtocolError`.",
     `- Per-input time bound ${f.slowMs} ms; an input making no progress for ${f.hangMs / 1000} s is a hang (the watchdog reads the input index ` +
       `from shared memory, terminates the worker and resumes after it); each worker's old generation is capped at ${f.heapLimitMb} MiB, so unbounded ` +
       "memory kills it and is reported.",
     ""
   )
-  out.push("| decoder | calls | Right | Left | contract broken |", "|---|---:|---:|---:|---:|")
+  out.push("| decoder | calls | success | failure | contract broken |", "|---|---:|---:|---:|---:|")
   for (const [target, t] of Object.entries(r.tally)) {
     const broken = r.findings.filter((x) => x.target === target).reduce((a, x) => a + x.count, 0)
     out.push(
-      `| \`${target}\` | ${n(t.calls)} | ${n(t.right)} | ${n(t.left)} | ${broken === 0 ? "0" : `**${n(broken)}**`} |`
+      `| \`${target}\` | ${n(t.calls)} | ${n(t.success)} | ${n(t.failure)} | ${broken === 0 ? "0" : `**${n(broken)}**`} |`
     )
   }
   out.push(

@@ -17,16 +17,22 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Fault } from "@gcs-bridge/guest"
-import { decodeResponse, encodeFrame, LinuxGcsVsockPort, Proc, responseType } from "@gcs-bridge/protocol"
+import { Codec, Frame, MessageType } from "@gcs-bridge/protocol"
 import { GuestConnection } from "@gcs-bridge/runtime"
 import { MemoryAddress, Transport } from "@gcs-bridge/transport"
-import { Effect, Fiber, Logger, LogLevel, Option, Schedule, Stream } from "effect"
+import { Effect, Fiber, Option, References, Schedule, Stream } from "effect"
+import { openFds, settle } from "../support/probes.js"
 import { runLifecycle } from "./lifecycle.js"
-import { openFds, settle } from "./probes.js"
 
-const quiet = <A, E>(effect: Effect.Effect<A, E>) => Logger.withMinimumLogLevel(effect, LogLevel.None)
+const quiet = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.provideService(effect, References.MinimumLogLevel, "None")
 
-const nativeTransport = () => Effect.runPromise(Effect.provide(Transport, Transport.layer))
+const nativeTransport = () =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      return yield* Transport
+    }).pipe(Effect.provide(Transport.layer))
+  )
 
 /** Silent guest after the negotiate answer; create under a 1 s deadline; then close. Fixed: the close ends. */
 const closeAfterInterruptedCreate = async (dir: string): Promise<boolean> => {
@@ -85,7 +91,7 @@ const deepJson = async (): Promise<boolean> => {
   )
   let threw = false
   try {
-    const decoded = decodeResponse("Start", body)
+    const decoded = Codec.decodeResponse("Start", body)
     console.log(`decodeResponse: ${decoded._tag}`)
   } catch (e) {
     threw = true
@@ -97,23 +103,27 @@ const deepJson = async (): Promise<boolean> => {
       Effect.scoped(
         Effect.gen(function* () {
           const transport = yield* Transport
-          const host = yield* Effect.fork(
-            Effect.either(GuestConnection.make({ address, connectTimeout: "5 seconds" }))
+          const host = yield* Effect.forkChild(
+            Effect.result(GuestConnection.make({ address, connectTimeout: "5 seconds" }))
           )
           const guest = yield* transport
-            .connect(address, LinuxGcsVsockPort)
+            .connect(address, MessageType.LinuxGcsVsockPort)
             .pipe(Effect.retry({ times: 200, schedule: Schedule.spaced("5 millis") }), Effect.orDie)
           const request = yield* Stream.runHead(guest.stream).pipe(Effect.orDie)
           const id = Option.match(request, { onNone: () => 0, onSome: (b) => b[8]! })
-          yield* Effect.orDie(guest.write(encodeFrame(responseType(Proc.NegotiateProtocol), id, body)))
+          yield* Effect.orDie(
+            guest.write(
+              Frame.encodeFrame(MessageType.responseType(MessageType.Proc.NegotiateProtocol), id, body)
+            )
+          )
           return yield* Fiber.join(host)
         })
       ).pipe(Effect.provide(Transport.layerMemory))
     )
   )
-  const error = made._tag === "Left" ? made.left : undefined
+  const error = made._tag === "Failure" ? made.failure : undefined
   const reason = error !== undefined && "reason" in error ? String(error.reason) : ""
-  console.log(`GuestConnection.make: ${made._tag === "Right" ? "succeeded" : `${error?._tag} ${reason}`}`)
+  console.log(`GuestConnection.make: ${made._tag === "Success" ? "succeeded" : `${error?._tag} ${reason}`}`)
   return threw || (error?._tag === "BridgeClosed" && reason === "Defect")
 }
 

@@ -2,26 +2,25 @@
  * The soak: one guest connection, many exec + wait cycles of a UVM process
  * with all three stdio streams (`cat`: stdin echoed on stdout, stderr empty),
  * each in a scope of its own, a few in flight at a time. The guest runs in a
- * process of its own (soakGuest.ts), so the host's file descriptors and heap
+ * process of its own (a peer), so the host's file descriptors and heap
  * (after full collections) are measured alone; the guest's descriptors and
  * children are sampled too. Everything must stay flat once the first
  * interval has warmed up.
  */
-import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
-import { GuestConnection } from "@gcs-bridge/runtime"
+import { GuestConnection, type GuestConnectionService } from "@gcs-bridge/runtime"
 import type { TransportService } from "@gcs-bridge/transport"
 import { Transport, UnixAddress } from "@gcs-bridge/transport"
-import { Chunk, Effect, Exit, Scope, Stream } from "effect"
+import { Effect, Exit, Scope, Stream } from "effect"
+import { startPeer } from "../support/peerProcess.js"
+import { childProcesses, heapAfterGc, openFds, settle, sleep } from "../support/probes.js"
 import { CountingLogger, resetLogs } from "./logs.js"
-import { childProcesses, heapAfterGc, openFds, settle, sleep } from "./probes.js"
 
 /** Settings of a soak run. */
 export interface SoakOptions {
   readonly dir: string
   readonly transport: TransportService
   /** The guest process's Transport engine. */
-  readonly engine: string
+  readonly engine: "native" | "node"
   readonly cycles: number
   readonly sampleEvery: number
   readonly inFlight: number
@@ -54,11 +53,10 @@ export interface SoakResult {
   readonly seconds: number
 }
 
-const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.compare(a, b) === 0
-
 /** Runs the soak. */
 export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
-  const address = new UnixAddress({ path: `${o.dir}/soak` })
+  const path = `${o.dir}/soak`
+  const address = new UnixAddress({ path })
   const payload = new Uint8Array(o.payloadBytes)
   for (let i = 0; i < payload.length; i++) payload[i] = i & 0xff
   const logs = resetLogs()
@@ -67,22 +65,8 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
   let firstFailure: string | undefined
   const t0 = Date.now()
 
-  const guest = spawn(
-    process.execPath,
-    [fileURLToPath(new URL("./soakGuest.js", import.meta.url)), address.path, o.engine],
-    {
-      stdio: ["ignore", "ignore", "pipe"]
-    }
-  )
-  let guestErrors = ""
-  guest.stderr.on("data", (chunk: Buffer) => {
-    guestErrors = (guestErrors + chunk.toString("utf8")).slice(-2000)
-  })
-  const guestExited = new Promise<string>((resolve) => {
-    guest.once("exit", (code, signal) => resolve(signal === null ? `exit ${code}` : `signal ${signal}`))
-    guest.once("error", (error) => resolve(`spawn failed: ${error.message}`))
-  })
-  const guestPid = guest.pid ?? -1
+  const guest = startPeer({ kind: "guest", path, engine: o.engine })
+  const guestPid = guest.pid
 
   const sample = async (cycles: number) => {
     const fds = await settle(openFds, samples[1]?.fds ?? openFds(), 1000)
@@ -94,7 +78,7 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
     )
   }
 
-  const oneCycle = (gc: GuestConnection["Type"]) =>
+  const oneCycle = (gc: GuestConnectionService) =>
     Effect.scoped(
       Effect.gen(function* () {
         const p = yield* gc.exec({
@@ -107,20 +91,20 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
           [
             Stream.runCollect(p.stdout),
             Stream.runCollect(p.stderr),
-            Effect.zipRight(Stream.run(Stream.make(payload), p.stdin), p.closeStdin)
+            Effect.andThen(Stream.run(Stream.make(payload), p.stdin), p.closeStdin)
           ],
           { concurrency: 3 }
         )
         const code = yield* p.wait
-        const stdout = Buffer.concat(Chunk.toReadonlyArray(out))
-        const stderrBytes = Chunk.reduce(err, 0, (n, c) => n + c.length)
-        if (code !== 0 || !same(stdout, payload) || stderrBytes !== 0) {
+        const stdout = Buffer.concat(out)
+        const stderrBytes = Buffer.concat(err).length
+        if (code !== 0 || Buffer.compare(stdout, payload) !== 0 || stderrBytes !== 0) {
           return `exit ${code}, stdout ${stdout.length} of ${payload.length} B, stderr ${stderrBytes} B`
         }
         return undefined
       })
     ).pipe(
-      Effect.catchAllCause((cause) => Effect.succeed(`failed: ${String(cause).split("\n")[0]}`)),
+      Effect.catchCause((cause) => Effect.succeed(`failed: ${String(cause).split("\n")[0]}`)),
       Effect.map((problem) => {
         if (problem !== undefined) {
           failures++
@@ -132,7 +116,7 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
   const scope = Effect.runSync(Scope.make())
   const run = <A, E>(effect: Effect.Effect<A, E, Transport | Scope.Scope>) =>
     Effect.runPromise(
-      Scope.extend(effect, scope).pipe(
+      Scope.provide(scope)(effect).pipe(
         Effect.provideService(Transport, o.transport),
         Effect.provide(CountingLogger)
       )
@@ -157,11 +141,16 @@ export const runSoak = async (o: SoakOptions): Promise<SoakResult> => {
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
     // The guest serves one connection: the host's close ends it.
-    const ended = await Promise.race([guestExited, sleep(5000).then(() => undefined)])
-    if (ended === undefined) guest.kill("SIGKILL")
-    guestExit = ended ?? `did not exit within 5 s of the host's close (killed)`
+    await guest.stop(5000)
+    const status = await guest.exited
+    guestExit = guest.forced()
+      ? "did not exit within 5 s of the host's close (stopped)"
+      : status.signal === null
+        ? `exit ${status.code}`
+        : `signal ${status.signal}`
   }
-  if (guestErrors !== "") guestExit += `: ${guestErrors.trim().split("\n")[0]}`
+  const output = guest.output().trim()
+  if (output !== "") guestExit += `: ${output.split("\n")[0]}`
   return {
     cycles: o.cycles,
     failures,

@@ -12,31 +12,13 @@ import * as net from "node:net"
 import { join } from "node:path"
 import type { GuestConnectionService, Process } from "@gcs-bridge/runtime"
 import { Deferred, Effect, Exit, Scope, Stream } from "effect"
-import type { BenchSuite, Measurement, SuiteOptions } from "../lib/types.js"
-import {
-  bridgeSocketPath,
-  hostSession,
-  pickEngine,
-  type Engine,
-  type HostSession
-} from "../support/hostSession.js"
-import { heapProfile, renderHeapProfile } from "../support/heapProfile.js"
-import { perItemKiB, settledMemory } from "../support/memory.js"
-import { checkPeer, socketDir, startPeer, type PeerProcess } from "../support/peerProcess.js"
-import { fmt, valueRow } from "../support/rows.js"
-
-interface Sizes {
-  /** Idle raw sockets of the reference: more than the connections, so that the per-item figure is not noise. */
-  readonly raw: number
-  readonly live: number
-  readonly stdio: number
-  readonly connections: number
-}
-
-const sizesOf = (options: SuiteOptions): Sizes =>
-  options.quick
-    ? { raw: 50, live: 100, stdio: 20, connections: 5 }
-    : { raw: 1_000, live: 10_000, stdio: 1_000, connections: 100 }
+import { fmt, summarize, valueRow, verdict } from "../lib/measure.js"
+import type { BenchSuite, Measurement } from "../lib/types.js"
+import { bridgeSocketPath, engineNote, hostSession, pickEngine, type Engine } from "../support/hostSession.js"
+import { checkPeer, socketDir, startPeer } from "../support/peerProcess.js"
+import type { PeerConfig } from "../support/peer.js"
+import { perItemKiB, settledMemory, type MemoryReading } from "../support/probes.js"
+import { heapProfile } from "../support/profile.js"
 
 /** Execs started at once while filling the connection. */
 const ExecConcurrency = 32
@@ -44,31 +26,21 @@ const ExecConcurrency = 32
 /** Target: heap per idle live process. */
 const TargetHeapKiB = 4
 
-/** One memory sample: KiB per item and how long filling took. */
+/** One memory sample: KiB per item, how long filling took, and the heap left once all was closed (a leak shows there). */
 interface Sample {
   readonly heap: number
   readonly rss: number
   readonly fillSeconds: number
-  /** Heap left over after everything was closed, KiB per item (a leak shows here). */
   readonly residueHeap: number
 }
 
-/** Starts `count` processes on `connection` in `scope` and gives their handles. */
-const fill = (
-  connection: GuestConnectionService,
-  scope: Scope.Scope,
-  count: number,
-  params: Parameters<GuestConnectionService["exec"]>[0]
-): Effect.Effect<ReadonlyArray<Process>, unknown> =>
-  Effect.forEach(Array.from({ length: count }), () => Scope.extend(connection.exec(params), scope), {
-    concurrency: ExecConcurrency
-  })
+type Kind = "guest" | "responder" | "guest-stdio"
 
-/** Starts our guest or the responder (holding every wait) for a host listening on `path`. */
-const peerFor = (kind: "guest" | "responder" | "guest-stdio", path: string, engine: Engine): PeerProcess =>
+/** The peer for a host listening on the Unix socket base `path`: our guest, or the responder holding every wait. */
+const peerFor = (kind: Kind, path: string, engine: Engine): PeerConfig =>
   kind === "responder"
-    ? startPeer("responderPeer", { paths: [bridgeSocketPath(path)], holdWaits: true })
-    : startPeer("guestPeer", { path, engine })
+    ? { kind: "responder", paths: [bridgeSocketPath(path)], holdWaits: true }
+    : { kind: "guest", path, engine }
 
 /**
  * Fills `scope` with `count` live processes: `sleep 600` without stdio, or
@@ -81,57 +53,89 @@ const fillProcesses = (
   scope: Scope.Scope,
   count: number,
   stdio: boolean
-): Effect.Effect<ReadonlyArray<Process>, unknown> =>
-  stdio
-    ? Effect.tap(
-        fill(connection, scope, count, {
-          CommandArgs: ["cat"],
-          CreateStdInPipe: true,
-          CreateStdOutPipe: true,
-          CreateStdErrPipe: true
-        }),
-        (started) =>
-          Effect.forEach(
-            started,
-            (p) =>
-              Effect.gen(function* () {
-                const echoed = yield* Deferred.make<void>()
-                yield* Effect.forkIn(
-                  Stream.runForEach(p.stdout, () => Deferred.succeed(echoed, undefined)),
-                  scope
-                )
-                yield* Effect.forkIn(Stream.runDrain(p.stderr), scope)
-                yield* Stream.run(Stream.make(new Uint8Array([0x2a])), p.stdin)
-                yield* Deferred.await(echoed)
-              }),
-            { concurrency: ExecConcurrency, discard: true }
-          )
+): Effect.Effect<ReadonlyArray<Process>, unknown> => {
+  const started = Effect.forEach(
+    Array.from({ length: count }),
+    () =>
+      Scope.provide(scope)(
+        connection.exec(
+          stdio
+            ? { CommandArgs: ["cat"], CreateStdInPipe: true, CreateStdOutPipe: true, CreateStdErrPipe: true }
+            : { CommandArgs: ["sleep", "600"] }
+        )
+      ),
+    { concurrency: ExecConcurrency }
+  )
+  const echoOne = (p: Process) =>
+    Effect.gen(function* () {
+      const echoed = yield* Deferred.make<void>()
+      yield* Effect.forkIn(
+        Stream.runForEach(p.stdout, () => Deferred.succeed(echoed, undefined)),
+        scope
       )
-    : fill(connection, scope, count, { CommandArgs: ["sleep", "600"] })
+      yield* Effect.forkIn(Stream.runDrain(p.stderr), scope)
+      yield* Stream.run(Stream.make(new Uint8Array([0x2a])), p.stdin)
+      yield* Deferred.await(echoed)
+    })
+  return stdio
+    ? Effect.tap(started, (ps) =>
+        Effect.forEach(ps, echoOne, { concurrency: ExecConcurrency, discard: true })
+      )
+    : started
+}
+
+/** Reads the memory before, after `fill` (which gives `count` items), and after `release`; per item. */
+const sample = async (
+  count: number,
+  fill: () => Promise<void>,
+  release: () => Promise<void>,
+  before?: MemoryReading
+): Promise<Sample> => {
+  const start = before ?? (await settledMemory())
+  const t0 = performance.now()
+  await fill()
+  const fillSeconds = (performance.now() - t0) / 1000
+  const after = await settledMemory()
+  await release()
+  const closed = await settledMemory()
+  const grown = perItemKiB(start, after, count)
+  return { heap: grown.heap, rss: grown.rss, fillSeconds, residueHeap: perItemKiB(start, closed, count).heap }
+}
 
 /**
  * Memory per live process with `count` processes started on a fresh
- * connection. The residue is read once the connection is closed too (for the
- * responder the waits are pending until then, by design), against a reading
- * taken before the connection existed.
+ * connection (after one process started and closed, so that every lazily
+ * built piece is in the baseline). The residue is read once the connection is
+ * closed too (for the responder the waits are pending until then, by design),
+ * against a reading taken before the connection existed.
  */
-const liveProcesses = async (
-  engine: Engine,
-  dir: string,
-  name: string,
-  count: number,
-  kind: "guest" | "responder" | "guest-stdio"
-): Promise<Sample> => {
-  const path = join(dir, name)
+const liveProcesses = async (engine: Engine, path: string, count: number, kind: Kind): Promise<Sample> => {
   const pre = await settledMemory()
-  const peer = peerFor(kind, path, engine)
+  const peer = startPeer(peerFor(kind, path, engine))
   const session = hostSession(engine)
   try {
-    // In a function of its own, so that nothing it held (handles, the connection) is still
-    // referenced by this frame when the residue is read.
-    const filled = await fillAndClose(session, path, count, kind)
-    const closed = await settledMemory()
-    return { ...filled, residueHeap: perItemKiB(pre, closed, count).heap }
+    const connection = await session.connect(path)
+    await session.run(Effect.scoped(Effect.asVoid(connection.exec({ CommandArgs: ["/bin/true"] }))))
+    const scope = await session.run(Scope.make())
+    let started: ReadonlyArray<Process> = []
+    const filled = await sample(
+      count,
+      async () => {
+        started = await session.run(fillProcesses(connection, scope, count, kind === "guest-stdio"))
+      },
+      async () => {
+        // Closing the scope asks the guest to kill every process, which a Linux GCS refuses for UVM processes
+        // (GCS-PROTOCOL §11.10: SignalProcess on the null container is 0xC037010E), and so does ours: a `sleep`
+        // lives on until the connection closes, when the guest ends them all. A `cat` ends by itself once its
+        // stdin is closed with the scope, and its exit answers its wait.
+        await session.run(Scope.close(scope, Exit.void))
+        if (kind === "guest-stdio")
+          await session.run(Effect.forEach(started, (p) => Effect.ignore(p.wait), { discard: true }))
+        started = []
+        await session.close()
+      }
+    )
+    return { ...filled, residueHeap: perItemKiB(pre, await settledMemory(), count).heap }
   } finally {
     await session.close()
     await peer.stop(10_000)
@@ -139,49 +143,21 @@ const liveProcesses = async (
   }
 }
 
-/** Connects, fills, reads the memory, and closes everything again (the connection included). */
-const fillAndClose = async (
-  session: HostSession,
-  path: string,
-  count: number,
-  kind: "guest" | "responder" | "guest-stdio"
-): Promise<Omit<Sample, "residueHeap">> => {
-  const connection = await session.connect(path)
-  // One process started and closed first, so that every lazily built piece is in the baseline.
-  await session.run(Effect.scoped(Effect.asVoid(connection.exec({ CommandArgs: ["/bin/true"] }))))
-  const scope = await session.run(Scope.make())
-  const before = await settledMemory()
-  const t0 = performance.now()
-  const started = await session.run(fillProcesses(connection, scope, count, kind === "guest-stdio"))
-  const fillSeconds = (performance.now() - t0) / 1000
-  const after = await settledMemory()
-  // Closing the scope asks the guest to kill every process, which a Linux GCS refuses for UVM
-  // processes (GCS-PROTOCOL §11.10: SignalProcess on the null container is 0xC037010E), and so does
-  // ours: a `sleep` lives on until the connection closes, when the guest ends them all. A `cat`
-  // ends by itself once its stdin is closed with the scope, and its exit answers its wait.
-  await session.run(Scope.close(scope, Exit.void))
-  if (kind === "guest-stdio") {
-    await session.run(Effect.forEach(started, (p) => Effect.ignore(p.wait), { discard: true }))
-  }
-  await session.close()
-  const grown = perItemKiB(before, after, count)
-  return { heap: grown.heap, rss: grown.rss, fillSeconds }
-}
-
 /** Where the heap of `count` fake live processes goes (responder, fresh connection). */
-const profileFakeProcesses = async (engine: Engine, dir: string, count: number): Promise<string> => {
-  const path = join(dir, "hp")
-  const peer = peerFor("responder", path, engine)
+const profileFakeProcesses = async (engine: Engine, path: string, count: number): Promise<string> => {
+  const peer = startPeer(peerFor("responder", path, engine))
   const session = hostSession(engine)
   try {
     const connection = await session.connect(path)
     await session.run(Effect.scoped(Effect.asVoid(connection.exec({ CommandArgs: ["/bin/true"] }))))
     const scope = await session.run(Scope.make())
-    const summary = await heapProfile(
-      () => session.run(Effect.asVoid(fillProcesses(connection, scope, count, false))),
-      () => session.run(Scope.close(scope, Exit.void))
+    return await heapProfile(
+      `Heap profile of ${count} fake live processes`,
+      () => session.run(fillProcesses(connection, scope, count, false)),
+      () => session.run(Scope.close(scope, Exit.void)),
+      count,
+      "process"
     )
-    return renderHeapProfile(`Heap profile of ${count} fake live processes`, summary, count, "process")
   } finally {
     await session.close()
     await peer.stop(10_000)
@@ -191,31 +167,24 @@ const profileFakeProcesses = async (engine: Engine, dir: string, count: number):
 
 /** Memory per connection with `count` guest connections (to one responder process) in this process. */
 const connections = async (engine: Engine, dir: string, count: number): Promise<Sample> => {
-  const paths = Array.from({ length: count }, (_, i) => join(dir, `c${i}`))
-  const session = hostSession(engine)
   // Warm: one connection made and closed, so the baseline holds every lazily built piece.
   const warmPath = join(dir, "cw")
-  const warmPeer = startPeer("responderPeer", { paths: [bridgeSocketPath(warmPath)], holdWaits: true })
+  const warmPeer = startPeer(peerFor("responder", warmPath, engine))
   const warmSession = hostSession(engine)
   await warmSession.connect(warmPath)
   await warmSession.close()
   await warmPeer.stop()
+  const paths = Array.from({ length: count }, (_, i) => join(dir, `c${i}`))
   const before = await settledMemory()
-  const peer = startPeer("responderPeer", { paths: paths.map(bridgeSocketPath), holdWaits: true })
+  const session = hostSession(engine)
+  const peer = startPeer({ kind: "responder", paths: paths.map(bridgeSocketPath), holdWaits: true })
   try {
-    const t0 = performance.now()
-    await Promise.all(paths.map((p) => session.connect(p)))
-    const fillSeconds = (performance.now() - t0) / 1000
-    const after = await settledMemory()
-    await session.close()
-    const closed = await settledMemory()
-    const grown = perItemKiB(before, after, count)
-    return {
-      heap: grown.heap,
-      rss: grown.rss,
-      fillSeconds,
-      residueHeap: perItemKiB(before, closed, count).heap
-    }
+    return await sample(
+      count,
+      () => Promise.all(paths.map((p) => session.connect(p))).then(() => {}),
+      session.close,
+      before
+    )
   } finally {
     await session.close()
     await peer.stop(10_000)
@@ -226,11 +195,10 @@ const connections = async (engine: Engine, dir: string, count: number): Promise<
 /** Reference: memory per idle `net` AF_UNIX connection accepted by this process from a peer process. */
 const rawConnections = async (dir: string, count: number): Promise<Sample> => {
   const paths = Array.from({ length: count }, (_, i) => join(dir, `r${i}`))
-  const servers = paths.map(() => net.createServer())
   const sockets: Array<net.Socket> = []
   await settledMemory()
   const before = await settledMemory()
-  const t0 = performance.now()
+  const servers = paths.map(() => net.createServer())
   const accepted = Promise.all(
     servers.map(
       (server) =>
@@ -245,69 +213,56 @@ const rawConnections = async (dir: string, count: number): Promise<Sample> => {
   )
   await Promise.all(servers.map((s, i) => new Promise<void>((resolve) => s.listen(paths[i], resolve))))
   // The responder dials like a guest and then stays silent: an idle connection.
-  const peer = startPeer("responderPeer", { paths, holdWaits: true })
+  const peer = startPeer({ kind: "responder", paths, holdWaits: true })
+  const destroy = async () => {
+    for (const s of sockets) s.destroy()
+  }
   try {
-    await accepted
-    const fillSeconds = (performance.now() - t0) / 1000
-    const after = await settledMemory()
-    for (const s of sockets) s.destroy()
-    const closed = await settledMemory()
-    const grown = perItemKiB(before, after, count)
-    return {
-      heap: grown.heap,
-      rss: grown.rss,
-      fillSeconds,
-      residueHeap: perItemKiB(before, closed, count).heap
-    }
+    return await sample(count, () => accepted.then(() => {}), destroy, before)
   } finally {
-    for (const s of sockets) s.destroy()
+    await destroy()
     await peer.stop(10_000)
     await checkPeer(peer, "scale peer (raw connections)")
   }
 }
 
-const rows = (label: string, unitOf: string, samples: ReadonlyArray<Sample>, extra: Partial<Measurement>) => [
-  valueRow(
-    `${label}: heap`,
-    `KiB per ${unitOf}`,
-    samples.map((s) => s.heap),
-    extra
-  ),
-  valueRow(
-    `${label}: RSS`,
-    `KiB per ${unitOf}`,
-    samples.map((s) => s.rss),
-    {
-      ...(extra.reference === undefined ? {} : { reference: extra.reference.replace(/: heap$/, ": RSS") })
-    }
-  )
-]
-
 /** The scale benchmark suite. */
 export const suite: BenchSuite = {
   name: "scale",
   run: async (options) => {
-    const size = sizesOf(options)
+    const size = options.quick
+      ? { raw: 50, live: 100, stdio: 20, connections: 5 }
+      : { raw: 1_000, live: 10_000, stdio: 1_000, connections: 100 }
     const dir = socketDir("scale")
     try {
-      const { engine, why } = await pickEngine(dir.path)
-      // Real processes are costly to start: one round of them; the host-only figures get every round.
-      const realRounds = options.quick ? 1 : 1
+      const picked = await pickEngine(dir.path)
+      const { engine } = picked
       const fake: Array<Sample> = []
       const conns: Array<Sample> = []
       const raw: Array<Sample> = []
       for (let round = 0; round < options.rounds; round++) {
         raw.push(await rawConnections(dir.path, size.raw))
         conns.push(await connections(engine, dir.path, size.connections))
-        fake.push(await liveProcesses(engine, dir.path, `f${round}`, size.live, "responder"))
+        fake.push(await liveProcesses(engine, join(dir.path, `f${round}`), size.live, "responder"))
       }
-      const real: Array<Sample> = []
-      const stdio: Array<Sample> = []
-      for (let round = 0; round < realRounds; round++) {
-        real.push(await liveProcesses(engine, dir.path, `g${round}`, size.live, "guest"))
-        stdio.push(await liveProcesses(engine, dir.path, `s${round}`, size.stdio, "guest-stdio"))
-      }
+      // Real processes are costly to start: one round of them; the host-only figures get every round.
+      const real = [await liveProcesses(engine, join(dir.path, "g"), size.live, "guest")]
+      const stdio = [await liveProcesses(engine, join(dir.path, "s"), size.stdio, "guest-stdio")]
       const rawLabel = `idle net AF_UNIX connection (${size.raw})`
+      const rows = (
+        label: string,
+        unit: string,
+        samples: ReadonlyArray<Sample>,
+        extra: Partial<Measurement>
+      ) =>
+        (["heap", "RSS"] as const).map((what) =>
+          valueRow(
+            `${label}: ${what}`,
+            `KiB per ${unit}`,
+            samples.map((s) => (what === "heap" ? s.heap : s.rss)),
+            what === "heap" ? extra : extra.reference === undefined ? {} : { reference: `${rawLabel}: RSS` }
+          )
+        )
       const measurements: Array<Measurement> = [
         ...rows(rawLabel, "connection", raw, {
           note: "reference: net.Socket accepted from a silent peer process"
@@ -332,12 +287,11 @@ export const suite: BenchSuite = {
           note: "3 connections and 2 reader fibers per process"
         })
       ]
-      const median = (xs: ReadonlyArray<Sample>, key: keyof Sample) =>
-        [...xs.map((s) => s[key])].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-      const verdict = (label: string, xs: ReadonlyArray<Sample>) =>
-        `- ${label}: ${fmt(median(xs, "heap"))} KiB heap per idle live process (target ≤ ${TargetHeapKiB} KiB) — ${
-          median(xs, "heap") <= TargetHeapKiB ? "met" : "missed"
-        }`
+      const median = (xs: ReadonlyArray<Sample>, key: keyof Sample) => summarize(xs.map((s) => s[key])).median
+      const target = (label: string, xs: ReadonlyArray<Sample>) =>
+        `- ${label}: ${fmt(median(xs, "heap"))} KiB heap per idle live process (target ≤ ${TargetHeapKiB} KiB) — ${verdict(
+          median(xs, "heap") <= TargetHeapKiB
+        )}`
       const notes: Array<string> = [
         `Each figure is (reading after − reading before) / count, both read after a full GC (\`--expose-gc\` ` +
           "set at run time), in this host process only: the peers (our guest, the responder) are processes of " +
@@ -348,7 +302,7 @@ export const suite: BenchSuite = {
           "processes. ‘Real’ ones: our guest runs `sleep 600` (no stdio) or `cat` with the three stdio streams " +
           "connected (a byte echoed through each `cat` before the reading). " +
           `${ExecConcurrency} execs in flight while filling. ` +
-          `Rounds: ${options.rounds} for the connection and fake-process figures; ${realRounds} for real processes ` +
+          `Rounds: ${options.rounds} for the connection and fake-process figures; 1 for real processes ` +
           "(starting them is what takes the time).",
         `Fill times (median): ${fmt(median(fake, "fillSeconds"))} s for ${size.live} fake processes, ` +
           `${fmt(median(real, "fillSeconds"))} s for ${size.live} real ones, ${fmt(median(stdio, "fillSeconds"))} s ` +
@@ -358,12 +312,11 @@ export const suite: BenchSuite = {
           `connections ${fmt(median(conns, "residueHeap"))} KiB.`,
         "RSS growth is what the process took from the system while filling; V8 keeps freed pages, so it is an " +
           "upper bound and noisy at small counts.",
-        `Host transport: Transport.${engine === "native" ? "layer (native engine)" : "layerNode"}; guest the same.` +
-          (why === undefined ? "" : ` The native engine is not available here: ${why}`),
-        "Target:\n\n" + [verdict("fake processes", fake), verdict("real processes", real)].join("\n")
+        engineNote(picked),
+        "Target:\n\n" + [target("fake processes", fake), target("real processes", real)].join("\n")
       ]
       if (!options.quick && (median(fake, "heap") > TargetHeapKiB || median(real, "heap") > TargetHeapKiB)) {
-        notes.push(await profileFakeProcesses(engine, dir.path, Math.min(size.live, 2000)))
+        notes.push(await profileFakeProcesses(engine, join(dir.path, "hp"), Math.min(size.live, 2000)))
       }
       return {
         suite: "scale",

@@ -9,22 +9,18 @@
  */
 import { join } from "node:path"
 import type { GuestConnectionService } from "@gcs-bridge/runtime"
-import { Chunk, Effect, Stream } from "effect"
-import { interleave } from "../lib/measure.js"
-import type { BenchSuite, Measurement, SuiteOptions } from "../lib/types.js"
-import { profile, readProfile, renderProfile, type ProfileSummary } from "../support/cpuProfile.js"
-import { hostSession, pickEngine, type Engine } from "../support/hostSession.js"
-import { checkPeer, socketDir, startPeer, type PeerProcess } from "../support/peerProcess.js"
-import { rawStream, type RawStream } from "../support/rawStream.js"
-import { fmt, throughputRow } from "../support/rows.js"
-
-const ChunkSize = 64 * 1024
+import { Effect, Stream } from "effect"
+import { fmt, interleave, throughputRow, verdict } from "../lib/measure.js"
+import type { BenchSuite, Measurement } from "../lib/types.js"
+import { engineNote, hostSession, withHost, type Engine } from "../support/hostSession.js"
+import { checkPeer, socketDir, startPeer } from "../support/peerProcess.js"
+import { profile, readProfile, renderProfile, type ProfileSummary } from "../support/profile.js"
+import { rawStream } from "../support/raw.js"
+import { ChunkSize } from "../support/wire.js"
 
 // Go host bridge of hcsshim against the genuine Linux guest (measured elsewhere, 2 cores).
 const GoStdout = 3_800
 const GoStdin = 4_400
-
-const sizeOf = (options: SuiteOptions): number => (options.quick ? 16 << 20 : 1 << 30)
 
 /**
  * `dd` in the guest writes `bytes` to stdout; the host drains `Process.stdout`
@@ -38,17 +34,20 @@ const stdoutRelay = (connection: GuestConnectionService, bytes: number): Effect.
         CommandArgs: ["dd", "if=/dev/zero", `bs=${ChunkSize}`, `count=${bytes / ChunkSize}`],
         CreateStdOutPipe: true
       })
-      const received = yield* Stream.runFold(process.stdout, 0, (n, chunk) => n + chunk.length)
+      const received = yield* Stream.runFold(
+        process.stdout,
+        () => 0,
+        (n, chunk) => n + chunk.length
+      )
       const code = yield* process.wait
-      if (code !== 0 || received > bytes) {
-        return yield* Effect.dieMessage(`stdout relay: ${received} of ${bytes} bytes, exit code ${code}`)
-      }
+      if (code !== 0 || received > bytes)
+        return yield* Effect.die(new Error(`stdout relay: ${received} of ${bytes} bytes, exit code ${code}`))
       return bytes - received
     })
   )
 
 /** The host writes `bytes` into `Process.stdin` of `wc -c` in the guest and reads its count back. */
-const stdinRelay = (connection: GuestConnectionService, bytes: number) =>
+const stdinRelay = (connection: GuestConnectionService, bytes: number): Effect.Effect<void, unknown> =>
   Effect.scoped(
     Effect.gen(function* () {
       const process = yield* connection.exec({
@@ -59,14 +58,19 @@ const stdinRelay = (connection: GuestConnectionService, bytes: number) =>
       const block = new Uint8Array(ChunkSize)
       // One 64 KiB chunk per element, as a Node Readable piped into a Stream gives them.
       const input = Stream.range(1, bytes / ChunkSize, 1).pipe(Stream.map(() => block))
-      const write = Effect.zipRight(Stream.run(input, process.stdin), process.closeStdin)
-      const read = Stream.runCollect(process.stdout)
-      const [, output] = yield* Effect.all([write, read], { concurrency: 2 })
+      const [, output] = yield* Effect.all(
+        [
+          Effect.andThen(Stream.run(input, process.stdin), process.closeStdin),
+          Stream.runCollect(process.stdout)
+        ],
+        { concurrency: 2 }
+      )
       const code = yield* process.wait
-      const text = Buffer.concat(Chunk.toReadonlyArray(output)).toString("utf8").trim()
-      if (Number(text) !== bytes || code !== 0) {
-        return yield* Effect.dieMessage(`stdin relay: wc -c counted '${text}' of ${bytes}, exit code ${code}`)
-      }
+      const text = Buffer.concat(output).toString("utf8").trim()
+      if (Number(text) !== bytes || code !== 0)
+        return yield* Effect.die(
+          new Error(`stdin relay: wc -c counted '${text}' of ${bytes}, exit code ${code}`)
+        )
     })
   )
 
@@ -77,14 +81,13 @@ const stdinRelay = (connection: GuestConnectionService, bytes: number) =>
 const profileGuest = async (
   engine: Engine,
   path: string,
-  scenario: (connection: GuestConnectionService) => Effect.Effect<void, unknown>
+  scenario: (connection: GuestConnectionService) => Effect.Effect<unknown, unknown>
 ): Promise<ProfileSummary> => {
   const profileDir = socketDir("prof")
   const session = hostSession(engine)
-  const peer = startPeer("guestPeer", { path, engine }, ["--cpu-prof", `--cpu-prof-dir=${profileDir.path}`])
+  const peer = startPeer({ kind: "guest", path, engine }, ["--cpu-prof", `--cpu-prof-dir=${profileDir.path}`])
   try {
-    const connection = await session.connect(path)
-    await session.run(scenario(connection))
+    await session.run(scenario(await session.connect(path)))
     await session.close()
     await peer.stop(10_000)
     await checkPeer(peer, "profiled guest")
@@ -110,40 +113,33 @@ const bottleneck = (stream: string, host: ProfileSummary, guest: ProfileSummary)
 /** The stdio benchmark suite. */
 export const suite: BenchSuite = {
   name: "stdio",
-  run: async (options) => {
-    const bytes = sizeOf(options)
-    const dir = socketDir("stdio")
-    const { engine, why } = await pickEngine(dir.path)
-    const session = hostSession(engine)
-    const peers: Array<PeerProcess> = []
-    let raw: RawStream | undefined
-    try {
-      raw = await rawStream(join(dir.path, "raw"))
-      const guestPath = join(dir.path, "guest")
-      peers.push(startPeer("guestPeer", { path: guestPath, engine }))
-      const connection = await session.connect(guestPath)
-      const stream = raw
+  run: (options) =>
+    withHost("stdio", async (host) => {
+      const bytes = options.quick ? 16 << 20 : 1 << 30
+      const { session } = host
+      const raw = await rawStream(join(host.dir, "raw"))
+      host.defer(raw.close)
+      const connection = await host.guest("guest")
       // Bytes missing from each stdout round that came up short (see the notes).
       const shortRounds: Array<number> = []
-      const variants = {
-        rawOut: () => stream.receive(bytes),
-        rawIn: () => stream.send(bytes),
-        stdout: async () => {
-          const lost = await session.run(stdoutRelay(connection, bytes))
-          if (lost > 0) shortRounds.push(lost)
-        },
-        stdin: () => session.run(stdinRelay(connection, bytes))
-      }
+      const stdout = (size: number) => session.run(stdoutRelay(connection, size))
+      const stdin = (size: number) => session.run(stdinRelay(connection, size))
       // One untimed pass (a sixteenth of the size) warms the JIT on every path.
       const warm = Math.max(ChunkSize, bytes / 16)
-      await stream.receive(warm)
-      await stream.send(warm)
-      await session.run(stdoutRelay(connection, warm))
-      await session.run(stdinRelay(connection, warm))
-      const r = await interleave(options.rounds, variants)
+      for (const run of [raw.receive, raw.send, stdout, stdin]) await run(warm)
+      const r = await interleave(options.rounds, {
+        rawOut: () => raw.receive(bytes),
+        rawIn: () => raw.send(bytes),
+        stdout: async () => {
+          const lost = await stdout(bytes)
+          if (lost > 0) shortRounds.push(lost)
+        },
+        stdin: () => stdin(bytes)
+      })
 
       const outRef = "raw AF_UNIX stream, peer → host"
       const inRef = "raw AF_UNIX stream, host → peer"
+      const target = (go: number) => `target ≥ 90 % of reference; Go host: ≈ ${fmt(go)} MB/s`
       const rows: Array<Measurement> = [
         throughputRow(outRef, r.rawOut, bytes, {
           note: "reference: node net, 64 KiB writes, peer process writes"
@@ -153,86 +149,61 @@ export const suite: BenchSuite = {
         }),
         throughputRow("stdout relay: dd in guest → Process.stdout", r.stdout, bytes, {
           reference: outRef,
-          note: `target ≥ 90 % of reference; Go host: ≈ ${fmt(GoStdout)} MB/s`
+          note: target(GoStdout)
         }),
         throughputRow("stdin relay: Process.stdin → wc -c in guest", r.stdin, bytes, {
           reference: inRef,
-          note: `target ≥ 90 % of reference; Go host: ≈ ${fmt(GoStdin)} MB/s`
+          note: target(GoStdin)
         })
       ]
-      const get = (name: string) => rows.find((m) => m.name === name)!
-      const outShare = get("stdout relay: dd in guest → Process.stdout").median / get(outRef).median
-      const inShare = get("stdin relay: Process.stdin → wc -c in guest").median / get(inRef).median
+      const outShare = rows[2]!.median / rows[0]!.median
+      const inShare = rows[3]!.median / rows[1]!.median
+      const size = (b: number) => (b >= 1 << 30 ? `${b / 2 ** 30} GiB` : `${b / 2 ** 20} MiB`)
       const notes: Array<string> = [
-        `${bytes >= 1 << 30 ? `${bytes / 2 ** 30} GiB` : `${bytes / 2 ** 20} MiB`} per round, ${options.rounds} ` +
+        `${size(bytes)} per round, ${options.rounds} ` +
           "interleaved rounds; MB/s = 10^6 bytes/s of wall time, each round timed from the exec (listeners bound, " +
           "process started) to the exit status. Host CPU µs/op is per 64 KiB moved (s/GiB in the note): " +
           "process.cpuUsage of the host process only; our guest (which runs `dd` / `wc -c` and relays their pipes " +
-          "to the sockets) and the raw peer are separate processes. " +
-          `Host transport: Transport.${engine === "native" ? "layer (native engine)" : "layerNode"}; guest the same; ` +
-          "the raw reference uses node `net` at both ends.",
-        ...(why === undefined ? [] : [`The native engine is not available here: ${why}`]),
+          "to the sockets) and the raw peer are separate processes; the raw reference uses node `net` at both ends. " +
+          engineNote(host),
         ...(shortRounds.length === 0
           ? []
           : [
               `**Data loss: ${shortRounds.length} of ${options.rounds} timed stdout rounds came up short ` +
                 `(${shortRounds.map((n) => `${n} bytes`).join(", ")} missing of ${bytes}), with \`dd\` exiting 0.** ` +
-                "The cause is in our guest (packages/guest/src/internal/stdio.ts, `pull`/`fromReadable`): it reads " +
-                "the child's stdout in paused mode and attaches its 'readable' listener only while waiting; when " +
-                "the child exits between two reads, Node's ChildProcess calls `stream.resume()` on its stdio " +
-                "(`flushStdio`), which puts the pipe into flowing mode with no 'data' listener, and the bytes still " +
-                "buffered are dropped. A 'readable' listener kept attached for the stream's whole life makes that " +
-                "resume() a no-op. The timing of a short round is kept (the relay did move its bytes at that pace)."
+                "Our guest lost bytes the child wrote before it exited (see packages/guest/src/internal/stdio.ts). " +
+                "The timing of a short round is kept (the relay did move its bytes at that pace)."
             ]),
         "Targets:\n\n" +
           [
-            `stdout relay at ${(outShare * 100).toFixed(0)} % of the raw stream (target ≥ 90 %) — ${outShare >= 0.9 ? "met" : "missed"}`,
-            `stdin relay at ${(inShare * 100).toFixed(0)} % of the raw stream (target ≥ 90 %) — ${inShare >= 0.9 ? "met" : "missed"}`
-          ]
-            .map((v) => `- ${v}`)
-            .join("\n"),
+            `- stdout relay at ${(outShare * 100).toFixed(0)} % of the raw stream (target ≥ 90 %) — ${verdict(outShare >= 0.9)}`,
+            `- stdin relay at ${(inShare * 100).toFixed(0)} % of the raw stream (target ≥ 90 %) — ${verdict(inShare >= 0.9)}`
+          ].join("\n"),
         `External reference, not measured here: the Go host bridge against the genuine Linux GCS over Unix sockets ` +
           `on another 2-core machine relayed stdout at ≈ ${fmt(GoStdout)} MB/s and stdin into \`wc -c\` at ≈ ` +
           `${fmt(GoStdin)} MB/s, with a raw stream reference of 4,500-4,800 MB/s there.`
       ]
       if (!options.quick) {
-        const part = bytes / 4
-        const size = `${part / 2 ** 20} MiB`
-        const sizeLabel = `${bytes / 2 ** 20} MiB`
-        if (outShare < 0.9) {
-          const hot = await profile(() => session.run(Effect.asVoid(stdoutRelay(connection, part))))
-          notes.push(renderProfile(`Host profile of a ${size} stdout relay`, hot))
-          const guestHot = await profileGuest(engine, join(dir.path, "pg-out"), (c) =>
-            Effect.asVoid(stdoutRelay(c, bytes))
+        const relays = [
+          ["stdout", outShare, stdoutRelay],
+          ["stdin", inShare, stdinRelay]
+        ] as const
+        for (const [name, share, relay] of relays) {
+          if (share >= 0.9) continue
+          const hot = await profile(() => session.run(relay(connection, bytes / 4)))
+          notes.push(renderProfile(`Host profile of a ${size(bytes / 4)} ${name} relay`, hot))
+          const guestHot = await profileGuest(host.engine, join(host.dir, `pg-${name}`), (c) =>
+            relay(c, bytes)
           )
           notes.push(
             renderProfile(
-              `Guest profile of a whole ${sizeLabel} stdout relay (our guest's process, start-up included)`,
+              `Guest profile of a whole ${size(bytes)} ${name} relay (our guest's process, start-up included)`,
               guestHot
             ),
-            bottleneck("stdout", hot, guestHot)
-          )
-        }
-        if (inShare < 0.9) {
-          const hot = await profile(() => session.run(stdinRelay(connection, part)))
-          notes.push(renderProfile(`Host profile of a ${size} stdin relay`, hot))
-          const guestHot = await profileGuest(engine, join(dir.path, "pg-in"), (c) => stdinRelay(c, bytes))
-          notes.push(
-            renderProfile(
-              `Guest profile of a whole ${sizeLabel} stdin relay (our guest's process, start-up included)`,
-              guestHot
-            ),
-            bottleneck("stdin", hot, guestHot)
+            bottleneck(name, hot, guestHot)
           )
         }
       }
       return { suite: "stdio", title: "Stdio relay throughput (1 GiB)", measurements: rows, notes }
-    } finally {
-      await raw?.close()
-      await session.close()
-      await Promise.all(peers.map((p) => p.stop()))
-      for (const p of peers) await checkPeer(p, "stdio peer")
-      dir.dispose()
-    }
-  }
+    })
 }

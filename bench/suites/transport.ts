@@ -4,209 +4,181 @@
  * against a plain `net` socket pipe in the same run; and connection setup
  * rate (listen once, then connect + accept + close, repeatedly).
  */
-import { mkdtempSync, rmSync } from "node:fs"
 import * as net from "node:net"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { Transport, UnixAddress } from "@gcs-bridge/transport"
 import type { Layer } from "effect"
 import { Effect, Stream } from "effect"
-import { Transport, UnixAddress } from "@gcs-bridge/transport"
-import { interleave, summarize } from "../lib/measure.js"
-import type { BenchSuite, Measurement, SuiteOptions } from "../lib/types.js"
+import { interleave, rateRow, throughputRow } from "../lib/measure.js"
+import type { BenchSuite, Measurement } from "../lib/types.js"
+import { probeEngine } from "../support/hostSession.js"
+import { socketDir } from "../support/peerProcess.js"
+import { ChunkSize, count, pump } from "../support/wire.js"
 
-const ChunkSize = 64 * 1024
 const Port = 0x40000001
+const block = Buffer.alloc(ChunkSize, 0x5a)
+let serial = 0
 
-interface Sizes {
-  readonly bulkBytes: number
-  readonly setups: number
-}
-
-const sizes = (options: SuiteOptions): Sizes =>
-  options.quick ? { bulkBytes: 4 << 20, setups: 20 } : { bulkBytes: 256 << 20, setups: 500 }
+/** Runs `client` against a fresh plain net server on `path`; its connections go to `serve`, which closes it. */
+const plainNet = (
+  path: string,
+  serve: (socket: net.Socket, close: (error?: Error) => void) => void,
+  client: () => void
+) =>
+  new Promise<void>((resolve, reject) => {
+    let failure: Error | undefined
+    const server = net.createServer((socket) =>
+      serve(socket, (error) => {
+        failure ??= error
+        server.close()
+      })
+    )
+    server.on("error", reject).on("close", () => (failure === undefined ? resolve() : reject(failure)))
+    server.listen(path, client)
+  })
 
 /** Reference: a plain net server and client, writer honouring write()/drain, reader counting bytes. */
-const plainNetBulk = (dir: string, bytes: number): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const path = join(dir, `plain-${Math.random().toString(36).slice(2)}`)
-    const block = Buffer.alloc(ChunkSize, 0x5a)
-    const server = net.createServer((socket) => {
-      let received = 0
-      socket.on("data", (chunk: Buffer) => {
-        received += chunk.length
-      })
-      socket.on("end", () => {
+const plainNetBulk = (dir: string, bytes: number): Promise<void> => {
+  const path = join(dir, `plain-${serial++}`)
+  return plainNet(
+    path,
+    (socket, close) =>
+      count(socket, (received) => {
         socket.end()
-        server.close()
-        if (received === bytes) resolve()
-        else reject(new Error(`plain net: received ${received} of ${bytes}`))
-      })
-    })
-    server.on("error", reject)
-    server.listen(path, () => {
-      const client = net.createConnection(path, () => {
-        let sent = 0
-        const pump = () => {
-          while (sent < bytes) {
-            sent += ChunkSize
-            if (!client.write(block)) return void client.once("drain", pump)
-          }
-          client.end()
-        }
-        pump()
-      })
-      client.on("error", reject)
-    })
-  })
+        close(received === bytes ? undefined : new Error(`plain net: received ${received} of ${bytes}`))
+      }),
+    () => pump(net.createConnection(path), bytes)
+  )
+}
+
+/** Reference: plain net connect + accept + close, `count` times against one server. */
+const plainNetSetups = (dir: string, setups: number): Promise<void> => {
+  const path = join(dir, `plain-setup-${serial++}`)
+  let done = 0
+  let close: () => void = () => {}
+  const next = (): void => {
+    if (done === setups) return close()
+    const client = net.createConnection(path)
+    client.on("connect", () => client.destroy()).on("close", () => (done++, next()))
+  }
+  return plainNet(
+    path,
+    (socket, closeServer) => {
+      close = () => closeServer()
+      socket.destroy()
+    },
+    next
+  )
+}
 
 /** Through the Transport: a Connection writer with `write`, a Connection reader draining `stream`. */
 const transportBulk = (layer: Layer.Layer<Transport>, dir: string, bytes: number): Promise<void> =>
   Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const transport = yield* Transport
-        const address = new UnixAddress({ path: join(dir, `t-${Math.random().toString(36).slice(2)}`) })
-        const listener = yield* transport.listen(address, Port)
-        const sender = yield* transport.connect(address, Port)
-        const receiver = yield* listener.accept()
-        const block = Buffer.alloc(ChunkSize, 0x5a)
-        const write = Effect.gen(function* () {
-          for (let sent = 0; sent < bytes; sent += ChunkSize) yield* sender.write(block)
-          yield* sender.endWrite
-        })
-        const read = Stream.runFold(receiver.stream, 0, (n, chunk) => n + chunk.length)
-        const [, received] = yield* Effect.all([write, read], { concurrency: 2 })
-        if (received !== bytes) return yield* Effect.dieMessage(`received ${received} of ${bytes}`)
-      }).pipe(Effect.provide(layer))
-    )
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const address = new UnixAddress({ path: join(dir, `t-${serial++}`) })
+      const listener = yield* transport.listen(address, Port)
+      const sender = yield* transport.connect(address, Port)
+      const receiver = yield* listener.accept()
+      const write = Effect.gen(function* () {
+        for (let sent = 0; sent < bytes; sent += ChunkSize) yield* sender.write(block)
+        yield* sender.endWrite
+      })
+      const read = Stream.runFold(
+        receiver.stream,
+        () => 0,
+        (n, chunk) => n + chunk.length
+      )
+      const [, received] = yield* Effect.all([write, read], { concurrency: 2 })
+      if (received !== bytes) return yield* Effect.die(new Error(`received ${received} of ${bytes}`))
+    }).pipe(Effect.scoped, Effect.provide(layer))
   )
-
-/** Reference: plain net connect + accept + close, `count` times against one server. */
-const plainNetSetups = (dir: string, count: number): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const path = join(dir, `plain-setup-${Math.random().toString(36).slice(2)}`)
-    const server = net.createServer((socket) => socket.destroy())
-    server.on("error", reject)
-    server.listen(path, () => {
-      let done = 0
-      const next = () => {
-        if (done === count) return void server.close(() => resolve())
-        const client = net.createConnection(path)
-        client.on("error", reject)
-        client.on("close", () => {
-          done++
-          next()
-        })
-        client.on("connect", () => client.destroy())
-      }
-      next()
-    })
-  })
 
 /** Through the Transport: one listener, then `count` times connect + accept + close (each in its own scope). */
 const transportSetups = (layer: Layer.Layer<Transport>, dir: string, count: number): Promise<void> =>
   Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const transport = yield* Transport
-        const address = new UnixAddress({ path: join(dir, `s-${Math.random().toString(36).slice(2)}`) })
-        const listener = yield* transport.listen(address, Port, { backlog: 128 })
-        for (let i = 0; i < count; i++) {
-          yield* Effect.scoped(Effect.zip(transport.connect(address, Port), listener.accept()))
-        }
-      }).pipe(Effect.provide(layer))
-    )
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const address = new UnixAddress({ path: join(dir, `s-${serial++}`) })
+      const listener = yield* transport.listen(address, Port, { backlog: 128 })
+      for (let i = 0; i < count; i++) {
+        yield* Effect.scoped(Effect.zip(transport.connect(address, Port), listener.accept()))
+      }
+    }).pipe(Effect.scoped, Effect.provide(layer))
   )
-
-/** Whether the native engine can carry AF_UNIX here (the addon is built and loads). */
-const nativeAvailable = (): Promise<boolean> =>
-  Effect.runPromise(
-    Effect.scoped(
-      Effect.gen(function* () {
-        const transport = yield* Transport
-        const dir = mkdtempSync(join(tmpdir(), "gcs-bench-probe-"))
-        const ok = yield* Effect.isSuccess(transport.listen(new UnixAddress({ path: join(dir, "p") }), 1))
-        rmSync(dir, { recursive: true, force: true })
-        return ok
-      }).pipe(Effect.provide(Transport.layer))
-    )
-  )
-
-const throughput = (
-  name: string,
-  samples: ReadonlyArray<{ wallMicros: number; cpuMicros: number }>,
-  bytes: number,
-  extra: Partial<Measurement>
-): Measurement => {
-  const mbps = summarize(samples.map((s) => bytes / s.wallMicros))
-  const cpu = summarize(samples.map((s) => s.cpuMicros / (bytes / ChunkSize)))
-  return { name, unit: "MB/s", ...mbps, cpuMicrosPerOp: cpu.median, ...extra }
-}
-
-const rate = (
-  name: string,
-  samples: ReadonlyArray<{ wallMicros: number; cpuMicros: number }>,
-  count: number,
-  extra: Partial<Measurement>
-): Measurement => {
-  const perSecond = summarize(samples.map((s) => (count * 1e6) / s.wallMicros))
-  const cpu = summarize(samples.map((s) => s.cpuMicros / count))
-  return { name, unit: "connections/s", ...perSecond, cpuMicrosPerOp: cpu.median, ...extra }
-}
 
 /** The transport benchmark suite. */
 export const suite: BenchSuite = {
   name: "transport",
   run: async (options) => {
-    const { bulkBytes, setups } = sizes(options)
-    const dir = mkdtempSync(join(tmpdir(), "gcs-bench-transport-"))
+    const { bulkBytes, setups } = options.quick
+      ? { bulkBytes: 4 << 20, setups: 20 }
+      : { bulkBytes: 256 << 20, setups: 500 }
+    const dir = socketDir("transport")
     try {
-      const withNative = await nativeAvailable()
+      const withNative = typeof (await probeEngine("native", dir.path)) !== "string"
+      const engines = withNative ? ([Transport.layerNode, Transport.layer] as const) : [Transport.layerNode]
       const bulkVariants: Record<string, () => Promise<void>> = {
-        plain: () => plainNetBulk(dir, bulkBytes),
-        node: () => transportBulk(Transport.layerNode, dir, bulkBytes),
-        ...(withNative ? { native: () => transportBulk(Transport.layer, dir, bulkBytes) } : {})
+        plain: () => plainNetBulk(dir.path, bulkBytes),
+        ...Object.fromEntries(engines.map((l, i) => [`e${i}`, () => transportBulk(l, dir.path, bulkBytes)]))
       }
       const setupVariants: Record<string, () => Promise<void>> = {
-        plain: () => plainNetSetups(dir, setups),
-        node: () => transportSetups(Transport.layerNode, dir, setups),
-        ...(withNative ? { native: () => transportSetups(Transport.layer, dir, setups) } : {})
+        plain: () => plainNetSetups(dir.path, setups),
+        ...Object.fromEntries(engines.map((l, i) => [`e${i}`, () => transportSetups(l, dir.path, setups)]))
       }
       // One untimed pass warms the JIT and the allocator for every variant.
       for (const run of [...Object.values(bulkVariants), ...Object.values(setupVariants)]) await run()
       const bulk = await interleave(options.rounds, bulkVariants)
       const setup = await interleave(options.rounds, setupVariants)
+      const pipe = "plain net pipe (AF_UNIX)"
+      const plainSetup = "plain net connect+accept+close"
       const measurements: Array<Measurement> = [
-        throughput("plain net pipe (AF_UNIX)", bulk["plain"]!, bulkBytes, {
-          note: "reference: node net server/client, write()/drain backpressure"
-        }),
-        throughput("Connection, Transport.layerNode (AF_UNIX)", bulk["node"]!, bulkBytes, {
-          reference: "plain net pipe (AF_UNIX)",
-          note: "write per 64 KiB chunk, stream drained by the reader"
-        })
-      ]
-      if (withNative) {
-        measurements.push(
-          throughput("Connection, Transport.layer native (AF_UNIX)", bulk["native"]!, bulkBytes, {
-            reference: "plain net pipe (AF_UNIX)",
-            note: "same engine that carries vsock / hvsock"
-          })
-        )
-      }
-      measurements.push(
-        rate("plain net connect+accept+close", setup["plain"]!, setups, { note: "reference" }),
-        rate("Transport.layerNode connect+accept+close", setup["node"]!, setups, {
-          reference: "plain net connect+accept+close",
+        throughputRow(
+          pipe,
+          bulk["plain"]!,
+          bulkBytes,
+          {
+            note: "reference: node net server/client, write()/drain backpressure"
+          },
+          false
+        ),
+        throughputRow(
+          "Connection, Transport.layerNode (AF_UNIX)",
+          bulk["e0"]!,
+          bulkBytes,
+          {
+            reference: pipe,
+            note: "write per 64 KiB chunk, stream drained by the reader"
+          },
+          false
+        ),
+        ...(withNative
+          ? [
+              throughputRow(
+                "Connection, Transport.layer native (AF_UNIX)",
+                bulk["e1"]!,
+                bulkBytes,
+                {
+                  reference: pipe,
+                  note: "same engine that carries vsock / hvsock"
+                },
+                false
+              )
+            ]
+          : []),
+        rateRow(plainSetup, "connections/s", setup["plain"]!, setups, { note: "reference" }),
+        rateRow("Transport.layerNode connect+accept+close", "connections/s", setup["e0"]!, setups, {
+          reference: plainSetup,
           note: "each pair in its own Scope"
-        })
-      )
-      if (withNative) {
-        measurements.push(
-          rate("Transport.layer native connect+accept+close", setup["native"]!, setups, {
-            reference: "plain net connect+accept+close"
-          })
-        )
-      }
+        }),
+        ...(withNative
+          ? [
+              rateRow("Transport.layer native connect+accept+close", "connections/s", setup["e1"]!, setups, {
+                reference: plainSetup
+              })
+            ]
+          : [])
+      ]
       return {
         suite: "transport",
         title: "Transport: AF_UNIX bulk throughput and connection setup",
@@ -222,7 +194,7 @@ export const suite: BenchSuite = {
         ]
       }
     } finally {
-      rmSync(dir, { recursive: true, force: true })
+      dir.dispose()
     }
   }
 }

@@ -1,17 +1,16 @@
 /**
- * Peers of the benchmarks run as child processes of their own, so that the
- * host's CPU time (`process.cpuUsage` of this process) never includes theirs.
- * A peer is one of the entry scripts beside this file, started with the same
- * Node binary; its output is kept (not printed) and shown only when it fails.
+ * Peers of the benchmarks and of the soak run as child processes of their
+ * own (bench/support/peer.ts), so that the host's CPU time, descriptors and
+ * heap never include theirs. A peer is started with the same Node binary;
+ * its output is kept (not printed) and shown only when it fails.
  */
-import { spawn, type ChildProcess } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-
-/** The entry scripts under bench/support (compiled to bench/dist/support). */
-export type PeerScript = "responderPeer" | "echoPeer" | "streamPeer" | "guestPeer"
+import type { PeerConfig } from "./peer.js"
+import { childProcesses } from "./probes.js"
 
 /** A running peer process. */
 export interface PeerProcess {
@@ -32,23 +31,18 @@ export interface PeerProcess {
 
 const keepTail = 64 * 1024
 
-/** Starts `script` with `config` as its only argument (JSON). */
-export const startPeer = (
-  script: PeerScript,
-  config: unknown,
-  nodeArgs: ReadonlyArray<string> = []
-): PeerProcess => {
-  const path = fileURLToPath(new URL(`./${script}.js`, import.meta.url))
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, path, JSON.stringify(config)], {
+/** Starts bench/support/peer.ts with `config`, under `nodeArgs` (e.g. `--cpu-prof`). */
+export const startPeer = (config: PeerConfig, nodeArgs: ReadonlyArray<string> = []): PeerProcess => {
+  const script = fileURLToPath(new URL("./peer.js", import.meta.url))
+  const child = spawn(process.execPath, [...nodeArgs, script, JSON.stringify(config)], {
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
   const keep = (chunk: Buffer) => {
-    output += chunk.toString("utf8")
-    if (output.length > keepTail) output = output.slice(-keepTail)
+    output = (output + chunk.toString("utf8")).slice(-keepTail)
   }
-  child.stdout?.on("data", keep)
-  child.stderr?.on("data", keep)
+  child.stdout.on("data", keep)
+  child.stderr.on("data", keep)
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once("exit", (code, signal) => resolve({ code, signal }))
     // A spawn failure emits "error" and no "exit".
@@ -59,9 +53,7 @@ export const startPeer = (
   })
   const within = async (ms: number): Promise<boolean> => {
     let timer: NodeJS.Timeout | undefined
-    const late = new Promise<"late">((resolve) => {
-      timer = setTimeout(() => resolve("late"), ms)
-    })
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), ms)))
     const outcome = await Promise.race([exited, late])
     clearTimeout(timer)
     return outcome !== "late"
@@ -73,30 +65,15 @@ export const startPeer = (
       if (child.exitCode !== null || child.signalCode !== null) return
       if (await within(graceMs)) return
       forced = true
-      console.log(`(peer ${script} pid ${child.pid} did not end with its host: stopping it)`)
+      console.log(`(peer ${config.kind} pid ${child.pid} did not end with its host: stopping it)`)
       child.kill("SIGTERM")
       if (await within(5000)) return
       // Our guest starts its processes detached: they would outlive it.
-      if (child.pid !== undefined) killChildrenOf(child.pid)
+      if (child.pid !== undefined) for (const c of childProcesses(child.pid)) process.kill(c.pid, "SIGKILL")
       child.kill("SIGKILL")
       await exited
     })())
   return { pid: child.pid ?? -1, exited, output: () => output, stop, forced: () => forced }
-}
-
-/** SIGKILLs every process whose parent is `pid` (read from /proc; nothing else is touched). */
-const killChildrenOf = (pid: number): void => {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "latin1")
-      // Fields after the command (which may contain spaces): state, ppid, …
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-      if (ppid === pid) process.kill(Number(entry), "SIGKILL")
-    } catch {
-      // Gone meanwhile.
-    }
-  }
 }
 
 /** Throws with the peer's output when it has exited with a failure status. */
@@ -107,6 +84,12 @@ export const checkPeer = async (peer: PeerProcess, what: string): Promise<void> 
       `${what} (pid ${peer.pid}) exited with ${status.code ?? status.signal}:\n${peer.output()}`
     )
   }
+}
+
+/** Stops every peer, then throws for the first that failed. */
+export const stopPeers = async (peers: ReadonlyArray<PeerProcess>, what: string): Promise<void> => {
+  await Promise.all(peers.map((p) => p.stop()))
+  for (const p of peers) await checkPeer(p, what)
 }
 
 /**

@@ -3,8 +3,9 @@
  * by the genuine hcsshim code), split by direction and parsed once.
  */
 import { readFileSync } from "node:fs"
-import type { ProcName } from "@gcs-bridge/protocol"
-import { procNames } from "@gcs-bridge/protocol"
+import { MessageType } from "@gcs-bridge/protocol"
+
+type ProcName = MessageType.ProcName
 
 /** One vector frame. */
 export interface SeedFrame {
@@ -28,7 +29,8 @@ export interface Corpus {
   readonly requests: ReadonlyArray<SeedFrame>
 }
 
-const isProc = (name: string): name is ProcName => (procNames as ReadonlyArray<string>).includes(name)
+const isProc = (name: string): name is ProcName =>
+  (MessageType.procNames as ReadonlyArray<string>).includes(name)
 
 /** Reads the vectors file at `path`. */
 export const loadCorpus = (path: string): Corpus => {

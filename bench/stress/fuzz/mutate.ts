@@ -27,47 +27,18 @@ const interestingNumbers = [
   3.14
 ]
 
+// prettier-ignore
 const interestingStrings = [
-  "",
-  " ",
-  "00000000-0000-0000-0000-000000000000",
-  "ffffffff-ffff-ffff-ffff-ffffffffffff",
-  "0000000-0000-0000-0000-000000000000",
-  "{00000000-0000-0000-0000-000000000000}",
-  "null",
-  "{}",
-  "[]",
-  '{"a":1}',
-  "true",
-  "\u0000",
-  "\ud800",
-  "\udc00x",
-  "\u2028\u2029",
-  "<script>&amp;",
-  "é日本語🙂",
-  "../../../../etc/passwd",
-  "%s%n%x",
-  "__proto__",
-  "constructor",
-  "Linux",
-  "linux",
-  "Windows",
-  "GracefulExit",
-  "ForcedExit",
-  "UnexpectedExit",
-  "None"
+  "", " ", "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff",
+  "0000000-0000-0000-0000-000000000000", "{00000000-0000-0000-0000-000000000000}", "null", "{}", "[]",
+  '{"a":1}', "true", "\u0000", "\ud800", "\udc00x", "\u2028\u2029", "<script>&amp;", "é日本語🙂",
+  "../../../../etc/passwd", "%s%n%x", "__proto__", "constructor", "Linux", "linux", "Windows",
+  "GracefulExit", "ForcedExit", "UnexpectedExit", "None"
 ]
 
+// prettier-ignore
 const trickyKeys = [
-  "__proto__",
-  "constructor",
-  "prototype",
-  "toString",
-  "hasOwnProperty",
-  "",
-  "Result",
-  "result",
-  "RESULT"
+  "__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "", "Result", "result", "RESULT"
 ]
 
 /** A random JSON value, `depth` levels deep at most. */

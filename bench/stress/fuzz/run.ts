@@ -98,10 +98,10 @@ const runSlice = (o: FuzzOptions, start: number, count: number): Promise<SliceEn
 
 const merge = (into: Tally, from: Tally) => {
   for (const [k, v] of Object.entries(from)) {
-    const t = (into[k] ??= { calls: 0, right: 0, left: 0 })
+    const t = (into[k] ??= { calls: 0, success: 0, failure: 0 })
     t.calls += v.calls
-    t.right += v.right
-    t.left += v.left
+    t.success += v.success
+    t.failure += v.failure
   }
 }
 

@@ -12,26 +12,14 @@
  * feeds with guest bytes: `parsePayload`, `decodeResponse` of the frame's
  * procedure and of another, `decodeResponseBase`, `decodeNotification`,
  * `decodePropertiesV1/V2` and, for requests, the guest's `decodeRequest`.
- * Each must return an `Either` whose `Left` is a `ProtocolError`; none may throw.
+ * Each must return a `Result` whose failure is a `ProtocolError`; none may throw.
  */
-import type { Frame, ProcName } from "@gcs-bridge/protocol"
-import {
-  decodeFrames,
-  decodeNotification,
-  decodePropertiesV1,
-  decodePropertiesV2,
-  decodeRequest,
-  decodeResponse,
-  decodeResponseBase,
-  FrameReader,
-  parsePayload,
-  procNames,
-  ProtocolError
-} from "@gcs-bridge/protocol"
-import { Chunk, Effect, Either, Exit, Stream } from "effect"
+import type { Frame } from "@gcs-bridge/protocol"
+import { Codec, FrameDecoder, MessageType, ProtocolError } from "@gcs-bridge/protocol"
+import { Cause, Effect, Exit, Option, Result, Stream } from "effect"
 import type { Corpus } from "./corpus.js"
 import { chunk, concat, mutateBytes, mutateFrame, mutateJson, randomJson } from "./mutate.js"
-import type { Rng } from "./rng.js"
+import { Rng } from "./rng.js"
 
 /** A problem found by one input. */
 export interface Finding {
@@ -43,13 +31,13 @@ export interface Finding {
 }
 
 /** Calls made and how they ended, per decoder. */
-export type Tally = Record<string, { calls: number; right: number; left: number }>
+export type Tally = Record<string, { calls: number; success: number; failure: number }>
 
-const count = (tally: Tally, target: string, right: boolean) => {
-  const t = (tally[target] ??= { calls: 0, right: 0, left: 0 })
+const count = (tally: Tally, target: string, success: boolean) => {
+  const t = (tally[target] ??= { calls: 0, success: 0, failure: 0 })
   t.calls++
-  if (right) t.right++
-  else t.left++
+  if (success) t.success++
+  else t.failure++
 }
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes.subarray(0, 4096)).toString("hex")
@@ -60,7 +48,7 @@ const u32 = (b: Uint8Array, i: number) =>
 const headerReasons = new Set(["Oversize", "Undersize", "UnknownType"])
 
 /** Checks the reader's frames against the headers in `bytes`; returns the offset just past the last frame. */
-const walk = (bytes: Uint8Array, frames: ReadonlyArray<Frame>): { end: number; problem?: string } => {
+const walk = (bytes: Uint8Array, frames: ReadonlyArray<Frame.Frame>): { end: number; problem?: string } => {
   let at = 0
   for (const [k, f] of frames.entries()) {
     if (at + 16 > bytes.length) return { end: at, problem: `frame ${k} starts at ${at}, past the input` }
@@ -79,7 +67,7 @@ const walk = (bytes: Uint8Array, frames: ReadonlyArray<Frame>): { end: number; p
   return { end: at }
 }
 
-const sameFrames = (a: ReadonlyArray<Frame>, b: ReadonlyArray<Frame>) =>
+const sameFrames = (a: ReadonlyArray<Frame.Frame>, b: ReadonlyArray<Frame.Frame>) =>
   a.length === b.length &&
   a.every(
     (f, i) => f.type === b[i]!.type && f.id === b[i]!.id && Buffer.compare(f.payload, b[i]!.payload) === 0
@@ -111,11 +99,11 @@ export const frameInput = (
     inputHex: hex(bytes)
   })
 
-  let frames: Array<Frame> = []
-  let end: ProtocolError | undefined
-  let reader: FrameReader
+  let frames: Array<Frame.Frame> = []
+  let end: ProtocolError.ProtocolError | undefined
+  let reader: FrameDecoder.FrameReader
   try {
-    reader = new FrameReader(options)
+    reader = new FrameDecoder.FrameReader(options)
     for (const c of chunks) for (const f of reader.push(c)) frames.push(f)
     end = reader.end()
   } catch (e) {
@@ -130,7 +118,7 @@ export const frameInput = (
     if (reader.offset !== bytes.length || reader.buffered !== 0)
       return fail(`offset ${reader.offset}, buffered ${reader.buffered} after a clean end`)
   } else {
-    if (!(end instanceof ProtocolError)) return fail(`end() gave ${String(end)}`)
+    if (!(end instanceof ProtocolError.ProtocolError)) return fail(`end() gave ${String(end)}`)
     if (walked.end >= bytes.length && end.reason !== "Truncated")
       return fail(`${end.reason} at the end of a complete stream`)
     if (headerReasons.has(end.reason) && (end.offset !== walked.end || reader.offset !== walked.end)) {
@@ -146,7 +134,10 @@ export const frameInput = (
 
   if (viaChannel) {
     const exit = Effect.runSyncExit(
-      Stream.fromIterable(chunks).pipe(Stream.pipeThroughChannel(decodeFrames(options)), Stream.runCollect)
+      Stream.fromIterable(chunks).pipe(
+        Stream.pipeThroughChannel(FrameDecoder.decodeFrames(options)),
+        Stream.runCollect
+      )
     )
     count(tally, "decodeFrames", Exit.isSuccess(exit))
     if (Exit.isSuccess(exit)) {
@@ -155,11 +146,11 @@ export const frameInput = (
           ...fail(`decodeFrames succeeded where FrameReader gave ${end.reason}`),
           target: "decodeFrames"
         }
-      if (!sameFrames(Chunk.toReadonlyArray(exit.value), frames))
+      if (!sameFrames(exit.value, frames))
         return { ...fail("decodeFrames frames differ from FrameReader's"), target: "decodeFrames" }
     } else {
-      const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-      if (!(failure instanceof ProtocolError)) {
+      const failure = Option.getOrUndefined(Cause.findErrorOption(exit.cause))
+      if (!(failure instanceof ProtocolError.ProtocolError)) {
         return {
           target: "decodeFrames",
           kind: "throw",
@@ -194,14 +185,14 @@ const call = (tally: Tally, target: string, payload: Uint8Array, run: () => unkn
       inputHex: hex(payload)
     }
   }
-  if (!Either.isEither(result))
-    return { target, kind: "invariant", message: "did not return an Either", inputHex: hex(payload) }
-  count(tally, target, Either.isRight(result))
-  if (Either.isLeft(result) && !(result.left instanceof ProtocolError)) {
+  if (!Result.isResult(result))
+    return { target, kind: "invariant", message: "did not return a Result", inputHex: hex(payload) }
+  count(tally, target, Result.isSuccess(result))
+  if (Result.isFailure(result) && !(result.failure instanceof ProtocolError.ProtocolError)) {
     return {
       target,
       kind: "invariant",
-      message: `Left is not a ProtocolError: ${String(result.left)}`,
+      message: `failure is not a ProtocolError: ${String(result.failure)}`,
       inputHex: hex(payload)
     }
   }
@@ -243,27 +234,28 @@ export const bodyInput = (rng: Rng, corpus: Corpus, tally: Tally): ReadonlyArray
     }
   }
 
-  const own: ProcName = seed.proc === "ContainerNotification" ? rng.pick(procNames) : seed.proc
-  const other: ProcName = rng.pick(procNames)
+  const own: MessageType.ProcName =
+    seed.proc === "ContainerNotification" ? rng.pick(MessageType.procNames) : seed.proc
+  const other: MessageType.ProcName = rng.pick(MessageType.procNames)
   const findings = [
-    call(tally, "parsePayload", payload, () => parsePayload(payload)),
-    inbound ? call(tally, `decodeResponse`, payload, () => decodeResponse(own, payload)) : undefined,
-    call(tally, `decodeResponse`, payload, () => decodeResponse(other, payload)),
-    call(tally, "decodeResponseBase", payload, () => decodeResponseBase(payload)),
-    call(tally, "decodeNotification", payload, () => decodeNotification(payload)),
+    call(tally, "parsePayload", payload, () => Codec.parsePayload(payload)),
+    inbound ? call(tally, `decodeResponse`, payload, () => Codec.decodeResponse(own, payload)) : undefined,
+    call(tally, `decodeResponse`, payload, () => Codec.decodeResponse(other, payload)),
+    call(tally, "decodeResponseBase", payload, () => Codec.decodeResponseBase(payload)),
+    call(tally, "decodeNotification", payload, () => Codec.decodeNotification(payload)),
     inbound
       ? undefined
       : call(tally, "decodeRequest", payload, () =>
-          decodeRequest({ type: rng.chance(0.9) ? seed.type : rng.u32(), id: rng.u32(), payload })
+          Codec.decodeRequest({ type: rng.chance(0.9) ? seed.type : rng.u32(), id: rng.u32(), payload })
         )
   ]
   // GetProperties documents are decoded a second time, from the parsed `Properties` value.
-  const parsed = parsePayload(payload)
-  if (Either.isRight(parsed) && typeof parsed.right === "object" && parsed.right !== null) {
-    const properties = (parsed.right as Record<string, unknown>)["Properties"] ?? randomJson(rng, 3)
+  const parsed = Codec.parsePayload(payload)
+  if (Result.isSuccess(parsed) && typeof parsed.success === "object" && parsed.success !== null) {
+    const properties = (parsed.success as Record<string, unknown>)["Properties"] ?? randomJson(rng, 3)
     findings.push(
-      call(tally, "decodePropertiesV1", payload, () => decodePropertiesV1(properties)),
-      call(tally, "decodePropertiesV2", payload, () => decodePropertiesV2(properties))
+      call(tally, "decodePropertiesV1", payload, () => Codec.decodePropertiesV1(properties)),
+      call(tally, "decodePropertiesV2", payload, () => Codec.decodePropertiesV2(properties))
     )
   }
   return findings.filter((f): f is Finding => f !== undefined)
@@ -283,3 +275,17 @@ export const signatureOf = (f: Finding): string =>
 
 /** Whether input `index` is a frame input (the rest are body inputs): two in five. */
 export const isFrameInput = (index: number): boolean => index % 5 < 2
+
+/** Input `index` of `seed`, rebuilt and run; a frame input also goes through the channel when `viaChannel`. */
+export const runInput = (
+  seed: number,
+  index: number,
+  corpus: Corpus,
+  viaChannel: boolean,
+  tally: Tally
+): ReadonlyArray<Finding> => {
+  const rng = new Rng(seed, index)
+  if (!isFrameInput(index)) return bodyInput(rng, corpus, tally)
+  const finding = frameInput(rng, corpus, viaChannel, tally)
+  return finding === undefined ? [] : [finding]
+}

@@ -8,9 +8,8 @@ import { getHeapStatistics, setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { parentPort, workerData } from "node:worker_threads"
 import { loadCorpus } from "./corpus.js"
-import { Rng } from "./rng.js"
-import type { Finding, FindingGroup, Tally } from "./targets.js"
-import { bodyInput, frameInput, isFrameInput, signatureOf } from "./targets.js"
+import type { FindingGroup, Tally } from "./targets.js"
+import { isFrameInput, runInput, signatureOf } from "./targets.js"
 
 /** What the parent sends. */
 export interface WorkerJob {
@@ -63,16 +62,15 @@ const heapStart = heap()
 
 for (let index = job.start; index < job.start + job.count; index++) {
   Atomics.store(progress, 0, index)
-  const rng = new Rng(job.seed, index)
   const t0 = performance.now()
-  let found: ReadonlyArray<Finding>
-  if (isFrameInput(index)) {
-    frameInputs++
-    const finding = frameInput(rng, corpus, frameInputs % job.channelEvery === 0, tally)
-    found = finding === undefined ? [] : [finding]
-  } else {
-    found = bodyInput(rng, corpus, tally)
-  }
+  if (isFrameInput(index)) frameInputs++
+  const found = runInput(
+    job.seed,
+    index,
+    corpus,
+    isFrameInput(index) && frameInputs % job.channelEvery === 0,
+    tally
+  )
   const ms = performance.now() - t0
   if (ms > maxMs) {
     maxMs = ms
@@ -82,8 +80,7 @@ for (let index = job.start; index < job.start + job.count; index++) {
   // input is run once more, and reported only when it is slow again.
   if (ms > job.slowMs && slow.length < 20) {
     const again = performance.now()
-    if (isFrameInput(index)) frameInput(new Rng(job.seed, index), corpus, false, {})
-    else bodyInput(new Rng(job.seed, index), corpus, {})
+    runInput(job.seed, index, corpus, false, {})
     const rerun = performance.now() - again
     if (rerun > job.slowMs) slow.push({ index, ms: Math.min(ms, rerun) })
   }

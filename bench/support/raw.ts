@@ -1,12 +1,12 @@
 /**
- * The host end of the raw echo reference: a `net` server on a Unix socket,
- * the echo peer process dialling it, and two drivers that send fixed-size
- * frames and count them back — one at a time, or with a window in flight.
- * No protocol work at either end: the floor under every RPC figure.
+ * The raw references: the host ends of a bare `net` AF_UNIX socket to an echo
+ * or stream peer process, with no protocol work at either end — the floors
+ * under the RPC and stdio figures.
  */
 import * as net from "node:net"
 import { hrtime } from "node:process"
-import { startPeer, type PeerProcess } from "./peerProcess.js"
+import { startPeer } from "./peerProcess.js"
+import { count, pump } from "./wire.js"
 
 /** An echo connection to a peer process. */
 export interface RawEcho {
@@ -29,12 +29,11 @@ export const rawEcho = async (path: string, frame: Buffer): Promise<RawEcho> => 
     server.once("error", reject)
   })
   await new Promise<void>((resolve) => server.listen(path, resolve))
-  const peer: PeerProcess = startPeer("echoPeer", { path })
+  const peer = startPeer({ kind: "echo", path })
   const socket = await accepted
   server.close()
   socket.setNoDelay(true)
   const size = frame.length
-
   let onData: (chunk: Buffer) => void = () => {}
   socket.on("data", (chunk: Buffer) => onData(chunk))
 
@@ -78,12 +77,57 @@ export const rawEcho = async (path: string, frame: Buffer): Promise<RawEcho> => 
       send(Math.min(depth, count))
     })
 
-  return {
-    sequential,
-    pipelined,
-    close: async () => {
+  const close = async () => {
+    socket.destroy()
+    await peer.stop()
+  }
+  return { sequential, pipelined, close }
+}
+
+/** The raw stream peer and its two drivers, each over a fresh connection. */
+export interface RawStream {
+  /** Receives `bytes` from the peer (it writes them in 64 KiB writes); rejects when the count differs. */
+  readonly receive: (bytes: number) => Promise<void>
+  /** Sends `bytes` to the peer in 64 KiB writes; rejects when the peer's count differs. */
+  readonly send: (bytes: number) => Promise<void>
+  readonly close: () => Promise<void>
+}
+
+/** Opens a connection to `path`, sends `command` and resolves with what came back by the end. */
+const exchange = (
+  path: string,
+  command: string,
+  bytes: number,
+  check: (received: string, n: number) => boolean
+) =>
+  new Promise<void>((resolve, reject) => {
+    const socket = net.createConnection(path, () => {
+      socket.write(`${command}\n`)
+      if (command === "sink") pump(socket, bytes)
+    })
+    socket.once("error", reject)
+    let answer = ""
+    if (command === "sink") socket.on("data", (chunk: Buffer) => (answer += chunk.toString("latin1")))
+    count(socket, (n) => {
       socket.end()
-      socket.destroy()
+      if (check(answer.trim(), n)) resolve()
+      else reject(new Error(`raw stream ${command}: ${answer.trim() || n} of ${bytes} bytes`))
+    })
+  })
+
+/** Starts the stream peer listening on `path` and waits until it is ready. */
+export const rawStream = async (path: string): Promise<RawStream> => {
+  const peer = startPeer({ kind: "stream", path })
+  const deadline = Date.now() + 30_000
+  while (!peer.output().includes("ready")) {
+    if (Date.now() > deadline) throw new Error(`stream peer did not start:\n${peer.output()}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  return {
+    receive: (bytes) => exchange(path, `source ${bytes}`, bytes, (_, n) => n === bytes),
+    send: (bytes) => exchange(path, "sink", bytes, (answer) => Number(answer) === bytes),
+    close: async () => {
+      await exchange(path, "quit", 0, () => true).catch(() => undefined)
       await peer.stop()
     }
   }
