@@ -7,18 +7,8 @@
  *
  * @since 0.1.0
  */
-import {
-  classOf,
-  ContainerNotification,
-  MessageClass,
-  NotifyContainer,
-  procName,
-  procOf,
-  ResponseBase,
-  Rpcs,
-  typeName
-} from "@gcs-bridge/protocol"
-import { Chunk, Effect, Either, ParseResult, Schema, Stream } from "effect"
+import { Container, Envelope, MessageType, Rpc } from "@gcs-bridge/protocol"
+import { Effect, Result, Schema, Stream } from "effect"
 import type { HexInputError } from "./CliError.js"
 import { FrameScanner, type ScanEvent } from "./internal/frameScanner.js"
 import { HexDecoder } from "./internal/hexDecoder.js"
@@ -99,23 +89,26 @@ export const isDamage = (report: CaptureReport): report is DamageReport => "erro
  * @since 0.1.0
  */
 export const isKnownType = (type: number): boolean => {
-  const cls = classOf(type)
-  if (cls === MessageClass.Notification) return type >>> 0 === NotifyContainer
-  if (cls === MessageClass.Response && procOf(type) === 0) return true
+  const cls = MessageType.classOf(type)
+  const proc = MessageType.procOf(type)
+  if (cls === MessageType.MessageClass.Notification) return type >>> 0 === MessageType.NotifyContainer
+  if (cls === MessageType.MessageClass.Response && proc === 0) return true
   return (
-    (cls === MessageClass.Request || cls === MessageClass.Response) && procName(procOf(type)) !== undefined
+    (cls === MessageType.MessageClass.Request || cls === MessageType.MessageClass.Response) &&
+    MessageType.procName(proc) !== undefined
   )
 }
 
-const schemaOf = (type: number): Schema.Schema<unknown, unknown> | undefined => {
-  const cls = classOf(type)
-  if (type >>> 0 === NotifyContainer) return ContainerNotification as Schema.Schema<unknown, unknown>
-  const name = procName(procOf(type))
-  if (cls === MessageClass.Request && name !== undefined) {
-    return Rpcs[name].request as Schema.Schema<unknown, unknown>
-  }
-  if (cls === MessageClass.Response) {
-    return (name === undefined ? ResponseBase : Rpcs[name].response) as Schema.Schema<unknown, unknown>
+type AnyDecoder = Schema.Decoder<unknown>
+
+const schemaOf = (type: number): AnyDecoder | undefined => {
+  const cls = MessageType.classOf(type)
+  if (type >>> 0 === MessageType.NotifyContainer) return Container.ContainerNotification as AnyDecoder
+  const name = MessageType.procName(MessageType.procOf(type))
+  if (cls === MessageType.MessageClass.Request && name !== undefined)
+    return Rpc.Rpcs[name].request as AnyDecoder
+  if (cls === MessageType.MessageClass.Response) {
+    return (name === undefined ? Envelope.ResponseBase : Rpc.Rpcs[name].response) as AnyDecoder
   }
   return undefined
 }
@@ -140,20 +133,16 @@ const toJsonData = (value: unknown): unknown =>
 const frameReport = (event: Extract<ScanEvent, { _tag: "Frame" }>): FrameReport => {
   const base = {
     offset: event.offset,
-    type: typeName(event.type),
+    type: MessageType.typeName(event.type),
     typeWord: hex32(event.type),
     id: event.id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(event.id) : event.id.toString(),
     size: event.size
   }
   const schema = schemaOf(event.type)
   if (schema === undefined) return { ...base, body: event.json }
-  return Either.match(Schema.decodeUnknownEither(schema)(event.json), {
-    onLeft: (error) => ({
-      ...base,
-      body: event.json,
-      schemaError: ParseResult.TreeFormatter.formatErrorSync(error)
-    }),
-    onRight: (body) => ({ ...base, body: toJsonData(body) })
+  return Result.match(Schema.decodeUnknownResult(schema)(event.json), {
+    onFailure: (error) => ({ ...base, body: event.json, schemaError: error.message }),
+    onSuccess: (body) => ({ ...base, body: toJsonData(body) })
   })
 }
 
@@ -165,7 +154,7 @@ const toReport = (event: ScanEvent): CaptureReport => {
       const report: DamageReport = { offset: event.offset, error: event.reason, message: event.message }
       return {
         ...report,
-        ...(event.type === undefined ? {} : { type: typeName(event.type) }),
+        ...(event.type === undefined ? {} : { type: MessageType.typeName(event.type) }),
         ...(event.size === undefined ? {} : { size: event.size })
       }
     }
@@ -212,11 +201,11 @@ export const decodeCapture = <E, R>(
       hex === undefined
         ? input
         : Stream.concat(
-            Stream.mapEffect(input, (chunk) => hex.push(chunk)),
-            Stream.fromEffect(Effect.suspend(() => hex.end())).pipe(Stream.drain)
+            Stream.mapEffect(input, (chunk) => Effect.fromResult(hex.push(chunk))),
+            Stream.fromEffectDrain(Effect.suspend(() => Effect.fromResult(hex.end())))
           )
     return Stream.concat(
-      Stream.mapConcat(bytes, (chunk) => scanner.push(chunk)),
+      Stream.flattenIterable(Stream.map(bytes, (chunk) => scanner.push(chunk))),
       Stream.suspend(() => Stream.fromIterable(scanner.end()))
     ).pipe(Stream.map(toReport))
   })
@@ -230,4 +219,4 @@ export const decodeCaptureBytes = (
   bytes: Uint8Array,
   options: DecodeCaptureOptions = {}
 ): Effect.Effect<ReadonlyArray<CaptureReport>, HexInputError> =>
-  Stream.runCollect(decodeCapture(Stream.make(bytes), options)).pipe(Effect.map(Chunk.toReadonlyArray))
+  Stream.runCollect(decodeCapture(Stream.make(bytes), options))

@@ -1,25 +1,24 @@
 /**
  * The `gcsctl` command tree and the program that runs one invocation of it:
  * parse, run the command, and produce the exit status. Everything the program
- * touches outside itself (stdio, signals, the file system through
- * `@effect/cli`) comes from services, so tests run it in-process.
+ * touches outside itself (stdio, signals, and the platform services
+ * `effect/cli` asks for) comes from services, so tests run it in-process.
  *
  * @since 0.1.0
  */
-import { Command, ValidationError } from "@effect/cli"
-import type { CliApp } from "@effect/cli"
-import { Cause, Console, Effect, Layer, Logger, LogLevel, Ref } from "effect"
+import type { Transport } from "@gcs-bridge/transport"
+import { Cause, Effect, Layer, Logger, References, Ref } from "effect"
+import { type CliError, CliOutput, Command } from "effect/cli"
+import { UsageError } from "./CliError.js"
 import { CommandLine, normalizeArgs } from "./CommandLine.js"
 import { caps } from "./commands/caps.js"
 import { decode } from "./commands/decode.js"
 import { guest } from "./commands/guest.js"
-import { run } from "./commands/run.js"
+import { run, unknownRunOption } from "./commands/run.js"
 import { stacks } from "./commands/stacks.js"
-import { UsageError } from "./CliError.js"
-import { helpDocText, reportFailures } from "./ErrorLine.js"
+import { reportFailures } from "./ErrorLine.js"
 import { ExitCode, ExitStatus } from "./ExitStatus.js"
 import type { Signals } from "./Signals.js"
-import type { Transport } from "@gcs-bridge/transport"
 import { Stdio } from "./Stdio.js"
 
 /**
@@ -39,14 +38,12 @@ export const gcsctl = Command.make("gcsctl").pipe(
   Command.withSubcommands([run, guest, caps, stacks, decode])
 )
 
-const app = Command.run(gcsctl, { name: "gcsctl", version })
-
 /**
  * What one invocation needs from its surroundings.
  *
  * @since 0.1.0
  */
-export type CliEnvironment = CliApp.CliApp.Environment | Stdio | Signals | Transport
+export type CliEnvironment = Command.Environment | Stdio | Signals | Transport
 
 const logText = (message: unknown): string =>
   (Array.isArray(message) ? message : [message])
@@ -69,29 +66,53 @@ const logText = (message: unknown): string =>
  * unless `--log-level` asks for more.
  */
 const logging = Layer.mergeAll(
-  Logger.replace(
-    Logger.defaultLogger,
+  Logger.layer([
     Logger.make(({ logLevel, message }) => {
-      process.stderr.write(`gcsctl: ${logLevel.label.toLowerCase()}: ${logText(message)}\n`)
+      process.stderr.write(`gcsctl: ${logLevel.toLowerCase()}: ${logText(message)}\n`)
     })
-  ),
-  Logger.minimumLogLevel(LogLevel.Warning)
+  ]),
+  Layer.succeed(References.MinimumLogLevel, "Warn")
 )
 
 /**
- * `@effect/cli` prints a parse error as a multi-line, coloured help document
- * through `Console.error` before failing with it; the failure itself is
- * rendered as one line by `reportFailures`, so that print is dropped. Help and
- * version text (`Console.log`) goes to our stdout.
+ * Help and version text go to our stdout, plainly (`--version` prints the
+ * bare version, for scripts). A parse error is not shown with the help: it
+ * becomes one line on stderr, as every other failure.
  */
-const cliConsole = (stdio: Stdio["Type"]) =>
-  Console.consoleWith((console) =>
-    Effect.succeed<Console.Console>({
-      ...console,
-      error: () => Effect.void,
-      log: (...args: ReadonlyArray<unknown>) => stdio.out(`${args.join(" ")}\n`).pipe(Effect.ignore)
-    })
-  )
+const presenter = (stdio: Stdio["Service"]): CliOutput.Presenter => ({
+  present: (event) =>
+    event._tag === "InvalidInvocation"
+      ? Effect.void
+      : CliOutput.Formatter.use((formatter) =>
+          stdio.out(`${event._tag === "Help" ? formatter.formatHelpDoc(event.helpDoc) : event.version}\n`)
+        ).pipe(Effect.ignore)
+})
+
+const commandNames = gcsctl.subcommands.flatMap((group) => group.commands.map(({ name }) => `'${name}'`))
+
+/**
+ * What a command line the parser refused gets: nothing more after a help
+ * it asked for, and otherwise its first error. `run` takes unknown options
+ * and words before `--` for a misplaced command, and says so as `run`.
+ */
+const parseFailure = (
+  help: CliError.ShowHelp,
+  args: ReadonlyArray<string>
+): Effect.Effect<void, UsageError | CliError.NonShowHelpErrors, Stdio | ExitStatus> => {
+  const [first] = help.errors
+  if (first === undefined) return Effect.void
+  if (first._tag === "UnknownSubcommand") {
+    return Effect.fail(
+      new UsageError({
+        message: `unknown command '${first.subcommand}': Invalid subcommand for gcsctl - use one of ${commandNames.join(", ")}`
+      })
+    )
+  }
+  if (first._tag === "UnrecognizedOption" && help.commandPath[1] === "run") {
+    return unknownRunOption(args, first.option)
+  }
+  return Effect.fail(first)
+}
 
 /**
  * Runs one invocation with the given arguments (as typed, without `node` and
@@ -104,17 +125,10 @@ export const runCli = (args: ReadonlyArray<string>): Effect.Effect<number, never
   Effect.gen(function* () {
     const stdio = yield* Stdio
     const status = yield* Ref.make<number>(ExitCode.Success)
-    const console = yield* cliConsole(stdio)
-    yield* app(["node", "gcsctl", ...normalizeArgs(args)]).pipe(
-      Effect.mapError((error) =>
-        ValidationError.isValidationError(error) && ValidationError.isCommandMismatch(error)
-          ? new UsageError({
-              message: `unknown command '${args.find((a) => !a.startsWith("-")) ?? ""}': ${helpDocText(error.error)}`
-            })
-          : error
-      ),
+    yield* Command.runWith(gcsctl, { version })(normalizeArgs(args)).pipe(
+      Effect.catchTag("ShowHelp", (help) => parseFailure(help, args)),
       reportFailures("", ExitCode.Usage),
-      Effect.withConsole(console),
+      Effect.provideService(CliOutput.Presenter, presenter(stdio)),
       Effect.provideService(ExitStatus, status),
       Effect.provideService(CommandLine, { args }),
       Effect.provide(logging)

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import { Schema } from "effect"
 
 /**
  * Reading the local stdin or writing the local stdout/stderr failed (for
@@ -14,11 +14,11 @@ import { Data } from "effect"
  *
  * @since 0.1.0
  */
-export class StdioError extends Data.TaggedError("StdioError")<{
-  readonly stream: "stdin" | "stdout" | "stderr"
-  readonly message: string
-  readonly code?: string
-}> {}
+export class StdioError extends Schema.TaggedError<StdioError>("@gcs-bridge/cli/StdioError")("StdioError", {
+  stream: Schema.Literals(["stdin", "stdout", "stderr"]),
+  message: Schema.String,
+  code: Schema.optionalKey(Schema.String)
+}) {}
 
 /**
  * `gcsctl decode --hex` was given text that is not hex: `offset` is the
@@ -26,10 +26,10 @@ export class StdioError extends Data.TaggedError("StdioError")<{
  *
  * @since 0.1.0
  */
-export class HexInputError extends Data.TaggedError("HexInputError")<{
-  readonly offset: number
-  readonly message: string
-}> {}
+export class HexInputError extends Schema.TaggedError<HexInputError>("@gcs-bridge/cli/HexInputError")(
+  "HexInputError",
+  { offset: Schema.Number, message: Schema.String }
+) {}
 
 /**
  * A signal (SIGINT, SIGTERM) stopped a command: one that has nothing to
@@ -38,20 +38,24 @@ export class HexInputError extends Data.TaggedError("HexInputError")<{
  *
  * @since 0.1.0
  */
-export class Interrupted extends Data.TaggedError("Interrupted")<{
-  readonly signal: NodeJS.Signals
-  readonly undelivered?: string
-}> {}
+export class Interrupted extends Schema.TaggedError<Interrupted>("@gcs-bridge/cli/Interrupted")(
+  "Interrupted",
+  {
+    signal: Schema.Literals(["SIGINT", "SIGTERM", "SIGHUP"]),
+    undelivered: Schema.optionalKey(Schema.String)
+  }
+) {}
 
 /**
- * A value on the command line that parses but cannot be used (a container id
- * the guest would reject, a console requested without a local terminal, …).
+ * A command line `gcsctl` cannot use: a value that parses but would be
+ * refused (a container id, a command not after `--`), or what the parser
+ * itself rejected.
  *
  * @since 0.1.0
  */
-export class UsageError extends Data.TaggedError("UsageError")<{
-  readonly message: string
-}> {}
+export class UsageError extends Schema.TaggedError<UsageError>("@gcs-bridge/cli/UsageError")("UsageError", {
+  message: Schema.String
+}) {}
 
 /**
  * The embedded guest could not be set up or stopped before the host got its
@@ -59,6 +63,6 @@ export class UsageError extends Data.TaggedError("UsageError")<{
  *
  * @since 0.1.0
  */
-export class EmbeddedGuestError extends Data.TaggedError("EmbeddedGuestError")<{
-  readonly message: string
-}> {}
+export class EmbeddedGuestError extends Schema.TaggedError<EmbeddedGuestError>(
+  "@gcs-bridge/cli/EmbeddedGuestError"
+)("EmbeddedGuestError", { message: Schema.String }) {}

@@ -1,6 +1,6 @@
 /**
  * The raw command line of this invocation (without `node` and the script),
- * for the checks `@effect/cli` cannot express: `gcsctl run` takes its command
+ * for the checks `effect/cli` cannot express: `gcsctl run` takes its command
  * only after `--`, and a bare `--container` has an optional value.
  *
  * @since 0.1.0
@@ -12,10 +12,9 @@ import { Context } from "effect"
  *
  * @since 0.1.0
  */
-export class CommandLine extends Context.Tag("@gcs-bridge/cli/CommandLine")<
-  CommandLine,
-  { readonly args: ReadonlyArray<string> }
->() {}
+export class CommandLine extends Context.Service<CommandLine, { readonly args: ReadonlyArray<string> }>()(
+  "@gcs-bridge/cli/CommandLine"
+) {}
 
 /**
  * The arguments after the first `--`, or undefined when there is none.
@@ -28,7 +27,8 @@ export const afterDashes = (args: ReadonlyArray<string>): ReadonlyArray<string> 
 }
 
 /**
- * Options whose value is optional. `@effect/cli` has no such option, so a bare
+ * Options whose value is optional. `effect/cli` has such flags only in the
+ * `--name=value` form (a bare one never takes the next word), so a bare
  * occurrence (last before `--`, or followed by another option) gets an empty
  * value, which the command reads as "none given".
  */

@@ -6,13 +6,11 @@
  *
  * @since 0.1.0
  */
-import type { HelpDoc } from "@effect/cli"
-import { ValidationError } from "@effect/cli"
-import type { Span } from "@effect/cli/HelpDoc/Span"
-import { NullGuid, ProtocolError, typeName } from "@gcs-bridge/protocol"
+import { Guid, MessageType, ProtocolError } from "@gcs-bridge/protocol"
 import { BridgeClosed, GuestError } from "@gcs-bridge/runtime"
 import { AddressError, TransportError } from "@gcs-bridge/transport"
-import { Cause, Effect, Option } from "effect"
+import { Cause, Effect, Option, Result } from "effect"
+import { CliError } from "effect/cli"
 import { EmbeddedGuestError, HexInputError, Interrupted, StdioError, UsageError } from "./CliError.js"
 import { ExitCode, setExitStatus, type ExitStatus } from "./ExitStatus.js"
 import { signalNumber } from "./Signals.js"
@@ -28,41 +26,6 @@ export interface ErrorContext {
   readonly guest?: string
   /** The accept timeout in force, for "the guest never came". */
   readonly acceptTimeout?: string
-}
-
-const spanText = (span: Span): string => {
-  switch (span._tag) {
-    case "Text":
-    case "URI":
-      return span.value
-    case "Sequence":
-      return spanText(span.left) + spanText(span.right)
-    case "Highlight":
-    case "Strong":
-    case "Weak":
-      return spanText(span.value)
-  }
-}
-
-/**
- * The plain text of an `@effect/cli` help document (no colours, no layout).
- *
- * @since 0.1.0
- */
-export const helpDocText = (doc: HelpDoc.HelpDoc): string => {
-  switch (doc._tag) {
-    case "Empty":
-      return ""
-    case "Header":
-    case "Paragraph":
-      return spanText(doc.value)
-    case "DescriptionList":
-      return doc.definitions.map(([term, body]) => `${spanText(term)}: ${helpDocText(body)}`).join("; ")
-    case "Enumeration":
-      return doc.elements.map(helpDocText).join("; ")
-    case "Sequence":
-      return [helpDocText(doc.left), helpDocText(doc.right)].filter((s) => s.length > 0).join(" ")
-  }
 }
 
 /** Collapses whitespace (including newlines) so the result is one line. */
@@ -97,7 +60,8 @@ const describeTransport = (error: TransportError, context: ErrorContext): string
 const describeGuest = (error: GuestError): string => {
   const name = error.hresultName
   const code = name === undefined ? hex32(error.hresult) : `${name} (${hex32(error.hresult)})`
-  const target = error.containerId === "" || error.containerId === NullGuid ? "" : ` for ${error.containerId}`
+  const target =
+    error.containerId === "" || error.containerId === Guid.NullGuid ? "" : ` for ${error.containerId}`
   return `guest error ${code} in ${error.proc}${target}: ${error.message}`
 }
 
@@ -122,9 +86,9 @@ const describeBridgeClosed = (error: BridgeClosed, context: ErrorContext): strin
   }
 }
 
-const describeProtocol = (error: ProtocolError): string => {
+const describeProtocol = (error: ProtocolError.ProtocolError): string => {
   const details: Array<string> = []
-  if (error.messageType !== undefined) details.push(typeName(error.messageType))
+  if (error.messageType !== undefined) details.push(MessageType.typeName(error.messageType))
   if (error.id !== undefined) details.push(`id ${error.id}`)
   if (error.offset !== undefined) details.push(`offset ${error.offset}`)
   const suffix = details.length === 0 ? "" : ` (${details.join(", ")})`
@@ -132,10 +96,15 @@ const describeProtocol = (error: ProtocolError): string => {
 }
 
 const describe = (error: unknown, context: ErrorContext): string => {
-  if (ValidationError.isValidationError(error)) return helpDocText(error.error)
+  if (CliError.isCliError(error)) {
+    // The wording of gcsctl's first parser, which scripts may match.
+    return error._tag === "UnrecognizedOption"
+      ? `Received unknown argument: '${error.option}'`
+      : error.message
+  }
   if (error instanceof AddressError) return `bad address '${error.input}': ${error.message}`
   if (error instanceof TransportError) return describeTransport(error, context)
-  if (error instanceof ProtocolError) return describeProtocol(error)
+  if (error instanceof ProtocolError.ProtocolError) return describeProtocol(error)
   if (error instanceof GuestError) return describeGuest(error)
   if (error instanceof BridgeClosed) return describeBridgeClosed(error, context)
   if (error instanceof EmbeddedGuestError) return error.message
@@ -158,7 +127,7 @@ const namesItsAddress = (error: unknown): boolean =>
   error instanceof TransportError ||
   (error instanceof BridgeClosed && error.cause instanceof TransportError) ||
   error instanceof EmbeddedGuestError ||
-  ValidationError.isValidationError(error) ||
+  CliError.isCliError(error) ||
   error instanceof StdioError ||
   error instanceof HexInputError ||
   error instanceof Interrupted ||
@@ -189,7 +158,7 @@ export const errorLine = (command: string, error: unknown, context: ErrorContext
  * @since 0.1.0
  */
 export const defectLine = (command: string, cause: Cause.Cause<unknown>): string => {
-  const defect = Option.getOrUndefined(Cause.dieOption(cause))
+  const defect = Result.getOrUndefined(Cause.findDefect(cause))
   const message = defect instanceof Error ? defect.message : String(defect)
   return `gcsctl${command === "" ? "" : ` ${command}`}: internal error: ${oneLine(message)} (GCSCTL_DEBUG=1 shows the trace)`
 }
@@ -209,11 +178,8 @@ const isClosedStdout = (error: unknown): boolean =>
  */
 export const exitStatusFor = (error: unknown, status: number): number => {
   if (isClosedStdout(error)) return ExitCode.ClosedStdout
-  if (ValidationError.isValidationError(error) || error instanceof UsageError) return ExitCode.Usage
-  if (error instanceof Interrupted) {
-    const number = (signalNumber as Record<string, number | undefined>)[error.signal]
-    return number === undefined ? status : 128 + number
-  }
+  if (CliError.isCliError(error) || error instanceof UsageError) return ExitCode.Usage
+  if (error instanceof Interrupted) return 128 + signalNumber[error.signal]
   return status
 }
 
@@ -228,9 +194,9 @@ export const reportFailures =
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<void, never, R | Stdio | ExitStatus> =>
     effect.pipe(
       Effect.asVoid,
-      Effect.catchAllCause((cause) => {
-        if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
-        const failure = Cause.failureOption(cause)
+      Effect.catchCause((cause) => {
+        if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause as Cause.Cause<never>)
+        const failure = Cause.findErrorOption(cause)
         const line = Option.isSome(failure)
           ? isClosedStdout(failure.value)
             ? ""
@@ -238,9 +204,9 @@ export const reportFailures =
           : `${defectLine(command, cause)}\n`
         const debug =
           Option.isNone(failure) && process.env["GCSCTL_DEBUG"] === "1" ? `${Cause.pretty(cause)}\n` : ""
-        return Effect.flatMap(Stdio, (stdio) => stdio.err(`${debug}${line}`)).pipe(
+        return Stdio.use((stdio) => stdio.err(`${debug}${line}`)).pipe(
           Effect.ignore,
-          Effect.zipRight(
+          Effect.andThen(
             setExitStatus(Option.isSome(failure) ? exitStatusFor(failure.value, status) : ExitCode.Failure)
           )
         )

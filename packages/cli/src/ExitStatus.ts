@@ -1,11 +1,11 @@
 /**
- * The exit status a command leaves behind. `@effect/cli` handlers return
- * `void`, so the status travels in a service: `run` sets the remote process's
- * exit code, `decode` sets 1 when it met damage, failures set theirs.
+ * The exit status a command leaves behind. Command handlers return `void`,
+ * so the status travels in a service: `run` sets the remote process's exit
+ * code, `decode` sets 1 when it met damage, failures set theirs.
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Ref } from "effect"
+import { Context, type Effect, Ref } from "effect"
 
 /**
  * The conventional statuses of `gcsctl` itself.
@@ -30,17 +30,9 @@ export const ExitCode = {
  *
  * @since 0.1.0
  */
-export class ExitStatus extends Context.Tag("@gcs-bridge/cli/ExitStatus")<ExitStatus, Ref.Ref<number>>() {
-  /**
-   * A fresh status, starting at 0.
-   *
-   * @since 0.1.0
-   */
-  static readonly layer: Layer.Layer<ExitStatus> = Layer.effect(
-    ExitStatus,
-    Ref.make<number>(ExitCode.Success)
-  )
-}
+export class ExitStatus extends Context.Service<ExitStatus, Ref.Ref<number>>()(
+  "@gcs-bridge/cli/ExitStatus"
+) {}
 
 /**
  * Sets the exit status of this invocation.
@@ -48,4 +40,4 @@ export class ExitStatus extends Context.Tag("@gcs-bridge/cli/ExitStatus")<ExitSt
  * @since 0.1.0
  */
 export const setExitStatus = (code: number): Effect.Effect<void, never, ExitStatus> =>
-  Effect.flatMap(ExitStatus, (ref) => Ref.set(ref, code))
+  ExitStatus.use((ref) => Ref.set(ref, code))

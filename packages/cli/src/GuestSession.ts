@@ -9,8 +9,11 @@ import { type Address, formatAddress, type Transport } from "@gcs-bridge/transpo
 import { type ConnectError, GuestConnection, type GuestConnectionService } from "@gcs-bridge/runtime"
 import { Duration, Effect, Fiber, Option, type Scope } from "effect"
 import { EmbeddedGuestError } from "./CliError.js"
-import { describeError, type ErrorContext } from "./ErrorLine.js"
+import { describeError, type ErrorContext, reportFailures } from "./ErrorLine.js"
+import { ExitCode, type ExitStatus } from "./ExitStatus.js"
 import { startEmbeddedGuest } from "./internal/embeddedGuest.js"
+import { type Signals, stopOnSignals } from "./Signals.js"
+import { Stdio } from "./Stdio.js"
 
 /**
  * Where the guest is and how long to wait for it.
@@ -74,3 +77,22 @@ export const openGuest = (
         return yield* Effect.raceFirst(connect(embedded.hostAddress, options), guestStopped)
       })
   })
+
+/**
+ * The body of a command that asks the guest one thing: connects, prints what
+ * `ask` gives as lines on stdout, and stops on SIGINT or SIGTERM; a failure
+ * is the command's line on stderr and status 1.
+ *
+ * @since 0.1.0
+ */
+export const withGuest = <E>(
+  command: string,
+  options: SessionOptions,
+  ask: (connection: GuestConnectionService) => Effect.Effect<string, E>
+): Effect.Effect<void, never, Transport | Stdio | Signals | ExitStatus> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const text = yield* ask(yield* openGuest(options))
+      yield* Stdio.use((stdio) => stdio.out(text === "" || text.endsWith("\n") ? text : `${text}\n`))
+    })
+  ).pipe(stopOnSignals, reportFailures(command, ExitCode.Failure, errorContext(options)))

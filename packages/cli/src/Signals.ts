@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Option, Stream } from "effect"
+import { Context, Effect, Layer, Queue, Stream } from "effect"
 import { Interrupted } from "./CliError.js"
 
 /**
@@ -39,7 +39,7 @@ export interface SignalsService {
  *
  * @since 0.1.0
  */
-export class Signals extends Context.Tag("@gcs-bridge/cli/Signals")<Signals, SignalsService>() {
+export class Signals extends Context.Service<Signals, SignalsService>()("@gcs-bridge/cli/Signals") {
   /**
    * The operating system's signals, through `process.on`.
    *
@@ -47,37 +47,46 @@ export class Signals extends Context.Tag("@gcs-bridge/cli/Signals")<Signals, Sig
    */
   static readonly layerNode: Layer.Layer<Signals> = Layer.succeed(Signals, {
     receive: (signals) =>
-      Stream.async<HandledSignal>((emit) => {
-        const handlers = signals.map((signal) => {
-          const handler = () => void emit.single(signal)
-          process.on(signal, handler)
-          return [signal, handler] as const
-        })
-        return Effect.sync(() => {
-          for (const [signal, handler] of handlers) process.off(signal, handler)
-        })
-      })
+      Stream.callback<HandledSignal>((queue) =>
+        Effect.acquireRelease(
+          Effect.sync(() =>
+            signals.map((signal) => {
+              const handler = () => void Queue.offerUnsafe(queue, signal)
+              process.on(signal, handler)
+              return () => void process.off(signal, handler)
+            })
+          ),
+          (removers) => Effect.sync(() => removers.forEach((remove) => remove()))
+        )
+      )
   })
 }
 
 /**
- * Runs `effect` until SIGINT or SIGTERM arrives; then interrupts it (its
- * scopes close: sockets, guest processes, temporary directories) and fails
- * with `Interrupted`. For commands that have nothing to forward a signal to.
+ * Runs `effect` with SIGINT and SIGTERM given to `handle` rather than killing
+ * the process. When `handle` fails, `effect` is interrupted (its scopes
+ * close: sockets, guest processes, temporary directories) and this fails so.
+ *
+ * @since 0.1.0
+ */
+export const handleSignals = <A, E, R, E2, R2>(
+  effect: Effect.Effect<A, E, R>,
+  handle: (signal: HandledSignal) => Effect.Effect<void, E2, R2>
+): Effect.Effect<A, E | E2, R | R2 | Signals> =>
+  Signals.use((signals) =>
+    Effect.raceFirst(
+      effect,
+      signals.receive(["SIGINT", "SIGTERM"]).pipe(Stream.runForEach(handle), Effect.andThen(Effect.never))
+    )
+  )
+
+/**
+ * Runs `effect` until SIGINT or SIGTERM arrives, then stops it and fails with
+ * `Interrupted`. For commands that have nothing to forward a signal to.
  *
  * @since 0.1.0
  */
 export const stopOnSignals = <A, E, R>(
   effect: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | Interrupted, R | Signals> =>
-  Effect.flatMap(Signals, (signals) =>
-    Effect.raceFirst(
-      effect,
-      signals.receive(["SIGINT", "SIGTERM"]).pipe(
-        Stream.runHead,
-        Effect.flatMap((signal) =>
-          Option.isSome(signal) ? Effect.fail(new Interrupted({ signal: signal.value })) : Effect.never
-        )
-      )
-    )
-  )
+  handleSignals(effect, (signal) => Effect.fail(new Interrupted({ signal })))

@@ -5,8 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Option, Stream } from "effect"
-import type { Scope } from "effect"
+import { Context, Effect, Layer, Option, Queue, type Scope, Stream } from "effect"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { isatty } from "node:tty"
 import { StdioError } from "./CliError.js"
@@ -56,7 +55,7 @@ export interface StdioService {
  *
  * @since 0.1.0
  */
-export class Stdio extends Context.Tag("@gcs-bridge/cli/Stdio")<Stdio, StdioService>() {
+export class Stdio extends Context.Service<Stdio, StdioService>()("@gcs-bridge/cli/Stdio") {
   /**
    * The process's own stdin, stdout, stderr and tty.
    *
@@ -79,14 +78,12 @@ const writer =
     // Waiting for the write callback (not only for 'drain') means the bytes
     // have reached the OS when this completes, so exiting right after loses
     // nothing, even when the stream is an asynchronous pipe.
-    Effect.async<void, StdioError>((resume) => {
-      stream().write(chunk, (error) => {
+    Effect.callback<void, StdioError>((resume) => {
+      stream().write(chunk, (error) =>
         resume(
-          error === null || error === undefined
-            ? Effect.void
-            : Effect.fail(new StdioError({ stream: name, ...errorFields(error) }))
+          error == null ? Effect.void : Effect.fail(new StdioError({ stream: name, ...errorFields(error) }))
         )
-      })
+      )
     })
 
 const terminalSize = (): TerminalSize => ({
@@ -101,11 +98,11 @@ const makeNode = (): StdioService => {
   process.stdout.on("error", () => undefined)
   process.stderr.on("error", () => undefined)
   return {
-    stdin: NodeStream.fromReadable<StdioError>(
-      () => process.stdin,
-      (error) => new StdioError({ stream: "stdin", ...errorFields(error) }),
-      { closeOnDone: false }
-    ),
+    stdin: NodeStream.fromReadable({
+      evaluate: () => process.stdin,
+      onError: (error) => new StdioError({ stream: "stdin", ...errorFields(error) }),
+      closeOnDone: false
+    }),
     out: writer("stdout", () => process.stdout),
     err: writer("stderr", () => process.stderr),
     terminal:
@@ -114,10 +111,12 @@ const makeNode = (): StdioService => {
       isatty(0) && isatty(1)
         ? Option.some<LocalTerminal>({
             size: Effect.sync(terminalSize),
-            resizes: Stream.async<TerminalSize>((emit) => {
-              const onResize = () => void emit.single(terminalSize())
-              process.stdout.on("resize", onResize)
-              return Effect.sync(() => process.stdout.off("resize", onResize))
+            resizes: Stream.callback<TerminalSize>((queue) => {
+              const onResize = () => void Queue.offerUnsafe(queue, terminalSize())
+              return Effect.acquireRelease(
+                Effect.sync(() => process.stdout.on("resize", onResize)),
+                () => Effect.sync(() => process.stdout.off("resize", onResize))
+              )
             }),
             rawMode: Effect.acquireRelease(
               Effect.sync(() => process.stdin.setRawMode(true)),

@@ -1,15 +1,21 @@
 /**
- * Command-line options shared by several commands, with their validation:
- * a value that cannot be used is a `ValidationError` naming the option, which
- * `ErrorLine` turns into one line and exit status 2.
+ * Command-line flags shared by several commands, with their validation: a
+ * value that cannot be used is a `CliError.ValidationError` naming the flag,
+ * which `ErrorLine` turns into one line and exit status 2.
  *
  * @since 0.1.0
  */
-import { HelpDoc, Options, ValidationError } from "@effect/cli"
 import { type Address, formatAddress, parseAddress } from "@gcs-bridge/transport"
 import { Duration, Effect, Option } from "effect"
+import { CliError, Flag } from "effect/cli"
 
-const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(message))
+const invalid = (message: string) => new CliError.ValidationError({ message })
+
+/** Succeeds with the value `parse` finds in `text`, or fails with `message`. */
+const parseOr =
+  <A>(parse: (text: string) => Option.Option<A>, message: (text: string) => string) =>
+  (text: string): Effect.Effect<A, CliError.ValidationError> =>
+    Option.match(parse(text), { onNone: () => Effect.fail(invalid(message(text))), onSome: Effect.succeed })
 
 /**
  * Parses a transport address given on the command line. `memory://` addresses
@@ -18,17 +24,15 @@ const invalid = (message: string) => ValidationError.invalidValue(HelpDoc.p(mess
  * @since 0.1.0
  */
 export const parseCliAddress = (
-  option: string,
+  flag: string,
   text: string
-): Effect.Effect<Address, ValidationError.ValidationError> =>
+): Effect.Effect<Address, CliError.ValidationError> =>
   parseAddress(text).pipe(
-    Effect.mapError((error) => invalid(`bad ${option}: ${error.message}`)),
+    Effect.mapError((error) => invalid(`bad ${flag}: ${error.message}`)),
     Effect.filterOrFail(
       (address) => address._tag !== "MemoryAddress",
       (address) =>
-        invalid(
-          `bad ${option} '${formatAddress(address)}': a memory:// address exists only inside one process`
-        )
+        invalid(`bad ${flag} '${formatAddress(address)}': a memory:// address exists only inside one process`)
     )
   )
 
@@ -37,16 +41,19 @@ export const parseCliAddress = (
  *
  * @since 0.1.0
  */
-export const guest: Options.Options<Option.Option<Address>> = Options.text("guest").pipe(
-  Options.withDescription(
+export const guest: Flag.Flag<Option.Option<Address>> = Flag.String("guest").pipe(
+  Flag.withMetavar("ADDRESS"),
+  Flag.withDescription(
     "Address to listen on for the guest (vsock://CID, hvsock://VM-GUID, hybrid:///path, unix:///path). " +
       "Default: an embedded guest in this process, over Unix sockets in a private temporary directory."
   ),
-  Options.mapEffect((text) => parseCliAddress("--guest", text)),
-  Options.optional
+  Flag.mapEffect((text) => parseCliAddress("--guest", text)),
+  Flag.optional
 )
 
 const durationPattern = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/
+
+const unitMillis = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
 
 /**
  * Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.
@@ -56,9 +63,7 @@ const durationPattern = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/
 export const parseDuration = (text: string): Option.Option<Duration.Duration> => {
   const match = durationPattern.exec(text.trim())
   if (match === null) return Option.none()
-  const value = Number(match[1])
-  const millis =
-    value * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? "s") as "ms" | "s" | "m" | "h"]
+  const millis = Number(match[1]) * unitMillis[(match[2] ?? "s") as keyof typeof unitMillis]
   return Number.isFinite(millis) && millis > 0 ? Option.some(Duration.millis(millis)) : Option.none()
 }
 
@@ -75,20 +80,18 @@ export const DefaultAcceptTimeout: Duration.Duration = Duration.minutes(2)
  *
  * @since 0.1.0
  */
-export const acceptTimeout: Options.Options<Duration.Duration> = Options.text("accept-timeout").pipe(
-  Options.withDescription(
+export const acceptTimeout: Flag.Flag<Duration.Duration> = Flag.String("accept-timeout").pipe(
+  Flag.withMetavar("DURATION"),
+  Flag.withDescription(
     "How long to wait for the guest to connect: 500ms, 30s, 2m, 1h or seconds (default 2m)."
   ),
-  Options.mapEffect((text) =>
-    Option.match(parseDuration(text), {
-      onNone: () =>
-        Effect.fail(
-          invalid(`bad --accept-timeout '${text}': expected a positive duration such as 500ms, 30s or 2m`)
-        ),
-      onSome: Effect.succeed
-    })
+  Flag.mapEffect(
+    parseOr(
+      parseDuration,
+      (text) => `bad --accept-timeout '${text}': expected a positive duration such as 500ms, 30s or 2m`
+    )
   ),
-  Options.withDefault(DefaultAcceptTimeout)
+  Flag.withDefault(DefaultAcceptTimeout)
 )
 
 const envName = /^[^=\0]+$/
@@ -106,21 +109,32 @@ export const parseEnv = (text: string): Option.Option<readonly [string, string]>
   return envName.test(key) && !value.includes("\0") ? Option.some([key, value] as const) : Option.none()
 }
 
+const envEntry = parseOr(parseEnv, (text) => `bad --env '${text}': expected KEY=VALUE with a non-empty KEY`)
+
 /**
  * `--env KEY=VALUE`, repeatable: environment variables of the process.
  *
  * @since 0.1.0
  */
-export const env: Options.Options<ReadonlyArray<readonly [string, string]>> = Options.text("env").pipe(
-  Options.withAlias("e"),
-  Options.withDescription("Set an environment variable of the process, KEY=VALUE (repeatable)."),
-  Options.repeated,
-  Options.mapEffect((texts) =>
-    Effect.forEach(texts, (text) =>
-      Option.match(parseEnv(text), {
-        onNone: () => Effect.fail(invalid(`bad --env '${text}': expected KEY=VALUE with a non-empty KEY`)),
-        onSome: Effect.succeed
-      })
-    )
-  )
+export const env: Flag.Flag<ReadonlyArray<readonly [string, string]>> = Flag.String("env").pipe(
+  Flag.withMetavar("KEY=VALUE"),
+  Flag.withAlias("e"),
+  Flag.withDescription("Set an environment variable of the process, KEY=VALUE (repeatable)."),
+  Flag.atLeast(0),
+  Flag.mapEffect((texts) => Effect.forEach(texts, envEntry))
 )
+
+/**
+ * A boolean flag: present means true.
+ *
+ * @since 0.1.0
+ */
+export const boolean = (name: string, description: string): Flag.Flag<boolean> =>
+  Flag.Boolean(name).pipe(Flag.withDescription(description), Flag.withDefault(false))
+
+/**
+ * The flags of every command that talks to a guest: where it is, how long to wait.
+ *
+ * @since 0.1.0
+ */
+export const session = { guest, acceptTimeout }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, FastCheck, Stream } from "effect"
+import { Effect, Stream } from "effect"
+import * as fc from "fast-check"
 import { readFileSync } from "node:fs"
 import {
   type CaptureReport,
@@ -63,9 +64,7 @@ const split = (bytes: Uint8Array, cuts: ReadonlyArray<number>): ReadonlyArray<Ui
 }
 
 const decodeChunks = (chunks: ReadonlyArray<Uint8Array>, hex = false) =>
-  Stream.runCollect(decodeCapture(Stream.fromIterable(chunks), { hex })).pipe(
-    Effect.map(Chunk.toReadonlyArray)
-  )
+  Stream.runCollect(decodeCapture(Stream.fromIterable(chunks), { hex }))
 
 describe("decode: the Go wire vectors", () => {
   it.effect("every frame of the concatenated vectors decodes, in order, with type, id, size", () =>
@@ -101,8 +100,8 @@ describe("decode: the Go wire vectors", () => {
     Effect.gen(function* () {
       const whole = yield* decodeCaptureBytes(capture)
       yield* Effect.promise(() =>
-        FastCheck.assert(
-          FastCheck.asyncProperty(FastCheck.array(FastCheck.nat(), { maxLength: 40 }), async (cuts) => {
+        fc.assert(
+          fc.asyncProperty(fc.array(fc.nat(), { maxLength: 40 }), async (cuts) => {
             const parts = await Effect.runPromise(decodeChunks(split(capture, cuts)))
             expect(parts).toEqual(whole)
           }),

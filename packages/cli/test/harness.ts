@@ -1,8 +1,8 @@
 /**
  * Runs `gcsctl` in-process: stdin from given bytes, stdout and stderr
- * captured, signals sent by the test, the real file system for @effect/cli.
+ * captured, signals sent by the test, the Node platform services for effect/cli.
  */
-import { NodeContext } from "@effect/platform-node"
+import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Option, PubSub, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import { statSync, readdirSync } from "node:fs"
@@ -60,7 +60,7 @@ export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {})
           ? Effect.fail(new StdioError({ stream: "stdout", message: "write EPIPE", code: "EPIPE" }))
           : Effect.sync(() => void out.push(toBytes(chunk)))
         ).pipe(
-          Effect.zipRight(
+          Effect.andThen(
             Effect.suspend(() => options.onStdout?.(Buffer.concat(out).toString("utf8")) ?? Effect.void)
           )
         ),
@@ -75,7 +75,7 @@ export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {})
           : Stream.fromPubSub(hub).pipe(Stream.filter((s) => wanted.includes(s)))
     })
     const status = yield* runCli(args).pipe(
-      Effect.provide(Layer.mergeAll(NodeContext.layer, stdio, signals, Transport.layer))
+      Effect.provide(Layer.mergeAll(NodeServices.layer, stdio, signals, Transport.layer))
     )
     const stdoutBytes = Buffer.concat(out)
     return {

@@ -43,12 +43,11 @@ describe("README", () => {
       const code = yield* runInContainer("demo", ["sh", "-c", "echo one; printf 'two\\nthree'; exit 3"]).pipe(
         Effect.provide(live),
         Effect.provide(
-          Logger.replace(
-            Logger.defaultLogger,
+          Logger.layer([
             Logger.make(({ message }) =>
               lines.push(Array.isArray(message) ? message.join(" ") : String(message))
             )
-          )
+          ])
         )
       )
       expect(code).toBe(3)

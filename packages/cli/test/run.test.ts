@@ -61,7 +61,7 @@ describe("gcsctl run on the embedded guest", () => {
     })
   )
 
-  it.scopedLive("--env, --cwd and the default PATH reach the process", () =>
+  it.live("--env, --cwd and the default PATH reach the process", () =>
     Effect.gen(function* () {
       const dir = yield* scopedDir
       const outcome = yield* invoke([
@@ -196,7 +196,7 @@ describe("gcsctl caps and stacks", () => {
     })
   )
 
-  it.scopedLive("a guest that never comes: one line naming the address and the timeout", () =>
+  it.live("a guest that never comes: one line naming the address and the timeout", () =>
     Effect.gen(function* () {
       const dir = yield* scopedDir
       const outcome = yield* invoke([
@@ -214,7 +214,7 @@ describe("gcsctl caps and stacks", () => {
     })
   )
 
-  it.scopedLive("SIGINT while waiting for the guest: one line, status 130", () =>
+  it.live("SIGINT while waiting for the guest: one line, status 130", () =>
     Effect.gen(function* () {
       const dir = yield* scopedDir
       const signals = yield* signalHub()
@@ -250,7 +250,7 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
       return { host, guest, dir }
     })
 
-  it.scopedLive("runs the command", () =>
+  it.live("runs the command", () =>
     Effect.gen(function* () {
       const { host, guest } = yield* pair([], ["sh", "-c", "echo over the bridge; exit 5"])
       expect(host).toMatchObject({ status: 5, stdout: "over the bridge\n", stderr: "" })
@@ -258,7 +258,7 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
     })
   )
 
-  it.scopedLive("a guest that drops the bridge: one line, status 125", () =>
+  it.live("a guest that drops the bridge: one line, status 125", () =>
     Effect.gen(function* () {
       const { host, dir } = yield* pair(["drop-after=1"], ["true"])
       expect(host).toMatchObject({
@@ -269,7 +269,7 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
     })
   )
 
-  it.scopedLive("a guest that breaks the protocol: one line naming the violation, status 125", () =>
+  it.live("a guest that breaks the protocol: one line naming the violation, status 125", () =>
     Effect.gen(function* () {
       const { host, dir } = yield* pair(["oversize-after=1"], ["true"])
       expect(host.status).toBe(125)
@@ -284,7 +284,7 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
 })
 
 describe("gcsctl guest", () => {
-  it.scopedLive("stops cleanly on SIGTERM while it waits for a host: status 0, nothing printed", () =>
+  it.live("stops cleanly on SIGTERM while it waits for a host: status 0, nothing printed", () =>
     Effect.gen(function* () {
       const dir = yield* scopedDir
       const signals = yield* signalHub()
@@ -301,7 +301,7 @@ describe("stdin from a stream", () => {
       const chunks = Array.from({ length: 50 }, (_, i) => `chunk ${i}\n`)
       const stdin = Stream.fromIterable(chunks).pipe(
         Stream.map((s) => new TextEncoder().encode(s)),
-        Stream.tap(() => Effect.yieldNow())
+        Stream.tap(() => Effect.yieldNow)
       )
       const outcome = yield* invoke(["run", "-i", "--", "wc", "-l"], { stdin })
       expect(outcome).toMatchObject({ status: 0, stderr: "" })

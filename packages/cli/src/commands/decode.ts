@@ -4,21 +4,21 @@
  *
  * @since 0.1.0
  */
-import { Command, Options } from "@effect/cli"
-import { Chunk, Effect, Stream } from "effect"
-import { decodeCapture, isDamage, type DamageReport } from "../CaptureDecoder.js"
+import { Effect, Stream } from "effect"
+import { Command } from "effect/cli"
+import { decodeCapture, type DamageReport, isDamage } from "../CaptureDecoder.js"
 import { reportFailures } from "../ErrorLine.js"
 import { ExitCode, setExitStatus } from "../ExitStatus.js"
+import * as CliOptions from "../options.js"
 import { Stdio } from "../Stdio.js"
 
 const summary = (damage: ReadonlyArray<DamageReport>): string => {
   const lost = damage.find((report) => report.error === "Unresynchronised")
-  const first = damage[0]!
   const tail =
     lost === undefined
       ? "; decoding resynchronised after each"
       : `; could not resynchronise after offset ${lost.offset}`
-  return `gcsctl decode: ${damage.length} damaged region(s), the first at offset ${first.offset}${tail}\n`
+  return `gcsctl decode: ${damage.length} damaged region(s), the first at offset ${damage[0]!.offset}${tail}\n`
 }
 
 /**
@@ -28,11 +28,7 @@ const summary = (damage: ReadonlyArray<DamageReport>): string => {
  */
 export const decode = Command.make(
   "decode",
-  {
-    hex: Options.boolean("hex").pipe(
-      Options.withDescription("The input is hex text (whitespace is ignored) rather than raw bytes.")
-    )
-  },
+  { hex: CliOptions.boolean("hex", "The input is hex text (whitespace is ignored) rather than raw bytes.") },
   ({ hex }) =>
     Effect.gen(function* () {
       const stdio = yield* Stdio
@@ -41,7 +37,7 @@ export const decode = Command.make(
         Stream.tap((report) => Effect.sync(() => isDamage(report) && damage.push(report))),
         Stream.map((report) => `${JSON.stringify(report)}\n`),
         // One write per chunk of reports rather than per line.
-        Stream.runForEachChunk((lines) => stdio.out(Chunk.join(lines, "")))
+        Stream.runForEachArray((lines) => stdio.out(lines.join("")))
       )
       if (damage.length > 0) {
         yield* stdio.err(summary(damage))

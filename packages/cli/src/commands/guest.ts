@@ -5,41 +5,44 @@
  *
  * @since 0.1.0
  */
-import { Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Fault, Guest } from "@gcs-bridge/guest"
 import { formatAddress } from "@gcs-bridge/transport"
 import { Effect, Stream } from "effect"
+import { CliError, Command, Flag } from "effect/cli"
 import { reportFailures } from "../ErrorLine.js"
 import { ExitCode } from "../ExitStatus.js"
-import { parseCliAddress } from "../options.js"
+import * as CliOptions from "../options.js"
 import { Signals } from "../Signals.js"
 
-const connect = Options.text("connect").pipe(
-  Options.withDescription(
+const connect = Flag.String("connect").pipe(
+  Flag.withMetavar("ADDRESS"),
+  Flag.withDescription(
     "The host as the guest reaches it: vsock://2 inside a VM, unix:///path for a host listening on hybrid:///path."
   ),
-  Options.mapEffect((text) => parseCliAddress("--connect", text))
+  Flag.mapEffect((text) => CliOptions.parseCliAddress("--connect", text))
 )
 
-const faults = Options.text("fault").pipe(
-  Options.withDescription(
+const faults = Flag.String("fault").pipe(
+  Flag.withMetavar("SPEC"),
+  Flag.withDescription(
     "Misbehave on purpose (repeatable, comma-separated): drop-after=N, delay=DURATION, malformed-after=N, " +
       "oversize-after=N, unknown-id-after=N, flood=N, silent-after=N."
   ),
-  Options.repeated,
-  Options.mapEffect((specs) =>
+  Flag.atLeast(0),
+  Flag.mapEffect((specs) =>
     Effect.forEach(specs, (spec) =>
       Fault.parse(spec).pipe(
-        Effect.mapError((error) =>
-          ValidationError.invalidValue(HelpDoc.p(`bad --fault '${spec}': ${error.message}`))
+        Effect.mapError(
+          (error) => new CliError.ValidationError({ message: `bad --fault '${spec}': ${error.message}` })
         )
       )
     )
   )
 )
 
-const once = Options.boolean("once").pipe(
-  Options.withDescription("Serve one bridge connection and exit, instead of re-dialling like the Linux GCS.")
+const once = CliOptions.boolean(
+  "once",
+  "Serve one bridge connection and exit, instead of re-dialling like the Linux GCS."
 )
 
 /**
@@ -49,7 +52,7 @@ const once = Options.boolean("once").pipe(
  * @since 0.1.0
  */
 export const guest = Command.make("guest", { connect, faults, once }, (options) =>
-  Effect.flatMap(Signals, (signals) =>
+  Signals.use((signals) =>
     Effect.raceFirst(
       Guest.run({ address: options.connect, faults: options.faults.flat(), once: options.once }),
       // Being told to stop is how a guest's life normally ends: status 0.

@@ -5,9 +5,9 @@
  *
  * @since 0.1.0
  */
-import { Args, Command, Options } from "@effect/cli"
 import type { GuestConnectionService } from "@gcs-bridge/runtime"
 import { Effect, Option, Ref } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
 import { randomBytes } from "node:crypto"
 import { UsageError } from "../CliError.js"
 import { afterDashes, CommandLine } from "../CommandLine.js"
@@ -26,66 +26,63 @@ import * as CliOptions from "../options.js"
 import { Stdio } from "../Stdio.js"
 
 const options = {
-  guest: CliOptions.guest,
-  container: Options.text("container").pipe(
-    Options.withDescription(
+  ...CliOptions.session,
+  container: Flag.String("container").pipe(
+    Flag.withMetavar("[ID]"),
+    Flag.withDescription(
       "Run in a new container (an LCOW OCI spec whose process is the command) rather than in the utility VM; " +
         "the id is optional (default: a random one)."
     ),
-    Options.optional
+    Flag.optional
   ),
-  interactive: Options.boolean("interactive").pipe(
-    Options.withAlias("i"),
-    Options.withDescription("Relay stdin to the process.")
-  ),
-  tty: Options.boolean("tty").pipe(
-    Options.withAlias("t"),
-    Options.withDescription(
-      "Give the process a console (stderr joins stdout); raw mode on the local terminal."
-    )
-  ),
+  interactive: CliOptions.boolean("interactive", "Relay stdin to the process.").pipe(Flag.withAlias("i")),
+  tty: CliOptions.boolean(
+    "tty",
+    "Give the process a console (stderr joins stdout); raw mode on the local terminal."
+  ).pipe(Flag.withAlias("t")),
   env: CliOptions.env,
-  cwd: Options.text("cwd").pipe(
-    Options.withDescription("Working directory of the process."),
-    Options.optional
+  cwd: Flag.String("cwd").pipe(
+    Flag.withMetavar("DIR"),
+    Flag.withDescription("Working directory of the process."),
+    Flag.optional
   ),
-  acceptTimeout: CliOptions.acceptTimeout,
-  command: Args.text({ name: "command" }).pipe(
-    Args.withDescription("The command and its arguments, after --."),
-    Args.atLeast(1)
+  command: Argument.String("command").pipe(
+    Argument.withDescription("The command and its arguments, after --."),
+    Argument.variadic()
   )
 }
 
+const usage = "gcsctl run [OPTIONS] -- CMD [ARGS...]"
+
 /**
- * The command the user wrote after `--`. `@effect/cli` hands unknown options
- * and stray words before `--` to the arguments too; they are refused here
- * rather than run as part of the command.
+ * The command the user wrote after `--`, or why there is none: no `--`, or
+ * `stray` (the first word or unknown option before it), or nothing after it.
  */
-const commandOf = (
-  parsed: ReadonlyArray<string>
-): Effect.Effect<ReadonlyArray<string>, UsageError, CommandLine> =>
-  Effect.flatMap(CommandLine, ({ args }) => {
-    const forced = afterDashes(args)
-    if (forced === undefined) {
-      return Effect.fail(
-        new UsageError({ message: "put the command after --: gcsctl run [OPTIONS] -- CMD [ARGS...]" })
-      )
-    }
-    const stray = parsed.slice(0, parsed.length - forced.length)
-    const first = stray[0]
-    if (first !== undefined) {
-      return Effect.fail(
-        new UsageError({
-          message: first.startsWith("-")
-            ? `unknown option '${first}' for run`
-            : `unexpected argument '${first}' before --: gcsctl run [OPTIONS] -- CMD [ARGS...]`
-        })
-      )
-    }
-    return forced.length === 0
-      ? Effect.fail(new UsageError({ message: "no command after --" }))
-      : Effect.succeed(forced)
-  })
+const commandAfterDashes = (
+  args: ReadonlyArray<string>,
+  stray: string | undefined
+): Effect.Effect<ReadonlyArray<string>, UsageError> => {
+  const forced = afterDashes(args)
+  const fail = (message: string) => Effect.fail(new UsageError({ message }))
+  if (forced === undefined) return fail(`put the command after --: ${usage}`)
+  if (stray !== undefined) {
+    return fail(
+      stray.startsWith("-")
+        ? `unknown option '${stray}' for run`
+        : `unexpected argument '${stray}' before --: ${usage}`
+    )
+  }
+  return forced.length === 0 ? fail("no command after --") : Effect.succeed(forced)
+}
+
+/**
+ * What `run` says when the parser met `option`, which it does not know: an
+ * option it does not have, or part of a command not put after `--`.
+ *
+ * @since 0.1.0
+ */
+export const unknownRunOption = (args: ReadonlyArray<string>, option: string) =>
+  commandAfterDashes(args, option).pipe(reportFailures("run", ExitCode.RunFailure))
 
 /** `--container` absent: the UVM; bare (empty value): a random id; otherwise the id, checked. */
 const containerIdOf = (option: Option.Option<string>): Effect.Effect<Option.Option<string>, UsageError> =>
@@ -130,7 +127,7 @@ const deleteState = (connection: GuestConnectionService, id: string) =>
     ? connection
         .deleteContainerState(id)
         .pipe(
-          Effect.catchAll((error) =>
+          Effect.catch((error) =>
             Effect.logWarning(`could not delete the state of container ${id}: ${error.message}`)
           )
         )
@@ -167,10 +164,12 @@ const runIt = (session: SessionOptions, containerId: Option.Option<string>, spec
  *
  * @since 0.1.0
  */
-export const run = Command.make("run", options, (parsed) => {
-  const session: SessionOptions = { guest: parsed.guest, acceptTimeout: parsed.acceptTimeout }
-  return Effect.gen(function* () {
-    const argv = yield* commandOf(parsed.command)
+export const run = Command.make("run", options, (parsed) =>
+  Effect.gen(function* () {
+    const { args } = yield* CommandLine
+    // The parser gives the words before `--` and after it as one list.
+    const before = parsed.command.length - (afterDashes(args)?.length ?? 0)
+    const argv = yield* commandAfterDashes(args, before > 0 ? parsed.command[0] : undefined)
     const containerId = yield* containerIdOf(parsed.container)
     const stdio = yield* Stdio
     const consoleSize = parsed.tty
@@ -187,11 +186,18 @@ export const run = Command.make("run", options, (parsed) => {
       tty: parsed.tty,
       consoleSize
     }
-    yield* setExitStatus(yield* runIt(session, containerId, spec))
-  }).pipe(reportFailures("run", ExitCode.RunFailure, errorContext(session)))
-}).pipe(
+    yield* setExitStatus(yield* runIt(parsed, containerId, spec))
+  }).pipe(reportFailures("run", ExitCode.RunFailure, errorContext(parsed)))
+).pipe(
   Command.withDescription(
     "Run a command in the utility VM (or a new container with --container) and exit with its status. " +
       "Without --guest, the guest is embedded: our guest in this process, over Unix sockets."
-  )
+  ),
+  Command.withExamples([
+    { command: "gcsctl run -- uname -a", description: "Run a command on the embedded guest" },
+    {
+      command: "gcsctl run --guest vsock://3 --container -it -- sh",
+      description: "A shell in a new container, in the VM with guest CID 3"
+    }
+  ])
 )

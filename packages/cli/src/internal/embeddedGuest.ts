@@ -4,11 +4,9 @@
  * code path as a Firecracker / Cloud Hypervisor VM, minus the VM.
  */
 import { Guest } from "@gcs-bridge/guest"
-import { HybridAddress, type TransportError, UnixAddress } from "@gcs-bridge/transport"
 import type { ProtocolError } from "@gcs-bridge/protocol"
-import type { Transport } from "@gcs-bridge/transport"
-import type { Fiber } from "effect"
-import { Effect, type Scope } from "effect"
+import { HybridAddress, type Transport, type TransportError, UnixAddress } from "@gcs-bridge/transport"
+import { Effect, type Fiber, type Scope } from "effect"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -17,7 +15,7 @@ import { EmbeddedGuestError } from "../CliError.js"
 /** Where the host listens, and the guest's fiber (which ends only by failing or being interrupted). */
 export interface EmbeddedGuest {
   readonly hostAddress: HybridAddress
-  readonly guest: Fiber.Fiber<void, TransportError | ProtocolError>
+  readonly guest: Fiber.Fiber<void, TransportError | ProtocolError.ProtocolError>
 }
 
 /**

@@ -10,7 +10,9 @@
  * version byte, little-endian), so a scan cannot lock onto bytes inside an
  * intact payload.
  */
-import { HeaderSize } from "@gcs-bridge/protocol"
+import { Frame } from "@gcs-bridge/protocol"
+
+const HeaderSize = Frame.HeaderSize
 
 /** One complete frame, as found at `offset`. */
 export interface ScannedFrame {

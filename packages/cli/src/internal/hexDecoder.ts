@@ -3,7 +3,7 @@
  * is ignored (so `xxd -p` output and hand-wrapped dumps work), a digit pair may
  * straddle two chunks, anything else is an error with its character offset.
  */
-import { Either } from "effect"
+import { Result } from "effect"
 import { HexInputError } from "../CliError.js"
 
 const nibble = (code: number): number => {
@@ -29,7 +29,7 @@ export class HexDecoder {
   private high = -1
 
   /** The bytes encoded by `chunk` (plus a digit left over from the previous chunk). */
-  push(chunk: Uint8Array): Either.Either<Uint8Array, HexInputError> {
+  push(chunk: Uint8Array): Result.Result<Uint8Array, HexInputError> {
     const out = new Uint8Array((chunk.length + 1) >> 1)
     let n = 0
     for (let i = 0; i < chunk.length; i++) {
@@ -37,7 +37,7 @@ export class HexDecoder {
       const value = nibble(code)
       if (value < 0) {
         if (isSpace(code)) continue
-        return Either.left(
+        return Result.fail(
           new HexInputError({
             offset: this.offset + i,
             message: `${describe(code)} at character ${this.offset + i} is not a hex digit or whitespace`
@@ -52,14 +52,14 @@ export class HexDecoder {
       }
     }
     this.offset += chunk.length
-    return Either.right(out.subarray(0, n))
+    return Result.succeed(out.subarray(0, n))
   }
 
   /** Checks that no half byte is left over. */
-  end(): Either.Either<void, HexInputError> {
+  end(): Result.Result<void, HexInputError> {
     return this.high < 0
-      ? Either.void
-      : Either.left(
+      ? Result.void
+      : Result.fail(
           new HexInputError({ offset: this.offset, message: "the hex input has an odd number of digits" })
         )
   }

@@ -4,12 +4,7 @@
  * container (`LinuxHostedSystem` with an OCI spec whose `process` is the
  * command) for `--container`.
  */
-import {
-  type JsonObject,
-  LinuxHostedSystem,
-  type ProcessParameters,
-  SchemaVersion
-} from "@gcs-bridge/protocol"
+import { Container, type GoSchema, Negotiate, type Process } from "@gcs-bridge/protocol"
 import type { TerminalSize } from "../Stdio.js"
 
 /** The process as the command line describes it. */
@@ -47,7 +42,7 @@ const pipes = (spec: RunSpec) => ({
 })
 
 /** ExecuteProcess parameters of a process in the utility VM (§11.10). */
-export const uvmProcess = (spec: RunSpec): typeof ProcessParameters.Encoded => ({
+export const uvmProcess = (spec: RunSpec): typeof Process.ProcessParameters.Encoded => ({
   CommandArgs: spec.argv,
   ...(spec.cwd === "" ? {} : { WorkingDirectory: spec.cwd }),
   Environment: environment(spec),
@@ -59,7 +54,7 @@ export const uvmProcess = (spec: RunSpec): typeof ProcessParameters.Encoded => (
 })
 
 /** ExecuteProcess parameters that start a container's init process (the spec's `process`). */
-export const initProcess = (spec: RunSpec): typeof ProcessParameters.Encoded => pipes(spec)
+export const initProcess = (spec: RunSpec): typeof Process.ProcessParameters.Encoded => pipes(spec)
 
 /** Where the Linux GCS keeps a container's bundle (hcsshim's layout). */
 const bundlePath = (id: string): string => `/run/gcs/c/${id}`
@@ -69,8 +64,8 @@ const bundlePath = (id: string): string => `/run/gcs/c/${id}`
  * command. The root filesystem path follows hcsshim's layout; a genuine GCS
  * needs it mounted there first (gcsctl mounts no layers).
  */
-export const lcowContainer = (id: string, spec: RunSpec): LinuxHostedSystem => {
-  const process: JsonObject = {
+export const lcowContainer = (id: string, spec: RunSpec): Container.LinuxHostedSystem => {
+  const process: GoSchema.JsonObject = {
     terminal: spec.tty,
     ...(spec.tty && spec.consoleSize !== undefined
       ? { consoleSize: { height: spec.consoleSize.rows, width: spec.consoleSize.columns } }
@@ -80,8 +75,8 @@ export const lcowContainer = (id: string, spec: RunSpec): LinuxHostedSystem => {
     env: Object.entries(environment(spec)).map(([key, value]) => `${key}=${value}`),
     cwd: spec.cwd === "" ? "/" : spec.cwd
   }
-  return new LinuxHostedSystem({
-    SchemaVersion: new SchemaVersion({ Major: 2, Minor: 1 }),
+  return new Container.LinuxHostedSystem({
+    SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 1 }),
     OciBundlePath: bundlePath(id),
     OciSpecification: { ociVersion: "1.1.0", process, root: { path: `${bundlePath(id)}/rootfs` } },
     ScratchDirPath: ""

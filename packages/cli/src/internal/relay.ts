@@ -4,10 +4,10 @@
  */
 import type { CallError, Process } from "@gcs-bridge/runtime"
 import type { TransportError } from "@gcs-bridge/transport"
-import { Effect, Fiber, Option, Ref, type Scope, Stream } from "effect"
+import { Effect, Option, Ref, type Scope, Stream } from "effect"
 import { Interrupted, type StdioError } from "../CliError.js"
 import { describeError } from "../ErrorLine.js"
-import { type HandledSignal, signalNumber, Signals } from "../Signals.js"
+import { handleSignals, type HandledSignal, signalNumber, type Signals } from "../Signals.js"
 import { Stdio } from "../Stdio.js"
 import type { RunSpec } from "./processSpec.js"
 
@@ -39,8 +39,6 @@ export const relay = (
 ): Effect.Effect<number, CallError | TransportError | StdioError, Stdio | Scope.Scope> =>
   Effect.gen(function* () {
     const stdio = yield* Stdio
-    const stdout = yield* Effect.fork(Stream.runForEach(process.stdout, stdio.out))
-    const stderr = yield* Effect.fork(spec.tty ? Effect.void : Stream.runForEach(process.stderr, stdio.err))
     if (spec.tty && Option.isSome(stdio.terminal)) {
       const terminal = stdio.terminal.value
       // Raw mode only when our keystrokes go to the process; otherwise Ctrl-C
@@ -52,21 +50,28 @@ export const relay = (
         Stream.runForEach(Stream.concat(Stream.fromEffect(terminal.size), terminal.resizes), (size) =>
           process
             .resizeConsole(size.columns, size.rows)
-            .pipe(Effect.catchAll((error) => Effect.logDebug(`console resize failed: ${error.message}`)))
+            .pipe(Effect.catch((error) => Effect.logDebug(`console resize failed: ${error.message}`)))
         )
       )
     }
     if (spec.interactive) {
       yield* Effect.forkScoped(
         Stream.run(stdio.stdin, process.stdin).pipe(
-          Effect.zipRight(process.closeStdin),
-          Effect.catchAll((error) => Effect.logDebug(`stdin relay ended: ${String(error)}`))
+          Effect.andThen(process.closeStdin),
+          Effect.catch((error) => Effect.logDebug(`stdin relay ended: ${String(error)}`))
         )
       )
     }
-    const [code] = yield* Effect.all([process.wait, Fiber.join(stdout), Fiber.join(stderr)], {
-      concurrency: "unbounded"
-    })
+    // Together, so that a failed relay (a stdout whose reader went away)
+    // stops the others at once rather than relaying what follows.
+    const [code] = yield* Effect.all(
+      [
+        process.wait,
+        Stream.runForEach(process.stdout, stdio.out),
+        spec.tty ? Effect.void : Stream.runForEach(process.stderr, stdio.err)
+      ],
+      { concurrency: "unbounded" }
+    )
     return code
   })
 
@@ -93,24 +98,16 @@ export const forwardSignals = <A, E, R>(
   started: Ref.Ref<Option.Option<Started>>,
   forwarded: Ref.Ref<Option.Option<number>>
 ): Effect.Effect<A, E | Interrupted, R | Signals> =>
-  Effect.flatMap(Signals, (signals) =>
-    Effect.raceFirst(
-      program,
-      signals.receive(["SIGINT", "SIGTERM"]).pipe(
-        Stream.runForEach((signal) =>
-          Effect.flatMap(
-            Ref.get(started),
-            Option.match({
-              onNone: () => Effect.fail(new Interrupted({ signal })),
-              onSome: ({ os, process }) =>
-                process.signal(guestSignal(os, signal)).pipe(
-                  Effect.mapError((error) => new Interrupted({ signal, undelivered: describeError(error) })),
-                  Effect.zipRight(Ref.set(forwarded, Option.some(signalNumber[signal])))
-                )
-            })
+  handleSignals(program, (signal) =>
+    Effect.flatMap(
+      Ref.get(started),
+      Option.match({
+        onNone: () => Effect.fail(new Interrupted({ signal })),
+        onSome: ({ os, process }) =>
+          process.signal(guestSignal(os, signal)).pipe(
+            Effect.mapError((error) => new Interrupted({ signal, undelivered: describeError(error) })),
+            Effect.andThen(Ref.set(forwarded, Option.some(signalNumber[signal])))
           )
-        ),
-        Effect.zipRight(Effect.never)
-      )
+      })
     )
   )

@@ -1,4 +1,4 @@
-import { LinuxHostedSystem } from "@gcs-bridge/protocol"
+import { Container } from "@gcs-bridge/protocol"
 import { GuestConnection } from "@gcs-bridge/runtime"
 import { Effect, Stream } from "effect"
 
@@ -14,7 +14,7 @@ export const runInContainer = (id: string, argv: ReadonlyArray<string>) =>
       const guest = yield* GuestConnection
       const container = yield* guest.createContainer(
         id,
-        new LinuxHostedSystem({
+        new Container.LinuxHostedSystem({
           OciBundlePath: `/run/gcs/c/${id}`,
           OciSpecification: {
             ociVersion: "1.1.0",
