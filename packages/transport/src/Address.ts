@@ -16,87 +16,58 @@ import { Effect, Result, Schema, SchemaGetter, SchemaIssue } from "effect"
 import { canonicalGuid, isGuidText } from "./internal/guid.js"
 import { AddressError } from "./TransportError.js"
 
-const maxU32 = 0xffffffff
-
-/**
- * A vsock CID: an unsigned 32-bit number other than `0xffffffff`
- * (`VMADDR_CID_ANY`, written `"any"`).
- */
+/** A vsock CID: an unsigned 32-bit number other than `0xffffffff` (`VMADDR_CID_ANY`, written `"any"`). */
 export const Cid = Schema.Int.check(
   Schema.isBetween(
-    { minimum: 0, maximum: maxU32 - 1 },
+    { minimum: 0, maximum: 0xfffffffe },
     { message: "a vsock CID is an integer from 0 to 4294967294" }
   )
 )
 
-/**
- * A GUID in its 36-character dashed text form, held in lower case.
- */
+/** A GUID in its 36-character dashed text form, held in lower case. */
 export const GuidText = Schema.String.check(
   Schema.isPattern(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
     message: "expected a lower-case GUID such as 6f3a1d52-52a5-4a65-b3b5-0e4b41a7e0c1"
   })
 )
 
-/**
- * A socket path: non-empty and without NUL bytes (the kernel would cut it there).
- */
-export const SocketPath = Schema.String.check(
-  Schema.makeFilter(
-    (s) => (s.length > 0 && !s.includes("\0")) || "expected a non-empty path without NUL bytes"
-  )
-)
+const nonEmptyWithout = (forbidden: RegExp, message: string) =>
+  Schema.String.check(Schema.makeFilter((s) => (s.length > 0 && !forbidden.test(s)) || message))
 
-/**
- * An AF_VSOCK peer: the VM with context id `cid`, or any VM (`"any"`, listening only).
- */
+/** A socket path: non-empty and without NUL bytes (the kernel would cut it there). */
+export const SocketPath = nonEmptyWithout(/\0/, "expected a non-empty path without NUL bytes")
+
+/** An AF_VSOCK peer: the VM with context id `cid`, or any VM (`"any"`, listening only). */
 export class VsockAddress extends Schema.TaggedClass<VsockAddress>("@gcs-bridge/transport/VsockAddress")(
   "VsockAddress",
   { cid: Schema.Union([Schema.Literal("any"), Cid]) }
 ) {}
 
-/**
- * A Hyper-V socket peer: the utility VM with runtime id `vmId`.
- */
+/** A Hyper-V socket peer: the utility VM with runtime id `vmId`. */
 export class HvsockAddress extends Schema.TaggedClass<HvsockAddress>("@gcs-bridge/transport/HvsockAddress")(
   "HvsockAddress",
   { vmId: GuidText }
 ) {}
 
-/**
- * A Firecracker / Cloud Hypervisor hybrid vsock: the VMM's Unix socket `path`.
- */
+/** A Firecracker / Cloud Hypervisor hybrid vsock: the VMM's Unix socket `path`. */
 export class HybridAddress extends Schema.TaggedClass<HybridAddress>("@gcs-bridge/transport/HybridAddress")(
   "HybridAddress",
   { path: SocketPath }
 ) {}
 
-/**
- * Plain Unix sockets named `<path>_<port>` (what a guest behind hybrid vsock
- * sees from the host's listeners; also the test transport).
- */
+/** Unix sockets `<path>_<port>`: host listeners as a guest behind hybrid vsock sees them; also for tests. */
 export class UnixAddress extends Schema.TaggedClass<UnixAddress>("@gcs-bridge/transport/UnixAddress")(
   "UnixAddress",
   { path: SocketPath }
 ) {}
 
-/**
- * A named endpoint of the in-memory network of one `Transport` layer instance.
- */
+/** A named endpoint of the in-memory network of one `Transport` layer instance. */
 export class MemoryAddress extends Schema.TaggedClass<MemoryAddress>("@gcs-bridge/transport/MemoryAddress")(
   "MemoryAddress",
-  {
-    name: Schema.String.check(
-      Schema.makeFilter(
-        (s) => (s.length > 0 && !/[\s\0]/.test(s)) || "expected a non-empty name without whitespace"
-      )
-    )
-  }
+  { name: nonEmptyWithout(/[\s\0]/, "expected a non-empty name without whitespace") }
 ) {}
 
-/**
- * Every kind of transport address.
- */
+/** Every kind of transport address. */
 export const Address = Schema.Union([VsockAddress, HvsockAddress, HybridAddress, UnixAddress, MemoryAddress])
 
 export type Address = typeof Address.Type
@@ -107,79 +78,53 @@ const expected =
 const parseResult = (text: string): Result.Result<Address, AddressError> => {
   const fail = (why: string) =>
     Result.fail(new AddressError({ input: text, message: `${JSON.stringify(text)}: ${why}` }))
-  const match = /^([a-z]+):\/\/(.*)$/s.exec(text)
-  if (match === null) return fail(expected)
-  const scheme = match[1]!
-  const rest = match[2]!
+  const [, scheme, rest = ""] = /^([a-z]+):\/\/(.*)$/s.exec(text) ?? []
   switch (scheme) {
+    case undefined:
+      return fail(expected)
     case "vsock": {
       if (rest === "any") return Result.succeed(new VsockAddress({ cid: "any" }))
       if (!/^(0|[1-9][0-9]{0,9})$/.test(rest)) return fail("a vsock CID is a decimal number or `any`")
       const cid = Number(rest)
-      if (cid === maxU32) return fail("CID 4294967295 is VMADDR_CID_ANY; write vsock://any")
-      if (cid > maxU32) return fail("a vsock CID is an unsigned 32-bit number")
+      if (cid === 0xffffffff) return fail("CID 4294967295 is VMADDR_CID_ANY; write vsock://any")
+      if (cid > 0xffffffff) return fail("a vsock CID is an unsigned 32-bit number")
       return Result.succeed(new VsockAddress({ cid }))
     }
-    case "hvsock": {
-      if (!isGuidText(rest))
-        return fail("expected hvsock://<vm-guid> with a 36-character GUID, without braces")
-      return Result.succeed(new HvsockAddress({ vmId: canonicalGuid(rest) }))
-    }
+    case "hvsock":
+      return isGuidText(rest)
+        ? Result.succeed(new HvsockAddress({ vmId: canonicalGuid(rest) }))
+        : fail("expected hvsock://<vm-guid> with a 36-character GUID, without braces")
     case "hybrid":
-    case "unix": {
+    case "unix":
       if (rest.length === 0) return fail(`expected ${scheme}://<path>, e.g. ${scheme}:///run/vm.sock`)
       if (rest.includes("\0")) return fail("a socket path cannot contain NUL bytes")
-      return Result.succeed(
-        scheme === "hybrid" ? new HybridAddress({ path: rest }) : new UnixAddress({ path: rest })
-      )
-    }
-    case "memory": {
+      return Result.succeed(new (scheme === "hybrid" ? HybridAddress : UnixAddress)({ path: rest }))
+    case "memory":
       if (rest.length === 0 || /[\s\0]/.test(rest))
         return fail("expected memory://<name> with a name without whitespace")
       return Result.succeed(new MemoryAddress({ name: rest }))
-    }
     default:
       return fail(`unknown scheme ${JSON.stringify(scheme)}; ${expected}`)
   }
 }
 
-/**
- * Parses the text form of an address.
- */
+/** Parses the text form of an address. */
 export const parseAddress = (text: string): Effect.Effect<Address, AddressError> =>
   Effect.fromResult(parseResult(text))
 
-/**
- * Parses the text form of an address, throwing `AddressError` on bad input
- * (for configuration constants and tests).
- */
+/** Parses the text form of an address, throwing `AddressError` on bad input (for constants and tests). */
 export const parseAddressSync = (text: string): Address => Result.getOrThrowWith(parseResult(text), (e) => e)
 
-/**
- * The text form of an address; `parseAddress(formatAddress(a))` equals `a`.
- */
-export const formatAddress = (address: Address): string => {
-  const scheme = {
-    VsockAddress: "vsock",
-    HvsockAddress: "hvsock",
-    HybridAddress: "hybrid",
-    UnixAddress: "unix",
-    MemoryAddress: "memory"
-  }[address._tag]
-  return `${scheme}://${"cid" in address ? address.cid : "vmId" in address ? address.vmId : "path" in address ? address.path : address.name}`
-}
+/** The text form of an address; `parseAddress(formatAddress(a))` equals `a`. */
+export const formatAddress = ({ _tag, ...field }: Address): string =>
+  // Every kind has one field, and its tag names the scheme (`VsockAddress` → `vsock`).
+  `${_tag.slice(0, -"Address".length).toLowerCase()}://${Object.values(field)[0]}`
 
-/**
- * `Schema<Address, string>`: the text form on the encoded side, for
- * configuration files and command lines.
- */
+/** `Schema<Address, string>`: the text form on the encoded side, for configuration files and command lines. */
 export const AddressFromString: Schema.Codec<Address, string> = Schema.String.pipe(
   Schema.decodeTo(Schema.toType(Address), {
     decode: SchemaGetter.transformEffect((text: string) =>
-      Result.match(parseResult(text), {
-        onSuccess: Effect.succeed,
-        onFailure: (e) => Effect.fail(new SchemaIssue.InvalidValue({ message: e.message }, text))
-      })
+      Effect.mapError(parseAddress(text), (e) => new SchemaIssue.InvalidValue({ message: e.message }, text))
     ),
     encode: SchemaGetter.transform(formatAddress)
   })

@@ -1,6 +1,4 @@
-/**
- * A connected byte stream to a peer, whatever carries it.
- */
+/** A connected byte stream to a peer, whatever carries it. */
 import type { Effect, Sink, Stream } from "effect"
 import type { TransportError } from "./TransportError.js"
 

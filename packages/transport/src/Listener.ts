@@ -1,14 +1,10 @@
-/**
- * A bound listening endpoint for one vsock port of one address.
- */
+/** A bound listening endpoint for one vsock port of one address. */
 import type { Duration, Effect, Scope } from "effect"
 import type { Address } from "./Address.js"
 import type { Connection } from "./Connection.js"
 import type { TransportError } from "./TransportError.js"
 
-/**
- * Options of `Listener.accept`.
- */
+/** Options of `Listener.accept`. */
 export interface AcceptOptions {
   /** Deadline for a connection to arrive; on expiry `accept` fails with `AcceptTimeout`. No deadline when absent. */
   readonly timeout?: Duration.Input

@@ -1,9 +1,5 @@
-/**
- * The Transport service: listen for and connect to VM endpoints by address,
- * whatever socket family carries them.
- */
-import type { Duration, Scope } from "effect"
-import { Context, Effect, Layer } from "effect"
+/** The Transport service: listen for and connect to VM endpoints by address, over any socket family. */
+import { Context, type Duration, Effect, Layer, type Scope } from "effect"
 import type { Address } from "./Address.js"
 import type { Connection } from "./Connection.js"
 import type { Listener } from "./Listener.js"
@@ -11,25 +7,19 @@ import type { TransportError } from "./TransportError.js"
 import { MemoryNetwork } from "./internal/memory.js"
 import { loadNative, makeService } from "./internal/service.js"
 
-/**
- * Options of `Transport.listen`.
- */
+/** Options of `Transport.listen`. */
 export interface ListenOptions {
   /** Kernel accept backlog, and the number of accepted connections held for `accept` (default 16; memory: 128). */
   readonly backlog?: number
 }
 
-/**
- * Options of `Transport.connect`.
- */
+/** Options of `Transport.connect`. */
 export interface ConnectOptions {
   /** Deadline for the connection (including a hybrid CONNECT/OK handshake): `ConnectTimeout` on expiry. Hybrid defaults to 10 s. */
   readonly timeout?: Duration.Input
 }
 
-/**
- * The operations of the Transport service.
- */
+/** The operations of the Transport service. */
 export interface TransportService {
   /** Binds vsock port `port` of `address`; the listener lives as long as the current scope. */
   readonly listen: (
@@ -53,10 +43,7 @@ export interface TransportService {
 export class Transport extends Context.Service<Transport, TransportService>()(
   "@gcs-bridge/transport/Transport"
 ) {
-  /**
-   * `memory://` only: an in-process network with bounded buffers (256 KiB per
-   * direction), for tests and embedded guests.
-   */
+  /** `memory://` only: in-process, 256 KiB buffered per direction; for tests and embedded guests. */
   static readonly layerMemory: Layer.Layer<Transport> = Layer.sync(Transport, () =>
     makeService(new MemoryNetwork(), "Transport.layerMemory", undefined)
   )

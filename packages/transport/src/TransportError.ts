@@ -45,10 +45,7 @@ export class TransportError extends Schema.TaggedError<TransportError>(
   message: Schema.String
 }) {}
 
-/**
- * Text that is not a valid transport address. `input` is the offending text,
- * `message` says what is wrong with it and what would be accepted.
- */
+/** Text that is not a transport address: `input`, and a `message` on what is wrong and what is accepted. */
 export class AddressError extends Schema.TaggedError<AddressError>("@gcs-bridge/transport/AddressError")(
   "AddressError",
   { input: Schema.String, message: Schema.String }

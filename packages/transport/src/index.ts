@@ -1,7 +1,4 @@
-/**
- * `@gcs-bridge/transport`: vsock / hvsock / hybrid / unix / in-memory
- * transports for the GCS bridge as an Effect service.
- */
+/** `@gcs-bridge/transport`: vsock, hvsock, hybrid, unix and in-memory transports as an Effect service. */
 
 export * from "./Address.js"
 export * from "./Connection.js"

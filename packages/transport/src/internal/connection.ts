@@ -3,52 +3,53 @@
  * holds a socket's state machine.
  *
  * Reading: inbound chunks go to a Queue; a consumer pull takes all of it and
- * re-arms the socket, so at most `readAhead` bytes plus one engine read are
- * held; once the queue reaches `readAhead` the socket is stopped until the
+ * re-arms the socket, so at most `ReadAhead` bytes plus one engine read are
+ * held; once the queue reaches `ReadAhead` the socket is stopped until the
  * next pull.
  *
  * Writing: the engine queues; a write that leaves it above its high-water
  * mark waits on a latch the drain opens. The half-close is issued once the
  * engine's queue is flushed. The first failure fails reads and writes alike.
+ *
+ * Dialling: the engines' connects share the deadline, the child scope that
+ * releases a failed attempt at once, and the host side of the Firecracker /
+ * Cloud Hypervisor hybrid vsock handshake: on a fresh connection to the VMM's
+ * Unix socket send `CONNECT <port>\n`; the VMM answers `OK <assigned port>\n`
+ * once the guest accepted, or closes the connection when nothing listens on
+ * that port in the guest. Bytes the guest sends right after the answer are
+ * kept for the Connection.
  */
-import { Cause, Deferred, Effect, Exit, Latch, Queue, Sink, Stream } from "effect"
-import type { Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Latch, Queue, Scope, Sink, Stream } from "effect"
+import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
 import type { Connection, PeerIdentity } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
-import type { Target } from "./errors.js"
-import { transportError } from "./errors.js"
-import type { RawError, RawSocket } from "./rawSocket.js"
-import { toRawError } from "./rawSocket.js"
+import { describe, osError, type RawSocket, type Target, transportError } from "./rawSocket.js"
 
 /** Bytes read ahead of the consumer before the socket is paused. */
-export const DefaultReadAhead = 256 * 1024
-
-/** How to build a Connection around a RawSocket. */
-export interface MakeConnectionOptions {
-  readonly raw: RawSocket
-  readonly target: Target
-  readonly description: string
-  readonly peer: PeerIdentity
-  /** Bytes already read from the socket (e.g. after a handshake), delivered first. */
-  readonly initial?: ReadonlyArray<Uint8Array>
-  readonly readAhead?: number
-}
+const ReadAhead = 256 * 1024
 
 /**
- * A Connection over `options.raw`, which it owns from now on: closed when the
- * current scope closes.
+ * A Connection over `raw`, which it owns from now on: closed when the current
+ * scope closes. `initial` (bytes read during a handshake) is delivered first.
  */
 export const makeConnection = (
-  options: MakeConnectionOptions
+  raw: RawSocket,
+  target: Target,
+  peer: PeerIdentity,
+  initial: ReadonlyArray<Uint8Array> = []
 ): Effect.Effect<Connection, never, Scope.Scope> =>
   Effect.map(
-    Effect.acquireRelease(open(options), (state) => Effect.sync(state.close)),
+    Effect.acquireRelease(open(raw, target, peer, initial), (state) => Effect.sync(state.close)),
     (state) => state.connection
   )
 
-const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
-  const { raw, target, description } = options
-  const readAhead = options.readAhead ?? DefaultReadAhead
+const open = Effect.fnUntraced(function* (
+  raw: RawSocket,
+  target: Target,
+  peer: PeerIdentity,
+  initial: ReadonlyArray<Uint8Array>
+) {
+  const description = describe(target)
   const inbox = yield* Queue.make<Uint8Array, TransportError | Cause.Done>()
   const drained = yield* Latch.make(true)
   const halfClosed = yield* Deferred.make<void, TransportError>()
@@ -59,7 +60,6 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
   let consumed = false
   let writeEnded = false
   let shutdownIssued = false
-  let readFailure: TransportError | undefined
   let writeFailure: TransportError | undefined
 
   const closedError = (what: string) =>
@@ -71,16 +71,15 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
     raw.readStop()
   }
   const startReading = () => {
-    if (reading || closed || ended || readFailure !== undefined || buffered >= readAhead) return
+    if (reading || closed || ended || writeFailure !== undefined || buffered >= ReadAhead) return
     reading = true
     raw.readStart()
   }
-  const fail = (error: RawError) => {
+  const fail = (cause: unknown, syscall?: string) => {
     if (closed || writeFailure !== undefined) return
     reading = false
-    readFailure = transportError("Read", target, `${description}: ${error.message}`, error)
-    writeFailure = transportError("Write", target, `${description}: ${error.message}`, error)
-    Queue.failCauseUnsafe(inbox, Cause.fail(readFailure))
+    writeFailure = osError("Write", target, description, cause, syscall)
+    Queue.failCauseUnsafe(inbox, Cause.fail(osError("Read", target, description, cause, syscall)))
     Deferred.doneUnsafe(halfClosed, Exit.fail(writeFailure))
     drained.openUnsafe()
   }
@@ -88,19 +87,21 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
     if (!writeEnded || shutdownIssued || closed || writeFailure !== undefined || raw.queued > 0) return
     shutdownIssued = true
     try {
-      raw.shutdown()
-      Deferred.doneUnsafe(halfClosed, Exit.void)
+      raw.shutdown(() => Deferred.doneUnsafe(halfClosed, Exit.void))
     } catch (cause) {
-      fail(toRawError(cause, "shutdown"))
+      fail(cause, "shutdown")
     }
+  }
+  const enqueue = (chunk: Uint8Array) => {
+    Queue.offerUnsafe(inbox, chunk)
+    buffered += chunk.length
   }
 
   raw.bind({
     data: (chunk) => {
       if (closed || chunk.length === 0) return
-      Queue.offerUnsafe(inbox, chunk)
-      buffered += chunk.length
-      if (buffered >= readAhead) stopReading()
+      enqueue(chunk)
+      if (buffered >= ReadAhead) stopReading()
     },
     end: () => {
       ended = true
@@ -113,10 +114,7 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
       shutdownWhenFlushed()
     }
   })
-  for (const chunk of options.initial ?? []) {
-    Queue.offerUnsafe(inbox, chunk)
-    buffered += chunk.length
-  }
+  initial.forEach(enqueue)
 
   const pull = Effect.suspend(() => {
     if (closed) return Effect.fail(closedError("read"))
@@ -131,35 +129,22 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
 
   const claim = Effect.acquireRelease(
     Effect.suspend(() => {
-      if (!consumed) {
-        consumed = true
-        return Effect.void
+      if (consumed) {
+        const why = `${description}: the stream already has a consumer (a Connection's stream is single-consumer)`
+        return Effect.fail(transportError("Read", target, why))
       }
-      return Effect.fail(
-        transportError(
-          "Read",
-          target,
-          `${description}: the stream already has a consumer (a Connection's stream is single-consumer)`
-        )
-      )
+      consumed = true
+      return Effect.void
     }),
-    () =>
-      Effect.sync(() => {
-        consumed = false
-        stopReading()
-      })
+    () => Effect.sync(() => ((consumed = false), stopReading()))
   )
 
-  const blocked = (): TransportError | undefined =>
+  const writeError = (): TransportError | undefined =>
     closed
       ? closedError("write")
       : (writeFailure ??
         (writeEnded
-          ? transportError("Write", target, `${description}: write after endWrite`, {
-              code: "EPIPE",
-              syscall: "write",
-              message: "write after end"
-            })
+          ? transportError("Write", target, `${description}: write after endWrite`, "EPIPE", "write")
           : undefined))
 
   const afterDrain = Effect.andThen(
@@ -172,7 +157,7 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
 
   const writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportError> =>
     Effect.suspend(() => {
-      const error = blocked()
+      const error = writeError()
       if (error !== undefined) return Effect.fail(error)
       const nonEmpty =
         chunks.length === 1 && chunks[0]!.length > 0 ? chunks : chunks.filter((c) => c.length > 0)
@@ -180,7 +165,7 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
       try {
         if (raw.write(nonEmpty)) return Effect.void
       } catch (cause) {
-        fail(toRawError(cause, "write"))
+        fail(cause, "write")
         return Effect.fail(writeFailure!)
       }
       drained.closeUnsafe()
@@ -189,7 +174,7 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
 
   const endWrite = Effect.suspend(() => {
     if (!writeEnded) {
-      const error = blocked()
+      const error = writeError()
       if (error !== undefined) return Effect.fail(error)
       writeEnded = true
       shutdownWhenFlushed()
@@ -210,7 +195,7 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
 
   const connection: Connection = {
     description,
-    peer: options.peer,
+    peer,
     stream: Stream.unwrap(Effect.as(claim, Stream.fromPull(Effect.succeed(pull)))),
     write: (chunk) => writeAll([chunk]),
     writeAll,
@@ -220,3 +205,111 @@ const open = Effect.fnUntraced(function* (options: MakeConnectionOptions) {
   }
   return { connection, close }
 })
+
+/** Deadline of a hybrid connect (dial + CONNECT/OK) when the caller gives none. */
+const DefaultHybridConnectTimeout = Duration.seconds(10)
+
+/** Longest acceptable answer line: `OK 4294967295\n` is 14 bytes. */
+const MaxReplyBytes = 32
+
+/**
+ * Connects to vsock port `port` of `address` within `timeout` (default: 10 s
+ * for hybrid, none otherwise): `open` dials and yields the connected socket,
+ * then the hybrid handshake runs where one is due. Everything runs in a child
+ * of the current scope, released at once on failure, interruption or expiry.
+ */
+export const dial = (
+  address: Exclude<Address, MemoryAddress>,
+  port: number,
+  timeout: Duration.Input | undefined,
+  open: (target: Target) => Effect.Effect<readonly [RawSocket, PeerIdentity], TransportError, Scope.Scope>
+): Effect.Effect<Connection, TransportError, Scope.Scope> => {
+  const target = { address: formatAddress(address), port }
+  const hybrid = address._tag === "HybridAddress"
+  const connect = Effect.flatMap(open(target), ([raw, peer]) =>
+    Effect.flatMap(hybrid ? hybridHandshake(raw, port, target) : Effect.succeed([]), (leftover) =>
+      makeConnection(raw, target, peer, leftover)
+    )
+  )
+  const deadline = timeout ?? (hybrid ? DefaultHybridConnectTimeout : undefined)
+  const bounded =
+    deadline === undefined
+      ? connect
+      : Effect.timeoutOrElse(connect, {
+          duration: deadline,
+          orElse: () => {
+            const why = `connecting to ${describe(target)} took longer than ${Duration.format(Duration.fromInputUnsafe(deadline))}`
+            return Effect.fail(transportError("ConnectTimeout", target, why, "ETIMEDOUT", "connect"))
+          }
+        })
+  return Effect.gen(function* () {
+    const child = yield* Scope.fork(yield* Effect.scope)
+    return yield* bounded.pipe(
+      Scope.provide(child),
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(child, exit) : Effect.void))
+    )
+  })
+}
+
+/**
+ * Runs the handshake on `raw` (connected, not yet reading) and returns the
+ * bytes that followed the answer. The deadline is the caller's; interruption
+ * stops reading and leaves closing the socket to its owner.
+ */
+const hybridHandshake = (raw: RawSocket, port: number, target: Target) =>
+  Effect.callback<ReadonlyArray<Uint8Array>, TransportError>((resume) => {
+    let received = Buffer.alloc(0)
+    let settled = false
+    const settle = (effect: Effect.Effect<ReadonlyArray<Uint8Array>, TransportError>) => {
+      if (settled) return
+      settled = true
+      raw.readStop()
+      resume(effect)
+    }
+    const failed = (cause: unknown, syscall?: string) =>
+      settle(Effect.fail(osError("Connect", target, "hybrid vsock handshake failed", cause, syscall)))
+    // A VMM that hangs up refuses the connection (nothing listens on that guest
+    // port); one that answers anything but `OK <n>` is refused by us.
+    const refuse = (why: string, code: "ECONNREFUSED" | "EPROTO") =>
+      settle(
+        Effect.fail(
+          transportError(code === "EPROTO" ? "PeerRefused" : "Connect", target, why, code, "connect")
+        )
+      )
+    const notOk = (answer: Uint8Array, more = "") => {
+      const text = JSON.stringify(Buffer.from(answer).toString("latin1"))
+      refuse(`the VMM answered CONNECT ${port} with ${text}${more}, not OK <port>`, "EPROTO")
+    }
+    raw.bind({
+      data: (chunk) => {
+        if (settled) return
+        received = Buffer.concat([received, chunk])
+        const end = received.indexOf(0x0a)
+        if (end < 0) {
+          if (received.length > MaxReplyBytes) notOk(received.subarray(0, MaxReplyBytes), "…")
+          return
+        }
+        const match = /^OK ([0-9]{1,10})$/.exec(received.subarray(0, end).toString("latin1"))
+        if (match === null || Number(match[1]) > 0xffffffff) return notOk(received.subarray(0, end + 1))
+        const rest = received.subarray(end + 1)
+        settle(Effect.succeed(rest.length > 0 ? [rest] : []))
+      },
+      end: () =>
+        refuse(
+          `the VMM closed the connection without answering CONNECT ${port}: nothing accepts on guest port ${port}`,
+          "ECONNREFUSED"
+        ),
+      error: failed,
+      drain: () => {}
+    })
+    try {
+      raw.write([Buffer.from(`CONNECT ${port}\n`, "latin1")])
+    } catch (cause) {
+      return failed(cause, "write")
+    }
+    raw.readStart()
+    return Effect.sync(() => {
+      settled = true
+      raw.readStop()
+    })
+  })

@@ -4,23 +4,56 @@
  * closed at once, never queued), queued up to a bound, and handed to `accept`,
  * which takes it from the queue and gives it to the caller's scope in one
  * uninterruptible step, so a timed-out or interrupted accept loses nothing.
+ *
+ * The guest is not trusted (DESIGN.md): a listener for one VM must not hand
+ * over a connection from another VM, nor, on a Unix socket, from another
+ * local user.
  */
-import { Cause, Effect, Queue } from "effect"
-import type { Scope } from "effect"
+import { Cause, Effect, Queue, type Scope } from "effect"
 import type { Address } from "../Address.js"
 import type { PeerIdentity } from "../Connection.js"
 import type { Listener } from "../Listener.js"
 import type { TransportError } from "../TransportError.js"
 import { makeConnection } from "./connection.js"
-import type { Target } from "./errors.js"
-import { describe, transportError } from "./errors.js"
-import type { RawSocket } from "./rawSocket.js"
+import { describe, type RawSocket, type Target, transportError } from "./rawSocket.js"
+
+/** Accept backlog when the caller gives none (go-winio uses 16). */
+export const DefaultBacklog = 16
+
+/** This process's uid, where the platform has uids. */
+export const ourUid = (): number | undefined =>
+  typeof process.getuid === "function" ? process.getuid() : undefined
+
+/**
+ * Why `peer` must be refused by a listener on `address`, or undefined.
+ * `uid` is the uid a Unix peer must have (root is always allowed); a peer
+ * whose uid the engine could not tell is left to the socket file's mode.
+ */
+export const peerRefusal = (
+  address: Address,
+  peer: PeerIdentity,
+  uid: number | undefined
+): string | undefined => {
+  switch (address._tag) {
+    case "VsockAddress":
+      return address.cid === "any" || peer.cid === address.cid
+        ? undefined
+        : `vsock peer CID ${peer.cid ?? "unknown"} is not ${address.cid}`
+    case "HvsockAddress":
+      return peer.vmId?.toLowerCase() === address.vmId
+        ? undefined
+        : `Hyper-V peer VM ${peer.vmId ?? "unknown"} is not ${address.vmId}`
+    case "UnixAddress":
+    case "HybridAddress":
+      if (peer.uid === undefined || uid === undefined || peer.uid === uid || peer.uid === 0) return undefined
+      return `Unix peer uid ${peer.uid} is neither ${uid} nor root`
+    case "MemoryAddress":
+      return undefined
+  }
+}
 
 /** A connection an engine accepted. */
-export interface Incoming {
-  readonly raw: RawSocket
-  readonly peer: PeerIdentity
-}
+export type Incoming = { readonly raw: RawSocket; readonly peer: PeerIdentity }
 
 /** How an engine plugs into the shared listener. */
 export interface ListenerOptions {
@@ -50,17 +83,12 @@ export interface ListenerCore {
 }
 
 const describePeer = (peer: PeerIdentity): string =>
-  [
-    peer.family,
-    ...(peer.cid === undefined ? [] : [`cid ${peer.cid}`]),
-    ...(peer.vmId === undefined ? [] : [`vm ${peer.vmId}`]),
-    ...(peer.uid === undefined ? [] : [`uid ${peer.uid}`])
-  ].join(" ")
+  Object.entries({ cid: peer.cid, vm: peer.vmId, uid: peer.uid }).reduce(
+    (text, [key, value]) => (value === undefined ? text : `${text} ${key} ${value}`),
+    peer.family as string
+  )
 
-/**
- * A listener whose lifetime is the current scope: closing it closes the
- * connections still queued and fails waiting accepts with `Closed`.
- */
+/** A listener owned by the current scope; closing it closes queued connections and fails accepts. */
 export const makeListener = Effect.fnUntraced(function* (
   options: ListenerOptions
 ): Effect.fn.Return<ListenerCore, never, Scope.Scope> {
@@ -71,15 +99,12 @@ export const makeListener = Effect.fnUntraced(function* (
   let closed = false
   let paused = false
 
-  const log = (message: string, peer?: PeerIdentity) =>
+  const log = (message: string, peer?: PeerIdentity) => {
+    const annotations = peer === undefined ? {} : { peer: describePeer(peer) }
     Effect.runForkWith(context)(
-      Effect.logWarning(message).pipe(
-        Effect.annotateLogs({
-          listener: description,
-          ...(peer === undefined ? {} : { peer: describePeer(peer) })
-        })
-      )
+      Effect.annotateLogs(Effect.logWarning(message), { listener: description, ...annotations })
     )
+  }
 
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
@@ -87,10 +112,8 @@ export const makeListener = Effect.fnUntraced(function* (
       for (let next = Queue.takeUnsafe(queue); next?._tag === "Success"; next = Queue.takeUnsafe(queue)) {
         next.value.raw.close()
       }
-      Queue.failCauseUnsafe(
-        queue,
-        Cause.fail(transportError("Closed", target, `accept on a closed listener (${description})`))
-      )
+      const why = `accept on a closed listener (${description})`
+      Queue.failCauseUnsafe(queue, Cause.fail(transportError("Closed", target, why)))
     })
   )
 
@@ -100,10 +123,11 @@ export const makeListener = Effect.fnUntraced(function* (
         paused = false
         options.resumeSource?.()
       }
-      return makeConnection({ raw: incoming.raw, target, description, peer: incoming.peer })
+      return makeConnection(incoming.raw, target, incoming.peer)
     })
   )
 
+  const timedOut = `no connection to ${description} arrived in time`
   const listener: Listener = {
     address: options.address,
     port: options.port,
@@ -114,13 +138,7 @@ export const makeListener = Effect.fnUntraced(function* (
         : Effect.timeoutOrElse(take, {
             duration: acceptOptions.timeout,
             orElse: () =>
-              Effect.fail(
-                transportError("AcceptTimeout", target, `no connection to ${description} arrived in time`, {
-                  code: "ETIMEDOUT",
-                  syscall: "accept",
-                  message: "accept timed out"
-                })
-              )
+              Effect.fail(transportError("AcceptTimeout", target, timedOut, "ETIMEDOUT", "accept"))
           })
   }
 
@@ -133,12 +151,11 @@ export const makeListener = Effect.fnUntraced(function* (
       Queue.failCauseUnsafe(queue, Cause.fail(error))
     },
     offer: (incoming) => {
-      const refusal = closed
-        ? undefined
-        : (options.verify?.(incoming.peer) ??
-          (Queue.sizeUnsafe(queue) >= maxPending
-            ? `${maxPending} connections already wait for accept`
-            : undefined))
+      const full =
+        Queue.sizeUnsafe(queue) >= maxPending
+          ? `${maxPending} connections already wait for accept`
+          : undefined
+      const refusal = closed ? undefined : (options.verify?.(incoming.peer) ?? full)
       if (closed || refusal !== undefined || !Queue.offerUnsafe(queue, incoming)) {
         incoming.raw.close()
         if (refusal !== undefined) log(`refused connection: ${refusal}`, incoming.peer)

@@ -5,24 +5,19 @@
  * a `net` socket. Closing one end ends the other's stream and fails its
  * writes, as a socket would.
  */
-import { duplexPair } from "node:stream"
-import type { Duplex } from "node:stream"
-import { Effect } from "effect"
-import type { Scope } from "effect"
-import type { MemoryAddress } from "../Address.js"
-import { formatAddress } from "../Address.js"
+import { type Duplex, duplexPair } from "node:stream"
+import { Effect, type Scope } from "effect"
+import { formatAddress, type MemoryAddress } from "../Address.js"
 import type { Connection } from "../Connection.js"
 import type { Listener } from "../Listener.js"
 import type { TransportError } from "../TransportError.js"
 import { makeConnection } from "./connection.js"
-import { describe, transportError } from "./errors.js"
-import type { ListenerCore } from "./listener.js"
-import { makeListener } from "./listener.js"
+import { type ListenerCore, makeListener } from "./listener.js"
 import { fromNetSocket } from "./node.js"
-import type { RawSocket } from "./rawSocket.js"
+import { describe, type RawSocket, transportError } from "./rawSocket.js"
 
 /** Bytes each side of a direction holds before its writer is told to wait. */
-export const MemoryPipeCapacity = 256 * 1024
+const MemoryPipeCapacity = 256 * 1024
 
 const hangUp = (self: Duplex, other: Duplex) =>
   self.once("close", () => {
@@ -36,8 +31,11 @@ const hangUp = (self: Duplex, other: Duplex) =>
   })
 
 /** Two connected endpoints. */
-export const memoryPair = (capacity: number = MemoryPipeCapacity): readonly [RawSocket, RawSocket] => {
-  const [a, b] = duplexPair({ highWaterMark: capacity, allowHalfOpen: true })
+export const memoryPair = (): readonly [RawSocket, RawSocket] => {
+  const [a, b] = duplexPair({ highWaterMark: MemoryPipeCapacity, allowHalfOpen: true })
+  // As a kernel socket's: the half-close is done once the bytes sit in the peer's buffer, not once it read them.
+  a._final = (done) => (b.push(null), done())
+  b._final = (done) => (a.push(null), done())
   hangUp(a, b)
   hangUp(b, a)
   return [fromNetSocket(a), fromNetSocket(b)]
@@ -57,28 +55,21 @@ export class MemoryNetwork {
   ): Effect.Effect<Listener, TransportError, Scope.Scope> {
     const key = `${address.name}:${port}`
     const target = { address: formatAddress(address), port }
-    return Effect.suspend(() => {
-      if (this.listeners.has(key)) {
-        return Effect.fail(
-          transportError("Listen", target, `${describe(target)} is already listening`, {
-            code: "EADDRINUSE",
-            syscall: "listen",
-            message: "address in use"
-          })
+    const listeners = this.listeners
+    return Effect.uninterruptible(
+      Effect.gen(function* () {
+        if (listeners.has(key)) {
+          const why = `${describe(target)} is already listening`
+          return yield* Effect.fail(transportError("Listen", target, why, "EADDRINUSE", "listen"))
+        }
+        const core = yield* makeListener({ address, port, target, maxPending: backlog ?? DefaultBacklog })
+        listeners.set(key, core)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => listeners.get(key) === core && listeners.delete(key))
         )
-      }
-      return Effect.flatMap(
-        Effect.acquireRelease(
-          makeListener({ address, port, target, maxPending: backlog ?? DefaultBacklog }),
-          (core) => Effect.sync(() => this.listeners.get(key) === core && this.listeners.delete(key))
-        ),
-        (core) =>
-          Effect.sync(() => {
-            this.listeners.set(key, core)
-            return core.listener
-          })
-      )
-    })
+        return core.listener
+      })
+    )
   }
 
   connect(address: MemoryAddress, port: number): Effect.Effect<Connection, TransportError, Scope.Scope> {
@@ -91,22 +82,11 @@ export class MemoryNetwork {
             core === undefined
               ? `nothing listens on ${describe(target)}`
               : `${describe(target)} has too many connections waiting for accept`
-          return Effect.fail(
-            transportError("Connect", target, why, {
-              code: "ECONNREFUSED",
-              syscall: "connect",
-              message: "connection refused"
-            })
-          )
+          return Effect.fail(transportError("Connect", target, why, "ECONNREFUSED", "connect"))
         }
         const [client, server] = memoryPair()
         core.offer({ raw: server, peer: { family: "memory", port } })
-        return makeConnection({
-          raw: client,
-          target,
-          description: describe(target),
-          peer: { family: "memory", port }
-        })
+        return makeConnection(client, target, { family: "memory", port })
       })
     )
   }

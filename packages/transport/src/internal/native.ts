@@ -8,23 +8,17 @@
  * `vsock://any`), a Hyper-V peer from the address's VM id, and an AF_UNIX peer
  * must run under our uid or root (SO_PEERCRED).
  */
-import { Effect } from "effect"
-import type { Duration, Scope } from "effect"
+import { type Duration, Effect, type Scope } from "effect"
 import type * as Native from "@gcs-bridge/native"
-import type { Address, MemoryAddress } from "../Address.js"
-import { formatAddress } from "../Address.js"
+import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
 import type { Connection, PeerIdentity } from "../Connection.js"
 import type { Listener } from "../Listener.js"
 import type { TransportError } from "../TransportError.js"
-import { DefaultBacklog, dialWithin, handOver } from "./dial.js"
-import type { Target } from "./errors.js"
-import { describe, transportError, unsupported } from "./errors.js"
+import { dial } from "./connection.js"
 import { vsockServiceId } from "./guid.js"
-import { makeListener } from "./listener.js"
-import { ourUid, peerRefusal } from "./peer.js"
-import type { RawSocket } from "./rawSocket.js"
-import { toRawError } from "./rawSocket.js"
-import { checkSocketPathLength, listenOnSocketFile, portSocketPath } from "./socketFile.js"
+import { DefaultBacklog, makeListener, ourUid, peerRefusal } from "./listener.js"
+import { describe, osError, type RawSocket, toRawError, transportError, unsupported } from "./rawSocket.js"
+import { checkSocketPathLength, listenOnSocketFile, socketPath } from "./socketFile.js"
 
 /** The part of `@gcs-bridge/native` this engine uses (a parameter, so tests can observe it). */
 export type NativeModule = Pick<
@@ -49,8 +43,7 @@ const transientAcceptErrors = new Set(
   "ECONNABORTED EMFILE ENFILE ENOBUFS ENOMEM EAGAIN EWOULDBLOCK EINTR EPROTO EPERM ETIMEDOUT".split(" ")
 )
 
-/** Adapts a native socket to the RawSocket shape. */
-export const fromNativeSocket = (native: NativeModule, socket: Native.NativeSocket): RawSocket => ({
+const fromNativeSocket = (native: NativeModule, socket: Native.NativeSocket): RawSocket => ({
   bind: (events) =>
     socket.setCallback((event, err, chunk) => {
       if (event === native.SocketEvent.data) events.data(chunk!)
@@ -64,38 +57,13 @@ export const fromNativeSocket = (native: NativeModule, socket: Native.NativeSock
   get queued() {
     return socket.queued
   },
-  shutdown: () => socket.shutdown(),
+  // The addon half-closes only an empty queue: nothing is left to flush.
+  shutdown: (flushed) => {
+    socket.shutdown()
+    flushed()
+  },
   close: () => socket.close()
 })
-
-/** The engine address for vsock port `port` of `address`: what a listener binds, or what `connect` dials. */
-const engineAddress = (
-  native: NativeModule,
-  address: Exclude<Address, MemoryAddress>,
-  port: number,
-  side: "listen" | "connect"
-): Native.SocketAddress => {
-  switch (address._tag) {
-    case "VsockAddress":
-      // The host binds CID any; which VM may connect is checked per peer.
-      return {
-        family: "vsock",
-        cid: address.cid === "any" ? native.constants.VMADDR_CID_ANY : address.cid,
-        port
-      }
-    case "HvsockAddress":
-      return { family: "hyperv", vmId: address.vmId, serviceId: vsockServiceId(port) }
-    case "UnixAddress":
-    case "HybridAddress":
-      return {
-        family: "unix",
-        path:
-          side === "connect" && address._tag === "HybridAddress"
-            ? address.path
-            : portSocketPath(address.path, port)
-      }
-  }
-}
 
 const peerIdentity = (socket: Native.NativeSocket, port: number): PeerIdentity => {
   const peer = socket.peer
@@ -104,22 +72,29 @@ const peerIdentity = (socket: Native.NativeSocket, port: number): PeerIdentity =
   return socket.peerUid === null ? { family: "unix", port } : { family: "unix", port, uid: socket.peerUid }
 }
 
-/** The engine address, or EAFNOSUPPORT for a family this platform or kernel lacks. */
-const supported = (
+/**
+ * The engine address for vsock port `port` of `address` (what a listener
+ * binds or `connect` dials), or EAFNOSUPPORT for a family this platform or
+ * kernel lacks.
+ */
+const engineAddress = (
   native: NativeModule,
-  phase: "Listen" | "Connect",
-  where: Target,
-  engine: Native.SocketAddress
-) =>
-  native.supports(engine.family)
-    ? Effect.succeed(engine)
-    : Effect.fail(
-        unsupported(
-          phase,
-          where,
-          `the native engine on ${process.platform} does not support ${{ vsock: "AF_VSOCK", hyperv: "AF_HYPERV", unix: "AF_UNIX" }[engine.family]} sockets`
-        )
-      )
+  address: Exclude<Address, MemoryAddress>,
+  port: number,
+  phase: "Listen" | "Connect"
+): Effect.Effect<Native.SocketAddress, TransportError> => {
+  const engine: Native.SocketAddress =
+    address._tag === "VsockAddress"
+      ? // The host binds CID any; which VM may connect is checked per peer.
+        { family: "vsock", cid: address.cid === "any" ? native.constants.VMADDR_CID_ANY : address.cid, port }
+      : address._tag === "HvsockAddress"
+        ? { family: "hyperv", vmId: address.vmId, serviceId: vsockServiceId(port) }
+        : { family: "unix", path: socketPath(address, port, phase) }
+  if (native.supports(engine.family)) return Effect.succeed(engine)
+  const family = { vsock: "AF_VSOCK", hyperv: "AF_HYPERV", unix: "AF_UNIX" }[engine.family]
+  const why = `the native engine on ${process.platform} does not support ${family} sockets`
+  return Effect.fail(unsupported(phase, { address: formatAddress(address), port }, why))
+}
 
 /** Listens through the native engine. */
 export const listenNative = (
@@ -131,65 +106,53 @@ export const listenNative = (
 ): Effect.Effect<Listener, TransportError, Scope.Scope> => {
   const where = { address: formatAddress(address), port }
   const uid = options.uid ?? ourUid()
-  return Effect.flatMap(
-    supported(native, "Listen", where, engineAddress(native, address, port, "listen")),
-    (bind) => {
-      const open = Effect.gen(function* () {
-        // The engine pauses itself after an accept error, and the queue may pause it:
-        // it runs again only when neither holds it back.
-        let queueFull = false
-        let retry: ReturnType<typeof setTimeout> | undefined
-        const engine: { current?: Native.NativeListener } = {}
-        const core = yield* makeListener({
-          address,
-          port,
-          target: where,
-          verify: (peer) => peerRefusal(address, peer, uid),
-          maxPending: backlog,
-          pauseSource: () => {
-            queueFull = true
-            engine.current?.pause()
-          },
-          resumeSource: () => {
-            queueFull = false
-            if (retry === undefined) engine.current?.resume()
-          }
-        })
-        const listener = yield* Effect.acquireRelease(
-          Effect.try({
-            try: () => native.listen(bind, backlog),
-            catch: (cause) => {
-              const raw = toRawError(cause, "listen")
-              return transportError(
-                "Listen",
-                where,
-                `cannot listen on ${describe(where)}: ${raw.message}`,
-                raw
-              )
-            }
-          }),
-          (listener) => Effect.sync(() => (clearTimeout(retry), listener.close()))
-        )
-        engine.current = listener
-        listener.start((err, socket) => {
-          if (socket !== null) {
-            return core.offer({ raw: fromNativeSocket(native, socket), peer: peerIdentity(socket, port) })
-          }
-          const raw = toRawError(err, "accept")
-          const error = transportError("Accept", where, `${describe(where)}: ${raw.message}`, raw)
-          if (!transientAcceptErrors.has(raw.code)) return core.fail(error)
-          // Out of descriptors or memory: retrying at once would spin.
-          core.warn(`${error.message}; accepting again in ${AcceptRetryMillis} ms`)
-          retry ??= setTimeout(() => {
-            retry = undefined
-            if (!queueFull) listener.resume()
-          }, AcceptRetryMillis)
-        })
-        return core.listener
+  return Effect.flatMap(engineAddress(native, address, port, "Listen"), (bind) => {
+    const open = Effect.gen(function* () {
+      // The engine pauses itself after an accept error, and the queue may pause it:
+      // it runs again only when neither holds it back.
+      let queueFull = false
+      let retry: ReturnType<typeof setTimeout> | undefined
+      const engine: { current?: Native.NativeListener } = {}
+      const core = yield* makeListener({
+        address,
+        port,
+        target: where,
+        verify: (peer) => peerRefusal(address, peer, uid),
+        maxPending: backlog,
+        pauseSource: () => {
+          queueFull = true
+          engine.current?.pause()
+        },
+        resumeSource: () => {
+          queueFull = false
+          if (retry === undefined) engine.current?.resume()
+        }
       })
-      return bind.family === "unix" ? listenOnSocketFile(bind.path, where, open) : open
-    }
-  )
+      const listener = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => native.listen(bind, backlog),
+          catch: (cause) => osError("Listen", where, `cannot listen on ${describe(where)}`, cause, "listen")
+        }),
+        (listener) => Effect.sync(() => (clearTimeout(retry), listener.close()))
+      )
+      engine.current = listener
+      listener.start((err, socket) => {
+        if (socket !== null) {
+          return core.offer({ raw: fromNativeSocket(native, socket), peer: peerIdentity(socket, port) })
+        }
+        const error = osError("Accept", where, describe(where), err, "accept")
+        if (!transientAcceptErrors.has(error.code!)) return core.fail(error)
+        // Out of descriptors or memory: retrying at once would spin.
+        core.warn(`${error.message}; accepting again in ${AcceptRetryMillis} ms`)
+        retry ??= setTimeout(() => {
+          retry = undefined
+          if (!queueFull) listener.resume()
+        }, AcceptRetryMillis)
+      })
+      return core.listener
+    })
+    return bind.family === "unix" ? listenOnSocketFile(bind.path, where, open) : open
+  })
 }
 
 /** Connects through the native engine. */
@@ -202,42 +165,29 @@ export const connectNative = (
   const where = { address: formatAddress(address), port }
   if (address._tag === "VsockAddress" && address.cid === "any") {
     const why = "vsock://any is a listening address; connect needs the CID of a VM"
-    return Effect.fail(
-      transportError("Connect", where, why, { code: "EINVAL", syscall: "connect", message: why })
-    )
+    return Effect.fail(transportError("Connect", where, why, "EINVAL", "connect"))
   }
-  const hybrid = address._tag === "HybridAddress"
-  return Effect.flatMap(
-    supported(native, "Connect", where, engineAddress(native, address, port, "connect")),
-    (dial) =>
-      dialWithin(
-        where,
-        hybrid,
-        timeout,
-        Effect.gen(function* () {
-          if (dial.family === "unix") yield* checkSocketPathLength(dial.path, where, "Connect")
-          // What the engine hands over belongs to this (child) scope from the moment it exists.
-          let connected: Native.NativeSocket | undefined
-          yield* Effect.addFinalizer(() => Effect.sync(() => connected?.close()))
-          const socket = yield* Effect.callback<Native.NativeSocket, TransportError>((resume) => {
-            const request = native.connect(dial, (err, socket) => {
-              if (socket !== null) return resume(Effect.succeed((connected = socket)))
-              const raw = toRawError(err, "connect")
-              resume(
-                Effect.fail(
-                  transportError(
-                    "Connect",
-                    where,
-                    `cannot connect to ${describe(where)}: ${raw.message}`,
-                    raw
+  return Effect.flatMap(engineAddress(native, address, port, "Connect"), (to) =>
+    dial(address, port, timeout, (where) =>
+      Effect.gen(function* () {
+        if (to.family === "unix") yield* checkSocketPathLength(to.path, where, "Connect")
+        // What the engine hands over belongs to this (child) scope from the moment it exists.
+        let connected: Native.NativeSocket | undefined
+        yield* Effect.addFinalizer(() => Effect.sync(() => connected?.close()))
+        const socket = yield* Effect.callback<Native.NativeSocket, TransportError>((resume) => {
+          const request = native.connect(to, (err, socket) =>
+            resume(
+              socket !== null
+                ? Effect.succeed((connected = socket))
+                : Effect.fail(
+                    osError("Connect", where, `cannot connect to ${describe(where)}`, err, "connect")
                   )
-                )
-              )
-            })
-            return Effect.sync(() => request.cancel())
-          })
-          return yield* handOver(fromNativeSocket(native, socket), hybrid, where, peerIdentity(socket, port))
+            )
+          )
+          return Effect.sync(() => request.cancel())
         })
-      )
+        return [fromNativeSocket(native, socket), peerIdentity(socket, port)] as const
+      })
+    )
   )
 }

@@ -8,19 +8,15 @@ import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import { once } from "node:events"
 import { setImmediate } from "node:timers"
-import { Effect } from "effect"
-import type { Duration, Scope } from "effect"
-import type { HybridAddress, UnixAddress } from "../Address.js"
-import { formatAddress } from "../Address.js"
+import { type Duration, Effect, type Scope } from "effect"
+import { formatAddress, type HybridAddress, type UnixAddress } from "../Address.js"
 import type { Connection } from "../Connection.js"
 import type { Listener } from "../Listener.js"
 import type { TransportError } from "../TransportError.js"
-import { DefaultBacklog, dialWithin, handOver } from "./dial.js"
-import { transportError } from "./errors.js"
-import { makeListener } from "./listener.js"
-import type { RawError, RawEvents, RawSocket } from "./rawSocket.js"
-import { toRawError } from "./rawSocket.js"
-import { checkSocketPathLength, listenOnSocketFile, portSocketPath } from "./socketFile.js"
+import { dial } from "./connection.js"
+import { DefaultBacklog, makeListener } from "./listener.js"
+import { osError, type RawError, type RawEvents, type RawSocket, toRawError } from "./rawSocket.js"
+import { checkSocketPathLength, listenOnSocketFile, socketPath } from "./socketFile.js"
 
 /** Adapts a `net.Socket` (paused from here on) to the RawSocket shape. */
 export const fromNetSocket = (socket: Duplex): RawSocket => {
@@ -44,10 +40,8 @@ export const fromNetSocket = (socket: Duplex): RawSocket => {
   }
   socket.on("error", (cause) => raise(toRawError(cause)))
   // A close that was neither our own, nor after EOF, nor after an error: the peer reset us.
-  socket.on(
-    "close",
-    () => ended || raise({ code: "ECONNRESET", syscall: "read", message: "connection reset by peer" })
-  )
+  const reset = { code: "ECONNRESET", syscall: "read", message: "connection reset by peer" }
+  socket.on("close", () => ended || raise(reset))
   return {
     bind: (handlers) => {
       events = handlers
@@ -68,10 +62,11 @@ export const fromNetSocket = (socket: Duplex): RawSocket => {
     },
     // Node queues the FIN behind the bytes itself.
     queued: 0,
-    shutdown: () => {
+    shutdown: (flushed) => {
       if (socket.destroyed)
         throw Object.assign(new Error("socket is closed"), { code: "EPIPE", syscall: "shutdown" })
-      socket.end()
+      // 'finish': the bytes queued in the stream have been handed on, so a close after it loses none.
+      socket.end(flushed)
     },
     close: () => {
       closed = true
@@ -87,7 +82,7 @@ export const listenNode = (
   backlog = DefaultBacklog
 ): Effect.Effect<Listener, TransportError, Scope.Scope> => {
   const where = { address: formatAddress(address), port }
-  const path = portSocketPath(address.path, port)
+  const path = socketPath(address, port, "Listen")
   const open = Effect.gen(function* () {
     const core = yield* makeListener({ address, port, target: where, maxPending: backlog })
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
@@ -97,48 +92,31 @@ export const listenNode = (
     )
     yield* Effect.tryPromise({
       try: (signal) => once(server.listen({ path, backlog }), "listening", { signal }),
-      catch: (cause) => {
-        const raw = toRawError(cause, "listen")
-        return transportError("Listen", where, `cannot listen on ${path}: ${raw.message}`, raw)
-      }
+      catch: (cause) => osError("Listen", where, `cannot listen on ${path}`, cause, "listen")
     })
-    server.on("error", (cause) =>
-      core.fail(transportError("Accept", where, `${path}: ${cause.message}`, toRawError(cause, "accept")))
-    )
+    server.on("error", (cause) => core.fail(osError("Accept", where, path, cause, "accept")))
     return core.listener
   })
   return listenOnSocketFile(path, where, open)
 }
 
-/**
- * unix: connects to `<path>_<port>`; hybrid: dials `<path>` and runs the
- * CONNECT/OK handshake, within `timeout` (default 10 s for hybrid, none for unix).
- */
+/** unix: connects to `<path>_<port>`; hybrid: dials `<path>` for the CONNECT/OK handshake. */
 export const connectNode = (
   address: UnixAddress | HybridAddress,
   port: number,
   timeout: Duration.Input | undefined
-): Effect.Effect<Connection, TransportError, Scope.Scope> => {
-  const where = { address: formatAddress(address), port }
-  const hybrid = address._tag === "HybridAddress"
-  const path = hybrid ? address.path : portSocketPath(address.path, port)
-  return dialWithin(
-    where,
-    hybrid,
-    timeout,
+): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+  dial(address, port, timeout, (where) =>
     Effect.gen(function* () {
+      const path = socketPath(address, port, "Connect")
       yield* checkSocketPathLength(path, where, "Connect")
       const socket = net.createConnection({ path, allowHalfOpen: true })
       const raw = fromNetSocket(socket)
       yield* Effect.addFinalizer(() => Effect.sync(() => raw.close()))
       yield* Effect.tryPromise({
         try: (signal) => once(socket, "connect", { signal }),
-        catch: (cause) => {
-          const error = toRawError(cause, "connect")
-          return transportError("Connect", where, `cannot connect to ${path}: ${error.message}`, error)
-        }
+        catch: (cause) => osError("Connect", where, `cannot connect to ${path}`, cause, "connect")
       })
-      return yield* handOver(raw, hybrid, where, { family: "unix", port })
+      return [raw, { family: "unix", port }] as const
     })
   )
-}

@@ -3,8 +3,10 @@
  * in-memory pipe) adapts to, kept close to readiness: the engines move bytes
  * and report what happened; the one Connection (connection.ts) holds the
  * policy — read-ahead, waiting for drain, half-close after the flush, one
- * failure fanned out to readers and writers.
+ * failure fanned out to readers and writers. Plus the TransportErrors built
+ * from what engines report.
  */
+import { TransportError, type TransportErrorReason } from "../TransportError.js"
 
 /** An operating-system style error: `code` like `ECONNRESET`, `syscall` like `read`. */
 export interface RawError {
@@ -35,19 +37,15 @@ export interface RawSocket {
   write(chunks: ReadonlyArray<Uint8Array>): boolean
   /** Bytes that must be flushed before `shutdown` (0 for engines that order the half-close themselves). */
   readonly queued: number
-  /** Half-closes now. May throw. */
-  shutdown(): void
+  /** Half-closes; `flushed` runs once every byte written before it has left. May throw. */
+  shutdown(flushed: () => void): void
   /** Closes both directions; idempotent; no event fires afterwards. */
   close(): void
 }
 
 /** Turns anything thrown by an engine into a RawError. */
 export const toRawError = (cause: unknown, fallbackSyscall?: string): RawError => {
-  const c = (typeof cause === "object" && cause !== null ? cause : {}) as {
-    code?: unknown
-    syscall?: unknown
-    message?: unknown
-  }
+  const c = (typeof cause === "object" && cause !== null ? cause : {}) as Record<string, unknown>
   const syscall = typeof c.syscall === "string" ? c.syscall : fallbackSyscall
   return {
     code: typeof c.code === "string" ? c.code : "EIO",
@@ -55,3 +53,46 @@ export const toRawError = (cause: unknown, fallbackSyscall?: string): RawError =
     ...(syscall === undefined ? {} : { syscall })
   }
 }
+
+/** The operation a routing or address error is reported against. */
+export type Phase = "Listen" | "Connect"
+
+/** What an error is about: the formatted address and, when one applies, the vsock port. */
+export type Target = { readonly address: string; readonly port?: number }
+
+/** `"<address> port <port>"`, the description of connections and listeners. */
+export const describe = (target: Target): string =>
+  target.port === undefined ? target.address : `${target.address} port ${target.port}`
+
+/** A TransportError about `target`, with the OS error `code` and `syscall` when there are any. */
+export const transportError = (
+  reason: TransportErrorReason,
+  target: Target,
+  message: string,
+  code?: string,
+  syscall?: string
+): TransportError =>
+  new TransportError({
+    reason,
+    address: target.address,
+    ...(target.port === undefined ? {} : { port: target.port }),
+    ...(code === undefined ? {} : { code }),
+    ...(syscall === undefined ? {} : { syscall }),
+    message
+  })
+
+/** A TransportError for what an engine threw or reported: `<what>: <OS message>`. */
+export const osError = (
+  reason: TransportErrorReason,
+  target: Target,
+  what: string,
+  cause: unknown,
+  syscall?: string
+): TransportError => {
+  const raw = toRawError(cause, syscall)
+  return transportError(reason, target, `${what}: ${raw.message}`, raw.code, raw.syscall)
+}
+
+/** The error of an address family a layer does not carry. */
+export const unsupported = (phase: Phase, target: Target, why: string) =>
+  transportError(phase, target, why, "EAFNOSUPPORT", phase === "Listen" ? "socket" : "connect")

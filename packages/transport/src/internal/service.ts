@@ -4,14 +4,12 @@
  * family.
  */
 import { Effect } from "effect"
-import type { Address, HybridAddress, UnixAddress } from "../Address.js"
-import { formatAddress } from "../Address.js"
+import { type Address, formatAddress } from "../Address.js"
 import type { TransportService } from "../Transport.js"
-import { transportError, unsupported } from "./errors.js"
 import type { MemoryNetwork } from "./memory.js"
-import type { NativeEngineOptions, NativeModule } from "./native.js"
-import { connectNative, listenNative } from "./native.js"
+import { connectNative, listenNative, type NativeEngineOptions, type NativeModule } from "./native.js"
 import { connectNode, listenNode } from "./node.js"
+import { type Phase, transportError, unsupported } from "./rawSocket.js"
 
 /** The native engine, or why it could not be loaded. */
 export type LoadedNative = NativeModule | { readonly unavailable: string }
@@ -42,25 +40,18 @@ export const makeService = (
   native: LoadedNative | undefined,
   options: NativeEngineOptions = {}
 ): TransportService => {
-  const route = (phase: "Listen" | "Connect", address: Address, port: number) => {
+  const route = (phase: Phase, address: Address, port: number) => {
     const target = { address: formatAddress(address), port }
     if (!(Number.isInteger(port) && port >= 0 && port <= 0xffffffff)) {
-      return transportError(
-        phase,
-        { address: target.address },
-        `port ${port} is not an unsigned 32-bit integer`,
-        {
-          code: "EINVAL",
-          syscall: phase === "Listen" ? "bind" : "connect",
-          message: "invalid port"
-        }
-      )
+      const why = `port ${port} is not an unsigned 32-bit integer`
+      const syscall = phase === "Listen" ? "bind" : "connect"
+      return transportError(phase, { address: target.address }, why, "EINVAL", syscall)
     }
     if (address._tag === "MemoryAddress") return { engine: "memory" as const, address }
-    const socketFile = address._tag === "UnixAddress" || address._tag === "HybridAddress"
     if (native !== undefined && !("unavailable" in native))
       return { engine: "native" as const, native, address }
-    if (socketFile && layer !== "Transport.layerMemory") return { engine: "node" as const, address }
+    // Unix and hybrid addresses name a socket file, which Node's net reaches too.
+    if ("path" in address && layer !== "Transport.layerMemory") return { engine: "node" as const, address }
     return unsupported(
       phase,
       target,
@@ -74,21 +65,19 @@ export const makeService = (
     )
   }
   return {
-    listen: (address, port, listenOptions) => {
+    listen: (address, port, { backlog } = {}) => {
       const to = route("Listen", address, port)
       if (!("engine" in to)) return Effect.fail(to)
-      const backlog = listenOptions?.backlog
       if (to.engine === "memory") return network.listen(to.address, port, backlog)
       if (to.engine === "native") return listenNative(to.native, to.address, port, backlog, options)
-      return listenNode(to.address as UnixAddress | HybridAddress, port, backlog)
+      return listenNode(to.address, port, backlog)
     },
-    connect: (address, port, connectOptions) => {
+    connect: (address, port, { timeout } = {}) => {
       const to = route("Connect", address, port)
       if (!("engine" in to)) return Effect.fail(to)
-      const timeout = connectOptions?.timeout
       if (to.engine === "memory") return network.connect(to.address, port)
       if (to.engine === "native") return connectNative(to.native, to.address, port, timeout)
-      return connectNode(to.address as UnixAddress | HybridAddress, port, timeout)
+      return connectNode(to.address, port, timeout)
     }
   }
 }

@@ -12,45 +12,26 @@
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import { dirname, resolve } from "node:path"
-import { Effect } from "effect"
-import type { Scope } from "effect"
+import { Effect, type Scope } from "effect"
+import type { HybridAddress, UnixAddress } from "../Address.js"
 import type { TransportError } from "../TransportError.js"
-import type { Target } from "./errors.js"
-import { transportError } from "./errors.js"
-import { ourUid } from "./peer.js"
-import { toRawError } from "./rawSocket.js"
+import { ourUid } from "./listener.js"
+import { osError, type Phase, type Target, transportError } from "./rawSocket.js"
 
 /** Longest AF_UNIX path on Linux (sun_path is 108 bytes including the NUL). */
-export const MaxSocketPathBytes = 107
+const MaxSocketPathBytes = 107
 
-/** The Unix socket that serves vsock port `port` of a hybrid / unix address. */
-export const portSocketPath = (path: string, port: number): string => `${path}_${port}`
+/** The Unix socket of vsock port `port`: `<path>_<port>`, but a hybrid connect dials the VMM's `<path>`. */
+export const socketPath = (address: UnixAddress | HybridAddress, port: number, phase: Phase): string =>
+  phase === "Connect" && address._tag === "HybridAddress" ? address.path : `${address.path}_${port}`
 
 /** Fails unless `path` fits in sun_path. */
-export const checkSocketPathLength = (path: string, target: Target, phase: "Listen" | "Connect") => {
+export const checkSocketPathLength = (path: string, target: Target, phase: Phase) => {
   const bytes = Buffer.byteLength(path)
-  return bytes <= MaxSocketPathBytes
-    ? Effect.void
-    : Effect.fail(
-        transportError(
-          phase,
-          target,
-          `socket path ${JSON.stringify(path)} is ${bytes} bytes; AF_UNIX allows ${MaxSocketPathBytes}`,
-          {
-            code: "ENAMETOOLONG",
-            syscall: phase === "Listen" ? "bind" : "connect",
-            message: "path too long"
-          }
-        )
-      )
-}
-
-/** A refusal to bind: the errno to report and why. */
-class Refusal {
-  constructor(
-    readonly code: string,
-    readonly why: string
-  ) {}
+  if (bytes <= MaxSocketPathBytes) return Effect.void
+  const why = `socket path ${JSON.stringify(path)} is ${bytes} bytes; AF_UNIX allows ${MaxSocketPathBytes}`
+  const syscall = phase === "Listen" ? "bind" : "connect"
+  return Effect.fail(transportError(phase, target, why, "ENAMETOOLONG", syscall))
 }
 
 const ignoring = (code: string) => (cause: unknown) => {
@@ -81,7 +62,9 @@ const probeLive = (path: string): Promise<boolean> =>
  * process answers on is removed; anything else is refused (a live listener:
  * `EADDRINUSE`; a regular file or a symlink: `EEXIST`, never deleted).
  */
-const prepare = async (path: string): Promise<Refusal | undefined> => {
+const prepare = async (
+  path: string
+): Promise<{ readonly code: string; readonly why: string } | undefined> => {
   const dir = dirname(resolve(path))
   let stat = await fs.stat(dir).catch(ignoring("ENOENT"))
   if (stat === undefined) {
@@ -89,7 +72,7 @@ const prepare = async (path: string): Promise<Refusal | undefined> => {
     await fs.chmod(dir, 0o700)
     stat = await fs.stat(dir)
   }
-  const refuse = (why: string) => new Refusal("EPERM", `refusing to listen on ${path}: ${why}`)
+  const refuse = (why: string) => ({ code: "EPERM", why: `refusing to listen on ${path}: ${why}` })
   if (!stat.isDirectory()) return refuse(`${dir} is not a directory`)
   const uid = ourUid()
   if (process.platform !== "win32" && uid !== undefined && stat.uid !== uid && stat.uid !== 0) {
@@ -104,9 +87,9 @@ const prepare = async (path: string): Promise<Refusal | undefined> => {
   const existing = await fs.lstat(path).catch(ignoring("ENOENT"))
   if (existing === undefined) return undefined
   if (!existing.isSocket())
-    return new Refusal("EEXIST", `${path} exists and is not a socket; refusing to replace it`)
+    return { code: "EEXIST", why: `${path} exists and is not a socket; refusing to replace it` }
   if (await probeLive(path))
-    return new Refusal("EADDRINUSE", `${path} is in use by a live listener (or cannot be probed)`)
+    return { code: "EADDRINUSE", why: `${path} is in use by a live listener (or cannot be probed)` }
   await fs.unlink(path).catch(ignoring("ENOENT"))
   return undefined
 }
@@ -122,22 +105,12 @@ export const listenOnSocketFile = <A>(
   listen: Effect.Effect<A, TransportError, Scope.Scope>
 ): Effect.Effect<A, TransportError, Scope.Scope> => {
   const attempt = <B>(what: string, f: () => Promise<B>) =>
-    Effect.tryPromise({
-      try: f,
-      catch: (cause) =>
-        transportError("Listen", target, `${what} ${path}: ${String(cause)}`, toRawError(cause))
-    })
+    Effect.tryPromise({ try: f, catch: (cause) => osError("Listen", target, `${what} ${path}`, cause) })
   return Effect.gen(function* () {
     yield* checkSocketPathLength(path, target, "Listen")
     const refusal = yield* attempt("cannot prepare", () => prepare(path))
     if (refusal !== undefined) {
-      return yield* Effect.fail(
-        transportError("Listen", target, refusal.why, {
-          code: refusal.code,
-          syscall: "bind",
-          message: refusal.why
-        })
-      )
+      return yield* Effect.fail(transportError("Listen", target, refusal.why, refusal.code, "bind"))
     }
     const result = yield* listen
     const bound = yield* attempt("cannot restrict to mode 0600", async () => {
