@@ -317,7 +317,8 @@ export const serveConnection = Effect.fnUntraced(function* (
         }
       }
       if (chunks.length > 0) yield* connection.writeAll(chunks)
-      if (drop) return "Dropped" as const
+      // A drop is a clean hang-up: what was written goes out before the FIN, as a guest closing its socket.
+      if (drop) return yield* Effect.as(Effect.ignore(connection.endWrite), "Dropped" as const)
     }
   })
 
