@@ -54,7 +54,35 @@ export interface Call<N extends ProcName> {
 }
 
 /** A running bridge. */
-export type Bridge = Effect.Success<ReturnType<typeof make>>
+export interface Bridge {
+  /** Registers, encodes and queues a call; an unencodable body fails only this call. */
+  readonly send: <N extends ProcName>(
+    proc: N,
+    containerId: string,
+    body: Rpc.RpcRequest<N>
+  ) => Effect.Effect<Call<N>, BridgeClosed | ProtocolError.ProtocolError>
+  /** Waits for the answer; interrupting the waiter abandons the call. */
+  readonly await: <N extends ProcName>(call: Call<N>) => Effect.Effect<Rpc.RpcResponse<N>, CallError>
+  /** Sends and waits. */
+  readonly call: <N extends ProcName>(
+    proc: N,
+    containerId: string,
+    body: Rpc.RpcRequest<N>
+  ) => Effect.Effect<Rpc.RpcResponse<N>, CallError | ProtocolError.ProtocolError>
+  /** Completes with the cause once the bridge is dead. */
+  readonly closed: Effect.Effect<BridgeClosed>
+  /** The `BridgeClosed` of a dead bridge, `undefined` while it runs. */
+  readonly dead: () => BridgeClosed | undefined
+  /** Kills the bridge without waiting for the teardown. */
+  readonly kill: (reason: BridgeClosedReason) => Effect.Effect<BridgeClosed>
+  /**
+   * Runs `effect` for as long as the bridge lives, interruptible even when forked from an interruption
+   * handler, where an uninterruptible fiber would hold up the bridge's close.
+   */
+  readonly background: (effect: Effect.Effect<unknown, unknown>) => Effect.Effect<void>
+  /** Kills the bridge (`Closed`) and waits for its fibers and connection to close. */
+  readonly close: Effect.Effect<void>
+}
 
 /** The non-generic view of a pending call that the reader, writer and health check work on. */
 type Entry = Omit<Pending<ProcName>, "result">
@@ -120,7 +148,13 @@ const textDecoder = new TextDecoder()
 type Outcome = undefined | Effect.Effect<void> | Failure
 
 /** Starts a bridge over `connection` in the current scope, whose closing closes it (`Closed`). */
-export const make = Effect.fnUntraced(function* (connection: Connection, options: BridgeOptions) {
+export const make: (
+  connection: Connection,
+  options: BridgeOptions
+) => Effect.Effect<Bridge, never, Scope.Scope> = Effect.fnUntraced(function* (
+  connection: Connection,
+  options: BridgeOptions
+) {
   const scope = yield* Effect.scope
   const context = yield* Effect.context<never>()
   const clock = yield* Clock.Clock
@@ -407,24 +441,15 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   yield* Scope.addFinalizer(scope, close)
 
   return {
-    /** Registers, encodes and queues a call; an unencodable body fails only this call. */
     send,
-    /** Waits for the answer; interrupting the waiter abandons the call. */
     await: awaitCall,
     call: <N extends ProcName>(proc: N, containerId: string, body: Rpc.RpcRequest<N>) =>
       Effect.flatMap(send(proc, containerId, body), awaitCall),
     closed: Deferred.await(closedSignal),
-    /** The `BridgeClosed` of a dead bridge, `undefined` while it runs. */
     dead: () => dead,
-    /** Kills the bridge without waiting for the teardown. */
     kill: (reason: BridgeClosedReason) => Effect.sync(() => kill(reason)),
-    /**
-     * Runs `effect` for as long as the bridge lives, interruptible even when forked from an interruption
-     * handler, where an uninterruptible fiber would hold up the bridge's close.
-     */
     background: (effect: Effect.Effect<unknown, unknown>) =>
       Effect.asVoid(Effect.forkIn(Effect.interruptible(Effect.ignore(effect)), scope)),
-    /** Kills the bridge (`Closed`) and waits for its fibers and connection to close. */
     close
   }
 })
