@@ -25,7 +25,7 @@ export default tseslint.config(
     }
   },
   {
-    files: ["bench/**", "packages/cli/**", "native/scripts/**", "**/*.mjs", "**/*.cjs"],
+    files: ["bench/**", ".ci/**", "packages/cli/**", "native/scripts/**", "**/*.mjs", "**/*.cjs"],
     rules: { "no-console": "off" }
   }
 )
