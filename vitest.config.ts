@@ -20,6 +20,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: "forks",
+    globalSetup: ["./test-support/tmpdirCheck.ts"],
     reporters: ["default"]
   }
 })

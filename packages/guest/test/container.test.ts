@@ -1,4 +1,4 @@
-import { mkdtempSync, realpathSync } from "node:fs"
+import { mkdtempSync, realpathSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
@@ -69,7 +69,10 @@ describe("containers", () => {
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
-      const dir = realpathSync(mkdtempSync(join(tmpdir(), "guest-container-")))
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => realpathSync(mkdtempSync(join(tmpdir(), "guest-container-")))),
+        (made) => Effect.sync(() => rmSync(made, { recursive: true, force: true }))
+      )
       const id = "c7f4d9b2a1e34f5b8c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b"
       const created = yield* host.create(id, {
         args: ["/bin/sh", "-c", 'echo "init in $(pwd) with $FOO"; read line; echo "got:$line"; exit 5'],

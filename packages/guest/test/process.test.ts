@@ -1,4 +1,4 @@
-import { mkdtempSync, realpathSync } from "node:fs"
+import { mkdtempSync, realpathSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
@@ -102,7 +102,10 @@ describe("UVM processes", () => {
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
-      const dir = realpathSync(mkdtempSync(join(tmpdir(), "guest-cwd-")))
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => realpathSync(mkdtempSync(join(tmpdir(), "guest-cwd-")))),
+        (made) => Effect.sync(() => rmSync(made, { recursive: true, force: true }))
+      )
       const p = yield* host.exec(
         Null,
         {
