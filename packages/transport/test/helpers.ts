@@ -9,7 +9,20 @@ import { TestClock } from "effect/testing"
 import { setImmediate } from "node:timers"
 import { createHash } from "node:crypto"
 import { spawnSync } from "node:child_process"
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lchownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync
+} from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -433,6 +446,9 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
   })
 
 /** Socket-file security checks, for a layer that serves unix:// and hybrid://. */
+/** The uid of `nobody`: the other local user of the socket-file checks. */
+export const nobody = 65534
+
 export const socketFileSuite = (name: string, layer: Layer.Layer<Transport>) =>
   describe(`${name} socket files`, () => {
     const port = 0x40000003
@@ -510,6 +526,142 @@ export const socketFileSuite = (name: string, layer: Layer.Layer<Transport>) =>
         expect(notSocket.code).toBe("EEXIST")
         expect(readFileSync(`${regular}_${port}`, "utf8")).toBe("precious")
       }).pipe(Effect.provide(layer))
+    )
+
+    it.effect("makes a missing nested directory 0700, serves through it, and removes only what it made", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const kept = join(tempDir(), "kept")
+        mkdirSync(kept, { mode: 0o700 })
+        const path = join(kept, "a", "b", "vm.sock")
+        const scope = yield* Scope.make()
+        const listener = yield* transport.listen(new HybridAddress({ path }), port).pipe(Scope.provide(scope))
+        expect(statSync(join(kept, "a")).mode & 0o7777).toBe(0o700)
+        expect(statSync(join(kept, "a", "b")).mode & 0o7777).toBe(0o700)
+        const client = yield* transport.connect(new UnixAddress({ path }), port).pipe(Scope.provide(scope))
+        const server = yield* listener.accept().pipe(Scope.provide(scope))
+        yield* client.write(Buffer.from("ping"))
+        yield* client.endWrite
+        expect((yield* readAll(server)).toString()).toBe("ping")
+        yield* Scope.close(scope, Exit.void)
+        expect(existsSync(join(kept, "a"))).toBe(false)
+        expect(existsSync(kept)).toBe(true)
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.effect(
+      "keeps a directory it made while another listener is in it, or something else was put in it",
+      () =>
+        Effect.gen(function* () {
+          const transport = yield* Transport
+          const dir = join(tempDir(), "new")
+          const address = new UnixAddress({ path: join(dir, "vm.sock") })
+          const first = yield* Scope.make()
+          const second = yield* Scope.make()
+          yield* transport.listen(address, port).pipe(Scope.provide(first))
+          yield* transport.listen(address, port + 1).pipe(Scope.provide(second))
+          yield* Scope.close(first, Exit.void)
+          expect(readdirSync(dir)).toEqual([`vm.sock_${port + 1}`])
+          yield* Scope.close(second, Exit.void)
+          expect(existsSync(dir)).toBe(false)
+          const third = yield* Scope.make()
+          yield* transport.listen(address, port).pipe(Scope.provide(third))
+          writeFileSync(join(dir, "notes"), "mine")
+          yield* Scope.close(third, Exit.void)
+          expect(readdirSync(dir)).toEqual(["notes"])
+        }).pipe(Effect.provide(layer))
+    )
+
+    it.effect("removes the directories it made for a relative path", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const base = tempDir()
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const before = process.cwd()
+            process.chdir(base)
+            return before
+          }),
+          (before) => Effect.sync(() => process.chdir(before))
+        )
+        const scope = yield* Scope.make()
+        const address = new HybridAddress({ path: join("relative", "dir", "x") })
+        yield* transport.listen(address, port).pipe(Scope.provide(scope))
+        expect(statSync(join(base, "relative", "dir", `x_${port}`)).isSocket()).toBe(true)
+        yield* Scope.close(scope, Exit.void)
+        expect(readdirSync(base)).toEqual([])
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.effect("refuses an ancestor that others can write unless it is sticky", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const open = join(tempDir(), "open")
+        mkdirSync(join(open, "mine"), { recursive: true, mode: 0o700 })
+        chmodSync(open, 0o777)
+        const address = new UnixAddress({ path: join(open, "mine", "vm.sock") })
+        const error = yield* transportFailure(transport.listen(address, port))
+        expect(error.code).toBe("EPERM")
+        expect(error.message).toContain(`${open} (mode 0777) is writable by group or others and not sticky`)
+        expect(readdirSync(join(open, "mine"))).toEqual([])
+        chmodSync(open, 0o1777)
+        yield* Effect.scoped(transport.listen(address, port))
+      }).pipe(Effect.provide(layer))
+    )
+
+    // As root (as the host often runs), with a tree that uid 65534 owns.
+    it.effect.skipIf(process.getuid?.() !== 0)(
+      "refuses a symlinked parent or ancestor and leaves its target untouched",
+      () =>
+        Effect.gen(function* () {
+          const transport = yield* Transport
+          const base = tempDir()
+          const theirs = join(base, "theirs")
+          const rootOwned = join(base, "root-owned")
+          mkdirSync(theirs, { mode: 0o755 })
+          chownSync(theirs, nobody, nobody)
+          mkdirSync(rootOwned, { mode: 0o700 })
+          for (const [link, target] of [
+            ["link", theirs],
+            ["root-link", rootOwned]
+          ] as const) {
+            symlinkSync(target, join(base, link))
+            lchownSync(join(base, link), nobody, nobody)
+            for (const path of [join(base, link, "vm.sock"), join(base, link, "new", "vm.sock")]) {
+              const error = yield* transportFailure(transport.listen(new HybridAddress({ path }), port))
+              expect(error.reason).toBe("Listen")
+              expect(error.code).toBe("EPERM")
+              expect(error.message).toContain(`${join(base, link)} is a symbolic link (to ${target})`)
+              expect(readdirSync(target)).toEqual([])
+            }
+          }
+          expect(statSync(theirs).mode & 0o7777).toBe(0o755)
+          expect(statSync(rootOwned).mode & 0o7777).toBe(0o700)
+        }).pipe(Effect.provide(layer))
+    )
+
+    it.effect.skipIf(process.getuid?.() !== 0)(
+      "refuses a directory another uid owns, as parent or ancestor",
+      () =>
+        Effect.gen(function* () {
+          const transport = yield* Transport
+          const theirs = join(tempDir(), "theirs")
+          mkdirSync(join(theirs, "mine"), { recursive: true, mode: 0o700 })
+          chownSync(theirs, nobody, nobody)
+          for (const path of [
+            join(theirs, "vm.sock"),
+            join(theirs, "mine", "vm.sock"),
+            join(theirs, "new", "x")
+          ]) {
+            const error = yield* transportFailure(transport.listen(new UnixAddress({ path }), port))
+            expect(error.code).toBe("EPERM")
+            expect(error.message).toContain(
+              `${theirs} belongs to uid ${nobody}, not to this process (uid 0) or root`
+            )
+          }
+          expect(readdirSync(theirs)).toEqual(["mine"])
+          expect(readdirSync(join(theirs, "mine"))).toEqual([])
+        }).pipe(Effect.provide(layer))
     )
 
     it.effect("refuses a path longer than AF_UNIX allows", () =>

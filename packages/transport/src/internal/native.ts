@@ -107,51 +107,54 @@ export const listenNative = (
   const where = { address: formatAddress(address), port }
   const uid = options.uid ?? ourUid()
   return Effect.flatMap(engineAddress(native, address, port, "Listen"), (bind) => {
-    const open = Effect.gen(function* () {
-      // The engine pauses itself after an accept error, and the queue may pause it:
-      // it runs again only when neither holds it back.
-      let queueFull = false
-      let retry: ReturnType<typeof setTimeout> | undefined
-      const engine: { current?: Native.NativeListener } = {}
-      const core = yield* makeListener({
-        address,
-        port,
-        target: where,
-        verify: (peer) => peerRefusal(address, peer, uid),
-        maxPending: backlog,
-        pauseSource: () => {
-          queueFull = true
-          engine.current?.pause()
-        },
-        resumeSource: () => {
-          queueFull = false
-          if (retry === undefined) engine.current?.resume()
-        }
+    const open = (bind: Native.SocketAddress) =>
+      Effect.gen(function* () {
+        // The engine pauses itself after an accept error, and the queue may pause it:
+        // it runs again only when neither holds it back.
+        let queueFull = false
+        let retry: ReturnType<typeof setTimeout> | undefined
+        const engine: { current?: Native.NativeListener } = {}
+        const core = yield* makeListener({
+          address,
+          port,
+          target: where,
+          verify: (peer) => peerRefusal(address, peer, uid),
+          maxPending: backlog,
+          pauseSource: () => {
+            queueFull = true
+            engine.current?.pause()
+          },
+          resumeSource: () => {
+            queueFull = false
+            if (retry === undefined) engine.current?.resume()
+          }
+        })
+        const listener = yield* Effect.acquireRelease(
+          Effect.try({
+            try: () => native.listen(bind, backlog),
+            catch: (cause) => osError("Listen", where, `cannot listen on ${describe(where)}`, cause, "listen")
+          }),
+          (listener) => Effect.sync(() => (clearTimeout(retry), listener.close()))
+        )
+        engine.current = listener
+        listener.start((err, socket) => {
+          if (socket !== null) {
+            return core.offer({ raw: fromNativeSocket(native, socket), peer: peerIdentity(socket, port) })
+          }
+          const error = osError("Accept", where, describe(where), err, "accept")
+          if (!transientAcceptErrors.has(error.code!)) return core.fail(error)
+          // Out of descriptors or memory: retrying at once would spin.
+          core.warn(`${error.message}; accepting again in ${AcceptRetryMillis} ms`)
+          retry ??= setTimeout(() => {
+            retry = undefined
+            if (!queueFull) listener.resume()
+          }, AcceptRetryMillis)
+        })
+        return core.listener
       })
-      const listener = yield* Effect.acquireRelease(
-        Effect.try({
-          try: () => native.listen(bind, backlog),
-          catch: (cause) => osError("Listen", where, `cannot listen on ${describe(where)}`, cause, "listen")
-        }),
-        (listener) => Effect.sync(() => (clearTimeout(retry), listener.close()))
-      )
-      engine.current = listener
-      listener.start((err, socket) => {
-        if (socket !== null) {
-          return core.offer({ raw: fromNativeSocket(native, socket), peer: peerIdentity(socket, port) })
-        }
-        const error = osError("Accept", where, describe(where), err, "accept")
-        if (!transientAcceptErrors.has(error.code!)) return core.fail(error)
-        // Out of descriptors or memory: retrying at once would spin.
-        core.warn(`${error.message}; accepting again in ${AcceptRetryMillis} ms`)
-        retry ??= setTimeout(() => {
-          retry = undefined
-          if (!queueFull) listener.resume()
-        }, AcceptRetryMillis)
-      })
-      return core.listener
-    })
-    return bind.family === "unix" ? listenOnSocketFile(bind.path, where, open) : open
+    return bind.family === "unix"
+      ? listenOnSocketFile(bind.path, where, (path) => open({ family: "unix", path }))
+      : open(bind)
   })
 }
 

@@ -83,20 +83,21 @@ export const listenNode = (
 ): Effect.Effect<Listener, TransportError, Scope.Scope> => {
   const where = { address: formatAddress(address), port }
   const path = socketPath(address, port, "Listen")
-  const open = Effect.gen(function* () {
-    const core = yield* makeListener({ address, port, target: where, maxPending: backlog })
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
-    yield* Effect.addFinalizer(() => Effect.sync(() => server.close()))
-    server.on("connection", (socket) =>
-      core.offer({ raw: fromNetSocket(socket), peer: { family: "unix", port } })
-    )
-    yield* Effect.tryPromise({
-      try: (signal) => once(server.listen({ path, backlog }), "listening", { signal }),
-      catch: (cause) => osError("Listen", where, `cannot listen on ${path}`, cause, "listen")
+  const open = (bindPath: string) =>
+    Effect.gen(function* () {
+      const core = yield* makeListener({ address, port, target: where, maxPending: backlog })
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+      yield* Effect.addFinalizer(() => Effect.sync(() => server.close()))
+      server.on("connection", (socket) =>
+        core.offer({ raw: fromNetSocket(socket), peer: { family: "unix", port } })
+      )
+      yield* Effect.tryPromise({
+        try: (signal) => once(server.listen({ path: bindPath, backlog }), "listening", { signal }),
+        catch: (cause) => osError("Listen", where, `cannot listen on ${path}`, cause, "listen")
+      })
+      server.on("error", (cause) => core.fail(osError("Accept", where, path, cause, "accept")))
+      return core.listener
     })
-    server.on("error", (cause) => core.fail(osError("Accept", where, path, cause, "accept")))
-    return core.listener
-  })
   return listenOnSocketFile(path, where, open)
 }
 

@@ -5,18 +5,26 @@
  * again when the listener closes — but only if it is still the one this
  * listener bound (same device and inode).
  *
- * The socket is bound with the process umask and chmod-ed to 0600 right after;
- * the directory check is what closes that window: nobody but its owner (and
- * root) can reach into a 0700 directory.
+ * The host often runs as root and the path may cross directories of other
+ * users, so the directory is reached one component at a time from `/`, each
+ * opened `O_DIRECTORY | O_NOFOLLOW` relative to the one before
+ * (`/proc/self/fd/<fd>/<name>`) and checked on its descriptor: no symbolic
+ * link, no directory that another user (not root, not us) owns, none that
+ * another user could write into (unless sticky, as /tmp; the socket's own
+ * directory not even then). Missing directories are made 0700 and fchmod-ed
+ * through their descriptor, the socket is bound relative to its directory's
+ * descriptor, so swapping a component for a link after it was checked changes
+ * nothing. Directories made here are removed again (if empty) when the last
+ * listener of this process inside them closes.
  */
-import * as fs from "node:fs/promises"
+import * as fs from "node:fs"
 import * as net from "node:net"
-import { dirname, resolve } from "node:path"
+import { basename, dirname, resolve } from "node:path"
 import { Effect, type Scope } from "effect"
 import type { HybridAddress, UnixAddress } from "../Address.js"
 import type { TransportError } from "../TransportError.js"
 import { ourUid } from "./listener.js"
-import { osError, type Phase, type Target, transportError } from "./rawSocket.js"
+import { osError, type Phase, type Target, transportError, unsupported } from "./rawSocket.js"
 
 /** Longest AF_UNIX path on Linux (sun_path is 108 bytes including the NUL). */
 const MaxSocketPathBytes = 107
@@ -34,9 +42,130 @@ export const checkSocketPathLength = (path: string, target: Target, phase: Phase
   return Effect.fail(transportError(phase, target, why, "ENAMETOOLONG", syscall))
 }
 
-const ignoring = (code: string) => (cause: unknown) => {
-  if ((cause as { code?: unknown }).code !== code) throw cause
-  return undefined
+/** A path that the kernel resolves through the directory open as `fd`, whatever its names are now. */
+export const inDir = (fd: number, name: string): string => `/proc/self/fd/${fd}/${name}`
+
+/** Why a path is not listened on: a policy decision, not an operating system failure. */
+export class Refusal extends Error {
+  constructor(
+    readonly code: string,
+    readonly why: string
+  ) {
+    super(why)
+  }
+}
+
+const errno = (cause: unknown) => (cause as { code?: unknown }).code
+
+/** Step 1 of making a directory: mkdir `name` in the directory `parent`; false if anything (a link too) is there. */
+export const makeDir = (parent: number, name: string): boolean => {
+  try {
+    fs.mkdirSync(inDir(parent, name), { mode: 0o700 })
+    return true
+  } catch (cause) {
+    if (errno(cause) === "EEXIST") return false
+    throw cause
+  }
+}
+
+/**
+ * Step 2: opens directory `name` of `parent` without following a link and
+ * checks it on the descriptor (`shown` is its path, for messages; `last`: the
+ * socket's own directory). A directory made in step 1 gets mode 0700 through
+ * the descriptor. Undefined when nothing is there.
+ */
+export const openDir = (parent: number, name: string, shown: string, made: boolean, last: boolean) => {
+  const path = inDir(parent, name)
+  let fd: number
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW)
+  } catch (cause) {
+    if (errno(cause) === "ENOENT") return undefined
+    if (errno(cause) !== "ENOTDIR" && errno(cause) !== "ELOOP") throw cause
+    if (!fs.lstatSync(path).isSymbolicLink()) throw new Refusal("ENOTDIR", `${shown} is not a directory`)
+    const to = fs.readlinkSync(path)
+    throw new Refusal("EPERM", `${shown} is a symbolic link (to ${to}); give a path without links`)
+  }
+  try {
+    checkDir(fd, shown, made, last)
+    return fd
+  } catch (cause) {
+    fs.closeSync(fd)
+    throw cause
+  }
+}
+
+const checkDir = (fd: number, shown: string, made: boolean, last: boolean) => {
+  const { uid, mode } = fs.fstatSync(fd)
+  const us = ourUid()
+  if (uid !== us && uid !== 0)
+    throw new Refusal("EPERM", `${shown} belongs to uid ${uid}, not to this process (uid ${us}) or root`)
+  // Ours, made a moment ago: whatever the umask left, it becomes 0700 (on the descriptor, never by name).
+  if (made) return fs.fchmodSync(fd, 0o700)
+  const octal = (mode & 0o7777).toString(8).padStart(4, "0")
+  if (last && (mode & 0o022) !== 0) {
+    const why = `directory ${shown} (mode ${octal}) is writable by group or others, who could replace the socket; use a directory of mode 0700`
+    throw new Refusal("EPERM", why)
+  }
+  if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0)
+    throw new Refusal("EPERM", `${shown} (mode ${octal}) is writable by group or others and not sticky`)
+}
+
+/** Directories this process made for sockets ("dev:ino"), with the number of listeners inside each. */
+const made = new Map<string, number>()
+
+interface Step {
+  readonly fd: number
+  readonly name: string
+  readonly key: string
+}
+
+/** Opens (making what is missing) the directories of `dir` from `/`; the last descriptor is `dir`'s. */
+const openPath = (dir: string): Array<Step> => {
+  const root = fs.openSync("/", fs.constants.O_RDONLY | fs.constants.O_DIRECTORY)
+  const steps: Array<Step> = [{ fd: root, name: "/", key: "" }]
+  try {
+    const names = dir.split("/").filter((name) => name.length > 0)
+    checkDir(root, "/", false, names.length === 0)
+    names.forEach((name, i) => {
+      const parent = steps[i]!.fd
+      const shown = `/${names.slice(0, i + 1).join("/")}`
+      const last = i === names.length - 1
+      let fd = openDir(parent, name, shown, false, last)
+      const fresh = fd === undefined && makeDir(parent, name)
+      fd ??= openDir(parent, name, shown, fresh, last)
+      if (fd === undefined) throw new Refusal("ENOENT", `${shown} vanished while it was being made`)
+      const { dev, ino } = fs.fstatSync(fd)
+      const key = `${dev}:${ino}`
+      steps.push({ fd, name, key })
+      if (fresh || made.has(key)) made.set(key, (made.get(key) ?? 0) + 1)
+    })
+  } catch (cause) {
+    // What was made for this path goes again.
+    closePath(steps)
+    throw cause
+  }
+  return steps
+}
+
+/** Removes, deepest first, the directories made here that no listener uses any more (if empty), and closes the descriptors. */
+const closePath = (steps: ReadonlyArray<Step>) => {
+  for (let i = steps.length - 1; i > 0; i--) {
+    const { key, name } = steps[i]!
+    const users = made.get(key) ?? 0
+    if (users > 1) made.set(key, users - 1)
+    if (users !== 1) continue
+    made.delete(key)
+    const path = inDir(steps[i - 1]!.fd, name)
+    try {
+      const now = fs.lstatSync(path)
+      // Only if it still is the one made here, and only if empty: whatever else was put there stays.
+      if (now.isDirectory() && `${now.dev}:${now.ino}` === key) fs.rmdirSync(path)
+    } catch {
+      // Not empty, or gone: left as it is.
+    }
+  }
+  for (const { fd } of steps) fs.closeSync(fd)
 }
 
 /** Whether a live process accepts connections on the socket at `path`. Only a refusal proves that nobody listens. */
@@ -57,72 +186,72 @@ const probeLive = (path: string): Promise<boolean> =>
   })
 
 /**
- * Makes `path` ready to be bound: a directory that exists and that only its
- * owner (or root) can write, and no file in the way. A socket file that no
- * process answers on is removed; anything else is refused (a live listener:
- * `EADDRINUSE`; a regular file or a symlink: `EEXIST`, never deleted).
+ * Clears the way for binding `file` (`path`, for messages): a socket file that
+ * no process answers on is removed; anything else is refused (a live
+ * listener: `EADDRINUSE`; a regular file or a symlink: `EEXIST`, never deleted).
  */
-const prepare = async (
-  path: string
-): Promise<{ readonly code: string; readonly why: string } | undefined> => {
-  const dir = dirname(resolve(path))
-  let stat = await fs.stat(dir).catch(ignoring("ENOENT"))
-  if (stat === undefined) {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 })
-    await fs.chmod(dir, 0o700)
-    stat = await fs.stat(dir)
-  }
-  const refuse = (why: string) => ({ code: "EPERM", why: `refusing to listen on ${path}: ${why}` })
-  if (!stat.isDirectory()) return refuse(`${dir} is not a directory`)
-  const uid = ourUid()
-  if (process.platform !== "win32" && uid !== undefined && stat.uid !== uid && stat.uid !== 0) {
-    return refuse(`directory ${dir} belongs to uid ${stat.uid}, not to this process (uid ${uid}) or root`)
-  }
-  if (process.platform !== "win32" && (stat.mode & 0o022) !== 0) {
-    const mode = (stat.mode & 0o7777).toString(8).padStart(4, "0")
-    return refuse(
-      `directory ${dir} (mode ${mode}) is writable by group or others, who could replace the socket; use a directory of mode 0700`
-    )
-  }
-  const existing = await fs.lstat(path).catch(ignoring("ENOENT"))
-  if (existing === undefined) return undefined
+const clearStale = async (file: string, path: string) => {
+  const existing = fs.lstatSync(file, { throwIfNoEntry: false })
+  if (existing === undefined) return
   if (!existing.isSocket())
-    return { code: "EEXIST", why: `${path} exists and is not a socket; refusing to replace it` }
-  if (await probeLive(path))
-    return { code: "EADDRINUSE", why: `${path} is in use by a live listener (or cannot be probed)` }
-  await fs.unlink(path).catch(ignoring("ENOENT"))
-  return undefined
+    throw new Refusal("EEXIST", `${path} exists and is not a socket; refusing to replace it`)
+  if (await probeLive(file))
+    throw new Refusal("EADDRINUSE", `${path} is in use by a live listener (or cannot be probed)`)
+  const now = fs.lstatSync(file, { throwIfNoEntry: false })
+  if (now?.ino === existing.ino && now.dev === existing.dev) fs.rmSync(file, { force: true })
 }
 
 /**
- * Runs `listen` (which binds `path`) once the path is prepared, then restricts
- * the file it created to its owner; the current scope removes the file again
- * if it is still the one bound here.
+ * Runs `listen` (which binds the path it is given: `path`, reached through
+ * its directory's descriptor) once the directory is made and checked and the
+ * way is clear, then restricts the file it created to its owner; the current
+ * scope removes the file again if it is still the one bound here, and then
+ * the directories made for it.
  */
 export const listenOnSocketFile = <A>(
   path: string,
   target: Target,
-  listen: Effect.Effect<A, TransportError, Scope.Scope>
+  listen: (bindPath: string) => Effect.Effect<A, TransportError, Scope.Scope>
 ): Effect.Effect<A, TransportError, Scope.Scope> => {
-  const attempt = <B>(what: string, f: () => Promise<B>) =>
-    Effect.tryPromise({ try: f, catch: (cause) => osError("Listen", target, `${what} ${path}`, cause) })
+  const attempt = <B>(what: string, f: () => B | Promise<B>) =>
+    Effect.tryPromise({
+      try: async () => f(),
+      catch: (cause) =>
+        cause instanceof Refusal
+          ? transportError(
+              "Listen",
+              target,
+              `refusing to listen on ${path}: ${cause.why}`,
+              cause.code,
+              "bind"
+            )
+          : osError("Listen", target, `${what} ${path}`, cause)
+    })
   return Effect.gen(function* () {
     yield* checkSocketPathLength(path, target, "Listen")
-    const refusal = yield* attempt("cannot prepare", () => prepare(path))
-    if (refusal !== undefined) {
-      return yield* Effect.fail(transportError("Listen", target, refusal.why, refusal.code, "bind"))
+    if (process.platform !== "linux") {
+      const why = `listening on a Unix socket needs Linux (binds go through /proc/self/fd), not ${process.platform}`
+      return yield* Effect.fail(unsupported("Listen", target, why))
     }
-    const result = yield* listen
-    const bound = yield* attempt("cannot restrict to mode 0600", async () => {
-      if (process.platform !== "win32") await fs.chmod(path, 0o600)
-      return fs.lstat(path)
+    const absolute = resolve(path)
+    const steps = yield* Effect.acquireRelease(
+      attempt("cannot prepare the directory of", () => openPath(dirname(absolute))),
+      (steps) => Effect.sync(() => closePath(steps))
+    )
+    const file = inDir(steps.at(-1)!.fd, basename(absolute))
+    yield* attempt("cannot prepare", () => clearStale(file, path))
+    const result = yield* listen(file)
+    const bound = yield* attempt("cannot restrict to mode 0600", () => {
+      // By name, but in a directory that nobody but its owner (or root) can write: the name is still our socket.
+      fs.chmodSync(file, 0o600)
+      return fs.lstatSync(file)
     })
     yield* Effect.addFinalizer(() =>
-      Effect.promise(async () => {
-        const now = await fs.lstat(path).catch(() => undefined)
+      Effect.sync(() => {
+        const now = fs.lstatSync(file, { throwIfNoEntry: false })
         // Already gone (the engine may unlink on close) or replaced: nothing of ours is left.
         if (now?.isSocket() && now.dev === bound.dev && now.ino === bound.ino)
-          await fs.unlink(path).catch(() => {})
+          fs.rmSync(file, { force: true })
       })
     )
     return result
