@@ -1,16 +1,24 @@
 /**
  * The engine of `gcsctl decode`: a captured bridge byte stream (either
  * direction, even both concatenated) in, one report per frame out. Each frame
- * is decoded with the Schema of its type; a body that fails its Schema is still
- * shown, raw, with the Schema's complaint. Damage is reported with its byte
- * offset and decoding resumes at the next plausible header.
+ * is decoded as the bridge decodes it (`Codec`), and shown as it was on the
+ * wire; a body that fails its Schema is still shown, raw, with the complaint.
+ * Damage is reported once per damaged region, with its byte range, and
+ * decoding resumes at the next plausible header. The input is streamed: memory
+ * is bounded by the largest frame, time is linear in the input.
  *
  * @since 0.1.0
  */
-import { Container, Envelope, MessageType, Rpc } from "@gcs-bridge/protocol"
-import { Effect, Result, Schema, Stream } from "effect"
+import { Codec, MessageType, type ProtocolError as Protocol } from "@gcs-bridge/protocol"
+import { Effect, Result, Stream } from "effect"
 import type { HexInputError } from "./CliError.js"
-import { FrameScanner, type ScanEvent } from "./internal/frameScanner.js"
+import {
+  type DamageReason,
+  type FrameHeader,
+  FrameScanner,
+  type ScanDamage,
+  type ScanEvent
+} from "./internal/frameScanner.js"
 import { HexDecoder } from "./internal/hexDecoder.js"
 
 /**
@@ -37,34 +45,35 @@ export interface FrameReport {
   readonly id: number | string
   /** Total size, header included. */
   readonly size: number
-  /** The Schema-decoded body, or the raw JSON when `schemaError` is set. */
-  readonly body: unknown
-  /** Why the body does not match the Schema of its type. */
+  /**
+   * The body as it was on the wire (fields absent there stay absent), with
+   * JSON-in-string fields and HRESULTs shown decoded; raw when `schemaError`
+   * is set; absent when `bodyOmitted` is.
+   */
+  readonly body?: unknown
+  /** The protocol's `InvalidBody` complaint: why the body does not match the Schema of its type. */
   readonly schemaError?: string
+  /** Why the body is not printed (it nests deeper than `PrintDepth`). */
+  readonly bodyOmitted?: string
 }
 
 /**
- * Bytes that are not a frame, at `offset`.
+ * Bytes that held no frame: `bytes` bytes from `offset` up to the next good
+ * frame (or the end of the input, when `resynchronised` is false), in which
+ * `count` candidate frames were refused; `error`, `message`, `type` and
+ * `size` describe the first of them.
  *
  * @since 0.1.0
  */
 export interface DamageReport {
   readonly offset: number
-  readonly error: "UnknownType" | "Undersize" | "Oversize" | "Truncated" | "InvalidJson" | "Unresynchronised"
+  readonly error: DamageReason
   readonly message: string
   readonly type?: string
   readonly size?: number
-}
-
-/**
- * Decoding found a plausible header again at `offset`, `skipped` bytes after the damage.
- *
- * @since 0.1.0
- */
-export interface ResyncReport {
-  readonly offset: number
-  readonly resynchronised: true
-  readonly skipped: number
+  readonly bytes: number
+  readonly count: number
+  readonly resynchronised: boolean
 }
 
 /**
@@ -72,7 +81,7 @@ export interface ResyncReport {
  *
  * @since 0.1.0
  */
-export type CaptureReport = FrameReport | DamageReport | ResyncReport
+export type CaptureReport = FrameReport | DamageReport
 
 /**
  * Whether a report is damage.
@@ -99,75 +108,150 @@ export const isKnownType = (type: number): boolean => {
   )
 }
 
-type AnyDecoder = Schema.Decoder<unknown>
+/**
+ * How deep a body may nest and still be printed. A hostile frame can nest
+ * millions of levels in 16 MiB; printing that would exhaust the stack.
+ *
+ * @since 0.1.0
+ */
+export const PrintDepth = 1000
 
-const schemaOf = (type: number): AnyDecoder | undefined => {
-  const cls = MessageType.classOf(type)
-  if (type >>> 0 === MessageType.NotifyContainer) return Container.ContainerNotification as AnyDecoder
+/**
+ * The body through the bridge's own path (`Codec`: one parse, the compiled
+ * Schema, `InvalidJson` / `InvalidBody` as typed errors, deep nesting included).
+ */
+const decodeBody = (
+  type: number,
+  id: bigint,
+  payload: Uint8Array
+): Result.Result<unknown, Protocol.ProtocolError> => {
+  const safeId = id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : undefined
+  const at = { messageType: type, id: safeId }
   const name = MessageType.procName(MessageType.procOf(type))
-  if (cls === MessageType.MessageClass.Request && name !== undefined)
-    return Rpc.Rpcs[name].request as AnyDecoder
-  if (cls === MessageType.MessageClass.Response) {
-    return (name === undefined ? Envelope.ResponseBase : Rpc.Rpcs[name].response) as AnyDecoder
+  switch (MessageType.classOf(type)) {
+    case MessageType.MessageClass.Request:
+      return Result.map(Codec.decodeRequest({ type, id: safeId ?? -1, payload }), (request) => request.body)
+    case MessageType.MessageClass.Response:
+      return name === undefined
+        ? Codec.decodeResponseBase(payload, at)
+        : Codec.decodeResponse(name, payload, at)
+    case MessageType.MessageClass.Notification:
+      return Codec.decodeNotification(payload, at)
   }
-  return undefined
+  return Codec.parsePayload(payload, at)
 }
 
 const hex32 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, "0")}`
 
+const utf8 = new TextEncoder()
+const hasOwn = Object.prototype.hasOwnProperty
+const tooDeep: unique symbol = Symbol("tooDeep")
+
+const isRecord = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
 /**
- * Plain JSON data from a decoded value: class instances become their fields,
- * bigints decimal strings, byte arrays hex.
+ * What was on the wire (`raw`, walked in its own key order), with the decoded
+ * value (when the Schema accepted it) where it adds something: a JSON-in-string
+ * field as the document it carries, a value the Schema normalises (an HRESULT
+ * unsigned). Absent fields stay absent, `null` stays `null`; a key the Schema
+ * does not know is kept. Throws `tooDeep` past `PrintDepth`.
  */
-const toJsonData = (value: unknown): unknown =>
-  JSON.parse(
-    JSON.stringify(value, (_key, v: unknown) =>
-      typeof v === "bigint"
-        ? v.toString()
-        : v instanceof Uint8Array
-          ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("hex")
-          : v
-    )
-  )
-
-const frameReport = (event: Extract<ScanEvent, { _tag: "Frame" }>): FrameReport => {
-  const base = {
-    offset: event.offset,
-    type: MessageType.typeName(event.type),
-    typeWord: hex32(event.type),
-    id: event.id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(event.id) : event.id.toString(),
-    size: event.size
+const wireView = (raw: unknown, decoded: unknown, depth: number): unknown => {
+  if (depth > PrintDepth) throw tooDeep
+  if (Array.isArray(raw)) {
+    const items: ReadonlyArray<unknown> | undefined =
+      Array.isArray(decoded) && decoded.length === raw.length ? decoded : undefined
+    return raw.map((item: unknown, i) => wireView(item, items?.[i], depth + 1))
   }
-  const schema = schemaOf(event.type)
-  if (schema === undefined) return { ...base, body: event.json }
-  return Result.match(Schema.decodeUnknownResult(schema)(event.json), {
-    onFailure: (error) => ({ ...base, body: event.json, schemaError: error.message }),
-    onSuccess: (body) => ({ ...base, body: toJsonData(body) })
-  })
-}
-
-const toReport = (event: ScanEvent): CaptureReport => {
-  switch (event._tag) {
-    case "Frame":
-      return frameReport(event)
-    case "Damage": {
-      const report: DamageReport = { offset: event.offset, error: event.reason, message: event.message }
-      return {
-        ...report,
-        ...(event.type === undefined ? {} : { type: MessageType.typeName(event.type) }),
-        ...(event.size === undefined ? {} : { size: event.size })
-      }
+  if (isRecord(raw)) {
+    const fields = isRecord(decoded) ? decoded : undefined
+    const out: Record<string, unknown> = {}
+    for (const key of Object.keys(raw)) {
+      const value = wireView(
+        raw[key],
+        fields !== undefined && hasOwn.call(fields, key) ? fields[key] : undefined,
+        depth + 1
+      )
+      // A wire key named `__proto__` is data: define it rather than set the prototype.
+      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true })
     }
-    case "Resync":
-      return { offset: event.offset, resynchronised: true, skipped: event.skipped }
-    case "Lost":
-      return {
-        offset: event.offset,
-        error: "Unresynchronised",
-        message: `no plausible frame header in the last ${event.bytes} byte(s); cannot resynchronise`
-      }
+    return out
+  }
+  if (typeof raw === "string" && typeof decoded === "object" && decoded !== null) {
+    const text = utf8.encode(raw)
+    if (nestsDeeperThan(text, PrintDepth - depth)) throw tooDeep
+    const inner = Codec.parsePayload(text)
+    return Result.isSuccess(inner) ? wireView(inner.success, decoded, depth + 1) : raw
+  }
+  return raw !== null && typeof decoded === typeof raw ? decoded : raw
+}
+
+/**
+ * Whether JSON text nests deeper than `limit` (brackets outside strings), read
+ * off the bytes: a body too deep to print is not parsed a second time for
+ * printing (16 MiB of `[` costs the parser about 1 GB).
+ */
+const nestsDeeperThan = (bytes: Uint8Array, limit: number): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!
+    if (inString) {
+      if (b === 0x5c) i++
+      else if (b === 0x22) inString = false
+    } else if (b === 0x22) inString = true
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > limit) return true
+    } else if (b === 0x5d || b === 0x7d) depth--
+  }
+  return false
+}
+
+/** The report of one well-framed payload; fails (damage) when the payload is not JSON. */
+const frameReport = (
+  header: FrameHeader,
+  payload: Uint8Array
+): { readonly ok: true; readonly value: FrameReport } | { readonly ok: false; readonly message: string } => {
+  const base = {
+    offset: header.offset,
+    type: MessageType.typeName(header.type),
+    typeWord: hex32(header.type),
+    id: header.id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(header.id) : header.id.toString(),
+    size: header.size
+  }
+  const decoded = decodeBody(header.type, header.id, payload)
+  if (Result.isFailure(decoded) && decoded.failure.reason !== "InvalidBody")
+    return { ok: false, message: decoded.failure.message }
+  const schemaError = Result.isFailure(decoded) ? { schemaError: decoded.failure.message } : {}
+  const bodyOmitted = `the body nests deeper than ${PrintDepth} levels; not printed`
+  if (nestsDeeperThan(payload, PrintDepth))
+    return { ok: true, value: { ...base, ...schemaError, bodyOmitted } }
+  // The body as sent: a second parse, kept apart from the decoded value the Codec made.
+  const raw = Codec.parsePayload(payload)
+  if (Result.isFailure(raw)) return { ok: false, message: raw.failure.message }
+  try {
+    const body = wireView(raw.success, Result.isSuccess(decoded) ? decoded.success : undefined, 0)
+    return { ok: true, value: { ...base, body, ...schemaError } }
+  } catch (e) {
+    if (e !== tooDeep) throw e
+    return { ok: true, value: { ...base, ...schemaError, bodyOmitted } }
   }
 }
+
+const damageReport = (event: ScanDamage): DamageReport => ({
+  offset: event.offset,
+  error: event.reason,
+  message: event.message,
+  ...(event.type === undefined ? {} : { type: MessageType.typeName(event.type) }),
+  ...(event.size === undefined ? {} : { size: event.size }),
+  bytes: event.bytes,
+  count: event.count,
+  resynchronised: event.resynchronised
+})
+
+const toReport = (event: ScanEvent<FrameReport>): CaptureReport =>
+  event._tag === "Frame" ? event.value : damageReport(event)
 
 /**
  * Options of `decodeCapture`.
@@ -194,7 +278,8 @@ export const decodeCapture = <E, R>(
   Stream.suspend(() => {
     const scanner = new FrameScanner({
       maxFrameSize: options.maxFrameSize ?? CaptureFrameLimit,
-      isKnownType
+      isKnownType,
+      decode: frameReport
     })
     const hex = options.hex === true ? new HexDecoder() : undefined
     const bytes: Stream.Stream<Uint8Array, E | HexInputError, R> =

@@ -1,25 +1,42 @@
 /**
  * `gcsctl decode [--hex]`: a captured bridge byte stream on stdin, one JSON
- * line per frame (and per damaged region) on stdout.
+ * line per frame (and one per damaged region) on stdout; the summary on
+ * stderr holds only counts and offsets, nothing the capture's bytes chose.
  *
  * @since 0.1.0
  */
 import { Effect, Stream } from "effect"
 import { Command } from "effect/cli"
-import { decodeCapture, type DamageReport, isDamage } from "../CaptureDecoder.js"
+import { type CaptureReport, decodeCapture, isDamage } from "../CaptureDecoder.js"
 import { reportFailures } from "../ErrorLine.js"
 import { ExitCode, setExitStatus } from "../ExitStatus.js"
 import * as CliOptions from "../options.js"
 import { Stdio } from "../Stdio.js"
 
-const summary = (damage: ReadonlyArray<DamageReport>): string => {
-  const lost = damage.find((report) => report.error === "Unresynchronised")
+/** What the summary line needs, counted as the reports stream by (nothing is kept per report). */
+interface DamageTally {
+  regions: number
+  first: number
+  /** Offset of a region the input ended in, if any. */
+  lost: number | undefined
+}
+
+const summary = ({ first, lost, regions }: DamageTally): string => {
   const tail =
     lost === undefined
       ? "; decoding resynchronised after each"
-      : `; could not resynchronise after offset ${lost.offset}`
-  return `gcsctl decode: ${damage.length} damaged region(s), the first at offset ${damage[0]!.offset}${tail}\n`
+      : `; could not resynchronise after offset ${lost}`
+  return `gcsctl decode: ${regions} damaged region(s), the first at offset ${first}${tail}\n`
 }
+
+// JSON.stringify escapes C0 controls in strings, but not DEL, the C1 controls
+// (U+009B is a CSI to some terminals) or the line separators: a guest's string
+// must reach the terminal inert, and `\uXXXX` is still the same JSON.
+const unsafe = /[\u007f-\u009f\u2028\u2029]/g
+const escapeUnsafe = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`
+
+/** One output line: JSON, with nothing a terminal would act on. */
+const line = (report: CaptureReport): string => `${JSON.stringify(report).replace(unsafe, escapeUnsafe)}\n`
 
 /**
  * The `decode` command.
@@ -32,21 +49,28 @@ export const decode = Command.make(
   ({ hex }) =>
     Effect.gen(function* () {
       const stdio = yield* Stdio
-      const damage: Array<DamageReport> = []
+      const tally: DamageTally = { regions: 0, first: 0, lost: undefined }
+      const count = (report: CaptureReport) => {
+        if (!isDamage(report)) return
+        if (tally.regions++ === 0) tally.first = report.offset
+        if (!report.resynchronised) tally.lost = report.offset
+      }
       yield* decodeCapture(stdio.stdin, { hex }).pipe(
-        Stream.tap((report) => Effect.sync(() => isDamage(report) && damage.push(report))),
-        Stream.map((report) => `${JSON.stringify(report)}\n`),
+        Stream.map((report) => {
+          count(report)
+          return line(report)
+        }),
         // One write per chunk of reports rather than per line.
         Stream.runForEachArray((lines) => stdio.out(lines.join("")))
       )
-      if (damage.length > 0) {
-        yield* stdio.err(summary(damage))
+      if (tally.regions > 0) {
+        yield* stdio.err(summary(tally))
         yield* setExitStatus(ExitCode.Failure)
       }
     }).pipe(reportFailures("decode", ExitCode.Failure))
 ).pipe(
   Command.withDescription(
     "Decode a captured bridge byte stream from stdin: one JSON line per frame (type, id, size, decoded body). " +
-      "Damage is reported with its byte offset, and decoding resumes at the next plausible frame header."
+      "Each damaged region is one line with its byte range and count, and decoding resumes at the next plausible frame header."
   )
 )

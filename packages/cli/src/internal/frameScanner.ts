@@ -9,73 +9,92 @@
  * contain the byte 0x01 unescaped, and every type word starts with it (the
  * version byte, little-endian), so a scan cannot lock onto bytes inside an
  * intact payload.
+ *
+ * JSON text holds no raw control byte (below 0x20 but tab, LF, CR), so a
+ * payload with one is refused without being parsed, as soon as the byte
+ * arrives. Every plausible header has one (the top byte of a size below
+ * 512 MiB), so no two candidate frames can both have a clean payload where
+ * they overlap: each byte is parsed as JSON at most once or twice, and a
+ * hostile capture of headers that each claim the maximum size costs no more
+ * than one that does not.
+ *
+ * Damage is reported by region: everything from the first bad byte to the
+ * next good frame (or the end of the input) is one event, however many bad
+ * headers it holds, so a hostile capture cannot make the output outgrow its
+ * good frames.
  */
 import { Frame } from "@gcs-bridge/protocol"
 
 const HeaderSize = Frame.HeaderSize
 
-/** One complete frame, as found at `offset`. */
-export interface ScannedFrame {
-  readonly _tag: "Frame"
+/** What was wrong where a frame was expected. */
+export type DamageReason = "UnknownType" | "Undersize" | "Oversize" | "Truncated" | "InvalidJson"
+
+/** The header fields of a frame found at `offset`. */
+export interface FrameHeader {
   readonly offset: number
   readonly type: number
   readonly id: bigint
   readonly size: number
-  readonly payload: Uint8Array
-  /** The payload parsed as JSON. */
-  readonly json: unknown
 }
 
-/** Damage at `offset`; the scanner looks for the next header after it. */
-export interface ScanDamage {
-  readonly _tag: "Damage"
+/** One complete frame, as the scanner's `decode` made it. */
+export interface ScannedFrame<A> {
+  readonly _tag: "Frame"
   readonly offset: number
-  readonly reason: "UnknownType" | "Undersize" | "Oversize" | "Truncated" | "InvalidJson"
+  readonly value: A
+}
+
+/** The first bad header of a damaged region. */
+export interface FirstDamage {
+  readonly offset: number
+  readonly reason: DamageReason
   readonly message: string
   readonly type?: number
   readonly size?: number
 }
 
-/** A plausible header found at `offset` after `skipped` bytes of scanning. */
-export interface ScanResync {
-  readonly _tag: "Resync"
-  readonly offset: number
-  readonly skipped: number
-}
-
-/** The input ended while scanning: the last `bytes` bytes from `offset` held no frame. */
-export interface ScanLost {
-  readonly _tag: "Lost"
-  readonly offset: number
+/**
+ * A damaged region: `bytes` bytes from `offset` (its first damage's) held no
+ * frame; `count` bad headers were met in it. `resynchronised` is false when
+ * the input ended inside it.
+ */
+export interface ScanDamage extends FirstDamage {
+  readonly _tag: "Damage"
   readonly bytes: number
+  readonly count: number
+  readonly resynchronised: boolean
 }
 
 /** What the scanner reports, in stream order. */
-export type ScanEvent = ScannedFrame | ScanDamage | ScanResync | ScanLost
+export type ScanEvent<A> = ScannedFrame<A> | ScanDamage
 
 /** Options of a scanner. */
-export interface FrameScannerOptions {
+export interface FrameScannerOptions<A> {
   /** Largest acceptable frame, header included. */
   readonly maxFrameSize: number
   /** Whether a type word is one the protocol defines. */
   readonly isKnownType: (type: number) => boolean
+  /**
+   * Makes the report of a well-framed payload; a failure (the payload is not
+   * JSON) is damage: the size field is then likely wrong, so the next frame
+   * is searched for rather than trusted to follow.
+   */
+  readonly decode: (
+    header: FrameHeader,
+    payload: Uint8Array
+  ) => { readonly ok: true; readonly value: A } | { readonly ok: false; readonly message: string }
 }
 
 const OpenBrace = 0x7b
 
-const utf8 = new TextDecoder()
-
-const parseJson = (
-  payload: Uint8Array
-): { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly message: string } => {
-  try {
-    return { ok: true, value: JSON.parse(utf8.decode(payload)) }
-  } catch (error) {
-    return {
-      ok: false,
-      message: `payload is not JSON: ${error instanceof Error ? error.message : String(error)}`
-    }
+/** The first byte of `bytes[from, to)` that JSON text cannot hold raw, or -1. */
+const firstControl = (bytes: Uint8Array, from: number, to: number): number => {
+  for (let i = from; i < to; i++) {
+    const b = bytes[i]!
+    if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d) return i
   }
+  return -1
 }
 
 const hex32 = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`
@@ -83,9 +102,10 @@ const hex32 = (n: number): string => `0x${n.toString(16).padStart(8, "0")}`
 /**
  * The scanner. Memory is bounded by `maxFrameSize` plus one input chunk:
  * consumed bytes are dropped, and while scanning only a header's worth is kept.
+ * Time is linear: each byte is looked at as a header start at most once.
  */
-export class FrameScanner {
-  private readonly options: FrameScannerOptions
+export class FrameScanner<A> {
+  private readonly options: FrameScannerOptions<A>
   /** Chunks not yet consumed; joined only when a frame needs more than the first holds. */
   private pending: Array<Uint8Array> = []
   private pendingBytes = 0
@@ -93,38 +113,65 @@ export class FrameScanner {
   private base = 0
   /** Bytes needed before another step can be taken. */
   private need = HeaderSize
-  /** Stream offset where the current scan began, or undefined when aligned. */
-  private scanFrom: number | undefined = undefined
+  /** Stream offsets of the payload of the frame waited for, when waiting for one. */
+  private awaiting: { readonly from: number; readonly to: number } | undefined = undefined
+  /** Looking for a plausible header (after damage) rather than reading a frame. */
+  private scanning = false
+  /** The damaged region not yet closed by a good frame, and its bad headers. */
+  private region: { readonly first: FirstDamage; count: number } | undefined = undefined
 
-  constructor(options: FrameScannerOptions) {
+  constructor(options: FrameScannerOptions<A>) {
     this.options = options
   }
 
   /** Feeds the next chunk of the stream; returns what it completed. */
-  push(chunk: Uint8Array): ReadonlyArray<ScanEvent> {
+  push(chunk: Uint8Array): ReadonlyArray<ScanEvent<A>> {
     if (chunk.length === 0) return []
+    const at = this.base + this.pendingBytes
     this.pending.push(chunk)
     this.pendingBytes += chunk.length
-    if (this.pendingBytes < this.need) return []
+    // A frame waited for is refused as soon as a byte it cannot hold arrives.
+    const wait = this.awaiting
+    const refused =
+      wait !== undefined &&
+      firstControl(chunk, Math.max(0, wait.from - at), Math.min(chunk.length, wait.to - at)) >= 0
+    if (this.pendingBytes < this.need && !refused) return []
     return this.run(false)
   }
 
   /** Ends the stream; reports what the remaining bytes hold. */
-  end(): ReadonlyArray<ScanEvent> {
+  end(): ReadonlyArray<ScanEvent<A>> {
     return this.run(true)
   }
 
-  private run(final: boolean): ReadonlyArray<ScanEvent> {
+  /** Opens a damaged region at `damage` or counts it in the open one; scanning starts after it. */
+  private damage(damage: FirstDamage): void {
+    if (this.region === undefined) this.region = { first: damage, count: 1 }
+    else this.region.count++
+    this.scanning = true
+  }
+
+  /** Closes the open region at `end`, if any. */
+  private close(events: Array<ScanEvent<A>>, end: number, resynchronised: boolean): void {
+    if (this.region === undefined) return
+    const { first, count } = this.region
+    events.push({ _tag: "Damage", ...first, bytes: end - first.offset, count, resynchronised })
+    this.region = undefined
+  }
+
+  private run(final: boolean): ReadonlyArray<ScanEvent<A>> {
     const buffer = this.join()
-    const events: Array<ScanEvent> = []
+    const events: Array<ScanEvent<A>> = []
     const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength)
     let pos = 0
+    this.awaiting = undefined
     for (;;) {
       const available = buffer.length - pos
       const offset = this.base + pos
-      if (this.scanFrom === undefined) {
+      if (!this.scanning) {
         if (available === 0) {
           this.need = HeaderSize
+          if (final) this.close(events, offset, false)
           break
         }
         if (available < HeaderSize) {
@@ -132,61 +179,54 @@ export class FrameScanner {
             this.need = HeaderSize
             break
           }
-          events.push({
-            _tag: "Damage",
+          this.damage({
             offset,
             reason: "Truncated",
             message: `the input ends ${available} byte(s) into a frame header (${HeaderSize} bytes)`
           })
-          this.scanFrom = offset + 1
           pos += 1
           continue
         }
         const type = view.getUint32(pos, true)
         const size = view.getUint32(pos + 4, true)
-        const damage = this.checkHeader(offset, type, size)
-        if (damage !== undefined) {
-          events.push(damage)
-          this.scanFrom = offset + 1
+        const bad = this.checkHeader(offset, type, size)
+        if (bad !== undefined) {
+          this.damage(bad)
+          pos += 1
+          continue
+        }
+        const control = firstControl(buffer, pos + HeaderSize, pos + Math.min(size, available))
+        if (control >= 0) {
+          const message = `payload is not JSON: control byte 0x${buffer[control]!.toString(16).padStart(2, "0")} at payload offset ${control - pos - HeaderSize}`
+          this.damage({ offset, reason: "InvalidJson", type, size, message })
           pos += 1
           continue
         }
         if (available < size) {
           if (!final) {
             this.need = size
+            this.awaiting = { from: offset + HeaderSize, to: offset + size }
             break
           }
-          events.push({
-            _tag: "Damage",
+          this.damage({
             offset,
             reason: "Truncated",
             type,
             size,
             message: `the header says ${size} bytes but the input ends after ${available}`
           })
-          this.scanFrom = offset + 1
           pos += 1
           continue
         }
-        const payload = buffer.subarray(pos + HeaderSize, pos + size)
-        const parsed = parseJson(payload)
-        if (!parsed.ok) {
-          // A payload that is not JSON usually means the size field is wrong,
-          // so the next frame is searched for rather than trusted to follow.
-          events.push({ _tag: "Damage", offset, reason: "InvalidJson", type, size, message: parsed.message })
-          this.scanFrom = offset + 1
+        const header = { offset, type, id: view.getBigUint64(pos + 8, true), size }
+        const decoded = this.options.decode(header, buffer.subarray(pos + HeaderSize, pos + size))
+        if (!decoded.ok) {
+          this.damage({ offset, reason: "InvalidJson", type, size, message: decoded.message })
           pos += 1
           continue
         }
-        events.push({
-          _tag: "Frame",
-          offset,
-          type,
-          size,
-          id: view.getBigUint64(pos + 8, true),
-          payload,
-          json: parsed.value
-        })
+        this.close(events, offset, true)
+        events.push({ _tag: "Frame", offset, value: decoded.value })
         pos += size
         continue
       }
@@ -196,22 +236,21 @@ export class FrameScanner {
           this.need = HeaderSize + 1
           break
         }
-        const lost = this.base + buffer.length - this.scanFrom
-        if (lost > 0) events.push({ _tag: "Lost", offset: this.scanFrom, bytes: lost })
-        this.scanFrom = undefined
         pos = buffer.length
+        this.scanning = false
         this.need = HeaderSize
+        this.close(events, this.base + pos, false)
         break
       }
       const type = view.getUint32(pos, true)
       const size = view.getUint32(pos + 4, true)
       if (
-        this.checkHeader(offset, type, size) === undefined &&
         size > HeaderSize &&
-        buffer[pos + HeaderSize] === OpenBrace
+        size <= this.options.maxFrameSize &&
+        buffer[pos + HeaderSize] === OpenBrace &&
+        this.options.isKnownType(type)
       ) {
-        events.push({ _tag: "Resync", offset, skipped: offset - this.scanFrom })
-        this.scanFrom = undefined
+        this.scanning = false
         continue
       }
       pos += 1
@@ -223,20 +262,12 @@ export class FrameScanner {
     return events
   }
 
-  private checkHeader(offset: number, type: number, size: number): ScanDamage | undefined {
+  private checkHeader(offset: number, type: number, size: number): FirstDamage | undefined {
     if (!this.options.isKnownType(type)) {
-      return {
-        _tag: "Damage",
-        offset,
-        reason: "UnknownType",
-        type,
-        size,
-        message: `unknown message type ${hex32(type)}`
-      }
+      return { offset, reason: "UnknownType", type, size, message: `unknown message type ${hex32(type)}` }
     }
     if (size < HeaderSize) {
       return {
-        _tag: "Damage",
         offset,
         reason: "Undersize",
         type,
@@ -246,7 +277,6 @@ export class FrameScanner {
     }
     if (size > this.options.maxFrameSize) {
       return {
-        _tag: "Damage",
         offset,
         reason: "Oversize",
         type,
