@@ -2,7 +2,7 @@
  * The envelopes every body extends (§6): request base with its trace context, response base with its HRESULT
  * and error records.
  */
-import { Effect, Schema } from "effect"
+import { Schema } from "effect"
 import { GoMap, HResultCode, lenient, omitEmpty, orZero, Uint32 } from "./GoSchema.js"
 import { Guid, NullGuid } from "./Guid.js"
 
@@ -54,11 +54,11 @@ export class ErrorRecord extends Schema.Class<ErrorRecord>("ErrorRecord")({
 
 /**
  * Fields every guest→host response starts with (§6.3), in the Linux GCS's order. `Result` is the HRESULT as
- * an unsigned number (signed int32 on the wire); it is required on the wire and defaults to success in the
- * constructor.
+ * an unsigned number (signed int32 on the wire); always written, and read as success when absent or `null`
+ * (Go's zero), as the constructor defaults it.
  */
 export class ResponseBase extends Schema.Class<ResponseBase>("ResponseBase")({
-  Result: HResultCode.pipe(Schema.withConstructorDefault(Effect.succeed(0))),
+  Result: orZero(HResultCode),
   /** Echo of the request's ActivityId; must be a valid GUID when present. */
   ActivityId: Schema.optional(Guid),
   ErrorMessage: omitEmpty(Schema.String),

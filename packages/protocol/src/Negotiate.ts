@@ -2,7 +2,7 @@
 import { Schema } from "effect"
 import { Int32, lenient, omitEmpty, orZero, Uint32 } from "./GoSchema.js"
 import { RequestBase, ResponseBase } from "./Envelope.js"
-import { isObject, polymorphic } from "./internal/polymorphic.js"
+import { isObject, member, polymorphic } from "./internal/polymorphic.js"
 
 /** The only protocol version the Go host and the Linux GCS speak. */
 export const ProtocolVersion = 4
@@ -51,7 +51,7 @@ const windowsOnlyKeys = [
 export const GuestDefinedCapabilities = polymorphic({
   identifier: "GuestDefinedCapabilities",
   members: [LinuxGuestDefinedCapabilities, WindowsGuestDefinedCapabilities],
-  select: (raw) => (!isObject(raw) ? -2 : windowsOnlyKeys.some((k) => raw[k] === true) ? 1 : 0)
+  select: (raw) => (!isObject(raw) ? -2 : windowsOnlyKeys.some((k) => member(raw, k) === true) ? 1 : 0)
 })
 
 /**

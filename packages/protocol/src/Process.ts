@@ -16,7 +16,7 @@ import {
   Uint32
 } from "./GoSchema.js"
 import { Guid } from "./Guid.js"
-import { isObject, polymorphic } from "./internal/polymorphic.js"
+import { isObject, member, polymorphic } from "./internal/polymorphic.js"
 
 /** `TimeoutInMs` value meaning "wait forever". */
 export const InfiniteTimeout = 0xffffffff
@@ -114,7 +114,7 @@ export class SignalProcessOptionsWindows extends Schema.Class<SignalProcessOptio
 export const SignalProcessOptions = polymorphic({
   identifier: "SignalProcessOptions",
   members: [SignalProcessOptionsLinux, SignalProcessOptionsWindows],
-  select: (raw) => (!isObject(raw) ? -2 : typeof raw["Signal"] === "string" ? 1 : 0)
+  select: (raw) => (!isObject(raw) ? -2 : typeof member(raw, "Signal") === "string" ? 1 : 0)
 })
 
 /** SignalProcess request; no `Options` means kill. */

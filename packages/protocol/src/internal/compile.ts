@@ -2,8 +2,9 @@
  * Compiled codecs for the hot path: Effect's Schema interpreter tracks issues through every node, which costs
  * microseconds per small body. The wire bodies use a handful of shapes (classes, structs, arrays, unions,
  * primitives, and the Go combinators, which describe themselves with {@link register}); they compile to plain
- * functions returning a sentinel on failure, and Effect's parser then decides and describes the error, so the
- * fast path only has to be right about successes. Tests check both agree.
+ * functions returning a sentinel on failure, and Effect's parser then decides and describes the error (given
+ * the input as Go's decoder reads it, {@link canonical}), so the fast path only has to be right about
+ * successes. Tests check both agree.
  */
 import { Result, Schema } from "effect"
 import { goStringify, markGoMap } from "../GoJson.js"
@@ -45,10 +46,14 @@ export const nodeOf = (schema: Schema.Top): Node | undefined => nodes.get(schema
 
 const Fail: unique symbol = Symbol("compile/Fail")
 type Parser = (u: unknown) => unknown
+/** `canon` rewrites raw JSON into the exact keys Effect's parser expects, as Go's decoder reads them. */
+type Mode = "decode" | "encode" | "canon"
 
 class Unsupported extends Error {}
 
 const hasOwn = Object.prototype.hasOwnProperty
+const identity = (u: unknown) => u
+const isLiteralLike = (tag: string) => tag === "Null" || tag === "Undefined" || tag === "Literal"
 
 /** A JSON object: not null, not an array. */
 export const isObject = (u: unknown): u is { readonly [key: string]: unknown } =>
@@ -60,10 +65,29 @@ export const isZeroLike = (value: unknown, zero: unknown): boolean =>
   (Array.isArray(zero) && Array.isArray(value) && value.length === 0) ||
   (isObject(zero) && Object.keys(zero).length === 0 && isObject(value) && Object.keys(value).length === 0)
 
+/**
+ * Go's key folding (`encoding/json`'s foldName) as far as it can make a key equal an ASCII field name: ASCII
+ * letters ignore case, and U+017F (long s) and U+212A (Kelvin sign) share a Unicode fold class with S and K.
+ */
+export const fold = (key: string): string =>
+  /[^\0-\x7f]/.test(key)
+    ? key.replace(/[a-z\u017f\u212a]/g, (c) =>
+        c === "\u017f" ? "S" : c === "\u212a" ? "K" : c.toUpperCase()
+      )
+    : key.toUpperCase()
+
+/** The member a Go struct field `name` reads from a raw JSON object: the last key equal to it ignoring case. */
+export const member = (o: { readonly [key: string]: unknown }, name: string): unknown => {
+  let value: unknown
+  for (const key in o) if (key === name || fold(key) === fold(name)) value = o[key]
+  return value
+}
+
 type Fields = Readonly<Record<string, Schema.Top>>
 type Member = Schema.Top & { readonly schema?: Schema.Top; readonly members?: ReadonlyArray<Schema.Top> }
 
-const compile = (root: Schema.Top, decoding: boolean): Parser => {
+const compile = (root: Schema.Top, mode: Mode): Parser => {
+  const decoding = mode === "decode"
   const memo = new Map<Schema.Top, Parser>()
   // No cycles: the wire bodies use no `Schema.suspend`.
   const go = (schema: Schema.Top): Parser => {
@@ -80,9 +104,70 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
       while (nodes.get(inner) === undefined && inner.schema !== undefined && inner.ast.context !== undefined)
         inner = inner.schema as Member
       const node = nodes.get(inner)
-      if (node?._tag === "Field") return { name, optional: false, field: node, parse: go(node.inner) }
-      return { name, optional: schema.ast.context?.isOptional === true, field: undefined, parse: go(inner) }
+      const field = node?._tag === "Field" ? node : undefined
+      const optional = field === undefined && schema.ast.context?.isOptional === true
+      // `null` is a value only of a raw-JSON position; elsewhere Go leaves the field zero (absent here).
+      const nullable =
+        field === undefined &&
+        Result.isSuccess(Schema.decodeUnknownResult(inner as Schema.Codec<unknown>)(null))
+      return { name, optional, field, nullable, parse: go(field?.inner ?? inner) }
     })
+    const names = new Set(steps.map((step) => step.name))
+    const folded = new Map<string, string>()
+    for (const { name } of steps) if (!folded.has(fold(name))) folded.set(fold(name), name)
+    const isExact = (u: object) => {
+      for (const key in u) if (!names.has(key)) return false
+      return true
+    }
+    // Go reads a key into the field of that name, else into the first one equal ignoring case; a later key
+    // for the same field wins and unknown keys are skipped. The result has only exact names.
+    const rename = (u: { readonly [key: string]: unknown }) => {
+      const out: Record<string, unknown> = {}
+      for (const key in u) {
+        const name = names.has(key) ? key : folded.get(fold(key))
+        if (name !== undefined) out[name] = u[key]
+      }
+      return out
+    }
+    if (mode === "canon")
+      return (u) => {
+        if (!isObject(u)) return u === null ? {} : u
+        const v = isExact(u) ? u : rename(u)
+        const out: Record<string, unknown> = {}
+        for (const { name, field, nullable, parse } of steps) {
+          if (!hasOwn.call(v, name)) continue
+          const value = v[name]
+          if (value !== null) out[name] = parse(value)
+          else if (field !== undefined || nullable) out[name] = null
+        }
+        return out
+      }
+    if (decoding) {
+      // Keys matching exactly (the Go writers' own) take the loop alone; any other key costs a second pass.
+      const retry = (u: { readonly [key: string]: unknown }) => (isExact(u) ? Fail : decodeStruct(rename(u)))
+      const decodeStruct = (u: unknown): unknown => {
+        // `null` leaves a Go struct as it is: zero (a whole body, an element of an array or map).
+        if (!isObject(u)) return u === null ? decodeStruct({}) : Fail
+        const out = make()
+        let seen = 0
+        for (let i = 0; i < steps.length; i++) {
+          const { name, optional, field, nullable, parse } = steps[i]!
+          const present = hasOwn.call(u, name)
+          const value = u[name]
+          if (present) seen++
+          if (field !== undefined) {
+            if (!present || value === null) out[name] = field.zero()
+            else if ((out[name] = parse(value)) === Fail) return retry(u)
+          } else if (present && (value !== null || nullable)) {
+            if ((out[name] = parse(value)) === Fail) return retry(u)
+          } else if (!optional) return retry(u)
+        }
+        let keys = 0
+        for (const _ in u) keys++
+        return keys === seen ? out : decodeStruct(rename(u))
+      }
+      return decodeStruct
+    }
     return (u) => {
       if (!isObject(u)) return Fail
       const out = make()
@@ -91,15 +176,10 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
         const present = hasOwn.call(u, name)
         const value = u[name]
         if (field !== undefined) {
-          if (decoding) {
-            if (!present || value === null) out[name] = field.zero()
-            else if ((out[name] = parse(value)) === Fail) return Fail
-          } else {
-            if (!present) return Fail
-            const encoded = parse(value)
-            if (encoded === Fail) return Fail
-            if (!field.omit || !isZeroLike(value, field.zero())) out[name] = encoded
-          }
+          if (!present) return Fail
+          const encoded = parse(value)
+          if (encoded === Fail) return Fail
+          if (!field.omit || !isZeroLike(value, field.zero())) out[name] = encoded
         } else if (present) {
           if ((out[name] = parse(value)) === Fail) return Fail
         } else if (!optional) return Fail
@@ -118,27 +198,30 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
       if (decoding)
         return struct(fields, () => Object.create(cls.prototype as object) as Record<string, unknown>)
       const parse = struct(fields)
+      if (mode === "canon") return parse
       return (u) => (u instanceof cls ? parse(u) : Fail)
     }
     const ast = schema.ast
     if (ast.encoding !== undefined || ast.checks !== undefined) throw new Unsupported()
+    const canon = mode === "canon"
     switch (ast._tag) {
       case "String":
       case "Number":
       case "Boolean": {
         const type = ast._tag.toLowerCase()
-        return (u) => (typeof u === type ? u : Fail)
+        return canon ? identity : (u) => (typeof u === type ? u : Fail)
       }
       case "Null":
       case "Undefined":
       case "Literal": {
         const literal = ast._tag === "Literal" ? ast.literal : ast._tag === "Null" ? null : undefined
-        return (u) => (u === literal ? u : Fail)
+        return canon ? identity : (u) => (u === literal ? u : Fail)
       }
       case "Arrays": {
         const item = (schema as unknown as { readonly value?: Schema.Top }).value
         if (ast.elements.length !== 0 || item === undefined) throw new Unsupported()
         const parse = go(item)
+        if (canon) return (u) => (Array.isArray(u) ? u.map(parse) : u)
         return (u) => {
           if (!Array.isArray(u)) return Fail
           const out = new Array<unknown>(u.length)
@@ -147,6 +230,11 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
         }
       }
       case "Union": {
+        if (canon) {
+          // `optional` / `NullOr` around one shape: rewrite with that shape.
+          const shapes = ((schema as Member).members ?? []).filter((m) => !isLiteralLike(m.ast._tag))
+          return shapes.length === 1 ? go(shapes[0]!) : identity
+        }
         const members = ((schema as Member).members ?? []).map(go)
         if (members.length === 0) throw new Unsupported()
         return (u) => {
@@ -164,6 +252,7 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
   const fromNode = (node: Node): Parser => {
     switch (node._tag) {
       case "Leaf": {
+        if (mode === "canon") return identity
         const is = decoding ? node.is : node.typeIs
         const map = decoding ? node.decode : node.encode
         return map === undefined ? (u) => (is(u) ? u : Fail) : (u) => (is(u) ? map(u) : Fail)
@@ -173,9 +262,9 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
         return go(node.inner)
       case "Map": {
         const parse = go(node.value)
-        const sorted = node.sorted && !decoding
+        const sorted = node.sorted && mode === "encode"
         return (u) => {
-          if (!isObject(u)) return Fail
+          if (!isObject(u)) return mode === "canon" ? u : Fail
           const out: Record<string, unknown> = {}
           for (const key of Object.keys(u)) if ((out[key] = parse(u[key])) === Fail) return Fail
           return sorted ? markGoMap(out) : out
@@ -183,6 +272,14 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
       }
       case "JsonInString": {
         const parse = go(node.inner)
+        if (mode === "canon")
+          return (u) => {
+            try {
+              return typeof u === "string" && u !== "" ? JSON.stringify(parse(JSON.parse(u))) : u
+            } catch {
+              return u
+            }
+          }
         return decoding
           ? (u) => {
               if (typeof u !== "string" || u === "") return Fail
@@ -204,11 +301,11 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
       case "Polymorphic": {
         const members = node.members.map(go)
         const fallback = node.fallback === undefined ? undefined : go(node.fallback)
-        const pick = decoding ? node.select : node.dispatch
+        const pick = mode === "encode" ? node.dispatch : node.select
         return (u) => {
           const index = pick(u)
           const parse = index >= 0 ? members[index] : fallback
-          return parse === undefined ? Fail : parse(u)
+          return parse === undefined ? (mode === "canon" ? u : Fail) : parse(u)
         }
       }
     }
@@ -217,9 +314,9 @@ const compile = (root: Schema.Top, decoding: boolean): Parser => {
   return go(root)
 }
 
-const tryCompile = (schema: Schema.Top, decoding: boolean): Parser | undefined => {
+const tryCompile = (schema: Schema.Top, mode: Mode): Parser | undefined => {
   try {
-    return compile(schema, decoding)
+    return compile(schema, mode)
   } catch (e) {
     if (!(e instanceof Unsupported)) throw e
   }
@@ -227,7 +324,11 @@ const tryCompile = (schema: Schema.Top, decoding: boolean): Parser | undefined =
 
 /** Whether the compiled path covers this schema in the given direction (for tests). */
 export const isCompiled = (schema: Schema.Top, direction: "decode" | "encode"): boolean =>
-  tryCompile(schema, direction === "decode") !== undefined
+  tryCompile(schema, direction) !== undefined
+
+/** The raw JSON rewritten with the exact keys, as Go's decoder reads it: what Effect's parser is given. */
+export const canonical = (schema: Schema.Top): ((u: unknown) => unknown) =>
+  tryCompile(schema, "canon") ?? identity
 
 // Effect's parser decides and describes a failure. Describing a hostile, deeply
 // nested value could exhaust the stack; such input still gets an error, never a throw.
@@ -243,14 +344,20 @@ const withFallback =
     }
   }
 
-/** `Schema.decodeUnknownResult(schema)`, compiled: same values, the failure as Effect's message. */
+/**
+ * `Schema.decodeUnknownResult(schema)` of the {@link canonical} input, compiled: keys match as in Go's
+ * decoder, unknown keys are skipped, `null` leaves a field zero; the failure as Effect's message.
+ */
 export const decoder = <S extends Schema.Codec<unknown, unknown>>(
   schema: S
-): ((input: unknown) => Result.Result<S["Type"], string>) =>
-  withFallback(tryCompile(schema, true), Schema.decodeUnknownResult(schema))
+): ((input: unknown) => Result.Result<S["Type"], string>) => {
+  const canon = canonical(schema)
+  const full = Schema.decodeUnknownResult(schema)
+  return withFallback(tryCompile(schema, "decode"), (u) => full(canon(u)))
+}
 
 /** `Schema.encodeUnknownResult(schema)`, compiled likewise. */
 export const encoder = <S extends Schema.Codec<unknown, unknown>>(
   schema: S
 ): ((input: unknown) => Result.Result<unknown, string>) =>
-  withFallback(tryCompile(schema, false), Schema.encodeUnknownResult(schema))
+  withFallback(tryCompile(schema, "encode"), Schema.encodeUnknownResult(schema))

@@ -1,7 +1,7 @@
 import { Effect, Schema, SchemaGetter, SchemaIssue, SchemaParser } from "effect"
 import { register } from "./compile.js"
 
-export { isObject } from "./compile.js"
+export { isObject, member } from "./compile.js"
 
 /**
  * A Go `interface{}` position typed as one of several Schema classes (plus an optional raw-JSON fallback).
