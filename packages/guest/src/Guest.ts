@@ -24,8 +24,11 @@ import * as Uvm from "./internal/uvm.js"
 
 /**
  * Why `serve` stopped: the host closed the connection (`"PeerClosed"`), a
- * `drop-after` fault closed it (`"Dropped"`), or the host shut the UVM down
- * (`"PowerOff"`: ShutdownGraceful/Forced of the null container).
+ * `drop-after` fault closed it (`"Dropped"`), the host shut the UVM down
+ * (`"PowerOff"`: ShutdownGraceful/Forced of the null container), or the host
+ * sent a request the Linux GCS dies of (`"Crashed"`: e.g. a Create whose OCI
+ * spec has no `linux` object; the reason is logged and the bridge dropped
+ * without an answer).
  *
  * @since 0.1.0
  */
@@ -74,8 +77,9 @@ export const serve = (
 }
 
 /**
- * Dials the host's bridge port, retrying every `retryInterval` until
- * `connectTimeout` has passed.
+ * Dials the host's bridge port until `connectTimeout` has passed (by default
+ * forever), pausing `retryInterval` after the first failure and twice as long
+ * after each further one, up to `maxRetryInterval`.
  */
 const dialBridge = (
   transport: Transport["Service"],
@@ -83,7 +87,13 @@ const dialBridge = (
 ): Effect.Effect<Connection, TransportError, Scope.Scope> => {
   const where = formatAddress(options.address)
   return transport.connect(options.address, options.port, { timeout: options.connectTimeout }).pipe(
-    Effect.retry({ while: retryable, schedule: Schedule.spaced(options.retryInterval) }),
+    Effect.retry({
+      while: retryable,
+      schedule: Schedule.min([
+        Schedule.exponential(options.retryInterval),
+        Schedule.spaced(options.maxRetryInterval)
+      ])
+    }),
     Effect.timeoutOrElse({
       duration: options.connectTimeout,
       orElse: () =>
@@ -101,16 +111,18 @@ const dialBridge = (
 
 /**
  * Runs the guest: dials the host at `options.address` (bridge port
- * `0x40000000` unless `options.port`), serves the connection, and when it ends
- * sleeps `redialDelay` (100 ms) and dials again, like the Linux GCS — unless
- * `once`, or the host shut the UVM down. Containers and processes survive a
- * re-dial; exit notifications that could not be sent are sent on the next
- * connection. Interrupting `run` kills every process and closes every socket.
+ * `0x40000000` unless `options.port`) until one accepts — by default forever,
+ * with a capped exponential backoff (100 ms doubling up to 1 s) — serves the
+ * connection, and when it ends sleeps `redialDelay` (100 ms) and dials again,
+ * like the Linux GCS — unless `once`, or the host shut the UVM down.
+ * Containers and processes survive a re-dial; exit notifications that could
+ * not be sent are sent on the next connection. Interrupting `run` kills every
+ * process and closes every socket.
  *
- * Fails when the host cannot be reached within `connectTimeout` (or the
- * address cannot be dialled at all), and, with `once`, when the connection
- * ended with an error. Errors of a connection are otherwise logged, and the
- * guest re-dials.
+ * Fails when the host cannot be reached within a finite `connectTimeout` (or
+ * the address cannot be dialled at all), and, with `once`, when the
+ * connection ended with an error. Errors of a connection are otherwise
+ * logged, and the guest re-dials.
  *
  * @since 0.1.0
  */

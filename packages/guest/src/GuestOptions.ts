@@ -29,12 +29,15 @@ export interface GuestOptions {
   /** Serve one connection and stop, instead of re-dialling after it ends (the Linux GCS re-dials forever). */
   readonly once?: boolean
   /**
-   * How long to keep trying to reach the host for each connection; default 2
-   * minutes. `Duration.infinity` keeps trying forever, as the Linux GCS does.
+   * How long to keep trying to reach the host for each connection; default
+   * forever (`Duration.infinity`), as the Linux GCS. When it runs out, `run`
+   * fails with `ConnectTimeout`.
    */
   readonly connectTimeout?: Duration.Input
-  /** Pause between two failed dials; default 100 ms. */
+  /** Pause after the first failed dial; default 100 ms. It doubles after each further failure, up to `maxRetryInterval`. */
   readonly retryInterval?: Duration.Input
+  /** Longest pause between two failed dials; default 1 s. */
+  readonly maxRetryInterval?: Duration.Input
   /** Pause before re-dialling after a connection ended; default 100 ms, as the Linux GCS. */
   readonly redialDelay?: Duration.Input
   /** Deadline of one stdio dial; a timed-out dial is retried up to 10 times, 100 ms apart (§11.5). Default 5 s. */
@@ -72,6 +75,7 @@ export interface ResolvedGuestOptions {
   readonly once: boolean
   readonly connectTimeout: Duration.Duration
   readonly retryInterval: Duration.Duration
+  readonly maxRetryInterval: Duration.Duration
   readonly redialDelay: Duration.Duration
   readonly stdioConnectTimeout: Duration.Duration
   readonly faults: ReadonlyArray<Fault>
@@ -91,8 +95,9 @@ export const resolve = (options: GuestOptions): ResolvedGuestOptions => ({
   address: options.address,
   port: options.port ?? MessageType.LinuxGcsVsockPort,
   once: options.once ?? false,
-  connectTimeout: Duration.fromInputUnsafe(options.connectTimeout ?? Duration.minutes(2)),
+  connectTimeout: Duration.fromInputUnsafe(options.connectTimeout ?? Duration.infinity),
   retryInterval: Duration.fromInputUnsafe(options.retryInterval ?? Duration.millis(100)),
+  maxRetryInterval: Duration.fromInputUnsafe(options.maxRetryInterval ?? Duration.seconds(1)),
   redialDelay: Duration.fromInputUnsafe(options.redialDelay ?? Duration.millis(100)),
   stdioConnectTimeout: Duration.fromInputUnsafe(options.stdioConnectTimeout ?? Duration.seconds(5)),
   faults: options.faults ?? [],

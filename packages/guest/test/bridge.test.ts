@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Container, Envelope, MessageType, Negotiate, Uvm } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
 import { Effect } from "effect"
-import { Hr, Null, setup } from "./host.js"
+import { Hr, Null, setup, standardSpec } from "./host.js"
 
 // Genuine Linux GCS responses, from the Go wire vectors.
 const vectors = {
@@ -164,7 +164,7 @@ describe("requests the Linux GCS does not serve", () => {
               ContainerConfig: new Container.LinuxHostedSystem({
                 SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 1 }),
                 OciBundlePath: "",
-                OciSpecification: { process: { args: ["true"] } },
+                OciSpecification: standardSpec("pipelined", { args: ["true"] }),
                 ScratchDirPath: ""
               })
             })

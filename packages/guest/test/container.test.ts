@@ -2,12 +2,21 @@ import { mkdtempSync, realpathSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Container, Envelope, ModifySettings, Negotiate, Process, Properties } from "@gcs-bridge/protocol"
-import { Transport } from "@gcs-bridge/transport"
-import { Effect, Fiber, Option } from "effect"
+import {
+  Container,
+  Envelope,
+  MessageType,
+  ModifySettings,
+  Negotiate,
+  Process,
+  Properties
+} from "@gcs-bridge/protocol"
+import { MemoryAddress, Transport } from "@gcs-bridge/transport"
+import { Deferred, Effect, Exit, Fiber, Logger, Option } from "effect"
+import { Guest } from "../src/index.js"
 import { findPython } from "../src/internal/ptyHelper.js"
 import type { Host } from "./host.js"
-import { Hr, Null, readText, setup, writeText } from "./host.js"
+import { accept, createRequest, Hr, Null, readText, setup, writeText } from "./host.js"
 
 const PATH = `PATH=${process.env["PATH"] ?? "/usr/bin:/bin"}`
 const systemNotFound =
@@ -209,6 +218,21 @@ describe("containers", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
+  it.effect("gives container processes /dev/null for the streams not asked for, as runc does", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      const devNull = ["sh", "-c", "readlink /proc/self/fd/0 /proc/self/fd/2"]
+      yield* host.create("init", { args: devNull, env: [PATH] })
+      const init = yield* host.exec("init", {}, { stdout: true })
+      expect(yield* readText(Option.getOrThrow(init.stdout))).toBe("/dev/null\n/dev/null\n")
+      yield* host.create("exec", { args: ["sleep", "1000"], env: [PATH] })
+      yield* host.exec("exec", {}, {})
+      const exec = yield* host.exec("exec", { OciProcess: { args: devNull, env: [PATH] } }, { stdout: true })
+      expect(yield* readText(Option.getOrThrow(exec.stdout))).toBe("/dev/null\n/dev/null\n")
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
   it.effect("GetProperties: ProcessList with descendants, Statistics, refused against the UVM", () =>
     Effect.gen(function* () {
       const { host } = yield* setup()
@@ -345,5 +369,81 @@ describe("containers", () => {
           'the ResourceType "MappedDirectory" is not supported for containers'
         )
       }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
+
+describe("Create with an OCI spec the Linux GCS dies of", () => {
+  /** A guest (serving once) receives a Create with `spec`; what came back, and what it logged. */
+  const createWith = (spec: Container.LinuxHostedSystem["OciSpecification"]) =>
+    Effect.gen(function* () {
+      const logs: Array<string> = []
+      return yield* Effect.gen(function* () {
+        const { host, guest } = yield* setup()
+        yield* host.negotiate()
+        const id = yield* host.send("Create", createRequest("c1", spec))
+        const answered = yield* Effect.raceFirst(
+          Effect.map(host.response(id), (frame) => host.reply("Create", frame)),
+          Effect.as(Deferred.await(host.ended), "dropped" as const)
+        )
+        return { answered, guest, logs }
+      }).pipe(Effect.provide(Logger.layer([Logger.make(({ message }) => void logs.push(String(message)))])))
+    })
+
+  it.effect("drops the bridge without an answer, logs why, and a guest serving once stops", () =>
+    Effect.gen(function* () {
+      const process = { args: ["true"] }
+      const root = { path: "/run/gcs/c/c1/rootfs" }
+      const cases: ReadonlyArray<[string, Container.LinuxHostedSystem["OciSpecification"]]> = [
+        ["the container config has no OciSpecification", null],
+        ['OciSpecification has no "linux" object', { ociVersion: "1.1.0", process, root }],
+        ['OciSpecification has no "linux" object', { process, root, linux: null }],
+        ['OciSpecification has no "root" object', { process, linux: {} }],
+        ['OciSpecification has no "process" object', { root, linux: {} }]
+      ]
+      for (const [reason, spec] of cases) {
+        const { answered, guest, logs } = yield* createWith(spec)
+        expect(answered).toBe("dropped")
+        expect(logs.join("\n")).toContain(
+          `Create of container "c1": ${reason}; the Linux GCS dereferences it and dies: dropping the bridge without an answer`
+        )
+        expect(Exit.isSuccess(yield* Fiber.await(guest))).toBe(true)
+      }
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("a spec with linux but no namespaces or mounts is accepted; a wrong type is answered", () =>
+    Effect.gen(function* () {
+      const accepted = yield* createWith({ process: { args: ["true"] }, root: { path: "/" }, linux: {} })
+      expect(accepted.answered !== "dropped" && accepted.answered.result).toBe(0)
+      const wrong = yield* createWith({ process: { args: ["true"] }, root: { path: "/" }, linux: [] })
+      expect(wrong.answered !== "dropped" && wrong.answered.message).toBe(
+        "HRESULT 0xc037010d: OciSpecification.linux is not a JSON object"
+      )
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("the duplicate id is refused first, as the Linux GCS checks it before spec.Linux", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      expect((yield* host.create("twice", { args: ["true"] })).result).toBe(0)
+      const again = yield* host.call("Create", createRequest("twice", { process: { args: ["true"] } }))
+      expect(again.result).toBe(Hr.SystemAlreadyExists)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("a guest that re-dials serves the next connection after such a Create", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const address = new MemoryAddress({ name: "crash-redial" })
+      const listener = yield* transport.listen(address, MessageType.LinuxGcsVsockPort)
+      yield* Effect.forkScoped(Guest.run({ address, redialDelay: 0 }))
+      const first = yield* accept(transport, address, listener)
+      yield* first.negotiate()
+      yield* first.send("Create", createRequest("c1", { process: { args: ["true"] } }))
+      expect(yield* Deferred.await(first.ended)).toBeUndefined()
+      const second = yield* accept(transport, address, listener)
+      expect((yield* second.negotiate()).result).toBe(0)
+    }).pipe(Effect.provide(Transport.layerMemory))
   )
 })

@@ -7,7 +7,7 @@ import { HybridAddress, MemoryAddress, Transport, UnixAddress } from "@gcs-bridg
 import { Deferred, Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { TestClock } from "effect/testing"
 import { Guest } from "../src/index.js"
-import { accept, countTimers, Null, PATH, readText, untilTimerArmed, writeText } from "./host.js"
+import { accept, countTimers, Null, PATH, readText, sleptSoFar, untilTimerArmed, writeText } from "./host.js"
 
 /** A process is gone once signal 0 finds nothing (it was killed and reaped). */
 const gone = (pid: number): boolean => {
@@ -40,7 +40,11 @@ describe("Guest", () => {
       const served = yield* Effect.forkChild(Guest.serve(guestSide, { address }))
       const host = yield* accept(transport, address, listener)
       yield* host.negotiate()
-      const cat = yield* host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true })
+      const cat = yield* host.exec(
+        Null,
+        { CommandArgs: ["cat"], Environment: { PATH } },
+        { stdin: true, stdout: true }
+      )
       expect(gone(cat.pid)).toBe(false)
       yield* host.connection.close
       expect(yield* Fiber.join(served)).toBe("PeerClosed")
@@ -48,12 +52,12 @@ describe("Guest", () => {
     }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
-  it.effect("run keeps dialling until the host listens (forever with an infinite connectTimeout)", () =>
+  it.effect("run keeps dialling every retryInterval when maxRetryInterval is no longer", () =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const address = new MemoryAddress({ name: "late-host" })
       const guest = yield* Effect.forkChild(
-        Guest.run({ address, once: true, connectTimeout: Duration.infinity })
+        Guest.run({ address, once: true, maxRetryInterval: "100 millis" })
       )
       for (let i = 0; i < 3; i++) {
         yield* untilTimerArmed
@@ -61,6 +65,31 @@ describe("Guest", () => {
       }
       const listener = yield* transport.listen(address, MessageType.LinuxGcsVsockPort)
       yield* TestClock.adjust(Duration.millis(100))
+      const host = yield* accept(transport, address, listener)
+      expect((yield* host.negotiate()).result).toBe(0)
+      yield* host.connection.close
+      expect(Exit.isSuccess(yield* Fiber.await(guest))).toBe(true)
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("run re-dials with a capped exponential backoff, well past 2 minutes, until a host listens", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const address = new MemoryAddress({ name: "patient-guest" })
+      // The defaults, as `gcsctl guest` runs it.
+      const guest = yield* Effect.forkChild(Guest.run({ address, once: true }))
+      for (let elapsed = 0; elapsed < 10 * 60_000; elapsed += 1000) {
+        yield* untilTimerArmed
+        yield* TestClock.adjust(Duration.seconds(1))
+      }
+      expect(guest.pollUnsafe()).toBeUndefined()
+      const slept = yield* sleptSoFar
+      expect(slept.slice(0, 6)).toEqual([100, 200, 400, 800, 1000, 1000])
+      expect(slept.length).toBeGreaterThan(500)
+      expect(Math.max(...slept)).toBe(1000)
+      const listener = yield* transport.listen(address, MessageType.LinuxGcsVsockPort)
+      yield* untilTimerArmed
+      yield* TestClock.adjust(Duration.seconds(1))
       const host = yield* accept(transport, address, listener)
       expect((yield* host.negotiate()).result).toBe(0)
       yield* host.connection.close

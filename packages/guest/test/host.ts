@@ -34,6 +34,8 @@ export const PATH = process.env["PATH"] ?? "/usr/bin:/bin"
 /** The test clock, counting the finite sleeps in progress (`TestClock.sleeps` is gone in Effect 4). */
 interface CountingClock extends TestClock.TestClock {
   readonly armed: () => number
+  /** The duration of every finite sleep so far, in milliseconds. */
+  readonly slept: Array<number>
 }
 
 /**
@@ -44,22 +46,33 @@ interface CountingClock extends TestClock.TestClock {
 export const countTimers = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   TestClock.testClockWith((clock) => {
     let armed = 0
+    const slept: Array<number> = []
     const counting: CountingClock = {
       ...clock,
       sleep: (duration) =>
         Duration.isFinite(duration)
           ? Effect.suspend(() => {
               armed++
+              slept.push(Duration.toMillis(duration))
               return Effect.ensuring(
                 clock.sleep(duration),
                 Effect.sync(() => armed--)
               )
             })
           : clock.sleep(duration),
-      armed: () => armed
+      armed: () => armed,
+      slept
     }
     return Effect.provideService(self, Clock.Clock, counting)
   })
+
+/** The durations (ms) of every finite sleep so far (see {@link countTimers}). */
+export const sleptSoFar: Effect.Effect<ReadonlyArray<number>> = Clock.clockWith((clock) => {
+  const slept = (clock as Partial<CountingClock>).slept
+  return slept === undefined
+    ? Effect.die(new Error("sleptSoFar needs countTimers"))
+    : Effect.succeed([...slept])
+})
 
 /** Yields to the event loop until the guest has armed a timer on the test clock (see {@link countTimers}). */
 export const untilTimerArmed: Effect.Effect<void> = Clock.clockWith((clock) =>
@@ -213,24 +226,9 @@ export class Host {
     )
   }
 
-  /** Creates a container whose init process is `args`. */
+  /** Creates a container whose init process is `process`, with a spec the Linux GCS accepts. */
   create(containerId: string, process: Record<string, unknown>): Effect.Effect<Reply<"Create">> {
-    return this.call(
-      "Create",
-      new Container.ContainerCreate({
-        ContainerId: containerId,
-        ContainerConfig: new Container.LinuxHostedSystem({
-          SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 1 }),
-          OciBundlePath: `/run/gcs/c/${containerId}`,
-          OciSpecification: {
-            ociVersion: "1.1.0",
-            process,
-            root: { path: `/run/gcs/c/${containerId}/rootfs` }
-          },
-          ScratchDirPath: ""
-        })
-      })
-    )
+    return this.call("Create", createRequest(containerId, standardSpec(containerId, process)))
   }
 
   /**
@@ -284,6 +282,32 @@ export class Host {
     })
   }
 }
+
+/** An OCI spec as hcsshim sends it (trimmed): `linux`, `root` and the init `process`. */
+export const standardSpec = (
+  containerId: string,
+  process: Record<string, unknown>
+): Container.LinuxHostedSystem["OciSpecification"] => ({
+  ociVersion: "1.1.0",
+  process,
+  root: { path: `/run/gcs/c/${containerId}/rootfs` },
+  linux: {}
+})
+
+/** A Create of `containerId` with the given OCI spec (`null`: none). */
+export const createRequest = (
+  containerId: string,
+  spec: Container.LinuxHostedSystem["OciSpecification"]
+): Container.ContainerCreate =>
+  new Container.ContainerCreate({
+    ContainerId: containerId,
+    ContainerConfig: new Container.LinuxHostedSystem({
+      SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 1 }),
+      OciBundlePath: `/run/gcs/c/${containerId}`,
+      OciSpecification: spec,
+      ScratchDirPath: ""
+    })
+  })
 
 /** Reads a connection to EOF as text. */
 export const readText = (connection: Connection): Effect.Effect<string> =>

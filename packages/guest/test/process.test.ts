@@ -27,7 +27,7 @@ describe("UVM processes", () => {
       const { host } = yield* setup({ maxInFlight: 2 })
       yield* host.negotiate()
       const cats = yield* Effect.forEach([1, 2, 3], () =>
-        host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true })
+        host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true, stdout: true })
       )
       // Three waits outstanding for the processes' whole life, more than the two request slots;
       // all three are on the wire before DumpStacks.
@@ -137,8 +137,45 @@ describe("UVM processes", () => {
         { stdout: true }
       )
       expect(missing.reply.result).toBe(Hr.Fail)
-      expect(missing.reply.message).toContain("failed to start process")
+      expect(missing.reply.message).toBe(
+        'failed to start process: exec: "/nonexistent/program": executable file not found'
+      )
       expect(missing.reply.base.ErrorRecords[0]!.Message).toBe(missing.reply.message)
+      const unknown = yield* host.exec(
+        Null,
+        { CommandArgs: ["gcs-bridge-no-such-program"], Environment: { PATH } },
+        { stdout: true }
+      )
+      expect(unknown.reply.message).toBe(
+        'failed to start process: exec: "gcs-bridge-no-such-program": executable file not found'
+      )
+    }).pipe(countTimers, Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("starts a UVM process with the fds of streams not asked for closed, as the Linux GCS", () =>
+    Effect.gen(function* () {
+      const { host } = yield* setup()
+      yield* host.negotiate()
+      // $0 shows that the program's argv[0] is the name given, not a path.
+      const report = (fd: number) => [
+        "sh",
+        "-c",
+        `s=; for fd in 0 1 2; do test -e /proc/self/fd/$fd && s="$s $fd:open" || s="$s $fd:closed"; done; echo "$0$s" >&${fd}`
+      ]
+      const outOnly = yield* host.exec(
+        Null,
+        { CommandArgs: report(1), Environment: { PATH } },
+        { stdout: true }
+      )
+      expect(yield* readText(Option.getOrThrow(outOnly.stdout))).toBe("sh 0:closed 1:open 2:closed\n")
+      expect(yield* exitCode(host, outOnly.pid)).toBe(0)
+      const errOnly = yield* host.exec(
+        Null,
+        { CommandArgs: report(2), Environment: { PATH } },
+        { stderr: true }
+      )
+      expect(yield* readText(Option.getOrThrow(errOnly.stderr))).toBe("sh 0:closed 1:closed 2:open\n")
+      expect(yield* exitCode(host, errOnly.pid)).toBe(0)
     }).pipe(countTimers, Effect.provide(Transport.layerMemory))
   )
 
@@ -180,7 +217,11 @@ describe("UVM processes", () => {
     Effect.gen(function* () {
       const { host } = yield* setup()
       yield* host.negotiate()
-      const cat = yield* host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true })
+      const cat = yield* host.exec(
+        Null,
+        { CommandArgs: ["cat"], Environment: { PATH } },
+        { stdin: true, stdout: true }
+      )
       const waiting = yield* host.send(
         "WaitForProcess",
         new Process.ContainerWaitForProcess({ ContainerId: Null, ProcessId: cat.pid, TimeoutInMs: 100 })
@@ -205,7 +246,11 @@ describe("UVM processes", () => {
         expect((yield* wait(host, 999999)).result).toBe(Hr.NotFound)
         const systemNotFound =
           '{"Result":-1070137074,"ActivityId":"00000000-0000-0000-0000-000000000000","ErrorMessage":"HRESULT: 0xc037010e","ErrorRecords":[{"Result":-1070137074,"Message":"HRESULT: 0xc037010e","ModuleName":"gcs","FileName":"","Line":4294967295}]}'
-        const cat = yield* host.exec(Null, { CommandArgs: ["cat"], Environment: { PATH } }, { stdin: true })
+        const cat = yield* host.exec(
+          Null,
+          { CommandArgs: ["cat"], Environment: { PATH } },
+          { stdin: true, stdout: true }
+        )
         const signal = yield* host.call(
           "SignalProcess",
           new Process.ContainerSignalProcess({ ContainerId: Null, ProcessId: cat.pid })

@@ -7,7 +7,7 @@
  */
 import { Fault, Guest } from "@gcs-bridge/guest"
 import { formatAddress } from "@gcs-bridge/transport"
-import { Effect, Stream } from "effect"
+import { Duration, Effect, Stream } from "effect"
 import { CliError, Command, Flag } from "effect/cli"
 import { reportFailures } from "../ErrorLine.js"
 import { ExitCode } from "../ExitStatus.js"
@@ -46,15 +46,24 @@ const once = CliOptions.boolean(
 )
 
 /**
- * The `guest` command. It runs until SIGINT or SIGTERM (a clean stop: every
- * process it started is killed), or with `--once` until the host goes.
+ * The `guest` command. It dials the host until one accepts, however long that
+ * takes (pausing 100 ms after a failed dial, doubling up to 1 s, as
+ * `Guest.run` does), and re-dials whenever the connection ends; it runs until
+ * SIGINT or SIGTERM (a clean stop: every process it started is killed), or
+ * with `--once` until the host goes.
  *
  * @since 0.1.0
  */
 export const guest = Command.make("guest", { connect, faults, once }, (options) =>
   Signals.use((signals) =>
     Effect.raceFirst(
-      Guest.run({ address: options.connect, faults: options.faults.flat(), once: options.once }),
+      Guest.run({
+        address: options.connect,
+        faults: options.faults.flat(),
+        once: options.once,
+        // The README's promise: only a signal ends the wait for a host.
+        connectTimeout: Duration.infinity
+      }),
       // Being told to stop is how a guest's life normally ends: status 0.
       Stream.runHead(signals.receive(["SIGINT", "SIGTERM"]))
     )

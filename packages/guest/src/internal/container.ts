@@ -65,10 +65,8 @@ const isStringArray = (u: unknown): u is ReadonlyArray<string> =>
  * JSON type is invalid JSON for the Linux GCS (`0xC037010D`).
  */
 export const readOciProcess = (what: string, raw: unknown): OciProcessSpec | GuestFailure => {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    return Failure.wrap(Failure.Hr.InvalidJson, `${what} is not a JSON object`)
-  }
-  const o = raw as Record<string, unknown>
+  if (!isObject(raw)) return Failure.wrap(Failure.Hr.InvalidJson, `${what} is not a JSON object`)
+  const o = raw
   const bad = (field: string, expected: string) =>
     Failure.wrap(Failure.Hr.InvalidJson, `${what}.${field}: expected ${expected}`)
   const args = o["args"] ?? []
@@ -80,6 +78,36 @@ export const readOciProcess = (what: string, raw: unknown): OciProcessSpec | Gue
   const terminal = o["terminal"] ?? false
   if (typeof terminal !== "boolean") return bad("terminal", "a boolean")
   return { argv: args, env: envFromOci(env), cwd, terminal }
+}
+
+/** What this guest reads of an OCI runtime spec: the objects the Linux GCS dereferences, and the init process. */
+export interface OciSpecShape {
+  readonly linux: boolean
+  readonly root: boolean
+  readonly process: OciProcessSpec | undefined
+}
+
+const isObject = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/**
+ * Reads an OCI runtime spec as Go's decoder does: absent or `null` is a nil
+ * pointer (`undefined` here, and `false` / `undefined` for its `linux`, `root`,
+ * `process`); a field of the wrong JSON type is invalid JSON (`0xC037010D`).
+ */
+export const readOciSpec = (raw: unknown): OciSpecShape | GuestFailure | undefined => {
+  if (raw === undefined || raw === null) return undefined
+  if (!isObject(raw)) return Failure.wrap(Failure.Hr.InvalidJson, "OciSpecification is not a JSON object")
+  for (const field of ["linux", "root"]) {
+    const value = raw[field]
+    if (value != null && !isObject(value)) {
+      return Failure.wrap(Failure.Hr.InvalidJson, `OciSpecification.${field} is not a JSON object`)
+    }
+  }
+  const process =
+    raw["process"] == null ? undefined : readOciProcess("OciSpecification.process", raw["process"])
+  if (process instanceof Failure.GuestFailure) return process
+  return { linux: raw["linux"] != null, root: raw["root"] != null, process }
 }
 
 /** The init process, or an exec'd process whose record is kept, by pid. */

@@ -18,7 +18,7 @@ import {
 } from "@gcs-bridge/protocol"
 import { Effect, Option, Result } from "effect"
 import * as Failure from "./failure.js"
-import type { GuestFailure } from "./failure.js"
+import type { GuestCrash, GuestFailure } from "./failure.js"
 import type { Uvm } from "./uvm.js"
 import { isLinuxResourceType, UvmContainerId } from "./uvm.js"
 
@@ -110,11 +110,12 @@ const goNumber = (u: unknown): number => (typeof u === "number" && Number.isFini
 /**
  * The schema version and OCI spec of a Create's ContainerConfig, read like Go
  * reads `VMHostedContainerSettingsV2`: absent fields are zero, so a config
- * without `SchemaVersion` (a UVM config, say) is version 0.0.
+ * without `SchemaVersion` (a UVM config, say) is version 0.0; the spec is
+ * returned as sent (`undefined` when absent).
  */
 const readContainerConfig = (
   payload: Uint8Array
-): { readonly major: number; readonly minor: number; readonly spec: Option.Option<unknown> } => {
+): { readonly major: number; readonly minor: number; readonly spec: unknown } => {
   const outer = Result.getOrUndefined(Codec.parsePayload(payload)) as Record<string, unknown> | undefined
   const text = outer?.["ContainerConfig"]
   let inner: Record<string, unknown> = {}
@@ -129,13 +130,7 @@ const readContainerConfig = (
   }
   const version = inner["SchemaVersion"]
   const v = typeof version === "object" && version !== null ? (version as Record<string, unknown>) : {}
-  const spec = inner["OciSpecification"]
-  return {
-    major: goNumber(v["Major"]),
-    minor: goNumber(v["Minor"]),
-    spec:
-      typeof spec === "object" && spec !== null && !Array.isArray(spec) ? Option.some(spec) : Option.none()
-  }
+  return { major: goNumber(v["Major"]), minor: goNumber(v["Minor"]), spec: inner["OciSpecification"] }
 }
 
 const execute = (uvm: Uvm, body: Rpc.RpcRequest<"ExecuteProcess">): Effect.Effect<number, GuestFailure> => {
@@ -177,11 +172,11 @@ const modify = (uvm: Uvm, body: Rpc.RpcRequest<"ModifySettings">): Effect.Effect
   })
 }
 
-/** Runs the v4 handler of a decoded request. */
+/** Runs the v4 handler of a decoded request; `GuestCrash` for a request the Linux GCS dies of. */
 export const dispatch = (
   context: DispatchContext,
   request: Codec.DecodedRequest
-): Effect.Effect<Envelope.ResponseBase, GuestFailure> => {
+): Effect.Effect<Envelope.ResponseBase, GuestFailure | GuestCrash> => {
   const { uvm } = context
   const base = echo(request.body.ActivityId)
   const ok = Effect.as(new Envelope.ResponseBase(base, { disableChecks: true }))

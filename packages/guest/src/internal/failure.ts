@@ -48,3 +48,10 @@ export const invalidJson = (cause: string): GuestFailure => unmarshal(wrap(Hr.In
 /** E_NOTIMPL for a request type the guest does not serve (§4.3). */
 export const notImplemented = (typeLabel: string): GuestFailure =>
   wrap(Hr.NotImplemented, `bridge: function not supported, header type: ${typeLabel}`)
+
+/**
+ * A request the Linux GCS dies of (a nil pointer dereference in Go, which no
+ * handler recovers): the guest logs `reason` and drops the bridge without an
+ * answer, as the host of a real VM would see its agent vanish.
+ */
+export class GuestCrash extends Data.TaggedError("GuestCrash")<{ readonly reason: string }> {}

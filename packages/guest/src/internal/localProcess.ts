@@ -12,8 +12,9 @@
  */
 import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
-import { statSync } from "node:fs"
+import { accessSync, constants as fsConstants, statSync } from "node:fs"
 import { constants as osConstants } from "node:os"
+import { resolve as resolvePath } from "node:path"
 import type { Readable, Writable } from "node:stream"
 import type { Scope } from "effect"
 import { Deferred, Duration, Effect, Exit, Option } from "effect"
@@ -32,6 +33,12 @@ export interface LaunchSpec {
   readonly stdin: boolean
   readonly stdout: boolean
   readonly stderr: boolean
+  /**
+   * Start the process with fd 0, 1 or 2 closed when its stream is not wanted,
+   * as the Linux GCS starts a UVM process (otherwise, and with a console,
+   * such an fd is `/dev/null`, as runc gives container processes).
+   */
+  readonly closeUnrequested: boolean
   /**
    * Kill what is left of the process group the moment the process exits (a
    * container's init: its end is the container's end). Done synchronously in
@@ -175,21 +182,70 @@ const spawnDetached = Effect.fnUntraced(function* (
   return { child, exited, pid: child.pid!, hasExited: () => Deferred.isDoneUnsafe(exited) }
 })
 
+const isExecutableFile = (path: string): boolean => {
+  try {
+    accessSync(path, fsConstants.X_OK)
+    return statSync(path).isFile()
+  } catch {
+    return false
+  }
+}
+
+/** Where `execvp` would find `file` with `env`'s PATH (libuv's default when unset), if anywhere. */
+const findExecutable = (
+  file: string,
+  env: Readonly<Record<string, string>>,
+  cwd: string
+): string | undefined => {
+  const candidates = file.includes("/")
+    ? [resolvePath(cwd, file)]
+    : (env["PATH"] ?? "/usr/bin:/bin").split(":").map((dir) => resolvePath(cwd, dir, file))
+  return candidates.find(isExecutableFile)
+}
+
+/**
+ * The argv starting `spec` with the standard fds it does not want closed, or
+ * `spec.argv` itself. libuv gives an ignored fd 0-2 `/dev/null`, never a closed
+ * fd, so a POSIX shell closes them and `exec`s the program in its place: the
+ * same pid, the argv passed as words (never as shell code). The program is
+ * looked up first, so that a missing one still fails the spawn; a name starting
+ * with `-` (an option to some shells' `exec`) is replaced by its path.
+ */
+const closingArgv = (spec: LaunchSpec): ReadonlyArray<string> | GuestFailure => {
+  const closed = [spec.stdin, spec.stdout, spec.stderr].flatMap((wanted, fd) => (wanted ? [] : [`${fd}<&-`]))
+  if (!spec.closeUnrequested || spec.console || closed.length === 0) return spec.argv
+  const [file, ...args] = spec.argv as [string, ...Array<string>]
+  const path = findExecutable(file, spec.env, spec.cwd)
+  if (path === undefined) {
+    const error: NodeJS.ErrnoException = Object.assign(new Error("not found"), { code: "ENOENT" })
+    return Failure.fail(`failed to start process: ${describeSpawnError(spec, error)}`)
+  }
+  return ["/bin/sh", "-c", `exec "$@" ${closed.join(" ")}`, "sh", file.startsWith("-") ? path : file, ...args]
+}
+
 const launchDirect = (spec: LaunchSpec): Effect.Effect<LocalProcess, GuestFailure, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.map(
-      spawnDetached(
-        spec.argv,
-        // Without a pty a console still means "stderr is not separate": both go to stdout.
-        {
-          cwd: spec.cwd,
-          env: spec.env,
-          stdio: [pipeIf(spec.stdin), pipeIf(spec.stdout), pipeIf(spec.console ? spec.stdout : spec.stderr)]
-        },
-        spec,
-        true
-      ),
-      ({ child, exited, hasExited, pid }): LocalProcess => ({
+    Effect.suspend(() => {
+      const argv = closingArgv(spec)
+      return argv instanceof Failure.GuestFailure
+        ? Effect.fail(argv)
+        : spawnDetached(
+            argv,
+            // Without a pty a console still means "stderr is not separate": both go to stdout.
+            {
+              cwd: spec.cwd,
+              env: spec.env,
+              stdio: [
+                pipeIf(spec.stdin),
+                pipeIf(spec.stdout),
+                pipeIf(spec.console ? spec.stdout : spec.stderr)
+              ]
+            },
+            spec,
+            true
+          )
+    }).pipe(
+      Effect.map(({ child, exited, hasExited, pid }): LocalProcess => ({
         pid,
         tty: false,
         stdout: Option.fromNullishOr(child.stdout),
@@ -204,7 +260,7 @@ const launchDirect = (spec: LaunchSpec): Effect.Effect<LocalProcess, GuestFailur
         killGroup: Effect.sync(() => {
           if (!hasExited()) killGroupOf(pid)
         })
-      })
+      }))
     ),
     (local) => local.killGroup
   )

@@ -34,6 +34,8 @@ export type SessionEnd =
   | "Dropped"
   /** The host shut down the UVM (ShutdownGraceful/Forced of the null container). */
   | "PowerOff"
+  /** The host sent a request the Linux GCS dies of (logged); the bridge was dropped without an answer. */
+  | "Crashed"
 
 interface Outbound extends OutboundFrame {
   /** A real exit notification, to hand back to the state if never written. */
@@ -232,6 +234,12 @@ export const serveConnection = Effect.fnUntraced(function* (
   })
 
   const powerOff = Deferred.succeed(ended, "PowerOff").pipe(Effect.andThen(Effect.never))
+  // The Linux GCS recovers no panic: the process dies and the host's bridge ends unanswered.
+  const crash = (reason: string) =>
+    Effect.logError(`gcs-bridge guest: ${reason}: dropping the bridge without an answer`).pipe(
+      Effect.andThen(Deferred.succeed(ended, "Crashed")),
+      Effect.andThen(Effect.never)
+    )
 
   const handle = Effect.fnUntraced(
     function* (frame: Frame.Frame, key: number) {
@@ -248,6 +256,7 @@ export const serveConnection = Effect.fnUntraced(function* (
         Result.isFailure(decoded)
           ? Effect.fail(invalidJson(decoded.failure))
           : dispatch({ uvm, payload: frame.payload, dumpStacks, powerOff }, decoded.success).pipe(
+              Effect.catchTag("GuestCrash", (e) => crash(e.reason)),
               Effect.catchDefect((defect) =>
                 Effect.logError("gcs-bridge guest: handler defect", Cause.die(defect)).pipe(
                   Effect.andThen(Effect.fail(Failure.fail(`internal error: ${String(defect)}`)))

@@ -10,9 +10,9 @@
  */
 import { Deferred, Duration, Effect, Exit, Option, Queue, Scope } from "effect"
 import type { ContainerState, ExitType, OciProcessSpec } from "./container.js"
-import { findProcess, readOciProcess } from "./container.js"
+import { findProcess, readOciProcess, readOciSpec } from "./container.js"
 import * as Failure from "./failure.js"
-import { GuestFailure, Hr } from "./failure.js"
+import { GuestCrash, GuestFailure, Hr } from "./failure.js"
 import type { LaunchSpec } from "./localProcess.js"
 import { processTree, statistics } from "./procfs.js"
 import type { Dial, GuestProcess, ProcessKind, StdioPorts } from "./process.js"
@@ -41,8 +41,8 @@ export interface CreateRequest {
   readonly activityId: string
   /** `SchemaVersion` with Go's zero values for absent fields. */
   readonly schemaVersion: { readonly major: number; readonly minor: number }
-  /** The OCI runtime spec object, or `None` when absent / not an object. */
-  readonly ociSpecification: Option.Option<unknown>
+  /** `OciSpecification` as sent (`undefined` when absent). */
+  readonly ociSpecification: unknown
 }
 
 /** The ProcessParameters of an ExecuteProcess request, as far as this guest reads them. */
@@ -118,6 +118,7 @@ const launchSpec = (
   stdin: request.createStdIn,
   stdout: request.createStdOut,
   stderr: request.createStdErr,
+  closeUnrequested: false,
   killGroupOnExit
 })
 
@@ -161,22 +162,26 @@ export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
     yield* Queue.offer(notifications, { containerId: c.id, activityId: c.activityId, type: c.exitType })
   })
 
-  /** Create (§8.1). */
+  /** Create (§8.1), in the Linux GCS's order of checks (`createContainerV2`, `Host.CreateContainer`). */
   const create = Effect.fnUntraced(function* (request: CreateRequest) {
+    // Go's decoder refuses a field of the wrong JSON type before anything is checked.
+    const spec = readOciSpec(request.ociSpecification)
+    if (spec instanceof GuestFailure) return yield* spec
     const { major, minor } = request.schemaVersion
     if (major < 2 || (major === 2 && minor < 1)) {
       return yield* Failure.wrap(Hr.InvalidJson, `invalid schema version: {${major} ${minor}}`)
     }
+    // A nil pointer the Linux GCS dereferences kills it: the spec's annotations
+    // are read first, then (after the duplicate check) spec.Linux, spec.Root, spec.Process.
+    const crash = (what: string) =>
+      new GuestCrash({
+        reason: `Create of container ${JSON.stringify(request.containerId)}: ${what}; the Linux GCS dereferences it and dies`
+      })
+    if (spec === undefined) return yield* crash("the container config has no OciSpecification")
     if (containers.has(request.containerId)) return yield* Failure.bare(Hr.SystemAlreadyExists)
-    if (Option.isNone(request.ociSpecification)) {
-      return yield* Failure.fail("container config has no OciSpecification: there is nothing to run")
-    }
-    const process = (request.ociSpecification.value as Record<string, unknown>)["process"]
-    if (process === undefined || process === null) {
-      return yield* Failure.fail("OciSpecification has no process: there is no init process to run")
-    }
-    const init = readOciProcess("OciSpecification.process", process)
-    if (init instanceof GuestFailure) return yield* init
+    const missing = (["linux", "root", "process"] as const).find((field) => !spec[field])
+    if (missing !== undefined) return yield* crash(`OciSpecification has no "${missing}" object`)
+    const init = spec.process!
     if (init.argv.length === 0) {
       return yield* Failure.fail("OciSpecification.process.args is empty: there is no init process to run")
     }
@@ -261,7 +266,11 @@ export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
       argv = split.words
     }
     const cwd = request.workingDirectory === "" ? env.defaultCwd : request.workingDirectory
-    const spec = launchSpec(request, { argv, env: request.environment, cwd, console: request.emulateConsole })
+    // Go's exec with a nil *os.File: a stream the host did not ask for is a closed fd (runc's are /dev/null).
+    const spec: LaunchSpec = {
+      ...launchSpec(request, { argv, env: request.environment, cwd, console: request.emulateConsole }),
+      closeUnrequested: true
+    }
     return yield* launch(scope, "external", spec, request.ports, (p) => external.set(p.pid, p))
   })
 
