@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Envelope, HResult, ProtocolError } from "@gcs-bridge/protocol"
+import { Envelope, Guid, HResult, ProtocolError } from "@gcs-bridge/protocol"
 import { TransportError } from "@gcs-bridge/transport"
 import { Schema } from "effect"
 
@@ -56,6 +56,9 @@ const has =
 export const isNotFound = has(H.NotFound, H.ElementNotFound)
 /** `0xC037010E`: no such container; `shutdown` / `terminate` treat it as success. @since 0.1.0 */
 export const isSystemNotFound = has(H.SystemNotFound)
+/** `0xC037010E` to `kill` / `signal` of a UVM process: the Linux GCS refuses, so it outlives its scope. @since 0.1.0 */
+export const isSignalRefused = (u: unknown): u is GuestError =>
+  isSystemNotFound(u) && u.proc === "SignalProcess" && u.containerId === Guid.NullGuid
 /** Already stopped (`0xC0370110`, `0x80370110`, `0x8037011F`, as the HCS checks them). @since 0.1.0 */
 export const isAlreadyStopped = has(H.SystemAlreadyStopped, H.AlreadyStopped, H.ProcessAlreadyStopped)
 /** `0xC037010F`: a container with that id already exists in the guest. @since 0.1.0 */

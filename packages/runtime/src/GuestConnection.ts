@@ -20,6 +20,11 @@ export interface GuestConnectionConfig {
   readonly connectTimeout?: Duration.Input | undefined
   /** Deadline for each stdio connection (default none: pending until the process's scope closes). */
   readonly stdioAcceptTimeout?: Duration.Input | undefined
+  /**
+   * Go's `CopyAfterExitTimeout` (default 1 second): once a process's wait has completed, its stdout / stderr
+   * end cleanly after waiting this long in all for more bytes from the guest (their consumer's time is not counted).
+   */
+  readonly copyAfterExitTimeout?: Duration.Input | undefined
   /** Largest inbound frame, header included (default 64 KiB). */
   readonly maxFrameSize?: number | undefined
   /** Go's behaviour: unknown ids, containers or notification kinds and undecodable bodies kill the bridge. */

@@ -21,7 +21,8 @@ export type ProcessParametersInput = Wire.ProcessParameters | typeof Wire.Proces
 export type WindowsSignalName = (typeof Wire.WindowsSignal)[keyof typeof Wire.WindowsSignal]
 
 /**
- * A process started by `exec` in a `Scope`; closing the scope kills it if it still runs and closes its stdio.
+ * A process started by `exec` in a `Scope`; closing the scope kills it if it still runs (the Linux GCS refuses
+ * for UVM processes: see `isSignalRefused`) and closes its stdio.
  * A container process's exit is reported only once its stdout and stderr have been read to the end (§14.4a).
  *
  * @since 0.1.0

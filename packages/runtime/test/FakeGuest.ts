@@ -124,6 +124,17 @@ export const dial = (
     .connect(address, MessageType.LinuxGcsVsockPort)
     .pipe(Effect.retry(Schedule.spaced("1 millis")), Effect.orDie, Effect.flatMap(attach))
 
+/** A container document the Linux GCS accepts: its OCI spec has the `linux`, `root`, `process` it dereferences. */
+export const lcow = (): Container.LinuxHostedSystem =>
+  new Container.LinuxHostedSystem({
+    OciSpecification: {
+      ociVersion: "1.1.0",
+      linux: {},
+      root: { path: "rootfs" },
+      process: { args: ["true"] }
+    }
+  })
+
 /** The negotiate answer of a Linux GCS (§7.3). */
 export const linuxNegotiateResponse = (): Negotiate.NegotiateProtocolResponse =>
   new Negotiate.NegotiateProtocolResponse({

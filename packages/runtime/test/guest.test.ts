@@ -52,7 +52,9 @@ const containerConfig = (id: string, args: ReadonlyArray<string>) =>
     OciBundlePath: `/run/gcs/c/${id}`,
     OciSpecification: {
       ociVersion: "1.1.0",
-      process: { args: [...args], cwd: "/", env: ["PATH=/usr/bin:/bin"] }
+      process: { args: [...args], cwd: "/", env: ["PATH=/usr/bin:/bin"] },
+      root: { path: `/run/gcs/c/${id}/rootfs` },
+      linux: {}
     },
     ScratchDirPath: `/run/gcs/c/${id}/scratch`
   })

@@ -55,7 +55,12 @@ const lifecycle = (wired: Wired) =>
         expect(gc.os).toBe("linux")
         const config = new Container.LinuxHostedSystem({
           OciBundlePath: "/run/gcs/c/c1",
-          OciSpecification: { ociVersion: "1.1.0", process: { env: ["SECRET=1"] } },
+          OciSpecification: {
+            ociVersion: "1.1.0",
+            process: { env: ["SECRET=1"] },
+            root: { path: "rootfs" },
+            linux: {}
+          },
           ScratchDirPath: "/run/gcs/c/c1/scratch"
         })
         yield* Effect.scoped(
@@ -253,7 +258,7 @@ describe("lifecycle", () => {
       const { gc, state } = yield* start(wired)
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const container = yield* gc.createContainer("c2", new Container.LinuxHostedSystem({}))
+          const container = yield* gc.createContainer("c2", FakeGuest.lcow())
           yield* container.exec({})
         })
       )
@@ -263,7 +268,7 @@ describe("lifecycle", () => {
       const before = state.requests.length
       yield* Effect.scoped(
         Effect.gen(function* () {
-          const container = yield* gc.createContainer("c3", new Container.LinuxHostedSystem({}))
+          const container = yield* gc.createContainer("c3", FakeGuest.lcow())
           yield* container.exec({})
           yield* container.terminate
           yield* container.wait

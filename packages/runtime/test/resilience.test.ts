@@ -3,7 +3,7 @@
  * step: every waiter is released with a typed error, every finalizer runs,
  * and no listener, connection, fiber or guest-side object is left behind.
  */
-import { Container, ModifySettings } from "@gcs-bridge/protocol"
+import { ModifySettings } from "@gcs-bridge/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Transport } from "@gcs-bridge/transport"
 import { Deferred, Effect, Exit, Fiber, Schedule, Scope, Stream } from "effect"
@@ -33,7 +33,7 @@ const encoder = new TextEncoder()
 const scenario = (gc: GuestConnectionService) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const container = yield* gc.createContainer("c1", new Container.LinuxHostedSystem({}))
+      const container = yield* gc.createContainer("c1", FakeGuest.lcow())
       yield* container.start
       const process = yield* container.exec({ CreateStdInPipe: true, CreateStdOutPipe: true })
       const output = yield* Effect.forkChild(Stream.runDrain(process.stdout))
@@ -164,8 +164,8 @@ describe("the guest dropping the connection", () => {
           )
           const attempt =
             step === "Create"
-              ? Effect.asVoid(gc.createContainer("c1", new Container.LinuxHostedSystem({})))
-              : Effect.flatMap(gc.createContainer("c1", new Container.LinuxHostedSystem({})), (container) =>
+              ? Effect.asVoid(gc.createContainer("c1", FakeGuest.lcow()))
+              : Effect.flatMap(gc.createContainer("c1", FakeGuest.lcow()), (container) =>
                   Effect.asVoid(container.exec({ CreateStdOutPipe: true }))
                 )
           // The caller's deadline interrupts the call; the host keeps a reaper waiting for the late answer.
@@ -196,7 +196,7 @@ describe("the guest dropping the connection", () => {
         scope
       )
       const containerScope = yield* Scope.make()
-      yield* Scope.provide(gc.createContainer("c1", new Container.LinuxHostedSystem({})), containerScope)
+      yield* Scope.provide(gc.createContainer("c1", FakeGuest.lcow()), containerScope)
       // closeTimeout is 10 s here: a close that waited for the notification would exceed the bound below.
       const closed = yield* Scope.close(containerScope, Exit.void).pipe(
         Effect.timeout("5 seconds"),
@@ -221,7 +221,7 @@ describe("the guest dropping the connection", () => {
             const { gc, guest } = yield* start(wired, supervisor, {})
             yield* Effect.scoped(
               Effect.gen(function* () {
-                const container = yield* gc.createContainer("c1", new Container.LinuxHostedSystem({}))
+                const container = yield* gc.createContainer("c1", FakeGuest.lcow())
                 const process = yield* container.exec({ CreateStdInPipe: true, CreateStdOutPipe: true })
                 // Stdio connections are independent of the bridge: they stay readable until the scope closes.
                 const waits = yield* Effect.forkChild(
@@ -250,7 +250,7 @@ describe("the guest dropping the connection", () => {
           const { gc, guest } = yield* start(wired, supervisor, {})
           yield* scenario(gc).pipe(supervisor.track)
           // A container and a process still open when the guest goes.
-          const container = yield* gc.createContainer("c2", new Container.LinuxHostedSystem({}))
+          const container = yield* gc.createContainer("c2", FakeGuest.lcow())
           const process = yield* container.exec({ CreateStdInPipe: true })
           yield* guest.close
           yield* gc.closed

@@ -144,6 +144,10 @@ const deathMessages: Partial<Record<BridgeClosedReason, string>> = {
 
 const textDecoder = new TextDecoder()
 
+/** Warnings a guest can cause per frame: this many per kind in each window are logged, the rest summarised. */
+const warningBurst = 5
+const warningWindowMs = 10_000
+
 /** What an inbound frame left to do: nothing, a log line, or a fatal violation. */
 type Outcome = undefined | Effect.Effect<void> | Failure
 
@@ -161,6 +165,15 @@ export const make: (
   // Payload logging costs a decode and a scrub per frame: decide once.
   const traceFrames = LogLevel.isLessThanOrEqualTo(yield* References.MinimumLogLevel, "Trace")
   const queue = yield* Queue.bounded<Entry>(options.writeQueueCapacity)
+  // Callers beyond the queue's capacity wait in line, in order, holding nothing of the bridge (no id or bytes).
+  const line = new Set<Deferred.Deferred<void>>()
+  const admit = (room: number) => {
+    for (const turn of line) {
+      if (room-- <= 0) return
+      line.delete(turn)
+      Deferred.doneUnsafe(turn, Exit.void)
+    }
+  }
   const closedSignal = Deferred.makeUnsafe<BridgeClosed>()
   const pending = new Map<number, Entry>()
   const abandoned = new Set<number>()
@@ -188,6 +201,7 @@ export const make: (
     abandoned.clear()
     // Releases callers waiting for room; the writer is interrupted by the teardown.
     Queue.shutdownUnsafe(queue)
+    admit(Infinity)
     Deferred.doneUnsafe(closedSignal, Exit.succeed(error))
     options.onClose(error)
     return error
@@ -219,17 +233,23 @@ export const make: (
     }
   }
 
-  // Slow path only: the writer is behind by `writeQueueCapacity` frames.
-  const enqueueSlowly = <N extends ProcName>(entry: Pending<N>) =>
-    Queue.offer(queue, entry).pipe(
-      Effect.flatMap((queued) => (queued ? Exit.succeed(entry) : Exit.fail(dead ?? kill("Defect")))),
-      Effect.onInterrupt(() => Effect.sync(() => abandon(entry)))
-    )
-
-  const send = <N extends ProcName>(proc: N, containerId: string, body: Rpc.RpcRequest<N>) =>
-    Effect.suspend((): Effect.Effect<Call<N>, BridgeClosed | Failure> => {
+  const send = <N extends ProcName>(
+    proc: N,
+    containerId: string,
+    body: Rpc.RpcRequest<N>,
+    admitted = false
+  ): Effect.Effect<Call<N>, BridgeClosed | Failure> =>
+    Effect.suspend(() => {
       // Exit.fail keeps the one BridgeClosed value for every caller.
       if (dead !== undefined) return Exit.fail(dead)
+      if (Queue.isFullUnsafe(queue) || (!admitted && line.size > 0)) {
+        const turn = Deferred.makeUnsafe<void>()
+        line.add(turn)
+        return Effect.andThen(Deferred.await(turn), send(proc, containerId, body, true)).pipe(
+          // A caller that leaves after its turn came hands it on.
+          Effect.onInterrupt(() => Effect.sync(() => line.delete(turn) || admit(1)))
+        )
+      }
       const id = nextId++
       const encoded = Codec.encodeRequest(proc, id, body)
       if (Result.isFailure(encoded)) return Exit.fail(encoded.failure)
@@ -237,7 +257,7 @@ export const make: (
       // Registered before the bytes can reach the writer: a fast answer always finds its call.
       pending.set(id, entry)
       inFlight(1)
-      const queued = Queue.offerUnsafe(queue, entry) ? Exit.succeed(entry) : enqueueSlowly(entry)
+      const queued = Queue.offerUnsafe(queue, entry) ? Exit.succeed(entry) : Exit.fail(dead ?? kill("Defect"))
       if (!traceFrames) return queued
       const payload = scrubRequestPayload(proc, textDecoder.decode(encoded.success.subarray(16)))
       const type = MessageType.typeName(MessageType.requestType(MessageType.Proc[proc]))
@@ -273,8 +293,24 @@ export const make: (
       )
     }
 
+  // Per kind: the end of the current window, and how many warnings it logged and dropped.
+  const windows = new Map<string, { until: number; logged: number; dropped: number }>()
+  const warn = (kind: string, message: string): Outcome => {
+    const now = clock.currentTimeMillisUnsafe()
+    const open = windows.get(kind)
+    const window =
+      open === undefined || now >= open.until ? { until: now + warningWindowMs, logged: 0, dropped: 0 } : open
+    windows.set(kind, window)
+    if (window.logged < warningBurst) return (window.logged++, Effect.logWarning(message))
+    if (window.dropped++ > 0) return undefined
+    // The first dropped warning schedules the summary, logged at the window's end or the bridge's close.
+    const summary = Effect.suspend(() =>
+      Effect.logWarning(`… ${window.dropped} more ${kind} warnings in the last 10 s (counted in the metrics)`)
+    )
+    return Effect.asVoid(Effect.forkIn(Effect.ensuring(Effect.sleep(window.until - now), summary), scope))
+  }
   const fatalIfStrict = (error: Failure): Outcome =>
-    options.strict ? error : Effect.logWarning(error.message)
+    options.strict ? error : warn(error.reason, error.message)
   const violation = (counter: Metric.Metric<number, unknown>, error: Failure): Outcome => {
     count(counter)
     return fatalIfStrict(error)
@@ -392,6 +428,7 @@ export const make: (
 
   const writer = Queue.takeAll(queue).pipe(
     Effect.flatMap((entries) => {
+      admit(options.writeQueueCapacity)
       const buffers: Array<Uint8Array> = []
       for (const entry of entries) {
         if (entry.state !== "queued" || entry.bytes === undefined) continue

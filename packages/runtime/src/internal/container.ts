@@ -3,7 +3,7 @@
  * finalizer that terminates a running container.
  */
 import { Codec, Container as Wire, Envelope, Guid, ModifySettings, Properties } from "@gcs-bridge/protocol"
-import type { ProtocolError } from "@gcs-bridge/protocol"
+import { ProtocolError } from "@gcs-bridge/protocol"
 import { Deferred, Effect } from "effect"
 import type { Result, Scope } from "effect"
 import type { Container, ModifySettings as Settings } from "../Container.js"
@@ -96,6 +96,19 @@ const attach = (state: ConnectionState, registration: Registration, running: boo
     return container
   })
 
+const isObject = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/** What the Linux GCS dies without: it reads any object but a `UvmConfig` as a `LinuxHostedSystem` and
+ * dereferences its `OciSpecification`'s `linux`, `root`, `process` unchecked (`setupStandaloneContainerSpec`). */
+const crashesLinuxGuest = (config: Wire.ContainerConfig): string | undefined => {
+  if (!isObject(config) || "SystemType" in config) return undefined
+  const spec = config["OciSpecification"]
+  if (!isObject(spec)) return "an OciSpecification"
+  const missing = ["linux", "root", "process"].find((field) => !isObject(spec[field]))
+  return missing === undefined ? undefined : `an OciSpecification with a "${missing}" object`
+}
+
 /**
  * Create (§8.1). The exit registration is taken before sending (a fast guest may report the exit first) and
  * dropped if the Create fails, so the id can be retried. An interrupted Create is terminated once answered.
@@ -106,6 +119,11 @@ export const create = (
   config: Wire.ContainerConfig
 ): Effect.Effect<Container, CallError, Scope.Scope> =>
   Effect.uninterruptibleMask((restore) => {
+    const needed = state.os === "linux" ? crashesLinuxGuest(config) : undefined
+    if (needed !== undefined) {
+      const message = `container ${id} refused: a Linux guest needs ${needed} (its GCS crashes without one)`
+      return Effect.fail(new ProtocolError.ProtocolError({ reason: "EncodeFailed", message }))
+    }
     const { bridge } = state
     const registration = state.registry.acquire(id)
     const reap = <A>(result: Deferred.Deferred<A, CallError>) =>

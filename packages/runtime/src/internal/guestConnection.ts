@@ -29,6 +29,7 @@ export interface ConnectionState {
   readonly os: string
   readonly registry: Registry
   readonly stdioAcceptTimeout: Duration.Input | undefined
+  readonly copyAfterExitTimeout: Duration.Duration
   readonly closeTimeout: Duration.Duration
   /** Next stdio port (§11.4): per connection, never reused. */
   readonly allocatePort: () => number
@@ -107,6 +108,7 @@ export const fromConnection = (
       os,
       registry,
       stdioAcceptTimeout: config.stdioAcceptTimeout,
+      copyAfterExitTimeout: Duration.fromInputUnsafe(config.copyAfterExitTimeout ?? "1 second"),
       closeTimeout: Duration.fromInputUnsafe(config.closeTimeout ?? "30 seconds"),
       allocatePort: () => nextPort++
     }

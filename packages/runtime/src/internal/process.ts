@@ -5,7 +5,7 @@
 import { Guid, Process as Wire, ProtocolError } from "@gcs-bridge/protocol"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
 import { Deferred, Effect, Exit, Option, Schema, Scope } from "effect"
-import { type CallError, type ExecError, isNotFound } from "../Errors.js"
+import { type CallError, type ExecError, isNotFound, isSignalRefused } from "../Errors.js"
 import type { Process, ProcessParametersInput, WindowsSignalName } from "../Process.js"
 import type { Bridge, Call } from "./bridge.js"
 import type { ConnectionState } from "./guestConnection.js"
@@ -151,10 +151,14 @@ const start = Effect.fnUntraced(function* (
   yield* Effect.addFinalizer(() =>
     Deferred.fail(stdinClosed, closed(`stdin of process ${pid} was closed before it could be half-closed`))
   )
+  const refused = `process ${pid} keeps running in the utility VM: the guest refuses to signal UVM processes (0xC037010E); run it in a container to bind its lifetime to the scope`
+  const killOnClose = Effect.catchIf(kill, isSignalRefused, () =>
+    Effect.annotateLogs(Effect.logWarning(refused), annotations)
+  )
   yield* Effect.addFinalizer(() =>
     exited()
       ? Effect.void
-      : Rpc.onClose(kill, state.closeTimeout, "could not kill process on close", annotations)
+      : Rpc.onClose(killOnClose, state.closeTimeout, "could not kill process on close", annotations)
   )
 
   // Half-closes once, in a fiber of the process's scope, so an interrupted caller cannot leave it half done.
@@ -171,12 +175,13 @@ const start = Effect.fnUntraced(function* (
           )
         })
 
+  const exitKnown = Effect.exit(Deferred.await(waitCall.result))
   const notRequested = closed(`stdin of process ${pid} was not requested (CreateStdInPipe is false)`)
   const process: Process = {
     pid,
     stdin: Stdio.writable(stdin, notRequested),
-    stdout: Stdio.readable(stdout),
-    stderr: Stdio.readable(stderr),
+    stdout: Stdio.readable(stdout, exitKnown, state.copyAfterExitTimeout),
+    stderr: Stdio.readable(stderr, exitKnown, state.copyAfterExitTimeout),
     closeStdin,
     wait: exitCodeOf(waitCall),
     exitCode: Effect.suspend(() =>

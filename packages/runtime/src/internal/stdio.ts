@@ -5,7 +5,7 @@
  */
 import type { Connection } from "@gcs-bridge/transport"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
-import { Deferred, Effect, Exit, Metric, Scope, Sink, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Metric, Scope, Sink, Stream } from "effect"
 import * as Metrics from "../Metrics.js"
 import type { ConnectionState } from "./guestConnection.js"
 
@@ -50,8 +50,37 @@ export const open = Effect.fnUntraced(function* (state: ConnectionState, name: S
   return { name, port, connection } satisfies StdioChannel
 })
 
-/** The guest's bytes with backpressure, closed at the end: the Linux GCS reports an exit only after that (§14.4a). */
-export const readable = (channel: StdioChannel | undefined): Stream.Stream<Uint8Array, TransportError> =>
+/**
+ * Ends a stream once, after `exited`, its pulls have waited `limit` in all: a guest that keeps a stdio
+ * connection open and silent after the exit cannot hold the reader, while a slow consumer loses nothing.
+ */
+const boundAfterExit =
+  (exited: Effect.Effect<unknown>, limit: Duration.Duration) =>
+  <A, E>(stream: Stream.Stream<A, E>) =>
+    Stream.transformPull(stream, (pull) =>
+      Effect.clockWith((clock) => {
+        let left = Duration.toMillis(limit)
+        const deadline = Effect.andThen(
+          exited,
+          Effect.suspend(() => {
+            const start = clock.currentTimeMillisUnsafe()
+            const spent = Effect.sync(() => (left -= clock.currentTimeMillisUnsafe() - start))
+            return Effect.andThen(Effect.ensuring(Effect.sleep(Math.max(0, left)), spent), Cause.done())
+          })
+        )
+        return Effect.succeed(Effect.raceFirst(pull, deadline))
+      })
+    )
+
+/**
+ * The guest's bytes with backpressure, closed at the end (the Linux GCS reports an exit only after that,
+ * §14.4a) or `limit` after the exit (Go's `CopyAfterExitTimeout`).
+ */
+export const readable = (
+  channel: StdioChannel | undefined,
+  exited: Effect.Effect<unknown>,
+  limit: Duration.Duration
+): Stream.Stream<Uint8Array, TransportError> =>
   channel === undefined
     ? Stream.empty
     : Stream.unwrap(
@@ -63,6 +92,7 @@ export const readable = (channel: StdioChannel | undefined): Stream.Stream<Uint8
               bytesOf[channel.name].updateUnsafe(sizeOf(chunk), context)
               return chunk
             }),
+            boundAfterExit(exited, limit),
             Stream.ensuring(connection.close)
           )
         })

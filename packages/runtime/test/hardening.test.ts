@@ -1,0 +1,220 @@
+/**
+ * What a broken or hostile guest must not do to the host (issue 11): hold a reader forever after an
+ * exit, flood the log, grow the host without bound through calls it never reads, hide that a UVM process
+ * outlives its scope, or be sent a container document the Linux GCS dies on.
+ */
+import { Codec, Container, FrameDecoder, Guid, HResult, MessageType, Process } from "@gcs-bridge/protocol"
+import { describe, expect, it } from "@effect/vitest"
+import type { Connection } from "@gcs-bridge/transport"
+import { Transport } from "@gcs-bridge/transport"
+import { Effect, Fiber, Logger, Metric, Schedule, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { GuestConnection, isSignalRefused, Metrics, ProtocolError } from "../src/index.js"
+import * as FakeGuest from "./FakeGuest.js"
+import { connected, wire } from "./harness.js"
+
+const encoder = new TextEncoder()
+
+/** Every log line at warning level and above, as text. */
+const captureWarnings = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    if (logLevel === "Warn" || logLevel === "Error")
+      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+  })
+  return { lines, layer: Logger.layer([logger]) }
+}
+
+const count = (metric: Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
+const inFlight = Effect.map(Metric.value(Metrics.rpcInFlight), (state) => state.value)
+
+describe("a hostile or broken guest", () => {
+  it.live("stdout that stays open and silent after the exit ends after copyAfterExitTimeout", () =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const { gc, guest } = yield* connected(wired, { copyAfterExitTimeout: "20 millis" })
+      const run = yield* Effect.forkChild(
+        Effect.scoped(
+          Effect.flatMap(gc.exec({ CommandLine: "x", CreateStdOutPipe: true }), (process) =>
+            Effect.all([Stream.runCollect(process.stdout), process.wait])
+          )
+        )
+      )
+      const exec = yield* guest.next
+      if (exec.name !== "ExecuteProcess") throw new Error(`expected ExecuteProcess, got ${exec.name}`)
+      const port = exec.body.Settings.VsockStdioRelaySettings?.StdOut ?? 0
+      const stdout = yield* Effect.orDie(wired.transport.connect(wired.address, port))
+      yield* guest.reply(exec, new Process.ContainerExecuteProcessResponse({ ProcessId: 7 }))
+      const wait = yield* guest.next
+      yield* Effect.orDie(stdout.write(encoder.encode("last words")))
+      yield* guest.reply(
+        wait as FakeGuest.Received & { name: "WaitForProcess" },
+        new Process.ContainerWaitForProcessResponse({ ExitCode: 3 })
+      )
+      // The guest never closes `stdout`: without the bound the reader waits for ever.
+      const [chunks, code] = yield* Fiber.join(run)
+      expect(FakeGuest.text(chunks)).toBe("last words")
+      expect(code).toBe(3)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("warnings a guest causes per frame are rate-limited and summarised; the metric counts each", () =>
+    Effect.gen(function* () {
+      const { lines, layer } = captureWarnings()
+      yield* Effect.gen(function* () {
+        const before = yield* count(Metrics.unknownNotifications)
+        const { gc, guest } = yield* connected(yield* wire())
+        const notification = (id: string) =>
+          Codec.encodeNotification(
+            new Container.ContainerNotification({
+              ContainerId: id,
+              Type: "UnexpectedExit",
+              Operation: "None",
+              Result: 0
+            })
+          )
+        const flood = Array.from({ length: 1000 }, (_, i) => notification(`nobody-${i}`.padEnd(4096, "x")))
+        yield* guest.send(Buffer.concat(flood))
+        // A round trip after the flood: every notification before it has been handled.
+        const call = yield* Effect.forkChild(gc.deleteContainerState("c1"))
+        yield* guest.reply(yield* guest.next)
+        yield* Fiber.join(call)
+        expect((yield* count(Metrics.unknownNotifications)) - before).toBe(1000)
+        const unknown = () => lines.filter((line) => line.includes("not known on this connection"))
+        expect(unknown()).toHaveLength(5)
+        yield* TestClock.adjust("10 seconds")
+        expect(lines.filter((line) => line.startsWith("…"))).toEqual([
+          "… 995 more UnknownContainer warnings in the last 10 s (counted in the metrics)"
+        ])
+        // A new window logs again.
+        yield* guest.send(notification("late"))
+        const again = yield* Effect.forkChild(gc.deleteContainerState("c2"))
+        yield* guest.reply(yield* guest.next)
+        yield* Fiber.join(again)
+        expect(unknown()).toHaveLength(6)
+      }).pipe(Effect.provide(layer))
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.live(
+    "calls to a guest that reads nothing: what waits to be written stays within the queue's capacity",
+    () =>
+      Effect.gen(function* () {
+        const capacity = 64
+        const calls = 20_000
+        const wired = yield* wire()
+        const listener = yield* Effect.orDie(
+          wired.transport.listen(wired.address, MessageType.LinuxGcsVsockPort)
+        )
+        const guestEnd = yield* Effect.orDie(
+          wired.transport.connect(wired.address, MessageType.LinuxGcsVsockPort)
+        )
+        const host = yield* Effect.orDie(listener.accept())
+        let written = 0
+        const counted: Connection = {
+          ...host,
+          writeAll: (chunks) => Effect.suspend(() => ((written += chunks.length), host.writeAll(chunks)))
+        }
+        const connecting = yield* Effect.forkChild(
+          GuestConnection.fromConnection(counted, {
+            address: wired.address,
+            writeQueueCapacity: capacity
+          }).pipe(Effect.provideService(Transport, wired.transport))
+        )
+        // The guest answers the negotiation, then never reads again.
+        const [negotiate] = yield* FrameDecoder.frames(guestEnd.stream).pipe(
+          Stream.take(1),
+          Stream.runCollect,
+          Effect.orDie
+        )
+        yield* Effect.orDie(
+          guestEnd.write(
+            Codec.encodeResponse("NegotiateProtocol", negotiate!.id, FakeGuest.linuxNegotiateResponse())
+          )
+        )
+        const gc = yield* Effect.orDie(Fiber.join(connecting))
+        const base = yield* inFlight
+        written = 0
+        let started = 0
+        const callers = yield* Effect.forkChild(
+          Effect.forEach(
+            Array.from({ length: calls }, (_, i) => `c${i}`),
+            (id) => Effect.suspend(() => (started++, gc.deleteContainerState(id))),
+            { concurrency: "unbounded", discard: true }
+          )
+        )
+        // Registered (encoded) calls once every caller has started and the writer is stuck: those handed to
+        // the connection plus at most `capacity` queued. Without a bound every call would be registered.
+        const registered = yield* Effect.repeat(
+          Effect.map(inFlight, (n) => n - base),
+          {
+            until: (n) => started === calls && (n === calls || n === written + capacity),
+            schedule: Schedule.spaced("5 millis")
+          }
+        )
+        expect(written + capacity).toBeLessThan(calls)
+        expect(registered).toBe(written + capacity)
+        // The callers beyond the bound still wait: the guest now reads and answers every call.
+        const guest = yield* FakeGuest.attach(guestEnd)
+        for (let i = 0; i < calls; i++) yield* guest.reply(yield* guest.next)
+        yield* Fiber.join(callers)
+        expect(yield* inFlight).toBe(base)
+      }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("a UVM process the guest refuses to signal: kill fails typed, closing its scope warns once", () =>
+    Effect.gen(function* () {
+      const { lines, layer } = captureWarnings()
+      yield* Effect.gen(function* () {
+        const { gc, guest } = yield* connected(yield* wire(), { closeTimeout: "1 second" })
+        const run = yield* Effect.forkChild(
+          Effect.scoped(
+            Effect.flatMap(gc.exec({ CommandLine: "sleep 60" }), (process) => Effect.flip(process.kill))
+          )
+        )
+        const exec = yield* guest.next
+        yield* guest.reply(
+          exec as FakeGuest.Received & { name: "ExecuteProcess" },
+          new Process.ContainerExecuteProcessResponse({ ProcessId: 7 })
+        )
+        expect((yield* guest.next).name).toBe("WaitForProcess")
+        // The Linux GCS looks the null container up among its containers, and finds none.
+        const refuse = Effect.flatMap(guest.next, (request) => {
+          expect(request.name).toBe("SignalProcess")
+          expect(request.body.ContainerId).toBe(Guid.NullGuid)
+          return guest.fail(request, HResult.HResult.SystemNotFound, "container not found")
+        })
+        yield* refuse // the explicit kill
+        yield* refuse // the scope's close
+        const error = yield* Fiber.join(run)
+        expect(isSignalRefused(error)).toBe(true)
+        expect(lines.filter((line) => line.includes("process 7 keeps running"))).toHaveLength(1)
+      }).pipe(Effect.provide(layer))
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("a container document the Linux GCS crashes on is refused, and nothing is sent", () =>
+    Effect.gen(function* () {
+      const { gc, guest } = yield* connected(yield* wire())
+      const spec = { ociVersion: "1.1.0", root: { path: "rootfs" }, process: { args: ["true"] } }
+      const refused = [
+        new Container.LinuxHostedSystem({}),
+        new Container.LinuxHostedSystem({ OciSpecification: spec }),
+        { SchemaVersion: { Major: 2, Minor: 1 }, OciSpecification: { ...spec, linux: null } }
+      ]
+      for (const config of refused) {
+        const error = yield* Effect.flip(Effect.scoped(gc.createContainer("c1", config)))
+        expect(error).toBeInstanceOf(ProtocolError)
+        expect(error.message).toContain("a Linux guest needs an OciSpecification")
+      }
+      const created = yield* Effect.forkChild(Effect.scoped(gc.createContainer("c1", FakeGuest.lcow())))
+      // The first frame after the negotiation (id 0) is the accepted Create.
+      const create = yield* guest.next
+      expect([create.name, create.id]).toEqual(["Create", 1])
+      yield* guest.reply(create)
+      // Closing the never-started container terminates it without waiting for a notification.
+      yield* guest.reply(yield* guest.next)
+      yield* Fiber.join(created)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+})
