@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type { Transport } from "@gcs-bridge/transport"
-import { Cause, Effect, Layer, Logger, References, Ref } from "effect"
+import { Effect, Logger, References, Ref } from "effect"
 import { type CliError, CliOutput, Command } from "effect/cli"
 import { UsageError } from "./CliError.js"
 import { CommandLine, normalizeArgs } from "./CommandLine.js"
@@ -18,6 +18,7 @@ import { run, unknownRunOption } from "./commands/run.js"
 import { stacks } from "./commands/stacks.js"
 import { reportFailures } from "./ErrorLine.js"
 import { ExitCode, ExitStatus } from "./ExitStatus.js"
+import * as Logging from "./internal/logging.js"
 import type { Signals } from "./Signals.js"
 import { Stdio } from "./Stdio.js"
 
@@ -44,35 +45,6 @@ export const gcsctl = Command.make("gcsctl").pipe(
  * @since 0.1.0
  */
 export type CliEnvironment = Command.Environment | Stdio | Signals | Transport
-
-const logText = (message: unknown): string =>
-  (Array.isArray(message) ? message : [message])
-    .map((part) =>
-      Cause.isCause(part)
-        ? Cause.pretty(part)
-        : part instanceof Error
-          ? part.message
-          : typeof part === "string"
-            ? part
-            : JSON.stringify(part)
-    )
-    .join(" ")
-    .replace(/\s+/g, " ")
-    .trim()
-
-/**
- * Log lines on stderr, one line each, never on stdout (which carries the
- * remote process's output or the decoded frames). Warnings and errors only,
- * unless `--log-level` asks for more.
- */
-const logging = Layer.mergeAll(
-  Logger.layer([
-    Logger.make(({ logLevel, message }) => {
-      process.stderr.write(`gcsctl: ${logLevel.toLowerCase()}: ${logText(message)}\n`)
-    })
-  ]),
-  Layer.succeed(References.MinimumLogLevel, "Warn")
-)
 
 /**
  * Help and version text go to our stdout, plainly (`--version` prints the
@@ -122,16 +94,25 @@ const parseFailure = (
  * @since 0.1.0
  */
 export const runCli = (args: ReadonlyArray<string>): Effect.Effect<number, never, CliEnvironment> =>
-  Effect.gen(function* () {
-    const stdio = yield* Stdio
-    const status = yield* Ref.make<number>(ExitCode.Success)
-    yield* Command.runWith(gcsctl, { version })(normalizeArgs(args)).pipe(
-      Effect.catchTag("ShowHelp", (help) => parseFailure(help, args)),
-      reportFailures("", ExitCode.Usage),
-      Effect.provideService(CliOutput.Presenter, presenter(stdio)),
-      Effect.provideService(ExitStatus, status),
-      Effect.provideService(CommandLine, { args }),
-      Effect.provide(logging)
-    )
-    return yield* Ref.get(status)
-  })
+  Effect.scoped(
+    Effect.gen(function* () {
+      const stdio = yield* Stdio
+      const status = yield* Ref.make<number>(ExitCode.Success)
+      // Log lines on stderr, never on stdout (which carries the remote
+      // process's output or the decoded frames): escaped, rate-limited,
+      // bounded, and in order with everything else written to stderr.
+      // Warnings and errors only, unless `--log-level` asks for more.
+      const log = yield* Logging.make()
+      yield* Command.runWith(gcsctl, { version })(normalizeArgs(args)).pipe(
+        Effect.catchTag("ShowHelp", (help) => parseFailure(help, args)),
+        reportFailures("", ExitCode.Usage),
+        Effect.provideService(CliOutput.Presenter, presenter(stdio)),
+        Effect.provideService(ExitStatus, status),
+        Effect.provideService(CommandLine, { args }),
+        Effect.provideService(Stdio, { ...stdio, err: log.err }),
+        Effect.provide(Logger.layer([log.logger])),
+        Effect.provideService(References.MinimumLogLevel, "Warn")
+      )
+      return yield* Ref.get(status)
+    })
+  )

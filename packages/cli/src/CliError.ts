@@ -34,7 +34,8 @@ export class HexInputError extends Schema.TaggedError<HexInputError>("@gcs-bridg
 /**
  * A signal (SIGINT, SIGTERM) stopped a command: one that has nothing to
  * forward it to, or `run` when the guest would not take it (`undelivered`
- * says why: a Linux GCS cannot signal processes in the utility VM).
+ * says why: a Linux GCS cannot signal processes in the utility VM), or a
+ * second signal that ended it at once (`forced`).
  *
  * @since 0.1.0
  */
@@ -42,7 +43,9 @@ export class Interrupted extends Schema.TaggedError<Interrupted>("@gcs-bridge/cl
   "Interrupted",
   {
     signal: Schema.Literals(["SIGINT", "SIGTERM", "SIGHUP"]),
-    undelivered: Schema.optionalKey(Schema.String)
+    undelivered: Schema.optionalKey(Schema.String),
+    /** A second signal ended gcsctl without waiting for what was still closing. */
+    forced: Schema.optionalKey(Schema.Boolean)
   }
 ) {}
 

@@ -15,6 +15,7 @@ import { EmbeddedGuestError, HexInputError, Interrupted, StdioError, UsageError 
 import { ExitCode, setExitStatus, type ExitStatus } from "./ExitStatus.js"
 import { signalNumber } from "./Signals.js"
 import { Stdio } from "./Stdio.js"
+import { escapeControls } from "./internal/terminalText.js"
 
 /**
  * What the line may say about where the failure happened.
@@ -28,8 +29,11 @@ export interface ErrorContext {
   readonly acceptTimeout?: string
 }
 
-/** Collapses whitespace (including newlines) so the result is one line. */
-const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
+/**
+ * Collapses whitespace (including newlines) so the result is one line, and
+ * escapes the control characters left: the text may carry the guest's words.
+ */
+const oneLine = (text: string): string => escapeControls(text.replace(/\s+/g, " ").trim())
 
 const hex32 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, "0")}`
 
@@ -95,12 +99,37 @@ const describeProtocol = (error: ProtocolError.ProtocolError): string => {
   return `protocol violation, ${error.reason}: ${error.message}${suffix}`
 }
 
+/** The options every command has (effect/cli's own), which its suggestions leave out. */
+const globalOptions = ["--help", "--version", "--log-level", "--completions", "--wizard"]
+
+/** Edit distance, for "did you mean": small strings only. */
+const distance = (a: string, b: string): number => {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return row[b.length]!
+}
+
+/** `unknown option '--versoin' (did you mean --version?)`, naming the subcommand when there is one. */
+const unknownOption = (error: CliError.UnrecognizedOption): string => {
+  const near =
+    error.suggestions.length > 0
+      ? error.suggestions
+      : globalOptions.filter((option) => distance(option, error.option.split("=")[0]!) <= 2)
+  const command = error.command?.slice(1).join(" ") ?? ""
+  return `unknown option '${error.option}'${command === "" ? "" : ` for ${command}`}${
+    near.length === 0 ? "" : ` (did you mean ${near.join(" or ")}?)`
+  }`
+}
+
 const describe = (error: unknown, context: ErrorContext): string => {
   if (CliError.isCliError(error)) {
-    // The wording of gcsctl's first parser, which scripts may match.
-    return error._tag === "UnrecognizedOption"
-      ? `Received unknown argument: '${error.option}'`
-      : error.message
+    return error._tag === "UnrecognizedOption" ? unknownOption(error) : error.message
   }
   if (error instanceof AddressError) return `bad address '${error.input}': ${error.message}`
   if (error instanceof TransportError) return describeTransport(error, context)
@@ -113,6 +142,9 @@ const describe = (error: unknown, context: ErrorContext): string => {
   }
   if (error instanceof HexInputError) return `bad hex input: ${error.message}`
   if (error instanceof Interrupted) {
+    if (error.forced === true) {
+      return `interrupted by ${error.signal} again: stopped at once, without waiting for the guest; what it ran may still be running there`
+    }
     return error.undelivered === undefined
       ? `interrupted by ${error.signal}`
       : `interrupted by ${error.signal}, which the guest did not deliver to the process (${error.undelivered}); it may still be running in the guest`
@@ -203,7 +235,9 @@ export const reportFailures =
             : `${errorLine(command, failure.value, context)}\n`
           : `${defectLine(command, cause)}\n`
         const debug =
-          Option.isNone(failure) && process.env["GCSCTL_DEBUG"] === "1" ? `${Cause.pretty(cause)}\n` : ""
+          Option.isNone(failure) && process.env["GCSCTL_DEBUG"] === "1"
+            ? `${escapeControls(Cause.pretty(cause), true)}\n`
+            : ""
         return Stdio.use((stdio) => stdio.err(`${debug}${line}`)).pipe(
           Effect.ignore,
           Effect.andThen(

@@ -5,8 +5,9 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Queue, Stream } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Fiber, Layer, Queue, Stream } from "effect"
 import { Interrupted } from "./CliError.js"
+import { Stdio } from "./Stdio.js"
 
 /**
  * The signals a command may ask for.
@@ -63,21 +64,82 @@ export class Signals extends Context.Service<Signals, SignalsService>()("@gcs-br
 }
 
 /**
+ * How long a signal may keep `gcsctl` waiting on the guest: for the answer to
+ * a forwarded signal, and then for the scopes to close (killing what it ran,
+ * shutting a container down). A guest that does not answer in time is left
+ * as it is.
+ *
+ * @since 0.1.0
+ */
+export const StopTimeout: Duration.Duration = Duration.seconds(5)
+
+/** A signal whose handling takes longer than this is followed by a line saying how to end at once. */
+const SlowSignalNotice = Duration.seconds(1)
+
+/**
  * Runs `effect` with SIGINT and SIGTERM given to `handle` rather than killing
  * the process. When `handle` fails, `effect` is interrupted (its scopes
- * close: sockets, guest processes, temporary directories) and this fails so.
+ * close: sockets, guest processes, temporary directories) and this fails so;
+ * that wait, like `handle`'s, is bounded by `StopTimeout` after the signal.
+ * A signal that arrives while another is still being handled or while
+ * `effect` is stopping ends everything at once (`Interrupted` with `forced`),
+ * leaving what is still closing behind: signals always stop gcsctl.
  *
  * @since 0.1.0
  */
 export const handleSignals = <A, E, R, E2, R2>(
   effect: Effect.Effect<A, E, R>,
   handle: (signal: HandledSignal) => Effect.Effect<void, E2, R2>
-): Effect.Effect<A, E | E2, R | R2 | Signals> =>
-  Signals.use((signals) =>
-    Effect.raceFirst(
-      effect,
-      signals.receive(["SIGINT", "SIGTERM"]).pipe(Stream.runForEach(handle), Effect.andThen(Effect.never))
-    )
+): Effect.Effect<A, E | E2 | Interrupted, R | R2 | Signals | Stdio> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const signals = yield* Signals
+      const stdio = yield* Stdio
+      const outcome = yield* Deferred.make<A, E | E2 | Interrupted>()
+      let busy = false
+      let stopping = false
+      // Detached: a stop that outlives its bound must not hold this fiber.
+      const main = yield* Effect.forkDetach(effect)
+      yield* Effect.forkScoped(
+        Effect.flatMap(Fiber.await(main), (exit) => (stopping ? Effect.void : Deferred.done(outcome, exit)))
+      )
+      const stop = (reason: E2, since: number) =>
+        Effect.gen(function* () {
+          stopping = true
+          const left = Duration.toMillis(StopTimeout) - ((yield* Clock.currentTimeMillis) - since)
+          yield* Effect.timeoutOption(Fiber.interrupt(main), Math.max(0, left))
+          yield* Deferred.fail(outcome, reason)
+        })
+      const onSignal = (signal: HandledSignal) =>
+        Effect.gen(function* () {
+          if (busy || stopping)
+            return yield* Deferred.fail(outcome, new Interrupted({ signal, forced: true }))
+          busy = true
+          const since = yield* Clock.currentTimeMillis
+          const notice = yield* Effect.forkScoped(
+            Effect.andThen(
+              Effect.sleep(SlowSignalNotice),
+              Effect.ignore(
+                stdio.err(
+                  `gcsctl: waiting for the guest after ${signal} (at most ${Duration.format(StopTimeout)}); ` +
+                    `send ${signal} again to stop at once\n`
+                )
+              )
+            )
+          )
+          yield* Effect.forkScoped(
+            handle(signal).pipe(
+              Effect.matchEffect({
+                onSuccess: () => Effect.sync(() => void (busy = false)),
+                onFailure: (reason) => stop(reason, since)
+              }),
+              Effect.ensuring(Fiber.interrupt(notice))
+            )
+          )
+        })
+      yield* Effect.forkScoped(Stream.runForEach(signals.receive(["SIGINT", "SIGTERM"]), onSignal))
+      return yield* Deferred.await(outcome)
+    })
   )
 
 /**
@@ -88,5 +150,5 @@ export const handleSignals = <A, E, R, E2, R2>(
  */
 export const stopOnSignals = <A, E, R>(
   effect: Effect.Effect<A, E, R>
-): Effect.Effect<A, E | Interrupted, R | Signals> =>
+): Effect.Effect<A, E | Interrupted, R | Signals | Stdio> =>
   handleSignals(effect, (signal) => Effect.fail(new Interrupted({ signal })))

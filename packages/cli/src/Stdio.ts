@@ -48,6 +48,8 @@ export interface StdioService {
   readonly err: (chunk: Uint8Array | string) => Effect.Effect<void, StdioError>
   /** The terminal, when stdin and stdout are one. */
   readonly terminal: Option.Option<LocalTerminal>
+  /** Whether stderr is a terminal: a person is watching, so a long wait is announced there. */
+  readonly stderrIsTerminal?: boolean
 }
 
 /**
@@ -105,6 +107,7 @@ const makeNode = (): StdioService => {
     }),
     out: writer("stdout", () => process.stdout),
     err: writer("stderr", () => process.stderr),
+    stderrIsTerminal: isatty(2),
     terminal:
       // isatty on the descriptors, not process.stdin.isTTY: touching
       // process.stdin would open it even for commands that never read it.

@@ -68,6 +68,17 @@ export const parseDuration = (text: string): Option.Option<Duration.Duration> =>
 }
 
 /**
+ * A flag's value parsed as a duration, or a usage error naming the flag.
+ *
+ * @since 0.1.0
+ */
+export const durationOf = (flag: string) =>
+  parseOr(
+    parseDuration,
+    (text) => `bad ${flag} '${text}': expected a positive duration such as 500ms, 30s or 2m`
+  )
+
+/**
  * The default time to wait for a guest to connect: two minutes, as the Go host (a VM has to boot first).
  *
  * @since 0.1.0
@@ -85,12 +96,7 @@ export const acceptTimeout: Flag.Flag<Duration.Duration> = Flag.String("accept-t
   Flag.withDescription(
     "How long to wait for the guest to connect: 500ms, 30s, 2m, 1h or seconds (default 2m)."
   ),
-  Flag.mapEffect(
-    parseOr(
-      parseDuration,
-      (text) => `bad --accept-timeout '${text}': expected a positive duration such as 500ms, 30s or 2m`
-    )
-  ),
+  Flag.mapEffect(durationOf("--accept-timeout")),
   Flag.withDefault(DefaultAcceptTimeout)
 )
 

@@ -71,7 +71,7 @@ describe("command line: mistakes are one line on stderr and status 2", () => {
       expectOneLine(
         yield* invoke(["stacks", "--verbose"]),
         2,
-        "gcsctl: Received unknown argument: '--verbose'"
+        "gcsctl: unknown option '--verbose' for stacks"
       )
     })
   )

@@ -19,9 +19,16 @@ import { Stdio } from "../src/Stdio.js"
 export interface Outcome {
   readonly status: number
   readonly stdout: string
+  /** Stderr without gcsctl's log lines (whose number depends on the runtime's logging, not on gcsctl). */
   readonly stderr: string
+  /** gcsctl's log lines (`gcsctl: warn: …`), in order. */
+  readonly logs: ReadonlyArray<string>
+  /** Everything written to stderr. */
+  readonly rawStderr: string
   readonly stdoutBytes: Buffer
 }
+
+const logLine = /^gcsctl: (?:trace|debug|info|warn|error|fatal): /
 
 /** Options of an in-process invocation. */
 export interface InvokeOptions {
@@ -31,8 +38,12 @@ export interface InvokeOptions {
   readonly signals?: PubSub.PubSub<HandledSignal>
   /** Called with everything written to stdout so far, after each write. */
   readonly onStdout?: (text: string) => Effect.Effect<void>
+  /** Called with everything written to stderr so far, after each write. */
+  readonly onStderr?: (text: string) => Effect.Effect<void>
   /** Once this many bytes were written to stdout, further writes fail with EPIPE (its reader went away). */
   readonly closeStdoutAfter?: number
+  /** Whether stderr looks like a terminal (a person is watching). */
+  readonly stderrIsTerminal?: boolean
 }
 
 const toBytes = (chunk: Uint8Array | string): Uint8Array =>
@@ -64,8 +75,14 @@ export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {})
             Effect.suspend(() => options.onStdout?.(Buffer.concat(out).toString("utf8")) ?? Effect.void)
           )
         ),
-      err: (chunk) => Effect.sync(() => void err.push(toBytes(chunk))),
-      terminal: Option.none()
+      err: (chunk) =>
+        Effect.sync(() => void err.push(toBytes(chunk))).pipe(
+          Effect.andThen(
+            Effect.suspend(() => options.onStderr?.(Buffer.concat(err).toString("utf8")) ?? Effect.void)
+          )
+        ),
+      terminal: Option.none(),
+      stderrIsTerminal: options.stderrIsTerminal ?? false
     })
     const hub = options.signals
     const signals = Layer.succeed(Signals, {
@@ -78,11 +95,15 @@ export const invoke = (args: ReadonlyArray<string>, options: InvokeOptions = {})
       Effect.provide(Layer.mergeAll(NodeServices.layer, stdio, signals, Transport.layer))
     )
     const stdoutBytes = Buffer.concat(out)
+    const rawStderr = Buffer.concat(err).toString("utf8")
+    const lines = rawStderr.split(/(?<=\n)/)
     return {
       status,
       stdoutBytes,
       stdout: stdoutBytes.toString("utf8"),
-      stderr: Buffer.concat(err).toString("utf8")
+      stderr: lines.filter((line) => !logLine.test(line)).join(""),
+      logs: lines.filter((line) => logLine.test(line)).map((line) => line.trimEnd()),
+      rawStderr
     }
   })
 
@@ -113,7 +134,9 @@ export const builtCli = (): string => {
       [join(root, "node_modules", "typescript", "bin", "tsc"), "-b", packageDir],
       {
         cwd: root,
-        stdio: "inherit"
+        stdio: "inherit",
+        // tsc turns on Node's compile cache, which would leave a directory in the tests' TMPDIR.
+        env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: "1" }
       }
     )
   }

@@ -258,6 +258,15 @@ describe("gcsctl run against gcsctl guest (both in-process, over hybrid vsock so
     })
   )
 
+  it.live("a guest flooding notifications for unknown containers: a few lines, summarised", () =>
+    Effect.gen(function* () {
+      const { host } = yield* pair(["flood=20000"], ["sh", "-c", "echo done"])
+      expect(host).toMatchObject({ status: 0, stdout: "done\n", stderr: "" })
+      expect(host.logs.length).toBeLessThanOrEqual(20)
+      expect(host.logs.some((line) => /\d+ more/.test(line))).toBe(true)
+    })
+  )
+
   it.live("a guest that drops the bridge: one line, status 125", () =>
     Effect.gen(function* () {
       const { host, dir } = yield* pair(["drop-after=1"], ["true"])

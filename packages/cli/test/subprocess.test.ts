@@ -17,14 +17,37 @@ interface Finished {
   readonly stderr: string
 }
 
-const finished = (child: ChildProcess): Promise<Finished> =>
+/**
+ * How the child ended. One that has not ended after `killAfter` ms is killed
+ * (SIGKILL), so a hang shows as `signal: "SIGKILL"` rather than as a test
+ * timeout.
+ */
+const finished = (child: ChildProcess, killAfter = 20_000): Promise<Finished> =>
   new Promise((resolve, reject) => {
     let stdout = ""
     let stderr = ""
+    const killer = setTimeout(() => child.kill("SIGKILL"), killAfter)
     child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")))
     child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
     child.on("error", reject)
-    child.on("close", (status, signal) => resolve({ status, signal, stdout, stderr }))
+    child.on("close", (status, signal) => {
+      clearTimeout(killer)
+      resolve({ status, signal, stdout, stderr })
+    })
+  })
+
+/** Resolves once `stream` has carried `text`. */
+const seen = (stream: NodeJS.ReadableStream | null, text: string): Promise<void> =>
+  new Promise((resolve) => {
+    let so = ""
+    const onData = (chunk: Buffer) => {
+      so += chunk.toString("utf8")
+      if (so.includes(text)) {
+        stream?.off("data", onData)
+        resolve()
+      }
+    }
+    stream?.on("data", onData)
   })
 
 let cli = ""
@@ -63,6 +86,69 @@ describe("the gcsctl executable", () => {
     expect(result.status).toBe(2)
     expect(result.stdout).toBe("")
     expect(result.stderr).toMatch(/^gcsctl: bad --guest: [^\n]*\n$/)
+  })
+
+  /** `gcsctl guest --once --fault …` and `gcsctl run --guest …` over sockets in a fresh directory. */
+  const faultyPair = async (
+    faults: ReadonlyArray<string>,
+    run: ReadonlyArray<string>,
+    body: (host: ChildProcess) => Promise<void>
+  ) => {
+    const dir = mkdtempSync(join(tmpdir(), "gcsctl-sig-"))
+    const socket = join(dir, "gcs.sock")
+    const guest = gcsctl([
+      "guest",
+      "--connect",
+      `unix://${socket}`,
+      "--once",
+      ...faults.flatMap((f) => ["--fault", f])
+    ])
+    try {
+      const host = gcsctl(["run", "--guest", `hybrid://${socket}`, ...run])
+      const result = finished(host)
+      await body(host)
+      return await result
+    } finally {
+      guest.kill("SIGKILL")
+      await finished(guest)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+
+  it("a container guest silent after its process exited: SIGINT waits a bounded time, a second SIGINT ends gcsctl at once", async () => {
+    // Messages 0-3 answer NegotiateProtocol, Create, Start and ExecuteProcess; then the guest says nothing.
+    const result = await faultyPair(
+      ["silent-after=4"],
+      ["--container", "--", "sh", "-c", "echo ready"],
+      async (host) => {
+        await seen(host.stdout, "ready\n")
+        host.kill("SIGINT")
+        await seen(host.stderr, "send SIGINT again to stop at once")
+        host.kill("SIGINT")
+      }
+    )
+    expect(result).toMatchObject({ status: 130, signal: null, stdout: "ready\n" })
+    expect(result.stderr).toBe(
+      "gcsctl: waiting for the guest after SIGINT (at most 5s); send SIGINT again to stop at once\n" +
+        "gcsctl run: interrupted by SIGINT again: stopped at once, without waiting for the guest; what it ran may still be running there\n"
+    )
+  })
+
+  it("a guest mute after ExecuteProcess: one SIGINT ends gcsctl after a bounded wait", async () => {
+    // Messages 0-1 answer NegotiateProtocol and ExecuteProcess; SignalProcess is never answered.
+    const result = await faultyPair(
+      ["silent-after=2"],
+      ["--", "sh", "-c", "echo ready; sleep 30"],
+      async (host) => {
+        await seen(host.stdout, "ready\n")
+        host.kill("SIGINT")
+      }
+    )
+    expect(result).toMatchObject({ status: 130, signal: null, stdout: "ready\n" })
+    expect(result.stderr.split("\n").slice(-2)).toEqual([
+      "gcsctl run: interrupted by SIGINT, which the guest did not deliver to the process (the guest did not answer within 5s); it may still be running in the guest",
+      ""
+    ])
   })
 
   it("run --guest hybrid://… against a separately started gcsctl guest --connect unix://…", async () => {

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import type { GuestConnectionService } from "@gcs-bridge/runtime"
-import { Effect, Option, Ref } from "effect"
+import { Duration, Effect, Option, Ref } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { randomBytes } from "node:crypto"
 import { UsageError } from "../CliError.js"
@@ -40,6 +40,15 @@ const options = {
     "tty",
     "Give the process a console (stderr joins stdout); raw mode on the local terminal."
   ).pipe(Flag.withAlias("t")),
+  copyAfterExit: Flag.String("copy-after-exit").pipe(
+    Flag.withMetavar("DURATION"),
+    Flag.withDescription(
+      "How long the process's output may still come after it exited before its streams are closed " +
+        "(default 1s, as the Go host); a guest that leaves them open cannot hold gcsctl longer."
+    ),
+    Flag.mapEffect(CliOptions.durationOf("--copy-after-exit")),
+    Flag.optional
+  ),
   env: CliOptions.env,
   cwd: Flag.String("cwd").pipe(
     Flag.withMetavar("DIR"),
@@ -134,6 +143,14 @@ const deleteState = (connection: GuestConnectionService, id: string) =>
     : Effect.void
 
 /**
+ * The genuine Linux GCS ignores `ConsoleSize` and refuses ResizeConsole for a
+ * process in the utility VM, so its console stays 0x0 there.
+ */
+const uvmConsoleWarning =
+  "a Linux guest does not apply the console size to a process in the utility VM " +
+  "(the genuine GCS ignores it and refuses resizes; the console may be 0x0): use --container for a sized console"
+
+/**
  * Connects, starts, relays and waits, with SIGINT/SIGTERM forwarded while the
  * process runs (and stopping everything before and after), and gives the exit
  * status. The process's scope closes before the container's state is deleted.
@@ -144,13 +161,26 @@ const runIt = (session: SessionOptions, containerId: Option.Option<string>, spec
     const forwarded = yield* Ref.make(Option.none<number>())
     const program = Effect.scoped(
       Effect.gen(function* () {
-        const connection = yield* openGuest(session)
+        const { connection } = yield* openGuest(session)
+        if (spec.tty && Option.isNone(containerId) && connection.os === "linux") {
+          yield* Stdio.use((stdio) => stdio.err(`gcsctl run: warning: ${uvmConsoleWarning}\n`))
+        }
+        const stopped = Ref.set(started, Option.none())
+        const copyAfterExit = Option.match(session.copyAfterExit ?? Option.none(), {
+          onNone: () => "1s",
+          onSome: Duration.format
+        })
+        // Once it exited there is nothing to forward to: a signal then stops gcsctl.
+        const exited = Effect.andThen(
+          stopped,
+          Effect.logDebug(`the process exited; its output is relayed for at most ${copyAfterExit} more`)
+        )
         const code = yield* Effect.scoped(
           Effect.gen(function* () {
             const process = yield* start(connection, containerId, spec)
             yield* Ref.set(started, Option.some({ process, os: connection.os }))
-            return yield* relay(process, spec)
-          }).pipe(Effect.ensuring(Ref.set(started, Option.none())))
+            return yield* relay(process, spec, exited)
+          }).pipe(Effect.ensuring(stopped))
         )
         if (Option.isSome(containerId)) yield* deleteState(connection, containerId.value)
         return exitStatusOf(code, yield* Ref.get(forwarded))

@@ -60,6 +60,40 @@ export const initProcess = (spec: RunSpec): typeof Process.ProcessParameters.Enc
 const bundlePath = (id: string): string => `/run/gcs/c/${id}`
 
 /**
+ * What every Linux container gets, as hcsshim (and Docker's default spec)
+ * sends: the Linux GCS reads `linux` unconditionally while it sets the
+ * container up (`setupStandaloneContainerSpec` sets `linux.cgroupsPath`), so
+ * a spec without it kills the guest; the namespaces isolate the container's
+ * processes, IPC, hostname and mounts (the network is the utility VM's), and
+ * the mounts are the file systems a Linux program expects (`/dev/pts` for `-t`).
+ */
+export const linuxDefaults = {
+  linux: { namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }] },
+  mounts: [
+    { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
+    {
+      destination: "/dev",
+      type: "tmpfs",
+      source: "tmpfs",
+      options: ["nosuid", "strictatime", "mode=755", "size=65536k"]
+    },
+    {
+      destination: "/dev/pts",
+      type: "devpts",
+      source: "devpts",
+      options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
+    },
+    {
+      destination: "/dev/shm",
+      type: "tmpfs",
+      source: "shm",
+      options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]
+    },
+    { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] }
+  ]
+} satisfies GoSchema.JsonObject
+
+/**
  * The Create document of an LCOW container whose init process is the
  * command. The root filesystem path follows hcsshim's layout; a genuine GCS
  * needs it mounted there first (gcsctl mounts no layers).
@@ -78,7 +112,12 @@ export const lcowContainer = (id: string, spec: RunSpec): Container.LinuxHostedS
   return new Container.LinuxHostedSystem({
     SchemaVersion: new Negotiate.SchemaVersion({ Major: 2, Minor: 1 }),
     OciBundlePath: bundlePath(id),
-    OciSpecification: { ociVersion: "1.1.0", process, root: { path: `${bundlePath(id)}/rootfs` } },
+    OciSpecification: {
+      ociVersion: "1.1.0",
+      process,
+      root: { path: `${bundlePath(id)}/rootfs` },
+      ...linuxDefaults
+    },
     ScratchDirPath: ""
   })
 }

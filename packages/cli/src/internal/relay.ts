@@ -4,10 +4,10 @@
  */
 import type { CallError, Process } from "@gcs-bridge/runtime"
 import type { TransportError } from "@gcs-bridge/transport"
-import { Effect, Option, Ref, type Scope, Stream } from "effect"
+import { Duration, Effect, Option, Ref, type Scope, Stream } from "effect"
 import { Interrupted, type StdioError } from "../CliError.js"
 import { describeError } from "../ErrorLine.js"
-import { handleSignals, type HandledSignal, signalNumber, type Signals } from "../Signals.js"
+import { handleSignals, type HandledSignal, signalNumber, type Signals, StopTimeout } from "../Signals.js"
 import { Stdio } from "../Stdio.js"
 import type { RunSpec } from "./processSpec.js"
 
@@ -30,12 +30,13 @@ export const exitStatusOf = (code: number, forwarded: Option.Option<number>): nu
  * Copies the process's stdout and stderr to ours and (with `-i`) our stdin
  * to it, puts the local terminal in raw mode and follows its size (with a
  * console), and gives the exit code once the process has exited and its
- * output is drained. The stdin relay never fails the run: a process may exit
- * without reading its input.
+ * output is drained (`onExit` runs as soon as it exited, before that). The
+ * stdin relay never fails the run: a process may exit without reading its input.
  */
 export const relay = (
   process: Process,
-  spec: RunSpec
+  spec: RunSpec,
+  onExit: Effect.Effect<void>
 ): Effect.Effect<number, CallError | TransportError | StdioError, Stdio | Scope.Scope> =>
   Effect.gen(function* () {
     const stdio = yield* Stdio
@@ -66,7 +67,7 @@ export const relay = (
     // stops the others at once rather than relaying what follows.
     const [code] = yield* Effect.all(
       [
-        process.wait,
+        Effect.tap(process.wait, () => onExit),
         Stream.runForEach(process.stdout, stdio.out),
         spec.tty ? Effect.void : Stream.runForEach(process.stderr, stdio.err)
       ],
@@ -87,17 +88,18 @@ export interface Started {
 
 /**
  * Runs `program` with SIGINT and SIGTERM handled: before the process has
- * started they stop the program (`Interrupted`; its scopes close). After, they
- * are forwarded to the process, and the number of each delivered one is
- * recorded in `forwarded` for `exitStatusOf`. A signal the guest refuses to
- * deliver — a Linux GCS cannot signal processes in the utility VM (§11.10) —
- * stops the program instead, so that Ctrl-C always ends `gcsctl run`.
+ * started and after it exited they stop the program (`Interrupted`; its
+ * scopes close). While it runs, they are forwarded to the process, and the
+ * number of each delivered one is recorded in `forwarded` for `exitStatusOf`.
+ * A signal the guest refuses to deliver — a Linux GCS cannot signal processes
+ * in the utility VM (§11.10) — or does not answer within `StopTimeout` stops
+ * the program instead, so that Ctrl-C always ends `gcsctl run`.
  */
 export const forwardSignals = <A, E, R>(
   program: Effect.Effect<A, E, R>,
   started: Ref.Ref<Option.Option<Started>>,
   forwarded: Ref.Ref<Option.Option<number>>
-): Effect.Effect<A, E | Interrupted, R | Signals> =>
+): Effect.Effect<A, E | Interrupted, R | Signals | Stdio> =>
   handleSignals(program, (signal) =>
     Effect.flatMap(
       Ref.get(started),
@@ -106,6 +108,16 @@ export const forwardSignals = <A, E, R>(
         onSome: ({ os, process }) =>
           process.signal(guestSignal(os, signal)).pipe(
             Effect.mapError((error) => new Interrupted({ signal, undelivered: describeError(error) })),
+            Effect.timeoutOrElse({
+              duration: StopTimeout,
+              orElse: () =>
+                Effect.fail(
+                  new Interrupted({
+                    signal,
+                    undelivered: `the guest did not answer within ${Duration.format(StopTimeout)}`
+                  })
+                )
+            }),
             Effect.andThen(Ref.set(forwarded, Option.some(signalNumber[signal])))
           )
       })

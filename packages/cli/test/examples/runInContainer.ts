@@ -19,7 +19,10 @@ export const runInContainer = (id: string, argv: ReadonlyArray<string>) =>
           OciSpecification: {
             ociVersion: "1.1.0",
             process: { args: [...argv], cwd: "/", env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] },
-            root: { path: `/run/gcs/c/${id}/rootfs` }
+            root: { path: `/run/gcs/c/${id}/rootfs` },
+            // The Linux GCS needs `linux`: the namespaces hcsshim gives a container, and a /proc.
+            linux: { namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }] },
+            mounts: [{ destination: "/proc", type: "proc", source: "proc" }]
           }
         })
       )
