@@ -113,7 +113,10 @@ const containerConfig = (id: string) =>
     OciBundlePath: `/run/gcs/c/${id}`,
     OciSpecification: {
       ociVersion: "1.1.0",
-      process: { args: ["sleep", "3600"], cwd: "/", env: ["PATH=/usr/bin:/bin"] }
+      process: { args: ["sleep", "3600"], cwd: "/", env: ["PATH=/usr/bin:/bin"] },
+      root: { path: `/run/gcs/c/${id}/rootfs` },
+      // The Linux GCS dies of a spec without `linux` (and our guest drops the bridge as it would).
+      linux: { namespaces: [{ type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }] }
     },
     ScratchDirPath: `/run/gcs/c/${id}/scratch`
   })

@@ -31,7 +31,8 @@ const stdoutRelay = (connection: GuestConnectionService, bytes: number): Effect.
   Effect.scoped(
     Effect.gen(function* () {
       const process = yield* connection.exec({
-        CommandArgs: ["dd", "if=/dev/zero", `bs=${ChunkSize}`, `count=${bytes / ChunkSize}`],
+        // status=none: like the Linux GCS, our guest closes the fd 2 no pipe was asked for.
+        CommandArgs: ["dd", "if=/dev/zero", `bs=${ChunkSize}`, `count=${bytes / ChunkSize}`, "status=none"],
         CreateStdOutPipe: true
       })
       const received = yield* Stream.runFold(
