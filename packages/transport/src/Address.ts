@@ -1,15 +1,11 @@
 /**
- * Where a VM endpoint lives, as data: a Schema class per kind of socket and the
- * URL-like text form users type (`vsock://3`, `hvsock://<vm-guid>`,
- * `hybrid:///run/fc.sock`, `unix:///tmp/x.sock`, `memory://name`).
- *
+ * Where a VM endpoint lives, as data: a Schema class per kind of socket and the URL-like text form users type
+ * (`vsock://3`, `hvsock://<vm-guid>`, `hybrid:///run/fc.sock`, `unix:///tmp/x.sock`, `memory://name`).
  * Port mapping (the port is always a u32 vsock port number):
- * - vsock: AF_VSOCK port P; listening binds CID any and accepts only the
- *   address's CID (or any CID for `vsock://any`);
+ * - vsock: AF_VSOCK port P; listening binds CID any and accepts only the address's CID (any for `vsock://any`);
  * - hvsock: (VM id, `vsockServiceId(P)`), GCS-PROTOCOL §13.2;
- * - hybrid and unix: listening binds the Unix socket `<path>_<P>`; connecting
- *   on unix goes to `<path>_<P>`, on hybrid it dials `<path>` and performs the
- *   `CONNECT P\n` / `OK <n>\n` handshake;
+ * - hybrid and unix: listening binds the Unix socket `<path>_<P>`; connecting on unix goes to `<path>_<P>`,
+ *   on hybrid it dials `<path>` and performs the `CONNECT P\n` / `OK <n>\n` handshake;
  * - memory: an in-process network owned by the layer instance.
  */
 import { Effect, Result, Schema, SchemaGetter, SchemaIssue } from "effect"
@@ -69,7 +65,6 @@ export class MemoryAddress extends Schema.TaggedClass<MemoryAddress>("@gcs-bridg
 
 /** Every kind of transport address. */
 export const Address = Schema.Union([VsockAddress, HvsockAddress, HybridAddress, UnixAddress, MemoryAddress])
-
 export type Address = typeof Address.Type
 
 const expected =

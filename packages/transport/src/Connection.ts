@@ -2,11 +2,7 @@
 import type { Effect, Sink, Stream } from "effect"
 import type { TransportError } from "./TransportError.js"
 
-/**
- * Who is on the other end, as far as the transport can tell: the CID of a
- * vsock peer, the VM id of a Hyper-V peer, the uid of a Unix peer (native
- * engine only), and the vsock port the connection belongs to.
- */
+/** Who is on the other end, as far as the transport can tell: a vsock CID, a Hyper-V VM id, a Unix uid (native engine only), and the vsock port. */
 export interface PeerIdentity {
   readonly family: "vsock" | "hvsock" | "unix" | "memory"
   readonly cid?: number
@@ -16,23 +12,16 @@ export interface PeerIdentity {
 }
 
 /**
- * A full-duplex byte connection owned by the `Scope` it was acquired in:
- * closing that scope closes it.
- *
- * Reading is pull-driven: bytes are taken from the socket only while the
- * consumer of `stream` asks for them, and at most a small read-ahead (a few
- * hundred KiB) is held, so a slow consumer never makes memory grow. Writing
- * waits while the send queue is above its high-water mark.
+ * A full-duplex byte connection owned by the `Scope` it was acquired in: closing that scope closes it.
+ * Reading is pull-driven: bytes are taken from the socket only while the consumer of `stream` asks for them,
+ * with at most a few hundred KiB read ahead, so a slow consumer never makes memory grow. Writing waits while
+ * the send queue is above its high-water mark.
  */
 export interface Connection {
   /** Human-readable origin, e.g. `"hybrid:///tmp/x.sock port 1073741825"`. */
   readonly description: string
   readonly peer: PeerIdentity
-  /**
-   * The inbound bytes, ending at the peer's EOF. Single consumer: a second
-   * concurrent consumer fails with `TransportError` (`Read`); sequential
-   * consumers continue where the previous one stopped.
-   */
+  /** Inbound bytes up to the peer's EOF. Single consumer: a concurrent second fails (`Read`); sequential ones continue. */
   readonly stream: Stream.Stream<Uint8Array, TransportError>
   /** Queues `chunk`; completes once the send queue is below its high-water mark. The chunk must not be mutated afterwards. */
   readonly write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>

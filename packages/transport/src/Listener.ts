@@ -11,13 +11,10 @@ export interface AcceptOptions {
 }
 
 /**
- * A listener owned by the `Scope` it was created in: closing that scope stops
- * listening, removes the socket file (unix / hybrid), closes connections that
- * arrived but were not accepted, and fails a pending `accept` with `Closed`.
- *
- * Peers that fail the address's check (a vsock CID or Hyper-V VM id other than
- * the address's, a Unix peer of another uid) are refused: logged, closed, and
- * never returned by `accept`.
+ * A listener owned by the `Scope` it was created in: closing that scope stops listening, removes the socket
+ * file (unix / hybrid), closes connections that arrived but were not accepted, and fails a pending `accept`
+ * with `Closed`. Peers that fail the address's check (a vsock CID or Hyper-V VM id other than the address's,
+ * a Unix peer of another uid) are refused: logged, closed, and never returned by `accept`.
  */
 export interface Listener {
   readonly address: Address

@@ -35,11 +35,7 @@ export interface TransportService {
   ) => Effect.Effect<Connection, TransportError, Scope.Scope>
 }
 
-/**
- * The Transport service, with one layer per engine. Every layer instance owns
- * its own in-memory network for `memory://` addresses: a host and a guest in
- * one test reach each other by sharing the layer.
- */
+/** The Transport service, one layer per engine; each layer instance owns its own `memory://` network (share the layer to connect). */
 export class Transport extends Context.Service<Transport, TransportService>()(
   "@gcs-bridge/transport/Transport"
 ) {
@@ -49,12 +45,9 @@ export class Transport extends Context.Service<Transport, TransportService>()(
   )
 
   /**
-   * The production layer: vsock (Linux) and hvsock (Windows) through the
-   * native engine of `@gcs-bridge/native`, an optional dependency loaded when
-   * the layer is built; unix and hybrid through it too, or through Node's
-   * `net` when it is not installed (vsock / hvsock then fail with an
-   * `EAFNOSUPPORT` TransportError that names the package and why it did not
-   * load); plus `memory://`.
+   * The production layer: vsock (Linux), hvsock (Windows), unix and hybrid through `@gcs-bridge/native`, an
+   * optional dependency loaded when the layer is built; without it unix and hybrid go through Node's `net` and
+   * vsock / hvsock fail with `EAFNOSUPPORT` naming the package and why it did not load. Plus `memory://`.
    */
   static readonly layer: Layer.Layer<Transport> = Layer.effect(
     Transport,

@@ -1,18 +1,10 @@
-/**
- * The failures of the transport layer: a malformed address, and everything
- * that can go wrong while listening, accepting, connecting, reading or
- * writing. Both are Schema tagged errors, so they can cross process and log
- * boundaries as data.
- */
+/** Transport failures (a malformed address; listen, accept, connect, read or write), as Schema tagged errors. */
 import { Schema } from "effect"
 
 /**
- * What went wrong, by phase. `AcceptTimeout` / `ConnectTimeout` are deadline
- * expiries; `PeerRefused` is a connect whose peer this side refused (a hybrid
- * VMM that answered `CONNECT <port>` with anything but `OK <n>`, code
- * `EPROTO`) — peers refused by a listener (wrong CID / VM id / uid) are logged
- * and dropped, never surfaced to `accept`; `Closed` is an operation on a
- * connection or listener that this side has already closed.
+ * What went wrong, by phase. `AcceptTimeout` / `ConnectTimeout`: deadline expiries; `PeerRefused`: a hybrid VMM
+ * answered `CONNECT <port>` with anything but `OK <n>` (`EPROTO`) — peers a listener refuses are logged and
+ * dropped, never surfaced to `accept`; `Closed`: an operation on a connection or listener already closed here.
  */
 export const TransportErrorReason = Schema.Literals([
   "Listen",
@@ -25,15 +17,9 @@ export const TransportErrorReason = Schema.Literals([
   "Closed",
   "PeerRefused"
 ])
-
 export type TransportErrorReason = typeof TransportErrorReason.Type
 
-/**
- * A failure of a socket operation. `address` is the formatted address
- * (`hybrid:///run/fc.sock`), `port` the vsock port when one applies, `code` and
- * `syscall` the operating system's error (`ECONNREFUSED`, `connect`) when there
- * was one.
- */
+/** A failed socket operation: formatted `address`, vsock `port` if any, the OS error's `code` / `syscall` if any. */
 export class TransportError extends Schema.TaggedError<TransportError>(
   "@gcs-bridge/transport/TransportError"
 )("TransportError", {

@@ -1,23 +1,13 @@
 /**
- * The one Connection implementation, over any RawSocket: the only place that
- * holds a socket's state machine.
- *
- * Reading: inbound chunks go to a Queue; a consumer pull takes all of it and
- * re-arms the socket, so at most `ReadAhead` bytes plus one engine read are
- * held; once the queue reaches `ReadAhead` the socket is stopped until the
- * next pull.
- *
- * Writing: the engine queues; a write that leaves it above its high-water
- * mark waits on a latch the drain opens. The half-close is issued once the
- * engine's queue is flushed. The first failure fails reads and writes alike.
- *
- * Dialling: the engines' connects share the deadline, the child scope that
- * releases a failed attempt at once, and the host side of the Firecracker /
- * Cloud Hypervisor hybrid vsock handshake: on a fresh connection to the VMM's
- * Unix socket send `CONNECT <port>\n`; the VMM answers `OK <assigned port>\n`
- * once the guest accepted, or closes the connection when nothing listens on
- * that port in the guest. Bytes the guest sends right after the answer are
- * kept for the Connection.
+ * The one Connection implementation over any RawSocket: the only socket state machine.
+ * Reading: inbound chunks go to a Queue; a pull takes all of it and re-arms the socket, so at most `ReadAhead`
+ * bytes plus one engine read are held (the socket is stopped at `ReadAhead` until the next pull).
+ * Writing: a write leaving the engine above its high-water mark waits on a latch the drain opens; the
+ * half-close is issued once the engine's queue is flushed. The first failure fails reads and writes alike.
+ * Dialling: the engines share the deadline, a child scope releasing a failed attempt at once, and the host side
+ * of the Firecracker / Cloud Hypervisor hybrid handshake: send `CONNECT <port>\n`; the VMM answers
+ * `OK <assigned port>\n` once the guest accepted, or hangs up when nothing listens on that guest port. Bytes
+ * the guest sends right after the answer are kept for the Connection.
  */
 import { Cause, Deferred, Duration, Effect, Exit, Latch, Queue, Scope, Sink, Stream } from "effect"
 import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
@@ -28,10 +18,7 @@ import { describe, osError, type RawSocket, type Target, transportError } from "
 /** Bytes read ahead of the consumer before the socket is paused. */
 const ReadAhead = 256 * 1024
 
-/**
- * A Connection over `raw`, which it owns from now on: closed when the current
- * scope closes. `initial` (bytes read during a handshake) is delivered first.
- */
+/** A Connection owning `raw`, closed with the current scope; `initial` (bytes read in a handshake) comes first. */
 export const makeConnection = (
   raw: RawSocket,
   target: Target,
@@ -206,17 +193,13 @@ const open = Effect.fnUntraced(function* (
   return { connection, close }
 })
 
-/** Deadline of a hybrid connect (dial + CONNECT/OK) when the caller gives none. */
 const DefaultHybridConnectTimeout = Duration.seconds(10)
-
 /** Longest acceptable answer line: `OK 4294967295\n` is 14 bytes. */
 const MaxReplyBytes = 32
 
 /**
- * Connects to vsock port `port` of `address` within `timeout` (default: 10 s
- * for hybrid, none otherwise): `open` dials and yields the connected socket,
- * then the hybrid handshake runs where one is due. Everything runs in a child
- * of the current scope, released at once on failure, interruption or expiry.
+ * Connects to vsock port `port` of `address` within `timeout` (default: 10 s for hybrid, else none): `open`
+ * dials, then the hybrid handshake runs where due, all in a child scope released at once on failure or expiry.
  */
 export const dial = (
   address: Exclude<Address, MemoryAddress>,
@@ -251,11 +234,7 @@ export const dial = (
   })
 }
 
-/**
- * Runs the handshake on `raw` (connected, not yet reading) and returns the
- * bytes that followed the answer. The deadline is the caller's; interruption
- * stops reading and leaves closing the socket to its owner.
- */
+/** The handshake on `raw` (not yet reading): the bytes after the answer. Interruption leaves closing to the owner. */
 const hybridHandshake = (raw: RawSocket, port: number, target: Target) =>
   Effect.callback<ReadonlyArray<Uint8Array>, TransportError>((resume) => {
     let received = Buffer.alloc(0)

@@ -1,7 +1,4 @@
-/**
- * The GUID rules of GCS-PROTOCOL §5.3 and §13.2 the transport needs. It may not
- * import `@gcs-bridge/protocol` (DESIGN.md layering); the tests check they agree.
- */
+/** GUID rules of GCS-PROTOCOL §5.3 / §13.2; `@gcs-bridge/protocol` is off limits (DESIGN.md layering), tests check they agree. */
 
 /** Whether `text` is a GUID in the 36-character dashed form (hex of either case, no braces). */
 export const isGuidText = (text: string): boolean => /^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$/i.test(text)

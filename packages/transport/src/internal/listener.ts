@@ -1,13 +1,8 @@
 /**
- * The one Listener implementation. Engines offer each accepted socket with the
- * peer's identity; the peer is checked on arrival (a refused peer is logged and
- * closed at once, never queued), queued up to a bound, and handed to `accept`,
- * which takes it from the queue and gives it to the caller's scope in one
- * uninterruptible step, so a timed-out or interrupted accept loses nothing.
- *
- * The guest is not trusted (DESIGN.md): a listener for one VM must not hand
- * over a connection from another VM, nor, on a Unix socket, from another
- * local user.
+ * The one Listener implementation. Engines offer each accepted socket with its peer's identity; the peer is
+ * checked on arrival (a refused one is logged and closed, never queued), queued up to a bound, and handed to
+ * `accept` in one uninterruptible step, so a timed-out or interrupted accept loses nothing. The guest is not
+ * trusted (DESIGN.md): a listener for one VM must not hand over another VM's connection, nor another local user's.
  */
 import { Cause, Effect, Queue, type Scope } from "effect"
 import type { Address } from "../Address.js"
@@ -24,11 +19,7 @@ export const DefaultBacklog = 16
 export const ourUid = (): number | undefined =>
   typeof process.getuid === "function" ? process.getuid() : undefined
 
-/**
- * Why `peer` must be refused by a listener on `address`, or undefined.
- * `uid` is the uid a Unix peer must have (root is always allowed); a peer
- * whose uid the engine could not tell is left to the socket file's mode.
- */
+/** Why a listener on `address` refuses `peer`, or undefined; a Unix peer must be `uid` or root (unknown: left to the file mode). */
 export const peerRefusal = (
   address: Address,
   peer: PeerIdentity,

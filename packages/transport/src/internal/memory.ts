@@ -1,9 +1,7 @@
 /**
- * The in-memory network: a registry of listeners per layer instance, and
- * connections over Node's `duplexPair` (bounded: a writer waits until the
- * reader takes its bytes, so backpressure is real in tests too) adapted like
- * a `net` socket. Closing one end ends the other's stream and fails its
- * writes, as a socket would.
+ * The in-memory network: listeners per layer instance, connections over Node's bounded `duplexPair` (real
+ * backpressure in tests too) adapted like a `net` socket; closing one end ends the other's stream and fails
+ * its writes, as a socket would.
  */
 import { type Duplex, duplexPair } from "node:stream"
 import { Effect, type Scope } from "effect"

@@ -1,12 +1,8 @@
 /**
- * vsock, Hyper-V sockets, unix and hybrid through the native engine
- * (`@gcs-bridge/native`, an optional dependency loaded on first use). The
- * engine polls a socket for reads only between readStart and readStop, so
- * the Connection's pull drives the kernel reads.
- *
- * Peer checks: a vsock peer must come from the address's CID (unless
- * `vsock://any`), a Hyper-V peer from the address's VM id, and an AF_UNIX peer
- * must run under our uid or root (SO_PEERCRED).
+ * vsock, Hyper-V, unix and hybrid sockets through `@gcs-bridge/native` (optional, loaded on first use), which
+ * polls for reads only between readStart and readStop, so the Connection's pull drives the kernel reads.
+ * Peer checks: a vsock peer must come from the address's CID (unless `vsock://any`), a Hyper-V peer from the
+ * address's VM id, and an AF_UNIX peer must run under our uid or root (SO_PEERCRED).
  */
 import { type Duration, Effect, type Scope } from "effect"
 import type * as Native from "@gcs-bridge/native"
@@ -34,10 +30,8 @@ export interface NativeEngineOptions {
 
 /** Queued bytes above which a write waits for the engine's drain. */
 const HighWaterMark = 64 * 1024
-
 /** Pause after a transient accept failure before the engine accepts again. */
 const AcceptRetryMillis = 100
-
 /** accept(2) failures that concern one connection, not the listener. */
 const transientAcceptErrors = new Set(
   "ECONNABORTED EMFILE ENFILE ENOBUFS ENOMEM EAGAIN EWOULDBLOCK EINTR EPROTO EPERM ETIMEDOUT".split(" ")
@@ -72,11 +66,7 @@ const peerIdentity = (socket: Native.NativeSocket, port: number): PeerIdentity =
   return socket.peerUid === null ? { family: "unix", port } : { family: "unix", port, uid: socket.peerUid }
 }
 
-/**
- * The engine address for vsock port `port` of `address` (what a listener
- * binds or `connect` dials), or EAFNOSUPPORT for a family this platform or
- * kernel lacks.
- */
+/** The engine address a listener binds / `connect` dials, or EAFNOSUPPORT for a family the platform lacks. */
 const engineAddress = (
   native: NativeModule,
   address: Exclude<Address, MemoryAddress>,

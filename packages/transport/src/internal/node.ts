@@ -1,8 +1,6 @@
 /**
- * Unix and hybrid vsock over Node's `net`. A socket is kept paused except
- * while the Connection asks for bytes, so Node's own readable buffer, which
- * stops the libuv read at its high-water mark, is the only buffering below the
- * Connection's read-ahead.
+ * Unix and hybrid vsock over Node's `net`. A socket stays paused except while the Connection asks for bytes,
+ * so Node's readable buffer (which stops libuv at its high-water mark) is all that sits below the read-ahead.
  */
 import * as net from "node:net"
 import type { Duplex } from "node:stream"

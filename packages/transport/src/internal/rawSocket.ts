@@ -1,10 +1,7 @@
 /**
- * The engine-neutral socket every engine (Node `net`, the native engine, the
- * in-memory pipe) adapts to, kept close to readiness: the engines move bytes
- * and report what happened; the one Connection (connection.ts) holds the
- * policy — read-ahead, waiting for drain, half-close after the flush, one
- * failure fanned out to readers and writers. Plus the TransportErrors built
- * from what engines report.
+ * The engine-neutral socket every engine (Node `net`, native, in-memory) adapts to: engines move bytes and
+ * report events; the one Connection (connection.ts) holds the policy — read-ahead, drain waits, half-close
+ * after the flush, one failure fanned out to readers and writers. Plus TransportErrors from engine reports.
  */
 import { TransportError, type TransportErrorReason } from "../TransportError.js"
 

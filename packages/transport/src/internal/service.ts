@@ -1,8 +1,4 @@
-/**
- * The per-layer services behind `Transport.layer`, `layerNode` and
- * `layerMemory`: a port check every layer shares, then a dispatch by address
- * family.
- */
+/** The services behind `Transport.layer`, `layerNode`, `layerMemory`: a shared port check, then dispatch by family. */
 import { Effect } from "effect"
 import { type Address, formatAddress } from "../Address.js"
 import type { TransportService } from "../Transport.js"
@@ -14,10 +10,7 @@ import { type Phase, transportError, unsupported } from "./rawSocket.js"
 /** The native engine, or why it could not be loaded. */
 export type LoadedNative = NativeModule | { readonly unavailable: string }
 
-/**
- * Loads `@gcs-bridge/native` (an optional dependency) when a layer is built,
- * never at import; `load` is replaceable so tests can simulate its absence.
- */
+/** Loads the optional `@gcs-bridge/native` when a layer is built, never at import; tests replace `load`. */
 export const loadNative = (
   load: () => Promise<NativeModule> = () => import("@gcs-bridge/native")
 ): Effect.Effect<LoadedNative> =>
@@ -29,10 +22,8 @@ export const loadNative = (
   )
 
 /**
- * One service: memory:// in `network`; with a `native` engine, everything
- * else through it when it loaded, or unix / hybrid through Node's net and
- * vsock / hvsock refused when it did not; without one (`layerNode`,
- * `layerMemory`), what `layer`'s name says it carries.
+ * One service: memory:// in `network`; the rest through `native` when it loaded, else unix / hybrid through
+ * Node's net and vsock / hvsock refused; without `native` (`layerNode`, `layerMemory`), what `layer` names.
  */
 export const makeService = (
   network: MemoryNetwork,

@@ -1,21 +1,14 @@
 /**
- * Unix socket files of hybrid / unix listeners: `<path>_<port>`, created 0600
- * inside a directory that only its owner can write (created 0700 when
- * missing), a stale file left by a dead process replaced, and the file removed
- * again when the listener closes — but only if it is still the one this
- * listener bound (same device and inode).
- *
- * The host often runs as root and the path may cross directories of other
- * users, so the directory is reached one component at a time from `/`, each
- * opened `O_DIRECTORY | O_NOFOLLOW` relative to the one before
- * (`/proc/self/fd/<fd>/<name>`) and checked on its descriptor: no symbolic
- * link, no directory that another user (not root, not us) owns, none that
- * another user could write into (unless sticky, as /tmp; the socket's own
- * directory not even then). Missing directories are made 0700 and fchmod-ed
- * through their descriptor, the socket is bound relative to its directory's
- * descriptor, so swapping a component for a link after it was checked changes
- * nothing. Directories made here are removed again (if empty) when the last
- * listener of this process inside them closes.
+ * Unix socket files of hybrid / unix listeners: `<path>_<port>`, created 0600 in a directory only its owner can
+ * write (made 0700 when missing), a stale file of a dead process replaced, and removed when the listener closes
+ * — only if still the one bound here (same device and inode).
+ * The host often runs as root and the path may cross other users' directories, so the directory is reached one
+ * component at a time from `/`, each opened `O_DIRECTORY | O_NOFOLLOW` relative to the one before
+ * (`/proc/self/fd/<fd>/<name>`) and checked on its descriptor: no symbolic link, no directory another user (not
+ * root, not us) owns, none another user could write into (unless sticky, as /tmp; the socket's own directory
+ * not even then). Missing directories are made 0700 and fchmod-ed through their descriptor, and the socket is
+ * bound relative to its directory's descriptor, so swapping a component for a link after the check changes
+ * nothing. Directories made here are removed (if empty) when this process's last listener inside them closes.
  */
 import * as fs from "node:fs"
 import * as net from "node:net"
@@ -69,10 +62,8 @@ export const makeDir = (parent: number, name: string): boolean => {
 }
 
 /**
- * Step 2: opens directory `name` of `parent` without following a link and
- * checks it on the descriptor (`shown` is its path, for messages; `last`: the
- * socket's own directory). A directory made in step 1 gets mode 0700 through
- * the descriptor. Undefined when nothing is there.
+ * Step 2: opens directory `name` of `parent` without following links and checks it on the descriptor (`shown`:
+ * its path for messages; `last`: the socket's own directory); one made in step 1 gets 0700. Undefined if absent.
  */
 export const openDir = (parent: number, name: string, shown: string, made: boolean, last: boolean) => {
   const path = inDir(parent, name)
@@ -185,11 +176,7 @@ const probeLive = (path: string): Promise<boolean> =>
     )
   })
 
-/**
- * Clears the way for binding `file` (`path`, for messages): a socket file that
- * no process answers on is removed; anything else is refused (a live
- * listener: `EADDRINUSE`; a regular file or a symlink: `EEXIST`, never deleted).
- */
+/** Clears the way to bind `file` (`path` for messages): a dead socket is removed; a live one is `EADDRINUSE`, anything else `EEXIST`. */
 const clearStale = async (file: string, path: string) => {
   const existing = fs.lstatSync(file, { throwIfNoEntry: false })
   if (existing === undefined) return
@@ -202,11 +189,8 @@ const clearStale = async (file: string, path: string) => {
 }
 
 /**
- * Runs `listen` (which binds the path it is given: `path`, reached through
- * its directory's descriptor) once the directory is made and checked and the
- * way is clear, then restricts the file it created to its owner; the current
- * scope removes the file again if it is still the one bound here, and then
- * the directories made for it.
+ * Runs `listen` (binding the path given: `path` via its directory's descriptor) once the directory is checked
+ * and the way clear, then makes the file 0600; the scope removes it if still ours, then directories made for it.
  */
 export const listenOnSocketFile = <A>(
   path: string,
