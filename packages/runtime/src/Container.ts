@@ -1,8 +1,4 @@
-/**
- * A container in the guest.
- *
- * @since 0.1.0
- */
+/** A container in the guest. @since 0.1.0 */
 import type { Container as Wire, ModifySettings as Modify, Properties } from "@gcs-bridge/protocol"
 import type { Effect, Scope } from "effect"
 import { Data } from "effect"
@@ -21,12 +17,7 @@ export const ContainerExit = Data.taggedEnum<ContainerExit>()
 /** What `modify` sends: a `ModificationRequest` (LCOW), an `HcsModifySettingRequest` (WCOW), or any JSON. @since 0.1.0 */
 export type ModifySettings = typeof Modify.ModifySettingsRequest.Type
 
-/**
- * A container created or opened in a `Scope`; closing the scope terminates it if it still runs and waits for
- * its exit (see the README's "Scopes").
- *
- * @since 0.1.0
- */
+/** A container in a `Scope`, terminated (and waited for) when the scope closes if it still runs. @since 0.1.0 */
 export interface Container {
   readonly id: string
   /** A no-op on the Linux GCS, where the init process's exec starts the container. */

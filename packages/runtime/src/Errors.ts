@@ -1,9 +1,4 @@
-/**
- * The runtime's errors: `BridgeClosed`, `GuestError` with its HRESULT predicates, and the error unions of
- * the public operations.
- *
- * @since 0.1.0
- */
+/** The runtime's errors, the `GuestError` HRESULT predicates, and the error unions. @since 0.1.0 */
 import { Envelope, Guid, HResult, ProtocolError } from "@gcs-bridge/protocol"
 import { TransportError } from "@gcs-bridge/transport"
 import { Schema } from "effect"

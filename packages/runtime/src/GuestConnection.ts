@@ -1,8 +1,4 @@
-/**
- * The connection to a guest's GCS: the service everything else hangs off.
- *
- * @since 0.1.0
- */
+/** The connection to a guest's GCS: the service everything else hangs off. @since 0.1.0 */
 import type { Container as Wire, Negotiate, Service, Uvm } from "@gcs-bridge/protocol"
 import type { Address } from "@gcs-bridge/transport"
 import type { Duration, Effect, Scope } from "effect"
@@ -20,10 +16,7 @@ export interface GuestConnectionConfig {
   readonly connectTimeout?: Duration.Input | undefined
   /** Deadline for each stdio connection (default none: pending until the process's scope closes). */
   readonly stdioAcceptTimeout?: Duration.Input | undefined
-  /**
-   * Go's `CopyAfterExitTimeout` (default 1 second): once a process's wait has completed, its stdout / stderr
-   * end cleanly after waiting this long in all for more bytes from the guest (their consumer's time is not counted).
-   */
+  /** Go's `CopyAfterExitTimeout` (default 1 s): how long stdout / stderr wait in all for bytes after the exit. */
   readonly copyAfterExitTimeout?: Duration.Input | undefined
   /** Largest inbound frame, header included (default 64 KiB). */
   readonly maxFrameSize?: number | undefined
@@ -87,10 +80,8 @@ export class GuestConnection extends Context.Service<GuestConnection, GuestConne
 ) {
   /** Accepts one guest on port `0x40000000` of `config.address`, negotiates, and lives as long as the scope. */
   static readonly make = internal.make
-
   /** Like `make`, over a connection the caller accepted; it is closed on failure. */
   static readonly fromConnection = internal.fromConnection
-
   /** `make` as a layer. */
   static readonly layer = (config: GuestConnectionConfig) =>
     Layer.effect(GuestConnection, internal.make(config))

@@ -1,8 +1,4 @@
-/**
- * The runtime's metrics, in Effect's metric registry (so any exporter sees them), exported for tools.
- *
- * @since 0.1.0
- */
+/** The runtime's metrics, in Effect's metric registry (so any exporter sees them). @since 0.1.0 */
 import { Metric } from "effect"
 
 /** RPC latency in ms from queued to matched, attribute `proc`; calls the bridge never answered are not recorded. @since 0.1.0 */

@@ -1,32 +1,16 @@
-/**
- * A process running in the guest — in a container or in the utility VM — and its stdio.
- *
- * @since 0.1.0
- */
+/** A process running in the guest — in a container or in the utility VM — and its stdio. @since 0.1.0 */
 import type { Process as Wire } from "@gcs-bridge/protocol"
 import type { TransportError } from "@gcs-bridge/transport"
 import type { Effect, Option, Sink, Stream } from "effect"
 import type { CallError } from "./Errors.js"
 
-/**
- * What to run: a `ProcessParameters`, or the same document as plain JSON. `OciProcess` for a Linux container
- * process (none: its init), `CommandArgs` / `CommandLine` for a UVM or Windows process; the `CreateStd…Pipe`
- * flags choose the relayed streams.
- *
- * @since 0.1.0
- */
+/** What to run: a `ProcessParameters`, or the same document as plain JSON (see the README). @since 0.1.0 */
 export type ProcessParametersInput = Wire.ProcessParameters | typeof Wire.ProcessParameters.Encoded
 
 /** A Windows signal name (`CtrlC`, `CtrlBreak`, `CtrlClose`, `CtrlLogOff`, `CtrlShutdown`). @since 0.1.0 */
 export type WindowsSignalName = (typeof Wire.WindowsSignal)[keyof typeof Wire.WindowsSignal]
 
-/**
- * A process started by `exec` in a `Scope`; closing the scope kills it if it still runs (the Linux GCS refuses
- * for UVM processes: see `isSignalRefused`) and closes its stdio.
- * A container process's exit is reported only once its stdout and stderr have been read to the end (§14.4a).
- *
- * @since 0.1.0
- */
+/** A process in a `Scope` that kills it (see `isSignalRefused`) and closes its stdio when it closes. @since 0.1.0 */
 export interface Process {
   readonly pid: number
   /** Writes stdin once the guest connected it, never half-closing; fails `Closed` if not requested or closed. */

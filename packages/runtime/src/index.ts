@@ -1,8 +1,4 @@
-/**
- * `@gcs-bridge/runtime`: the host side of the GCS bridge as Effect services (see the README).
- *
- * @since 0.1.0
- */
+/** `@gcs-bridge/runtime`: the host side of the GCS bridge as Effect services (see the README). @since 0.1.0 */
 import { ProtocolError as ProtocolErrors } from "@gcs-bridge/protocol"
 
 /** @since 0.1.0 */

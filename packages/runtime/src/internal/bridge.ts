@@ -1,26 +1,9 @@
-/**
- * Request/response multiplexing over one connection: a reader fiber completes calls by id, a writer fiber
- * gathers everything queued into one `writeAll`. Callers register and encode synchronously, then queue.
- */
+/** Request/response multiplexing: a reader fiber completes calls by id, a writer fiber batches one `writeAll`. */
 import { Codec, FrameDecoder, HResult, MessageType, ProtocolError } from "@gcs-bridge/protocol"
 import type { Container, Envelope, Frame, Rpc } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
-import {
-  Cause,
-  Clock,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  Fiber,
-  LogLevel,
-  Metric,
-  Queue,
-  References,
-  Result,
-  Scope,
-  Stream
-} from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, LogLevel, Metric } from "effect"
+import { Queue, References, Result, Scope, Stream } from "effect"
 import { BridgeClosed, type BridgeClosedReason, type CallError, GuestError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import { scrubRequestPayload } from "./scrub.js"
@@ -60,7 +43,7 @@ export interface Bridge {
     proc: N,
     containerId: string,
     body: Rpc.RpcRequest<N>
-  ) => Effect.Effect<Call<N>, BridgeClosed | ProtocolError.ProtocolError>
+  ) => Effect.Effect<Call<N>, BridgeClosed | Failure>
   /** Waits for the answer; interrupting the waiter abandons the call. */
   readonly await: <N extends ProcName>(call: Call<N>) => Effect.Effect<Rpc.RpcResponse<N>, CallError>
   /** Sends and waits. */
@@ -68,17 +51,14 @@ export interface Bridge {
     proc: N,
     containerId: string,
     body: Rpc.RpcRequest<N>
-  ) => Effect.Effect<Rpc.RpcResponse<N>, CallError | ProtocolError.ProtocolError>
+  ) => Effect.Effect<Rpc.RpcResponse<N>, CallError>
   /** Completes with the cause once the bridge is dead. */
   readonly closed: Effect.Effect<BridgeClosed>
   /** The `BridgeClosed` of a dead bridge, `undefined` while it runs. */
   readonly dead: () => BridgeClosed | undefined
   /** Kills the bridge without waiting for the teardown. */
   readonly kill: (reason: BridgeClosedReason) => Effect.Effect<BridgeClosed>
-  /**
-   * Runs `effect` for as long as the bridge lives, interruptible even when forked from an interruption
-   * handler, where an uninterruptible fiber would hold up the bridge's close.
-   */
+  /** Runs `effect` while the bridge lives, interruptible even when forked from an interruption handler. */
   readonly background: (effect: Effect.Effect<unknown, unknown>) => Effect.Effect<void>
   /** Kills the bridge (`Closed`) and waits for its fibers and connection to close. */
   readonly close: Effect.Effect<void>
@@ -144,7 +124,7 @@ const deathMessages: Partial<Record<BridgeClosedReason, string>> = {
 
 const textDecoder = new TextDecoder()
 
-/** Warnings a guest can cause per frame: this many per kind in each window are logged, the rest summarised. */
+// Warnings a guest can cause per frame: this many per kind and window are logged, the rest summarised.
 const warningBurst = 5
 const warningWindowMs = 10_000
 
@@ -152,13 +132,7 @@ const warningWindowMs = 10_000
 type Outcome = undefined | Effect.Effect<void> | Failure
 
 /** Starts a bridge over `connection` in the current scope, whose closing closes it (`Closed`). */
-export const make: (
-  connection: Connection,
-  options: BridgeOptions
-) => Effect.Effect<Bridge, never, Scope.Scope> = Effect.fnUntraced(function* (
-  connection: Connection,
-  options: BridgeOptions
-) {
+export const make = Effect.fnUntraced(function* (connection: Connection, options: BridgeOptions) {
   const scope = yield* Effect.scope
   const context = yield* Effect.context<never>()
   const clock = yield* Clock.Clock
@@ -315,19 +289,14 @@ export const make: (
     count(counter)
     return fatalIfStrict(error)
   }
+  const frameError = (frame: Frame.Frame, reason: Failure["reason"], message: string) =>
+    new ProtocolError.ProtocolError({ reason, message, messageType: frame.type, id: frame.id })
 
   const completeResponse = (frame: Frame.Frame): Outcome => {
     const entry = pending.get(frame.id)
     if (entry === undefined) {
-      return violation(
-        Metrics.unknownResponses,
-        new ProtocolError.ProtocolError({
-          reason: "UnmatchedId",
-          message: `response ${MessageType.typeName(frame.type)} for message id ${frame.id}, which matches no outstanding call`,
-          messageType: frame.type,
-          id: frame.id
-        })
-      )
+      const message = `response ${MessageType.typeName(frame.type)} for message id ${frame.id}, which matches no outstanding call`
+      return violation(Metrics.unknownResponses, frameError(frame, "UnmatchedId", message))
     }
     forget(entry)
     latencyOf(entry.proc).updateUnsafe(performance.now() - entry.startedAt, context)
@@ -341,21 +310,15 @@ export const make: (
     const error = entry.answer(frame.payload)
     if (error instanceof GuestError) {
       if (error.errorRecords.length === 0) return late
-      return Effect.annotateLogs(Effect.logDebug("guest call failed"), {
-        ...annotations,
-        result: hex(error.hresult),
-        "error-records": error.errorRecords
-      })
+      const records = { result: hex(error.hresult), "error-records": error.errorRecords }
+      return Effect.annotateLogs(Effect.logDebug("guest call failed"), { ...annotations, ...records })
     }
     return error === undefined ? late : fatalIfStrict(error)
   }
 
   const routeNotification = (frame: Frame.Frame): Outcome => {
     const unknown = (reason: "UnknownType" | "UnknownContainer", message: string) =>
-      violation(
-        Metrics.unknownNotifications,
-        new ProtocolError.ProtocolError({ reason, message, messageType: frame.type, id: frame.id })
-      )
+      violation(Metrics.unknownNotifications, frameError(frame, reason, message))
     if (frame.type !== MessageType.NotifyContainer)
       return unknown("UnknownType", `unknown notification ${MessageType.typeName(frame.type)}`)
     const decoded = Codec.decodeNotification(frame.payload)
@@ -392,13 +355,9 @@ export const make: (
     for (const bytes of chunks) {
       for (const frame of frameReader.push(bytes)) {
         if (traceFrames) {
-          effects.push(
-            Effect.annotateLogs(Effect.logTrace("bridge receive"), {
-              type: MessageType.typeName(frame.type),
-              "message-id": frame.id,
-              payload: textDecoder.decode(frame.payload)
-            })
-          )
+          const payload = textDecoder.decode(frame.payload)
+          const annotations = { type: MessageType.typeName(frame.type), "message-id": frame.id, payload }
+          effects.push(Effect.annotateLogs(Effect.logTrace("bridge receive"), annotations))
         }
         const outcome =
           MessageType.classOf(frame.type) === MessageType.MessageClass.Response
@@ -477,7 +436,7 @@ export const make: (
   )
   yield* Scope.addFinalizer(scope, close)
 
-  return {
+  const bridge: Bridge = {
     send,
     await: awaitCall,
     call: <N extends ProcName>(proc: N, containerId: string, body: Rpc.RpcRequest<N>) =>
@@ -489,4 +448,5 @@ export const make: (
       Effect.asVoid(Effect.forkIn(Effect.interruptible(Effect.ignore(effect)), scope)),
     close
   }
+  return bridge
 })

@@ -1,7 +1,4 @@
-/**
- * Containers (GCS-PROTOCOL §8.1-8.3, §8.8-8.9, §9, §10): Create / open, the lifecycle calls, and the
- * finalizer that terminates a running container.
- */
+/** Containers (GCS-PROTOCOL §8.1-8.3, §8.8-8.9, §9, §10): Create / open, lifecycle calls, terminate on close. */
 import { Codec, Container as Wire, Envelope, Guid, ModifySettings, Properties } from "@gcs-bridge/protocol"
 import { ProtocolError } from "@gcs-bridge/protocol"
 import { Deferred, Effect } from "effect"
@@ -15,15 +12,11 @@ import type { Registration } from "./registry.js"
 import * as Rpc from "./rpc.js"
 
 /** ModifySettings on container `id` (the null GUID: the utility VM). */
-export const modify = (bridge: Bridge, id: string, settings: Settings): Effect.Effect<void, CallError> =>
-  Effect.asVoid(
-    Rpc.call(
-      bridge,
-      "ModifySettings",
-      id,
-      (base) => new ModifySettings.ContainerModifySettings({ ...base, Request: settings })
-    )
-  )
+export const modify = (bridge: Bridge, id: string, settings: Settings): Effect.Effect<void, CallError> => {
+  const body = (base: Rpc.BaseFields) =>
+    new ModifySettings.ContainerModifySettings({ ...base, Request: settings })
+  return Effect.asVoid(Rpc.call(bridge, "ModifySettings", id, body))
+}
 
 /** ShutdownGraceful / ShutdownForced; as in Go (§8.3), a guest that no longer knows the container has nothing to stop. */
 const stop = (bridge: Bridge, registration: Registration, proc: "ShutdownGraceful" | "ShutdownForced") => {
@@ -40,9 +33,9 @@ const attach = (state: ConnectionState, registration: Registration, running: boo
     const { bridge } = state
     const id = registration.id
     const isWindows = state.os === "windows"
-    // A container that never started (Linux: no init exec, Windows: no Start) sends no exit notification
-    // after ShutdownForced: closing it must not wait the whole closeTimeout for one.
+    // Never started (Linux: no init exec, Windows: no Start): ShutdownForced brings no exit notification to wait for.
     let started = running
+    const annotations = { "container-id": id }
     const terminate = stop(bridge, registration, "ShutdownForced").pipe(
       // Its init already exited: the notification is on its way.
       Effect.catchIf(isAlreadyStopped, () => Effect.succeed("delivered" as const)),
@@ -50,9 +43,7 @@ const attach = (state: ConnectionState, registration: Registration, running: boo
         outcome === "gone" || !started ? Effect.void : Deferred.await(registration.exit)
       ),
       (terminate) =>
-        Rpc.onClose(terminate, state.closeTimeout, "container did not terminate on close", {
-          "container-id": id
-        })
+        Rpc.onClose(terminate, state.closeTimeout, "container did not terminate on close", annotations)
     )
     // One finalizer, so that the registration outlives the wait whatever the scope's strategy.
     yield* Effect.addFinalizer(() =>
@@ -126,23 +117,17 @@ export const create = (
     }
     const { bridge } = state
     const registration = state.registry.acquire(id)
+    const log = Effect.logDebug("terminating a container whose create was interrupted")
     const reap = <A>(result: Deferred.Deferred<A, CallError>) =>
       bridge.background(
         Deferred.await(result).pipe(
-          Effect.andThen(
-            Effect.annotateLogs(Effect.logDebug("terminating a container whose create was interrupted"), {
-              "container-id": id
-            })
-          ),
+          Effect.andThen(Effect.annotateLogs(log, { "container-id": id })),
           Effect.andThen(bridge.call("ShutdownForced", id, new Envelope.RequestBase({ ContainerId: id })))
         )
       )
-    return Rpc.send(
-      bridge,
-      "Create",
-      id,
-      (base) => new Wire.ContainerCreate({ ...base, ContainerConfig: config }),
-      (sent) => restore(bridge.await(sent)).pipe(Effect.onInterrupt(() => reap(sent.result)))
+    const body = (base: Rpc.BaseFields) => new Wire.ContainerCreate({ ...base, ContainerConfig: config })
+    return Rpc.send(bridge, "Create", id, body, (sent) =>
+      restore(bridge.await(sent)).pipe(Effect.onInterrupt(() => reap(sent.result)))
     ).pipe(
       Effect.onError(() => Effect.sync(registration.release)),
       Effect.andThen(attach(state, registration, false))

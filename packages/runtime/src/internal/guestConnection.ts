@@ -1,14 +1,6 @@
 /** Establishing a guest connection (GCS-PROTOCOL §7) and its UVM-level calls. */
-import {
-  Container as Wire,
-  Frame,
-  Guid,
-  MessageType,
-  Negotiate,
-  ProtocolError,
-  Service,
-  Uvm
-} from "@gcs-bridge/protocol"
+import { Container as Wire, Frame, Guid, MessageType, Negotiate } from "@gcs-bridge/protocol"
+import { ProtocolError, Service, Uvm } from "@gcs-bridge/protocol"
 import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
 import { Transport } from "@gcs-bridge/transport"
 import { Duration, Effect, Exit, Scope } from "effect"
@@ -51,22 +43,17 @@ const negotiate = (bridge: Bridge.Bridge, config: GuestConnectionConfig) =>
         Effect.fail(refused(`the guest refused protocol version ${ProtocolVersion}: ${error.message}`))
       )
     )
-    if (response.Version !== ProtocolVersion) {
+    if (response.Version !== ProtocolVersion)
       return yield* refused(
         `unexpected version ${response.Version} returned (only ${ProtocolVersion} is spoken)`
       )
-    }
     const caps = response.Capabilities
     if ((config.coldStart ?? true) && caps.SendHostCreateMessage) {
       const ContainerConfig = new Uvm.UvmConfig({
         TimeZoneInformation: config.initialGuestState?.timeZone ?? null
       })
-      yield* Rpc.call(
-        bridge,
-        "Create",
-        Guid.NullGuid,
-        (base) => new Wire.ContainerCreate({ ...base, ContainerConfig })
-      )
+      const create = (base: Rpc.BaseFields) => new Wire.ContainerCreate({ ...base, ContainerConfig })
+      yield* Rpc.call(bridge, "Create", Guid.NullGuid, create)
       if (caps.SendHostStartMessage) yield* Rpc.call(bridge, "Start", Guid.NullGuid, Rpc.request)
     }
     return caps
@@ -127,15 +114,10 @@ export const fromConnection = (
         (r) => r.GuestStacks
       ),
       deleteContainerState: (id) => Effect.asVoid(Rpc.call(bridge, "DeleteContainerState", id, Rpc.request)),
-      updateContainer: (id, Resources) =>
-        Effect.asVoid(
-          Rpc.call(
-            bridge,
-            "UpdateContainer",
-            id,
-            (base) => new Wire.UpdateContainerRequest({ ...base, Resources })
-          )
-        ),
+      updateContainer: (id, Resources) => {
+        const body = (base: Rpc.BaseFields) => new Wire.UpdateContainerRequest({ ...base, Resources })
+        return Effect.asVoid(Rpc.call(bridge, "UpdateContainer", id, body))
+      },
       modifyServiceSettings: ({ propertyType, settings }) => {
         const change = {
           PropertyType: propertyType,

@@ -1,7 +1,4 @@
-/**
- * Exec (GCS-PROTOCOL §8.4, §11): stdio listeners first, then ExecuteProcess, then the automatic
- * WaitForProcess whose answer is the process's exit.
- */
+/** Exec (GCS-PROTOCOL §8.4, §11): stdio listeners, ExecuteProcess, then the WaitForProcess that gives the exit. */
 import { Guid, Process as Wire, ProtocolError } from "@gcs-bridge/protocol"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
 import { Deferred, Effect, Exit, Option, Schema, Scope } from "effect"
@@ -98,39 +95,26 @@ const start = Effect.fnUntraced(function* (
         }
 
   const Settings = new Wire.ExecuteProcessSettings({ ProcessParameters: params, ...relay })
-  const { ProcessId: pid } = yield* Rpc.send(
-    bridge,
-    "ExecuteProcess",
-    containerId,
-    (base) => new Wire.ContainerExecuteProcess({ ...base, Settings }),
-    (sent, span) =>
-      restore(bridge.await(sent)).pipe(
-        // Answered after its caller left: what it started is killed once the answer arrives.
-        Effect.onInterrupt(() =>
-          bridge.background(
-            Effect.flatMap(Deferred.await(sent.result), (r) => reap(bridge, containerId, r.ProcessId))
-          )
-        ),
-        Effect.tap((answer) => Effect.sync(() => span?.attribute("gcs.pid", answer.ProcessId)))
-      )
+  const body = (base: Rpc.BaseFields) => new Wire.ContainerExecuteProcess({ ...base, Settings })
+  const { ProcessId: pid } = yield* Rpc.send(bridge, "ExecuteProcess", containerId, body, (sent, span) =>
+    restore(bridge.await(sent)).pipe(
+      // Answered after its caller left: what it started is killed once the answer arrives.
+      Effect.onInterrupt(() =>
+        bridge.background(
+          Effect.flatMap(Deferred.await(sent.result), (r) => reap(bridge, containerId, r.ProcessId))
+        )
+      ),
+      Effect.tap((answer) => Effect.sync(() => span?.attribute("gcs.pid", answer.ProcessId)))
+    )
   )
 
-  // §8.5: the wait is sent right away; its answer is the exit. Without it the Linux GCS never reports a
-  // container's exit.
+  // §8.5: sent right away, its answer is the exit; without it the Linux GCS never reports a container's exit.
+  const attributes = { "gcs.pid": pid }
+  const wait = (base: Rpc.BaseFields) => waitBody({ ...base, ProcessId: pid })
   const waitCall = yield* restore(
-    Rpc.send(
-      bridge,
-      "WaitForProcess",
-      containerId,
-      (base) => waitBody({ ...base, ProcessId: pid }),
-      Effect.succeed,
-      {
-        "gcs.pid": pid
-      }
-    )
+    Rpc.send(bridge, "WaitForProcess", containerId, wait, Effect.succeed, attributes)
   ).pipe(Effect.onInterrupt(() => reap(bridge, containerId, pid)))
 
-  const attributes = { "gcs.pid": pid }
   const annotations = { "container-id": containerId, pid }
   const exited = () => Deferred.isDoneUnsafe(waitCall.result)
   const signal = (options?: Wire.SignalProcessOptionsLinux | Wire.SignalProcessOptionsWindows) => {

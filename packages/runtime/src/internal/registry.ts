@@ -1,7 +1,5 @@
-/**
- * The containers of a connection waiting for their exit notification (§9.3, §10.3). Handles on one id share a
- * signal; released ids are remembered a while, so a late notification is expected rather than "unknown".
- */
+// Containers awaiting their exit notification (§9.3, §10.3). Handles on one id share a signal; released ids
+// are remembered a while, so a late notification is "expected" rather than "unknown".
 import type { Container as Wire } from "@gcs-bridge/protocol"
 import { Deferred, Exit } from "effect"
 import { ContainerExit } from "../Container.js"

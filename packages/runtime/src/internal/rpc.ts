@@ -1,7 +1,4 @@
-/**
- * What every public operation shares: a `gcs.<Proc>` client span, the request base (container id, null
- * activity id, W3C trace context in `otsc` when the caller is traced), and the call on the bridge.
- */
+/** What every operation shares: a `gcs.<Proc>` client span, the request base (`otsc` when traced), the call. */
 import { Envelope, Guid } from "@gcs-bridge/protocol"
 import type { MessageType, Rpc } from "@gcs-bridge/protocol"
 import { Effect, Option, Tracer } from "effect"
@@ -43,9 +40,8 @@ export const base = (containerId: string, header: string | undefined): BaseField
 export const request = (fields: BaseFields) => new Envelope.RequestBase(fields)
 
 /**
- * Sends a call inside its `gcs.<proc>` client span; `onSent` decides what to do with it there. As in Go, the
- * trace context goes to the guest only when the caller is in a span. A span nobody could see (no parent, only
- * Effect's native tracer) is not made: it would cost more than the rest of the call.
+ * Sends a call in its `gcs.<proc>` client span, then runs `onSent` there. As in Go, `otsc` goes out only when the
+ * caller is in a span; a span nobody could see (no parent, native tracer) is skipped: it costs more than the call.
  */
 export const send = <N extends MessageType.ProcName, A, E>(
   bridge: Bridge,

@@ -1,9 +1,5 @@
-/**
- * Removes secrets from request payloads before they are logged, as the Go host does (its `log/scrub.go`): OCI
- * `process.env` and `annotations` and the `Environment` of HCS process parameters, also when they sit inside
- * a JSON-in-string field (`ContainerConfig`, `Settings.ProcessParameters`). Works on the logged text only;
- * the frame on the wire is never touched.
- */
+// Scrubs logged request payloads as Go's `log/scrub.go` does: OCI `process.env` and `annotations`, HCS
+// `Environment`, also inside JSON-in-string fields. Only the logged text; the frame on the wire is untouched.
 type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
 type Scrub = (value: Json) => Json
 

@@ -1,7 +1,6 @@
 /**
- * A process's stdio relay channel (GCS-PROTOCOL §11.3-11.6): a listener bound before ExecuteProcess, one
- * connection accepted in the background, and the stream or sink over it. A guest may never connect (policy):
- * closing the process's scope then releases every waiter with `TransportError` (`Closed`).
+ * A stdio relay channel (GCS-PROTOCOL §11.3-11.6): listener bound before ExecuteProcess, one connection accepted
+ * in the background. A guest may never connect (policy): closing the scope fails waiters with `Closed`.
  */
 import type { Connection } from "@gcs-bridge/transport"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
@@ -33,12 +32,8 @@ export const open = Effect.fnUntraced(function* (state: ConnectionState, name: S
   const listenerScope = yield* Scope.fork(scope)
   const listener = yield* Scope.provide(state.transport.listen(address, port, { backlog: 1 }), listenerScope)
   const connection = Deferred.makeUnsafe<Connection, TransportError>()
-  const closed = new TransportError({
-    reason: "Closed",
-    address: formatAddress(address),
-    port,
-    message: `${name} was closed before the guest connected it`
-  })
+  const message = `${name} was closed before the guest connected it`
+  const closed = new TransportError({ reason: "Closed", address: formatAddress(address), port, message })
   yield* listener.accept(timeout === undefined ? undefined : { timeout }).pipe(
     Scope.provide(scope),
     Effect.exit,
@@ -50,10 +45,8 @@ export const open = Effect.fnUntraced(function* (state: ConnectionState, name: S
   return { name, port, connection } satisfies StdioChannel
 })
 
-/**
- * Ends a stream once, after `exited`, its pulls have waited `limit` in all: a guest that keeps a stdio
- * connection open and silent after the exit cannot hold the reader, while a slow consumer loses nothing.
- */
+// Ends a stream once its pulls waited `limit` in all after `exited`: a silent guest cannot hold the reader
+// after the exit, and a slow consumer loses nothing.
 const boundAfterExit =
   (exited: Effect.Effect<unknown>, limit: Duration.Duration) =>
   <A, E>(stream: Stream.Stream<A, E>) =>
@@ -72,10 +65,7 @@ const boundAfterExit =
       })
     )
 
-/**
- * The guest's bytes with backpressure, closed at the end (the Linux GCS reports an exit only after that,
- * §14.4a) or `limit` after the exit (Go's `CopyAfterExitTimeout`).
- */
+/** The guest's bytes with backpressure, closed at the end (§14.4a) or `limit` after the exit (Go's `CopyAfterExitTimeout`). */
 export const readable = (
   channel: StdioChannel | undefined,
   exited: Effect.Effect<unknown>,
