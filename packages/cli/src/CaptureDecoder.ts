@@ -11,6 +11,8 @@
  */
 import { Codec, MessageType, type ProtocolError as Protocol } from "@gcs-bridge/protocol"
 import { Effect, Result, Stream } from "effect"
+import * as Capture from "./Capture.js"
+import { Data } from "effect"
 import type { HexInputError } from "./CliError.js"
 import {
   type DamageReason,
@@ -36,6 +38,10 @@ export const CaptureFrameLimit = 16 * 1024 * 1024
  * @since 0.1.0
  */
 export interface FrameReport {
+  /** Capture files only: who sent the frame. */
+  readonly from?: "host" | "guest"
+  /** Capture files only: seconds since the capture began, when the frame's last byte was recorded. */
+  readonly time?: number
   readonly offset: number
   /** `Request(Create)`, `Response(ExecuteProcess)`, `Notify(Container)`, … */
   readonly type: string
@@ -66,6 +72,8 @@ export interface FrameReport {
  * @since 0.1.0
  */
 export interface DamageReport {
+  readonly from?: "host" | "guest"
+  readonly time?: number
   readonly offset: number
   readonly error: DamageReason
   readonly message: string
@@ -274,13 +282,15 @@ export interface DecodeCaptureOptions {
 export const decodeCapture = <E, R>(
   input: Stream.Stream<Uint8Array, E, R>,
   options: DecodeCaptureOptions = {}
-): Stream.Stream<CaptureReport, E | HexInputError, R> =>
+): Stream.Stream<CaptureReport, E | HexInputError | CaptureFileError, R> =>
   Stream.suspend(() => {
-    const scanner = new FrameScanner({
-      maxFrameSize: options.maxFrameSize ?? CaptureFrameLimit,
-      isKnownType,
-      decode: frameReport
-    })
+    const newScanner = () =>
+      new FrameScanner({
+        maxFrameSize: options.maxFrameSize ?? CaptureFrameLimit,
+        isKnownType,
+        decode: frameReport
+      })
+    const scanner = newScanner()
     const hex = options.hex === true ? new HexDecoder() : undefined
     const bytes: Stream.Stream<Uint8Array, E | HexInputError, R> =
       hex === undefined
@@ -289,11 +299,134 @@ export const decodeCapture = <E, R>(
             Stream.mapEffect(input, (chunk) => Effect.fromResult(hex.push(chunk))),
             Stream.fromEffectDrain(Effect.suspend(() => Effect.fromResult(hex.end())))
           )
+    // Raw bytes go to one scanner; a capture file's records to one per direction.
+    let reader: CaptureRecordReader | undefined
+    const scanners = [newScanner(), newScanner()]
+    const stamp = (direction: number, time: bigint) => (event: ScanEvent<FrameReport>) => ({
+      from: direction === Capture.HostToGuest ? ("host" as const) : ("guest" as const),
+      time: Number(time) / 1e9,
+      ...toReport(event)
+    })
+    const prefix = new PrefixSniffer()
+    const feed = (chunk: Uint8Array): ReadonlyArray<CaptureReport> => {
+      if (reader === undefined) return scanner.push(chunk).map(toReport)
+      const out: Array<CaptureReport> = []
+      reader.push(chunk, (direction, time, part) => {
+        out.push(...scanners[direction]!.push(part).map(stamp(direction, time)))
+      })
+      return out
+    }
+    const sniffed = (chunk: Uint8Array | undefined) =>
+      Effect.suspend(() => {
+        if (reader?.error !== undefined) return Effect.fail(reader.error)
+        const ready = chunk === undefined ? prefix.end() : prefix.push(chunk)
+        if (ready === undefined) return Effect.succeed([])
+        if (prefix.isCapture) reader ??= new CaptureRecordReader()
+        const out = feed(ready)
+        if (chunk !== undefined) return Effect.succeed(out)
+        if (reader === undefined) return Effect.succeed([...out, ...scanner.end().map(toReport)])
+        const error = reader.end()
+        if (error !== undefined) return Effect.fail(error)
+        return Effect.succeed([
+          ...out,
+          ...scanners.flatMap((s, direction) => s.end().map(stamp(direction, reader!.time)))
+        ])
+      })
     return Stream.concat(
-      Stream.flattenIterable(Stream.map(bytes, (chunk) => scanner.push(chunk))),
-      Stream.suspend(() => Stream.fromIterable(scanner.end()))
-    ).pipe(Stream.map(toReport))
+      Stream.flattenIterable(Stream.mapEffect(bytes, sniffed)),
+      Stream.flattenIterable(Stream.fromEffect(sniffed(undefined)))
+    )
   })
+
+/**
+ * A capture file that ends inside a record or names a direction other than 0 or 1.
+ *
+ * @since 0.1.0
+ */
+export class CaptureFileError extends Data.TaggedError("CaptureFileError")<{
+  readonly offset: number
+  readonly message: string
+}> {}
+
+/** Holds the first bytes until it knows whether they start with the capture magic; then passes all. */
+class PrefixSniffer {
+  #held: Array<Uint8Array> = []
+  #decided = false
+  isCapture = false
+  push(chunk: Uint8Array): Uint8Array | undefined {
+    if (this.#decided) return chunk
+    this.#held.push(chunk)
+    const all = Buffer.concat(this.#held)
+    return all.length < Capture.Magic.length ? undefined : this.#decide(all)
+  }
+  end(): Uint8Array {
+    return this.#decided ? new Uint8Array(0) : this.#decide(Buffer.concat(this.#held))
+  }
+  #decide(all: Uint8Array): Uint8Array {
+    this.#decided = true
+    this.#held = []
+    this.isCapture = Buffer.from(Capture.Magic).equals(all.subarray(0, Capture.Magic.length))
+    return this.isCapture ? all.subarray(Capture.Magic.length) : all
+  }
+}
+
+/**
+ * Splits a capture file's records (the magic already taken off), streaming: each record's bytes are passed
+ * on as they arrive, so memory does not depend on record sizes.
+ *
+ * @since 0.1.0
+ */
+export class CaptureRecordReader {
+  #header = new Uint8Array(Capture.RecordHeaderSize)
+  #headerFill = 0
+  #left = 0
+  #direction = 0
+  #offset = Capture.Magic.length
+  /** Nanoseconds since the capture began, of the record being read. */
+  time = 0n
+  error: CaptureFileError | undefined
+  /** Passes on each part of a record's bytes with its direction and time. */
+  push(chunk: Uint8Array, onBytes: (direction: number, time: bigint, bytes: Uint8Array) => void): void {
+    let i = 0
+    while (i < chunk.length && this.error === undefined) {
+      if (this.#left > 0) {
+        const part = chunk.subarray(i, i + this.#left)
+        this.#left -= part.length
+        i += part.length
+        this.#offset += part.length
+        onBytes(this.#direction, this.time, part)
+        continue
+      }
+      const take = Math.min(Capture.RecordHeaderSize - this.#headerFill, chunk.length - i)
+      this.#header.set(chunk.subarray(i, i + take), this.#headerFill)
+      this.#headerFill += take
+      i += take
+      if (this.#headerFill < Capture.RecordHeaderSize) continue
+      const view = new DataView(this.#header.buffer)
+      this.#direction = view.getUint8(0)
+      this.time = view.getBigUint64(1, true)
+      this.#left = view.getUint32(9, true)
+      this.#headerFill = 0
+      if (this.#direction > 1) {
+        this.error = new CaptureFileError({
+          offset: this.#offset,
+          message: `capture record at offset ${this.#offset} has direction ${this.#direction} (0 or 1 expected)`
+        })
+      }
+      this.#offset += Capture.RecordHeaderSize
+    }
+  }
+  /** The error the input ended with, if any: a record cut short. */
+  end(): CaptureFileError | undefined {
+    if (this.error === undefined && (this.#headerFill > 0 || this.#left > 0)) {
+      this.error = new CaptureFileError({
+        offset: this.#offset,
+        message: `the capture ends inside a record (offset ${this.#offset})`
+      })
+    }
+    return this.error
+  }
+}
 
 /**
  * Decodes a whole capture held in memory (for tests and library use).
@@ -303,5 +436,5 @@ export const decodeCapture = <E, R>(
 export const decodeCaptureBytes = (
   bytes: Uint8Array,
   options: DecodeCaptureOptions = {}
-): Effect.Effect<ReadonlyArray<CaptureReport>, HexInputError> =>
+): Effect.Effect<ReadonlyArray<CaptureReport>, HexInputError | CaptureFileError> =>
   Stream.runCollect(decodeCapture(Stream.make(bytes), options))

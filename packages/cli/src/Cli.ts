@@ -14,6 +14,7 @@ import { CommandLine, normalizeArgs } from "./CommandLine.js"
 import { caps } from "./commands/caps.js"
 import { decode } from "./commands/decode.js"
 import { guest } from "./commands/guest.js"
+import { replay } from "./commands/replay.js"
 import { run, unknownRunOption } from "./commands/run.js"
 import { stacks } from "./commands/stacks.js"
 import { reportFailures } from "./ErrorLine.js"
@@ -36,7 +37,7 @@ export const version = "0.1.0"
  */
 export const gcsctl = Command.make("gcsctl").pipe(
   Command.withDescription("Drive a Guest Compute Service (GCS) guest over the hcsshim bridge protocol."),
-  Command.withSubcommands([run, guest, caps, stacks, decode])
+  Command.withSubcommands([run, guest, caps, stacks, decode, replay])
 )
 
 /**

@@ -6,6 +6,8 @@
  * @since 0.1.0
  */
 
+/** Recording a bridge connection to a capture file (`gcsctl run --capture`). @since 0.1.0 */
+export * as Capture from "./Capture.js"
 /** The decoder behind `gcsctl decode`. @since 0.1.0 */
 export * as CaptureDecoder from "./CaptureDecoder.js"
 /** The command tree and the program that runs one invocation. @since 0.1.0 */

@@ -61,7 +61,7 @@ describe("command line: mistakes are one line on stderr and status 2", () => {
       expectOneLine(
         yield* invoke(["launch", "--", "true"]),
         2,
-        "gcsctl: unknown command 'launch': Invalid subcommand for gcsctl - use one of 'run', 'guest', 'caps', 'stacks', 'decode'"
+        "gcsctl: unknown command 'launch': Invalid subcommand for gcsctl - use one of 'run', 'guest', 'caps', 'stacks', 'decode', 'replay'"
       )
     })
   )

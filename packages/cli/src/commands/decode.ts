@@ -1,12 +1,15 @@
 /**
- * `gcsctl decode [--hex]`: a captured bridge byte stream on stdin, one JSON
+ * `gcsctl decode [--hex] [FILE]`: a captured bridge byte stream (or a
+ * `--capture` file, recognised by its magic) from FILE or stdin, one JSON
  * line per frame (and one per damaged region) on stdout; the summary on
  * stderr holds only counts and offsets, nothing the capture's bytes chose.
  *
  * @since 0.1.0
  */
-import { Effect, Stream } from "effect"
-import { Command } from "effect/cli"
+import { Effect, Option, Stream } from "effect"
+import { Argument, Command } from "effect/cli"
+import { createReadStream } from "node:fs"
+import { StdioError } from "../CliError.js"
 import { type CaptureReport, decodeCapture, isDamage } from "../CaptureDecoder.js"
 import { reportFailures } from "../ErrorLine.js"
 import { ExitCode, setExitStatus } from "../ExitStatus.js"
@@ -38,6 +41,17 @@ const escapeUnsafe = (c: string): string => `\\u${c.charCodeAt(0).toString(16).p
 /** One output line: JSON, with nothing a terminal would act on. */
 const line = (report: CaptureReport): string => `${JSON.stringify(report).replace(unsafe, escapeUnsafe)}\n`
 
+/** A file's bytes as a stream, read as they are consumed. */
+const readFile = (path: string): Stream.Stream<Uint8Array, StdioError> =>
+  Stream.fromAsyncIterable(
+    createReadStream(path) as AsyncIterable<Uint8Array>,
+    (e) =>
+      new StdioError({
+        stream: "stdin",
+        message: `cannot read ${e instanceof Error ? e.message : String(e)}`
+      })
+  )
+
 /**
  * The `decode` command.
  *
@@ -45,17 +59,24 @@ const line = (report: CaptureReport): string => `${JSON.stringify(report).replac
  */
 export const decode = Command.make(
   "decode",
-  { hex: CliOptions.boolean("hex", "The input is hex text (whitespace is ignored) rather than raw bytes.") },
-  ({ hex }) =>
+  {
+    hex: CliOptions.boolean("hex", "The input is hex text (whitespace is ignored) rather than raw bytes."),
+    file: Argument.String("file").pipe(
+      Argument.withDescription("The capture to read (default: stdin)."),
+      Argument.optional
+    )
+  },
+  ({ file, hex }) =>
     Effect.gen(function* () {
       const stdio = yield* Stdio
+      const input = Option.match(file, { onNone: () => stdio.stdin, onSome: readFile })
       const tally: DamageTally = { regions: 0, first: 0, lost: undefined }
       const count = (report: CaptureReport) => {
         if (!isDamage(report)) return
         if (tally.regions++ === 0) tally.first = report.offset
         if (!report.resynchronised) tally.lost = report.offset
       }
-      yield* decodeCapture(stdio.stdin, { hex }).pipe(
+      yield* decodeCapture(input, { hex }).pipe(
         Stream.map((report) => {
           count(report)
           return line(report)
@@ -70,7 +91,8 @@ export const decode = Command.make(
     }).pipe(reportFailures("decode", ExitCode.Failure))
 ).pipe(
   Command.withDescription(
-    "Decode a captured bridge byte stream from stdin: one JSON line per frame (type, id, size, decoded body). " +
+    "Decode a captured bridge byte stream from FILE or stdin: one JSON line per frame (type, id, size, decoded body); " +
+      "a `run --capture` file is recognised and each line says who sent the frame (from) and when (time, seconds). " +
       "Each damaged region is one line with its byte range and count, and decoding resumes at the next plausible frame header."
   )
 )

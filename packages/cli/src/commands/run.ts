@@ -5,7 +5,10 @@
  *
  * @since 0.1.0
  */
+import { MessageType } from "@gcs-bridge/protocol"
 import type { GuestConnectionService } from "@gcs-bridge/runtime"
+import * as Capture from "../Capture.js"
+import { Transport } from "@gcs-bridge/transport"
 import { Duration, Effect, Option, Ref } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { randomBytes } from "node:crypto"
@@ -47,6 +50,14 @@ const options = {
         "(default 1s, as the Go host); a guest that leaves them open cannot hold gcsctl longer."
     ),
     Flag.mapEffect(CliOptions.durationOf("--copy-after-exit")),
+    Flag.optional
+  ),
+  capture: Flag.String("capture").pipe(
+    Flag.withMetavar("FILE"),
+    Flag.withDescription(
+      "Record both directions of the bridge (not stdio) to FILE, each chunk with its direction and time " +
+        "(read it with `gcsctl decode FILE`, play it back with `gcsctl replay FILE`)."
+    ),
     Flag.optional
   ),
   env: CliOptions.env,
@@ -190,6 +201,28 @@ const runIt = (session: SessionOptions, containerId: Option.Option<string>, spec
   })
 
 /**
+ * `effect` with the bridge connection it accepts recorded to `path` (the
+ * listeners of other ports, stdio's, are left alone); the file closes after it.
+ */
+const capturing = <A, E, R>(path: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const recorder = yield* Capture.open(path)
+      const transport = yield* Transport
+      const listen: Transport["Service"]["listen"] = (address, port, options) =>
+        port !== MessageType.LinuxGcsVsockPort
+          ? transport.listen(address, port, options)
+          : Effect.map(transport.listen(address, port, options), (listener) => ({
+              address: listener.address,
+              port: listener.port,
+              description: listener.description,
+              accept: (accept) => Effect.map(listener.accept(accept), (c) => recorder.wrap(c))
+            }))
+      return yield* Effect.provideService(effect, Transport, { ...transport, listen })
+    })
+  )
+
+/**
  * The `run` command.
  *
  * @since 0.1.0
@@ -216,7 +249,12 @@ export const run = Command.make("run", options, (parsed) =>
       tty: parsed.tty,
       consoleSize
     }
-    yield* setExitStatus(yield* runIt(parsed, containerId, spec))
+    const running = runIt(parsed, containerId, spec)
+    const status = yield* Option.match(parsed.capture, {
+      onNone: () => running,
+      onSome: (path) => capturing(path, running)
+    })
+    yield* setExitStatus(status)
   }).pipe(reportFailures("run", ExitCode.RunFailure, errorContext(parsed)))
 ).pipe(
   Command.withDescription(
