@@ -164,8 +164,9 @@ export const suite: BenchSuite = {
         `${size(bytes)} per round, ${options.rounds} ` +
           "interleaved rounds; MB/s = 10^6 bytes/s of wall time, each round timed from the exec (listeners bound, " +
           "process started) to the exit status. Host CPU µs/op is per 64 KiB moved (s/GiB in the note): " +
-          "process.cpuUsage of the host process only; our guest (which runs `dd` / `wc -c` and relays their pipes " +
-          "to the sockets) and the raw peer are separate processes; the raw reference uses node `net` at both ends. " +
+          "process.cpuUsage of the host process only; our guest (which runs `dd` / `wc -c` and, as the Linux GCS, " +
+          "hands them the stdio sockets as fds 0-2, so no byte passes through its thread) and the raw peer are " +
+          "separate processes; the raw reference uses node `net` at both ends. " +
           engineNote(host),
         ...(shortRounds.length === 0
           ? []

@@ -1,4 +1,5 @@
 /** A connected byte stream to a peer, whatever carries it. */
+import type { Socket } from "node:net"
 import type { Effect, Sink, Stream } from "effect"
 import type { TransportError } from "./TransportError.js"
 
@@ -33,4 +34,7 @@ export interface Connection {
   readonly endWrite: Effect.Effect<void, TransportError>
   /** Closes both directions at once, discarding unsent bytes. Idempotent. */
   readonly close: Effect.Effect<void>
+  /** This socket for `spawn`'s `stdio` while untouched (never read, written or ended), else or without an fd
+   * `undefined`; then close this Connection and use it no more (the child's copy stays; libuv makes it blocking). */
+  readonly handoff?: () => Socket | number | undefined
 }

@@ -136,6 +136,24 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
+    it.effect("hands a fresh connection's socket over for spawn (none in memory), none once used", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const { listen, connect } = addresses()
+        const listener = yield* transport.listen(listen, port)
+        const client = yield* transport.connect(connect, port)
+        const server = yield* listener.accept()
+        const fresh = client.handoff?.()
+        if (expectedFamily === "memory") expect(fresh).toBeUndefined()
+        else expect(typeof fresh === "number" ? fresh >= 0 : fresh?.destroyed === false).toBe(true)
+        yield* client.write(Buffer.from("x"))
+        expect(client.handoff?.()).toBeUndefined()
+        yield* client.endWrite
+        yield* readAll(server)
+        expect(server.handoff?.()).toBeUndefined()
+      }).pipe(Effect.provide(layer))
+    )
+
     it.effect("carries 8 MiB each way at once without loss or reordering", () =>
       Effect.gen(function* () {
         const transport = yield* Transport

@@ -13,6 +13,7 @@
 import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
 import { accessSync, constants as fsConstants, statSync } from "node:fs"
+import type { Socket } from "node:net"
 import { constants as osConstants } from "node:os"
 import { resolve as resolvePath } from "node:path"
 import type { Readable, Writable } from "node:stream"
@@ -45,7 +46,16 @@ export interface LaunchSpec {
    * the exit callback, while the group id cannot have been recycled yet.
    */
   readonly killGroupOnExit: boolean
+  /**
+   * Sockets that become fd 0, 1, 2 themselves (no pipe, no relay; see
+   * `Connection.handoff`), by slot; the stream's flag must be set too.
+   * Without a pty only.
+   */
+  readonly sockets?: readonly [Handoff | undefined, Handoff | undefined, Handoff | undefined]
 }
+
+/** A socket as `spawn` takes it in `stdio`. */
+export type Handoff = Socket | number
 
 /** How the process ended: Node's view of the wait status. */
 export interface ExitStatus {
@@ -157,7 +167,7 @@ const badSize = (rows: number, cols: number): GuestFailure | undefined =>
     ? undefined
     : Failure.fail(`invalid console size ${rows}x${cols}`)
 
-type Stdio = "pipe" | "ignore"
+type Stdio = "pipe" | "ignore" | Handoff
 const pipeIf = (wanted: boolean): Stdio => (wanted ? "pipe" : "ignore")
 
 /**
@@ -236,9 +246,9 @@ const launchDirect = (spec: LaunchSpec): Effect.Effect<LocalProcess, GuestFailur
               cwd: spec.cwd,
               env: spec.env,
               stdio: [
-                pipeIf(spec.stdin),
-                pipeIf(spec.stdout),
-                pipeIf(spec.console ? spec.stdout : spec.stderr)
+                spec.sockets?.[0] ?? pipeIf(spec.stdin),
+                spec.sockets?.[1] ?? pipeIf(spec.stdout),
+                spec.sockets?.[2] ?? pipeIf(spec.console ? spec.stdout : spec.stderr)
               ]
             },
             spec,

@@ -100,7 +100,20 @@ export const startProcess = (
             dialStdio("stderr", ports.stderr, spec.stderr, dial)
           ])
         )
-        return { stdin, stdout, stderr, local: yield* launch(spec, options.python) }
+        // A UVM process without a console gets the stdio sockets themselves as fds, as the Linux GCS
+        // gives "external" processes their vsock connections: no relay through this thread. An engine
+        // without descriptors (memory) leaves the slot to a pipe and a relay.
+        const conns = [stdin, stdout, stderr]
+        const direct = options.kind === "external" && !spec.console
+        const sockets = conns.map((c) => (direct && Option.isSome(c) ? c.value.handoff?.() : undefined))
+        const local = yield* launch(
+          { ...spec, sockets: [sockets[0], sockets[1], sockets[2]] },
+          options.python
+        )
+        // The child holds duplicates: ours go, so the host sees EOF once the child's end closes.
+        for (const [i, c] of conns.entries())
+          if (sockets[i] !== undefined && Option.isSome(c)) yield* c.value.close
+        return { stdin, stdout, stderr, local }
       }).pipe(
         Scope.provide(scope),
         Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))

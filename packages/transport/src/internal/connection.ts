@@ -47,6 +47,7 @@ const open = Effect.fnUntraced(function* (
   let consumed = false
   let writeEnded = false
   let shutdownIssued = false
+  let touched = initial.length > 0
   let writeFailure: TransportError | undefined
 
   const closedError = (what: string) =>
@@ -58,6 +59,7 @@ const open = Effect.fnUntraced(function* (
     raw.readStop()
   }
   const startReading = () => {
+    touched = true
     if (reading || closed || ended || writeFailure !== undefined || buffered >= ReadAhead) return
     reading = true
     raw.readStart()
@@ -146,6 +148,7 @@ const open = Effect.fnUntraced(function* (
     Effect.suspend(() => {
       const error = writeError()
       if (error !== undefined) return Effect.fail(error)
+      touched = true
       const nonEmpty =
         chunks.length === 1 && chunks[0]!.length > 0 ? chunks : chunks.filter((c) => c.length > 0)
       if (nonEmpty.length === 0) return Effect.void
@@ -188,7 +191,9 @@ const open = Effect.fnUntraced(function* (
     writeAll,
     sink: Sink.forEachArray(writeAll),
     endWrite,
-    close: Effect.sync(close)
+    close: Effect.sync(close),
+    handoff: () =>
+      touched || closed || writeEnded || writeFailure !== undefined ? undefined : raw.handoff?.()
   }
   return { connection, close }
 })

@@ -56,7 +56,8 @@ const fromNativeSocket = (native: NativeModule, socket: Native.NativeSocket): Ra
     socket.shutdown()
     flushed()
   },
-  close: () => socket.close()
+  close: () => socket.close(),
+  handoff: () => (socket.fd >= 0 ? socket.fd : undefined)
 })
 
 const peerIdentity = (socket: Native.NativeSocket, port: number): PeerIdentity => {

@@ -69,7 +69,8 @@ export const fromNetSocket = (socket: Duplex): RawSocket => {
     close: () => {
       closed = true
       socket.destroy()
-    }
+    },
+    handoff: () => (socket instanceof net.Socket && !socket.destroyed ? socket : undefined)
   }
 }
 

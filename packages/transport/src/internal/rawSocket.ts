@@ -3,6 +3,7 @@
  * report events; the one Connection (connection.ts) holds the policy — read-ahead, drain waits, half-close
  * after the flush, one failure fanned out to readers and writers. Plus TransportErrors from engine reports.
  */
+import type { Socket } from "node:net"
 import { TransportError, type TransportErrorReason } from "../TransportError.js"
 
 /** An operating-system style error: `code` like `ECONNRESET`, `syscall` like `read`. */
@@ -38,6 +39,8 @@ export interface RawSocket {
   shutdown(flushed: () => void): void
   /** Closes both directions; idempotent; no event fires afterwards. */
   close(): void
+  /** The socket as `spawn` takes it in `stdio` (see `Connection.handoff`), if the engine has one. */
+  handoff?(): Socket | number | undefined
 }
 
 /** Turns anything thrown by an engine into a RawError. */
