@@ -14,8 +14,9 @@ import { engineNote, withHost } from "../support/hostSession.js"
 import { profile, renderProfile } from "../support/profile.js"
 
 // Go host bridge of hcsshim against the genuine Linux guest (measured elsewhere, 2 cores).
-const GoRate = 1_160
-const GoCpu = 216
+// The Go host beside us: issue 10's side-by-side run (exec + wait of /bin/true, genuine Linux guest).
+const GoRate = 860
+const GoCpu = 222
 
 /** `count` times: exec `/bin/true` in the UVM, (drain its stdout,) wait for exit code 0. */
 const churn = (connection: GuestConnectionService, count: number, withStdout: boolean) =>

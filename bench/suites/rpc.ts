@@ -29,10 +29,11 @@ const startFrame = frame(
 const Depth = 64
 
 // Go host bridge of hcsshim against the genuine Linux guest (measured elsewhere, 2 cores).
-const GoSeqPerSecond = 9_600
-const GoSeqCpu = 51
-const GoParPerSecond = 24_900
-const GoParCpu = 24.5
+// The Go host beside us: issue 10's side-by-side run (genuine Linux guest bridge, 7 interleaved rounds).
+const GoSeqPerSecond = 8_760
+const GoSeqCpu = 68
+const GoParPerSecond = 49_750
+const GoParCpu = 14
 
 type Start = Effect.Effect<void, CallError>
 
@@ -254,8 +255,8 @@ export const suite: BenchSuite = {
           verdicts.map(([text, met]) => `- ${text} — ${verdict(met)}`).join("\n"),
         `External reference, not measured here: the Go host bridge of hcsshim against the genuine Linux GCS over ` +
           `Unix sockets on another 2-core machine did ≈ ${fmt(GoSeqPerSecond)} calls/s with ${GoSeqCpu} µs host CPU ` +
-          `per call at 1 in flight and ≈ ${fmt(GoParPerSecond)} calls/s with ${GoParCpu} µs at ${Depth} in flight; ` +
-          "raw references there: 70,000 sequential and 266,000 pipelined frame round trips/s."
+          `per call at 1 in flight and ≈ ${fmt(GoParPerSecond)} calls/s with ${GoParCpu} µs at ${Depth} in flight ` +
+          "(hybrid-vsock Unix sockets, 7 interleaved rounds)."
       ]
       if (verdicts.some(([, met]) => !met) && !options.quick) {
         const [seqCount, parCount] = n.responder
