@@ -413,9 +413,8 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     }).pipe(Effect.delay(Math.max(1, limit / 2)), Effect.forever)
 
   const fibers = [yield* Effect.forkIn(reader, scope), yield* Effect.forkIn(writer, scope)]
-  if (options.stallTimeout !== undefined) {
+  if (options.stallTimeout !== undefined)
     fibers.push(yield* Effect.forkIn(stallWatch(Duration.toMillis(options.stallTimeout)), scope))
-  }
 
   // Tears everything down once the bridge is dead, whoever killed it.
   const watchdog = yield* Effect.forkIn(

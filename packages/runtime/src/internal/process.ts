@@ -9,39 +9,23 @@ import type { ConnectionState } from "./guestConnection.js"
 import * as Rpc from "./rpc.js"
 import * as Stdio from "./stdio.js"
 
+const invalid = ({ message: m }: Schema.SchemaError) =>
+  new ProtocolError.ProtocolError({ reason: "EncodeFailed", message: `invalid process parameters: ${m}` })
 const decodeParameters = Schema.decodeUnknownEffect(Wire.ProcessParameters)
-const invalid = ({ message }: Schema.SchemaError) =>
-  new ProtocolError.ProtocolError({
-    reason: "EncodeFailed",
-    message: `invalid process parameters: ${message}`
-  })
+const decode = (input: unknown) => Effect.mapError(decodeParameters(input), invalid)
 
-type ProcessFields = Rpc.BaseFields & { readonly ProcessId: number }
-const waitBody = (fields: ProcessFields) =>
+const waitBody = (fields: Rpc.BaseFields & { readonly ProcessId: number }) =>
   new Wire.ContainerWaitForProcess({ ...fields, TimeoutInMs: Wire.InfiniteTimeout })
 
 /** Kills and waits for a process whose exec was interrupted after the request went out, so the guest forgets it. */
 const reap = (bridge: Bridge, containerId: string, pid: number): Effect.Effect<void> => {
   const fields = { ...Rpc.base(containerId, undefined), ProcessId: pid }
   const log = Effect.logDebug("reaping a process whose exec was interrupted")
-  return bridge.background(
-    Effect.all(
-      [
-        bridge.call("SignalProcess", containerId, new Wire.ContainerSignalProcess(fields)),
-        bridge.call("WaitForProcess", containerId, waitBody(fields)),
-        Effect.annotateLogs(log, { "container-id": containerId, pid })
-      ],
-      { concurrency: "unbounded" }
-    )
-  )
+  const signal = bridge.call("SignalProcess", containerId, new Wire.ContainerSignalProcess(fields))
+  const wait = bridge.call("WaitForProcess", containerId, waitBody(fields))
+  const annotated = Effect.annotateLogs(log, { "container-id": containerId, pid })
+  return bridge.background(Effect.all([signal, wait, annotated], { concurrency: "unbounded" }))
 }
-
-/** §11.7: "not found" means the guest already forgot the process; Go reports the zero exit code. */
-const exitCodeOf = (waitCall: Call<"WaitForProcess">): Effect.Effect<number, CallError> =>
-  Deferred.await(waitCall.result).pipe(
-    Effect.map((response) => response.ExitCode),
-    Effect.catchIf(isNotFound, () => Effect.succeed(0))
-  )
 
 /** Starts a process in `containerId` (the null GUID: the UVM), in a child scope closed at once if the exec fails. */
 export const exec = (
@@ -50,16 +34,11 @@ export const exec = (
   input: ProcessParametersInput
 ): Effect.Effect<Process, ExecError, Scope.Scope> =>
   Effect.gen(function* () {
-    const params =
-      input instanceof Wire.ProcessParameters
-        ? input
-        : yield* Effect.mapError(decodeParameters(input), invalid)
+    const params = input instanceof Wire.ProcessParameters ? input : yield* decode(input)
     const scope = yield* Scope.fork(yield* Effect.scope)
-    return yield* Effect.uninterruptibleMask((restore) =>
-      start(state, containerId, params, scope, restore)
-    ).pipe(
-      Scope.provide(scope),
-      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+    const started = Effect.uninterruptibleMask((restore) => start(state, containerId, params, scope, restore))
+    return yield* Effect.onError(Scope.provide(started, scope), (cause) =>
+      Scope.close(scope, Exit.failCause(cause))
     )
   })
 
@@ -93,7 +72,6 @@ const start = Effect.fnUntraced(function* (
             StdErr: stderr?.port ?? 0
           })
         }
-
   const Settings = new Wire.ExecuteProcessSettings({ ProcessParameters: params, ...relay })
   const body = (base: Rpc.BaseFields) => new Wire.ContainerExecuteProcess({ ...base, Settings })
   const { ProcessId: pid } = yield* Rpc.send(bridge, "ExecuteProcess", containerId, body, (sent, span) =>
@@ -109,80 +87,101 @@ const start = Effect.fnUntraced(function* (
   )
 
   // §8.5: sent right away, its answer is the exit; without it the Linux GCS never reports a container's exit.
-  const attributes = { "gcs.pid": pid }
   const wait = (base: Rpc.BaseFields) => waitBody({ ...base, ProcessId: pid })
   const waitCall = yield* restore(
-    Rpc.send(bridge, "WaitForProcess", containerId, wait, Effect.succeed, attributes)
+    Rpc.send(bridge, "WaitForProcess", containerId, wait, Effect.succeed, { "gcs.pid": pid })
   ).pipe(Effect.onInterrupt(() => reap(bridge, containerId, pid)))
+  const handle = new Handle(pid, state, containerId, waitCall, scope, [stdin, stdout, stderr])
+  yield* Scope.addFinalizer(scope, handle.onClose())
+  return handle
+})
 
-  const annotations = { "container-id": containerId, pid }
-  const exited = () => Deferred.isDoneUnsafe(waitCall.result)
-  const signal = (options?: Wire.SignalProcessOptionsLinux | Wire.SignalProcessOptionsWindows) => {
-    const fields = { ProcessId: pid, ...(options ? { Options: options } : {}) }
-    const body = (base: Rpc.BaseFields) => new Wire.ContainerSignalProcess({ ...base, ...fields })
-    return Rpc.call(bridge, "SignalProcess", containerId, body, attributes).pipe(
-      Effect.as(true),
-      // §11.8: the process is already gone.
-      Rpc.whenGone(isNotFound, exited, false, "process", annotations)
-    )
+/** A live process: per process only these fields (`stdinClosed` made by the first closeStdin or the close); its
+ * effects, errors and log fields are built when used. */
+class Handle implements Process {
+  private stdinClosed: Deferred.Deferred<void, TransportError> | undefined
+  constructor(
+    readonly pid: number,
+    private readonly state: ConnectionState,
+    private readonly containerId: string,
+    private readonly waitCall: Call<"WaitForProcess">,
+    private readonly scope: Scope.Scope,
+    private readonly stdio: ReadonlyArray<Stdio.StdioChannel | undefined>
+  ) {}
+  private closed(message: string) {
+    return new TransportError({ reason: "Closed", address: formatAddress(this.state.address), message })
   }
-  const kill = signal()
-
-  const closed = (message: string) =>
-    new TransportError({ reason: "Closed", address: formatAddress(state.address), message })
-  const stdinClosed = Deferred.makeUnsafe<void, TransportError>()
-  // Finalizers run in reverse: the kill first, then the stdio channels, then the closeStdin waiters.
-  yield* Effect.addFinalizer(() =>
-    Deferred.fail(stdinClosed, closed(`stdin of process ${pid} was closed before it could be half-closed`))
-  )
-  const refused = `process ${pid} keeps running in the utility VM: the guest refuses to signal UVM processes (0xC037010E); run it in a container to bind its lifetime to the scope`
-  const killOnClose = Effect.catchIf(kill, isSignalRefused, () =>
-    Effect.annotateLogs(Effect.logWarning(refused), annotations)
-  )
-  yield* Effect.addFinalizer(() =>
-    exited()
-      ? Effect.void
-      : Rpc.onClose(killOnClose, state.closeTimeout, "could not kill process on close", annotations)
-  )
-
+  private exited() {
+    return Deferred.isDoneUnsafe(this.waitCall.result)
+  }
+  /** The kill (unless exited), then the closeStdin waiters fail; the stdio channels close after, in their finalizers. */
+  onClose() {
+    return Effect.suspend(() => {
+      const annotations = { "container-id": this.containerId, pid: this.pid }
+      const refused = `process ${this.pid} keeps running in the utility VM: the guest refuses to signal UVM processes (0xC037010E); run it in a container to bind its lifetime to the scope`
+      const kill = Effect.catchIf(this.kill, isSignalRefused, () =>
+        Effect.annotateLogs(Effect.logWarning(refused), annotations)
+      )
+      const message = `stdin of process ${this.pid} was closed before it could be half-closed`
+      return Effect.andThen(
+        this.exited()
+          ? Effect.void
+          : Rpc.onClose(kill, this.state.closeTimeout, "could not kill process on close", annotations),
+        Deferred.fail((this.stdinClosed ??= Deferred.makeUnsafe()), this.closed(message))
+      )
+    })
+  }
+  get stdin() {
+    const missing = `stdin of process ${this.pid} was not requested (CreateStdInPipe is false)`
+    return Stdio.writable(this.stdio[0], () => this.closed(missing))
+  }
+  get stdout() {
+    return Stdio.readable(this.stdio[1], this.waitCall.result, this.state.copyAfterExitTimeout)
+  }
+  get stderr() {
+    return Stdio.readable(this.stdio[2], this.waitCall.result, this.state.copyAfterExitTimeout)
+  }
   // Half-closes once, in a fiber of the process's scope, so an interrupted caller cannot leave it half done.
-  let closing = false
-  const closeStdin =
-    stdin === undefined
+  get closeStdin(): Effect.Effect<void, TransportError> {
+    const stdin = this.stdio[0]
+    return stdin === undefined
       ? Effect.void
       : Effect.suspend(() => {
-          if (closing) return Deferred.await(stdinClosed)
-          closing = true
-          return Effect.andThen(
-            Effect.forkIn(Deferred.into(Stdio.endWrite(stdin), stdinClosed), scope),
-            Deferred.await(stdinClosed)
-          )
+          if (this.stdinClosed) return Deferred.await(this.stdinClosed)
+          const closed = (this.stdinClosed = Deferred.makeUnsafe<void, TransportError>())
+          const half = Effect.forkIn(Deferred.into(Stdio.endWrite(stdin), closed), this.scope)
+          return Effect.andThen(half, Deferred.await(closed))
         })
-
-  const exitKnown = Effect.exit(Deferred.await(waitCall.result))
-  const notRequested = closed(`stdin of process ${pid} was not requested (CreateStdInPipe is false)`)
-  const process: Process = {
-    pid,
-    stdin: Stdio.writable(stdin, notRequested),
-    stdout: Stdio.readable(stdout, exitKnown, state.copyAfterExitTimeout),
-    stderr: Stdio.readable(stderr, exitKnown, state.copyAfterExitTimeout),
-    closeStdin,
-    wait: exitCodeOf(waitCall),
-    exitCode: Effect.suspend(() =>
-      exited() ? Effect.map(exitCodeOf(waitCall), Option.some) : Effect.succeedNone
-    ),
-    signal: (n: number | WindowsSignalName) =>
-      signal(
-        typeof n === "number"
-          ? new Wire.SignalProcessOptionsLinux({ Signal: n })
-          : new Wire.SignalProcessOptionsWindows({ Signal: n })
-      ),
-    kill,
-    resizeConsole: (Width: number, Height: number) => {
-      const body = (base: Rpc.BaseFields) =>
-        new Wire.ContainerResizeConsole({ ...base, ProcessId: pid, Height, Width })
-      return Effect.asVoid(Rpc.call(bridge, "ResizeConsole", containerId, body, attributes))
-    }
   }
-  return process
-})
+  /** §11.7: "not found" means the guest already forgot the process; Go reports the zero exit code. */
+  get wait(): Effect.Effect<number, CallError> {
+    const code = Effect.map(Deferred.await(this.waitCall.result), (response) => response.ExitCode)
+    return Effect.catchIf(code, isNotFound, () => Effect.succeed(0))
+  }
+  get exitCode() {
+    return Effect.suspend(() => (this.exited() ? Effect.map(this.wait, Option.some) : Effect.succeedNone))
+  }
+  signal(n?: number | WindowsSignalName) {
+    const Options =
+      typeof n === "number"
+        ? new Wire.SignalProcessOptionsLinux({ Signal: n })
+        : n && new Wire.SignalProcessOptionsWindows({ Signal: n })
+    const body = (base: Rpc.BaseFields) =>
+      new Wire.ContainerSignalProcess({ ...base, ProcessId: this.pid, ...(Options ? { Options } : {}) })
+    const annotations = { "container-id": this.containerId, pid: this.pid }
+    return Rpc.call(this.state.bridge, "SignalProcess", this.containerId, body, { "gcs.pid": this.pid }).pipe(
+      Effect.as(true),
+      // §11.8: the process is already gone.
+      Rpc.whenGone(isNotFound, () => this.exited(), false, "process", annotations)
+    )
+  }
+  get kill() {
+    return this.signal()
+  }
+  resizeConsole(Width: number, Height: number) {
+    const body = (base: Rpc.BaseFields) =>
+      new Wire.ContainerResizeConsole({ ...base, ProcessId: this.pid, Height, Width })
+    const attributes = { "gcs.pid": this.pid }
+    return Effect.asVoid(Rpc.call(this.state.bridge, "ResizeConsole", this.containerId, body, attributes))
+  }
+}

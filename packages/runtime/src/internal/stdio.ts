@@ -33,12 +33,12 @@ export const open = Effect.fnUntraced(function* (state: ConnectionState, name: S
   const listener = yield* Scope.provide(state.transport.listen(address, port, { backlog: 1 }), listenerScope)
   const connection = Deferred.makeUnsafe<Connection, TransportError>()
   const message = `${name} was closed before the guest connected it`
-  const closed = new TransportError({ reason: "Closed", address: formatAddress(address), port, message })
+  const lost = () => new TransportError({ reason: "Closed", address: formatAddress(address), port, message })
   yield* listener.accept(timeout === undefined ? undefined : { timeout }).pipe(
     Scope.provide(scope),
     Effect.exit,
     Effect.flatMap((exit) => Deferred.done(connection, exit)),
-    Effect.onInterrupt(() => Deferred.fail(connection, closed)),
+    Effect.onInterrupt(() => Deferred.fail(connection, lost())),
     Effect.ensuring(Scope.close(listenerScope, Exit.void)),
     Effect.forkIn(scope)
   )
@@ -66,9 +66,9 @@ const boundAfterExit =
     )
 
 /** The guest's bytes with backpressure, closed at the end (§14.4a) or `limit` after the exit (Go's `CopyAfterExitTimeout`). */
-export const readable = (
+export const readable = <A, E>(
   channel: StdioChannel | undefined,
-  exited: Effect.Effect<unknown>,
+  exited: Deferred.Deferred<A, E>,
   limit: Duration.Duration
 ): Stream.Stream<Uint8Array, TransportError> =>
   channel === undefined
@@ -82,7 +82,7 @@ export const readable = (
               bytesOf[channel.name].updateUnsafe(sizeOf(chunk), context)
               return chunk
             }),
-            boundAfterExit(exited, limit),
+            boundAfterExit(Effect.exit(Deferred.await(exited)), limit),
             Stream.ensuring(connection.close)
           )
         })
@@ -91,10 +91,10 @@ export const readable = (
 /** Writes into `channel` once connected, without half-closing; no channel: fails with `missing` on input. */
 export const writable = (
   channel: StdioChannel | undefined,
-  missing: TransportError
+  missing: () => TransportError
 ): Sink.Sink<void, Uint8Array, never, TransportError> =>
   channel === undefined
-    ? Sink.forEachArray(() => Effect.fail(missing))
+    ? Sink.forEachArray(() => Effect.fail(missing()))
     : Sink.unwrap(
         Effect.map(Deferred.await(channel.connection), (connection) =>
           Sink.forEachArray((parts: ReadonlyArray<Uint8Array>) =>
