@@ -69,11 +69,20 @@ export const startPeer = (config: PeerConfig, nodeArgs: ReadonlyArray<string> = 
       child.kill("SIGTERM")
       if (await within(5000)) return
       // Our guest starts its processes detached: they would outlive it.
-      if (child.pid !== undefined) for (const c of childProcesses(child.pid)) process.kill(c.pid, "SIGKILL")
+      if (child.pid !== undefined) for (const c of childProcesses(child.pid)) killIfAlive(c.pid)
       child.kill("SIGKILL")
       await exited
     })())
   return { pid: child.pid ?? -1, exited, output: () => output, stop, forced: () => forced }
+}
+
+/** SIGKILL to a process that may have ended since it was listed (ESRCH is that, not a failure). */
+const killIfAlive = (pid: number) => {
+  try {
+    process.kill(pid, "SIGKILL")
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e
+  }
 }
 
 /** Throws with the peer's output when it has exited with a failure status. */
