@@ -312,6 +312,25 @@ describe("a person at a terminal", () => {
 })
 
 describe("output after the process exited", () => {
+  /** A guest whose process says one line on stdout, exits 3, and never closes its stdout and stderr. */
+  const silentAfterExitGuest = (socket: string) =>
+    scriptedGuest(socket, (request) => {
+      if (is(request, "ExecuteProcess")) {
+        const ports = (bodyOf(request)["Settings"] as { VsockStdioRelaySettings: Record<string, number> })
+          .VsockStdioRelaySettings
+        // Dials the process's stdout and stderr, says one line, and never closes them.
+        return Effect.gen(function* () {
+          const transport = yield* Transport
+          const stdout = yield* transport.connect(new UnixAddress({ path: socket }), ports["StdOut"]!)
+          yield* transport.connect(new UnixAddress({ path: socket }), ports["StdErr"]!)
+          yield* stdout.write(utf8.encode("early\n"))
+          return [answer(request, { Result: 0, ProcessId: 42 })]
+        })
+      }
+      if (is(request, "WaitForProcess")) return [answer(request, { Result: 0, ExitCode: 3 })]
+      return is(request, "NegotiateProtocol") ? negotiated(request) : [answer(request, { Result: 0 })]
+    })
+
   it.live(
     "a guest that keeps stdout open and silent after the exit holds gcsctl run only --copy-after-exit long",
     () =>
@@ -321,23 +340,7 @@ describe("output after the process exited", () => {
         const [host] = yield* Effect.all(
           [
             invoke(["run", "--guest", `hybrid://${socket}`, "--copy-after-exit", "100ms", "--", "anything"]),
-            scriptedGuest(socket, (request) => {
-              if (is(request, "ExecuteProcess")) {
-                const ports = (
-                  bodyOf(request)["Settings"] as { VsockStdioRelaySettings: Record<string, number> }
-                ).VsockStdioRelaySettings
-                // Dials the process's stdout and stderr, says one line, and never closes them.
-                return Effect.gen(function* () {
-                  const transport = yield* Transport
-                  const stdout = yield* transport.connect(new UnixAddress({ path: socket }), ports["StdOut"]!)
-                  yield* transport.connect(new UnixAddress({ path: socket }), ports["StdErr"]!)
-                  yield* stdout.write(utf8.encode("early\n"))
-                  return [answer(request, { Result: 0, ProcessId: 42 })]
-                })
-              }
-              if (is(request, "WaitForProcess")) return [answer(request, { Result: 0, ExitCode: 3 })]
-              return is(request, "NegotiateProtocol") ? negotiated(request) : [answer(request, { Result: 0 })]
-            })
+            silentAfterExitGuest(socket)
           ],
           { concurrency: 2 }
         )
@@ -372,23 +375,7 @@ describe("output after the process exited", () => {
                   text.includes("the process exited") ? PubSub.publish(signals, "SIGINT") : Effect.void
               }
             ),
-            scriptedGuest(socket, (request) => {
-              if (is(request, "ExecuteProcess")) {
-                const ports = (
-                  bodyOf(request)["Settings"] as { VsockStdioRelaySettings: Record<string, number> }
-                ).VsockStdioRelaySettings
-                // Dials the process's stdout and stderr, says one line, and never closes them.
-                return Effect.gen(function* () {
-                  const transport = yield* Transport
-                  const stdout = yield* transport.connect(new UnixAddress({ path: socket }), ports["StdOut"]!)
-                  yield* transport.connect(new UnixAddress({ path: socket }), ports["StdErr"]!)
-                  yield* stdout.write(utf8.encode("early\n"))
-                  return [answer(request, { Result: 0, ProcessId: 42 })]
-                })
-              }
-              if (is(request, "WaitForProcess")) return [answer(request, { Result: 0, ExitCode: 3 })]
-              return is(request, "NegotiateProtocol") ? negotiated(request) : [answer(request, { Result: 0 })]
-            })
+            silentAfterExitGuest(socket)
           ],
           { concurrency: 2 }
         )
