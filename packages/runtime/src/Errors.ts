@@ -25,6 +25,15 @@ export class BridgeClosed extends Schema.TaggedError<BridgeClosed>("@gcs-bridge/
 /** @since 0.1.0 */
 export const isBridgeClosed = (u: unknown): u is BridgeClosed => u instanceof BridgeClosed
 
+/**
+ * The bridge connection broke while this call was in flight and was re-established (the `reconnect` policy):
+ * the guest may or may not have carried the call out. Waits for processes are re-issued instead.
+ * @since 0.2.0
+ */
+export class BridgeReconnected extends Schema.TaggedError<BridgeReconnected>(
+  "@gcs-bridge/runtime/BridgeReconnected"
+)("BridgeReconnected", { proc: Schema.String, id: Schema.Number, message: Schema.String }) {}
+
 /** The guest answered a call with a non-zero `Result` (`hresult` unsigned: `0xC037010E`, not negative). @since 0.1.0 */
 export class GuestError extends Schema.TaggedError<GuestError>("@gcs-bridge/runtime/GuestError")(
   "GuestError",
@@ -76,10 +85,11 @@ export const isGenericFailure = has(H.Fail)
 export const isAccessDenied = has(H.AccessDenied)
 
 /** What any RPC can fail with (a `ProtocolError` fails only that call). @since 0.1.0 */
-export type CallError = GuestError | BridgeClosed | ProtocolError.ProtocolError
+export type CallError = GuestError | BridgeClosed | BridgeReconnected | ProtocolError.ProtocolError
 
 /** What starting a process can fail with: a `TransportError` when a stdio listener cannot be bound. @since 0.1.0 */
 export type ExecError = CallError | TransportError
 
 /** What establishing a `GuestConnection` can fail with (see the README). @since 0.1.0 */
-export type ConnectError = TransportError | ProtocolError.ProtocolError | GuestError | BridgeClosed
+export type ConnectError =
+  TransportError | ProtocolError.ProtocolError | GuestError | BridgeClosed | BridgeReconnected

@@ -6,6 +6,7 @@ import { Context, Layer } from "effect"
 import type { Container, ModifySettings } from "./Container.js"
 import type { BridgeClosed, CallError, ExecError } from "./Errors.js"
 import * as internal from "./internal/guestConnection.js"
+import type { MigrationState, SavedProcess } from "./Migration.js"
 import type { Process, ProcessParametersInput } from "./Process.js"
 
 /** Settings of a guest connection; only `address` is required (defaults: see the README). @since 0.1.0 */
@@ -32,6 +33,17 @@ export interface GuestConnectionConfig {
   readonly coldStart?: boolean | undefined
   /** Settings for the cold-start prelude (Windows guests). */
   readonly initialGuestState?: { readonly timeZone?: Uvm.TimeZoneInformation | undefined } | undefined
+  /**
+   * Survive a dropped bridge (off by default): for this long after the bridge connection ends, the bridge port is
+   * listened on again and the guest's re-dial accepted and renegotiated (no prelude); process waits are re-issued,
+   * other calls in flight fail with `BridgeReconnected`, new calls wait. Past it, the bridge dies of the break.
+   */
+  readonly reconnect?: Duration.Input | undefined
+  /**
+   * Take over a guest from another host process (§12.9): the saved id and port counters are continued, the saved
+   * waits registered before anything is sent, and no prelude runs. Then `restoreProcess` each saved process.
+   */
+  readonly resume?: MigrationState | undefined
 }
 
 /** A `modifyServiceSettings` change: `propertyType` names the service (`"LogForwardService"`). @since 0.1.0 */
@@ -70,6 +82,13 @@ export interface GuestConnectionService {
   readonly updateContainer: (id: string, resources: unknown) => Effect.Effect<void, CallError>
   /** ModifyServiceSettings (`LogForwardingSupported`). */
   readonly modifyServiceSettings: (change: ServiceSettingsChange) => Effect.Effect<void, CallError>
+  /** §12.9 save side: the counters and every running process, for `resume` in another host process. */
+  readonly migrationState: Effect.Effect<MigrationState>
+  /**
+   * §12.9 restore side, for a process of `resume`: re-binds its stdio on the saved ports, watches its saved wait,
+   * and probes it with a 50 ms WaitForProcess (answered: it had already exited). Owned by the caller's scope.
+   */
+  readonly restoreProcess: (saved: SavedProcess) => Effect.Effect<Process, ExecError, Scope.Scope>
   /** Completes once the bridge has died, with the reason. */
   readonly closed: Effect.Effect<BridgeClosed>
 }

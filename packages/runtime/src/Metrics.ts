@@ -39,6 +39,12 @@ export const lateResponses = counter(
 /** Bridge terminations, attribute `reason` (the `BridgeClosed` reason). @since 0.1.0 */
 export const bridgeDeaths = counter("gcs_bridge_deaths", "Bridges terminated, by reason")
 
+/** Bridge connections re-established under the `reconnect` policy. @since 0.2.0 */
+export const bridgeReconnects = counter(
+  "gcs_bridge_reconnects",
+  "Bridge connections re-established after a break"
+)
+
 /** Frames per write to the bridge socket (the writer gathers everything queued). @since 0.1.0 */
 export const writeBatchSize = Metric.histogram("gcs_write_batch_frames", {
   description: "Frames carried by one write to the bridge connection",

@@ -9,6 +9,8 @@ export * from "./Errors.js"
 export * from "./GuestConnection.js"
 /** @since 0.1.0 */
 export * from "./Process.js"
+/** @since 0.2.0 */
+export * from "./Migration.js"
 /** @since 0.1.0 */
 export * as Metrics from "./Metrics.js"
 

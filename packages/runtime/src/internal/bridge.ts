@@ -1,10 +1,23 @@
 /** Request/response multiplexing: a reader fiber completes calls by id, a writer fiber batches one `writeAll`. */
-import { Codec, FrameDecoder, HResult, MessageType, ProtocolError } from "@gcs-bridge/protocol"
+import {
+  Codec,
+  Frame as Framing,
+  FrameDecoder,
+  HResult,
+  MessageType,
+  ProtocolError
+} from "@gcs-bridge/protocol"
 import type { Container, Envelope, Frame, Rpc } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, LogLevel, Metric } from "effect"
-import { Queue, References, Result, Scope, Stream } from "effect"
-import { BridgeClosed, type BridgeClosedReason, type CallError, GuestError } from "../Errors.js"
+import { Queue, References, Result, Schedule, Scope, Stream } from "effect"
+import {
+  BridgeClosed,
+  type BridgeClosedReason,
+  BridgeReconnected,
+  type CallError,
+  GuestError
+} from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import { scrubRequestPayload } from "./scrub.js"
 
@@ -26,6 +39,24 @@ export interface BridgeOptions {
   readonly onNotification: (notification: Container.ContainerNotification) => NotificationRoute
   /** Runs once, synchronously, when the bridge dies, after every pending call has failed. */
   readonly onClose: (error: BridgeClosed) => void
+  /** The first message id (a restored connection continues the saved counter); default 0. */
+  readonly firstId?: number | undefined
+  /** Survive a broken connection (off by default): see {@link Reconnect}. */
+  readonly reconnect?: Reconnect | undefined
+}
+
+/**
+ * The reconnect policy: when the connection ends or fails (not a protocol violation, not the host's close),
+ * the guest's next connection is accepted within `window`, `handshake` runs on it before anything queued is
+ * written, every wait for a process is re-issued, and every other call that was written fails with
+ * `BridgeReconnected`. Calls made meanwhile queue; past the window the bridge dies of the original break.
+ */
+export interface Reconnect {
+  readonly window: Duration.Duration
+  /** The guest's next connection, living in the scope given. */
+  readonly accept: Effect.Effect<Connection, TransportError, Scope.Scope>
+  /** The first exchange on a new connection; the calls it makes through `bridge` go out at once. */
+  readonly handshake: (bridge: Bridge) => Effect.Effect<unknown, CallError | TransportError>
 }
 
 /** A call that has been registered and queued. */
@@ -58,6 +89,16 @@ export interface Bridge {
   readonly dead: () => BridgeClosed | undefined
   /** Kills the bridge without waiting for the teardown. */
   readonly kill: (reason: BridgeClosedReason) => Effect.Effect<BridgeClosed>
+  /** The id the next call will carry (saved by a migration). */
+  readonly nextId: () => number
+  /** Registers a WaitForProcess under `id` without sending it (§12.9 restore); an id still registered is reused. */
+  readonly preregister: (
+    id: number,
+    containerId: string,
+    body: Rpc.RpcRequest<"WaitForProcess">
+  ) => Effect.Effect<Call<"WaitForProcess">, BridgeClosed | Failure>
+  /** Stops waiting for `call`'s answer: if one comes, it is dropped as late. */
+  readonly abandon: (call: Call<ProcName>) => void
   /** Runs `effect` while the bridge lives, interruptible even when forked from an interruption handler. */
   readonly background: (effect: Effect.Effect<unknown, unknown>) => Effect.Effect<void>
   /** Kills the bridge (`Closed`) and waits for its fibers and connection to close. */
@@ -70,15 +111,16 @@ type Entry = Omit<Pending<ProcName>, "result">
 const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`
 
 class Pending<N extends ProcName> implements Call<N> {
-  state: "queued" | "written" | "cancelled" | "abandoned" = "queued"
-  readonly result = Deferred.makeUnsafe<Rpc.RpcResponse<N>, CallError>()
+  // "superseded": re-issued under another id after a reconnect, sharing its result with the new call.
+  state: "queued" | "written" | "cancelled" | "abandoned" | "superseded" = "queued"
   readonly startedAt = performance.now()
   constructor(
     readonly id: number,
     readonly proc: N,
     readonly containerId: string,
     public bytes: Uint8Array | undefined,
-    readonly sentAt: number
+    readonly sentAt: number,
+    readonly result = Deferred.makeUnsafe<Rpc.RpcResponse<N>, CallError>()
   ) {}
   fail(exit: Exit.Exit<never, CallError>): void {
     Deferred.doneUnsafe(this.result, exit)
@@ -151,7 +193,10 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   const closedSignal = Deferred.makeUnsafe<BridgeClosed>()
   const pending = new Map<number, Entry>()
   const abandoned = new Set<number>()
-  let nextId = 0
+  let nextId = options.firstId ?? 0
+  // The connection in use; replaced by the reconnect policy, while `down` no writer runs.
+  let link = connection
+  let down = false
   let dead: BridgeClosed | undefined
   let lastInboundAt = clock.currentTimeMillisUnsafe()
 
@@ -162,9 +207,9 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   const latencyOf = (proc: string) =>
     latency.get(proc) ?? latency.set(proc, Metric.withAttributes(Metrics.rpcLatency, { proc })).get(proc)!
 
-  const kill = (reason: BridgeClosedReason, cause?: TransportError | Failure): BridgeClosed => {
+  const kill = (reason: BridgeClosedReason, cause?: TransportError | Failure, why?: string): BridgeClosed => {
     if (dead !== undefined) return dead
-    const message = deathMessages[reason] ?? `bridge closed: ${cause?.message ?? reason}`
+    const message = why ?? deathMessages[reason] ?? `bridge closed: ${cause?.message ?? reason}`
     const error = new BridgeClosed({ reason, message, ...(cause ? { cause } : {}) })
     dead = error
     count(Metric.withAttributes(Metrics.bridgeDeaths, { reason }))
@@ -189,34 +234,39 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     entry.fail(Exit.interrupt())
   }
 
+  // A written call whose answer nobody needs any more, remembered so that a late answer is recognised.
+  const remember = (entry: Entry, state: "abandoned" | "superseded"): void => {
+    entry.state = state
+    abandoned.add(entry.id)
+    if (abandoned.size > options.maxAbandonedCalls) {
+      // Bounded memory even if the guest never answers abandoned calls.
+      const [oldest = -1] = abandoned
+      abandoned.delete(oldest)
+      const evicted = pending.get(oldest)
+      // A superseded call's result belongs to its re-issued twin.
+      if (evicted !== undefined) (evicted.state === "superseded" ? forget : cancel)(evicted)
+    }
+  }
+
   const abandon = (entry: Entry): void => {
     if (entry.state === "queued") {
       // The writer skips it: the guest never sees it.
       entry.state = "cancelled"
       cancel(entry)
-    } else if (entry.state === "written" && pending.has(entry.id)) {
-      entry.state = "abandoned"
-      abandoned.add(entry.id)
-      if (abandoned.size > options.maxAbandonedCalls) {
-        // Bounded memory even if the guest never answers abandoned calls.
-        const [oldest = -1] = abandoned
-        abandoned.delete(oldest)
-        const evicted = pending.get(oldest)
-        if (evicted !== undefined) cancel(evicted)
-      }
-    }
+    } else if (entry.state === "written" && pending.has(entry.id)) remember(entry, "abandoned")
   }
 
   const send = <N extends ProcName>(
     proc: N,
     containerId: string,
     body: Rpc.RpcRequest<N>,
-    admitted = false
+    admitted = false,
+    direct = false
   ): Effect.Effect<Call<N>, BridgeClosed | Failure> =>
     Effect.suspend(() => {
       // Exit.fail keeps the one BridgeClosed value for every caller.
       if (dead !== undefined) return Exit.fail(dead)
-      if (Queue.isFullUnsafe(queue) || (!admitted && line.size > 0)) {
+      if (!direct && (Queue.isFullUnsafe(queue) || (!admitted && line.size > 0))) {
         const turn = Deferred.makeUnsafe<void>()
         line.add(turn)
         return Effect.andThen(Deferred.await(turn), send(proc, containerId, body, true)).pipe(
@@ -231,6 +281,14 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       // Registered before the bytes can reach the writer: a fast answer always finds its call.
       pending.set(id, entry)
       inFlight(1)
+      // A handshake's call goes out at once, ahead of everything queued; a failed write is a broken link.
+      if (direct) {
+        entry.state = "written"
+        const write = Effect.catch(link.writeAll([encoded.success]), (e) =>
+          Effect.sync(() => lost("Transport", e))
+        )
+        return Effect.as(write, entry)
+      }
       const queued = Queue.offerUnsafe(queue, entry) ? Exit.succeed(entry) : Exit.fail(dead ?? kill("Defect"))
       if (!traceFrames) return queued
       const payload = scrubRequestPayload(proc, textDecoder.decode(encoded.success.subarray(16)))
@@ -257,7 +315,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       if (Result.isSuccess(failure)) {
         const error = failure.success
         return Effect.sync(() =>
-          kill(error instanceof ProtocolError.ProtocolError ? "Protocol" : "Transport", error)
+          error instanceof ProtocolError.ProtocolError ? kill("Protocol", error) : lost("Transport", error)
         )
       }
       if (dead !== undefined || Cause.hasInterruptsOnly(cause)) return Effect.void
@@ -302,7 +360,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     latencyOf(entry.proc).updateUnsafe(performance.now() - entry.startedAt, context)
     const annotations = { proc: entry.proc, "message-id": entry.id }
     let late: Outcome
-    if (entry.state === "abandoned") {
+    if (entry.state === "abandoned" || entry.state === "superseded") {
       abandoned.delete(entry.id)
       count(Metrics.lateResponses)
       late = Effect.annotateLogs(Effect.logDebug("ignoring response to abandoned bridge call"), annotations)
@@ -341,13 +399,16 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   }
 
   // One decoder over the byte stream, driven from the reader's own loop: no stage, no fiber per frame.
-  const frameReader = new FrameDecoder.FrameReader({
-    maxFrameSize: options.maxFrameSize,
-    acceptType: (type) => {
-      const cls = MessageType.classOf(type)
-      return cls === MessageType.MessageClass.Response || cls === MessageType.MessageClass.Notification
-    }
-  })
+  // A fresh decoder per connection: bytes left of a broken one mean nothing on the next.
+  const newFrameReader = () =>
+    new FrameDecoder.FrameReader({
+      maxFrameSize: options.maxFrameSize,
+      acceptType: (type) => {
+        const cls = MessageType.classOf(type)
+        return cls === MessageType.MessageClass.Response || cls === MessageType.MessageClass.Notification
+      }
+    })
+  let frameReader = newFrameReader()
 
   const onBytes = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, Failure> => {
     lastInboundAt = clock.currentTimeMillisUnsafe()
@@ -373,35 +434,39 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     return effects.length === 0 ? Effect.void : Effect.all(effects, { discard: true })
   }
 
-  const reader = connection.stream.pipe(
-    Stream.runForEachArray(onBytes),
-    // Ending inside a frame is a truncation, not a clean end.
-    Effect.andThen(
-      Effect.suspend(() => {
-        const truncated = frameReader.end()
-        return truncated === undefined ? Effect.sync(() => kill("EndOfStream")) : Exit.fail(truncated)
-      })
-    ),
-    Effect.catchCause(onFailure("reader"))
-  )
+  const reader = (conn: Connection) =>
+    conn.stream.pipe(
+      Stream.runForEachArray(onBytes),
+      // Ending inside a frame is a truncation, not a clean end (but still a broken link to reconnect).
+      Effect.andThen(
+        Effect.suspend(() => {
+          const truncated = frameReader.end()
+          if (truncated !== undefined && options.reconnect === undefined) return Exit.fail(truncated)
+          return Effect.sync(() => lost("EndOfStream", truncated))
+        })
+      ),
+      Effect.catchCause(onFailure("reader"))
+    )
 
-  const writer = Queue.takeAll(queue).pipe(
-    Effect.flatMap((entries) => {
-      admit(options.writeQueueCapacity)
-      const buffers: Array<Uint8Array> = []
-      for (const entry of entries) {
-        if (entry.state !== "queued" || entry.bytes === undefined) continue
-        entry.state = "written"
-        buffers.push(entry.bytes)
-        entry.bytes = undefined
-      }
-      if (buffers.length === 0) return Effect.void
-      Metrics.writeBatchSize.updateUnsafe(buffers.length, context)
-      return connection.writeAll(buffers)
-    }),
-    Effect.forever,
-    Effect.catchCause(onFailure("writer"))
-  )
+  const writer = (conn: Connection) =>
+    Queue.takeAll(queue).pipe(
+      Effect.flatMap((entries) => {
+        admit(options.writeQueueCapacity)
+        const buffers: Array<Uint8Array> = []
+        for (const entry of entries) {
+          if (entry.state !== "queued" || entry.bytes === undefined) continue
+          entry.state = "written"
+          buffers.push(entry.bytes)
+          // A wait is re-issued after a reconnect: its bytes are kept.
+          if (options.reconnect === undefined || entry.proc !== "WaitForProcess") entry.bytes = undefined
+        }
+        if (buffers.length === 0) return Effect.void
+        Metrics.writeBatchSize.updateUnsafe(buffers.length, context)
+        return conn.writeAll(buffers)
+      }),
+      Effect.forever,
+      Effect.catchCause(onFailure("writer"))
+    )
 
   const stallWatch = (limit: number) =>
     Effect.sync(() => {
@@ -409,12 +474,117 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       // A WaitForProcess legitimately stays unanswered for a process's lifetime.
       const stalled = (e: Entry) =>
         e.proc !== "WaitForProcess" && e.state !== "queued" && now - e.sentAt >= limit
-      if (now - lastInboundAt >= limit && Array.from(pending.values()).some(stalled)) kill("Unresponsive")
+      if (!down && now - lastInboundAt >= limit && Array.from(pending.values()).some(stalled))
+        kill("Unresponsive")
     }).pipe(Effect.delay(Math.max(1, limit / 2)), Effect.forever)
 
-  const fibers = [yield* Effect.forkIn(reader, scope), yield* Effect.forkIn(writer, scope)]
+  // The current connection's reader and writer, and the bridge's own fibers.
+  let linkFibers = [
+    yield* Effect.forkIn(reader(connection), scope),
+    yield* Effect.forkIn(writer(connection), scope)
+  ]
+  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
   if (options.stallTimeout !== undefined)
     fibers.push(yield* Effect.forkIn(stallWatch(Duration.toMillis(options.stallTimeout)), scope))
+
+  // Completed when the current connection breaks, with why.
+  type Break = readonly [BridgeClosedReason, TransportError | Failure | undefined]
+  let broken = Deferred.makeUnsafe<Break>()
+  // A broken connection is the end, unless the reconnect policy is on.
+  function lost(reason: BridgeClosedReason, cause?: TransportError | Failure): void {
+    if (options.reconnect === undefined || dead !== undefined) kill(reason, cause)
+    else Deferred.doneUnsafe(broken, Exit.succeed([reason, cause]))
+  }
+
+  // After a reconnect: waits go out again under new ids (their old ids superseded), other written calls fail.
+  const resumeCalls = (): Array<Uint8Array> => {
+    const reissued: Array<Uint8Array> = []
+    for (const entry of Array.from(pending.values()) as Array<Pending<ProcName>>) {
+      if (entry.state !== "written") continue
+      if (entry.proc === "WaitForProcess" && entry.bytes !== undefined) {
+        const bytes = entry.bytes.slice()
+        const id = nextId++
+        Framing.writeHeader(
+          bytes,
+          MessageType.requestType(MessageType.Proc.WaitForProcess),
+          id,
+          bytes.length - Framing.HeaderSize
+        )
+        const twin = new Pending(
+          id,
+          entry.proc,
+          entry.containerId,
+          bytes,
+          clock.currentTimeMillisUnsafe(),
+          entry.result
+        )
+        twin.state = "written"
+        pending.set(id, twin)
+        inFlight(1)
+        remember(entry, "superseded")
+        reissued.push(bytes)
+      } else {
+        const message = `the bridge connection broke while ${entry.proc} (message id ${entry.id}) was in flight and was re-established; the guest may or may not have carried it out`
+        entry.fail(Exit.fail(new BridgeReconnected({ proc: entry.proc, id: entry.id, message })))
+        remember(entry, "abandoned")
+      }
+    }
+    return reissued
+  }
+
+  const reconnect = (policy: Reconnect) => {
+    const direct: Bridge = {
+      ...bridge,
+      send: (proc, containerId, body) => send(proc, containerId, body, true, true),
+      call: (proc, containerId, body) => Effect.flatMap(send(proc, containerId, body, true, true), awaitCall)
+    }
+    let linkScope: Scope.Closeable | undefined
+    const attempt = Effect.gen(function* () {
+      const next = yield* Scope.fork(scope)
+      const conn = yield* Effect.onError(Scope.provide(policy.accept, next), () =>
+        Scope.close(next, Exit.void)
+      )
+      link = conn
+      frameReader = newFrameReader()
+      const linkBroken = (broken = Deferred.makeUnsafe<Break>())
+      linkFibers = [yield* Effect.forkIn(reader(conn), next)]
+      const failed = Effect.flatMap(Deferred.await(linkBroken), ([, cause]) =>
+        Effect.fail(cause ?? new BridgeClosed({ reason: "EndOfStream", message: deathMessages.EndOfStream! }))
+      )
+      yield* Effect.raceFirst(policy.handshake(direct), failed).pipe(
+        Effect.andThen(Effect.suspend(() => conn.writeAll(resumeCalls()))),
+        Effect.onError(() => Effect.andThen(Fiber.interruptAll(linkFibers), Scope.close(next, Exit.void)))
+      )
+      linkFibers.push(yield* Effect.forkIn(writer(conn), next))
+      linkScope = next
+      down = false
+      count(Metrics.bridgeReconnects)
+      yield* Effect.logInfo("bridge re-established")
+    })
+    return Effect.gen(function* () {
+      for (;;) {
+        const [reason, cause] = yield* Deferred.await(broken)
+        down = true
+        yield* Fiber.interruptAll(linkFibers)
+        yield* link.close
+        if (linkScope !== undefined) yield* Scope.close(linkScope, Exit.void)
+        const window = Duration.format(policy.window)
+        const why = cause?.message ?? deathMessages[reason] ?? reason
+        yield* Effect.logWarning(
+          `bridge connection lost (${why}); waiting up to ${window} for the guest to re-dial`
+        )
+        const outcome = yield* attempt.pipe(
+          Effect.tapError((e) => Effect.logDebug(`bridge reconnect attempt failed: ${e.message}`)),
+          Effect.retry(Schedule.spaced(Duration.millis(50))),
+          Effect.timeoutOption(policy.window)
+        )
+        if (outcome._tag === "None") {
+          const message = `bridge closed: the guest did not re-establish the bridge within ${window} (${why})`
+          return void kill(reason, cause, message)
+        }
+      }
+    })
+  }
 
   // Tears everything down once the bridge is dead, whoever killed it.
   const watchdog = yield* Effect.forkIn(
@@ -422,8 +592,8 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       const { reason, message } = yield* Deferred.await(closedSignal)
       if (reason !== "Closed")
         yield* Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), { reason, error: message })
-      yield* Fiber.interruptAll(fibers)
-      yield* connection.close
+      yield* Fiber.interruptAll([...fibers, ...linkFibers])
+      yield* link.close
     }),
     scope
   )
@@ -445,7 +615,30 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     kill: (reason: BridgeClosedReason) => Effect.sync(() => kill(reason)),
     background: (effect: Effect.Effect<unknown, unknown>) =>
       Effect.asVoid(Effect.forkIn(Effect.interruptible(Effect.ignore(effect)), scope)),
+    nextId: () => nextId,
+    preregister: (id, containerId, body) =>
+      Effect.suspend((): Effect.Effect<Call<"WaitForProcess">, BridgeClosed | Failure> => {
+        const registered = pending.get(id)
+        if (registered?.proc === "WaitForProcess")
+          return Exit.succeed(registered as Pending<"WaitForProcess">)
+        if (dead !== undefined) return Exit.fail(dead)
+        const encoded = Codec.encodeRequest("WaitForProcess", id, body)
+        if (Result.isFailure(encoded)) return Exit.fail(encoded.failure)
+        const bytes = options.reconnect === undefined ? undefined : encoded.success
+        const entry = new Pending(id, "WaitForProcess", containerId, bytes, clock.currentTimeMillisUnsafe())
+        entry.state = "written"
+        pending.set(id, entry)
+        inFlight(1)
+        // New calls must never reuse an id the guest may still answer.
+        nextId = Math.max(nextId, id + 1)
+        return Exit.succeed(entry)
+      }),
+    abandon: (call) => {
+      const entry = pending.get(call.id)
+      if (entry !== undefined && entry === (call as unknown)) abandon(entry)
+    },
     close
   }
+  if (options.reconnect !== undefined) fibers.push(yield* Effect.forkIn(reconnect(options.reconnect), scope))
   return bridge
 })

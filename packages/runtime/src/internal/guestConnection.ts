@@ -5,6 +5,7 @@ import type { Address, Connection, TransportService } from "@gcs-bridge/transpor
 import { Transport } from "@gcs-bridge/transport"
 import { Duration, Effect, Exit, Scope } from "effect"
 import type { ConnectError } from "../Errors.js"
+import { MigrationState, type SavedProcess } from "../Migration.js"
 import type { GuestConnectionConfig, GuestConnectionService } from "../GuestConnection.js"
 import * as Bridge from "./bridge.js"
 import * as ContainerImpl from "./container.js"
@@ -25,6 +26,8 @@ export interface ConnectionState {
   readonly closeTimeout: Duration.Duration
   /** Next stdio port (§11.4): per connection, never reused. */
   readonly allocatePort: () => number
+  /** Live processes, for a migration's save. */
+  readonly processes: Set<{ readonly saved: () => SavedProcess | undefined }>
 }
 
 const defaultConnectTimeout = Duration.minutes(2)
@@ -59,6 +62,16 @@ const negotiate = (bridge: Bridge.Bridge, config: GuestConnectionConfig) =>
     return caps
   })
 
+/** Listens on the bridge port until one guest connects (living in the caller's scope), then stops listening. */
+const acceptGuest = (transport: TransportService, config: GuestConnectionConfig, timeout?: Duration.Input) =>
+  Effect.flatMap(Effect.scope, (outer) =>
+    Effect.scoped(
+      Effect.flatMap(transport.listen(config.address, MessageType.LinuxGcsVsockPort), (listener) =>
+        Scope.provide(listener.accept(timeout === undefined ? undefined : { timeout }), outer)
+      )
+    )
+  )
+
 /** Builds the service over a bridge-ready connection; on failure the connection is closed. */
 export const fromConnection = (
   connection: Connection,
@@ -67,7 +80,19 @@ export const fromConnection = (
   Effect.gen(function* () {
     const transport = yield* Transport
     const registry = new Registry()
+    const { resume } = config
+    // A renegotiation never runs the prelude: the guest is not fresh (§12.9).
+    const warm = { ...config, coldStart: false }
     const bridge = yield* Bridge.make(connection, {
+      firstId: resume?.nextMessageId,
+      reconnect:
+        config.reconnect === undefined
+          ? undefined
+          : {
+              window: Duration.fromInputUnsafe(config.reconnect),
+              accept: acceptGuest(transport, config),
+              handshake: (bridge) => negotiate(bridge, warm)
+            },
       maxFrameSize: config.maxFrameSize ?? Frame.DefaultMaxFrameSize,
       strict: config.strict ?? false,
       writeQueueCapacity: config.writeQueueCapacity ?? 1024,
@@ -77,8 +102,18 @@ export const fromConnection = (
       onClose: (error) => registry.closeAll(error)
     })
 
+    // Registered before anything is read: the guest may answer a saved wait right after negotiating.
+    const preregister = ({ containerId, pid, waitCallId }: SavedProcess) =>
+      bridge.preregister(
+        waitCallId,
+        containerId,
+        ProcessImpl.waitBody({ ...Rpc.base(containerId, undefined), ProcessId: pid })
+      )
+    const restored = new Map<number, Bridge.Call<"WaitForProcess">>()
+    for (const saved of resume?.processes ?? []) restored.set(saved.waitCallId, yield* preregister(saved))
+
     // Nothing but the negotiation may be in flight until its answer is in (§7.3).
-    const caps = yield* negotiate(bridge, config).pipe(
+    const caps = yield* negotiate(bridge, resume === undefined ? config : warm).pipe(
       Effect.timeoutOrElse({
         duration: config.connectTimeout ?? defaultConnectTimeout,
         orElse: () => Effect.flatMap(bridge.kill("Unresponsive"), Exit.fail)
@@ -86,7 +121,7 @@ export const fromConnection = (
       Effect.onError(() => bridge.close)
     )
 
-    let nextPort = MessageType.FirstStdioPort
+    let nextPort = resume?.nextPort ?? MessageType.FirstStdioPort
     const os = Negotiate.runtimeOs(caps)
     const state: ConnectionState = {
       bridge,
@@ -97,7 +132,8 @@ export const fromConnection = (
       stdioAcceptTimeout: config.stdioAcceptTimeout,
       copyAfterExitTimeout: Duration.fromInputUnsafe(config.copyAfterExitTimeout ?? "1 second"),
       closeTimeout: Duration.fromInputUnsafe(config.closeTimeout ?? "30 seconds"),
-      allocatePort: () => nextPort++
+      allocatePort: () => nextPort++,
+      processes: new Set()
     }
     const service: GuestConnectionService = {
       protocol: ProtocolVersion,
@@ -126,6 +162,18 @@ export const fromConnection = (
         const body = (base: Rpc.BaseFields) => new Service.ServiceModificationRequest({ ...base, ...change })
         return Effect.asVoid(Rpc.call(bridge, "ModifyServiceSettings", Guid.NullGuid, body))
       },
+      migrationState: Effect.sync(() => {
+        const processes = Array.from(state.processes, (p) => p.saved()).filter((p) => p !== undefined)
+        return new MigrationState({ version: 1, nextPort, nextMessageId: bridge.nextId(), processes })
+      }),
+      restoreProcess: (saved) =>
+        Effect.flatMap(
+          Effect.suspend(() => {
+            const call = restored.get(saved.waitCallId)
+            return call === undefined ? preregister(saved) : Effect.succeed(call)
+          }),
+          (call) => ProcessImpl.restore(state, saved, call)
+        ),
       closed: bridge.closed
     }
     return service
@@ -137,12 +185,6 @@ export const make = (
 ): Effect.Effect<GuestConnectionService, ConnectError, Transport | Scope.Scope> =>
   Effect.gen(function* () {
     const transport = yield* Transport
-    const outer = yield* Effect.scope
-    // The listener lives in a scope of its own, closed once the guest is in (or the accept failed).
-    const connection = yield* Effect.scoped(
-      Effect.flatMap(transport.listen(config.address, MessageType.LinuxGcsVsockPort), (listener) =>
-        Scope.provide(listener.accept({ timeout: config.connectTimeout ?? defaultConnectTimeout }), outer)
-      )
-    )
+    const connection = yield* acceptGuest(transport, config, config.connectTimeout ?? defaultConnectTimeout)
     return yield* fromConnection(connection, config)
   })

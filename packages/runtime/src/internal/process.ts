@@ -2,7 +2,8 @@
 import { Guid, Process as Wire, ProtocolError } from "@gcs-bridge/protocol"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
 import { Deferred, Effect, Exit, Option, Schema, Scope } from "effect"
-import { type CallError, type ExecError, isNotFound, isSignalRefused } from "../Errors.js"
+import { type CallError, type ExecError, isNotFound, isSignalRefused, isTimeout } from "../Errors.js"
+import { SavedProcess } from "../Migration.js"
 import type { Process, ProcessParametersInput, WindowsSignalName } from "../Process.js"
 import type { Bridge, Call } from "./bridge.js"
 import type { ConnectionState } from "./guestConnection.js"
@@ -14,8 +15,11 @@ const invalid = ({ message: m }: Schema.SchemaError) =>
 const decodeParameters = Schema.decodeUnknownEffect(Wire.ProcessParameters)
 const decode = (input: unknown) => Effect.mapError(decodeParameters(input), invalid)
 
-const waitBody = (fields: Rpc.BaseFields & { readonly ProcessId: number }) =>
-  new Wire.ContainerWaitForProcess({ ...fields, TimeoutInMs: Wire.InfiniteTimeout })
+/** The WaitForProcess body (by default the infinite wait whose answer is the exit). */
+export const waitBody = (
+  fields: Rpc.BaseFields & { readonly ProcessId: number },
+  TimeoutInMs = Wire.InfiniteTimeout
+) => new Wire.ContainerWaitForProcess({ ...fields, TimeoutInMs })
 
 /** Kills and waits for a process whose exec was interrupted after the request went out, so the guest forgets it. */
 const reap = (bridge: Bridge, containerId: string, pid: number): Effect.Effect<void> => {
@@ -91,10 +95,60 @@ const start = Effect.fnUntraced(function* (
   const waitCall = yield* restore(
     Rpc.send(bridge, "WaitForProcess", containerId, wait, Effect.succeed, { "gcs.pid": pid })
   ).pipe(Effect.onInterrupt(() => reap(bridge, containerId, pid)))
-  const handle = new Handle(pid, state, containerId, waitCall, scope, [stdin, stdout, stderr])
-  yield* Scope.addFinalizer(scope, handle.onClose())
-  return handle
+  return yield* track(new Handle(pid, state, containerId, waitCall, scope, [stdin, stdout, stderr]))
 })
+
+const track = (handle: Handle) =>
+  Effect.as(
+    Effect.andThen(
+      Effect.sync(() => handle.state.processes.add(handle)),
+      Scope.addFinalizer(
+        handle.scope,
+        Effect.ensuring(
+          handle.onClose(),
+          Effect.sync(() => handle.state.processes.delete(handle))
+        )
+      )
+    ),
+    handle
+  )
+
+/**
+ * §12.9 restore: stdio re-bound on the saved ports, the saved wait (registered at connect) watched, and a 50 ms
+ * probe: answered means the process exited while no host listened, "timeout" means it still runs.
+ */
+export const restore = (
+  state: ConnectionState,
+  saved: SavedProcess,
+  waitCall: Call<"WaitForProcess">
+): Effect.Effect<Process, ExecError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { bridge } = state
+    const { containerId, pid } = saved
+    const scope = yield* Scope.fork(yield* Effect.scope)
+    const channel = (name: Stdio.StdioName, port: number) =>
+      port === 0 ? Effect.succeed(undefined) : Scope.provide(Stdio.open(state, name, port), scope)
+    const stdio = [
+      yield* channel("stdin", saved.stdin),
+      yield* channel("stdout", saved.stdout),
+      yield* channel("stderr", saved.stderr)
+    ]
+    const probe = (base: Rpc.BaseFields) => waitBody({ ...base, ProcessId: pid }, 50)
+    // An answer (or "not found": the guest forgot it) is the wait's result; the saved wait is then not needed.
+    const settle = (exit: Exit.Exit<Wire.ContainerWaitForProcessResponse, CallError>) =>
+      Effect.andThen(
+        Deferred.done(waitCall.result, exit),
+        Effect.sync(() => bridge.abandon(waitCall))
+      )
+    yield* Rpc.call(bridge, "WaitForProcess", containerId, probe, { "gcs.pid": pid }).pipe(
+      Effect.matchEffect({
+        onSuccess: (response) => settle(Exit.succeed(response)),
+        onFailure: (e) => (isTimeout(e) ? Effect.void : isNotFound(e) ? settle(Exit.fail(e)) : Effect.fail(e))
+      }),
+      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+    )
+    return yield* track(new Handle(pid, state, containerId, waitCall, scope, stdio))
+  })
 
 /** A live process: per process only these fields (`stdinClosed` made by the first closeStdin or the close); its
  * effects, errors and log fields are built when used. */
@@ -102,12 +156,24 @@ class Handle implements Process {
   private stdinClosed: Deferred.Deferred<void, TransportError> | undefined
   constructor(
     readonly pid: number,
-    private readonly state: ConnectionState,
+    readonly state: ConnectionState,
     private readonly containerId: string,
     private readonly waitCall: Call<"WaitForProcess">,
-    private readonly scope: Scope.Scope,
+    readonly scope: Scope.Scope,
     private readonly stdio: ReadonlyArray<Stdio.StdioChannel | undefined>
   ) {}
+  /** What a migration saves of it; `undefined` once it exited. */
+  saved(): SavedProcess | undefined {
+    if (this.exited()) return undefined
+    const [stdin, stdout, stderr] = this.stdio.map((channel) => channel?.port ?? 0)
+    const ports = { stdin: stdin!, stdout: stdout!, stderr: stderr! }
+    return new SavedProcess({
+      containerId: this.containerId,
+      pid: this.pid,
+      ...ports,
+      waitCallId: this.waitCall.id
+    })
+  }
   private closed(message: string) {
     return new TransportError({ reason: "Closed", address: formatAddress(this.state.address), message })
   }

@@ -24,10 +24,14 @@ const bytesOf = { stdin: bytes("stdin"), stdout: bytes("stdout"), stderr: bytes(
 
 const sizeOf = (parts: ReadonlyArray<Uint8Array>) => parts.reduce((n, part) => n + part.length, 0)
 
-/** Binds `port` before the exec request goes out, and accepts in the background; the connection lives in the scope. */
-export const open = Effect.fnUntraced(function* (state: ConnectionState, name: StdioName) {
+/** Binds `port` (a new one by default) before the exec request goes out, and accepts in the background; the
+ * connection lives in the scope. */
+export const open = Effect.fnUntraced(function* (
+  state: ConnectionState,
+  name: StdioName,
+  port = state.allocatePort()
+) {
   const { address, stdioAcceptTimeout: timeout } = state
-  const port = state.allocatePort()
   const scope = yield* Effect.scope
   const listenerScope = yield* Scope.fork(scope)
   const listener = yield* Scope.provide(state.transport.listen(address, port, { backlog: 1 }), listenerScope)
@@ -65,7 +69,8 @@ const boundAfterExit =
       })
     )
 
-/** The guest's bytes with backpressure, closed at the end (§14.4a) or `limit` after the exit (Go's `CopyAfterExitTimeout`). */
+/** The guest's bytes with backpressure, closed at the end (§14.4a) or `limit` after the exit (Go's `CopyAfterExitTimeout`),
+ * also when the guest never connected (a restored stream it does not re-dial). */
 export const readable = <A, E>(
   channel: StdioChannel | undefined,
   exited: Deferred.Deferred<A, E>,
@@ -82,11 +87,10 @@ export const readable = <A, E>(
               bytesOf[channel.name].updateUnsafe(sizeOf(chunk), context)
               return chunk
             }),
-            boundAfterExit(Effect.exit(Deferred.await(exited)), limit),
             Stream.ensuring(connection.close)
           )
         })
-      )
+      ).pipe(boundAfterExit(Effect.exit(Deferred.await(exited)), limit))
 
 /** Writes into `channel` once connected, without half-closing; no channel: fails with `missing` on input. */
 export const writable = (
