@@ -39,6 +39,8 @@ export interface SessionOptions {
   readonly acceptTimeout: Duration.Duration
   /** How long a process's output may still come after it exited (`--copy-after-exit`); the runtime's default when absent. */
   readonly copyAfterExit?: Option.Option<Duration.Duration>
+  /** How long a dropped bridge may take to be re-established (`--reconnect`); none: a dropped bridge ends the session. */
+  readonly reconnect?: Option.Option<Duration.Duration>
 }
 
 /**
@@ -125,7 +127,8 @@ const connect = (
       // What a closing scope may wait for in the guest: a signal's stop is
       // bounded by StopTimeout as a whole, so no guest call waits longer.
       closeTimeout: StopTimeout,
-      copyAfterExitTimeout: Option.getOrUndefined(options.copyAfterExit ?? Option.none())
+      copyAfterExitTimeout: Option.getOrUndefined(options.copyAfterExit ?? Option.none()),
+      reconnect: Option.getOrUndefined(options.reconnect ?? Option.none())
     }
     const connection = yield* GuestConnection.fromConnection(tapped?.connection ?? accepted, config)
     return { connection, receivedCapabilities: tapped?.capabilities() ?? Option.none() }

@@ -151,6 +151,36 @@ describe("the gcsctl executable", () => {
     ])
   })
 
+  /** `gcsctl run` against a re-dialling guest that drops the bridge after every second message it sends. */
+  const droppingGuest = async (run: ReadonlyArray<string>) => {
+    const dir = mkdtempSync(join(tmpdir(), "gcsctl-drop-"))
+    const socket = join(dir, "gcs.sock")
+    const guest = gcsctl(["guest", "--connect", `unix://${socket}`, "--fault", "drop-after=2"])
+    try {
+      return await finished(gcsctl(["run", "--guest", `hybrid://${socket}`, ...run]))
+    } finally {
+      guest.kill("SIGKILL")
+      await finished(guest)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  const command = ["--", "sh", "-c", "echo before; sleep 0.5; echo after >&2; exit 7"]
+
+  it("run --reconnect: a guest that drops the bridge and re-dials does not end the command", async () => {
+    // The guest drops the bridge after answering ExecuteProcess, and again after each exit it reports.
+    const result = await droppingGuest(["--reconnect=10s", ...command])
+    expect(result).toMatchObject({ status: 7, signal: null, stdout: "before\n" })
+    const lines = result.stderr.split("\n")
+    expect(lines).toContain("after")
+    expect(result.stderr).toContain("waiting up to 10s for the guest to re-dial")
+  })
+
+  it("without --reconnect the same drop ends the command with the bridge's error", async () => {
+    const result = await droppingGuest(command)
+    expect(result.status).not.toBe(7)
+    expect(result.stderr).toContain("the guest closed the connection")
+  })
+
   it("run --guest hybrid://… against a separately started gcsctl guest --connect unix://…", async () => {
     const dir = mkdtempSync(join(tmpdir(), "gcsctl-pair-"))
     try {

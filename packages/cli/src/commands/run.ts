@@ -52,6 +52,16 @@ const options = {
     Flag.mapEffect(CliOptions.durationOf("--copy-after-exit")),
     Flag.optional
   ),
+  reconnect: Flag.String("reconnect").pipe(
+    Flag.withOptionalValue("30s"),
+    Flag.withMetavar("DURATION"),
+    Flag.withDescription(
+      "Survive a dropped bridge: listen again for up to DURATION (default 30s) for the guest to re-dial, " +
+        "renegotiate, and keep the command running (its stdio connections are not the bridge)."
+    ),
+    Flag.mapEffect(CliOptions.durationOf("--reconnect")),
+    Flag.optional
+  ),
   capture: Flag.String("capture").pipe(
     Flag.withMetavar("FILE"),
     Flag.withDescription(

@@ -569,7 +569,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         yield* link.close
         if (linkScope !== undefined) yield* Scope.close(linkScope, Exit.void)
         const window = Duration.format(policy.window)
-        const why = cause?.message ?? deathMessages[reason] ?? reason
+        const why = cause?.message ?? deathMessages[reason]?.replace("bridge closed: ", "") ?? reason
         yield* Effect.logWarning(
           `bridge connection lost (${why}); waiting up to ${window} for the guest to re-dial`
         )
