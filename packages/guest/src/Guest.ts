@@ -19,6 +19,7 @@ import type { GuestOptions, ResolvedGuestOptions } from "./GuestOptions.js"
 import { resolve } from "./GuestOptions.js"
 import { findPython } from "./internal/ptyHelper.js"
 import type { SessionEnd } from "./internal/session.js"
+import * as Requests from "./internal/requests.js"
 import { serveConnection } from "./internal/session.js"
 import * as Uvm from "./internal/uvm.js"
 
@@ -73,7 +74,13 @@ export const serve = (
   options: GuestOptions
 ): Effect.Effect<ServeEnd, ProtocolError.ProtocolError | TransportError, Transport> => {
   const resolved = resolve(options)
-  return Effect.scoped(Effect.flatMap(makeUvm(resolved), (uvm) => serveConnection(uvm, connection, resolved)))
+  return Effect.scoped(
+    Effect.gen(function* () {
+      const uvm = yield* makeUvm(resolved)
+      const requests = yield* Requests.make(resolved.maxInFlight)
+      return yield* serveConnection(uvm, requests, connection, resolved)
+    })
+  )
 }
 
 /**
@@ -115,9 +122,12 @@ const dialBridge = (
  * with a capped exponential backoff (100 ms doubling up to 1 s) — serves the
  * connection, and when it ends sleeps `redialDelay` (100 ms) and dials again,
  * like the Linux GCS — unless `once`, or the host shut the UVM down.
- * Containers and processes survive a re-dial; exit notifications that could
- * not be sent are sent on the next connection. Interrupting `run` kills every
- * process and closes every socket.
+ * Containers, processes and requests survive a re-dial: a request still being
+ * handled when its connection ends (a WaitForProcess on a live process, say)
+ * is answered on the next connection, after its NegotiateProtocol answer,
+ * together with exit notifications and answers that could not be written.
+ * Interrupting `run` ends every request, kills every process and closes every
+ * socket.
  *
  * Fails when the host cannot be reached within a finite `connectTimeout` (or
  * the address cannot be dialled at all), and, with `once`, when the
@@ -134,11 +144,13 @@ export const run = (
     Effect.gen(function* () {
       const transport = yield* Transport
       const uvm = yield* makeUvm(resolved)
+      // Requests outlive their connection: what they answer later goes out on the next one.
+      const requests = yield* Requests.make(resolved.maxInFlight)
       // A broken or unreadable connection is logged and re-dialled (with
       // `once` it is the result); failing to reach the host at all is fatal.
       const session = Effect.scoped(
         Effect.flatMap(dialBridge(transport, resolved), (connection) =>
-          serveConnection(uvm, connection, resolved).pipe(
+          serveConnection(uvm, requests, connection, resolved).pipe(
             Effect.tapError((e) =>
               Effect.logWarning(`gcs-bridge guest: ${connection.description}: ${e.message}`)
             ),

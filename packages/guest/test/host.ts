@@ -117,7 +117,8 @@ let names = 0
 
 /** The host side of one bridge connection. */
 export class Host {
-  private nextId = 0
+  /** Id of the next request; a host carrying on another's numbering sets it. */
+  nextId = 0
   private nextPort = MessageType.FirstStdioPort
   /** Responses by id, whichever comes first: the frame or the test asking for it. */
   private readonly responses = new Map<number, Deferred.Deferred<Frame.Frame>>()

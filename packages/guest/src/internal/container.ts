@@ -34,6 +34,8 @@ export interface ContainerState {
   readonly initStarted: Deferred.Deferred<GuestProcess>
   /** Completed when a WaitForProcess on the init process obtained its exit code. */
   readonly initWaited: Deferred.Deferred<void>
+  /** Completed by ShutdownGraceful/Forced: the init's output stops re-dialling a lost host (§14.4). */
+  readonly shutDown: Deferred.Deferred<void>
   initProcess: GuestProcess | undefined
   /** An init start is in progress (its stdio is being dialled). */
   initStarting: boolean

@@ -11,6 +11,7 @@ import * as Failure from "./failure.js"
 import type { GuestFailure } from "./failure.js"
 import type { ExitStatus, LaunchSpec, LocalProcess } from "./localProcess.js"
 import { launch, signalNumber } from "./localProcess.js"
+import type { Redial } from "./stdio.js"
 import { relayOutput, relayStdin } from "./stdio.js"
 
 /** UVM ("external") process, container init process, or process exec'd in a container. */
@@ -36,6 +37,8 @@ export interface GuestProcess {
   readonly done: Deferred.Deferred<number>
   /** The same, without waiting: `undefined` until `done` completes. */
   exitCode: number | undefined
+  /** Output streams whose host went away, being dialled again (§14.4). */
+  redialling: number
   /** Owns the process, its connections and relays; closing it kills what is left. */
   readonly scope: Scope.Closeable
   readonly startedAt: number
@@ -51,6 +54,11 @@ export interface StartOptions {
   readonly python: Option.Option<string>
   /** Records the started process; runs before `startProcess` returns, in the same uninterruptible step as the launch. */
   readonly register: (process: GuestProcess) => Effect.Effect<void>
+  /**
+   * Container init processes: a stdout/stderr connection whose host went away
+   * is dialled again until this completes (§14.4); others just end.
+   */
+  readonly redialUntil?: Effect.Effect<void>
 }
 
 /** Unsigned 32-bit -1: what a UVM process killed by a signal reports (Go's `ExitCode()`). */
@@ -119,24 +127,6 @@ export const startProcess = (
         Effect.onExit((exit) => (Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void))
       )
 
-      // With a console (pty or not) stderr is not separate: `local.stderr` then
-      // is either none (pty) or folded into stdout's relay (no pty).
-      const ending = options.kind === "external" ? "close" : "half-close-then-wait"
-      const outputs: Array<Effect.Effect<void>> = []
-      if (Option.isSome(stdout) && Option.isSome(local.stdout)) {
-        const sources = [local.stdout.value]
-        if (spec.console && Option.isSome(local.stderr)) sources.push(local.stderr.value)
-        outputs.push(relayOutput(sources, stdout.value, ending))
-      }
-      if (!spec.console && Option.isSome(stderr) && Option.isSome(local.stderr)) {
-        outputs.push(relayOutput([local.stderr.value], stderr.value, ending))
-      }
-      // Forked fibers are interruptible: closing the process's scope stops the relays.
-      const relays = yield* Effect.forEach(outputs, (relay) => Effect.forkIn(relay, scope))
-      if (Option.isSome(stdin) && Option.isSome(local.stdin)) {
-        yield* Effect.forkIn(relayStdin(stdin.value, local.stdin.value), scope)
-      }
-
       const process: GuestProcess = {
         pid: local.pid,
         kind: options.kind,
@@ -144,9 +134,34 @@ export const startProcess = (
         local,
         done: yield* Deferred.make<number>(),
         exitCode: undefined,
+        redialling: 0,
         scope,
         startedAt: Date.now()
       }
+
+      // With a console (pty or not) stderr is not separate: `local.stderr` then
+      // is either none (pty) or folded into stdout's relay (no pty).
+      const ending = options.kind === "external" ? "close" : "half-close-then-wait"
+      const until = options.redialUntil
+      const redial = (port: number): Redial | undefined =>
+        until === undefined
+          ? undefined
+          : { dial: dial(port), stopped: until, onLost: (lost) => (process.redialling += lost ? 1 : -1) }
+      const outputs: Array<Effect.Effect<void>> = []
+      if (Option.isSome(stdout) && Option.isSome(local.stdout)) {
+        const sources = [local.stdout.value]
+        if (spec.console && Option.isSome(local.stderr)) sources.push(local.stderr.value)
+        outputs.push(relayOutput(sources, stdout.value, ending, redial(ports.stdout)))
+      }
+      if (!spec.console && Option.isSome(stderr) && Option.isSome(local.stderr)) {
+        outputs.push(relayOutput([local.stderr.value], stderr.value, ending, redial(ports.stderr)))
+      }
+      // Forked fibers are interruptible: closing the process's scope stops the relays.
+      const relays = yield* Effect.forEach(outputs, (relay) => Effect.forkIn(relay, scope))
+      if (Option.isSome(stdin) && Option.isSome(local.stdin)) {
+        yield* Effect.forkIn(relayStdin(stdin.value, local.stdin.value), scope)
+      }
+
       const finish = Effect.gen(function* () {
         const status = yield* Deferred.await(local.exited)
         yield* Fiber.joinAll(relays)

@@ -10,20 +10,25 @@
  * - At most `maxInFlight` requests run at once; beyond that the reader stops
  *   reading, so a host that never collects its responses meets backpressure
  *   rather than a growing queue.
- * - Exit notifications queued by the state are sent through the writer; those
- *   still queued when the connection ends go back to the state for the next one.
+ * - Requests outlive the connection they came on ({@link Requests}): a
+ *   handler still running when it ends keeps running, and its response — like
+ *   one produced but not yet written — goes out on the next connection.
+ * - Nothing precedes the answer to NegotiateProtocol: until then the reader
+ *   writes its own replies; the writer (responses owed from before included)
+ *   and the exit notifications queued by the state start after it.
  */
 import type { ProtocolError, Envelope, Frame } from "@gcs-bridge/protocol"
 import { Codec, Container, FrameDecoder, GoJson, Guid, MessageType, Negotiate } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
 import type { Scope } from "effect"
-import { Cause, Deferred, Duration, Effect, FiberSet, Queue, Result, Semaphore, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, FiberSet, Queue, Result, Stream } from "effect"
 import type { ResolvedGuestOptions } from "../GuestOptions.js"
 import { dispatch, echo, errorResponse, guestTypeLabel, invalidJson, isV4Handler } from "./dispatch.js"
 import * as Failure from "./failure.js"
 import type { GuestFailure } from "./failure.js"
 import type { OutboundFrame } from "./faultPlan.js"
 import { FaultPlan } from "./faultPlan.js"
+import type { Requests } from "./requests.js"
 import type { PendingNotification, Uvm } from "./uvm.js"
 
 /** Why a connection stopped being served. */
@@ -37,22 +42,8 @@ export type SessionEnd =
   /** The host sent a request the Linux GCS dies of (logged); the bridge was dropped without an answer. */
   | "Crashed"
 
-interface Outbound extends OutboundFrame {
-  /** A real exit notification, to hand back to the state if never written. */
-  readonly pending?: PendingNotification
-}
-
-interface InFlight {
-  readonly id: number
-  readonly label: string
-  readonly since: number
-  readonly fiber: number
-}
-
 const negotiateType = MessageType.requestType(MessageType.Proc.NegotiateProtocol)
 const waitType = MessageType.requestType(MessageType.Proc.WaitForProcess)
-/** WaitForProcess requests allowed at once per ordinary request slot. */
-const WaitsPerRequestSlot = 64
 
 /** DumpStacks text is kept well under the host's 64 KiB frame limit once JSON-escaped. */
 const MaxStacksJsonBytes = 60_000
@@ -108,40 +99,60 @@ const notification = (
     })
   )
 
-/** Serves `connection` until it ends; closes it on the way out. */
+/**
+ * Serves `connection` until it ends; closes it on the way out. Its requests
+ * are handled in `requests`, which may outlive it: what they answer after the
+ * connection ended is written by the next one given the same `requests`.
+ */
 export const serveConnection = Effect.fnUntraced(function* (
   uvm: Uvm,
+  requests: Requests,
   connection: Connection,
-  options: Pick<ResolvedGuestOptions, "faults" | "maxFrameSize" | "maxInFlight">
+  options: Pick<ResolvedGuestOptions, "faults" | "maxFrameSize">
 ): Effect.fn.Return<SessionEnd, ProtocolError.ProtocolError | TransportError, Scope.Scope> {
-  const plan = new FaultPlan(options.faults)
-  const maxInFlight = Math.max(1, options.maxInFlight)
-  const outbound = yield* Queue.bounded<Outbound>(maxInFlight)
+  const faults = new FaultPlan(options.faults)
   // Registered first, so it runs last: after every fiber below is gone.
-  yield* Effect.addFinalizer(() =>
-    Queue.clear(outbound).pipe(
-      Effect.flatMap((left) =>
-        Queue.offerAll(
-          uvm.notifications,
-          left.flatMap((o) => (o.pending === undefined ? [] : [o.pending]))
-        )
-      ),
-      Effect.andThen(connection.close)
-    )
-  )
-  if (plan.dropImmediately) return "Dropped"
+  yield* Effect.addFinalizer(() => connection.close)
+  if (faults.dropImmediately) return "Dropped"
 
+  const scope = yield* Effect.scope
   const ended = yield* Deferred.make<SessionEnd, ProtocolError.ProtocolError | TransportError>()
-  const permits = yield* Semaphore.make(maxInFlight)
-  const waitPermits = yield* Semaphore.make(maxInFlight * WaitsPerRequestSlot)
-  const fibers = yield* FiberSet.make()
-  const inFlight = new Map<number, InFlight>()
+  const { inFlight } = requests
   const startedAt = Date.now()
-  const delay = Duration.isZero(plan.responseDelay) ? Effect.void : Effect.sleep(plan.responseDelay)
+  const delay = Duration.isZero(faults.responseDelay) ? Effect.void : Effect.sleep(faults.responseDelay)
   let negotiated = false
-  let nextKey = 0
 
-  const send = (message: Outbound) => Queue.offer(outbound, message)
+  /** The bytes of `batch` as the fault plan decides; how many of its messages they cover, and whether to drop after. */
+  const plan = (batch: ReadonlyArray<OutboundFrame>) => {
+    const chunks: Array<Uint8Array> = []
+    let taken = 0
+    let drop = false
+    for (const message of batch) {
+      const decision = faults.next(message)
+      chunks.push(...decision.bytes)
+      taken++
+      if (decision.dropAfter) {
+        drop = true
+        break
+      }
+    }
+    return { chunks, taken, drop }
+  }
+
+  // A drop is a clean hang-up: what was written goes out before the FIN, as a guest closing its socket.
+  const hangUp = Effect.andThen(Effect.ignore(connection.endWrite), Deferred.succeed(ended, "Dropped"))
+
+  const enqueue = (message: OutboundFrame) => Queue.offer(requests.outbound, message)
+
+  // Until the negotiation answer is out the reader writes its replies itself: nothing may precede it.
+  const answer = (message: OutboundFrame): Effect.Effect<void, TransportError> =>
+    negotiated
+      ? Effect.asVoid(enqueue(message))
+      : Effect.suspend(() => {
+          const { chunks, drop } = plan([message])
+          const written = connection.writeAll(chunks)
+          return drop ? written.pipe(Effect.andThen(hangUp), Effect.andThen(Effect.never)) : written
+        })
 
   /** The frame answering `frame`; an encoding bug becomes an E_FAIL reply rather than silence. */
   const responseFrame = (
@@ -161,28 +172,27 @@ export const serveConnection = Effect.fnUntraced(function* (
     }
   }
 
-  const reply = (
+  const response = (
     frame: Frame.Frame,
     request: Codec.DecodedRequest | undefined,
     body: Envelope.ResponseBase
-  ) =>
-    send({
-      type: MessageType.responseType(frame.type),
-      id: frame.id,
-      frame: responseFrame(frame, request, body),
-      kind: "response"
-    })
+  ): OutboundFrame => ({
+    type: MessageType.responseType(frame.type),
+    id: frame.id,
+    frame: responseFrame(frame, request, body),
+    kind: "response"
+  })
 
-  const replyFailure = (frame: Frame.Frame, failure: GuestFailure, activityId: string | undefined) =>
-    reply(frame, undefined, errorResponse(failure, activityId))
+  const failure = (frame: Frame.Frame, failure: GuestFailure, activityId: string | undefined) =>
+    response(frame, undefined, errorResponse(failure, activityId))
 
   const notImplemented = (frame: Frame.Frame) =>
-    replyFailure(frame, Failure.notImplemented(guestTypeLabel(frame.type)), rawActivityId(frame.payload))
+    answer(failure(frame, Failure.notImplemented(guestTypeLabel(frame.type)), rawActivityId(frame.payload)))
 
   const flood = Effect.forEach(
-    Array.from({ length: plan.flood }, (_, i) => i),
+    Array.from({ length: faults.flood }, (_, i) => i),
     (i) =>
-      send({
+      enqueue({
         type: MessageType.NotifyContainer,
         id: 0,
         kind: "flood",
@@ -191,31 +201,77 @@ export const serveConnection = Effect.fnUntraced(function* (
     { discard: true }
   )
 
+  // The writer takes from the shared queue. A message counts as written once
+  // handed to the socket; one the fault plan held back stays for the next connection.
+  const nextBatch = Effect.uninterruptibleMask((restore) =>
+    Effect.map(
+      Effect.suspend(() =>
+        requests.unsent.length > 0
+          ? Effect.succeed(requests.unsent)
+          : restore(Queue.takeBetween(requests.outbound, 1, 64))
+      ),
+      (batch) => {
+        const planned = plan(batch)
+        requests.unsent = batch.slice(planned.taken)
+        return planned
+      }
+    )
+  )
+  const write = Effect.gen(function* () {
+    for (;;) {
+      const { chunks, drop } = yield* nextBatch
+      if (chunks.length > 0) yield* connection.writeAll(chunks)
+      if (drop) return yield* Effect.as(hangUp, "Dropped" as const)
+    }
+  })
+
+  // An exit notification taken but not queued for the writer goes back to the state.
+  const pump = Effect.forever(
+    Effect.uninterruptibleMask((restore) =>
+      restore(Queue.take(uvm.notifications)).pipe(
+        Effect.flatMap((pending) =>
+          restore(
+            enqueue({
+              type: MessageType.NotifyContainer,
+              id: 0,
+              kind: "notification",
+              frame: notification(pending.containerId, pending.activityId, pending.type)
+            })
+          ).pipe(Effect.onInterrupt(() => Queue.offer(uvm.notifications, pending)))
+        )
+      )
+    )
+  )
+
   // Answered on the reader itself, before the next frame is read.
   const negotiate = Effect.fnUntraced(function* (frame: Frame.Frame) {
     // The delay fault holds back every answer, the negotiation's too.
     yield* delay
     const decoded = Codec.decodeRequest(frame)
     if (Result.isFailure(decoded)) {
-      return yield* replyFailure(frame, invalidJson(decoded.failure), rawActivityId(frame.payload))
+      return yield* answer(failure(frame, invalidJson(decoded.failure), rawActivityId(frame.payload)))
     }
     const request = decoded.success
     if (request.name !== "NegotiateProtocol") return yield* notImplemented(frame)
     const { MinimumVersion, MaximumVersion, ActivityId } = request.body
     if (MaximumVersion < Negotiate.ProtocolVersion || MinimumVersion > Negotiate.ProtocolVersion) {
-      return yield* replyFailure(frame, Failure.bare(Failure.Hr.UnsupportedProtocolVersion), ActivityId)
+      return yield* answer(failure(frame, Failure.bare(Failure.Hr.UnsupportedProtocolVersion), ActivityId))
     }
-    negotiated = true
-    yield* reply(
-      frame,
-      request,
-      new Negotiate.NegotiateProtocolResponse({
-        ...echo(ActivityId),
-        Version: Negotiate.ProtocolVersion,
-        Capabilities: capabilities
-      })
+    yield* answer(
+      response(
+        frame,
+        request,
+        new Negotiate.NegotiateProtocolResponse({
+          ...echo(ActivityId),
+          Version: Negotiate.ProtocolVersion,
+          Capabilities: capabilities
+        })
+      )
     )
-    if (plan.flood > 0) yield* FiberSet.run(fibers, flood)
+    negotiated = true
+    yield* Effect.forkIn(Deferred.into(write, ended), scope)
+    yield* Effect.forkIn(pump, scope)
+    if (faults.flood > 0) yield* Effect.forkIn(flood, scope)
   })
 
   const dumpStacks = Effect.sync(() => {
@@ -223,7 +279,7 @@ export const serveConnection = Effect.fnUntraced(function* (
     const lines = [
       `gcs-bridge guest (TypeScript; no goroutines: fibers and Node handles instead)`,
       `process ${process.pid}, node ${process.version}, bridge up ${Math.round((now - startedAt) / 1000)}s`,
-      `bridge: ${connection.description}, negotiated v${Negotiate.ProtocolVersion}, ${plan.sent} messages sent`,
+      `bridge: ${connection.description}, negotiated v${Negotiate.ProtocolVersion}, ${faults.sent} messages sent`,
       `requests in flight: ${inFlight.size}`
     ]
     for (const r of inFlight.values()) {
@@ -235,10 +291,11 @@ export const serveConnection = Effect.fnUntraced(function* (
 
   const powerOff = Deferred.succeed(ended, "PowerOff").pipe(Effect.andThen(Effect.never))
   // The Linux GCS recovers no panic: the process dies and the host's bridge ends unanswered.
+  // The handler ends unanswered too, giving its request slot back.
   const crash = (reason: string) =>
     Effect.logError(`gcs-bridge guest: ${reason}: dropping the bridge without an answer`).pipe(
       Effect.andThen(Deferred.succeed(ended, "Crashed")),
-      Effect.andThen(Effect.never)
+      Effect.andThen(Effect.interrupt)
     )
 
   const handle = Effect.fnUntraced(
@@ -251,7 +308,7 @@ export const serveConnection = Effect.fnUntraced(function* (
       })
       const decoded = Codec.decodeRequest(frame)
       const request = Result.getOrUndefined(decoded)
-      // An interrupted handler (power-off, the session ending) answers nothing.
+      // An interrupted handler (power-off, the guest stopping) answers nothing.
       const result = yield* Effect.result(
         Result.isFailure(decoded)
           ? Effect.fail(invalidJson(decoded.failure))
@@ -265,9 +322,11 @@ export const serveConnection = Effect.fnUntraced(function* (
             )
       )
       yield* delay
-      yield* Result.isSuccess(result)
-        ? reply(frame, request, result.success)
-        : replyFailure(frame, result.failure, request?.body.ActivityId ?? rawActivityId(frame.payload))
+      yield* enqueue(
+        Result.isSuccess(result)
+          ? response(frame, request, result.success)
+          : failure(frame, result.failure, request?.body.ActivityId ?? rawActivityId(frame.payload))
+      )
     },
     (effect, _frame, key) =>
       Effect.ensuring(
@@ -276,7 +335,7 @@ export const serveConnection = Effect.fnUntraced(function* (
       )
   )
 
-  const onFrame = (frame: Frame.Frame): Effect.Effect<void> => {
+  const onFrame = (frame: Frame.Frame): Effect.Effect<void, TransportError> => {
     const type = frame.type >>> 0
     if (type === negotiateType && !negotiated) return negotiate(frame)
     if (!negotiated || !isV4Handler(type)) return notImplemented(frame)
@@ -284,11 +343,13 @@ export const serveConnection = Effect.fnUntraced(function* (
     // the request slots (with maxInFlight live processes the reader would stop
     // for good); waits have their own, far larger bound, as the Linux GCS
     // always runs them detached.
-    const slots = type === waitType ? waitPermits : permits
+    const slots = type === waitType ? requests.waitPermits : requests.permits
     return slots
       .take(1)
       .pipe(
-        Effect.andThen(FiberSet.run(fibers, Effect.ensuring(handle(frame, nextKey++), slots.release(1)))),
+        Effect.andThen(
+          FiberSet.run(requests.fibers, Effect.ensuring(handle(frame, requests.nextKey++), slots.release(1)))
+        ),
         Effect.asVoid
       )
   }
@@ -312,46 +373,6 @@ export const serveConnection = Effect.fnUntraced(function* (
     )
   )
 
-  const write = Effect.gen(function* () {
-    for (;;) {
-      const batch = yield* Queue.takeBetween(outbound, 1, 64)
-      const chunks: Array<Uint8Array> = []
-      let drop = false
-      for (const message of batch) {
-        const decision = plan.next(message)
-        chunks.push(...decision.bytes)
-        if (decision.dropAfter) {
-          drop = true
-          break
-        }
-      }
-      if (chunks.length > 0) yield* connection.writeAll(chunks)
-      // A drop is a clean hang-up: what was written goes out before the FIN, as a guest closing its socket.
-      if (drop) return yield* Effect.as(Effect.ignore(connection.endWrite), "Dropped" as const)
-    }
-  })
-
-  // An exit notification taken but not queued for the writer goes back to the state.
-  const pump = Effect.forever(
-    Effect.uninterruptibleMask((restore) =>
-      restore(Queue.take(uvm.notifications)).pipe(
-        Effect.flatMap((pending) =>
-          restore(
-            send({
-              type: MessageType.NotifyContainer,
-              id: 0,
-              kind: "notification",
-              pending,
-              frame: notification(pending.containerId, pending.activityId, pending.type)
-            })
-          ).pipe(Effect.onInterrupt(() => Queue.offer(uvm.notifications, pending)))
-        )
-      )
-    )
-  )
-
-  yield* Effect.forkScoped(Deferred.into(write, ended))
-  yield* Effect.forkScoped(pump)
   yield* Effect.forkScoped(Deferred.into(read, ended))
   const end = yield* Deferred.await(ended)
   yield* Effect.logDebug(`gcs-bridge guest: ${connection.description} ended: ${end}`)

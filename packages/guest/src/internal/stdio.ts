@@ -6,9 +6,9 @@
  * on either side stalls the writer instead of filling memory.
  */
 import type { Readable, Writable } from "node:stream"
-import type { Connection } from "@gcs-bridge/transport"
+import type { Connection, TransportError } from "@gcs-bridge/transport"
 import type { Array as Arr, Pull } from "effect"
-import { Cause, Effect, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Scope, Stream } from "effect"
 
 /** Largest chunk handed to a connection in one write. */
 export const RelayChunkSize = 64 * 1024
@@ -127,6 +127,63 @@ export const relayStdin = (connection: Connection, stdin: Writable): Effect.Effe
     })
   )
 
+/** How much of its output a re-dialled stream is sent again (§14.4). */
+export const ReplayBytes = 128 * 1024
+
+/** Pause between two dials of a lost stdio port (§14.4). */
+const RedialInterval = Duration.millis(100)
+
+/**
+ * The last `capacity` bytes written to a stream, copied into a ring allocated
+ * on first use: a fixed amount of memory however small or large the chunks.
+ */
+export class ReplayTail {
+  private ring: Uint8Array | undefined
+  /** Where the next byte goes. */
+  private end = 0
+  private filled = 0
+
+  constructor(readonly capacity: number) {}
+
+  push(chunk: Uint8Array): void {
+    const cap = this.capacity
+    const ring = (this.ring ??= new Uint8Array(cap))
+    const data = chunk.length > cap ? chunk.subarray(chunk.length - cap) : chunk
+    const first = Math.min(data.length, cap - this.end)
+    ring.set(data.subarray(0, first), this.end)
+    ring.set(data.subarray(first), 0)
+    this.end = (this.end + data.length) % cap
+    this.filled = Math.min(cap, this.filled + data.length)
+  }
+
+  /** The bytes held, oldest first, as copies (a connection must not see its chunks change). */
+  contents(): ReadonlyArray<Uint8Array> {
+    const ring = this.ring
+    if (ring === undefined || this.filled === 0) return []
+    const start = (this.end - this.filled + this.capacity) % this.capacity
+    return start < this.end ? [ring.slice(start, this.end)] : [ring.slice(start), ring.slice(0, this.end)]
+  }
+}
+
+/**
+ * How an output relay outlives the host's end of its connection (§14.4,
+ * container init processes only): when a write finds the host gone, the port
+ * is dialled again every 100 ms until a host accepts or `stopped` completes.
+ */
+export interface Redial {
+  /** Dials the stream's port again. */
+  readonly dial: Effect.Effect<Connection, TransportError, Scope.Scope>
+  /** Completes when re-dialling must stop: the container was shut down. */
+  readonly stopped: Effect.Effect<void>
+  /** Told when the host's end is found gone (`true`) and when re-dialling is over (`false`). */
+  readonly onLost?: (lost: boolean) => void
+}
+
+/** A failure saying that the host's end is gone (not one this side caused by closing). */
+const hostGone = (e: TransportError): boolean =>
+  (e.reason === "Write" || e.reason === "Read") &&
+  (e.code === "EPIPE" || e.code === "ECONNRESET" || e.code === "ENOTCONN")
+
 /**
  * How an output relay ends (§14.4a): container processes half-close and then
  * wait for the host to close its side; UVM processes close right away (their
@@ -138,32 +195,98 @@ export type OutputEnding = "half-close-then-wait" | "close"
  * Process → host: the process's output goes to the connection until the
  * process (and every process sharing the pipe) closes it. When the host
  * stops reading (a write fails), the pipe is destroyed so the writer sees
- * EPIPE, as it would with a closed socket.
+ * EPIPE, as it would with a closed socket — unless `redial` is given and the
+ * host's end is gone: then the pipe is not read while the port is dialled
+ * again, and a connection that accepts is first sent the last
+ * {@link ReplayBytes} bytes written (the host may see them twice).
  */
 export const relayOutput = (
   sources: ReadonlyArray<Readable>,
-  connection: Connection,
-  ending: OutputEnding
-): Effect.Effect<void> => {
-  const stream =
-    sources.length === 1
-      ? fromReadable(sources[0]!)
-      : Stream.mergeAll(sources.map(fromReadable), { concurrency: "unbounded" })
-  return stream.pipe(
-    Stream.runForEach((chunk) => connection.write(chunk)),
-    Effect.matchEffect({
-      onFailure: () =>
-        Effect.sync(() => {
-          for (const source of sources) source.destroy()
-        }),
-      onSuccess: () =>
-        connection.endWrite.pipe(
-          Effect.andThen(
-            ending === "half-close-then-wait" ? Stream.runDrain(connection.stream) : Effect.void
+  first: Connection,
+  ending: OutputEnding,
+  redial?: Redial
+): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    let connection = first
+    /** Owns a re-dialled `connection`. */
+    let owner: Scope.Closeable | undefined
+    const tail = redial === undefined ? undefined : new ReplayTail(ReplayBytes)
+
+    // One dial; the new connection replaces the old one once it took the replay.
+    const attempt = (r: Redial, t: ReplayTail) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const scope = yield* Scope.make()
+          const dialled = yield* Effect.exit(
+            restore(Scope.provide(r.dial, scope).pipe(Effect.tap((c) => c.writeAll(t.contents()))))
+          )
+          if (Exit.isFailure(dialled)) {
+            yield* Scope.close(scope, Exit.void)
+            return yield* Effect.failCause(dialled.cause)
+          }
+          if (owner !== undefined) yield* Scope.close(owner, Exit.void)
+          connection = dialled.value
+          owner = scope
+        })
+      )
+
+    /** Re-dials until a host takes the replay (true) or re-dialling must stop (false). */
+    const reconnect = (r: Redial, t: ReplayTail): Effect.Effect<boolean> =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => r.onLost?.(true)),
+        () =>
+          Effect.raceFirst(
+            Effect.gen(function* () {
+              yield* connection.close
+              for (;;) {
+                const exit = yield* Effect.exit(attempt(r, t))
+                if (Exit.isSuccess(exit)) return true
+                if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
+                yield* Effect.sleep(RedialInterval)
+              }
+            }),
+            Effect.as(r.stopped, false)
           ),
-          Effect.ignore
+        () => Effect.sync(() => r.onLost?.(false))
+      )
+
+    const send = (chunk: Uint8Array): Effect.Effect<void, TransportError> => {
+      if (redial === undefined || tail === undefined) return connection.write(chunk)
+      return Effect.suspend(() => {
+        tail.push(chunk)
+        return connection.write(chunk)
+      }).pipe(
+        Effect.catchIf(hostGone, (e) =>
+          Effect.flatMap(reconnect(redial, tail), (again) => (again ? Effect.void : Effect.fail(e)))
         )
-    }),
-    Effect.ensuring(connection.close)
-  )
-}
+      )
+    }
+
+    const stream =
+      sources.length === 1
+        ? fromReadable(sources[0]!)
+        : Stream.mergeAll(sources.map(fromReadable), { concurrency: "unbounded" })
+    return stream.pipe(
+      Stream.runForEach(send),
+      Effect.matchEffect({
+        onFailure: () =>
+          Effect.sync(() => {
+            for (const source of sources) source.destroy()
+          }),
+        onSuccess: () =>
+          Effect.suspend(() =>
+            connection.endWrite.pipe(
+              Effect.andThen(
+                ending === "half-close-then-wait" ? Stream.runDrain(connection.stream) : Effect.void
+              ),
+              Effect.ignore
+            )
+          )
+      }),
+      Effect.ensuring(
+        Effect.suspend(() =>
+          Effect.andThen(connection.close, owner === undefined ? Effect.void : Scope.close(owner, Exit.void))
+        )
+      )
+    )
+  })

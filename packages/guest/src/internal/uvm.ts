@@ -193,6 +193,7 @@ export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
       createdAt: Date.now(),
       initStarted: yield* Deferred.make<GuestProcess>(),
       initWaited: yield* Deferred.make<void>(),
+      shutDown: yield* Deferred.make<void>(),
       initProcess: undefined,
       initStarting: false,
       stoppedBeforeStart: false,
@@ -212,6 +213,7 @@ export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
   /** ShutdownGraceful / ShutdownForced (§8.3): SIGTERM / SIGKILL to the init, remembered as the exit type. */
   const shutdown = Effect.fnUntraced(function* (containerId: string, graceful: boolean) {
     const c = yield* container(containerId)
+    yield* Deferred.succeed(c.shutDown, undefined)
     const type: ExitType = graceful ? "GracefulExit" : "ForcedExit"
     const init = c.initProcess
     if (init === undefined) {
@@ -240,7 +242,8 @@ export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
     kind: ProcessKind,
     spec: LaunchSpec,
     ports: StdioPorts,
-    register: (process: GuestProcess) => void
+    register: (process: GuestProcess) => void,
+    redialUntil?: Effect.Effect<void>
   ) {
     const python = spec.console ? yield* env.python : Option.none<string>()
     const process = yield* startProcess(owner, {
@@ -249,7 +252,8 @@ export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
       ports,
       dial: env.dial,
       python,
-      register: (p) => Effect.sync(() => register(p))
+      register: (p) => Effect.sync(() => register(p)),
+      ...(redialUntil === undefined ? {} : { redialUntil })
     })
     return process.pid
   })
@@ -284,10 +288,18 @@ export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
     const { argv, env, cwd, terminal } = c.init
     const spec = launchSpec(request, { argv, env, cwd: cwd === "" ? "/" : cwd, console: terminal }, true)
     c.initStarting = true
-    return yield* launch(c.scope, "init", spec, request.ports, (p) => {
-      c.initProcess = p
-      Deferred.doneUnsafe(c.initStarted, Exit.succeed(p))
-    }).pipe(Effect.ensuring(Effect.sync(() => (c.initStarting = false))))
+    // Its output outlives the host's stdio connections (§14.4).
+    return yield* launch(
+      c.scope,
+      "init",
+      spec,
+      request.ports,
+      (p) => {
+        c.initProcess = p
+        Deferred.doneUnsafe(c.initStarted, Exit.succeed(p))
+      },
+      Deferred.await(c.shutDown)
+    ).pipe(Effect.ensuring(Effect.sync(() => (c.initStarting = false))))
   })
 
   const execInContainer = Effect.fnUntraced(function* (
@@ -453,7 +465,8 @@ export const make = Effect.fnUntraced(function* (env: UvmEnvironment) {
           : p.local.hasExited()
             ? "exited, relaying output"
             : "running"
-      return `pid ${p.pid} ${p.kind}${p.local.tty ? " tty" : ""} ${state}, ${Math.round((now - p.startedAt) / 1000)}s: ${JSON.stringify(p.argv.slice(0, 8))}`
+      const lost = p.redialling > 0 ? `, re-dialling ${p.redialling} lost output connection(s)` : ""
+      return `pid ${p.pid} ${p.kind}${p.local.tty ? " tty" : ""} ${state}${lost}, ${Math.round((now - p.startedAt) / 1000)}s: ${JSON.stringify(p.argv.slice(0, 8))}`
     }
     const lines: Array<string> = [`containers: ${containers.size}`]
     for (const c of containers.values()) {
