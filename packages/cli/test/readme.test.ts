@@ -26,7 +26,11 @@ const exampleBlock = (path: string): string | undefined => {
 }
 
 describe("README", () => {
-  for (const path of ["packages/cli/test/examples/runInContainer.ts", "packages/cli/test/examples/main.ts"]) {
+  for (const path of [
+    "packages/cli/test/examples/runInContainer.ts",
+    "packages/cli/test/examples/main.ts",
+    "packages/cli/test/examples/migrate.ts"
+  ]) {
     it(`shows ${path} exactly`, () => {
       expect(exampleBlock(path)).toBe(readFileSync(join(root, path), "utf8"))
     })

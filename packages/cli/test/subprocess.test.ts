@@ -5,9 +5,10 @@
  */
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { builtCli } from "./harness.js"
 
 interface Finished {
@@ -51,6 +52,7 @@ const seen = (stream: NodeJS.ReadableStream | null, text: string): Promise<void>
   })
 
 let cli = ""
+const here = dirname(fileURLToPath(import.meta.url))
 
 const gcsctl = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = process.env): ChildProcess =>
   spawn(process.execPath, [cli, ...args], { env, stdio: ["pipe", "pipe", "pipe"] })
@@ -179,6 +181,41 @@ describe("the gcsctl executable", () => {
     const result = await droppingGuest(command)
     expect(result.status).not.toBe(7)
     expect(result.stderr).toContain("the guest closed the connection")
+  })
+
+  it("live migration: a second host process takes the guest over from the state the first one saved", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "gcsctl-migrate-"))
+    const socket = join(dir, "gcs.sock")
+    const [go, state] = [join(dir, "go"), join(dir, "state.json")]
+    const host = (args: ReadonlyArray<string>) =>
+      spawn(process.execPath, [join(here, "migrationHost.mjs"), ...args], {
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+    const guest = gcsctl(["guest", "--connect", `unix://${socket}`])
+    try {
+      const first = await finished(host(["save", `hybrid://${socket}`, go, state]))
+      expect(first).toMatchObject({ signal: "SIGKILL" })
+      expect(first.stdout).toContain("host A read: before")
+      const saved = JSON.parse(readFileSync(state, "utf8"))
+      expect(saved.processes).toHaveLength(2)
+      // Both processes go on, and end, while no host is there: their exits and output wait for the next host.
+      writeFileSync(go, "")
+      const second = await finished(host(["take", `hybrid://${socket}`, state]))
+      expect(second).toMatchObject({ status: 0, signal: null })
+      const line = second.stdout.split("\n").find((l) => l.startsWith("results ")) ?? "results []"
+      const results = JSON.parse(line.slice("results ".length))
+      const [init, uvm] = saved.processes.map((p: { pid: number }) =>
+        results.find((r: { pid: number }) => r.pid === p.pid)
+      )
+      expect(init.code).toBe(7)
+      // The re-dialled stream replays its tail first, so "before" may come again.
+      expect(init.output).toMatch(/^(before\n)?after\n$/)
+      expect(uvm).toEqual({ pid: saved.processes[1].pid, output: "", code: 3 })
+    } finally {
+      guest.kill("SIGKILL")
+      await finished(guest)
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it("run --guest hybrid://… against a separately started gcsctl guest --connect unix://…", async () => {
