@@ -148,10 +148,29 @@ describe("command line: help and version", () => {
         "--tty",
         "--env",
         "--cwd",
-        "--accept-timeout"
+        "--accept-timeout",
+        "--copy-after-exit",
+        "--reconnect [=DURATION]",
+        "--capture FILE"
       ]) {
         expect(outcome.stdout).toContain(option)
       }
+    })
+  )
+
+  it.effect("the top-level help lists decode and replay", () =>
+    Effect.gen(function* () {
+      const outcome = yield* invoke(["--help"])
+      expect(outcome.status).toBe(0)
+      for (const command of ["decode", "replay"]) expect(outcome.stdout).toContain(command)
+    })
+  )
+
+  it.effect("a --reconnect window that is not a duration is a usage error", () =>
+    Effect.gen(function* () {
+      const outcome = yield* invoke(["run", "--reconnect=soon", "--", "true"])
+      expect(outcome.status).toBe(2)
+      expect(outcome.stderr).toContain("--reconnect")
     })
   )
 })
