@@ -197,6 +197,11 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   // The connection in use; replaced by the reconnect policy, while `down` no writer runs.
   let link = connection
   let down = false
+  // The current connection's reader and writer; the bridge's own fibers; the teardown once dead.
+  let linkFibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  let teardown: Fiber.Fiber<void> | undefined
+  let recovery: Fiber.Fiber<void, unknown> | undefined
   let dead: BridgeClosed | undefined
   let lastInboundAt = clock.currentTimeMillisUnsafe()
 
@@ -212,6 +217,23 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     const message = why ?? deathMessages[reason] ?? `bridge closed: ${cause?.message ?? reason}`
     const error = new BridgeClosed({ reason, message, ...(cause ? { cause } : {}) })
     dead = error
+    // Forked at death rather than watched for by a fiber per bridge: an idle bridge costs one fiber less.
+    const log = Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), {
+      reason,
+      error: message
+    })
+    // It starts after kill returns: kill may run on a fiber the teardown interrupts.
+    teardown = Effect.runForkWith(context)(
+      Effect.yieldNow.pipe(
+        Effect.andThen(reason === "Closed" ? Effect.void : log),
+        Effect.andThen(
+          Effect.suspend(() =>
+            Fiber.interruptAll([...fibers, ...linkFibers, ...(recovery ? [recovery] : [])])
+          )
+        ),
+        Effect.andThen(Effect.suspend(() => link.close))
+      )
+    )
     count(Metric.withAttributes(Metrics.bridgeDeaths, { reason }))
     inFlight(-pending.size)
     const failed = Exit.fail(error)
@@ -478,22 +500,26 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         kill("Unresponsive")
     }).pipe(Effect.delay(Math.max(1, limit / 2)), Effect.forever)
 
-  // The current connection's reader and writer, and the bridge's own fibers.
-  let linkFibers = [
+  linkFibers = [
     yield* Effect.forkIn(reader(connection), scope),
     yield* Effect.forkIn(writer(connection), scope)
   ]
-  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
   if (options.stallTimeout !== undefined)
     fibers.push(yield* Effect.forkIn(stallWatch(Duration.toMillis(options.stallTimeout)), scope))
 
-  // Completed when the current connection breaks, with why.
   type Break = readonly [BridgeClosedReason, TransportError | Failure | undefined]
-  let broken = Deferred.makeUnsafe<Break>()
-  // A broken connection is the end, unless the reconnect policy is on.
+  // While a new connection's handshake runs: completed if that connection breaks too.
+  let broken: Deferred.Deferred<Break> | undefined
+  // A broken connection is the end, unless the reconnect policy is on; then a recovery is forked (only then:
+  // an idle bridge costs no fiber for it), after `lost` returns, as it interrupts the fiber that called it.
   function lost(reason: BridgeClosedReason, cause?: TransportError | Failure): void {
-    if (options.reconnect === undefined || dead !== undefined) kill(reason, cause)
-    else Deferred.doneUnsafe(broken, Exit.succeed([reason, cause]))
+    if (options.reconnect === undefined || dead !== undefined) return void kill(reason, cause)
+    if (broken !== undefined) return void Deferred.doneUnsafe(broken, Exit.succeed([reason, cause]))
+    if (down) return
+    down = true
+    recovery = Effect.runForkWith(context)(
+      Effect.andThen(Effect.yieldNow, recover(options.reconnect, reason, cause))
+    )
   }
 
   // After a reconnect: waits go out again under new ids (their old ids superseded), other written calls fail.
@@ -532,13 +558,17 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     return reissued
   }
 
-  const reconnect = (policy: Reconnect) => {
+  let linkScope: Scope.Closeable | undefined
+  const recover = (
+    policy: Reconnect,
+    reason: BridgeClosedReason,
+    cause: TransportError | Failure | undefined
+  ) => {
     const direct: Bridge = {
       ...bridge,
       send: (proc, containerId, body) => send(proc, containerId, body, true, true),
       call: (proc, containerId, body) => Effect.flatMap(send(proc, containerId, body, true, true), awaitCall)
     }
-    let linkScope: Scope.Closeable | undefined
     const attempt = Effect.gen(function* () {
       const next = yield* Scope.fork(scope)
       const conn = yield* Effect.onError(Scope.provide(policy.accept, next), () =>
@@ -557,49 +587,36 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       )
       linkFibers.push(yield* Effect.forkIn(writer(conn), next))
       linkScope = next
+      broken = undefined
       down = false
       count(Metrics.bridgeReconnects)
       yield* Effect.logInfo("bridge re-established")
     })
     return Effect.gen(function* () {
-      for (;;) {
-        const [reason, cause] = yield* Deferred.await(broken)
-        down = true
-        yield* Fiber.interruptAll(linkFibers)
-        yield* link.close
-        if (linkScope !== undefined) yield* Scope.close(linkScope, Exit.void)
-        const window = Duration.format(policy.window)
-        const why = cause?.message ?? deathMessages[reason]?.replace("bridge closed: ", "") ?? reason
-        yield* Effect.logWarning(
-          `bridge connection lost (${why}); waiting up to ${window} for the guest to re-dial`
+      yield* Fiber.interruptAll(linkFibers)
+      yield* link.close
+      if (linkScope !== undefined) yield* Scope.close(linkScope, Exit.void)
+      const window = Duration.format(policy.window)
+      const why = cause?.message ?? deathMessages[reason]?.replace("bridge closed: ", "") ?? reason
+      yield* Effect.logWarning(
+        `bridge connection lost (${why}); waiting up to ${window} for the guest to re-dial`
+      )
+      const outcome = yield* attempt.pipe(
+        Effect.tapError((e) => Effect.logDebug(`bridge reconnect attempt failed: ${e.message}`)),
+        Effect.retry(Schedule.spaced(Duration.millis(50))),
+        Effect.timeoutOption(policy.window)
+      )
+      if (outcome._tag === "None")
+        kill(
+          reason,
+          cause,
+          `bridge closed: the guest did not re-establish the bridge within ${window} (${why})`
         )
-        const outcome = yield* attempt.pipe(
-          Effect.tapError((e) => Effect.logDebug(`bridge reconnect attempt failed: ${e.message}`)),
-          Effect.retry(Schedule.spaced(Duration.millis(50))),
-          Effect.timeoutOption(policy.window)
-        )
-        if (outcome._tag === "None") {
-          const message = `bridge closed: the guest did not re-establish the bridge within ${window} (${why})`
-          return void kill(reason, cause, message)
-        }
-      }
     })
   }
 
-  // Tears everything down once the bridge is dead, whoever killed it.
-  const watchdog = yield* Effect.forkIn(
-    Effect.gen(function* () {
-      const { reason, message } = yield* Deferred.await(closedSignal)
-      if (reason !== "Closed")
-        yield* Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), { reason, error: message })
-      yield* Fiber.interruptAll([...fibers, ...linkFibers])
-      yield* link.close
-    }),
-    scope
-  )
-
   const close = Effect.sync(() => kill("Closed")).pipe(
-    Effect.andThen(Fiber.await(watchdog)),
+    Effect.andThen(Effect.suspend(() => Fiber.await(teardown!))),
     Effect.asVoid,
     Effect.uninterruptible
   )
@@ -639,6 +656,5 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     },
     close
   }
-  if (options.reconnect !== undefined) fibers.push(yield* Effect.forkIn(reconnect(options.reconnect), scope))
   return bridge
 })
