@@ -193,7 +193,10 @@ class Handle implements Process {
         this.exited()
           ? Effect.void
           : Rpc.onClose(kill, this.state.closeTimeout, "could not kill process on close", annotations),
-        Deferred.fail((this.stdinClosed ??= Deferred.makeUnsafe()), this.closed(message))
+        // Without stdin, closeStdin never waits: no error (and its stack trace) is built on every close.
+        this.stdio[0] === undefined
+          ? Effect.void
+          : Deferred.fail((this.stdinClosed ??= Deferred.makeUnsafe()), this.closed(message))
       )
     })
   }
