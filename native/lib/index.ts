@@ -78,13 +78,15 @@ export interface NativeSocket {
   /** The local address (getsockname). Throws `EBADF` once closed. */
   address(): SocketAddress
   /**
-   * Registers the one callback (replacing any earlier one): `data` with a
-   * chunk of at most {@link ReadSize} bytes, `end` (the peer's EOF), `error`
-   * (the first failure, once: the socket is then stopped in both directions
-   * and its queue dropped), `drain` (the queue emptied), `connect` (error or
-   * null).
+   * Registers the one callback (replacing any earlier one): `data` with the
+   * bytes of one read (one per wake-up, up to 256 KiB) as Buffers of at most
+   * {@link ReadSize} bytes, in order; `end` (the peer's EOF), `error` (the
+   * first failure, once: the socket is then stopped in both directions and
+   * its queue dropped), `drain` (the queue emptied), `connect` (error or null).
    */
-  setCallback(cb: (event: SocketEvent, err: NativeError | null, chunk: Buffer | null) => void): void
+  setCallback(
+    cb: (event: SocketEvent, err: NativeError | null, chunks: ReadonlyArray<Buffer> | null) => void
+  ): void
   /** Starts reading. */
   readStart(): void
   /** Stops reading: the socket is no longer polled for reads, so the kernel buffer fills and the peer is held back. */
@@ -137,7 +139,7 @@ const binding = (require("node-gyp-build") as (dir: string) => Binding)(
 /** The events a socket's callback reports, by name. */
 export const SocketEvent = binding.events
 
-/** The most bytes one `data` event carries: 64 KiB. */
+/** The most bytes one Buffer of a `data` event holds: 64 KiB. */
 export const ReadSize = binding.constants.readSize
 
 /** Address-family constants (GCS-PROTOCOL §13.3, §13.4), and the Node version whose headers the addon was built against. */

@@ -30,7 +30,7 @@ bool ReadArgument(Napi::Env env, Napi::Value value, const char* syscall, Endpoin
 
 }  // namespace
 
-Module::Module(Napi::Env env, Napi::Object exports) : readBuffer_(new char[kReadSize]) {
+Module::Module(Napi::Env env, Napi::Object exports) {
   if (napi_get_uv_event_loop(env, &loop_) != napi_ok || loop_ == nullptr) {
     Napi::Error::New(env, "gcs-bridge native: no event loop for this environment").ThrowAsJavaScriptException();
     return;
@@ -117,6 +117,40 @@ Napi::Value Module::Wrap(const Napi::FunctionReference& cls, Handle* handle, con
 }
 
 Handle* TakeConstructing(Napi::Env env) { return Module::Of(env)->TakeConstructing(); }
+
+bool Module::ReadViews(Napi::Env env, uv_buf_t* views) {
+  for (size_t i = 0; i < kReadBuffers; i++) {
+    if (readData_[i] == nullptr) {
+      Napi::Buffer<char> buffer = Napi::Buffer<char>::New(env, kReadSize);
+      if (buffer.IsEmpty()) return false;
+      readBuffers_[i] = Napi::Persistent(buffer);
+      readData_[i] = buffer.Data();
+    }
+    views[i] = uv_buf_init(readData_[i], static_cast<unsigned int>(kReadSize));
+  }
+  return true;
+}
+
+Napi::Value Module::TakeRead(Napi::Env env, size_t length) {
+  Napi::Array chunks = Napi::Array::New(env, (length + kReadSize - 1) / kReadSize);
+  for (size_t i = 0; length > 0; i++) {
+    if (length >= kReadSize) {
+      // Full: handed over as it is, and the next read gets a new one.
+      chunks[i] = readBuffers_[i].Value();
+      readBuffers_[i].Reset();
+      readData_[i] = nullptr;
+      length -= kReadSize;
+    } else {
+      // Partial: copied to its exact size, so a short read pins no mostly
+      // empty 64 KiB, and the Buffer is kept for the next read.
+      Napi::Buffer<char> copy = Napi::Buffer<char>::Copy(env, readData_[i], length);
+      if (copy.IsEmpty()) return Napi::Value();
+      chunks[i] = copy;
+      length = 0;
+    }
+  }
+  return chunks;
+}
 
 void Module::Register(Handle* handle) { handles_.insert(handle); }
 

@@ -19,9 +19,6 @@ class Handle;
 
 class Module : public Napi::Addon<Module> {
  public:
-  // Bytes asked for per read: what a `data` callback receives at most.
-  static constexpr size_t kReadSize = 64 * 1024;
-
   Module(Napi::Env env, Napi::Object exports);
   ~Module();
 
@@ -29,8 +26,20 @@ class Module : public Napi::Addon<Module> {
 
   uv_loop_t* loop() const { return loop_; }
 
-  // Scratch space for reads, copied out before any JavaScript runs.
-  char* readBuffer() { return readBuffer_.get(); }
+  // A read fills up to kReadBuffers Node Buffers of kReadSize bytes in one
+  // readv: 256 KiB, all an AF_UNIX or vsock socket holds (208 / 256 KiB), so
+  // a wake-up needs one read and one callback. Measured per GiB: one 256 KiB
+  // Buffer is served by a fresh mmap (glibc's threshold is 128 KiB), 5-10x the
+  // page faults; our own malloc'd memory as external Buffers drew 10x the
+  // mark-compact GCs; 32 KiB Buffers or 2 per read cost more CPU.
+  static constexpr size_t kReadSize = 64 * 1024;
+  static constexpr size_t kReadBuffers = 4;
+
+  // Points `views` at the Buffers the next read fills, creating those that
+  // are missing; false with an exception pending when out of memory.
+  bool ReadViews(Napi::Env env, uv_buf_t* views);
+  // The first `length` bytes the read put there, as an array of Buffers.
+  Napi::Value TakeRead(Napi::Env env, size_t length);
 
   // Live polled handles, for teardown and openHandles().
   void Register(Handle* handle);
@@ -63,7 +72,8 @@ class Module : public Napi::Addon<Module> {
   void FinishTeardownIfDone();
 
   uv_loop_t* loop_ = nullptr;
-  std::unique_ptr<char[]> readBuffer_;
+  Napi::Reference<Napi::Buffer<char>> readBuffers_[kReadBuffers];
+  char* readData_[kReadBuffers] = {};
   std::unordered_set<Handle*> handles_;
   napi_async_cleanup_hook_handle teardownHook_ = nullptr;
   bool tearingDown_ = false;

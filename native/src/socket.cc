@@ -11,9 +11,6 @@ namespace gcs {
 
 namespace {
 
-// Reads per readiness event before other handles get a turn.
-constexpr int kReadsPerWakeup = 16;
-
 // Queue entries gathered into one send.
 constexpr size_t kFlushBatch = 64;
 
@@ -293,24 +290,25 @@ int Socket::Flush() {
 }
 
 void Socket::Read() {
+  if (!reading_ || ended_ || failed_ != 0 || closed()) return;
   Napi::Env env = this->env();
-  char* buffer = module_->readBuffer();
-  for (int i = 0; i < kReadsPerWakeup && reading_ && !ended_ && failed_ == 0 && !closed(); i++) {
-    size_t got = 0;
-    int err = sys::Recv(sock(), buffer, Module::kReadSize, &got);
-    if (err == UV_EAGAIN) return;
-    if (err != 0) return Fail(err, "read");
-    if (got == 0) {
-      ended_ = true;
-      Update();
-      Emit(kEnd, nullptr, nullptr);
-      return;
-    }
-    Napi::HandleScope scope(env);
-    Emit(kData, nullptr, Napi::Buffer<char>::Copy(env, buffer, got));
-    // A short read means the kernel buffer is empty: skip the EAGAIN round.
-    if (got < Module::kReadSize) return;
+  Napi::HandleScope scope(env);
+  uv_buf_t views[Module::kReadBuffers];
+  size_t got = 0;
+  // One read per wake-up takes all the kernel holds (see Module::kReadSize);
+  // the loop polls again if more arrives meanwhile.
+  int err = module_->ReadViews(env, views) ? sys::RecvV(sock(), views, Module::kReadBuffers, &got) : UV_ENOMEM;
+  if (err == UV_EAGAIN) return;
+  Napi::Value chunks = err == 0 && got > 0 ? module_->TakeRead(env, got) : Napi::Value();
+  // No memory for a Buffer: bytes that were read are lost, the stream is broken.
+  if (env.IsExceptionPending()) env.GetAndClearPendingException(), err = UV_ENOMEM;
+  if (err != 0) return Fail(err, "read");
+  if (got == 0) {
+    ended_ = true;
+    Update();
+    return Emit(kEnd, nullptr, nullptr);
   }
+  Emit(kData, nullptr, chunks);
 }
 
 void Socket::Fail(int err, const char* syscall) {

@@ -1,9 +1,9 @@
-// A connected stream socket, kept close to raw readiness: reads in chunks of
-// Module::kReadSize while reading is started, a write queue flushed on
-// writability, and a non-blocking connect completed by writability.
+// A connected stream socket, kept close to raw readiness: one read per
+// wake-up while reading is started, a write queue flushed on writability,
+// and a non-blocking connect completed by writability.
 //
 // Everything the loop finds is reported through one JavaScript callback,
-// (event, error, chunk), in the order the engine saw it. The first failure
+// (event, error, chunks), in the order the engine saw it. The first failure
 // stops the socket in both directions: the queue is dropped, polling stops,
 // and kError is reported once. Policy (high-water marks, when to pause, when
 // to half-close, error fan-out) belongs to the caller.
@@ -28,7 +28,7 @@ class Socket : public Handle {
   static constexpr const char* kResourceName = "GcsNativeSocket";
 
   enum Event {
-    kData = 0,     // chunk
+    kData = 0,     // chunks: the Buffers one read filled
     kEnd = 1,      // the peer's EOF; no more data follows
     kError = 2,    // error; the socket is failed in both directions
     kDrain = 3,    // the write queue emptied

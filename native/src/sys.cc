@@ -1,6 +1,5 @@
 #include "sys.h"
 
-#include <climits>
 #include <cstddef>
 
 #ifdef _WIN32
@@ -78,17 +77,18 @@ int PendingError(Sock s) {
   return code == 0 ? 0 : uv_translate_sys_error(code);
 }
 
-int Recv(Sock s, char* buffer, size_t length, size_t* got) {
-  int chunk = length > static_cast<size_t>(INT_MAX) ? INT_MAX : static_cast<int>(length);
-  int n = recv(s, buffer, chunk, 0);
-  if (n == SOCKET_ERROR) return LastError();
-  *got = static_cast<size_t>(n);
-  return 0;
-}
-
 // uv_buf_t is laid out as WSABUF on Windows (libuv relies on that too).
 static_assert(sizeof(uv_buf_t) == sizeof(WSABUF), "uv_buf_t must match WSABUF");
 static_assert(offsetof(uv_buf_t, base) == offsetof(WSABUF, buf), "uv_buf_t must match WSABUF");
+
+int RecvV(Sock s, uv_buf_t* buffers, size_t count, size_t* got) {
+  DWORD bytes = 0;
+  DWORD flags = 0;
+  WSABUF* wsa = reinterpret_cast<WSABUF*>(buffers);
+  if (WSARecv(s, wsa, static_cast<DWORD>(count), &bytes, &flags, nullptr, nullptr) != 0) return LastError();
+  *got = bytes;
+  return 0;
+}
 
 int SendV(Sock s, const uv_buf_t* buffers, size_t count, size_t* sent) {
   DWORD bytes = 0;
@@ -189,20 +189,20 @@ int PendingError(Sock s) {
   return code == 0 ? 0 : uv_translate_sys_error(code);
 }
 
-int Recv(Sock s, char* buffer, size_t length, size_t* got) {
+// libuv documents uv_buf_t as ABI-compatible with struct iovec on Unix.
+static_assert(sizeof(uv_buf_t) == sizeof(iovec), "uv_buf_t must match iovec");
+static_assert(offsetof(uv_buf_t, base) == offsetof(iovec, iov_base), "uv_buf_t must match iovec");
+static_assert(offsetof(uv_buf_t, len) == offsetof(iovec, iov_len), "uv_buf_t must match iovec");
+
+int RecvV(Sock s, uv_buf_t* buffers, size_t count, size_t* got) {
   ssize_t n;
   do {
-    n = recv(s, buffer, length, 0);
+    n = readv(s, reinterpret_cast<iovec*>(buffers), static_cast<int>(count));
   } while (n < 0 && errno == EINTR);
   if (n < 0) return LastError();
   *got = static_cast<size_t>(n);
   return 0;
 }
-
-// libuv documents uv_buf_t as ABI-compatible with struct iovec on Unix.
-static_assert(sizeof(uv_buf_t) == sizeof(iovec), "uv_buf_t must match iovec");
-static_assert(offsetof(uv_buf_t, base) == offsetof(iovec, iov_base), "uv_buf_t must match iovec");
-static_assert(offsetof(uv_buf_t, len) == offsetof(iovec, iov_len), "uv_buf_t must match iovec");
 
 int SendV(Sock s, const uv_buf_t* buffers, size_t count, size_t* sent) {
   msghdr message{};

@@ -54,7 +54,8 @@ int Connect(Sock s, const sockaddr* addr, socklen_t length);
 // reports only as UV_EBADF) really was.
 int PendingError(Sock s);
 
-int Recv(Sock s, char* buffer, size_t length, size_t* got);
+// Scatters one read over `count` buffers (readv / WSARecv).
+int RecvV(Sock s, uv_buf_t* buffers, size_t count, size_t* got);
 
 // Gathers `count` buffers into one send (sendmsg / WSASend). A short send is
 // not an error: *sent says how much left.

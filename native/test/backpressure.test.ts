@@ -123,15 +123,19 @@ describe("backpressure", () => {
     const hash = createHash("sha256")
     let bytes = 0
     let largestChunk = 0
+    let mostBuffersInOneRead = 0
     let reads = 0
     const done = new Promise<void>((resolve, reject) => {
-      server.setCallback((event, err, chunk) => {
+      server.setCallback((event, err, chunks) => {
         if (event === SocketEvent.error) return reject(err)
         if (event === SocketEvent.end) return resolve()
-        if (chunk === null) return
-        hash.update(chunk)
-        bytes += chunk.length
-        largestChunk = Math.max(largestChunk, chunk.length)
+        if (chunks === null) return
+        mostBuffersInOneRead = Math.max(mostBuffersInOneRead, chunks.length)
+        for (const chunk of chunks) {
+          hash.update(chunk)
+          bytes += chunk.length
+          largestChunk = Math.max(largestChunk, chunk.length)
+        }
         // Every so often the consumer is "slow": stop, resume a turn later.
         if (++reads % 16 === 0) {
           server.readStop()
@@ -151,6 +155,8 @@ describe("backpressure", () => {
     expect(bytes).toBe(size)
     expect(hash.digest("hex")).toBe(expected)
     expect(largestChunk).toBeLessThanOrEqual(ReadSize)
+    // Reads found more than one Buffer's worth waiting and delivered it at once.
+    expect(mostBuffersInOneRead).toBeGreaterThan(1)
     // The queue never held much more than the high-water mark plus one write.
     expect(peakSingle).toBeLessThanOrEqual(highWaterMark + 3 * chunkSize)
     expect(peakBatch).toBeLessThanOrEqual(highWaterMark + 4 * 3 * chunkSize)

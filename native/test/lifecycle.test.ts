@@ -197,8 +197,8 @@ describe("worker threads", () => {
 const { parentPort, workerData } = require("node:worker_threads");
 const listener = binding.listen({ family: "unix", path: workerData.path });
 listener.start((err, socket) => {
-  socket.setCallback((event, err, chunk) => {
-    if (event === binding.events.data) socket.write([Buffer.from("worker:"), chunk]);
+  socket.setCallback((event, err, chunks) => {
+    if (event === binding.events.data) socket.write([Buffer.from("worker:"), ...chunks]);
   });
   socket.readStart();
   parentPort.postMessage({ accepted: true, open: binding.openHandles() });
@@ -220,9 +220,9 @@ parentPort.postMessage({ listening: true, open: binding.openHandles() });
     expect(openHandles()).toBe(1)
 
     const reply = new Promise<Buffer>((resolve, reject) => {
-      client.setCallback((event, err, chunk) => {
+      client.setCallback((event, err, chunks) => {
         if (event === SocketEvent.error) reject(err)
-        else if (chunk !== null) resolve(chunk)
+        else if (chunks !== null) resolve(Buffer.concat(chunks))
       })
       client.readStart()
     })

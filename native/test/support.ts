@@ -108,10 +108,10 @@ export const unixPair = async (): Promise<{
 export const readAll = (socket: NativeSocket): Promise<Buffer> =>
   new Promise((resolve, reject) => {
     const chunks: Array<Buffer> = []
-    socket.setCallback((event, err, chunk) => {
+    socket.setCallback((event, err, read) => {
       if (event === SocketEvent.error) reject(err)
       else if (event === SocketEvent.end) resolve(Buffer.concat(chunks))
-      else if (event === SocketEvent.data && chunk !== null) chunks.push(chunk)
+      else if (event === SocketEvent.data && read !== null) chunks.push(...read)
     })
     socket.readStart()
   })

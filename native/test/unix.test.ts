@@ -58,10 +58,10 @@ describe("AF_UNIX", () => {
 
   it("carries bytes both ways", async () => {
     const { client, server } = await unixPair()
-    server.setCallback((event, err, chunk) => {
+    server.setCallback((event, err, chunks) => {
       expect(err).toBeNull()
       if (event === SocketEvent.end) shutdownWhenDrained(server)
-      else if (chunk !== null) server.write([Buffer.from("echo:"), chunk])
+      else if (chunks !== null) server.write([Buffer.from("echo:"), ...chunks])
     })
     server.readStart()
     const reply = readAll(client)
@@ -83,9 +83,9 @@ describe("AF_UNIX", () => {
   it("half-closes: the peer sees EOF and the other direction still works", async () => {
     const { client, server } = await unixPair()
     const seenByServer: Array<string | null> = []
-    server.setCallback((event, err, chunk) => {
+    server.setCallback((event, err, chunks) => {
       expect(err).toBeNull()
-      seenByServer.push(chunk === null ? null : chunk.toString())
+      seenByServer.push(chunks === null ? null : Buffer.concat(chunks).toString())
       if (event === SocketEvent.end) {
         // The client can no longer send, but it can still receive.
         server.write([Buffer.from("after your EOF")])

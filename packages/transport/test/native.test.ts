@@ -6,7 +6,7 @@
  * file ever connects an AF_VSOCK socket.
  */
 import { describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Logger, Scope } from "effect"
+import { Effect, Exit, Fiber, Layer, Logger, Scope, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { chmodSync } from "node:fs"
 import { dirname, join } from "node:path"
@@ -50,6 +50,29 @@ conformance(
 hybridSuite("Transport.layer", Transport.layer)
 socketFileSuite("Transport.layer", Transport.layer)
 slowConsumer("Transport.layer unix", Transport.layer, () => new UnixAddress({ path: join(tempDir(), "s") }))
+
+describe("Transport.layer reading", () => {
+  it.effect("one pull takes every Buffer of the engine's read: all the kernel held, in order", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const address = new UnixAddress({ path: join(tempDir(), "vm.sock") })
+      const listener = yield* transport.listen(address, 1)
+      const client = yield* transport.connect(address, 1)
+      const server = yield* listener.accept()
+      // Less than the kernel holds, more than two of the engine's Buffers.
+      const sent = Buffer.from(Array.from({ length: 150_000 }, (_, i) => (i * 131) & 0xff))
+      yield* client.write(sent)
+      const pull = yield* Stream.toPull(server.stream)
+      const chunks = yield* pull
+      expect(chunks.map((chunk) => chunk.length)).toEqual([
+        native.ReadSize,
+        native.ReadSize,
+        150_000 - 2 * native.ReadSize
+      ])
+      expect(Buffer.concat(chunks)).toEqual(sent)
+    }).pipe(Effect.provide(Transport.layer))
+  )
+})
 
 const uid = process.getuid?.() ?? 0
 

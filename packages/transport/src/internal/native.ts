@@ -39,8 +39,8 @@ const transientAcceptErrors = new Set(
 
 const fromNativeSocket = (native: NativeModule, socket: Native.NativeSocket): RawSocket => ({
   bind: (events) =>
-    socket.setCallback((event, err, chunk) => {
-      if (event === native.SocketEvent.data) events.data(chunk!)
+    socket.setCallback((event, err, chunks) => {
+      if (event === native.SocketEvent.data) for (const chunk of chunks!) events.data(chunk)
       else if (event === native.SocketEvent.end) events.end()
       else if (event === native.SocketEvent.error) events.error(toRawError(err))
       else if (event === native.SocketEvent.drain) events.drain()
