@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: runs every suite (or those named on the command line),
- * prints each table, and writes bench/RESULTS.md plus bench/results.json.
+ * prints each table and then issue 10's targets judged on them, and writes
+ * bench/RESULTS.md plus bench/results.json (targets on top of both).
  * `--quick` is the CI smoke: tiny sizes, one round, and nothing is written
  * unless `--write` is also given, so a smoke run never overwrites the figures
  * of a full run. `--compare=<older results.json>` adds a column with the
@@ -10,6 +11,7 @@
 import { writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { loadComparison, machine, renderMarkdown } from "./lib/report.js"
+import { renderTargets } from "./lib/targets.js"
 import type { BenchSuite, SuiteResult } from "./lib/types.js"
 import { suite as churn } from "./suites/churn.js"
 import { suite as codec } from "./suites/codec.js"
@@ -50,12 +52,15 @@ for (const suite of selected) {
   console.log(renderMarkdown([result], host, run))
 }
 
+const targets = results.flatMap((r) => r.targets ?? [])
+console.log(renderTargets(targets, quick))
+
 if (write) {
   const dir = fileURLToPath(new URL("../", import.meta.url))
   writeFileSync(`${dir}RESULTS.md`, renderMarkdown(results, host, run, true))
   writeFileSync(
     `${dir}results.json`,
-    JSON.stringify({ machine: host, quick, rounds, results }, null, 2) + "\n"
+    JSON.stringify({ machine: host, quick, rounds, targets, results }, null, 2) + "\n"
   )
   console.log(`wrote ${dir}RESULTS.md and ${dir}results.json`)
 }

@@ -1,10 +1,12 @@
 /**
- * RESULTS.md and results.json: the tables of every suite, the machine, and
- * optionally a column with the medians of an older run (`--compare`).
+ * RESULTS.md and results.json: issue 10's targets on top, the tables of every
+ * suite, the machine, and optionally a column with the medians of an older run
+ * (`--compare`).
  */
 import { readFileSync } from "node:fs"
 import { arch, cpus, release, totalmem } from "node:os"
 import { fmt } from "./measure.js"
+import { renderTargets } from "./targets.js"
 import type { SuiteResult } from "./types.js"
 
 /** The machine a run is on, printed on top of a report. */
@@ -66,7 +68,11 @@ export const renderMarkdown = (
         .map(([k, v]) => `${k} ${v}`)
         .join("; ")}.`,
       `Rounds: ${run.rounds}${run.quick ? " (quick smoke: not representative)" : ""}.`,
-      ""
+      "",
+      renderTargets(
+        results.flatMap((r) => r.targets ?? []),
+        run.quick
+      )
     )
   }
   for (const result of results) {

@@ -22,6 +22,25 @@ export interface Measurement {
   readonly note?: string
 }
 
+/** One of issue 10's targets, judged on figures of the run it is part of. */
+export interface Target {
+  /** What is asked, e.g. "Start RPC, 1 in flight: host CPU ≤ 50 µs per call". */
+  readonly target: string
+  /** The figure judged (in `unit`) and its bound. */
+  readonly value: number
+  readonly limit: number
+  readonly unit: string
+  readonly met: boolean
+  /** Our figure as shown (a share comes with the absolute figure). */
+  readonly ours: string
+  /** The reference or floor measured in the same run, as shown. */
+  readonly reference: string
+  /** The Go host's figure for the same row (issue 10's side-by-side run), or why there is none. */
+  readonly go: string
+  /** For a missed target: why, from the same run's data (the floor, the profile). */
+  readonly why?: string
+}
+
 /** What a suite returns: its table and the prose that explains it. */
 export interface SuiteResult {
   readonly suite: string
@@ -29,6 +48,8 @@ export interface SuiteResult {
   readonly measurements: ReadonlyArray<Measurement>
   /** Markdown paragraphs printed under the table. */
   readonly notes: ReadonlyArray<string>
+  /** The issue 10 targets this suite's figures decide, gathered on top of the report. */
+  readonly targets?: ReadonlyArray<Target>
 }
 
 /** Options every suite accepts. `quick` is the CI smoke: tiny sizes, one round. */

@@ -5,9 +5,12 @@
  * - `echo`: dials `path` and writes back every byte it reads — the reference
  *   under every RPC figure, a frame round trip with no protocol work.
  * - `stream`: listens on `path` and prints `ready`; per connection one command
- *   line: `source N` writes N bytes in 64 KiB writes and half-closes (what `dd`
- *   feeding a stdout relay does), `sink` reads to end-of-file and answers the
- *   count (what `wc -c` behind a stdin relay does), `quit` exits.
+ *   line: `source N` gives the socket itself as fd 1 to `dd if=/dev/zero bs=64K`
+ *   writing N bytes, `sink` as fds 0 and 1 to `sh -c 'echo go; exec wc -c'`
+ *   (the host sends once it reads `go`, and gets the count back), `quit`
+ *   exits. The same programs our guest hands the stdio sockets to, so the raw
+ *   reference and the relays have the same peer, at socket speed, and no byte
+ *   passes through JavaScript at this end.
  * - `responder`: dials each of `paths` like a guest and answers every request
  *   with a canned success chosen by the type word alone, no JSON parsed, so a
  *   benchmark against it measures the host's own cost: NegotiateProtocol gets
@@ -19,8 +22,9 @@
  *   `maxInFlight` is raised from 1024: every live process holds a
  *   WaitForProcess in flight, and the scale benchmark keeps 10,000 alive.
  */
+import { spawn } from "node:child_process"
 import * as net from "node:net"
-import { count, FrameScanner, frame, NullContainerId, pump, ResponseBit, type RawFrame } from "./wire.js"
+import { ChunkSize, FrameScanner, frame, NullContainerId, Proc, ResponseBit, type RawFrame } from "./wire.js"
 
 /** What a peer is told to be. */
 export type PeerConfig =
@@ -66,20 +70,28 @@ const stream = (path: string) =>
         const nl = head.indexOf(10)
         if (nl < 0) return
         socket.off("data", onCommand)
+        socket.pause()
         const [verb, arg] = head.subarray(0, nl).toString("latin1").split(" ")
-        const already = head.length - nl - 1
-        if (verb === "source") pump(socket, Number(arg))
-        else if (verb === "sink") count(socket, (n) => socket.end(`${n + already}\n`))
-        else if (verb === "quit") process.exit(0)
-        else socket.destroy()
+        const bytes = Number(arg)
+        if (verb === "quit") process.exit(0)
+        // The host sends nothing more before the program owns the socket (it waits for "go").
+        const known =
+          verb === "sink" ? arg === undefined : verb === "source" && bytes > 0 && bytes % ChunkSize === 0
+        if (head.length !== nl + 1 || !known)
+          return fail(`stream peer: bad command '${head.toString("latin1")}'`)
+        const [file, ...args] =
+          verb === "source"
+            ? ["dd", "if=/dev/zero", `bs=${ChunkSize}`, `count=${bytes / ChunkSize}`, "status=none"]
+            : ["sh", "-c", "echo go; exec wc -c"]
+        const child = spawn(file!, args, { stdio: [verb === "sink" ? socket : "ignore", socket, "inherit"] })
+        child.once("exit", (code) => code === 0 || fail(`stream peer: ${file} exited with ${code}`))
+        // The child holds its own copy: closing ours (not shutting it down) leaves the end-of-file to it.
+        socket.destroy()
       }
       socket.on("data", onCommand)
     })
     .listen(path, () => console.log("ready"))
 
-const ProcNegotiate = 0x00100b01
-const ProcExecute = 0x00100501
-const ProcWait = 0x00100601
 const answer = (body: string) => Buffer.from(`{"Result":0,"ActivityId":"${NullContainerId}"${body}}`)
 const negotiated = answer(
   `,"Version":4,"Capabilities":{"SupportedSchemaVersions":[{"Major":2,"Minor":1}],"RuntimeOsType":"Linux",` +
@@ -97,13 +109,13 @@ const responder = (paths: ReadonlyArray<string>, holdWaits: boolean) => {
       let out: Array<Buffer> = []
       const reply = (request: RawFrame) => {
         const proc = request.type & 0x0fffffff
-        if (proc === ProcWait && holdWaits) return
+        if (proc === Proc.Wait && holdWaits) return
         const payload =
-          proc === ProcNegotiate
+          proc === Proc.Negotiate
             ? negotiated
-            : proc === ProcExecute
+            : proc === Proc.Execute
               ? answer(`,"ProcessId":${nextPid++}`)
-              : proc === ProcWait
+              : proc === Proc.Wait
                 ? exited
                 : success
         out.push(frame(request.type + ResponseBit, request.id, payload))

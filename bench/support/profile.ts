@@ -2,14 +2,13 @@
  * Where the time and the memory go, for the notes under a missed target:
  * V8's sampling CPU profiler (the one behind `node --cpu-prof`), driven
  * in-process through `node:inspector` around one extra run of a scenario (so
- * only the host is sampled) or read from a peer's `.cpuprofile`; and V8's
+ * only the host is sampled); and V8's
  * sampling heap profiler, read while a scenario still holds its memory. Each
  * summary comes with a first reading: the shares that explain most of it,
  * each stated only when the profile shows it.
  */
-import { readdirSync, readFileSync } from "node:fs"
 import { Session } from "node:inspector"
-import { join, relative } from "node:path"
+import { relative } from "node:path"
 import { fileURLToPath } from "node:url"
 
 interface CallFrame {
@@ -137,13 +136,6 @@ export const profile = (body: () => Promise<unknown>): Promise<ProfileSummary> =
     return summarizeProfile(result.profile)
   })
 
-/** Summarises the (first) `.cpuprofile` that `node --cpu-prof --cpu-prof-dir=dir` wrote into `dir`. */
-export const readProfile = (dir: string): ProfileSummary => {
-  const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"))
-  if (file === undefined) throw new Error(`no .cpuprofile in ${dir}`)
-  return summarizeProfile(JSON.parse(readFileSync(join(dir, file), "utf8")) as Profile)
-}
-
 const sum = (sites: ReadonlyArray<Site>, test: (s: Site) => boolean) =>
   sites.filter(test).reduce((n, s) => n + s.amount, 0)
 
@@ -174,6 +166,20 @@ const readCpuProfile = ({ hot }: ProfileSummary): ReadonlyArray<string> => {
   return out
 }
 
+const listSites = (hot: ReadonlyArray<Site>, amount: (s: Site) => string, n = 3) =>
+  hot
+    .slice(0, n)
+    .map((s) => `${amount(s)} \`${s.name}\`${s.where === "" ? "" : ` (${s.where})`}`)
+    .join(", ")
+
+/** A CPU profile in one sentence, for the why of a missed target: busy share, top self time, first reading. */
+export const profileGist = (who: string, summary: ProfileSummary): string =>
+  `${who}: busy ${summary.busyPercent.toFixed(0)} % of the time; top self time ` +
+  `${listSites(summary.hot, (s) => `${s.amount.toFixed(0)} %`)}.` +
+  readCpuProfile(summary)
+    .map((r) => ` ${r}`)
+    .join("")
+
 /** A CPU summary as a Markdown list, for a suite's notes, followed by its first reading. */
 export const renderProfile = (title: string, summary: ProfileSummary): string => {
   const reading = readCpuProfile(summary)
@@ -198,7 +204,8 @@ interface SamplingNode {
  * Runs `fill` with the sampling heap profiler on (1 KiB interval) and renders,
  * with the memory still held and garbage collected, the top allocation sites
  * of what is alive: each one's share and bytes per `unit` (`items` of them),
- * then a first reading. Runs `release` afterwards.
+ * then a first reading; and the same in one sentence (`gist`), for the why of
+ * a missed target. Runs `release` afterwards.
  */
 export const heapProfile = (
   title: string,
@@ -206,7 +213,7 @@ export const heapProfile = (
   release: () => Promise<unknown>,
   items: number,
   unit: string
-): Promise<string> =>
+): Promise<{ readonly text: string; readonly gist: string }> =>
   inspect(async (session) => {
     await post(session, "HeapProfiler.enable")
     await post(session, "HeapProfiler.startSampling", { samplingInterval: 1024 })
@@ -237,8 +244,12 @@ export const heapProfile = (
     const hot = top(sites.values())
     const share = (test: (s: Site) => boolean) => (sum(hot, test) / Math.max(1, total)) * 100
     const runtime = share((s) => s.where.startsWith("packages/runtime/"))
-    return [
-      `${title}: ${(total / items / 1024).toFixed(1)} KiB per ${unit} allocated during the fill and still alive ` +
+    const alive = `${(total / items / 1024).toFixed(1)} KiB per ${unit} allocated during the fill and still alive`
+    const gist =
+      `${title}: ${alive}; top sites ${listSites(hot, (s) => `${(s.amount / items).toFixed(0)} B per ${unit}`)}.` +
+      (runtime < 10 ? "" : ` ${runtime.toFixed(0)} % is allocated directly by the runtime's own code.`)
+    const text = [
+      `${title}: ${alive} ` +
         "(V8 sampling heap profiler, 1 KiB interval); top allocation sites (the function that allocated):",
       "",
       ...hot.map(
@@ -254,4 +265,5 @@ export const heapProfile = (
               "and its closures, the pending call's entry, the per-process scope)."
           ])
     ].join("\n")
+    return { text, gist }
   })

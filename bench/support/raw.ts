@@ -1,12 +1,23 @@
 /**
  * The raw references: the host ends of a bare `net` AF_UNIX socket to an echo
- * or stream peer process, with no protocol work at either end — the floors
- * under the RPC and stdio figures.
+ * or stream peer process, with no protocol work at either end, and a bare
+ * `net` host speaking canned ExecuteProcess + WaitForProcess frames — the
+ * floors under the RPC, stdio and exec + wait figures.
  */
 import * as net from "node:net"
 import { hrtime } from "node:process"
-import { startPeer } from "./peerProcess.js"
-import { count, pump } from "./wire.js"
+import type { PeerConfig } from "./peer.js"
+import { checkPeer, startPeer } from "./peerProcess.js"
+import {
+  count,
+  FrameScanner,
+  frame,
+  NullContainerId,
+  Proc,
+  pump,
+  requestType,
+  type RawFrame
+} from "./wire.js"
 
 /** An echo connection to a peer process. */
 export interface RawEcho {
@@ -93,7 +104,10 @@ export interface RawStream {
   readonly close: () => Promise<void>
 }
 
-/** Opens a connection to `path`, sends `command` and resolves with what came back by the end. */
+/**
+ * Opens a connection to `path`, sends `command` (for `sink`, then `bytes`
+ * once the peer's `wc -c` owns the socket) and checks what came back by the end.
+ */
 const exchange = (
   path: string,
   command: string,
@@ -101,13 +115,15 @@ const exchange = (
   check: (received: string, n: number) => boolean
 ) =>
   new Promise<void>((resolve, reject) => {
-    const socket = net.createConnection(path, () => {
-      socket.write(`${command}\n`)
-      if (command === "sink") pump(socket, bytes)
-    })
+    const socket = net.createConnection(path, () => socket.write(`${command}\n`))
     socket.once("error", reject)
     let answer = ""
-    if (command === "sink") socket.on("data", (chunk: Buffer) => (answer += chunk.toString("latin1")))
+    if (command === "sink")
+      socket.on("data", (chunk: Buffer) => {
+        const ready = answer.startsWith("go\n")
+        answer += chunk.toString("latin1")
+        if (!ready && answer.startsWith("go\n")) pump(socket, bytes)
+      })
     count(socket, (n) => {
       socket.end()
       if (check(answer.trim(), n)) resolve()
@@ -125,10 +141,100 @@ export const rawStream = async (path: string): Promise<RawStream> => {
   }
   return {
     receive: (bytes) => exchange(path, `source ${bytes}`, bytes, (_, n) => n === bytes),
-    send: (bytes) => exchange(path, "sink", bytes, (answer) => Number(answer) === bytes),
+    send: (bytes) => exchange(path, "sink", bytes, (answer) => answer === `go\n${bytes}`),
     close: async () => {
       await exchange(path, "quit", 0, () => true).catch(() => undefined)
       await peer.stop()
     }
   }
+}
+
+/** A bare `net` host for exec + wait: the same frames as the runtime's, built from templates, no Schema. */
+export interface RawExec {
+  /** `count` times, one at a time: ExecuteProcess of `/bin/true` on the UVM, then WaitForProcess of its pid. */
+  readonly run: (count: number) => Promise<void>
+  readonly close: () => Promise<void>
+}
+
+const header = `"ContainerId":"${NullContainerId}","ActivityId":"${NullContainerId}"`
+const execPayload = Buffer.from(
+  `{${header},"Settings":${JSON.stringify({
+    ProcessParameters: JSON.stringify({ CommandArgs: ["/bin/true"] }),
+    VsockStdioRelaySettings: {}
+  })}}\n`
+)
+const waitPayload = (pid: number) => Buffer.from(`{${header},"ProcessId":${pid},"TimeoutInMs":4294967295}\n`)
+const negotiatePayload = Buffer.from(
+  `{"ContainerId":"","ActivityId":"${NullContainerId}","MinimumVersion":4,"MaximumVersion":4}\n`
+)
+
+/**
+ * Listens as a host on `listenPath` (the bridge socket `peer` dials), starts
+ * `peer` (our guest or the minimal responder), negotiates, and resolves once
+ * ready. A failed response or a non-zero exit code rejects the run.
+ */
+export const rawExec = async (listenPath: string, peer: PeerConfig): Promise<RawExec> => {
+  const server = net.createServer()
+  const accepted = new Promise<net.Socket>((resolve, reject) => {
+    server.once("connection", resolve)
+    server.once("error", reject)
+  })
+  await new Promise<void>((resolve) => server.listen(listenPath, resolve))
+  const peerProcess = startPeer(peer)
+  const socket = await accepted
+  server.close()
+  socket.setNoDelay(true)
+  let onFrame: (frame: RawFrame) => void = () => {}
+  const scanner = new FrameScanner((f) => onFrame(f))
+  socket.on("data", (chunk: Buffer) => scanner.push(chunk))
+  let id = 1n
+  const send = (proc: number, payload: Buffer) => socket.write(frame(requestType(proc), id++, payload))
+  // The response to `proc`'s request, parsed; notifications and anything else are skipped.
+  const answer = (f: RawFrame, proc: number) =>
+    f.type === requestType(proc) + 0x10000000
+      ? (JSON.parse(f.payload.toString("utf8")) as { Result: number; ProcessId?: number; ExitCode?: number })
+      : undefined
+
+  const exchange = (first: () => void, step: (f: RawFrame) => string | "next" | "done") =>
+    new Promise<void>((resolve, reject) => {
+      onFrame = (f) => {
+        const outcome = step(f)
+        if (outcome === "done") resolve()
+        else if (outcome !== "next") reject(new Error(`raw exec: ${outcome}`))
+      }
+      first()
+    })
+  await exchange(
+    () => send(Proc.Negotiate, negotiatePayload),
+    (f) => {
+      const r = answer(f, Proc.Negotiate)
+      return r === undefined ? "next" : r.Result === 0 ? "done" : `negotiate failed: ${f.payload}`
+    }
+  )
+  const run = (count: number) => {
+    let done = 0
+    return exchange(
+      () => send(Proc.Execute, execPayload),
+      (f) => {
+        const started = answer(f, Proc.Execute)
+        if (started !== undefined) {
+          if (started.Result !== 0) return `exec failed: ${f.payload}`
+          send(Proc.Wait, waitPayload(started.ProcessId ?? 0))
+          return "next"
+        }
+        const exited = answer(f, Proc.Wait)
+        if (exited === undefined) return "next"
+        if (exited.Result !== 0 || (exited.ExitCode ?? 0) !== 0) return `wait: ${f.payload}`
+        if (++done === count) return "done"
+        send(Proc.Execute, execPayload)
+        return "next"
+      }
+    )
+  }
+  const close = async () => {
+    socket.destroy()
+    await peerProcess.stop(10_000)
+    await checkPeer(peerProcess, `raw exec peer (${peer.kind})`)
+  }
+  return { run, close }
 }

@@ -13,6 +13,12 @@ export const HeaderSize = 16
 /** Bit that turns a request type word into its response type word (0x1… → 0x2…). */
 export const ResponseBit = 0x10000000
 
+/** Procedure words (GCS-PROTOCOL §3): a request's type is `0x10000000 + proc`, its response's `0x20000000 + proc`. */
+export const Proc = { Execute: 0x00100501, Wait: 0x00100601, Negotiate: 0x00100b01 } as const
+
+/** The request type word of `proc`. */
+export const requestType = (proc: number): number => 0x10000000 + proc
+
 /** The null (UVM) container id. */
 export const NullContainerId = "00000000-0000-0000-0000-000000000000"
 
