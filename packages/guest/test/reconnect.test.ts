@@ -107,24 +107,30 @@ const startPrinter = (host: Host, dir: string, id: string, rest: string) =>
     return exec.ProcessId
   })
 
+/** A `cat` in the UVM with a wait in flight on it, then the host drops the bridge; the guest's next connection. */
+const waitThenDrop = Effect.gen(function* () {
+  const { host, next } = yield* unixGuest
+  yield* host.negotiate()
+  const cat = yield* host.exec(
+    Null,
+    { CommandArgs: ["cat"], Environment: { PATH } },
+    { stdin: true, stdout: true }
+  )
+  const waiting = yield* host.send("WaitForProcess", waitRequest(cat.pid))
+  // DumpStacks is read after the wait: the wait is being handled.
+  expect(yield* stacks(host)).toContain("WaitForProcess")
+  yield* host.connection.close
+  const second = yield* next()
+  second.nextId = 100
+  return { cat, waiting, second }
+})
+
 describe("requests outlive their bridge connection", () => {
   it.live(
     "a WaitForProcess read on a dropped connection is answered on the next, after its negotiation",
     () =>
       Effect.gen(function* () {
-        const { host, next } = yield* unixGuest
-        yield* host.negotiate()
-        const cat = yield* host.exec(
-          Null,
-          { CommandArgs: ["cat"], Environment: { PATH } },
-          { stdin: true, stdout: true }
-        )
-        const waiting = yield* host.send("WaitForProcess", waitRequest(cat.pid))
-        // DumpStacks is read after the wait: the wait is being handled.
-        expect(yield* stacks(host)).toContain("WaitForProcess")
-        yield* host.connection.close
-        const second = yield* next()
-        second.nextId = 100
+        const { cat, waiting, second } = yield* waitThenDrop
         // cat ends before the new host negotiates; its stdout (the socket itself) says when.
         yield* writeText(Option.getOrThrow(cat.stdin), "")
         expect(yield* readText(Option.getOrThrow(cat.stdout))).toBe("")
@@ -144,18 +150,7 @@ describe("requests outlive their bridge connection", () => {
     "after a re-dial a 50 ms probe times out with 0xC0370109, and the old and a new wait both get the exit code",
     () =>
       Effect.gen(function* () {
-        const { host, next } = yield* unixGuest
-        yield* host.negotiate()
-        const cat = yield* host.exec(
-          Null,
-          { CommandArgs: ["cat"], Environment: { PATH } },
-          { stdin: true, stdout: true }
-        )
-        const old = yield* host.send("WaitForProcess", waitRequest(cat.pid))
-        expect(yield* stacks(host)).toContain("WaitForProcess")
-        yield* host.connection.close
-        const second = yield* next()
-        second.nextId = 100
+        const { cat, waiting: old, second } = yield* waitThenDrop
         yield* second.negotiate()
         const probe = yield* second.call("WaitForProcess", waitRequest(cat.pid, 50))
         expect(probe.result).toBe(Hr.Timeout)

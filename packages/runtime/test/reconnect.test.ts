@@ -278,26 +278,30 @@ describe("migration (§12.9)", () => {
       }).pipe(Effect.scoped, Effect.provide(Transport.layerMemory))
   )
 
-  it.live("restore: a probe that is answered means the process exited while no host listened", () =>
+  /** A host resumed with one saved UVM process without stdio, negotiated; `early` runs before it restores it. */
+  const resumed = (
+    pid: number,
+    waitCallId: number,
+    early: (guest: FakeGuest.FakeGuest) => Effect.Effect<void>
+  ) =>
     Effect.gen(function* () {
       const transport = yield* Transport
       const address = memoryAddress()
-      const saved = new SavedProcess({
-        containerId: Null,
-        pid: 13,
-        stdin: 0,
-        stdout: 0,
-        stderr: 0,
-        waitCallId: 43
-      })
+      const saved = new SavedProcess({ containerId: Null, pid, stdin: 0, stdout: 0, stderr: 0, waitCallId })
       const host = yield* Effect.forkChild(
         GuestConnection.make({ address, resume: resume([saved]), closeTimeout: "50 millis" })
       )
       const guest = yield* FakeGuest.dial(transport, address)
       yield* FakeGuest.negotiate(guest)
+      yield* early(guest)
       const gc = yield* Fiber.join(host)
       const restoring = yield* Effect.forkChild(gc.restoreProcess(saved))
-      const probe = yield* guest.next
+      return { gc, guest, restoring, probe: yield* guest.next }
+    })
+
+  it.live("restore: a probe that is answered means the process exited while no host listened", () =>
+    Effect.gen(function* () {
+      const { gc, guest, restoring, probe } = yield* resumed(13, 43, () => Effect.void)
       yield* guest.reply({ name: "WaitForProcess", id: probe.id }, waitResponse(4))
       const process = yield* Fiber.join(restoring)
       expect(yield* process.wait).toBe(4)
@@ -317,25 +321,9 @@ describe("migration (§12.9)", () => {
 
   it.live("restore: the guest answering the saved wait right after negotiating is not lost", () =>
     Effect.gen(function* () {
-      const transport = yield* Transport
-      const address = memoryAddress()
-      const saved = new SavedProcess({
-        containerId: Null,
-        pid: 14,
-        stdin: 0,
-        stdout: 0,
-        stderr: 0,
-        waitCallId: 44
-      })
-      const host = yield* Effect.forkChild(
-        GuestConnection.make({ address, resume: resume([saved]), closeTimeout: "50 millis" })
+      const { guest, restoring, probe } = yield* resumed(14, 44, (guest) =>
+        guest.reply({ name: "WaitForProcess", id: 44 }, waitResponse(8))
       )
-      const guest = yield* FakeGuest.dial(transport, address)
-      yield* FakeGuest.negotiate(guest)
-      yield* guest.reply({ name: "WaitForProcess", id: 44 }, waitResponse(8))
-      const gc = yield* Fiber.join(host)
-      const restoring = yield* Effect.forkChild(gc.restoreProcess(saved))
-      const probe = yield* guest.next
       yield* guest.fail(probe, HResult.HResult.Timeout)
       expect(yield* Effect.flatMap(Fiber.join(restoring), (p) => p.wait)).toBe(8)
     }).pipe(Effect.scoped, Effect.provide(Transport.layerMemory))
