@@ -1,23 +1,12 @@
 /** Request/response multiplexing: a reader fiber completes calls by id, a writer fiber batches one `writeAll`. */
-import {
-  Codec,
-  Frame as Framing,
-  FrameDecoder,
-  HResult,
-  MessageType,
-  ProtocolError
-} from "@gcs-bridge/protocol"
+import { Codec, FrameDecoder, HResult, MessageType, ProtocolError } from "@gcs-bridge/protocol"
+import { Frame as Framing } from "@gcs-bridge/protocol"
 import type { Container, Envelope, Frame, Rpc } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, LogLevel, Metric } from "effect"
 import { Queue, References, Result, Schedule, Scope, Stream } from "effect"
-import {
-  BridgeClosed,
-  type BridgeClosedReason,
-  BridgeReconnected,
-  type CallError,
-  GuestError
-} from "../Errors.js"
+import { BridgeClosed, type BridgeClosedReason, BridgeReconnected } from "../Errors.js"
+import { type CallError, GuestError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import { scrubRequestPayload } from "./scrub.js"
 
@@ -111,8 +100,6 @@ type Entry = Omit<Pending<ProcName>, "result">
 const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`
 
 class Pending<N extends ProcName> implements Call<N> {
-  // "superseded": re-issued under another id after a reconnect, sharing its result with the new call.
-  state: "queued" | "written" | "cancelled" | "abandoned" | "superseded" = "queued"
   readonly startedAt = performance.now()
   constructor(
     readonly id: number,
@@ -120,6 +107,8 @@ class Pending<N extends ProcName> implements Call<N> {
     readonly containerId: string,
     public bytes: Uint8Array | undefined,
     readonly sentAt: number,
+    // "superseded": re-issued under another id after a reconnect, sharing its result with the new call.
+    public state: "queued" | "written" | "cancelled" | "abandoned" | "superseded" = "queued",
     readonly result = Deferred.makeUnsafe<Rpc.RpcResponse<N>, CallError>()
   ) {}
   fail(exit: Exit.Exit<never, CallError>): void {
@@ -217,21 +206,21 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     const message = why ?? deathMessages[reason] ?? `bridge closed: ${cause?.message ?? reason}`
     const error = new BridgeClosed({ reason, message, ...(cause ? { cause } : {}) })
     dead = error
-    // Forked at death rather than watched for by a fiber per bridge: an idle bridge costs one fiber less.
-    const log = Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), {
-      reason,
-      error: message
-    })
-    // It starts after kill returns: kill may run on a fiber the teardown interrupts.
+    // Forked at death, not watched for by a fiber per bridge; it starts after kill returns, as kill may run on a
+    // fiber it interrupts.
+    const log = Effect.logError("bridge forcibly terminating")
+    const stop = Effect.suspend(() =>
+      Fiber.interruptAll([...fibers, ...linkFibers, ...(recovery ? [recovery] : [])])
+    )
     teardown = Effect.runForkWith(context)(
-      Effect.yieldNow.pipe(
-        Effect.andThen(reason === "Closed" ? Effect.void : log),
-        Effect.andThen(
-          Effect.suspend(() =>
-            Fiber.interruptAll([...fibers, ...linkFibers, ...(recovery ? [recovery] : [])])
-          )
-        ),
-        Effect.andThen(Effect.suspend(() => link.close))
+      Effect.all(
+        [
+          Effect.yieldNow,
+          reason === "Closed" ? Effect.void : Effect.annotateLogs(log, { reason, error: message }),
+          stop,
+          Effect.suspend(() => link.close)
+        ],
+        { discard: true }
       )
     )
     count(Metric.withAttributes(Metrics.bridgeDeaths, { reason }))
@@ -248,6 +237,12 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     return error
   }
 
+  // Registered before the bytes can reach the writer: a fast answer always finds its call.
+  const register = <E extends Entry>(entry: E): E => {
+    pending.set(entry.id, entry)
+    inFlight(1)
+    return entry
+  }
   const forget = (entry: Entry): void => {
     if (pending.delete(entry.id)) inFlight(-1)
   }
@@ -299,13 +294,12 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       const id = nextId++
       const encoded = Codec.encodeRequest(proc, id, body)
       if (Result.isFailure(encoded)) return Exit.fail(encoded.failure)
-      const entry = new Pending(id, proc, containerId, encoded.success, clock.currentTimeMillisUnsafe())
-      // Registered before the bytes can reach the writer: a fast answer always finds its call.
-      pending.set(id, entry)
-      inFlight(1)
+      const now = clock.currentTimeMillisUnsafe()
+      const entry = register(
+        new Pending(id, proc, containerId, encoded.success, now, direct ? "written" : "queued")
+      )
       // A handshake's call goes out at once, ahead of everything queued; a failed write is a broken link.
       if (direct) {
-        entry.state = "written"
         const write = Effect.catch(link.writeAll([encoded.success]), (e) =>
           Effect.sync(() => lost("Transport", e))
         )
@@ -536,17 +530,8 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
           id,
           bytes.length - Framing.HeaderSize
         )
-        const twin = new Pending(
-          id,
-          entry.proc,
-          entry.containerId,
-          bytes,
-          clock.currentTimeMillisUnsafe(),
-          entry.result
-        )
-        twin.state = "written"
-        pending.set(id, twin)
-        inFlight(1)
+        const now = clock.currentTimeMillisUnsafe()
+        register(new Pending(id, entry.proc, entry.containerId, bytes, now, "written", entry.result))
         remember(entry, "superseded")
         reissued.push(bytes)
       } else {
@@ -642,13 +627,10 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         const encoded = Codec.encodeRequest("WaitForProcess", id, body)
         if (Result.isFailure(encoded)) return Exit.fail(encoded.failure)
         const bytes = options.reconnect === undefined ? undefined : encoded.success
-        const entry = new Pending(id, "WaitForProcess", containerId, bytes, clock.currentTimeMillisUnsafe())
-        entry.state = "written"
-        pending.set(id, entry)
-        inFlight(1)
+        const now = clock.currentTimeMillisUnsafe()
         // New calls must never reuse an id the guest may still answer.
         nextId = Math.max(nextId, id + 1)
-        return Exit.succeed(entry)
+        return Exit.succeed(register(new Pending(id, "WaitForProcess", containerId, bytes, now, "written")))
       }),
     abandon: (call) => {
       const entry = pending.get(call.id)
