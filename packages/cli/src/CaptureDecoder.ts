@@ -5,7 +5,8 @@
  * wire; a body that fails its Schema is still shown, raw, with the complaint.
  * Damage is reported once per damaged region, with its byte range, and
  * decoding resumes at the next plausible header. The input is streamed: memory
- * is bounded by the largest frame, time is linear in the input.
+ * is bounded by the largest frame, time is linear in the input. A capture
+ * file's stdio records (`run --capture-stdio`) come out as `StdioReport`s.
  *
  * @since 0.1.0
  */
@@ -85,11 +86,43 @@ export interface DamageReport {
 }
 
 /**
+ * Bytes of a stdio connection in a capture made with `--capture-stdio`: one record (a record longer than
+ * `StdioLineLimit` is several). The bytes are `text` when they are valid UTF-8, else `base64`: either way
+ * exact, and the usual case (text output) stays readable.
+ *
+ * @since 0.1.0
+ */
+export interface StdioReport {
+  readonly from: "host" | "guest"
+  readonly time: number
+  /** The vsock port of the connection (the ports of the ExecuteProcess request that named it). */
+  readonly port: number
+  /** How many bytes. */
+  readonly bytes: number
+  readonly text?: string
+  readonly base64?: string
+}
+
+/**
+ * The most bytes of a stdio record one report carries: memory stays bounded whatever a record's length says.
+ *
+ * @since 0.1.0
+ */
+export const StdioLineLimit = 1024 * 1024
+
+/**
  * One line of `gcsctl decode` output.
  *
  * @since 0.1.0
  */
-export type CaptureReport = FrameReport | DamageReport
+export type CaptureReport = FrameReport | DamageReport | StdioReport
+
+/**
+ * Whether a report is stdio bytes.
+ *
+ * @since 0.1.0
+ */
+export const isStdio = (report: CaptureReport): report is StdioReport => "port" in report
 
 /**
  * Whether a report is damage.
@@ -299,20 +332,29 @@ export const decodeCapture = <E, R>(
             Stream.mapEffect(input, (chunk) => Effect.fromResult(hex.push(chunk))),
             Stream.fromEffectDrain(Effect.suspend(() => Effect.fromResult(hex.end())))
           )
-    // Raw bytes go to one scanner; a capture file's records to one per direction.
+    // Raw bytes go to one scanner; a capture file's bridge records to one per direction, and each stdio
+    // record to a report of its own.
     let reader: CaptureRecordReader | undefined
     const scanners = [newScanner(), newScanner()]
+    const fromOf = (direction: number): "host" | "guest" =>
+      direction === Capture.HostToGuest ? "host" : "guest"
     const stamp = (direction: number, time: bigint) => (event: ScanEvent<FrameReport>) => ({
-      from: direction === Capture.HostToGuest ? ("host" as const) : ("guest" as const),
+      from: fromOf(direction),
       time: Number(time) / 1e9,
       ...toReport(event)
     })
+    const stdio = new StdioCollector()
     const prefix = new PrefixSniffer()
     const feed = (chunk: Uint8Array): ReadonlyArray<CaptureReport> => {
       if (reader === undefined) return scanner.push(chunk).map(toReport)
       const out: Array<CaptureReport> = []
-      reader.push(chunk, (direction, time, part) => {
-        out.push(...scanners[direction]!.push(part).map(stamp(direction, time)))
+      reader.push(chunk, (direction, time, part, port, done) => {
+        if (port === MessageType.LinuxGcsVsockPort) {
+          out.push(...scanners[direction]!.push(part).map(stamp(direction, time)))
+          return
+        }
+        for (const bytes of stdio.push(part, done))
+          out.push({ from: fromOf(direction), time: Number(time) / 1e9, port, ...bytesReport(bytes) })
       })
       return out
     }
@@ -321,7 +363,7 @@ export const decodeCapture = <E, R>(
         if (reader?.error !== undefined) return Effect.fail(reader.error)
         const ready = chunk === undefined ? prefix.end() : prefix.push(chunk)
         if (ready === undefined) return Effect.succeed([])
-        if (prefix.isCapture) reader ??= new CaptureRecordReader()
+        if (prefix.version !== undefined) reader ??= new CaptureRecordReader(prefix.version)
         const out = feed(ready)
         if (chunk !== undefined) return Effect.succeed(out)
         if (reader === undefined) return Effect.succeed([...out, ...scanner.end().map(toReport)])
@@ -348,11 +390,48 @@ export class CaptureFileError extends Data.TaggedError("CaptureFileError")<{
   readonly message: string
 }> {}
 
-/** Holds the first bytes until it knows whether they start with the capture magic; then passes all. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** Bytes as `text` when they are UTF-8, else `base64`. */
+const bytesReport = (bytes: Uint8Array): Pick<StdioReport, "bytes" | "text" | "base64"> => {
+  try {
+    return { bytes: bytes.length, text: strictUtf8.decode(bytes) }
+  } catch {
+    return { bytes: bytes.length, base64: Buffer.from(bytes).toString("base64") }
+  }
+}
+
+/** Gathers a stdio record's parts; gives it whole, or in `StdioLineLimit` pieces, whatever the input chunks. */
+class StdioCollector {
+  #parts: Array<Uint8Array> = []
+  #size = 0
+  push(part: Uint8Array, done: boolean): ReadonlyArray<Uint8Array> {
+    const out: Array<Uint8Array> = []
+    const flush = () => {
+      out.push(Buffer.concat(this.#parts))
+      this.#parts = []
+      this.#size = 0
+    }
+    for (let rest = part; rest.length > 0;) {
+      const take = Math.min(StdioLineLimit - this.#size, rest.length)
+      this.#parts.push(rest.subarray(0, take))
+      this.#size += take
+      rest = rest.subarray(take)
+      if (this.#size === StdioLineLimit) flush()
+    }
+    if (done && this.#size > 0) flush()
+    return out
+  }
+}
+
+const capturePrefixes = [Capture.MagicV1, Capture.Magic].map((magic) => Buffer.from(magic))
+
+/** Holds the first bytes until it knows whether they start with a capture magic; then passes all. */
 class PrefixSniffer {
   #held: Array<Uint8Array> = []
   #decided = false
-  isCapture = false
+  /** The capture format version, when the input is a capture. */
+  version: 1 | 2 | undefined
   push(chunk: Uint8Array): Uint8Array | undefined {
     if (this.#decided) return chunk
     this.#held.push(chunk)
@@ -365,28 +444,38 @@ class PrefixSniffer {
   #decide(all: Uint8Array): Uint8Array {
     this.#decided = true
     this.#held = []
-    this.isCapture = Buffer.from(Capture.Magic).equals(all.subarray(0, Capture.Magic.length))
-    return this.isCapture ? all.subarray(Capture.Magic.length) : all
+    const found = capturePrefixes.findIndex((magic) => magic.equals(all.subarray(0, magic.length)))
+    this.version = found < 0 ? undefined : found === 0 ? 1 : 2
+    return this.version === undefined ? all : all.subarray(Capture.Magic.length)
   }
 }
 
 /**
  * Splits a capture file's records (the magic already taken off), streaming: each record's bytes are passed
- * on as they arrive, so memory does not depend on record sizes.
+ * on as they arrive, so memory does not depend on record sizes. Version 1 records are the bridge's.
  *
  * @since 0.1.0
  */
 export class CaptureRecordReader {
-  #header = new Uint8Array(Capture.RecordHeaderSize)
+  readonly #headerSize: number
+  readonly #header: Uint8Array
   #headerFill = 0
   #left = 0
   #direction = 0
+  #port = MessageType.LinuxGcsVsockPort
   #offset = Capture.Magic.length
   /** Nanoseconds since the capture began, of the record being read. */
   time = 0n
   error: CaptureFileError | undefined
-  /** Passes on each part of a record's bytes with its direction and time. */
-  push(chunk: Uint8Array, onBytes: (direction: number, time: bigint, bytes: Uint8Array) => void): void {
+  constructor(readonly version: 1 | 2 = 2) {
+    this.#headerSize = version === 1 ? Capture.RecordHeaderSizeV1 : Capture.RecordHeaderSize
+    this.#header = new Uint8Array(this.#headerSize)
+  }
+  /** Passes on each part of a record's bytes with its direction, time and port; `done` on its last part. */
+  push(
+    chunk: Uint8Array,
+    onBytes: (direction: number, time: bigint, bytes: Uint8Array, port: number, done: boolean) => void
+  ): void {
     let i = 0
     while (i < chunk.length && this.error === undefined) {
       if (this.#left > 0) {
@@ -394,18 +483,19 @@ export class CaptureRecordReader {
         this.#left -= part.length
         i += part.length
         this.#offset += part.length
-        onBytes(this.#direction, this.time, part)
+        onBytes(this.#direction, this.time, part, this.#port, this.#left === 0)
         continue
       }
-      const take = Math.min(Capture.RecordHeaderSize - this.#headerFill, chunk.length - i)
+      const take = Math.min(this.#headerSize - this.#headerFill, chunk.length - i)
       this.#header.set(chunk.subarray(i, i + take), this.#headerFill)
       this.#headerFill += take
       i += take
-      if (this.#headerFill < Capture.RecordHeaderSize) continue
+      if (this.#headerFill < this.#headerSize) continue
       const view = new DataView(this.#header.buffer)
       this.#direction = view.getUint8(0)
       this.time = view.getBigUint64(1, true)
       this.#left = view.getUint32(9, true)
+      if (this.version === 2) this.#port = view.getUint32(13, true)
       this.#headerFill = 0
       if (this.#direction > 1) {
         this.error = new CaptureFileError({
@@ -413,7 +503,7 @@ export class CaptureRecordReader {
           message: `capture record at offset ${this.#offset} has direction ${this.#direction} (0 or 1 expected)`
         })
       }
-      this.#offset += Capture.RecordHeaderSize
+      this.#offset += this.#headerSize
     }
   }
   /** The error the input ended with, if any: a record cut short. */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { MessageType } from "@gcs-bridge/protocol"
 import { MemoryAddress, Transport } from "@gcs-bridge/transport"
 import { Effect, Stream } from "effect"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -26,20 +27,44 @@ const pair = (recorder: Capture.Recorder) =>
 interface Record {
   readonly direction: number
   readonly time: bigint
+  readonly port: number
   readonly bytes: string
 }
 
+/** A GCSCAP02 file's records: direction, time, length, port, bytes. */
 const parse = (file: Buffer): Array<Record> => {
-  expect(file.subarray(0, 8).toString()).toBe("GCSCAP01")
+  expect(file.subarray(0, 8).toString()).toBe("GCSCAP02")
   const records: Array<Record> = []
   for (let i = 8; i < file.length;) {
     const length = file.readUInt32LE(i + 9)
-    const bytes = file.subarray(i + 13, i + 13 + length).toString()
-    records.push({ direction: file[i]!, time: file.readBigUInt64LE(i + 1), bytes })
-    i += 13 + length
+    const bytes = file.subarray(i + 17, i + 17 + length).toString()
+    records.push({
+      direction: file[i]!,
+      time: file.readBigUInt64LE(i + 1),
+      port: file.readUInt32LE(i + 13),
+      bytes
+    })
+    i += 17 + length
   }
   return records
 }
+
+const bridge = MessageType.LinuxGcsVsockPort
+
+/**
+ * A host listening through `Capture.transport` on the bridge port and on stdio port 5, and a guest dialling
+ * both: the host's ends, the guest's ends.
+ */
+const bridgeAndStdio = (recorder: Capture.Recorder, stdio: boolean) =>
+  Effect.gen(function* () {
+    const plain = yield* Transport
+    const recorded = Capture.transport(plain, recorder, { stdio })
+    const address = new MemoryAddress({ name: `capture-${Math.random()}` })
+    const listeners = [yield* recorded.listen(address, bridge), yield* recorded.listen(address, 5)]
+    const guest = [yield* plain.connect(address, bridge), yield* plain.connect(address, 5)]
+    const host = [yield* listeners[0]!.accept(), yield* listeners[1]!.accept()]
+    return { host, guest }
+  })
 
 const text = (s: string) => new TextEncoder().encode(s)
 
@@ -66,6 +91,7 @@ describe("Capture", () => {
         [Capture.HostToGuest, "a"],
         [Capture.HostToGuest, "b"]
       ])
+      expect(records.every((r) => r.port === bridge)).toBe(true)
       const times = records.map((r) => r.time)
       expect([...times].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))).toEqual(times)
     }).pipe(Effect.provide(Transport.layerMemory))
@@ -95,6 +121,75 @@ describe("Capture", () => {
       expect(received).toBe(240)
       expect(parse(readFileSync(path))).toHaveLength(1)
     }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("Capture.transport with stdio records every accepted connection, each record with its port", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const path = join(dir, "stdio.cap")
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const { guest, host } = yield* bridgeAndStdio(yield* Capture.open(path), true)
+          yield* host[0]!.write(text("request"))
+          yield* Stream.runHead(guest[0]!.stream)
+          yield* guest[1]!.write(text("out\n"))
+          yield* Stream.runHead(host[1]!.stream)
+        })
+      )
+      expect(parse(readFileSync(path)).map(({ bytes, direction, port }) => [direction, port, bytes])).toEqual(
+        [
+          [Capture.HostToGuest, bridge, "request"],
+          [Capture.GuestToHost, 5, "out\n"]
+        ]
+      )
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect("Capture.transport without stdio records the bridge only", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const path = join(dir, "bridge-only.cap")
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const { guest, host } = yield* bridgeAndStdio(yield* Capture.open(path), false)
+          yield* host[0]!.write(text("request"))
+          yield* Stream.runHead(guest[0]!.stream)
+          yield* guest[1]!.write(text("out\n"))
+          yield* Stream.runHead(host[1]!.stream)
+        })
+      )
+      expect(parse(readFileSync(path)).map(({ bytes, port }) => [port, bytes])).toEqual([[bridge, "request"]])
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect(
+    "the bridge and the stdio connections share one bound: past it, records are dropped and counted",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const path = join(dir, "shared.cap")
+        const chunk = new Uint8Array(60).fill(0x41)
+        const received = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const recorder = yield* Capture.open(path, { maxPending: 100 })
+            const { guest, host } = yield* bridgeAndStdio(recorder, true)
+            // Synchronous writes: the file writer has no chance to catch up between them.
+            yield* Effect.all([host[0]!.write(chunk), host[1]!.write(chunk)])
+            yield* Effect.all([host[0]!.endWrite, host[1]!.endWrite])
+            const count = (i: number) =>
+              Stream.runFold(
+                guest[i]!.stream,
+                () => 0,
+                (n, c) => n + c.length
+              )
+            const bytes = [yield* count(0), yield* count(1)]
+            expect(recorder.dropped()).toBe(1)
+            return bytes
+          })
+        )
+        expect(received).toEqual([60, 60])
+        expect(parse(readFileSync(path)).map((r) => r.port)).toEqual([bridge])
+      }).pipe(Effect.provide(Transport.layerMemory))
   )
 
   it.effect("a file that cannot be created is a CaptureError", () =>

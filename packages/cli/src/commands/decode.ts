@@ -1,7 +1,8 @@
 /**
  * `gcsctl decode [--hex] [FILE]`: a captured bridge byte stream (or a
  * `--capture` file, recognised by its magic) from FILE or stdin, one JSON
- * line per frame (and one per damaged region) on stdout; the summary on
+ * line per frame (and one per damaged region, and one per stdio record of a
+ * `--capture-stdio` file) on stdout; the summary on
  * stderr holds only counts and offsets, nothing the capture's bytes chose.
  *
  * @since 0.1.0
@@ -92,7 +93,8 @@ export const decode = Command.make(
 ).pipe(
   Command.withDescription(
     "Decode a captured bridge byte stream from FILE or stdin: one JSON line per frame (type, id, size, decoded body); " +
-      "a `run --capture` file is recognised and each line says who sent the frame (from) and when (time, seconds). " +
+      "a `run --capture` file is recognised and each line says who sent the frame (from) and when (time, seconds); " +
+      "a stdio record (--capture-stdio) is one line with its port, bytes and text (or base64 when not UTF-8). " +
       "Each damaged region is one line with its byte range and count, and decoding resumes at the next plausible frame header."
   )
 )

@@ -5,10 +5,8 @@
  *
  * @since 0.1.0
  */
-import { MessageType } from "@gcs-bridge/protocol"
 import type { GuestConnectionService } from "@gcs-bridge/runtime"
 import * as Capture from "../Capture.js"
-import { Transport } from "@gcs-bridge/transport"
 import { Duration, Effect, Option, Ref } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { randomBytes } from "node:crypto"
@@ -65,10 +63,14 @@ const options = {
   capture: Flag.String("capture").pipe(
     Flag.withMetavar("FILE"),
     Flag.withDescription(
-      "Record both directions of the bridge (not stdio) to FILE, each chunk with its direction and time " +
+      "Record both directions of the bridge to FILE, each chunk with its direction, time and port " +
         "(read it with `gcsctl decode FILE`, play it back with `gcsctl replay FILE`)."
     ),
     Flag.optional
+  ),
+  captureStdio: CliOptions.boolean(
+    "capture-stdio",
+    "With --capture: also record the process's stdin, stdout and stderr connections."
   ),
   env: CliOptions.env,
   cwd: Flag.String("cwd").pipe(
@@ -211,28 +213,6 @@ const runIt = (session: SessionOptions, containerId: Option.Option<string>, spec
   })
 
 /**
- * `effect` with the bridge connection it accepts recorded to `path` (the
- * listeners of other ports, stdio's, are left alone); the file closes after it.
- */
-const capturing = <A, E, R>(path: string, effect: Effect.Effect<A, E, R>) =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const recorder = yield* Capture.open(path)
-      const transport = yield* Transport
-      const listen: Transport["Service"]["listen"] = (address, port, options) =>
-        port !== MessageType.LinuxGcsVsockPort
-          ? transport.listen(address, port, options)
-          : Effect.map(transport.listen(address, port, options), (listener) => ({
-              address: listener.address,
-              port: listener.port,
-              description: listener.description,
-              accept: (accept) => Effect.map(listener.accept(accept), (c) => recorder.wrap(c))
-            }))
-      return yield* Effect.provideService(effect, Transport, { ...transport, listen })
-    })
-  )
-
-/**
  * The `run` command.
  *
  * @since 0.1.0
@@ -244,6 +224,9 @@ export const run = Command.make("run", options, (parsed) =>
     const before = parsed.command.length - (afterDashes(args)?.length ?? 0)
     const argv = yield* commandAfterDashes(args, before > 0 ? parsed.command[0] : undefined)
     const containerId = yield* containerIdOf(parsed.container)
+    if (parsed.captureStdio && Option.isNone(parsed.capture)) {
+      return yield* new UsageError({ message: "--capture-stdio records into the --capture FILE: give both" })
+    }
     const stdio = yield* Stdio
     const consoleSize = parsed.tty
       ? yield* Option.match(stdio.terminal, {
@@ -262,7 +245,7 @@ export const run = Command.make("run", options, (parsed) =>
     const running = runIt(parsed, containerId, spec)
     const status = yield* Option.match(parsed.capture, {
       onNone: () => running,
-      onSome: (path) => capturing(path, running)
+      onSome: (path) => Effect.provide(running, Capture.layer(path, { stdio: parsed.captureStdio }))
     })
     yield* setExitStatus(status)
   }).pipe(reportFailures("run", ExitCode.RunFailure, errorContext(parsed)))
