@@ -185,26 +185,21 @@ export const connect = (
 ): { cancel(): void } => {
   let pending = true
   let socket: NativeSocket | undefined
-  const finish = (err: NativeError | null) => {
+  // The first outcome wins: a failure or a cancel closes the socket, and only a cancel goes unreported.
+  const settle = (err: NativeError | null, report = true) => {
     if (!pending) return
     pending = false
-    if (err !== null) socket?.close()
-    cb(err, err === null ? socket! : null)
+    if (err !== null || !report) socket?.close()
+    if (report) cb(err, err === null ? socket! : null)
   }
   try {
     socket = binding.connect(address)
-    socket.setCallback((event, err) => event === SocketEvent.connect && finish(err))
+    socket.setCallback((event, err) => event === SocketEvent.connect && settle(err))
   } catch (cause) {
     if (!isNativeError(cause)) throw cause
-    process.nextTick(() => finish(cause))
+    process.nextTick(() => settle(cause))
   }
-  return {
-    cancel: () => {
-      if (!pending) return
-      pending = false
-      socket?.close()
-    }
-  }
+  return { cancel: () => settle(null, false) }
 }
 
 /**

@@ -11,6 +11,8 @@
 #include <linux/vm_sockets.h>
 #endif
 
+#include "handle.h"
+
 namespace gcs {
 
 #ifdef __linux__
@@ -21,12 +23,9 @@ static_assert(offsetof(SockaddrHv, serviceId) == 20, "SOCKADDR_HV.ServiceId is a
 
 namespace {
 
-// Reads a property; an empty result means a getter threw and an exception is
-// pending.
-Napi::Value Property(Napi::Object object, const char* key) { return object.Get(key); }
-
+// An empty property value means a getter threw and an exception is pending.
 int ReadUint32(Napi::Object object, const char* key, uint32_t* out, std::string* why) {
-  Napi::Value value = Property(object, key);
+  Napi::Value value = object.Get(key);
   if (value.IsEmpty()) return UV_EINVAL;
   double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
   if (!(number >= 0 && number <= 4294967295.0) || std::floor(number) != number) {
@@ -38,26 +37,13 @@ int ReadUint32(Napi::Object object, const char* key, uint32_t* out, std::string*
 }
 
 int ReadString(Napi::Object object, const char* key, std::string* out, std::string* why) {
-  Napi::Value value = Property(object, key);
+  Napi::Value value = object.Get(key);
   if (value.IsEmpty()) return UV_EINVAL;
   if (!value.IsString()) {
     *why = std::string(key) + " must be a string";
     return UV_EINVAL;
   }
   *out = value.As<Napi::String>().Utf8Value();
-  return 0;
-}
-
-bool ParseGuid(const std::string& text, uint8_t out[16]);
-
-int ReadGuid(Napi::Object object, const char* key, uint8_t out[16], std::string* why) {
-  std::string text;
-  int err = ReadString(object, key, &text, why);
-  if (err != 0) return err;
-  if (!ParseGuid(text, out)) {
-    *why = std::string(key) + " must be a GUID like 00000000-facb-11e6-bd58-64006a7986d3";
-    return UV_EINVAL;
-  }
   return 0;
 }
 
@@ -87,6 +73,17 @@ bool ParseGuid(const std::string& text, uint8_t out[16]) {
     at += 2;
   }
   return true;
+}
+
+int ReadGuid(Napi::Object object, const char* key, uint8_t out[16], std::string* why) {
+  std::string text;
+  int err = ReadString(object, key, &text, why);
+  if (err != 0) return err;
+  if (!ParseGuid(text, out)) {
+    *why = std::string(key) + " must be a GUID like 00000000-facb-11e6-bd58-64006a7986d3";
+    return UV_EINVAL;
+  }
+  return 0;
 }
 
 std::string FormatGuid(const uint8_t bytes[16]) {
@@ -180,22 +177,9 @@ bool FamilyBuiltIn(Family family) {
 #endif
 }
 
-int OsFamily(Family family) {
-#ifdef _WIN32
-  const int unixFamily = -1;
-#else
-  const int unixFamily = AF_UNIX;
-#endif
-  return family == Family::Vsock ? kAfVsock : family == Family::HyperV ? kAfHyperV : unixFamily;
-}
-
-int OsProtocol(Family family) { return family == Family::HyperV ? kHvProtocolRaw : 0; }
-
 }  // namespace
 
 int Encode(const Endpoint& endpoint, OsAddress* out, std::string* why) {
-  std::memset(&out->storage, 0, sizeof(out->storage));
-  out->length = 0;
   switch (endpoint.family) {
     case Family::Unix: {
 #ifdef _WIN32
@@ -281,19 +265,29 @@ Napi::Value Describe(Napi::Env env, const sockaddr_storage& address, socklen_t l
   return env.Null();
 }
 
-int OpenFor(const Endpoint& endpoint, const char* use, OsAddress* address, Sock* sock, const char** syscall,
-            std::string* detail) {
+Sock OpenFor(Napi::Env env, const Endpoint& endpoint, const char* use, std::string* detail,
+             const std::function<int(Sock, const OsAddress&, const char**)>& setup) {
   *detail = Describe(endpoint);
-  *syscall = "socket";
-  if (!FamilyBuiltIn(endpoint.family)) return UV_EAFNOSUPPORT;
+  const char* syscall = "socket";
+  OsAddress address;
   std::string why;
-  int err = Encode(endpoint, address, &why);
-  if (err != 0) {
-    *syscall = use;
+  Sock sock = kInvalidSock;
+  int err = UV_EAFNOSUPPORT;
+  if (FamilyBuiltIn(endpoint.family) && (err = Encode(endpoint, &address, &why)) != 0) {
+    syscall = use;
     if (!why.empty()) *detail = why + ", " + *detail;
-    return err;
   }
-  return sys::Open(OsFamily(endpoint.family), OsProtocol(endpoint.family), sock);
+  if (err == 0) err = OpenSocket(endpoint.family, &sock);
+  if (err == 0 && (err = setup(sock, address, &syscall)) != 0) sys::Close(sock);
+  if (err == 0) return sock;
+  ThrowSystemError(env, err, syscall, *detail);
+  return kInvalidSock;
+}
+
+int OpenSocket(Family family, Sock* sock) {
+  if (!FamilyBuiltIn(family)) return UV_EAFNOSUPPORT;
+  if (family == Family::HyperV) return sys::Open(kAfHyperV, kHvProtocolRaw, sock);
+  return sys::Open(family == Family::Vsock ? kAfVsock : AF_UNIX, 0, sock);
 }
 
 }  // namespace gcs

@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "sys.h"
@@ -64,12 +65,17 @@ bool ReadFamily(const std::string& name, Family* out);
 // checked anywhere.
 int Encode(const Endpoint& endpoint, OsAddress* out, std::string* why);
 
-// Checks and encodes `endpoint` and opens a socket for it (EAFNOSUPPORT
-// unless this build has the family: unix and vsock on Linux, hyperv on
-// Windows). Returns 0, or an error with the failing *syscall ("socket", or
-// `use` for a bad address) and the *detail for its message.
-int OpenFor(const Endpoint& endpoint, const char* use, OsAddress* address, Sock* sock, const char** syscall,
-            std::string* detail);
+// Opens a socket of `family`: 0, or an error (EAFNOSUPPORT unless this build
+// has the family: unix and vsock on Linux, hyperv on Windows).
+int OpenSocket(Family family, Sock* sock);
+
+// Checks and encodes `endpoint`, opens a socket for it (OpenSocket) and runs
+// `setup` (bind and listen, or connect), which returns 0 or an error and
+// names the *syscall that failed. *detail describes the address. On failure
+// the socket is closed, a system error thrown (naming the syscall: "socket",
+// `use` for a bad address, or setup's) and kInvalidSock returned.
+Sock OpenFor(Napi::Env env, const Endpoint& endpoint, const char* use, std::string* detail,
+             const std::function<int(Sock, const OsAddress&, const char**)>& setup);
 
 // The JavaScript SocketAddress of an OS address; null for families the
 // engine does not speak.

@@ -45,7 +45,6 @@ void ReportPendingException(Napi::Env env) {
   napi_fatal_exception(env, error.Value());
 }
 
-
 Handle::Handle(Module* module, Napi::Env env, Sock sock) : module_(module), env_(env), sock_(sock) {
   poll_.data = this;
 }

@@ -16,24 +16,15 @@ Listener::Listener(Module* module, Napi::Env env, Sock sock, Family family)
     : Handle(module, env, sock), family_(family) {}
 
 Napi::Value Listener::Open(Module* module, Napi::Env env, const Endpoint& endpoint, int backlog) {
-  OsAddress address;
-  Sock sock = kInvalidSock;
-  const char* syscall;
   std::string detail;
-  int err = OpenFor(endpoint, "bind", &address, &sock, &syscall, &detail);
-  if (err == 0) {
-    syscall = "bind";
-    err = sys::Bind(sock, address.get(), address.length);
-    if (err == 0) {
-      syscall = "listen";
-      err = sys::Listen(sock, backlog);
-    }
-    if (err != 0) sys::Close(sock);
-  }
-  if (err != 0) {
-    ThrowSystemError(env, err, syscall, detail);
-    return env.Undefined();
-  }
+  Sock sock = OpenFor(env, endpoint, "bind", &detail, [backlog](Sock s, const OsAddress& to, const char** syscall) {
+    *syscall = "bind";
+    int err = sys::Bind(s, to.get(), to.length);
+    if (err != 0) return err;
+    *syscall = "listen";
+    return sys::Listen(s, backlog);
+  });
+  if (sock == kInvalidSock) return env.Undefined();
   Napi::Value object = module->Wrap(module->listenerClass(), new Listener(module, env, sock, endpoint.family), detail);
   return object.IsEmpty() ? env.Undefined() : object;
 }

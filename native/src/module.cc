@@ -195,22 +195,14 @@ Napi::Value Module::Connect(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Module::Supports(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Family family;
-  if (!info[0].IsString() || !ReadFamily(info[0].As<Napi::String>().Utf8Value(), &family)) {
-    return Napi::Boolean::New(env, false);
-  }
   // Whether the running kernel has the family (a vsock transport, Hyper-V
   // sockets) only a socket can tell.
-  Endpoint endpoint;
-  endpoint.family = family;
-  OsAddress address;
+  Family family;
   Sock probe = kInvalidSock;
-  const char* syscall;
-  std::string detail;
-  if (OpenFor(endpoint, "socket", &address, &probe, &syscall, &detail) != 0) return Napi::Boolean::New(env, false);
-  sys::Close(probe);
-  return Napi::Boolean::New(env, true);
+  bool supported = info[0].IsString() && ReadFamily(info[0].As<Napi::String>().Utf8Value(), &family) &&
+                   OpenSocket(family, &probe) == 0;
+  if (supported) sys::Close(probe);
+  return Napi::Boolean::New(info.Env(), supported);
 }
 
 Napi::Value Module::OpenHandles(const Napi::CallbackInfo& info) {

@@ -18,18 +18,11 @@ constexpr size_t kFlushBatch = 64;
 // on Windows, and gigabyte pieces cost nothing measurable anywhere.
 constexpr size_t kMaxView = size_t{1} << 30;
 
-uv_buf_t View(char* base, size_t length) {
-  uv_buf_t view;
-  view.base = base;
-  view.len = static_cast<decltype(view.len)>(length);
-  return view;
-}
-
 // Appends `length` bytes at `base` as views of at most kMaxView bytes.
 void AppendViews(std::vector<uv_buf_t>* views, char* base, size_t length) {
   while (length > 0) {
     size_t piece = std::min(length, kMaxView);
-    views->push_back(View(base, piece));
+    views->push_back(uv_buf_init(base, static_cast<unsigned int>(piece)));
     base += piece;
     length -= piece;
   }
@@ -65,20 +58,13 @@ Napi::Value Socket::Accepted(Module* module, Napi::Env env, Sock sock, Family fa
 }
 
 Napi::Value Socket::Connect(Module* module, Napi::Env env, const Endpoint& endpoint) {
-  OsAddress address;
-  Sock sock = kInvalidSock;
-  const char* syscall;
   std::string detail;
-  int err = OpenFor(endpoint, "connect", &address, &sock, &syscall, &detail);
-  if (err == 0) {
-    syscall = "connect";
-    err = sys::Connect(sock, address.get(), address.length);
-    if (err != 0 && err != sys::kInProgress) sys::Close(sock);
-  }
-  if (err != 0 && err != sys::kInProgress) {
-    ThrowSystemError(env, err, syscall, detail);
-    return env.Undefined();
-  }
+  Sock sock = OpenFor(env, endpoint, "connect", &detail, [](Sock s, const OsAddress& to, const char** syscall) {
+    *syscall = "connect";
+    int err = sys::Connect(s, to.get(), to.length);
+    return err == sys::kInProgress ? 0 : err;
+  });
+  if (sock == kInvalidSock) return env.Undefined();
   Socket* socket = new Socket(module, env, sock, endpoint.family);
   socket->connecting_ = true;
   socket->target_ = detail;
@@ -201,7 +187,7 @@ Napi::Value Socket::Peer(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Socket::PeerUid(const Napi::CallbackInfo& info) {
-  if (!hasPeerUid_) return info.Env().Null();
+  if (peerUid_ < 0) return info.Env().Null();
   return Napi::Number::New(info.Env(), static_cast<double>(peerUid_));
 }
 
@@ -249,28 +235,20 @@ void Socket::FinishConnect(int err) {
 void Socket::CapturePeer() {
   socklen_t length = 0;
   if (sys::PeerAddress(sock(), &peer_, &length) == 0) peerLength_ = length;
-  int64_t uid = 0;
-  if (family_ == Family::Unix && sys::PeerUid(sock(), &uid) == 0) {
-    hasPeerUid_ = true;
-    peerUid_ = uid;
-  }
+  if (family_ == Family::Unix) sys::PeerUid(sock(), &peerUid_);
 }
 
 int Socket::Flush() {
-  uv_buf_t views[kFlushBatch];
+  std::vector<uv_buf_t> views;
   while (!queue_.empty()) {
-    size_t count = 0;
+    views.clear();
     size_t bytes = 0;
-    for (auto it = queue_.begin(); it != queue_.end() && count < kFlushBatch; ++it) {
-      size_t length = it->size - it->offset;
-      bool capped = length > kMaxView;
-      if (capped) length = kMaxView;
-      views[count++] = View(it->data.get() + it->offset, length);
-      bytes += length;
-      if (capped) break;
+    for (auto it = queue_.begin(); it != queue_.end() && views.size() < kFlushBatch; ++it) {
+      AppendViews(&views, it->data.get() + it->offset, it->size - it->offset);
+      bytes += it->size - it->offset;
     }
     size_t sent = 0;
-    int err = SendViews(sock(), views, count, &sent);
+    int err = SendViews(sock(), views.data(), views.size(), &sent);
     if (err != 0) return err;
     queued_ -= sent;
     for (size_t left = sent; left > 0;) {

@@ -92,8 +92,7 @@ class Socket : public Handle {
   size_t queued_ = 0;
   sockaddr_storage peer_{};
   socklen_t peerLength_ = 0;
-  bool hasPeerUid_ = false;
-  int64_t peerUid_ = 0;
+  int64_t peerUid_ = -1;  // unknown
   Napi::FunctionReference callback_;
 };
 

@@ -15,11 +15,13 @@
 namespace gcs {
 namespace sys {
 
-#ifdef _WIN32
-
 namespace {
 
-int LastError() { return uv_translate_sys_error(WSAGetLastError()); }
+#ifdef _WIN32
+
+int ErrorNumber() { return WSAGetLastError(); }
+bool ConnectPending(int code) { return code == WSAEWOULDBLOCK || code == WSAEINPROGRESS; }
+int LastError() { return uv_translate_sys_error(ErrorNumber()); }
 constexpr int kShutdownSend = SD_SEND;
 
 // Accepted sockets inherit the listener's mode on Windows, but being explicit
@@ -33,87 +35,21 @@ int Prepare(SOCKET s) {
   return 0;
 }
 
-}  // namespace
-
-int Open(int family, int protocol, Sock* out) {
-  SOCKET s = WSASocketW(family, SOCK_STREAM, protocol, nullptr, 0,
-                        WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-  if (s == INVALID_SOCKET) return LastError();
-  int err = Prepare(s);
-  if (err != 0) {
-    closesocket(s);
-    return err;
-  }
-  *out = s;
-  return 0;
-}
-
-int Accept(Sock s, Sock* out, sockaddr_storage* peer, socklen_t* length) {
-  *length = sizeof(*peer);
-  SOCKET c = accept(s, reinterpret_cast<sockaddr*>(peer), length);
-  if (c == INVALID_SOCKET) return LastError();
-  int err = Prepare(c);
-  if (err != 0) {
-    closesocket(c);
-    return err;
-  }
-  *out = c;
-  return 0;
-}
-
-int Connect(Sock s, const sockaddr* addr, socklen_t length) {
-  if (connect(s, addr, length) == 0) return 0;
-  int code = WSAGetLastError();
-  if (code == WSAEWOULDBLOCK || code == WSAEINPROGRESS) return kInProgress;
-  return uv_translate_sys_error(code);
-}
-
-int PendingError(Sock s) {
-  int code = 0;
-  int length = sizeof(code);
-  if (getsockopt(s, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&code), &length) != 0) {
-    return LastError();
-  }
-  return code == 0 ? 0 : uv_translate_sys_error(code);
-}
-
-// uv_buf_t is laid out as WSABUF on Windows (libuv relies on that too).
-static_assert(sizeof(uv_buf_t) == sizeof(WSABUF), "uv_buf_t must match WSABUF");
-static_assert(offsetof(uv_buf_t, base) == offsetof(WSABUF, buf), "uv_buf_t must match WSABUF");
-
-int RecvV(Sock s, uv_buf_t* buffers, size_t count, size_t* got) {
-  DWORD bytes = 0;
-  DWORD flags = 0;
-  WSABUF* wsa = reinterpret_cast<WSABUF*>(buffers);
-  if (WSARecv(s, wsa, static_cast<DWORD>(count), &bytes, &flags, nullptr, nullptr) != 0) return LastError();
-  *got = bytes;
-  return 0;
-}
-
-int SendV(Sock s, const uv_buf_t* buffers, size_t count, size_t* sent) {
-  DWORD bytes = 0;
-  WSABUF* wsa = reinterpret_cast<WSABUF*>(const_cast<uv_buf_t*>(buffers));
-  if (WSASend(s, wsa, static_cast<DWORD>(count), &bytes, 0, nullptr, nullptr) != 0) {
-    return LastError();
-  }
-  *sent = bytes;
-  return 0;
-}
-
-size_t MaxSendBuffers() { return 1024; }
-
-void Close(Sock s) { closesocket(s); }
-
-int PeerUid(Sock, int64_t*) { return UV_ENOTSUP; }
-
 #else  // POSIX
 
-namespace {
-
-int LastError() { return uv_translate_sys_error(errno); }
+int ErrorNumber() { return errno; }
+// An interrupted non-blocking connect carries on in the background, as one
+// that is in progress does: both complete through writability.
+bool ConnectPending(int code) { return code == EINPROGRESS || code == EINTR; }
+int LastError() { return uv_translate_sys_error(ErrorNumber()); }
 constexpr int kShutdownSend = SHUT_WR;
 
-#if !defined(SOCK_NONBLOCK) || !defined(__linux__)
+#if defined(SOCK_NONBLOCK) && defined(__linux__)
+// Linux sets both flags as it creates the socket: nothing is left to prepare.
+constexpr int kCreateFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+int Prepare(int) { return 0; }
+#else
+constexpr int kCreateFlags = 0;
 int Prepare(int fd) {
   int flags = fcntl(fd, F_GETFL);
   if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) return LastError();
@@ -133,23 +69,67 @@ constexpr int kSendFlags = MSG_NOSIGNAL;
 constexpr int kSendFlags = 0;
 #endif
 
-}  // namespace
+#endif
 
-int Open(int family, int protocol, Sock* out) {
-#if defined(SOCK_NONBLOCK) && defined(__linux__)
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
-  if (fd < 0) return LastError();
-#else
-  int fd = socket(family, SOCK_STREAM, protocol);
-  if (fd < 0) return LastError();
-  int err = Prepare(fd);
+// Hands out a new socket once it is non-blocking and not inheritable, or closes it.
+int Adopt(Sock s, Sock* out) {
+  int err = Prepare(s);
   if (err != 0) {
-    close(fd);
+    Close(s);
     return err;
   }
-#endif
-  *out = fd;
+  *out = s;
   return 0;
+}
+
+}  // namespace
+
+#ifdef _WIN32
+
+int Open(int family, int protocol, Sock* out) {
+  SOCKET s = WSASocketW(family, SOCK_STREAM, protocol, nullptr, 0,
+                        WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+  return s == INVALID_SOCKET ? LastError() : Adopt(s, out);
+}
+
+int Accept(Sock s, Sock* out, sockaddr_storage* peer, socklen_t* length) {
+  *length = sizeof(*peer);
+  SOCKET c = accept(s, reinterpret_cast<sockaddr*>(peer), length);
+  return c == INVALID_SOCKET ? LastError() : Adopt(c, out);
+}
+
+// uv_buf_t is laid out as WSABUF on Windows (libuv relies on that too).
+static_assert(sizeof(uv_buf_t) == sizeof(WSABUF), "uv_buf_t must match WSABUF");
+static_assert(offsetof(uv_buf_t, base) == offsetof(WSABUF, buf), "uv_buf_t must match WSABUF");
+
+int RecvV(Sock s, uv_buf_t* buffers, size_t count, size_t* got) {
+  DWORD bytes = 0;
+  DWORD flags = 0;
+  WSABUF* wsa = reinterpret_cast<WSABUF*>(buffers);
+  if (WSARecv(s, wsa, static_cast<DWORD>(count), &bytes, &flags, nullptr, nullptr) != 0) return LastError();
+  *got = bytes;
+  return 0;
+}
+
+int SendV(Sock s, const uv_buf_t* buffers, size_t count, size_t* sent) {
+  DWORD bytes = 0;
+  WSABUF* wsa = reinterpret_cast<WSABUF*>(const_cast<uv_buf_t*>(buffers));
+  if (WSASend(s, wsa, static_cast<DWORD>(count), &bytes, 0, nullptr, nullptr) != 0) return LastError();
+  *sent = bytes;
+  return 0;
+}
+
+size_t MaxSendBuffers() { return 1024; }
+
+void Close(Sock s) { closesocket(s); }
+
+int PeerUid(Sock, int64_t*) { return UV_ENOTSUP; }
+
+#else  // POSIX
+
+int Open(int family, int protocol, Sock* out) {
+  int fd = socket(family, SOCK_STREAM | kCreateFlags, protocol);
+  return fd < 0 ? LastError() : Adopt(fd, out);
 }
 
 int Accept(Sock s, Sock* out, sockaddr_storage* peer, socklen_t* length) {
@@ -157,36 +137,12 @@ int Accept(Sock s, Sock* out, sockaddr_storage* peer, socklen_t* length) {
   do {
     *length = sizeof(*peer);
 #if defined(SOCK_NONBLOCK) && defined(__linux__)
-    fd = accept4(s, reinterpret_cast<sockaddr*>(peer), length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    fd = accept4(s, reinterpret_cast<sockaddr*>(peer), length, kCreateFlags);
 #else
     fd = accept(s, reinterpret_cast<sockaddr*>(peer), length);
 #endif
   } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return LastError();
-#if !defined(SOCK_NONBLOCK) || !defined(__linux__)
-  int err = Prepare(fd);
-  if (err != 0) {
-    close(fd);
-    return err;
-  }
-#endif
-  *out = fd;
-  return 0;
-}
-
-int Connect(Sock s, const sockaddr* addr, socklen_t length) {
-  if (connect(s, addr, length) == 0) return 0;
-  // An interrupted non-blocking connect carries on in the background, as one
-  // that is in progress does: both complete through writability.
-  if (errno == EINPROGRESS || errno == EINTR) return kInProgress;
-  return LastError();
-}
-
-int PendingError(Sock s) {
-  int code = 0;
-  socklen_t length = sizeof(code);
-  if (getsockopt(s, SOL_SOCKET, SO_ERROR, &code, &length) != 0) return LastError();
-  return code == 0 ? 0 : uv_translate_sys_error(code);
+  return fd < 0 ? LastError() : Adopt(fd, out);
 }
 
 // libuv documents uv_buf_t as ABI-compatible with struct iovec on Unix.
@@ -254,6 +210,19 @@ int PeerUid(Sock s, int64_t* uid) {
 #endif
 
 // The calls that read the same on both platforms.
+
+int Connect(Sock s, const sockaddr* addr, socklen_t length) {
+  if (connect(s, addr, length) == 0) return 0;
+  int code = ErrorNumber();
+  return ConnectPending(code) ? kInProgress : uv_translate_sys_error(code);
+}
+
+int PendingError(Sock s) {
+  int code = 0;
+  socklen_t length = sizeof(code);
+  if (getsockopt(s, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&code), &length) != 0) return LastError();
+  return code == 0 ? 0 : uv_translate_sys_error(code);
+}
 
 int Bind(Sock s, const sockaddr* addr, socklen_t length) {
   return bind(s, addr, length) == 0 ? 0 : LastError();

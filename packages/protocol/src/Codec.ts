@@ -122,15 +122,8 @@ export const encodeRequest = <N extends ProcName>(
   id: number,
   body: RpcRequest<N>
 ): Result.Result<Uint8Array, ProtocolError> => {
-  const { encodeRequest } = compiled[name]
-  return encodeWith(
-    encodeRequest,
-    `${name} request`,
-    asRequest(name, body),
-    requestType(Proc[name]),
-    id,
-    true
-  )
+  const type = requestType(Proc[name])
+  return encodeWith(compiled[name].encodeRequest, `${name} request`, asRequest(name, body), type, id, true)
 }
 
 // A bare `RequestBase` stands for a request whose own fields are all optional (UpdateContainer).

@@ -50,10 +50,8 @@ const compareUtf8 = (a: string, b: string): number => {
 }
 
 const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
-const htmlOrSeparators = /[<>&\u2028\u2029]/
-const htmlOrSeparatorsGlobal = /[<>&\u2028\u2029]/g
-const separators = /[\u2028\u2029]/
-const separatorsGlobal = /[\u2028\u2029]/g
+const htmlOrSeparators = /[<>&\u2028\u2029]/g
+const separators = /[\u2028\u2029]/g
 const escapes: Record<string, string> = {
   "<": "\\u003c",
   ">": "\\u003e",
@@ -137,9 +135,5 @@ const write = (value: unknown, depth: number, out: Array<string>): boolean => {
 export const goStringify = (value: unknown, options: GoStringifyOptions): string => {
   const out: Array<string> = []
   if (!write(value, 0, out)) return "null"
-  const text = out.join("")
-  if (options.escapeHtml) {
-    return htmlOrSeparators.test(text) ? text.replace(htmlOrSeparatorsGlobal, escapeChar) : text
-  }
-  return separators.test(text) ? text.replace(separatorsGlobal, escapeChar) : text
+  return out.join("").replace(options.escapeHtml ? htmlOrSeparators : separators, escapeChar)
 }

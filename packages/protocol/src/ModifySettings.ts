@@ -299,17 +299,11 @@ export const decodeResourceSettings = (
   request: ModificationRequest
 ): Result.Result<ResourceSettings | undefined, ProtocolError> => {
   const decode = linuxDecoders.get(request.ResourceType)
-  if (decode === undefined) {
-    return Result.fail(
-      new ProtocolError({ reason: "InvalidBody", message: `invalid ResourceType '${request.ResourceType}'` })
-    )
-  }
+  const invalid = (message: string) => new ProtocolError({ reason: "InvalidBody", message })
+  if (decode === undefined) return Result.fail(invalid(`invalid ResourceType '${request.ResourceType}'`))
   if (decode === null) return Result.succeed(undefined)
   const cls = linuxSettings[request.ResourceType]!
   if (request.Settings instanceof cls) return Result.succeed(request.Settings)
-  return Result.mapError(
-    decode(request.Settings ?? {}) as Result.Result<ResourceSettings, string>,
-    (message) =>
-      new ProtocolError({ reason: "InvalidBody", message: `${request.ResourceType} settings: ${message}` })
-  )
+  const settings = decode(request.Settings ?? {}) as Result.Result<ResourceSettings, string>
+  return Result.mapError(settings, (message) => invalid(`${request.ResourceType} settings: ${message}`))
 }

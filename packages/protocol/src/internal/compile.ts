@@ -272,31 +272,21 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
       }
       case "JsonInString": {
         const parse = go(node.inner)
-        if (mode === "canon")
-          return (u) => {
-            try {
-              return typeof u === "string" && u !== "" ? JSON.stringify(parse(JSON.parse(u))) : u
-            } catch {
-              return u
-            }
-          }
-        return decoding
-          ? (u) => {
-              if (typeof u !== "string" || u === "") return Fail
-              try {
-                return parse(JSON.parse(u))
-              } catch {
-                return Fail
-              }
-            }
-          : (u) => {
+        // `canon` rewrites the inner document where it parses and leaves anything else as it is.
+        const failed = (u: unknown) => (mode === "canon" ? u : Fail)
+        return (u) => {
+          try {
+            if (mode === "encode") {
               const encoded = parse(u)
-              try {
-                return encoded === Fail ? Fail : goStringify(encoded, { escapeHtml: true })
-              } catch {
-                return Fail
-              }
+              return encoded === Fail ? Fail : goStringify(encoded, { escapeHtml: true })
             }
+            if (typeof u !== "string" || u === "") return failed(u)
+            const inner = parse(JSON.parse(u))
+            return mode === "canon" ? JSON.stringify(inner) : inner
+          } catch {
+            return failed(u)
+          }
+        }
       }
       case "Polymorphic": {
         const members = node.members.map(go)

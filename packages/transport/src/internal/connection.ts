@@ -250,16 +250,13 @@ const hybridHandshake = (raw: RawSocket, port: number, target: Target) =>
       raw.readStop()
       resume(effect)
     }
+    const fail = (error: TransportError) => settle(Effect.fail(error))
     const failed = (cause: unknown, syscall?: string) =>
-      settle(Effect.fail(osError("Connect", target, "hybrid vsock handshake failed", cause, syscall)))
+      fail(osError("Connect", target, "hybrid vsock handshake failed", cause, syscall))
     // A VMM that hangs up refuses the connection (nothing listens on that guest
     // port); one that answers anything but `OK <n>` is refused by us.
     const refuse = (why: string, code: "ECONNREFUSED" | "EPROTO") =>
-      settle(
-        Effect.fail(
-          transportError(code === "EPROTO" ? "PeerRefused" : "Connect", target, why, code, "connect")
-        )
-      )
+      fail(transportError(code === "EPROTO" ? "PeerRefused" : "Connect", target, why, code, "connect"))
     const notOk = (answer: Uint8Array, more = "") => {
       const text = JSON.stringify(Buffer.from(answer).toString("latin1"))
       refuse(`the VMM answered CONNECT ${port} with ${text}${more}, not OK <port>`, "EPROTO")

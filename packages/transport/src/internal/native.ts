@@ -169,15 +169,11 @@ export const connectNative = (
         let connected: Native.NativeSocket | undefined
         yield* Effect.addFinalizer(() => Effect.sync(() => connected?.close()))
         const socket = yield* Effect.callback<Native.NativeSocket, TransportError>((resume) => {
-          const request = native.connect(to, (err, socket) =>
-            resume(
-              socket !== null
-                ? Effect.succeed((connected = socket))
-                : Effect.fail(
-                    osError("Connect", where, `cannot connect to ${describe(where)}`, err, "connect")
-                  )
-            )
-          )
+          const request = native.connect(to, (err, socket) => {
+            if (socket !== null) return resume(Effect.succeed((connected = socket)))
+            const what = `cannot connect to ${describe(where)}`
+            resume(Effect.fail(osError("Connect", where, what, err, "connect")))
+          })
           return Effect.sync(() => request.cancel())
         })
         return [fromNativeSocket(native, socket), peerIdentity(socket, port)] as const

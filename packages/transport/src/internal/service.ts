@@ -43,17 +43,15 @@ export const makeService = (
       return { engine: "native" as const, native, address }
     // Unix and hybrid addresses name a socket file, which Node's net reaches too.
     if ("path" in address && layer !== "Transport.layerMemory") return { engine: "node" as const, address }
-    return unsupported(
-      phase,
-      target,
-      native !== undefined
-        ? `${target.address} needs the optional package @gcs-bridge/native, the AF_VSOCK / AF_HYPERV socket engine (Node's net has neither), and it did not load: ${native.unavailable}. unix:// and hybrid:// work without it`
-        : `${layer} cannot reach ${target.address}: ${
-            layer === "Transport.layerNode"
-              ? "Node's net has no AF_VSOCK / AF_HYPERV; use Transport.layer"
-              : "it carries memory:// addresses only"
-          }`
-    )
+    if (native !== undefined) {
+      const why = `${target.address} needs the optional package @gcs-bridge/native, the AF_VSOCK / AF_HYPERV socket engine (Node's net has neither), and it did not load: ${native.unavailable}. unix:// and hybrid:// work without it`
+      return unsupported(phase, target, why)
+    }
+    const why =
+      layer === "Transport.layerNode"
+        ? "Node's net has no AF_VSOCK / AF_HYPERV; use Transport.layer"
+        : "it carries memory:// addresses only"
+    return unsupported(phase, target, `${layer} cannot reach ${target.address}: ${why}`)
   }
   return {
     listen: (address, port, { backlog } = {}) => {

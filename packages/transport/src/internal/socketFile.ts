@@ -200,16 +200,11 @@ export const listenOnSocketFile = <A>(
   const attempt = <B>(what: string, f: () => B | Promise<B>) =>
     Effect.tryPromise({
       try: async () => f(),
-      catch: (cause) =>
-        cause instanceof Refusal
-          ? transportError(
-              "Listen",
-              target,
-              `refusing to listen on ${path}: ${cause.why}`,
-              cause.code,
-              "bind"
-            )
-          : osError("Listen", target, `${what} ${path}`, cause)
+      catch: (cause) => {
+        if (!(cause instanceof Refusal)) return osError("Listen", target, `${what} ${path}`, cause)
+        const why = `refusing to listen on ${path}: ${cause.why}`
+        return transportError("Listen", target, why, cause.code, "bind")
+      }
     })
   return Effect.gen(function* () {
     yield* checkSocketPathLength(path, target, "Listen")
