@@ -38,7 +38,8 @@ const open = Effect.fnUntraced(function* (
 ) {
   const description = describe(target)
   const inbox = yield* Queue.make<Uint8Array, TransportError | Cause.Done>()
-  const drained = yield* Latch.make(true)
+  // Made by the first write left above the high-water mark: a connection that only reads never needs one.
+  let drained: Latch.Latch | undefined
   const halfClosed = yield* Deferred.make<void, TransportError>()
   let buffered = 0
   let reading = false
@@ -70,7 +71,7 @@ const open = Effect.fnUntraced(function* (
     writeFailure = osError("Write", target, description, cause, syscall)
     Queue.failCauseUnsafe(inbox, Cause.fail(osError("Read", target, description, cause, syscall)))
     Deferred.doneUnsafe(halfClosed, Exit.fail(writeFailure))
-    drained.openUnsafe()
+    drained?.openUnsafe()
   }
   const shutdownWhenFlushed = () => {
     if (!writeEnded || shutdownIssued || closed || writeFailure !== undefined || raw.queued > 0) return
@@ -99,7 +100,7 @@ const open = Effect.fnUntraced(function* (
     },
     error: fail,
     drain: () => {
-      drained.openUnsafe()
+      drained?.openUnsafe()
       shutdownWhenFlushed()
     }
   })
@@ -137,7 +138,7 @@ const open = Effect.fnUntraced(function* (
           : undefined))
 
   const afterDrain = Effect.andThen(
-    drained.await,
+    Effect.suspend(() => drained!.await),
     Effect.suspend(() => {
       const error = closed ? closedError("write") : writeFailure
       return error === undefined ? Effect.void : Effect.fail(error)
@@ -158,6 +159,7 @@ const open = Effect.fnUntraced(function* (
         fail(cause, "write")
         return Effect.fail(writeFailure!)
       }
+      drained ??= Latch.makeUnsafe()
       drained.closeUnsafe()
       return afterDrain
     })
@@ -180,7 +182,7 @@ const open = Effect.fnUntraced(function* (
     // A pending read and a half-close still in flight end with `Closed`.
     Queue.failCauseUnsafe(inbox, Cause.fail(closedError("read")))
     if (writeEnded) Deferred.doneUnsafe(halfClosed, Exit.fail(closedError("endWrite")))
-    drained.openUnsafe()
+    drained?.openUnsafe()
   }
 
   const connection: Connection = {

@@ -13,7 +13,15 @@ import type { TransportError } from "../TransportError.js"
 import { dial } from "./connection.js"
 import { vsockServiceId } from "./guid.js"
 import { DefaultBacklog, makeListener, ourUid, peerRefusal } from "./listener.js"
-import { describe, osError, type RawSocket, toRawError, transportError, unsupported } from "./rawSocket.js"
+import {
+  describe,
+  osError,
+  type RawEvents,
+  type RawSocket,
+  toRawError,
+  transportError,
+  unsupported
+} from "./rawSocket.js"
 import { checkSocketPathLength, listenOnSocketFile, socketPath } from "./socketFile.js"
 
 /** The part of `@gcs-bridge/native` this engine uses (a parameter, so tests can observe it). */
@@ -37,28 +45,45 @@ const transientAcceptErrors = new Set(
   "ECONNABORTED EMFILE ENFILE ENOBUFS ENOMEM EAGAIN EWOULDBLOCK EINTR EPROTO EPERM ETIMEDOUT".split(" ")
 )
 
-const fromNativeSocket = (native: NativeModule, socket: Native.NativeSocket): RawSocket => ({
-  bind: (events) =>
-    socket.setCallback((event, err, chunks) => {
-      if (event === native.SocketEvent.data) for (const chunk of chunks!) events.data(chunk)
-      else if (event === native.SocketEvent.end) events.end()
-      else if (event === native.SocketEvent.error) events.error(toRawError(err))
-      else if (event === native.SocketEvent.drain) events.drain()
-    }),
-  readStart: () => socket.readStart(),
-  readStop: () => socket.readStop(),
-  write: (chunks) => socket.write(chunks) <= HighWaterMark,
+// A class, not an object of closures: its methods are shared by every connection instead of made per socket.
+class NativeRawSocket implements RawSocket {
+  constructor(
+    private readonly native: NativeModule,
+    private readonly socket: Native.NativeSocket
+  ) {}
+  bind(events: RawEvents) {
+    const { data, end, error, drain } = this.native.SocketEvent
+    this.socket.setCallback((event, err, chunks) => {
+      if (event === data) for (const chunk of chunks!) events.data(chunk)
+      else if (event === end) events.end()
+      else if (event === error) events.error(toRawError(err))
+      else if (event === drain) events.drain()
+    })
+  }
+  readStart() {
+    this.socket.readStart()
+  }
+  readStop() {
+    this.socket.readStop()
+  }
+  write(chunks: ReadonlyArray<Uint8Array>) {
+    return this.socket.write(chunks) <= HighWaterMark
+  }
   get queued() {
-    return socket.queued
-  },
+    return this.socket.queued
+  }
   // The addon half-closes only an empty queue: nothing is left to flush.
-  shutdown: (flushed) => {
-    socket.shutdown()
+  shutdown(flushed: () => void) {
+    this.socket.shutdown()
     flushed()
-  },
-  close: () => socket.close(),
-  handoff: () => (socket.fd >= 0 ? socket.fd : undefined)
-})
+  }
+  close() {
+    this.socket.close()
+  }
+  handoff() {
+    return this.socket.fd >= 0 ? this.socket.fd : undefined
+  }
+}
 
 const peerIdentity = (socket: Native.NativeSocket, port: number): PeerIdentity => {
   const peer = socket.peer
@@ -130,7 +155,7 @@ export const listenNative = (
         engine.current = listener
         listener.start((err, socket) => {
           if (socket !== null) {
-            return core.offer({ raw: fromNativeSocket(native, socket), peer: peerIdentity(socket, port) })
+            return core.offer({ raw: new NativeRawSocket(native, socket), peer: peerIdentity(socket, port) })
           }
           const error = osError("Accept", where, describe(where), err, "accept")
           if (!transientAcceptErrors.has(error.code!)) return core.fail(error)
@@ -176,7 +201,7 @@ export const connectNative = (
           })
           return Effect.sync(() => request.cancel())
         })
-        return [fromNativeSocket(native, socket), peerIdentity(socket, port)] as const
+        return [new NativeRawSocket(native, socket), peerIdentity(socket, port)] as const
       })
     )
   )
