@@ -1,7 +1,7 @@
 /** What every operation shares: a `gcs.<Proc>` client span, the request base (`otsc` when traced), the call. */
 import { Envelope, Guid } from "@gcs-bridge/protocol"
 import type { MessageType, Rpc } from "@gcs-bridge/protocol"
-import { Effect, Option, Tracer } from "effect"
+import { Context, Effect, Option, Tracer } from "effect"
 import type { Duration } from "effect"
 import type { CallError } from "../Errors.js"
 import type { Bridge, Call } from "./bridge.js"
@@ -60,24 +60,24 @@ export const send = <N extends MessageType.ProcName, A, E>(
         return onSent(sent, span)
       }
     )
-  return Effect.flatMap(Effect.serviceOption(Tracer.ParentSpan), (parent) =>
-    Effect.flatMap(Effect.service(Tracer.Tracer), (tracer) =>
-      Option.isNone(parent) && tracer === Tracer.nativeTracer
-        ? run(undefined, undefined)
-        : Effect.withSpan(
-            Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
-              run(Option.isSome(parent) ? traceparent(span) : undefined, span)
-            ),
-            `gcs.${proc}`,
-            // A stack trace per span costs more than the rest of the call.
-            {
-              kind: "client",
-              captureStackTrace: false,
-              attributes: { "gcs.container_id": containerId, ...attributes }
-            }
-          )
-    )
-  )
+  // Both read from the context at once: per call, two effects fewer than serviceOption + service.
+  return Effect.contextWith((context: Context.Context<never>) => {
+    const parent = Context.getOption(context, Tracer.ParentSpan)
+    return Option.isNone(parent) && Context.get(context, Tracer.Tracer) === Tracer.nativeTracer
+      ? run(undefined, undefined)
+      : Effect.withSpan(
+          Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) =>
+            run(Option.isSome(parent) ? traceparent(span) : undefined, span)
+          ),
+          `gcs.${proc}`,
+          // A stack trace per span costs more than the rest of the call.
+          {
+            kind: "client",
+            captureStackTrace: false,
+            attributes: { "gcs.container_id": containerId, ...attributes }
+          }
+        )
+  })
 }
 
 /** Sends a call inside its span and waits for the answer (abandoning it if interrupted). */
