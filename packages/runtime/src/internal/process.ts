@@ -183,22 +183,23 @@ class Handle implements Process {
   /** The kill (unless exited), then the closeStdin waiters fail; the stdio channels close after, in their finalizers. */
   onClose() {
     return Effect.suspend(() => {
-      const annotations = { "container-id": this.containerId, pid: this.pid }
-      const refused = `process ${this.pid} keeps running in the utility VM: the guest refuses to signal UVM processes (0xC037010E); run it in a container to bind its lifetime to the scope`
-      const kill = Effect.catchIf(this.kill, isSignalRefused, () =>
-        Effect.annotateLogs(Effect.logWarning(refused), annotations)
-      )
+      // An exited process without stdin, the common case, has nothing to do: nothing is built for it.
+      const kill = this.exited() ? Effect.void : this.killOnClose()
+      if (this.stdio[0] === undefined) return kill
       const message = `stdin of process ${this.pid} was closed before it could be half-closed`
       return Effect.andThen(
-        this.exited()
-          ? Effect.void
-          : Rpc.onClose(kill, this.state.closeTimeout, "could not kill process on close", annotations),
-        // Without stdin, closeStdin never waits: no error (and its stack trace) is built on every close.
-        this.stdio[0] === undefined
-          ? Effect.void
-          : Deferred.fail((this.stdinClosed ??= Deferred.makeUnsafe()), this.closed(message))
+        kill,
+        Deferred.fail((this.stdinClosed ??= Deferred.makeUnsafe()), this.closed(message))
       )
     })
+  }
+  private killOnClose() {
+    const annotations = { "container-id": this.containerId, pid: this.pid }
+    const refused = `process ${this.pid} keeps running in the utility VM: the guest refuses to signal UVM processes (0xC037010E); run it in a container to bind its lifetime to the scope`
+    const kill = Effect.catchIf(this.kill, isSignalRefused, () =>
+      Effect.annotateLogs(Effect.logWarning(refused), annotations)
+    )
+    return Rpc.onClose(kill, this.state.closeTimeout, "could not kill process on close", annotations)
   }
   get stdin() {
     const missing = `stdin of process ${this.pid} was not requested (CreateStdInPipe is false)`
