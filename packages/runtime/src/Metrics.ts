@@ -1,11 +1,26 @@
 /** The runtime's metrics, in Effect's metric registry (so any exporter sees them). @since 0.1.0 */
 import { Metric } from "effect"
 
-/** RPC latency in ms from queued to matched, attribute `proc`; calls the bridge never answered are not recorded. @since 0.1.0 */
-export const rpcLatency = Metric.histogram("gcs_rpc_latency_ms", {
+const latency = {
   description: "Latency of GCS bridge RPCs in milliseconds, by procedure",
   boundaries: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000, 60000]
-})
+}
+/** RPC latency in ms from queued to matched, attribute `proc`; calls the bridge never answered are not recorded. @since 0.1.0 */
+export const rpcLatency = Metric.histogram("gcs_rpc_latency_ms", latency)
+
+const byProc = new Map<string, typeof rpcLatency>()
+/**
+ * The series `Metric.withAttributes(rpcLatency, { proc })` reads, as a metric of its own made once per proc: an
+ * update through `withAttributes` builds a context and the series key anew every time (two per exec).
+ * @since 0.2.0
+ */
+export const rpcLatencyOf = (proc: string): typeof rpcLatency => {
+  const made = byProc.get(proc)
+  if (made !== undefined) return made
+  const metric = Metric.histogram(rpcLatency.id, { ...latency, attributes: { proc } })
+  byProc.set(proc, metric)
+  return metric
+}
 
 /** Calls registered and not yet answered (including every live process's `WaitForProcess`). @since 0.1.0 */
 export const rpcInFlight = Metric.gauge("gcs_rpc_in_flight", {

@@ -12,10 +12,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Transport, UnixAddress } from "@gcs-bridge/transport"
-import { Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { Effect, Exit, Fiber, Metric, Option, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { GuestConnectionConfig } from "../src/index.js"
-import { GuestConnection, TransportError } from "../src/index.js"
+import { GuestConnection, Metrics, TransportError } from "../src/index.js"
 import { type Counts } from "./CountingTransport.js"
 import * as FakeGuest from "./FakeGuest.js"
 import { makeTracker, memoryAddress, wire, type Wired } from "./harness.js"
@@ -74,12 +74,21 @@ const lifecycle = (wired: Wired) =>
             })
             expect(process.pid).toBe(100)
             expect(yield* process.exitCode).toEqual(Option.none())
+            // Read as the README says: the series of Metric.withAttributes(stdioBytes, { stream }).
+            const bytes = (stream: string) =>
+              Metric.value(Metric.withAttributes(Metrics.stdioBytes, { stream }))
+            const [stdinBefore, stdoutBefore] = [
+              (yield* bytes("stdin")).count,
+              (yield* bytes("stdout")).count
+            ]
             const output = yield* Effect.forkChild(Stream.runCollect(process.stdout))
             const errors = yield* Effect.forkChild(Stream.runCollect(process.stderr))
             yield* Stream.run(Stream.make(encoder.encode("hello "), encoder.encode("world")), process.stdin)
             yield* process.closeStdin
             yield* process.closeStdin
             expect(FakeGuest.text(yield* Fiber.join(output))).toBe("hello world")
+            expect((yield* bytes("stdin")).count).toBe(stdinBefore + 11)
+            expect((yield* bytes("stdout")).count).toBe(stdoutBefore + 11)
             expect(FakeGuest.text(yield* Fiber.join(errors))).toBe("")
             expect(yield* process.wait).toBe(0)
             expect(yield* process.exitCode).toEqual(Option.some(0))

@@ -196,10 +196,6 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
 
   const count = (metric: Metric.Metric<number, unknown>, n = 1) => metric.updateUnsafe(n, context)
   const inFlight = (n: number) => Metrics.rpcInFlight.modifyUnsafe(n, context)
-  // One derived metric per proc, reused: attributes are merged once per metric.
-  const latency = new Map<string, Metric.Metric<number, unknown>>()
-  const latencyOf = (proc: string) =>
-    latency.get(proc) ?? latency.set(proc, Metric.withAttributes(Metrics.rpcLatency, { proc })).get(proc)!
 
   const kill = (reason: BridgeClosedReason, cause?: TransportError | Failure, why?: string): BridgeClosed => {
     if (dead !== undefined) return dead
@@ -373,7 +369,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       return violation(Metrics.unknownResponses, frameError(frame, "UnmatchedId", message))
     }
     forget(entry)
-    latencyOf(entry.proc).updateUnsafe(performance.now() - entry.startedAt, context)
+    Metrics.rpcLatencyOf(entry.proc).updateUnsafe(performance.now() - entry.startedAt, context)
     const annotations = { proc: entry.proc, "message-id": entry.id }
     let late: Outcome
     if (entry.state === "abandoned" || entry.state === "superseded") {

@@ -19,7 +19,14 @@ export interface StdioChannel {
   readonly connection: Deferred.Deferred<Connection, TransportError>
 }
 
-const bytes = (stream: StdioName) => Metric.withAttributes(Metrics.stdioBytes, { stream })
+// The series of `Metric.withAttributes(stdioBytes, { stream })` as metrics of their own: withAttributes would
+// build a context and the series key on every chunk.
+const bytes = (stream: StdioName) =>
+  Metric.counter(Metrics.stdioBytes.id, {
+    description: Metrics.stdioBytes.description ?? "",
+    incremental: true,
+    attributes: { stream }
+  })
 const bytesOf = { stdin: bytes("stdin"), stdout: bytes("stdout"), stderr: bytes("stderr") }
 
 const sizeOf = (parts: ReadonlyArray<Uint8Array>) => parts.reduce((n, part) => n + part.length, 0)
