@@ -51,8 +51,8 @@ export const runNativeCycles = async (o: NativeCyclesOptions): Promise<NativeCyc
   listener.start((err, socket) => {
     if (err !== null || socket === null) return fail(`accept: ${err?.code ?? "no socket"}`)
     let received = 0
-    socket.setCallback((event, error, chunk) => {
-      if (event === native.SocketEvent.data) received += chunk?.length ?? 0
+    socket.setCallback((event, error, chunks) => {
+      if (event === native.SocketEvent.data) for (const chunk of chunks ?? []) received += chunk.length
       else if (event === native.SocketEvent.error) {
         socket.close()
         fail(`server read: ${error?.code}`)
