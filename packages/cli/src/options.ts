@@ -68,14 +68,20 @@ export const parseDuration = (text: string): Option.Option<Duration.Duration> =>
 }
 
 /**
- * A flag's value parsed as a duration, or a usage error naming the flag.
+ * `--name DURATION`, parsed as a duration (a wrong one is a usage error naming the flag).
  *
- * @since 0.1.0
+ * @since 0.2.0
  */
-export const durationOf = (flag: string) =>
-  parseOr(
-    parseDuration,
-    (text) => `bad ${flag} '${text}': expected a positive duration such as 500ms, 30s or 2m`
+export const duration = (name: string, description: string): Flag.Flag<Duration.Duration> =>
+  Flag.String(name).pipe(
+    Flag.withMetavar("DURATION"),
+    Flag.withDescription(description),
+    Flag.mapEffect(
+      parseOr(
+        parseDuration,
+        (text) => `bad --${name} '${text}': expected a positive duration such as 500ms, 30s or 2m`
+      )
+    )
   )
 
 /**
@@ -91,14 +97,10 @@ export const DefaultAcceptTimeout: Duration.Duration = Duration.minutes(2)
  *
  * @since 0.1.0
  */
-export const acceptTimeout: Flag.Flag<Duration.Duration> = Flag.String("accept-timeout").pipe(
-  Flag.withMetavar("DURATION"),
-  Flag.withDescription(
-    "How long to wait for the guest to connect: 500ms, 30s, 2m, 1h or seconds (default 2m)."
-  ),
-  Flag.mapEffect(durationOf("--accept-timeout")),
-  Flag.withDefault(DefaultAcceptTimeout)
-)
+export const acceptTimeout: Flag.Flag<Duration.Duration> = duration(
+  "accept-timeout",
+  "How long to wait for the guest to connect: 500ms, 30s, 2m, 1h or seconds (default 2m)."
+).pipe(Flag.withDefault(DefaultAcceptTimeout))
 
 const envName = /^[^=\0]+$/
 

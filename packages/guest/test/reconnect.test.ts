@@ -247,14 +247,8 @@ describe("a container init's output survives its host (§14.4)", () => {
       const connection = yield* revived.connection
       expect(yield* readText(connection)).toBe("before\nafter\n")
       yield* connection.close
-      expect(
-        exitCodeOf(
-          host,
-          yield* host.response(
-            yield* host.send("WaitForProcess", waitRequest(pid, Process.InfiniteTimeout, "c"))
-          )
-        )
-      ).toBe(3)
+      const wait = waitRequest(pid, Process.InfiniteTimeout, "c")
+      expect((yield* host.ok("WaitForProcess", wait)).ExitCode).toBe(3)
       expect(yield* stacks(host)).not.toContain("re-dialling")
     }).pipe(Effect.provide(Transport.layerNode))
   )
@@ -267,14 +261,8 @@ describe("a container init's output survives its host (§14.4)", () => {
       yield* untilStacksSay(host, "re-dialling 1 lost output connection(s)")
       expect((yield* host.call("ShutdownForced", base("c"))).result).toBe(0)
       // The exit code is reported once the output relay has ended: it no longer dials.
-      expect(
-        exitCodeOf(
-          host,
-          yield* host.response(
-            yield* host.send("WaitForProcess", waitRequest(pid, Process.InfiniteTimeout, "c"))
-          )
-        )
-      ).toBe(137)
+      const wait = waitRequest(pid, Process.InfiniteTimeout, "c")
+      expect((yield* host.ok("WaitForProcess", wait)).ExitCode).toBe(137)
       expect((yield* host.notification()).Type).toBe("ForcedExit")
       expect(yield* stacks(host)).not.toContain("re-dialling")
     }).pipe(Effect.provide(Transport.layerNode))

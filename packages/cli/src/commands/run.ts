@@ -41,25 +41,16 @@ const options = {
     "tty",
     "Give the process a console (stderr joins stdout); raw mode on the local terminal."
   ).pipe(Flag.withAlias("t")),
-  copyAfterExit: Flag.String("copy-after-exit").pipe(
-    Flag.withMetavar("DURATION"),
-    Flag.withDescription(
-      "How long the process's output may still come after it exited before its streams are closed " +
-        "(default 1s, as the Go host); a guest that leaves them open cannot hold gcsctl longer."
-    ),
-    Flag.mapEffect(CliOptions.durationOf("--copy-after-exit")),
-    Flag.optional
-  ),
-  reconnect: Flag.String("reconnect").pipe(
-    Flag.withOptionalValue("30s"),
-    Flag.withMetavar("DURATION"),
-    Flag.withDescription(
-      "Survive a dropped bridge: listen again for up to DURATION (default 30s) for the guest to re-dial, " +
-        "renegotiate, and keep the command running (its stdio connections are not the bridge)."
-    ),
-    Flag.mapEffect(CliOptions.durationOf("--reconnect")),
-    Flag.optional
-  ),
+  copyAfterExit: CliOptions.duration(
+    "copy-after-exit",
+    "How long the process's output may still come after it exited before its streams are closed " +
+      "(default 1s, as the Go host); a guest that leaves them open cannot hold gcsctl longer."
+  ).pipe(Flag.optional),
+  reconnect: CliOptions.duration(
+    "reconnect",
+    "Survive a dropped bridge: listen again for up to DURATION (default 30s) for the guest to re-dial, " +
+      "renegotiate, and keep the command running (its stdio connections are not the bridge)."
+  ).pipe(Flag.withOptionalValue("30s"), Flag.optional),
   capture: Flag.String("capture").pipe(
     Flag.withMetavar("FILE"),
     Flag.withDescription(
