@@ -23,6 +23,7 @@ import {
   responseType,
   typeName
 } from "./MessageType.js"
+import { ProcessParameters } from "./Process.js"
 import { ContainerPropertiesV1, PropertiesV2 } from "./Properties.js"
 import { ProtocolError } from "./ProtocolError.js"
 import type { RpcRequest, RpcResponse } from "./Rpc.js"
@@ -136,6 +137,22 @@ const asRequest = (name: ProcName, body: unknown): unknown => {
     return body
   }
 }
+
+/**
+ * An instance of the wire class `cls` with `fields`, built without Effect's constructor parse: for a body that
+ * goes straight to {@link encodeRequest}, which checks every field (an invalid one fails there, `EncodeFailed`).
+ * Fields left out encode as Go's zero value. Parsing a body once more when it is built costs more than the call.
+ */
+export const unchecked = <C extends abstract new (fields: never) => object>(
+  cls: C,
+  fields: ConstructorParameters<C>[0]
+): InstanceType<C> => Object.assign(Object.create(cls.prototype as object) as InstanceType<C>, fields)
+
+const decodeProcessParametersBody = decoder(ProcessParameters)
+
+/** Reads a `ProcessParameters` document given as plain JSON, as Go's decoder reads it. */
+export const decodeProcessParameters = (input: unknown): Result.Result<ProcessParameters, ProtocolError> =>
+  decodeValue(decodeProcessParametersBody, "process parameters", input)
 
 /** Decodes the payload of a response to `name`. */
 export const decodeResponse = <N extends ProcName>(

@@ -367,6 +367,54 @@ describe("host encoding", () => {
     const bad = { ContainerId: "c", ActivityId: "nope" } as unknown as Envelope.RequestBase
     expect(reasonOf(Codec.encodeRequest("Start", 1, bad))).toBe("EncodeFailed")
   })
+
+  it("writes an unchecked body byte for byte as the constructed one, its absent fields as Go's zero", () => {
+    const fields = { ContainerId: "c", ProcessId: 7, TimeoutInMs: 100 }
+    const built = new Process.ContainerWaitForProcess(fields)
+    const unchecked = Codec.unchecked(Process.ContainerWaitForProcess, fields)
+    expect(unchecked).toBeInstanceOf(Process.ContainerWaitForProcess)
+    const frame = (body: Process.ContainerWaitForProcess) =>
+      Result.getOrThrow(Codec.encodeRequest("WaitForProcess", 5, body))
+    expect(frame(unchecked)).toEqual(frame(built))
+    // The relay settings' ports are omitempty, the signal's options absent: left out, as the constructor does.
+    const settings = (relay: Process.ExecuteProcessVsockStdioRelaySettings) =>
+      Codec.unchecked(Process.ContainerExecuteProcess, {
+        ContainerId: "c",
+        Settings: Codec.unchecked(Process.ExecuteProcessSettings, {
+          ProcessParameters: new Process.ProcessParameters({ CommandArgs: ["true"] }),
+          VsockStdioRelaySettings: relay
+        })
+      })
+    const sparse = settings(Codec.unchecked(Process.ExecuteProcessVsockStdioRelaySettings, { StdOut: 9 }))
+    const full = settings(
+      new Process.ExecuteProcessVsockStdioRelaySettings({ StdIn: 0, StdOut: 9, StdErr: 0 })
+    )
+    const exec = (body: Process.ContainerExecuteProcess) =>
+      text(Result.getOrThrow(Codec.encodeRequest("ExecuteProcess", 1, body)))
+    expect(exec(sparse)).toBe(exec(full))
+    expect(exec(sparse)).toContain('"VsockStdioRelaySettings":{"StdOut":9}')
+  })
+
+  it("fails an invalid unchecked body when it is encoded, not before", () => {
+    const wrong = Codec.unchecked(Process.ContainerWaitForProcess, {
+      ContainerId: "c",
+      ProcessId: -1,
+      TimeoutInMs: 0
+    })
+    expect(reasonOf(Codec.encodeRequest("WaitForProcess", 1, wrong))).toBe("EncodeFailed")
+  })
+
+  it("reads process parameters given as plain JSON as Go does, and names what is wrong", () => {
+    const params = Result.getOrThrow(
+      Codec.decodeProcessParameters({ commandargs: ["sh"], CreateStdOutPipe: true, Unknown: 1 })
+    )
+    expect(params).toBeInstanceOf(Process.ProcessParameters)
+    expect(params.CommandArgs).toEqual(["sh"])
+    expect(params.CreateStdInPipe).toBe(false)
+    const failed = Codec.decodeProcessParameters({ CommandArgs: "sh" })
+    expect(reasonOf(failed)).toBe("InvalidBody")
+    expect(Result.isFailure(failed) && failed.failure.message).toContain("CommandArgs")
+  })
 })
 
 describe("guest encoding", () => {

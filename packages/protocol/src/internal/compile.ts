@@ -176,7 +176,14 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
         const present = hasOwn.call(u, name)
         const value = u[name]
         if (field !== undefined) {
-          if (!present) return Fail
+          // Absent only from a body built by `Codec.unchecked`: Go writes the zero value (or omits it).
+          if (!present) {
+            if (field.omit) continue
+            const zero = parse(field.zero())
+            if (zero === Fail) return Fail
+            out[name] = zero
+            continue
+          }
           const encoded = parse(value)
           if (encoded === Fail) return Fail
           if (!field.omit || !isZeroLike(value, field.zero())) out[name] = encoded
