@@ -5,7 +5,8 @@ import {
   MessageType,
   ModifySettings,
   Negotiate,
-  Properties
+  Properties,
+  ProtocolError
 } from "@gcs-bridge/protocol"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -167,6 +168,22 @@ describe("lifecycle", () => {
         expect(exec.body.Settings.ProcessParameters.CommandArgs).toEqual(["cat"])
         expect(exec.body.Settings.VsockStdioRelaySettings?.StdOut).toBe(0)
       }
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.live("process parameters that are not a ProcessParameters document fail typed and send nothing", () =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const { gc, state } = yield* start(wired, {})
+      const sent = state.requests.length
+      const input = { CommandArgs: "not an array", CreateStdOutPipe: true } as unknown as { CommandArgs: [] }
+      const error = yield* Effect.flip(Effect.scoped(gc.exec(input)))
+      expect(error).toBeInstanceOf(ProtocolError.ProtocolError)
+      expect((error as ProtocolError.ProtocolError).reason).toBe("EncodeFailed")
+      expect(error.message).toContain("invalid process parameters")
+      expect(error.message).toContain("CommandArgs")
+      expect(state.requests.length).toBe(sent)
+      expect(wired.counts.listeners).toBe(0)
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 

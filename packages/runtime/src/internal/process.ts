@@ -1,7 +1,7 @@
 /** Exec (GCS-PROTOCOL §8.4, §11): stdio listeners, ExecuteProcess, then the WaitForProcess that gives the exit. */
-import { Guid, Process as Wire, ProtocolError } from "@gcs-bridge/protocol"
+import { Codec, Guid, Process as Wire, ProtocolError } from "@gcs-bridge/protocol"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
-import { Deferred, Effect, Exit, Option, Schema, Scope } from "effect"
+import { Deferred, Effect, Exit, Option, Result, Scope } from "effect"
 import { type CallError, type ExecError, isNotFound, isSignalRefused, isTimeout } from "../Errors.js"
 import { SavedProcess } from "../Migration.js"
 import type { Process, ProcessParametersInput, WindowsSignalName } from "../Process.js"
@@ -10,22 +10,28 @@ import type { ConnectionState } from "./guestConnection.js"
 import * as Rpc from "./rpc.js"
 import * as Stdio from "./stdio.js"
 
-const invalid = ({ message: m }: Schema.SchemaError) =>
-  new ProtocolError.ProtocolError({ reason: "EncodeFailed", message: `invalid process parameters: ${m}` })
-const decodeParameters = Schema.decodeUnknownEffect(Wire.ProcessParameters)
-const decode = (input: unknown) => Effect.mapError(decodeParameters(input), invalid)
+const decode = (input: unknown) =>
+  Result.mapError(
+    Codec.decodeProcessParameters(input),
+    ({ message }) =>
+      new ProtocolError.ProtocolError({ reason: "EncodeFailed", message: `invalid ${message}` })
+  )
 
 /** The WaitForProcess body (by default the infinite wait whose answer is the exit). */
 export const waitBody = (
   fields: Rpc.BaseFields & { readonly ProcessId: number },
   TimeoutInMs = Wire.InfiniteTimeout
-) => new Wire.ContainerWaitForProcess({ ...fields, TimeoutInMs })
+) => Codec.unchecked(Wire.ContainerWaitForProcess, { ...fields, TimeoutInMs })
 
 /** Kills and waits for a process whose exec was interrupted after the request went out, so the guest forgets it. */
 const reap = (bridge: Bridge, containerId: string, pid: number): Effect.Effect<void> => {
   const fields = { ...Rpc.base(containerId, undefined), ProcessId: pid }
   const log = Effect.logDebug("reaping a process whose exec was interrupted")
-  const signal = bridge.call("SignalProcess", containerId, new Wire.ContainerSignalProcess(fields))
+  const signal = bridge.call(
+    "SignalProcess",
+    containerId,
+    Codec.unchecked(Wire.ContainerSignalProcess, fields)
+  )
   const wait = bridge.call("WaitForProcess", containerId, waitBody(fields))
   const annotated = Effect.annotateLogs(log, { "container-id": containerId, pid })
   return bridge.background(Effect.all([signal, wait, annotated], { concurrency: "unbounded" }))
@@ -38,7 +44,7 @@ export const exec = (
   input: ProcessParametersInput
 ): Effect.Effect<Process, ExecError, Scope.Scope> =>
   Effect.gen(function* () {
-    const params = input instanceof Wire.ProcessParameters ? input : yield* decode(input)
+    const params = input instanceof Wire.ProcessParameters ? input : yield* Effect.fromResult(decode(input))
     const scope = yield* Scope.fork(yield* Effect.scope)
     const started = Effect.uninterruptibleMask((restore) => start(state, containerId, params, scope, restore))
     return yield* Effect.onError(Scope.provide(started, scope), (cause) =>
@@ -63,21 +69,21 @@ const start = Effect.fnUntraced(function* (
   const relay =
     state.os === "windows"
       ? {
-          StdioRelaySettings: new Wire.ExecuteProcessStdioRelaySettings({
+          StdioRelaySettings: Codec.unchecked(Wire.ExecuteProcessStdioRelaySettings, {
             ...(stdin ? { StdIn: Guid.vsockServiceId(stdin.port) } : {}),
             ...(stdout ? { StdOut: Guid.vsockServiceId(stdout.port) } : {}),
             ...(stderr ? { StdErr: Guid.vsockServiceId(stderr.port) } : {})
           })
         }
       : {
-          VsockStdioRelaySettings: new Wire.ExecuteProcessVsockStdioRelaySettings({
+          VsockStdioRelaySettings: Codec.unchecked(Wire.ExecuteProcessVsockStdioRelaySettings, {
             StdIn: stdin?.port ?? 0,
             StdOut: stdout?.port ?? 0,
             StdErr: stderr?.port ?? 0
           })
         }
-  const Settings = new Wire.ExecuteProcessSettings({ ProcessParameters: params, ...relay })
-  const body = (base: Rpc.BaseFields) => new Wire.ContainerExecuteProcess({ ...base, Settings })
+  const Settings = Codec.unchecked(Wire.ExecuteProcessSettings, { ProcessParameters: params, ...relay })
+  const body = (base: Rpc.BaseFields) => Codec.unchecked(Wire.ContainerExecuteProcess, { ...base, Settings })
   const { ProcessId: pid } = yield* Rpc.send(bridge, "ExecuteProcess", containerId, body, (sent, span) =>
     restore(bridge.await(sent)).pipe(
       // Answered after its caller left: what it started is killed once the answer arrives.
@@ -237,7 +243,11 @@ class Handle implements Process {
         ? new Wire.SignalProcessOptionsLinux({ Signal: n })
         : n && new Wire.SignalProcessOptionsWindows({ Signal: n })
     const body = (base: Rpc.BaseFields) =>
-      new Wire.ContainerSignalProcess({ ...base, ProcessId: this.pid, ...(Options ? { Options } : {}) })
+      Codec.unchecked(Wire.ContainerSignalProcess, {
+        ...base,
+        ProcessId: this.pid,
+        ...(Options ? { Options } : {})
+      })
     const annotations = { "container-id": this.containerId, pid: this.pid }
     return Rpc.call(this.state.bridge, "SignalProcess", this.containerId, body, { "gcs.pid": this.pid }).pipe(
       Effect.as(true),
@@ -250,7 +260,7 @@ class Handle implements Process {
   }
   resizeConsole(Width: number, Height: number) {
     const body = (base: Rpc.BaseFields) =>
-      new Wire.ContainerResizeConsole({ ...base, ProcessId: this.pid, Height, Width })
+      Codec.unchecked(Wire.ContainerResizeConsole, { ...base, ProcessId: this.pid, Height, Width })
     const attributes = { "gcs.pid": this.pid }
     return Effect.asVoid(Rpc.call(this.state.bridge, "ResizeConsole", this.containerId, body, attributes))
   }

@@ -1,5 +1,5 @@
 /** What every operation shares: a `gcs.<Proc>` client span, the request base (`otsc` when traced), the call. */
-import { Envelope, Guid } from "@gcs-bridge/protocol"
+import { Codec, Envelope, Guid } from "@gcs-bridge/protocol"
 import type { MessageType, Rpc } from "@gcs-bridge/protocol"
 import { Context, Effect, Option, Tracer } from "effect"
 import type { Duration } from "effect"
@@ -37,7 +37,7 @@ export const base = (containerId: string, header: string | undefined): BaseField
 })
 
 /** The body of a call that carries only the request base. */
-export const request = (fields: BaseFields) => new Envelope.RequestBase(fields)
+export const request = (fields: BaseFields) => Codec.unchecked(Envelope.RequestBase, fields)
 
 /**
  * Sends a call in its `gcs.<proc>` client span, then runs `onSent` there. As in Go, `otsc` goes out only when the
