@@ -157,7 +157,7 @@ const describe = (error: unknown, context: ErrorContext): string => {
 /** Errors whose text names their own address, so the guest's is not repeated. */
 const namesItsAddress = (error: unknown): boolean =>
   error instanceof TransportError ||
-  (error instanceof BridgeClosed && error.cause instanceof TransportError) ||
+  (error instanceof BridgeClosed && error.reason === "Transport" && error.cause instanceof TransportError) ||
   error instanceof EmbeddedGuestError ||
   CliError.isCliError(error) ||
   error instanceof StdioError ||

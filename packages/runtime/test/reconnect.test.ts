@@ -73,6 +73,8 @@ describe("reconnect", () => {
         expect((yield* guest.next).name).toBe("DumpStacks")
 
         yield* guest.close
+        // Once the host has seen the end (a call written before that fails with BridgeReconnected, as `inFlight`):
+        yield* Effect.sleep("20 millis")
         // Made while the bridge is down: it waits for the new connection.
         const during = yield* Effect.forkChild(gc.dumpStacks)
         // The stdio connection is not the bridge: it keeps flowing.

@@ -88,6 +88,23 @@ describe("writer", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
+  it.live("calls made in one run of the scheduler go out together in one writeAll, the writer idle", () =>
+    Effect.gen(function* () {
+      const { gc, guest, gate } = yield* setup
+      // Forked together: Effect starts them in one scheduler run, each queues its frame and waits.
+      const calls = yield* Effect.forkChild(
+        Effect.forEach(
+          Array.from({ length: 16 }, (_, i) => `c${i}`),
+          gc.deleteContainerState,
+          { concurrency: "unbounded" }
+        )
+      )
+      for (let i = 0; i < 16; i++) yield* guest.reply(yield* guest.next)
+      yield* Fiber.join(calls)
+      expect(gate.batches).toEqual([1, 16])
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
   it.live("a call interrupted while still queued is never written (its id is skipped)", () =>
     Effect.gen(function* () {
       const { gc, guest, gate } = yield* setup

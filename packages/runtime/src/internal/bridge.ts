@@ -4,7 +4,7 @@ import { Frame as Framing } from "@gcs-bridge/protocol"
 import type { Container, Envelope, Frame, Rpc } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, LogLevel, Metric } from "effect"
-import { Queue, References, Result, Schedule, Scope, Stream } from "effect"
+import { Latch, References, Result, Schedule, Scope, Stream } from "effect"
 import { BridgeClosed, type BridgeClosedReason, BridgeReconnected } from "../Errors.js"
 import { type CallError, GuestError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
@@ -155,6 +155,9 @@ const deathMessages: Partial<Record<BridgeClosedReason, string>> = {
 
 const textDecoder = new TextDecoder()
 
+// A write can meet the guest's hang-up before the reader sees the end of the stream: the same end, told first.
+const hungUp = new Set(["EPIPE", "ECONNRESET"])
+
 // Warnings a guest can cause per frame: this many per kind and window are logged, the rest summarised.
 const warningBurst = 5
 const warningWindowMs = 10_000
@@ -169,7 +172,15 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   const clock = yield* Clock.Clock
   // Payload logging costs a decode and a scrub per frame: decide once.
   const traceFrames = LogLevel.isLessThanOrEqualTo(yield* References.MinimumLogLevel, "Trace")
-  const queue = yield* Queue.bounded<Entry>(options.writeQueueCapacity)
+  // The write queue: calls made in one synchronous run (say, every caller a read woke) go out in one write, in
+  // a microtask after it; Effect's Queue would wake the writer a macrotask later, with 2 KB more per call.
+  const outbox: Array<Entry> = []
+  const outboxReady = Latch.makeUnsafe(false)
+  let wakeScheduled = false
+  const wakeWriter = () => {
+    wakeScheduled = false
+    outboxReady.openUnsafe()
+  }
   // Callers beyond the queue's capacity wait in line, in order, holding nothing of the bridge (no id or bytes).
   const line = new Set<Deferred.Deferred<void>>()
   const admit = (room: number) => {
@@ -208,7 +219,6 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     pending.clear()
     abandoned.clear()
     // Releases callers waiting for room; the writer is interrupted by the teardown.
-    Queue.shutdownUnsafe(queue)
     admit(Infinity)
     Deferred.doneUnsafe(closedSignal, Exit.succeed(error))
     options.onClose(error)
@@ -261,7 +271,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     Effect.suspend(() => {
       // Exit.fail keeps the one BridgeClosed value for every caller.
       if (dead !== undefined) return Exit.fail(dead)
-      if (!direct && (Queue.isFullUnsafe(queue) || (!admitted && line.size > 0))) {
+      if (!direct && (outbox.length >= options.writeQueueCapacity || (!admitted && line.size > 0))) {
         const turn = Deferred.makeUnsafe<void>()
         line.add(turn)
         return Effect.andThen(Deferred.await(turn), send(proc, containerId, body, true)).pipe(
@@ -283,7 +293,12 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         )
         return Effect.as(write, entry)
       }
-      const queued = Queue.offerUnsafe(queue, entry) ? Exit.succeed(entry) : Exit.fail(dead ?? kill("Defect"))
+      outbox.push(entry)
+      if (!wakeScheduled) {
+        wakeScheduled = true
+        queueMicrotask(wakeWriter)
+      }
+      const queued = Exit.succeed(entry)
       if (!traceFrames) return queued
       const payload = scrubRequestPayload(proc, textDecoder.decode(encoded.success.subarray(16)))
       const type = MessageType.typeName(MessageType.requestType(MessageType.Proc[proc]))
@@ -309,7 +324,9 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       if (Result.isSuccess(failure)) {
         const error = failure.success
         return Effect.sync(() =>
-          error instanceof ProtocolError.ProtocolError ? kill("Protocol", error) : lost("Transport", error)
+          error instanceof ProtocolError.ProtocolError
+            ? kill("Protocol", error)
+            : lost(hungUp.has(error.code ?? "") ? "EndOfStream" : "Transport", error)
         )
       }
       if (dead !== undefined || Cause.hasInterruptsOnly(cause)) return Effect.void
@@ -443,8 +460,13 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     )
 
   const writer = (conn: Connection) =>
-    Queue.takeAll(queue).pipe(
-      Effect.flatMap((entries) => {
+    Effect.suspend(() => {
+      if (outbox.length > 0) return Effect.void
+      outboxReady.closeUnsafe()
+      return outboxReady.await
+    }).pipe(
+      Effect.flatMap(() => {
+        const entries = outbox.splice(0)
         admit(options.writeQueueCapacity)
         const buffers: Array<Uint8Array> = []
         for (const entry of entries) {
