@@ -16,6 +16,7 @@ import { fmt, interleave, quantile, rateRow, valueRow } from "../lib/measure.js"
 import { floorWhy, judge, NoProfile } from "../lib/targets.js"
 import type { BenchSuite, Measurement } from "../lib/types.js"
 import { hostSession, withHost, type HostSession } from "../support/hostSession.js"
+import * as Handoff from "../support/handoff.js"
 import { profile, profileGist, renderProfile } from "../support/profile.js"
 import { rawEcho } from "../support/raw.js"
 import { frame, NullContainerId } from "../support/wire.js"
@@ -122,6 +123,8 @@ export const suite: BenchSuite = {
         rawSeq: timedSeq("raw", () => echo.sequential(n.raw[0]!, latencies)),
         rawPar: () => echo.pipelined(n.raw[1]!, Depth, false),
         rawParBatched: () => echo.pipelined(n.raw[1]!, Depth, true),
+        handoffQueue: () => Effect.runPromise(Handoff.viaQueue(n.raw[1]!)),
+        handoffLatch: () => Effect.runPromise(Handoff.viaLatch(n.raw[1]!)),
         ...Object.fromEntries(
           (["responder", "guest"] as const).flatMap((peer) => [
             [
@@ -146,6 +149,7 @@ export const suite: BenchSuite = {
       const r = await interleave(options.rounds, variants)
 
       const seqRef = "raw echo, 1 in flight"
+      const handoffRef = "call → writer hand-off, Effect Queue"
       const parRef = `raw echo, ${Depth} in flight`
       const parBatchedRef = `raw echo, ${Depth} in flight, batched writes`
       const seqName = (via: string) => `Start via ${via}, 1 in flight`
@@ -185,7 +189,20 @@ export const suite: BenchSuite = {
           reference: seqRef,
           note: "guest in its own process"
         }),
-        calls(parName("runtime → our guest"), "guestPar", n.guest[1]!, { reference: parRef })
+        calls(parName("runtime → our guest"), "guestPar", n.guest[1]!, { reference: parRef }),
+        rateRow(handoffRef, "hand-offs/s", r["handoffQueue"]!, n.raw[1]!, {
+          note: "reference: Effect Queue offerUnsafe → takeAll, the taker woken by the scheduler (no I/O)"
+        }),
+        rateRow(
+          "call → writer hand-off, Latch opened in a microtask",
+          "hand-offs/s",
+          r["handoffLatch"]!,
+          n.raw[1]!,
+          {
+            reference: handoffRef,
+            note: "the bridge's writer wake-up: why it is hand-made (bench/support/handoff.ts)"
+          }
+        )
       ]
       for (const peer of ["raw", "responder", "guest"] as const) {
         for (const [i, p] of [
@@ -221,6 +238,11 @@ export const suite: BenchSuite = {
           "`GuestConnection.openContainer(NullGuid).start`, whose request is byte-for-byte the Go host's 123-byte " +
           "Start on the null container. The handle is kept in a scope closed after the connection, because " +
           "closing an open container's scope sends ShutdownForced, which on the null container powers the UVM off.",
+        `Hand-off rows: ${fmt(n.raw[1]!)} calls per round, in process, no I/O; each call is queued for a consumer ` +
+          "fiber that completes it at once, one call after the other. This is the bridge's caller → writer step. " +
+          "Effect's Queue wakes its taker with the scheduler (setImmediate: one more event-loop turn per call on " +
+          "a live connection); the bridge's writer drains an array and is woken by a Latch opened in a microtask, " +
+          "so calls made in one synchronous run still leave in one write.",
         ...(host.why === undefined
           ? []
           : [

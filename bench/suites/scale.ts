@@ -211,8 +211,10 @@ const connections = async (engine: Engine, dir: string, count: number): Promise<
   await warmSession.close()
   await warmPeer.stop()
   const paths = Array.from({ length: count }, (_, i) => join(dir, `c${i}`))
-  const before = await settledMemory()
+  // The session's runtime (layers, scopes) is built before the baseline: it is not per connection.
   const session = hostSession(engine)
+  await session.run(Effect.void)
+  const before = await settledMemory()
   const peer = startPeer({ kind: "responder", paths: paths.map(bridgeSocketPath), holdWaits: true })
   try {
     return await sample(
@@ -268,7 +270,7 @@ export const suite: BenchSuite = {
   run: async (options) => {
     const size = options.quick
       ? { raw: 50, live: 100, stdio: 20, connections: 5 }
-      : { raw: 1_000, live: 10_000, stdio: 1_000, connections: 100 }
+      : { raw: 1_000, live: 10_000, stdio: 1_000, connections: 400 }
     const dir = socketDir("scale")
     try {
       const picked = await pickEngine(dir.path)
