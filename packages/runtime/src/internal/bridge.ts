@@ -201,6 +201,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   let linkFibers: Array<Fiber.Fiber<unknown, unknown>> = []
   const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
   let recovery: Fiber.Fiber<void, unknown> | undefined
+  const bridgeFibers = () => [...fibers, ...linkFibers, ...(recovery ? [recovery] : [])]
   let dead: BridgeClosed | undefined
   let lastInboundAt = clock.currentTimeMillisUnsafe()
 
@@ -222,6 +223,11 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     admit(Infinity)
     Deferred.doneUnsafe(closedSignal, Exit.succeed(error))
     options.onClose(error)
+    // The teardown, at once and without a fiber waiting for it per bridge: every fiber is told to stop (one that
+    // called kill stops when it next yields) and the connection is closed in this very step.
+    for (const fiber of bridgeFibers()) fiber.interruptUnsafe()
+    const log = Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), { reason, error: message })
+    Effect.runForkWith(context)(reason === "Closed" ? link.close : Effect.andThen(log, link.close))
     return error
   }
 
@@ -600,22 +606,10 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     })
   }
 
-  // Tears everything down once the bridge is dead, whoever killed it. A fiber of the bridge's scope: a teardown
-  // forked at death instead (2.3 KiB less per idle bridge) left a socket open after the stress matrix's
-  // "oversize x exec" cell in 2 runs of 3 (native engine), for a reason not yet found.
-  const watchdog = yield* Effect.forkIn(
-    Effect.gen(function* () {
-      const { reason, message } = yield* Deferred.await(closedSignal)
-      if (reason !== "Closed")
-        yield* Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), { reason, error: message })
-      yield* Fiber.interruptAll([...fibers, ...linkFibers, ...(recovery ? [recovery] : [])])
-      yield* link.close
-    }),
-    scope
-  )
-
+  // Waits until every fiber of the bridge has ended and its connection is closed (they were told to at death).
   const close = Effect.sync(() => kill("Closed")).pipe(
-    Effect.andThen(Fiber.await(watchdog)),
+    Effect.andThen(Effect.suspend(() => Fiber.awaitAll(bridgeFibers()))),
+    Effect.andThen(Effect.suspend(() => link.close)),
     Effect.asVoid,
     Effect.uninterruptible
   )
