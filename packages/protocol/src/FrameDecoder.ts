@@ -46,7 +46,8 @@ export class FrameReader {
   #id = 0
   #size = -1
   #frameStart = 0
-  readonly #scratch = new Uint8Array(HeaderSize)
+  // Made by the first header split across chunks: an idle reader holds none.
+  #scratch: Uint8Array | undefined
 
   constructor(options?: FrameReaderOptions) {
     const max = options?.maxFrameSize ?? DefaultMaxFrameSize
@@ -109,7 +110,7 @@ export class FrameReader {
   #readHeader(): boolean {
     const first = this.#chunks[this.#head]!
     const inFirst = first.length - this.#headPos >= HeaderSize
-    const bytes = inFirst ? first : this.#copyInto(this.#scratch, HeaderSize)
+    const bytes = inFirst ? first : this.#copyInto((this.#scratch ??= new Uint8Array(HeaderSize)), HeaderSize)
     const at = inFirst ? this.#headPos : 0
     const type = u32(bytes, at)
     const size = u32(bytes, at + 4)

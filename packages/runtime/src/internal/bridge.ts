@@ -182,8 +182,10 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     outboxReady.openUnsafe()
   }
   // Callers beyond the queue's capacity wait in line, in order, holding nothing of the bridge (no id or bytes).
-  const line = new Set<Deferred.Deferred<void>>()
+  // Made when a caller first has to wait, as are `abandoned` and `windows`: an idle bridge holds none of them.
+  let line: Set<Deferred.Deferred<void>> | undefined
   const admit = (room: number) => {
+    if (line === undefined) return
     for (const turn of line) {
       if (room-- <= 0) return
       line.delete(turn)
@@ -192,7 +194,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   }
   const closedSignal = Deferred.makeUnsafe<BridgeClosed>()
   const pending = new Map<number, Entry>()
-  const abandoned = new Set<number>()
+  let abandoned: Set<number> | undefined
   let nextId = options.firstId ?? 0
   // The connection in use; replaced by the reconnect policy, while `down` no writer runs.
   let link = connection
@@ -218,7 +220,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     const failed = Exit.fail(error)
     for (const entry of pending.values()) entry.fail(failed)
     pending.clear()
-    abandoned.clear()
+    abandoned?.clear()
     // Releases callers waiting for room; the writer is interrupted by the teardown.
     admit(Infinity)
     Deferred.doneUnsafe(closedSignal, Exit.succeed(error))
@@ -226,7 +228,10 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     // The teardown, at once and without a fiber waiting for it per bridge: every fiber is told to stop (one that
     // called kill stops when it next yields) and the connection is closed in this very step.
     for (const fiber of bridgeFibers()) fiber.interruptUnsafe()
-    const log = Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), { reason, error: message })
+    const log = Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), {
+      reason,
+      error: message
+    })
     Effect.runForkWith(context)(reason === "Closed" ? link.close : Effect.andThen(log, link.close))
     return error
   }
@@ -248,6 +253,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   // A written call whose answer nobody needs any more, remembered so that a late answer is recognised.
   const remember = (entry: Entry, state: "abandoned" | "superseded"): void => {
     entry.state = state
+    abandoned ??= new Set()
     abandoned.add(entry.id)
     if (abandoned.size > options.maxAbandonedCalls) {
       // Bounded memory even if the guest never answers abandoned calls.
@@ -277,12 +283,15 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     Effect.suspend(() => {
       // Exit.fail keeps the one BridgeClosed value for every caller.
       if (dead !== undefined) return Exit.fail(dead)
-      if (!direct && (outbox.length >= options.writeQueueCapacity || (!admitted && line.size > 0))) {
+      if (
+        !direct &&
+        (outbox.length >= options.writeQueueCapacity || (!admitted && line !== undefined && line.size > 0))
+      ) {
         const turn = Deferred.makeUnsafe<void>()
-        line.add(turn)
+        ;(line ??= new Set()).add(turn)
         return Effect.andThen(Deferred.await(turn), send(proc, containerId, body, true)).pipe(
           // A caller that leaves after its turn came hands it on.
-          Effect.onInterrupt(() => Effect.sync(() => line.delete(turn) || admit(1)))
+          Effect.onInterrupt(() => Effect.sync(() => line?.delete(turn) || admit(1)))
         )
       }
       const id = nextId++
@@ -343,9 +352,10 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     }
 
   // Per kind: the end of the current window, and how many warnings it logged and dropped.
-  const windows = new Map<string, { until: number; logged: number; dropped: number }>()
+  let windows: Map<string, { until: number; logged: number; dropped: number }> | undefined
   const warn = (kind: string, message: string): Outcome => {
     const now = clock.currentTimeMillisUnsafe()
+    windows ??= new Map()
     const open = windows.get(kind)
     const window =
       open === undefined || now >= open.until ? { until: now + warningWindowMs, logged: 0, dropped: 0 } : open
@@ -378,7 +388,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     const annotations = { proc: entry.proc, "message-id": entry.id }
     let late: Outcome
     if (entry.state === "abandoned" || entry.state === "superseded") {
-      abandoned.delete(entry.id)
+      abandoned?.delete(entry.id)
       count(Metrics.lateResponses)
       late = Effect.annotateLogs(Effect.logDebug("ignoring response to abandoned bridge call"), annotations)
     }

@@ -23,20 +23,23 @@ interface Entry {
 
 /** The exit-notification registry of one connection. */
 export class Registry {
-  private readonly entries = new Map<string, Entry>()
-  private readonly forgotten = new Set<string>()
+  // Made by the first container: an idle connection holds neither.
+  private entries: Map<string, Entry> | undefined
+  private forgotten: Set<string> | undefined
   private closed: BridgeClosed | undefined
 
   /** Registers interest in `id`'s exit. After the bridge died, the signal is already complete. */
   acquire(id: string): Registration {
-    let entry = this.entries.get(id)
+    const entries = (this.entries ??= new Map())
+    const forgotten = (this.forgotten ??= new Set())
+    let entry = entries.get(id)
     if (entry === undefined) {
       entry = { exit: Deferred.makeUnsafe<ContainerExit>(), refs: 0 }
       if (this.closed !== undefined) {
         Deferred.doneUnsafe(entry.exit, Exit.succeed(ContainerExit.ConnectionLost({ error: this.closed })))
       } else {
-        this.entries.set(id, entry)
-        this.forgotten.delete(id)
+        entries.set(id, entry)
+        forgotten.delete(id)
       }
     }
     entry.refs++
@@ -45,12 +48,12 @@ export class Registry {
     const release = () => {
       if (released) return
       released = true
-      if (--held.refs > 0 || this.entries.get(id) !== held) return
-      this.entries.delete(id)
-      this.forgotten.add(id)
-      for (const oldest of this.forgotten) {
-        if (this.forgotten.size <= maxForgotten) break
-        this.forgotten.delete(oldest)
+      if (--held.refs > 0 || entries.get(id) !== held) return
+      entries.delete(id)
+      forgotten.add(id)
+      for (const oldest of forgotten) {
+        if (forgotten.size <= maxForgotten) break
+        forgotten.delete(oldest)
       }
     }
     return { id, exit: held.exit, release }
@@ -59,9 +62,9 @@ export class Registry {
   /** Routes an exit notification (runs on the bridge's reader). */
   route(notification: Wire.ContainerNotification): NotificationRoute {
     const id = notification.ContainerId
-    const entry = this.entries.get(id)
-    if (entry === undefined) return this.forgotten.delete(id) ? "expected" : "unknown"
-    this.entries.delete(id)
+    const entry = this.entries?.get(id)
+    if (entry === undefined) return this.forgotten?.delete(id) ? "expected" : "unknown"
+    this.entries!.delete(id)
     Deferred.doneUnsafe(entry.exit, Exit.succeed(ContainerExit.Exited({ notification })))
     return "delivered"
   }
@@ -70,8 +73,8 @@ export class Registry {
   closeAll(error: BridgeClosed): void {
     this.closed = error
     const lost = Exit.succeed(ContainerExit.ConnectionLost({ error }))
-    for (const entry of this.entries.values()) Deferred.doneUnsafe(entry.exit, lost)
-    this.entries.clear()
-    this.forgotten.clear()
+    for (const entry of this.entries?.values() ?? []) Deferred.doneUnsafe(entry.exit, lost)
+    this.entries = undefined
+    this.forgotten = undefined
   }
 }
