@@ -124,7 +124,7 @@ export const suite: BenchSuite = {
         rawPar: () => echo.pipelined(n.raw[1]!, Depth, false),
         rawParBatched: () => echo.pipelined(n.raw[1]!, Depth, true),
         handoffQueue: () => Effect.runPromise(Handoff.viaQueue(n.raw[1]!)),
-        handoffLatch: () => Effect.runPromise(Handoff.viaLatch(n.raw[1]!)),
+        handoffFlush: () => Effect.runPromise(Handoff.viaMicrotask(n.raw[1]!)),
         ...Object.fromEntries(
           (["responder", "guest"] as const).flatMap((peer) => [
             [
@@ -193,16 +193,10 @@ export const suite: BenchSuite = {
         rateRow(handoffRef, "hand-offs/s", r["handoffQueue"]!, n.raw[1]!, {
           note: "reference: Effect Queue offerUnsafe → takeAll, the taker woken by the scheduler (no I/O)"
         }),
-        rateRow(
-          "call → writer hand-off, Latch opened in a microtask",
-          "hand-offs/s",
-          r["handoffLatch"]!,
-          n.raw[1]!,
-          {
-            reference: handoffRef,
-            note: "the bridge's writer wake-up: why it is hand-made (bench/support/handoff.ts)"
-          }
-        )
+        rateRow("call → writer hand-off, microtask flush", "hand-offs/s", r["handoffFlush"]!, n.raw[1]!, {
+          reference: handoffRef,
+          note: "the bridge's writer: why it is hand-made (bench/support/handoff.ts)"
+        })
       ]
       for (const peer of ["raw", "responder", "guest"] as const) {
         for (const [i, p] of [
@@ -241,8 +235,9 @@ export const suite: BenchSuite = {
         `Hand-off rows: ${fmt(n.raw[1]!)} calls per round, in process, no I/O; each call is queued for a consumer ` +
           "fiber that completes it at once, one call after the other. This is the bridge's caller → writer step. " +
           "Effect's Queue wakes its taker with the scheduler (setImmediate: one more event-loop turn per call on " +
-          "a live connection); the bridge's writer drains an array and is woken by a Latch opened in a microtask, " +
-          "so calls made in one synchronous run still leave in one write.",
+          "a live connection) and keeps a fiber waiting per connection; the bridge queues into an array flushed " +
+          "in a microtask on a fiber that ends with the write, so calls made in one synchronous run still " +
+          "leave in one write.",
         ...(host.why === undefined
           ? []
           : [

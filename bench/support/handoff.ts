@@ -1,9 +1,9 @@
 /**
- * Why the bridge's writer is woken by a Latch in a microtask and not by an Effect Queue: `count` calls, one
+ * Why the bridge's writer is a microtask flush and not a fiber woken by an Effect Queue: `count` calls, one
  * after the other, each handed to a consumer fiber that answers it at once (the bridge's caller → writer
  * hop with an instant guest), through each mechanism. No I/O: what is left is the hand-off itself.
  */
-import { Deferred, Effect, Fiber, Latch, Queue } from "effect"
+import { Deferred, Effect, Fiber, Queue } from "effect"
 
 type Call = Deferred.Deferred<void>
 
@@ -26,36 +26,28 @@ export const viaQueue = (count: number): Effect.Effect<void> =>
     yield* Fiber.interrupt(consumer)
   })
 
-/** Through an array and a Latch opened in a microtask, as the bridge's writer is woken now. */
-export const viaLatch = (count: number): Effect.Effect<void> =>
+/**
+ * Through an array flushed in a microtask, the flush running the consumer's work on a fiber of its own that
+ * ends with it, as the bridge's writer works now (no fiber waits for work).
+ */
+export const viaMicrotask = (count: number): Effect.Effect<void> =>
   Effect.gen(function* () {
+    const context = yield* Effect.context<never>()
     const outbox: Array<Call> = []
-    const ready = Latch.makeUnsafe(false)
     let scheduled = false
-    const wake = () => {
+    const answer = (calls: ReadonlyArray<Call>) =>
+      Effect.sync(() => calls.forEach((call) => Deferred.doneUnsafe(call, Effect.void)))
+    const flush = () => {
       scheduled = false
-      ready.openUnsafe()
+      Effect.runForkWith(context)(answer(outbox.splice(0)))
     }
-    const consumer = yield* Effect.forkChild(
-      Effect.forever(
-        Effect.suspend(() => {
-          if (outbox.length === 0) {
-            ready.closeUnsafe()
-            return ready.await
-          }
-          for (const call of outbox.splice(0)) Deferred.doneUnsafe(call, Effect.void)
-          return Effect.void
-        })
-      )
-    )
     for (let i = 0; i < count; i++) {
       const call = Deferred.makeUnsafe<void>()
       outbox.push(call)
       if (!scheduled) {
         scheduled = true
-        queueMicrotask(wake)
+        queueMicrotask(flush)
       }
       yield* Deferred.await(call)
     }
-    yield* Fiber.interrupt(consumer)
   })

@@ -4,7 +4,7 @@ import { Frame as Framing } from "@gcs-bridge/protocol"
 import type { Container, Envelope, Frame, Rpc } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, LogLevel, Metric } from "effect"
-import { Latch, References, Result, Schedule, Scope, Stream } from "effect"
+import { References, Result, Schedule, Scope, Stream } from "effect"
 import { BridgeClosed, type BridgeClosedReason, BridgeReconnected } from "../Errors.js"
 import { type CallError, GuestError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
@@ -173,14 +173,12 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   // Payload logging costs a decode and a scrub per frame: decide once.
   const traceFrames = LogLevel.isLessThanOrEqualTo(yield* References.MinimumLogLevel, "Trace")
   // The write queue: calls made in one synchronous run (say, every caller a read woke) go out in one write, in
-  // a microtask after it; Effect's Queue would wake the writer a macrotask later, with 2 KB more per call.
+  // a microtask after it; Effect's Queue would wake a writer fiber a macrotask later, with 2 KB more per call.
+  // No fiber waits for work: a flush runs the write on a fiber of its own, which ends at once unless the
+  // write waits for the engine's drain; then the next flush waits for it (`writing`).
   const outbox: Array<Entry> = []
-  const outboxReady = Latch.makeUnsafe(false)
-  let wakeScheduled = false
-  const wakeWriter = () => {
-    wakeScheduled = false
-    outboxReady.openUnsafe()
-  }
+  let flushScheduled = false
+  let writing: Fiber.Fiber<void, TransportError> | undefined
   // Callers beyond the queue's capacity wait in line, in order, holding nothing of the bridge (no id or bytes).
   // Made when a caller first has to wait, as are `abandoned` and `windows`: an idle bridge holds none of them.
   let line: Set<Deferred.Deferred<void>> | undefined
@@ -203,7 +201,12 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   let linkFibers: Array<Fiber.Fiber<unknown, unknown>> = []
   const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
   let recovery: Fiber.Fiber<void, unknown> | undefined
-  const bridgeFibers = () => [...fibers, ...linkFibers, ...(recovery ? [recovery] : [])]
+  const bridgeFibers = () => [
+    ...fibers,
+    ...linkFibers,
+    ...(writing ? [writing] : []),
+    ...(recovery ? [recovery] : [])
+  ]
   let dead: BridgeClosed | undefined
   let lastInboundAt = clock.currentTimeMillisUnsafe()
 
@@ -309,9 +312,9 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         return Effect.as(write, entry)
       }
       outbox.push(entry)
-      if (!wakeScheduled) {
-        wakeScheduled = true
-        queueMicrotask(wakeWriter)
+      if (!flushScheduled) {
+        flushScheduled = true
+        queueMicrotask(flush)
       }
       const queued = Exit.succeed(entry)
       if (!traceFrames) return queued
@@ -475,30 +478,33 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       Effect.catchCause(onFailure("reader"))
     )
 
-  const writer = (conn: Connection) =>
-    Effect.suspend(() => {
-      if (outbox.length > 0) return Effect.void
-      outboxReady.closeUnsafe()
-      return outboxReady.await
-    }).pipe(
-      Effect.flatMap(() => {
-        const entries = outbox.splice(0)
-        admit(options.writeQueueCapacity)
-        const buffers: Array<Uint8Array> = []
-        for (const entry of entries) {
-          if (entry.state !== "queued" || entry.bytes === undefined) continue
-          entry.state = "written"
-          buffers.push(entry.bytes)
-          // A wait is re-issued after a reconnect: its bytes are kept.
-          if (options.reconnect === undefined || entry.proc !== "WaitForProcess") entry.bytes = undefined
-        }
-        if (buffers.length === 0) return Effect.void
-        Metrics.writeBatchSize.updateUnsafe(buffers.length, context)
-        return conn.writeAll(buffers)
-      }),
-      Effect.forever,
-      Effect.catchCause(onFailure("writer"))
-    )
+  const written = (exit: Exit.Exit<void, TransportError>) => {
+    writing = undefined
+    if (Exit.isFailure(exit)) Effect.runForkWith(context)(onFailure("writer")(exit.cause))
+    else if (outbox.length > 0) flush()
+  }
+  function flush(): void {
+    flushScheduled = false
+    // While a write waits for the drain or the link is down, what is queued waits: the flush comes after.
+    if (writing !== undefined || down || dead !== undefined || outbox.length === 0) return
+    const entries = outbox.splice(0)
+    admit(options.writeQueueCapacity)
+    const buffers: Array<Uint8Array> = []
+    for (const entry of entries) {
+      if (entry.state !== "queued" || entry.bytes === undefined) continue
+      entry.state = "written"
+      buffers.push(entry.bytes)
+      // A wait is re-issued after a reconnect: its bytes are kept.
+      if (options.reconnect === undefined || entry.proc !== "WaitForProcess") entry.bytes = undefined
+    }
+    if (buffers.length === 0) return
+    Metrics.writeBatchSize.updateUnsafe(buffers.length, context)
+    const fiber = Effect.runForkWith(context)(link.writeAll(buffers))
+    const exit = fiber.pollUnsafe()
+    if (exit !== undefined) return written(exit)
+    writing = fiber
+    fiber.addObserver(written)
+  }
 
   const stallWatch = (limit: number) =>
     Effect.sync(() => {
@@ -510,10 +516,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         kill("Unresponsive")
     }).pipe(Effect.delay(Math.max(1, limit / 2)), Effect.forever)
 
-  linkFibers = [
-    yield* Effect.forkIn(reader(connection), scope),
-    yield* Effect.forkIn(writer(connection), scope)
-  ]
+  linkFibers = [yield* Effect.forkIn(reader(connection), scope)]
   if (options.stallTimeout !== undefined)
     fibers.push(yield* Effect.forkIn(stallWatch(Duration.toMillis(options.stallTimeout)), scope))
 
@@ -586,15 +589,15 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         Effect.andThen(Effect.suspend(() => conn.writeAll(resumeCalls()))),
         Effect.onError(() => Effect.andThen(Fiber.interruptAll(linkFibers), Scope.close(next, Exit.void)))
       )
-      linkFibers.push(yield* Effect.forkIn(writer(conn), next))
       linkScope = next
       broken = undefined
       down = false
+      flush()
       count(Metrics.bridgeReconnects)
       yield* Effect.logInfo("bridge re-established")
     })
     return Effect.gen(function* () {
-      yield* Fiber.interruptAll(linkFibers)
+      yield* Fiber.interruptAll([...linkFibers, ...(writing ? [writing] : [])])
       yield* link.close
       if (linkScope !== undefined) yield* Scope.close(linkScope, Exit.void)
       const window = Duration.format(policy.window)
