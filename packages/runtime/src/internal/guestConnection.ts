@@ -26,8 +26,8 @@ export interface ConnectionState {
   readonly closeTimeout: Duration.Duration
   /** Next stdio port (§11.4): per connection, never reused. */
   readonly allocatePort: () => number
-  /** Live processes, for a migration's save. */
-  readonly processes: Set<{ readonly saved: () => SavedProcess | undefined }>
+  /** Live processes, for a migration's save; made by the first exec. */
+  processes: Set<{ readonly saved: () => SavedProcess | undefined }> | undefined
 }
 
 const defaultConnectTimeout = Duration.minutes(2)
@@ -109,8 +109,8 @@ export const fromConnection = (
         containerId,
         ProcessImpl.waitBody({ ...Rpc.base(containerId, undefined), ProcessId: pid })
       )
-    const restored = new Map<number, Bridge.Call<"WaitForProcess">>()
-    for (const saved of resume?.processes ?? []) restored.set(saved.waitCallId, yield* preregister(saved))
+    const restored = resume === undefined ? undefined : new Map<number, Bridge.Call<"WaitForProcess">>()
+    for (const saved of resume?.processes ?? []) restored!.set(saved.waitCallId, yield* preregister(saved))
 
     // Nothing but the negotiation may be in flight until its answer is in (§7.3).
     const caps = yield* negotiate(bridge, resume === undefined ? config : warm).pipe(
@@ -133,7 +133,7 @@ export const fromConnection = (
       copyAfterExitTimeout: Duration.fromInputUnsafe(config.copyAfterExitTimeout ?? "1 second"),
       closeTimeout: Duration.fromInputUnsafe(config.closeTimeout ?? "30 seconds"),
       allocatePort: () => nextPort++,
-      processes: new Set()
+      processes: undefined
     }
     const service: GuestConnectionService = {
       protocol: ProtocolVersion,
@@ -163,13 +163,13 @@ export const fromConnection = (
         return Effect.asVoid(Rpc.call(bridge, "ModifyServiceSettings", Guid.NullGuid, body))
       },
       migrationState: Effect.sync(() => {
-        const processes = Array.from(state.processes, (p) => p.saved()).filter((p) => p !== undefined)
+        const processes = Array.from(state.processes ?? [], (p) => p.saved()).filter((p) => p !== undefined)
         return new MigrationState({ version: 1, nextPort, nextMessageId: bridge.nextId(), processes })
       }),
       restoreProcess: (saved) =>
         Effect.flatMap(
           Effect.suspend(() => {
-            const call = restored.get(saved.waitCallId)
+            const call = restored?.get(saved.waitCallId)
             return call === undefined ? preregister(saved) : Effect.succeed(call)
           }),
           (call) => ProcessImpl.restore(state, saved, call)

@@ -107,12 +107,12 @@ const start = Effect.fnUntraced(function* (
 const track = (handle: Handle) =>
   Effect.as(
     Effect.andThen(
-      Effect.sync(() => handle.state.processes.add(handle)),
+      Effect.sync(() => (handle.state.processes ??= new Set()).add(handle)),
       Scope.addFinalizer(
         handle.scope,
         Effect.ensuring(
           handle.onClose(),
-          Effect.sync(() => handle.state.processes.delete(handle))
+          Effect.sync(() => handle.state.processes?.delete(handle))
         )
       )
     ),
