@@ -8,7 +8,7 @@ import { ContainerNotification } from "./Container.js"
 import { RequestBase, ResponseBase } from "./Envelope.js"
 import type { Frame } from "./Frame.js"
 import { encodeFrame } from "./Frame.js"
-import { GoJsonError, goStringify } from "./GoJson.js"
+import { GoJsonError, goStringify, goStringifyPlain, markCount } from "./GoJson.js"
 import { decoder, encoder } from "./internal/compile.js"
 import type { ProcName } from "./MessageType.js"
 import {
@@ -96,10 +96,13 @@ const encodeWith = (
   const failed = (message: string) =>
     Result.fail(new ProtocolError({ reason: "EncodeFailed", message, messageType: type, id }))
   if (!Number.isSafeInteger(id) || id < 0) return failed(`invalid message id ${id}`)
+  const marks = markCount()
   const encoded = encode(body)
   if (Result.isFailure(encoded)) return failed(`${what}: ${encoded.failure}`)
   try {
-    const text = goStringify(encoded.success, { escapeHtml: !host })
+    // No map marked while encoding: nothing to sort, so native stringify can write it.
+    const stringify = marks === markCount() ? goStringifyPlain : goStringify
+    const text = stringify(encoded.success, { escapeHtml: !host })
     return Result.succeed(encodeFrame(type, id, utf8Encoder.encode(host ? text + "\n" : text)))
   } catch (e) {
     return failed(`${what}: ${e instanceof GoJsonError ? e.message : String(e)}`)

@@ -180,4 +180,32 @@ describe("goStringify", () => {
   prop("parses back to the same value", [fc.jsonValue(), fc.boolean()], ([value, escapeHtml]) => {
     expect(JSON.parse(GoJson.goStringify(value, { escapeHtml }))).toEqual(JSON.parse(JSON.stringify(value)))
   })
+
+  prop(
+    "goStringifyPlain writes what goStringify writes, whichever path it takes",
+    [fc.jsonValue(), fc.boolean(), fc.string({ unit: "binary" })],
+    ([value, escapeHtml, text]) => {
+      for (const v of [value, { text, value }, [text, Number.NaN]]) {
+        const slow = (() => {
+          try {
+            return GoJson.goStringify(v, { escapeHtml })
+          } catch (e) {
+            return e
+          }
+        })()
+        if (slow instanceof Error)
+          expect(() => GoJson.goStringifyPlain(v, { escapeHtml })).toThrow(slow.message)
+        else expect(GoJson.goStringifyPlain(v, { escapeHtml })).toBe(slow)
+      }
+    }
+  )
+
+  it("stringifyPlain leaves to the slow path what native stringify writes differently", () => {
+    const deep: Array<unknown> = []
+    let inner = deep
+    for (let i = 0; i < GoJson.MaxDepth + 1; i++) inner.push((inner = []))
+    for (const value of [Number.POSITIVE_INFINITY, { a: null }, "\ud800", deep, 1n, () => 1])
+      expect(GoJson.stringifyPlain(value)).toBeUndefined()
+    expect(GoJson.stringifyPlain({ b: "x", a: [1, true] })).toBe('{"b":"x","a":[1,true]}')
+  })
 })

@@ -273,8 +273,10 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
         return (u) => {
           if (!isObject(u)) return mode === "canon" ? u : Fail
           const out: Record<string, unknown> = {}
-          for (const key of Object.keys(u)) if ((out[key] = parse(u[key])) === Fail) return Fail
-          return sorted ? markGoMap(out) : out
+          const keys = Object.keys(u)
+          for (const key of keys) if ((out[key] = parse(u[key])) === Fail) return Fail
+          // One key or none is in order already (the common `otsc`), and leaves the body unmarked.
+          return sorted && keys.length > 1 ? markGoMap(out) : out
         }
       }
       case "JsonInString": {
