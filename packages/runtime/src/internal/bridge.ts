@@ -1,4 +1,4 @@
-/** Request/response multiplexing: a reader fiber completes calls by id, a writer fiber batches one `writeAll`. */
+/** Request/response multiplexing: a reader fiber completes calls by id; queued calls leave in one `writeAll`. */
 import { Codec, FrameDecoder, HResult, MessageType, ProtocolError } from "@gcs-bridge/protocol"
 import { Frame as Framing } from "@gcs-bridge/protocol"
 import type { Container, Envelope, Frame, Rpc } from "@gcs-bridge/protocol"
