@@ -270,8 +270,9 @@ export const serveConnection = Effect.fnUntraced(function* (
     )
     negotiated = true
     yield* Effect.forkIn(Deferred.into(write, ended), scope)
+    // Queued before the pump answers anything: the flood follows the negotiate answer, whatever the timing.
+    if (faults.flood > 0) yield* flood
     yield* Effect.forkIn(pump, scope)
-    if (faults.flood > 0) yield* Effect.forkIn(flood, scope)
   })
 
   const dumpStacks = Effect.sync(() => {
