@@ -107,11 +107,15 @@ export const writable = (
   channel === undefined
     ? Sink.forEachArray(() => Effect.fail(missing()))
     : Sink.unwrap(
-        Effect.map(Deferred.await(channel.connection), (connection) =>
-          Sink.forEachArray((parts: ReadonlyArray<Uint8Array>) =>
-            Effect.andThen(connection.writeAll(parts), Metric.update(bytesOf[channel.name], sizeOf(parts)))
+        Effect.gen(function* () {
+          const connection = yield* Deferred.await(channel.connection)
+          const context = yield* Effect.context<never>()
+          const counter = bytesOf[channel.name]
+          // Counted once written, without a Metric.update effect per chunk.
+          return Sink.forEachArray((parts: ReadonlyArray<Uint8Array>) =>
+            Effect.map(connection.writeAll(parts), () => counter.updateUnsafe(sizeOf(parts), context))
           )
-        )
+        })
       )
 
 /** Half-closes `channel` once the guest has connected it. */
