@@ -38,6 +38,14 @@ let marks = 0
 /** How many maps {@link markGoMap} has marked so far: unchanged across building a value means it has none. */
 export const markCount = (): number => marks
 
+/**
+ * Takes the count back to `count` (a {@link markCount} taken before): for a value whose marked maps were all
+ * written into a string while it was built, so that a check around the whole value sees none of them.
+ */
+export const forgetMarks = (count: number): void => {
+  marks = count
+}
+
 /** Whether {@link markGoMap} marked this object. */
 export const isGoMap = (value: object): boolean =>
   (value as { readonly [GoMapMarker]?: boolean })[GoMapMarker] === true

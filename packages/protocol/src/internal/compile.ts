@@ -7,7 +7,7 @@
  * successes. Tests check both agree.
  */
 import { Result, Schema } from "effect"
-import { goStringify, markGoMap } from "../GoJson.js"
+import { forgetMarks, goStringify, goStringifyPlain, markCount, markGoMap } from "../GoJson.js"
 
 type Top = Schema.Top
 
@@ -286,8 +286,14 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
         return (u) => {
           try {
             if (mode === "encode") {
+              const marks = markCount()
               const encoded = parse(u)
-              return encoded === Fail ? Fail : goStringify(encoded, { escapeHtml: true })
+              if (encoded === Fail) return Fail
+              const inner = marks === markCount() ? goStringifyPlain : goStringify
+              const text = inner(encoded, { escapeHtml: true })
+              // Its maps are inside the string now: the outer document still holds none of them.
+              forgetMarks(marks)
+              return text
             }
             if (typeof u !== "string" || u === "") return failed(u)
             const inner = parse(JSON.parse(u))
