@@ -231,11 +231,9 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     // The teardown, at once and without a fiber waiting for it per bridge: every fiber is told to stop (one that
     // called kill stops when it next yields) and the connection is closed in this very step.
     for (const fiber of bridgeFibers()) fiber.interruptUnsafe()
-    const log = Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), {
-      reason,
-      error: message
-    })
-    Effect.runForkWith(context)(reason === "Closed" ? link.close : Effect.andThen(log, link.close))
+    const log = () =>
+      Effect.annotateLogs(Effect.logError("bridge forcibly terminating"), { reason, error: message })
+    Effect.runForkWith(context)(reason === "Closed" ? link.close : Effect.andThen(log(), link.close))
     return error
   }
 

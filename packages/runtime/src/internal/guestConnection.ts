@@ -109,8 +109,9 @@ export const fromConnection = (
         containerId,
         ProcessImpl.waitBody({ ...Rpc.base(containerId, undefined), ProcessId: pid })
       )
-    const restored = resume === undefined ? undefined : new Map<number, Bridge.Call<"WaitForProcess">>()
-    for (const saved of resume?.processes ?? []) restored!.set(saved.waitCallId, yield* preregister(saved))
+    let restored: Map<number, Bridge.Call<"WaitForProcess">> | undefined
+    for (const saved of resume?.processes ?? [])
+      (restored ??= new Map()).set(saved.waitCallId, yield* preregister(saved))
 
     // Nothing but the negotiation may be in flight until its answer is in (§7.3).
     const caps = yield* negotiate(bridge, resume === undefined ? config : warm).pipe(
