@@ -7,23 +7,13 @@ import { Codec, Container, FrameDecoder, Guid, HResult, MessageType, Process } f
 import { describe, expect, it } from "@effect/vitest"
 import type { Connection } from "@gcs-bridge/transport"
 import { Transport } from "@gcs-bridge/transport"
-import { Effect, Fiber, Logger, Metric, Schedule, Stream } from "effect"
+import { Effect, Fiber, Metric, Schedule, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { GuestConnection, isSignalRefused, Metrics, ProtocolError } from "../src/index.js"
 import * as FakeGuest from "./FakeGuest.js"
-import { connected, wire } from "./harness.js"
+import { captureWarnings, connected, wire } from "./harness.js"
 
 const encoder = new TextEncoder()
-
-/** Every log line at warning level and above, as text. */
-const captureWarnings = () => {
-  const lines: Array<string> = []
-  const logger = Logger.make(({ logLevel, message }) => {
-    if (logLevel === "Warn" || logLevel === "Error")
-      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
-  })
-  return { lines, layer: Logger.layer([logger]) }
-}
 
 const count = (metric: Metric.Counter<number>) => Effect.map(Metric.value(metric), (state) => state.count)
 const inFlight = Effect.map(Metric.value(Metrics.rpcInFlight), (state) => state.value)

@@ -5,7 +5,7 @@
 import { MessageType } from "@gcs-bridge/protocol"
 import type { Address, Connection, TransportService } from "@gcs-bridge/transport"
 import { MemoryAddress, Transport } from "@gcs-bridge/transport"
-import { Effect, Fiber, Metric } from "effect"
+import { Effect, Fiber, Logger, Metric } from "effect"
 import type { Scope } from "effect"
 import type { GuestConnectionConfig, GuestConnectionService } from "../src/index.js"
 import { GuestConnection } from "../src/index.js"
@@ -99,4 +99,14 @@ export const makeTracker = (): Tracker => {
     track: (effect) => Effect.provideService(effect, Metric.FiberRuntimeMetrics, service),
     live: Effect.sync(() => live)
   }
+}
+
+/** Every log line at warning level and above, as text. */
+export const captureWarnings = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    if (logLevel === "Warn" || logLevel === "Error")
+      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+  })
+  return { lines, layer: Logger.layer([logger]) }
 }

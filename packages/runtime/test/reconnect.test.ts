@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { HResult, MessageType, Negotiate, Process as Wire, Uvm } from "@gcs-bridge/protocol"
 import { Transport } from "@gcs-bridge/transport"
-import { Effect, Exit, Fiber, Metric, Option, Schema, Stream } from "effect"
+import { Effect, Exit, Fiber, Metric, Option, Schedule, Schema, Stream } from "effect"
 import {
   BridgeClosed,
   BridgeReconnected,
@@ -17,7 +17,7 @@ import {
   SavedProcess
 } from "../src/index.js"
 import * as FakeGuest from "./FakeGuest.js"
-import { memoryAddress } from "./harness.js"
+import { captureWarnings, memoryAddress } from "./harness.js"
 
 const Null = "00000000-0000-0000-0000-000000000000"
 const uvmProcess = { CommandLine: "sleep 100", CreateStdOutPipe: true }
@@ -64,8 +64,9 @@ const waitResponse = (ExitCode: number) => new Wire.ContainerWaitForProcessRespo
 describe("reconnect", () => {
   it.live(
     "a dropped bridge is re-established: waits re-issued, other written calls fail, new calls wait",
-    () =>
-      Effect.gen(function* () {
+    () => {
+      const warnings = captureWarnings()
+      return Effect.gen(function* () {
         const { transport, address, gc, guest } = yield* setUp()
         const reconnects = (yield* Metric.value(Metrics.bridgeReconnects)).count
         const { process, wait, stdout } = yield* answerExec(gc, guest, transport, address, 77)
@@ -74,7 +75,10 @@ describe("reconnect", () => {
 
         yield* guest.close
         // Once the host has seen the end (a call written before that fails with BridgeReconnected, as `inFlight`):
-        yield* Effect.sleep("20 millis")
+        yield* Effect.repeat(
+          Effect.sync(() => warnings.lines.some((line) => line.includes("bridge connection lost"))),
+          { until: (seen) => seen, schedule: Schedule.spaced("1 millis") }
+        )
         // Made while the bridge is down: it waits for the new connection.
         const during = yield* Effect.forkChild(gc.dumpStacks)
         // The stdio connection is not the bridge: it keeps flowing.
@@ -107,7 +111,8 @@ describe("reconnect", () => {
         yield* again.reply({ name: "WaitForProcess", id: reissued.id }, waitResponse(3))
         expect(yield* process.wait).toBe(3)
         expect((yield* Metric.value(Metrics.bridgeReconnects)).count).toBe(reconnects + 1)
-      }).pipe(Effect.scoped, Effect.provide(Transport.layerMemory))
+      }).pipe(Effect.scoped, Effect.provide([Transport.layerMemory, warnings.layer]))
+    }
   )
 
   it.live(
