@@ -114,6 +114,15 @@ export const conformance = (
 ) =>
   describe(`${name} conformance`, () => {
     const port = 0x40000001
+    // A fresh listener, a client connected to it, and the server side it accepted.
+    const connectedPair = Effect.gen(function* () {
+      const transport = yield* Transport
+      const { listen, connect } = addresses()
+      const listener = yield* transport.listen(listen, port)
+      const client = yield* transport.connect(connect, port)
+      const server = yield* listener.accept()
+      return { client, server }
+    })
 
     it.effect("connects, carries bytes both ways, and reports the peer", () =>
       Effect.gen(function* () {
@@ -138,11 +147,7 @@ export const conformance = (
 
     it.effect("hands a fresh connection's socket over for spawn (none in memory), none once used", () =>
       Effect.gen(function* () {
-        const transport = yield* Transport
-        const { listen, connect } = addresses()
-        const listener = yield* transport.listen(listen, port)
-        const client = yield* transport.connect(connect, port)
-        const server = yield* listener.accept()
+        const { client, server } = yield* connectedPair
         const fresh = client.handoff?.()
         if (expectedFamily === "memory") expect(fresh).toBeUndefined()
         else expect(typeof fresh === "number" ? fresh >= 0 : fresh?.destroyed === false).toBe(true)
@@ -156,11 +161,7 @@ export const conformance = (
 
     it.effect("carries 8 MiB each way at once without loss or reordering", () =>
       Effect.gen(function* () {
-        const transport = yield* Transport
-        const { listen, connect } = addresses()
-        const listener = yield* transport.listen(listen, port)
-        const client = yield* transport.connect(connect, port)
-        const server = yield* listener.accept()
+        const { client, server } = yield* connectedPair
         const up = pattern(8 << 20, 1)
         const down = pattern(8 << 20, 2)
         const [, , atServer, atClient] = yield* Effect.all(
@@ -174,11 +175,7 @@ export const conformance = (
 
     it.effect("half-close: the peer reads EOF and can still answer", () =>
       Effect.gen(function* () {
-        const transport = yield* Transport
-        const { listen, connect } = addresses()
-        const listener = yield* transport.listen(listen, port)
-        const client = yield* transport.connect(connect, port)
-        const server = yield* listener.accept()
+        const { client, server } = yield* connectedPair
         // Idempotent: concurrent and later callers all see the one half-close.
         yield* Effect.all([client.endWrite, client.endWrite], { concurrency: 2 })
         yield* client.endWrite
@@ -274,11 +271,7 @@ export const conformance = (
 
     it.effect("a stream has one consumer at a time; a later consumer continues", () =>
       Effect.gen(function* () {
-        const transport = yield* Transport
-        const { listen, connect } = addresses()
-        const listener = yield* transport.listen(listen, port)
-        const client = yield* transport.connect(connect, port)
-        const server = yield* listener.accept()
+        const { client, server } = yield* connectedPair
         yield* client.write(Buffer.from("abc"))
         const first = yield* Stream.runHead(server.stream)
         expect(first._tag).toBe("Some")
@@ -304,11 +297,7 @@ export const conformance = (
 
     it.effect("the sink writes every chunk it is given", () =>
       Effect.gen(function* () {
-        const transport = yield* Transport
-        const { listen, connect } = addresses()
-        const listener = yield* transport.listen(listen, port)
-        const client = yield* transport.connect(connect, port)
-        const server = yield* listener.accept()
+        const { client, server } = yield* connectedPair
         yield* Stream.run(Stream.make(Buffer.from("s"), Buffer.from("i"), Buffer.from("nk")), client.sink)
         yield* client.endWrite
         expect((yield* readAll(server)).toString()).toBe("sink")
