@@ -96,6 +96,7 @@ export const open = (
       return {
         ...rest,
         stream: Stream.tap(connection.stream, (chunk) => Effect.sync(() => put(inbound, port, chunk))),
+        forEach: (onChunk) => connection.forEach((chunk) => (put(inbound, port, chunk), onChunk(chunk))),
         write: (chunk) => Effect.andThen(sent([chunk]), connection.write(chunk)),
         writeAll: (chunks) => Effect.andThen(sent(chunks), connection.writeAll(chunks)),
         sink: Sink.mapInput(connection.sink, (chunk: Uint8Array) => (put(outbound, port, chunk), chunk))

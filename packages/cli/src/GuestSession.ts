@@ -81,15 +81,16 @@ const tapNegotiation = (connection: Connection) => {
   const reader = new FrameDecoder.FrameReader()
   const type = MessageType.responseType(MessageType.Proc.NegotiateProtocol)
   let payload: Uint8Array | undefined
-  const stream = Stream.tap(connection.stream, (chunk) =>
-    Effect.sync(() => {
-      if (payload !== undefined || reader.error !== undefined) return
-      payload = reader
-        .push(chunk)
-        .find((frame) => frame.type === type)
-        ?.payload.slice()
-    })
-  )
+  const look = (chunk: Uint8Array) => {
+    if (payload !== undefined || reader.error !== undefined) return
+    payload = reader
+      .push(chunk)
+      .find((frame) => frame.type === type)
+      ?.payload.slice()
+  }
+  const stream = Stream.tap(connection.stream, (chunk) => Effect.sync(() => look(chunk)))
+  const forEach = (onChunk: (chunk: Uint8Array) => void) =>
+    connection.forEach((chunk) => (look(chunk), onChunk(chunk)))
   const capabilities = (): Option.Option<unknown> => {
     if (payload === undefined) return Option.none()
     try {
@@ -99,7 +100,7 @@ const tapNegotiation = (connection: Connection) => {
       return Option.none()
     }
   }
-  return { connection: { ...connection, stream }, capabilities }
+  return { connection: { ...connection, stream, forEach }, capabilities }
 }
 
 /**

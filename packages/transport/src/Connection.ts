@@ -24,6 +24,13 @@ export interface Connection {
   readonly peer: PeerIdentity
   /** Inbound bytes up to the peer's EOF. Single consumer: a concurrent second fails (`Read`); sequential ones continue. */
   readonly stream: Stream.Stream<Uint8Array, TransportError>
+  /**
+   * Reading for a consumer that never waits: each chunk is handed to `onChunk` synchronously, in the engine's own
+   * read callback, with nothing queued and no fiber woken per read; bytes already read ahead come first. Completes at
+   * the peer's EOF and fails like `stream`; interrupting it stops reading; a throw from `onChunk` ends it as a
+   * defect. The same single consumer as `stream`, so its claim excludes a concurrent `stream` or `forEach`.
+   */
+  readonly forEach: (onChunk: (chunk: Uint8Array) => void) => Effect.Effect<void, TransportError>
   /** Queues `chunk`; completes once the send queue is below its high-water mark. The chunk must not be mutated afterwards. */
   readonly write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>
   /** Queues several chunks with one gather write where the engine allows it, then waits like `write`. */

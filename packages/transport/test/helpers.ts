@@ -3,7 +3,7 @@
  * conformance suite, so the runtime and the guest can swap layers freely.
  */
 import { afterAll, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Scope, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Scope, Stream } from "effect"
 import type { Duration, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { setImmediate } from "node:timers"
@@ -49,6 +49,16 @@ export const tempDir = (): string => {
 /** Everything `stream` yields, concatenated. */
 export const readAll = (connection: Connection): Effect.Effect<Buffer, TransportError> =>
   Effect.map(Stream.runCollect(connection.stream), (chunks) => Buffer.concat(chunks))
+
+/** Everything `forEach` hands over, concatenated. */
+export const readEach = (connection: Connection): Effect.Effect<Buffer, TransportError> =>
+  Effect.suspend(() => {
+    const chunks: Array<Uint8Array> = []
+    return Effect.as(
+      connection.forEach((chunk) => chunks.push(chunk)),
+      chunks
+    ).pipe(Effect.map((all) => Buffer.concat(all)))
+  })
 
 /** The error of a failing effect, asserted to be a TransportError. */
 export const transportFailure = <A, E, R>(
@@ -295,6 +305,65 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
+    it.effect("forEach hands over 8 MiB in order, as they are read, and completes at the peer's EOF", () =>
+      Effect.gen(function* () {
+        const { client, server } = yield* connectedPair
+        const up = pattern(8 << 20, 3)
+        const [, atServer] = yield* Effect.all([sendAll(client, up, 50_000), readEach(server)], {
+          concurrency: "unbounded"
+        })
+        expect(sha(atServer)).toBe(sha(up))
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.effect(
+      "forEach shares the stream's one-consumer claim; bytes read ahead for the stream come first",
+      () =>
+        Effect.gen(function* () {
+          const { client, server } = yield* connectedPair
+          const seen: Array<string> = []
+          const arrived = yield* Deferred.make<void>()
+          const each = yield* Effect.forkChild(
+            server.forEach((chunk) => {
+              seen.push(Buffer.from(chunk).toString())
+              Deferred.doneUnsafe(arrived, Exit.void)
+            })
+          )
+          yield* client.write(Buffer.from("one"))
+          yield* Deferred.await(arrived)
+          expect((yield* transportFailure(Stream.runDrain(server.stream))).reason).toBe("Read")
+          expect((yield* transportFailure(server.forEach(() => {}))).reason).toBe("Read")
+          yield* Fiber.interrupt(each)
+          // With nobody reading, these wait in the connection until the next consumer.
+          yield* client.write(Buffer.from("two"))
+          yield* client.endWrite
+          expect((yield* readEach(server)).toString()).toBe("two")
+          expect(seen.join("")).toBe("one")
+        }).pipe(Effect.provide(layer))
+    )
+
+    it.effect(
+      "forEach fails with Closed when its connection closes, and dies of a consumer that throws",
+      () =>
+        Effect.gen(function* () {
+          const { server } = yield* connectedPair
+          const reading = yield* Effect.forkChild(server.forEach(() => {}))
+          yield* Effect.yieldNow
+          yield* server.close
+          expect((yield* transportFailure(Fiber.join(reading))).reason).toBe("Closed")
+          expect((yield* transportFailure(server.forEach(() => {}))).reason).toBe("Closed")
+          const other = yield* connectedPair
+          const boom = new Error("consumer bug")
+          yield* other.server.write(Buffer.from("y"))
+          const exit = yield* Effect.exit(
+            other.client.forEach(() => {
+              throw boom
+            })
+          )
+          expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBe(boom)
+        }).pipe(Effect.provide(layer))
+    )
+
     it.effect("the sink writes every chunk it is given", () =>
       Effect.gen(function* () {
         const { client, server } = yield* connectedPair
@@ -378,7 +447,8 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
         expect(vmm.lines).toEqual([`CONNECT ${port}`])
         yield* connection.write(Buffer.from(" and echo"))
         yield* connection.endWrite
-        expect((yield* readAll(connection)).toString()).toBe("early and echo")
+        // The bytes that came with the VMM's answer come first, also to a forEach consumer.
+        expect((yield* readEach(connection)).toString()).toBe("early and echo")
         expect(connection.description).toBe(`hybrid://${path} port ${port}`)
       }).pipe(Effect.provide(layer))
     )

@@ -1,10 +1,10 @@
-/** Request/response multiplexing: a reader fiber completes calls by id; queued calls leave in one `writeAll`. */
+/** Request/response multiplexing: calls are completed by id as the bytes arrive; queued calls leave in one `writeAll`. */
 import { Codec, FrameDecoder, HResult, MessageType, ProtocolError } from "@gcs-bridge/protocol"
 import { Frame as Framing } from "@gcs-bridge/protocol"
 import type { Container, Envelope, Frame, Rpc } from "@gcs-bridge/protocol"
 import type { Connection, TransportError } from "@gcs-bridge/transport"
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, LogLevel, Metric } from "effect"
-import { References, Result, Schedule, Scope, Stream } from "effect"
+import { References, Result, Schedule, Scope } from "effect"
 import { BridgeClosed, type BridgeClosedReason, BridgeReconnected } from "../Errors.js"
 import { type CallError, GuestError } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
@@ -24,7 +24,7 @@ export interface BridgeOptions {
   /** Abandoned calls remembered so that their late responses are recognised. */
   readonly maxAbandonedCalls: number
   readonly stallTimeout: Duration.Input | undefined
-  /** Routes a container notification; runs on the reader fiber, must not block. */
+  /** Routes a container notification; runs in the connection's read callback, must not block. */
   readonly onNotification: (notification: Container.ContainerNotification) => NotificationRoute
   /** Runs once, synchronously, when the bridge dies, after every pending call has failed. */
   readonly onClose: (error: BridgeClosed) => void
@@ -426,7 +426,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     }
   }
 
-  // One decoder over the byte stream, driven from the reader's own loop: no stage, no fiber per frame.
+  // One decoder over the byte stream, driven from the connection's read callback: no stage, no fiber per frame.
   // A fresh decoder per connection: bytes left of a broken one mean nothing on the next.
   const newFrameReader = () =>
     new FrameDecoder.FrameReader({
@@ -438,33 +438,41 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
     })
   let frameReader = newFrameReader()
 
-  const onBytes = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, Failure> => {
+  // Runs in the engine's read callback (`Connection.forEach`): answers complete their calls right there, and a
+  // read wakes no fiber. Log lines and a violation, rare, go to a fiber run on the spot, in frame order.
+  const onChunk = (bytes: Uint8Array): void => {
+    if (dead !== undefined) return
     lastInboundAt = clock.currentTimeMillisUnsafe()
-    const effects: Array<Effect.Effect<void>> = []
-    for (const bytes of chunks) {
-      for (const frame of frameReader.push(bytes)) {
-        if (traceFrames) {
-          const payload = textDecoder.decode(frame.payload)
-          const annotations = { type: MessageType.typeName(frame.type), "message-id": frame.id, payload }
-          effects.push(Effect.annotateLogs(Effect.logTrace("bridge receive"), annotations))
-        }
-        const outcome =
-          MessageType.classOf(frame.type) === MessageType.MessageClass.Response
-            ? completeResponse(frame)
-            : routeNotification(frame)
-        if (outcome instanceof ProtocolError.ProtocolError)
-          return Effect.andThen(Effect.all(effects), Exit.fail(outcome))
-        if (outcome !== undefined) effects.push(outcome)
+    let effects: Array<Effect.Effect<void>> | undefined
+    let violation: Failure | undefined
+    for (const frame of frameReader.push(bytes)) {
+      // A caller woken by an answer may have closed the bridge: the rest of the chunk is for nobody.
+      if (dead !== undefined) return
+      if (traceFrames) {
+        const payload = textDecoder.decode(frame.payload)
+        const annotations = { type: MessageType.typeName(frame.type), "message-id": frame.id, payload }
+        ;(effects ??= []).push(Effect.annotateLogs(Effect.logTrace("bridge receive"), annotations))
       }
-      if (frameReader.error !== undefined)
-        return Effect.andThen(Effect.all(effects), Exit.fail(frameReader.error))
+      const outcome =
+        MessageType.classOf(frame.type) === MessageType.MessageClass.Response
+          ? completeResponse(frame)
+          : routeNotification(frame)
+      if (outcome instanceof ProtocolError.ProtocolError) {
+        violation = outcome
+        break
+      }
+      if (outcome !== undefined) (effects ??= []).push(outcome)
     }
-    return effects.length === 0 ? Effect.void : Effect.all(effects, { discard: true })
+    violation ??= frameReader.error
+    if (effects === undefined && violation === undefined) return
+    const logged = effects === undefined ? Effect.void : Effect.all(effects, { discard: true })
+    Effect.runForkWith(context)(
+      violation === undefined ? logged : Effect.andThen(logged, onFailure("reader")(Cause.fail(violation)))
+    )
   }
 
   const reader = (conn: Connection) =>
-    conn.stream.pipe(
-      Stream.runForEachArray(onBytes),
+    conn.forEach(onChunk).pipe(
       // Ending inside a frame is a truncation, not a clean end (but still a broken link to reconnect).
       Effect.andThen(
         Effect.suspend(() => {

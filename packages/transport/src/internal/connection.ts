@@ -1,7 +1,8 @@
 /**
  * The one Connection implementation over any RawSocket: the only socket state machine.
  * Reading: inbound chunks go to a Queue; a pull takes all of it and re-arms the socket, so at most `ReadAhead`
- * bytes plus one engine read are held (the socket is stopped at `ReadAhead` until the next pull).
+ * bytes plus one engine read are held (the socket is stopped at `ReadAhead` until the next pull). A `forEach`
+ * consumer gets each chunk in the engine's own callback instead: no queue, no fiber woken per read.
  * Writing: a write leaving the engine above its high-water mark waits on a latch the drain opens; the
  * half-close is issued once the engine's queue is flushed. The first failure fails reads and writes alike.
  * Dialling: the engines share the deadline, a child scope releasing a failed attempt at once, and the host side
@@ -50,6 +51,10 @@ const open = Effect.fnUntraced(function* (
   let shutdownIssued = false
   let touched = initial.length > 0
   let writeFailure: TransportError | undefined
+  let readFailure: TransportError | undefined
+  // The `forEach` consumer while it runs: its callback and how to end it.
+  let listener: ((chunk: Uint8Array) => void) | undefined
+  let finish: ((exit: Exit.Exit<void, TransportError>) => void) | undefined
 
   const closedError = (what: string) =>
     transportError("Closed", target, `${what} on a closed connection (${description})`)
@@ -65,11 +70,18 @@ const open = Effect.fnUntraced(function* (
     reading = true
     raw.readStart()
   }
+  const settle = (exit: Exit.Exit<void, TransportError>) => {
+    const resume = finish
+    listener = finish = undefined
+    resume?.(exit)
+  }
   const fail = (cause: unknown, syscall?: string) => {
     if (closed || writeFailure !== undefined) return
     reading = false
     writeFailure = osError("Write", target, description, cause, syscall)
-    Queue.failCauseUnsafe(inbox, Cause.fail(osError("Read", target, description, cause, syscall)))
+    readFailure = osError("Read", target, description, cause, syscall)
+    Queue.failCauseUnsafe(inbox, Cause.fail(readFailure))
+    settle(Exit.fail(readFailure))
     Deferred.doneUnsafe(halfClosed, Exit.fail(writeFailure))
     drained?.openUnsafe()
   }
@@ -90,6 +102,7 @@ const open = Effect.fnUntraced(function* (
   raw.bind({
     data: (chunk) => {
       if (closed || chunk.length === 0) return
+      if (listener !== undefined) return deliver(listener, chunk)
       enqueue(chunk)
       if (buffered >= ReadAhead) stopReading()
     },
@@ -97,6 +110,7 @@ const open = Effect.fnUntraced(function* (
       ended = true
       reading = false
       Queue.endUnsafe(inbox)
+      settle(Exit.void)
     },
     error: fail,
     drain: () => {
@@ -117,6 +131,15 @@ const open = Effect.fnUntraced(function* (
     })
   })
 
+  // A consumer that throws must not throw into the engine's callback: its forEach dies with the defect.
+  const deliver = (onChunk: (chunk: Uint8Array) => void, chunk: Uint8Array) => {
+    try {
+      onChunk(chunk)
+    } catch (defect) {
+      settle(Exit.die(defect))
+    }
+  }
+
   const claim = Effect.acquireRelease(
     Effect.suspend(() => {
       if (consumed) {
@@ -128,6 +151,35 @@ const open = Effect.fnUntraced(function* (
     }),
     () => Effect.sync(() => ((consumed = false), stopReading()))
   )
+
+  const forEach = (onChunk: (chunk: Uint8Array) => void): Effect.Effect<void, TransportError> =>
+    Effect.scoped(
+      Effect.andThen(
+        claim,
+        Effect.callback<void, TransportError>((resume) => {
+          if (closed) return resume(Effect.fail(closedError("read")))
+          // What was read ahead (handshake leftovers, an earlier stream consumer's) comes first, then the end.
+          try {
+            for (let taken = Queue.takeUnsafe(inbox); taken !== undefined; taken = Queue.takeUnsafe(inbox)) {
+              if (Exit.isFailure(taken)) break
+              buffered -= taken.value.length
+              onChunk(taken.value)
+            }
+          } catch (defect) {
+            return resume(Effect.die(defect))
+          }
+          if (closed) return resume(Effect.fail(closedError("read")))
+          if (readFailure !== undefined) return resume(Effect.fail(readFailure))
+          if (ended) return resume(Effect.void)
+          listener = onChunk
+          finish = resume
+          startReading()
+          return Effect.sync(() => {
+            if (listener === onChunk) listener = finish = undefined
+          })
+        })
+      )
+    )
 
   const writeError = (): TransportError | undefined =>
     closed
@@ -181,6 +233,7 @@ const open = Effect.fnUntraced(function* (
     raw.close()
     // A pending read and a half-close still in flight end with `Closed`.
     Queue.failCauseUnsafe(inbox, Cause.fail(closedError("read")))
+    settle(Exit.fail(closedError("read")))
     if (writeEnded) Deferred.doneUnsafe(halfClosed, Exit.fail(closedError("endWrite")))
     drained?.openUnsafe()
   }
@@ -189,6 +242,7 @@ const open = Effect.fnUntraced(function* (
     description,
     peer,
     stream: Stream.unwrap(Effect.as(claim, Stream.fromPull(Effect.succeed(pull)))),
+    forEach,
     write: (chunk) => writeAll([chunk]),
     writeAll,
     sink: Sink.forEachArray(writeAll),
