@@ -343,6 +343,10 @@ describe("lifecycle", () => {
         expect(error).toBeInstanceOf(TransportError)
         expect(error.reason).toBe("Closed")
       }
+      // Asked only after the close, too.
+      const late = yield* Effect.flip(process.closeStdin)
+      expect(late).toBeInstanceOf(TransportError)
+      expect(late.message).toContain("was closed before it could be half-closed")
       expect(wired.counts.listeners).toBe(0)
       expect(wired.counts.connections).toBe(1)
     }).pipe(Effect.provide(Transport.layerMemory))

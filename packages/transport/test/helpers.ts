@@ -233,6 +233,8 @@ export const conformance = (
         yield* Effect.yieldNow
         yield* Scope.close(scope, Exit.void)
         expect((yield* transportFailure(Fiber.join(accepting))).reason).toBe("Closed")
+        // Also an accept asked for only after the close.
+        expect((yield* transportFailure(Effect.scoped(listener.accept()))).reason).toBe("Closed")
         expect((yield* transportFailure(transport.connect(connect, port))).reason).toBe("Connect")
         // The address is free again.
         const again = yield* transport.listen(listen, port)

@@ -193,9 +193,11 @@ class Handle implements Process {
       const kill = this.exited() ? Effect.void : this.killOnClose()
       if (this.stdio[0] === undefined) return kill
       const message = `stdin of process ${this.pid} was closed before it could be half-closed`
+      // Built by a waiter, if one ever comes: a closed process's stdin is not half-closed any more.
+      const closed = Effect.suspend(() => Exit.fail(this.closed(message)))
       return Effect.andThen(
         kill,
-        Deferred.fail((this.stdinClosed ??= Deferred.makeUnsafe()), this.closed(message))
+        Effect.sync(() => Deferred.doneUnsafe((this.stdinClosed ??= Deferred.makeUnsafe()), closed))
       )
     })
   }

@@ -231,10 +231,19 @@ const open = Effect.fnUntraced(function* (
     closed = true
     reading = false
     raw.close()
-    // A pending read and a half-close still in flight end with `Closed`.
-    Queue.failCauseUnsafe(inbox, Cause.fail(closedError("read")))
-    settle(Exit.fail(closedError("read")))
-    if (writeEnded) Deferred.doneUnsafe(halfClosed, Exit.fail(closedError("endWrite")))
+    // A pending read and a half-close still in flight end with `Closed`. The error (a stack trace and a Schema
+    // construction) is built only for a reader that can be waiting, and for a half-close when it is awaited:
+    // a connection closed after its end of stream, the usual stdio close, builds none.
+    if (consumed && !ended && readFailure === undefined) {
+      const error = closedError("read")
+      Queue.failCauseUnsafe(inbox, Cause.fail(error))
+      settle(Exit.fail(error))
+    }
+    if (writeEnded)
+      Deferred.doneUnsafe(
+        halfClosed,
+        Effect.suspend(() => Exit.fail(closedError("endWrite")))
+      )
     drained?.openUnsafe()
   }
 

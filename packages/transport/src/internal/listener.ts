@@ -89,6 +89,9 @@ export const makeListener = Effect.fnUntraced(function* (
   const queue = yield* Queue.make<Incoming, TransportError>()
   let closed = false
   let paused = false
+  // Accepts waiting on the queue: a close builds its error (a stack trace, a Schema construction) only for them.
+  let waiting = 0
+  const closedError = () => transportError("Closed", target, `accept on a closed listener (${description})`)
 
   const log = (message: string, peer?: PeerIdentity) => {
     const annotations = peer === undefined ? {} : { peer: describePeer(peer) }
@@ -103,18 +106,25 @@ export const makeListener = Effect.fnUntraced(function* (
       for (let next = Queue.takeUnsafe(queue); next?._tag === "Success"; next = Queue.takeUnsafe(queue)) {
         next.value.raw.close()
       }
-      const why = `accept on a closed listener (${description})`
-      Queue.failCauseUnsafe(queue, Cause.fail(transportError("Closed", target, why)))
+      if (waiting > 0) Queue.failCauseUnsafe(queue, Cause.fail(closedError()))
     })
   )
 
   const take = Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(restore(Queue.take(queue)), (incoming) => {
-      if (paused && Queue.sizeUnsafe(queue) < maxPending) {
-        paused = false
-        options.resumeSource?.()
-      }
-      return makeConnection(incoming.raw, target, incoming.peer)
+    Effect.suspend(() => {
+      if (closed) return Effect.fail(closedError())
+      waiting++
+      const taken = Effect.ensuring(
+        restore(Queue.take(queue)),
+        Effect.sync(() => void waiting--)
+      )
+      return Effect.flatMap(taken, (incoming) => {
+        if (paused && Queue.sizeUnsafe(queue) < maxPending) {
+          paused = false
+          options.resumeSource?.()
+        }
+        return makeConnection(incoming.raw, target, incoming.peer)
+      })
     })
   )
 
