@@ -455,6 +455,22 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
+    it.effect("a forEach consumer that throws on the bytes that came with OK dies of it", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const path = join(tempDir(), "fc.sock")
+        yield* fakeVmm(path, "ok")
+        const connection = yield* transport.connect(new HybridAddress({ path }), port)
+        const boom = new Error("consumer bug")
+        const exit = yield* Effect.exit(
+          connection.forEach(() => {
+            throw boom
+          })
+        )
+        expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBe(boom)
+      }).pipe(Effect.provide(layer))
+    )
+
     it.effect("a VMM that closes instead of OK is a refused connect", () =>
       Effect.gen(function* () {
         const transport = yield* Transport

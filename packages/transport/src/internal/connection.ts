@@ -159,14 +159,11 @@ const open = Effect.fnUntraced(function* (
         Effect.callback<void, TransportError>((resume) => {
           if (closed) return resume(Effect.fail(closedError("read")))
           // What was read ahead (handshake leftovers, an earlier stream consumer's) comes first, then the end.
-          try {
-            for (let taken = Queue.takeUnsafe(inbox); taken !== undefined; taken = Queue.takeUnsafe(inbox)) {
-              if (Exit.isFailure(taken)) break
-              buffered -= taken.value.length
-              onChunk(taken.value)
-            }
-          } catch (defect) {
-            return resume(Effect.die(defect))
+          // Here a consumer's throw is the fiber's own: it dies of it.
+          for (let taken = Queue.takeUnsafe(inbox); taken !== undefined; taken = Queue.takeUnsafe(inbox)) {
+            if (Exit.isFailure(taken)) break
+            buffered -= taken.value.length
+            onChunk(taken.value)
           }
           if (closed) return resume(Effect.fail(closedError("read")))
           if (readFailure !== undefined) return resume(Effect.fail(readFailure))
