@@ -197,16 +197,13 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
   // The connection in use; replaced by the reconnect policy, while `down` no writer runs.
   let link = connection
   let down = false
-  // The current connection's reader and writer; the bridge's own fibers.
-  let linkFibers: Array<Fiber.Fiber<unknown, unknown>> = []
-  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  // The bridge's fibers: the current connection's reader, the stall watch, a reconnect's recovery (and `writing`).
+  let linkReader: Fiber.Fiber<void> | undefined
+  let stallWatcher: Fiber.Fiber<never> | undefined
   let recovery: Fiber.Fiber<void, unknown> | undefined
-  const bridgeFibers = () => [
-    ...fibers,
-    ...linkFibers,
-    ...(writing ? [writing] : []),
-    ...(recovery ? [recovery] : [])
-  ]
+  const present = (...all: Array<Fiber.Fiber<unknown, unknown> | undefined>) =>
+    all.filter((fiber) => fiber !== undefined)
+  const bridgeFibers = () => present(stallWatcher, linkReader, writing, recovery)
   let dead: BridgeClosed | undefined
   let lastInboundAt = clock.currentTimeMillisUnsafe()
 
@@ -522,9 +519,9 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         kill("Unresponsive")
     }).pipe(Effect.delay(Math.max(1, limit / 2)), Effect.forever)
 
-  linkFibers = [yield* Effect.forkIn(reader(connection), scope)]
+  linkReader = yield* Effect.forkIn(reader(connection), scope)
   if (options.stallTimeout !== undefined)
-    fibers.push(yield* Effect.forkIn(stallWatch(Duration.toMillis(options.stallTimeout)), scope))
+    stallWatcher = yield* Effect.forkIn(stallWatch(Duration.toMillis(options.stallTimeout)), scope)
 
   type Break = readonly [BridgeClosedReason, TransportError | Failure | undefined]
   // While a new connection's handshake runs: completed if that connection breaks too.
@@ -587,13 +584,15 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       link = conn
       frameReader = newFrameReader()
       const linkBroken = (broken = Deferred.makeUnsafe<Break>())
-      linkFibers = [yield* Effect.forkIn(reader(conn), next)]
+      linkReader = yield* Effect.forkIn(reader(conn), next)
       const failed = Effect.flatMap(Deferred.await(linkBroken), ([, cause]) =>
         Effect.fail(cause ?? new BridgeClosed({ reason: "EndOfStream", message: deathMessages.EndOfStream! }))
       )
       yield* Effect.raceFirst(policy.handshake(direct), failed).pipe(
         Effect.andThen(Effect.suspend(() => conn.writeAll(resumeCalls()))),
-        Effect.onError(() => Effect.andThen(Fiber.interruptAll(linkFibers), Scope.close(next, Exit.void)))
+        Effect.onError(() =>
+          Effect.andThen(Fiber.interruptAll(present(linkReader)), Scope.close(next, Exit.void))
+        )
       )
       linkScope = next
       broken = undefined
@@ -603,7 +602,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       yield* Effect.logInfo("bridge re-established")
     })
     return Effect.gen(function* () {
-      yield* Fiber.interruptAll([...linkFibers, ...(writing ? [writing] : [])])
+      yield* Fiber.interruptAll(present(linkReader, writing))
       yield* link.close
       if (linkScope !== undefined) yield* Scope.close(linkScope, Exit.void)
       const window = Duration.format(policy.window)
