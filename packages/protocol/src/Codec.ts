@@ -7,7 +7,7 @@ import { Result } from "effect"
 import { ContainerNotification } from "./Container.js"
 import { RequestBase, ResponseBase } from "./Envelope.js"
 import type { Frame } from "./Frame.js"
-import { encodeFrame } from "./Frame.js"
+import { encodeTextFrame } from "./Frame.js"
 import { GoJsonError, goStringify, goStringifyPlain, markCount } from "./GoJson.js"
 import { decoder, encoder } from "./internal/compile.js"
 import type { ProcName } from "./MessageType.js"
@@ -55,7 +55,6 @@ const decodePropertiesV1Body = decoder(ContainerPropertiesV1)
 const decodePropertiesV2Body = decoder(PropertiesV2)
 
 const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true })
-const utf8Encoder = new TextEncoder()
 
 type Where = { readonly messageType?: number | undefined; readonly id?: number | undefined }
 
@@ -103,7 +102,7 @@ const encodeWith = (
     // No map marked while encoding: nothing to sort, so native stringify can write it.
     const stringify = marks === markCount() ? goStringifyPlain : goStringify
     const text = stringify(encoded.success, { escapeHtml: !host })
-    return Result.succeed(encodeFrame(type, id, utf8Encoder.encode(host ? text + "\n" : text)))
+    return Result.succeed(encodeTextFrame(type, id, text, host))
   } catch (e) {
     return failed(`${what}: ${e instanceof GoJsonError ? e.message : String(e)}`)
   }

@@ -26,11 +26,30 @@ const TwoTo32 = 0x100000000
 
 /** Writes a header for a frame of `payloadLength` bytes at the start of `target`. */
 export const writeHeader = (target: Uint8Array, type: number, id: number, payloadLength: number): void => {
-  const view = new DataView(target.buffer, target.byteOffset, HeaderSize)
-  view.setUint32(0, type >>> 0, true)
-  view.setUint32(4, (HeaderSize + payloadLength) >>> 0, true)
-  view.setUint32(8, (id % TwoTo32) >>> 0, true)
-  view.setUint32(12, Math.floor(id / TwoTo32) >>> 0, true)
+  // Byte stores, little-endian: a DataView per frame is an allocation on every call's path.
+  const size = HeaderSize + payloadLength
+  const low = id % TwoTo32
+  const high = Math.floor(id / TwoTo32)
+  target[0] = type
+  target[1] = type >>> 8
+  target[2] = type >>> 16
+  target[3] = type >>> 24
+  target[4] = size
+  target[5] = size >>> 8
+  target[6] = size >>> 16
+  target[7] = size >>> 24
+  target[8] = low
+  target[9] = low >>> 8
+  target[10] = low >>> 16
+  target[11] = low >>> 24
+  target[12] = high
+  target[13] = high >>> 8
+  target[14] = high >>> 16
+  target[15] = high >>> 24
+}
+
+const checkId = (id: number): void => {
+  if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`invalid message id ${id}`)
 }
 
 /**
@@ -40,9 +59,44 @@ export const writeHeader = (target: Uint8Array, type: number, id: number, payloa
 export const encodeFrame = (type: number, id: number, payload: Uint8Array): Uint8Array => {
   if (payload.length > MaxWireSize - HeaderSize)
     throw new RangeError(`frame payload of ${payload.length} bytes exceeds the 32-bit size field`)
-  if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`invalid message id ${id}`)
+  checkId(id)
   const frame = new Uint8Array(HeaderSize + payload.length)
   writeHeader(frame, type, id, payload.length)
   frame.set(payload, HeaderSize)
+  return frame
+}
+
+const utf8 = new TextEncoder()
+
+// Small frames are cut from a shared slab: an ArrayBuffer of their own (a malloc and a backing store for V8 to
+// track) plus the encoder's intermediate array cost more than the encoding itself. A region is never reused, so
+// a frame stays valid as long as someone holds it; one that is kept for long should be copied (`slice`) so that
+// it does not pin the slab.
+const SlabSize = 64 * 1024
+const SlabFrameLimit = 4 * 1024
+let slab = new Uint8Array(0)
+let slabUsed = 0
+
+/**
+ * The frame of a UTF-8 text payload (`text`, then a `"\n"` when `newline`), encoded in place after its header.
+ * Throws a `RangeError` (a caller bug) like {@link encodeFrame}.
+ */
+export const encodeTextFrame = (type: number, id: number, text: string, newline: boolean): Uint8Array => {
+  checkId(id)
+  // UTF-8 needs at most 3 bytes per UTF-16 code unit.
+  const most = HeaderSize + text.length * 3 + 1
+  if (most > SlabFrameLimit) return encodeFrame(type, id, utf8.encode(newline ? text + "\n" : text))
+  if (slabUsed + most > slab.length) {
+    slab = new Uint8Array(SlabSize)
+    slabUsed = 0
+  }
+  const start = slabUsed
+  let length = utf8.encodeInto(text, slab.subarray(start + HeaderSize, start + most)).written
+  if (newline) slab[start + HeaderSize + length++] = 0x0a
+  const end = start + HeaderSize + length
+  // Eight-byte alignment keeps each header's words aligned for whoever reads them in place.
+  slabUsed = (end + 7) & ~7
+  const frame = slab.subarray(start, end)
+  writeHeader(frame, type, id, length)
   return frame
 }

@@ -454,7 +454,7 @@ describe("guest encoding", () => {
       24,
       new Envelope.ResponseBase({ Result: HResult.HResult.NotImplemented, ActivityId: Guid.NullGuid })
     )
-    expect(new DataView(frame.buffer).getUint32(0, true)).toBe(0x20100e01)
+    expect(new DataView(frame.buffer, frame.byteOffset).getUint32(0, true)).toBe(0x20100e01)
     expect(text(frame)).toBe('{"Result":-2147467263,"ActivityId":"00000000-0000-0000-0000-000000000000"}')
     const negotiate = Codec.encodeResponse(
       "NegotiateProtocol",

@@ -78,6 +78,35 @@ describe("FrameReader", () => {
     ])
   })
 
+  prop(
+    "encodeTextFrame writes the UTF-8 of the text (and the newline) as encodeFrame would",
+    [fc.string({ unit: "binary", maxLength: 3000 }), fc.boolean(), fc.nat({ max: 2 ** 40 })],
+    ([text, newline, id]) => {
+      const frame = Frame.encodeTextFrame(0x10100201, id, text, newline)
+      const payload = new TextEncoder().encode(newline ? text + "\n" : text)
+      expect(Array.from(frame)).toEqual(Array.from(Frame.encodeFrame(0x10100201, id, payload)))
+    },
+    { numRuns: 300 }
+  )
+
+  it("encodeTextFrame never hands out bytes of a frame still held", () => {
+    // Enough frames to fill several slabs, with texts that need 1 to 4 bytes per character.
+    const texts = Array.from({ length: 2000 }, (_, i) => `${i}:${"é€😀x".repeat(i % 50)}`)
+    const frames = texts.map((text, i) => Frame.encodeTextFrame(0x10100201, i, text, true))
+    const big = Frame.encodeTextFrame(0x10100201, 1, "z".repeat(100_000), false)
+    expect(big.length).toBe(Frame.HeaderSize + 100_000)
+    const { frames: got, error } = readAll(frames)
+    expect(error).toBeUndefined()
+    expect(got.map((f) => [f.id, new TextDecoder().decode(f.payload)])).toEqual(
+      texts.map((text, i) => [i, text + "\n"])
+    )
+  })
+
+  it("encodeTextFrame rejects an id that is not a non-negative safe integer", () => {
+    expect(() => Frame.encodeTextFrame(0x10100201, -1, "{}", true)).toThrow(RangeError)
+    expect(() => Frame.encodeTextFrame(0x10100201, 2 ** 53, "{}", true)).toThrow(RangeError)
+  })
+
   it("slices the payload without copying when it lies in one chunk", () => {
     const bytes = concat([
       Frame.encodeFrame(0x20100101, 1, new Uint8Array(100)),

@@ -497,8 +497,9 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       if (entry.state !== "queued" || entry.bytes === undefined) continue
       entry.state = "written"
       buffers.push(entry.bytes)
-      // A wait is re-issued after a reconnect: its bytes are kept.
-      if (options.reconnect === undefined || entry.proc !== "WaitForProcess") entry.bytes = undefined
+      // A wait is re-issued after a reconnect: its bytes are kept, copied out of the shared encoding slab.
+      entry.bytes =
+        options.reconnect === undefined || entry.proc !== "WaitForProcess" ? undefined : entry.bytes.slice()
     }
     if (buffers.length === 0) return
     Metrics.writeBatchSize.updateUnsafe(buffers.length, context)
@@ -652,7 +653,7 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
         if (dead !== undefined) return Exit.fail(dead)
         const encoded = Codec.encodeRequest("WaitForProcess", id, body)
         if (Result.isFailure(encoded)) return Exit.fail(encoded.failure)
-        const bytes = options.reconnect === undefined ? undefined : encoded.success
+        const bytes = options.reconnect === undefined ? undefined : encoded.success.slice()
         const now = clock.currentTimeMillisUnsafe()
         // New calls must never reuse an id the guest may still answer.
         nextId = Math.max(nextId, id + 1)
