@@ -79,13 +79,14 @@ export interface NativeSocket {
   address(): SocketAddress
   /**
    * Registers the one callback (replacing any earlier one): `data` with the
-   * bytes of one read (one per wake-up, up to 256 KiB) as Buffers of at most
-   * {@link ReadSize} bytes, in order; `end` (the peer's EOF), `error` (the
+   * bytes of one read (one per wake-up, up to 256 KiB) as chunks of at most
+   * {@link ReadSize} bytes, in order (Buffers; a rest of at most 4 KiB is a
+   * Uint8Array view of a shared slab); `end` (the peer's EOF), `error` (the
    * first failure, once: the socket is then stopped in both directions and
    * its queue dropped), `drain` (the queue emptied), `connect` (error or null).
    */
   setCallback(
-    cb: (event: SocketEvent, err: NativeError | null, chunks: ReadonlyArray<Buffer> | null) => void
+    cb: (event: SocketEvent, err: NativeError | null, chunks: ReadonlyArray<Uint8Array> | null) => void
   ): void
   /** Starts reading. */
   readStart(): void

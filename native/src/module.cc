@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -143,13 +144,30 @@ Napi::Value Module::TakeRead(Napi::Env env, size_t length) {
     } else {
       // Partial: copied to its exact size, so a short read pins no mostly
       // empty 64 KiB, and the Buffer is kept for the next read.
-      Napi::Buffer<char> copy = Napi::Buffer<char>::Copy(env, readData_[i], length);
+      Napi::Value copy = length <= kSlabCopyLimit ? CopyToSlab(env, readData_[i], length)
+                                                   : Napi::Buffer<char>::Copy(env, readData_[i], length);
       if (copy.IsEmpty()) return Napi::Value();
       chunks[i] = copy;
       length = 0;
     }
   }
   return chunks;
+}
+
+Napi::Value Module::CopyToSlab(Napi::Env env, const char* data, size_t length) {
+  if (slabUsed_ + length > kSlabSize) {
+    Napi::ArrayBuffer fresh = Napi::ArrayBuffer::New(env, kSlabSize);
+    if (fresh.IsEmpty()) return Napi::Value();
+    slab_ = Napi::Persistent(fresh);
+    slabUsed_ = 0;
+  }
+  Napi::ArrayBuffer slab = slab_.Value();
+  std::memcpy(static_cast<char*>(slab.Data()) + slabUsed_, data, length);
+  Napi::Uint8Array view = Napi::Uint8Array::New(env, length, slab, slabUsed_);
+  if (view.IsEmpty()) return Napi::Value();
+  // Eight-byte steps keep every view aligned for readers of wider words.
+  slabUsed_ += (length + 7) & ~static_cast<size_t>(7);
+  return view;
 }
 
 void Module::Register(Handle* handle) { handles_.insert(handle); }

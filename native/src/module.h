@@ -38,8 +38,16 @@ class Module : public Napi::Addon<Module> {
   // Points `views` at the Buffers the next read fills, creating those that
   // are missing; false with an exception pending when out of memory.
   bool ReadViews(Napi::Env env, uv_buf_t* views);
-  // The first `length` bytes the read put there, as an array of Buffers.
+  // The first `length` bytes the read put there, as an array of chunks:
+  // full Buffers as they are, a short rest as a view of the shared slab.
   Napi::Value TakeRead(Napi::Env env, size_t length);
+
+  // A short rest of a read (an answer, a line) is copied into a shared slab
+  // and handed over as a Uint8Array view of it: a Buffer of its own costs a
+  // malloc, a backing store for V8 to track and a prototype change, more than
+  // the read. A slab region is never reused, so a view stays valid while held.
+  static constexpr size_t kSlabSize = 64 * 1024;
+  static constexpr size_t kSlabCopyLimit = 4 * 1024;
 
   // Live polled handles, for teardown and openHandles().
   void Register(Handle* handle);
@@ -74,6 +82,11 @@ class Module : public Napi::Addon<Module> {
   uv_loop_t* loop_ = nullptr;
   Napi::Reference<Napi::Buffer<char>> readBuffers_[kReadBuffers];
   char* readData_[kReadBuffers] = {};
+  Napi::Reference<Napi::ArrayBuffer> slab_;
+  size_t slabUsed_ = kSlabSize;
+
+  // `length` bytes of `data` as a view of the slab (a new slab when it is full).
+  Napi::Value CopyToSlab(Napi::Env env, const char* data, size_t length);
   std::unordered_set<Handle*> handles_;
   napi_async_cleanup_hook_handle teardownHook_ = nullptr;
   bool tearingDown_ = false;

@@ -21,7 +21,7 @@ const highWaterMark = 64 * 1024
 /** Writes `chunks` in order, waiting for drain above the high-water mark; resolves with the largest queue seen. */
 const writeRespectingDrain = (
   socket: NativeSocket,
-  chunks: ReadonlyArray<Buffer>,
+  chunks: ReadonlyArray<Uint8Array>,
   batch = 1
 ): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -112,7 +112,7 @@ describe("backpressure", () => {
     const size = 64 * 1024 * 1024
     const source = randomFillSync(Buffer.allocUnsafe(size))
     const expected = createHash("sha256").update(source).digest("hex")
-    const chunks: Array<Buffer> = []
+    const chunks: Array<Uint8Array> = []
     // Uneven chunk sizes, so reads and writes never line up.
     for (let at = 0, step = 0; at < size; step++) {
       const length = Math.min(size - at, 1000 + ((step * 7919) % (3 * chunkSize)))

@@ -1,7 +1,8 @@
 /**
  * The read path: one read per wake-up takes all the kernel holds, straight
- * into the Buffers handed over, and delivers them in one `data` event;
- * readStop between events still holds the peer back.
+ * into the Buffers handed over, and delivers them in one `data` event (a
+ * short rest as a view of a shared slab); readStop between events still
+ * holds the peer back.
  */
 import { afterEach, describe, expect, it } from "vitest"
 import { ReadSize, SocketEvent } from "../lib/index.js"
@@ -24,7 +25,7 @@ describe("reading", () => {
     const writes = Array.from({ length: 12 }, (_, i) => pattern(10_000, i))
     for (const write of writes) expect(client.write([write])).toBe(0)
 
-    const events: Array<ReadonlyArray<Buffer>> = []
+    const events: Array<ReadonlyArray<Uint8Array>> = []
     server.setCallback((event, err, chunks) => {
       expect(err).toBeNull()
       if (event === SocketEvent.data) events.push(chunks!)
@@ -35,8 +36,30 @@ describe("reading", () => {
     expect(events).toHaveLength(1)
     expect(Buffer.concat(events[0]!)).toEqual(Buffer.concat(writes))
     expect(events[0]!.map((chunk) => chunk.length)).toEqual([ReadSize, 120_000 - ReadSize])
-    // Nothing handed over pins memory beyond its bytes (a short read is copied out).
+    // Nothing handed over pins memory beyond its bytes (a partly filled Buffer is copied out).
     for (const chunk of events[0]!) expect(chunk.buffer.byteLength).toBe(chunk.length)
+  })
+
+  it("hands short reads over as views of a shared slab that later reads never overwrite", async () => {
+    const { client, server } = await unixPair()
+    const held: Array<Uint8Array> = []
+    server.setCallback((event, err, chunks) => {
+      expect(err).toBeNull()
+      if (event === SocketEvent.data) held.push(...chunks!)
+    })
+    server.readStart()
+    // One message per read, sizes 1..4096 bytes, enough of them to fill several 64 KiB slabs.
+    const sent: Array<Buffer> = []
+    for (let i = 0; i < 300; i++) {
+      const message = pattern(1 + ((i * 997) % 4096), i)
+      sent.push(message)
+      client.write([message])
+      while (held.length === i) await nextTurn()
+    }
+    expect(held.map((chunk) => Buffer.from(chunk))).toEqual(sent)
+    expect(held.every((chunk) => chunk.buffer.byteLength === 64 * 1024)).toBe(true)
+    expect(new Set(held.map((chunk) => chunk.buffer)).size).toBeGreaterThan(1)
+    expect(new Set(held.map((chunk) => chunk.buffer)).size).toBeLessThan(held.length)
   })
 
   it("reads nothing more after readStop inside a data event, until readStart", async () => {
@@ -45,7 +68,7 @@ describe("reading", () => {
     client.write([sent])
     expect(client.queued).toBeGreaterThan(0)
 
-    const received: Array<Buffer> = []
+    const received: Array<Uint8Array> = []
     let events = 0
     server.setCallback((event, _err, chunks) => {
       if (event !== SocketEvent.data) return

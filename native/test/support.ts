@@ -107,7 +107,7 @@ export const unixPair = async (): Promise<{
 /** Reads until EOF (resolving with all bytes) or an error (rejecting). */
 export const readAll = (socket: NativeSocket): Promise<Buffer> =>
   new Promise((resolve, reject) => {
-    const chunks: Array<Buffer> = []
+    const chunks: Array<Uint8Array> = []
     socket.setCallback((event, err, read) => {
       if (event === SocketEvent.error) reject(err)
       else if (event === SocketEvent.end) resolve(Buffer.concat(chunks))
