@@ -63,6 +63,9 @@ export const suite: BenchSuite = {
   run: (options) =>
     withHost("churn", async (host) => {
       const count = options.quick ? 20 : 500
+      // Against the responder an exec + wait takes ~0.1 ms: 500 of them made rounds of 50 ms, whose CPU readings
+      // swung by a third between runs; these rounds last about as long as the guest's.
+      const hostCount = options.quick ? 20 : 5000
       const { session } = host
       const guest = await host.guest("guest")
       // The minimal responder answers ExecuteProcess with a new pid and WaitForProcess at once, exit 0.
@@ -93,10 +96,10 @@ export const suite: BenchSuite = {
         local: () => localChurn(count, false),
         localPipe: () => localChurn(count, true),
         rawGuest: () => rawGuest.run(count),
-        rawResponder: () => rawResponder.run(count),
+        rawResponder: () => rawResponder.run(hostCount),
         bridge: () => session.run(churn(guest, count, false)),
         bridgePipe: () => session.run(churn(guest, count, true)),
-        responder: () => session.run(churn(responder, count, false))
+        responder: () => session.run(churn(responder, hostCount, false))
       })
 
       const ref = "local spawn + exit of /bin/true (no bridge)"
@@ -118,13 +121,13 @@ export const suite: BenchSuite = {
       )
       const rawGuestRef = "bare net host → our guest, same frames (floor)"
       const rawResponderRef = "bare net host → minimal responder, same frames (floor)"
-      const hostOnly = rateRow("exec + wait via runtime → minimal responder", unit, r.responder, count, {
+      const hostOnly = rateRow("exec + wait via runtime → minimal responder", unit, r.responder, hostCount, {
         reference: rawResponderRef,
         note: "no process at all: the host's own cost of ExecuteProcess + WaitForProcess"
       })
       const rawNote = "floor: node net, canned ExecuteProcess + WaitForProcess frames, no Schema, no Effect"
       const floorGuest = rateRow(rawGuestRef, unit, r.rawGuest, count, { note: rawNote })
-      const floorResponder = rateRow(rawResponderRef, unit, r.rawResponder, count, { note: rawNote })
+      const floorResponder = rateRow(rawResponderRef, unit, r.rawResponder, hostCount, { note: rawNote })
       const rows = [
         rateRow(ref, unit, r.local, count, {
           note: "reference: child_process.spawn in this process, awaited one by one (its fork cost is host CPU here)"
@@ -140,7 +143,8 @@ export const suite: BenchSuite = {
       const missed = cpu(bridge) > TargetCpu || cpu(hostOnly) > TargetHostOnlyCpu
       const profiles = { guest: undefined as string | undefined, responder: undefined as string | undefined }
       const notes: Array<string> = [
-        `${count} exec + wait per round, one at a time, ${options.rounds} interleaved rounds. Each exec runs in ` +
+        `${count} exec + wait per round (${hostCount} against the minimal responder), one at a time, ` +
+          `${options.rounds} interleaved rounds. Each exec runs in ` +
           "its own Scope (listeners, connections and the process handle released before the next). Our guest " +
           "runs in its own process and spawns `/bin/true` with child_process; host CPU µs/op = process.cpuUsage " +
           "of the host process per exec. The floor rows are a bare node `net` host sending the runtime's " +
@@ -157,9 +161,9 @@ export const suite: BenchSuite = {
         const hot = await profile(() => session.run(churn(guest, count, false)))
         notes.push(renderProfile(`Profile of ${count} exec + wait without stdio`, hot))
         profiles.guest = profileGist("Host profile (this run, our guest)", hot)
-        const hotResponder = await profile(() => session.run(churn(responder, count, false)))
+        const hotResponder = await profile(() => session.run(churn(responder, hostCount, false)))
         notes.push(
-          renderProfile(`Profile of ${count} exec + wait against the minimal responder`, hotResponder)
+          renderProfile(`Profile of ${hostCount} exec + wait against the minimal responder`, hotResponder)
         )
         profiles.responder = profileGist("Host profile (this run, minimal responder)", hotResponder)
       }
