@@ -45,9 +45,11 @@ class Module : public Napi::Addon<Module> {
   // A short rest of a read (an answer, a line) is copied into a shared slab
   // and handed over as a Uint8Array view of it: a Buffer of its own costs a
   // malloc, a backing store for V8 to track and a prototype change, more than
-  // the read. A slab region is never reused, so a view stays valid while held.
-  static constexpr size_t kSlabSize = 64 * 1024;
-  static constexpr size_t kSlabCopyLimit = 4 * 1024;
+  // the read. A slab region is never reused, so a view stays valid while held;
+  // a held view keeps its whole slab, hence Node's own pool sizes (8 KiB, at
+  // most half of it per piece), which bound what a kept line can pin.
+  static constexpr size_t kSlabSize = 8 * 1024;
+  static constexpr size_t kSlabCopyLimit = kSlabSize / 2;
 
   // Live polled handles, for teardown and openHandles().
   void Register(Handle* handle);

@@ -71,9 +71,9 @@ const utf8 = new TextEncoder()
 // Small frames are cut from a shared slab: an ArrayBuffer of their own (a malloc and a backing store for V8 to
 // track) plus the encoder's intermediate array cost more than the encoding itself. A region is never reused, so
 // a frame stays valid as long as someone holds it; one that is kept for long should be copied (`slice`) so that
-// it does not pin the slab.
-const SlabSize = 64 * 1024
-const SlabFrameLimit = 4 * 1024
+// it does not pin the slab. Node's Buffer pool sizes: 8 KiB, at most half of it per frame.
+const SlabSize = 8 * 1024
+const SlabFrameLimit = SlabSize / 2
 let slab = new Uint8Array(0)
 let slabUsed = 0
 
