@@ -59,11 +59,22 @@ const isLiteralLike = (tag: string) => tag === "Null" || tag === "Undefined" || 
 export const isObject = (u: unknown): u is { readonly [key: string]: unknown } =>
   typeof u === "object" && u !== null && !Array.isArray(u)
 
+const isEmptyObject = (u: unknown): boolean => {
+  if (!isObject(u)) return false
+  for (const _ in u) return false
+  return true
+}
+
 /** Whether Go's `omitempty` drops `value` given the field's zero value (empty arrays and maps too). */
-export const isZeroLike = (value: unknown, zero: unknown): boolean =>
-  value === zero ||
-  (Array.isArray(zero) && Array.isArray(value) && value.length === 0) ||
-  (isObject(zero) && Object.keys(zero).length === 0 && isObject(value) && Object.keys(value).length === 0)
+export const isZeroLike = (value: unknown, zero: unknown): boolean => zeroTest(zero)(value)
+
+/** {@link isZeroLike} for one zero value, decided once: the encoder asks it for every omitempty field it writes. */
+const zeroTest = (zero: unknown): ((value: unknown) => boolean) =>
+  Array.isArray(zero)
+    ? (value) => value === zero || (Array.isArray(value) && value.length === 0)
+    : isEmptyObject(zero)
+      ? (value) => value === zero || isEmptyObject(value)
+      : (value) => value === zero
 
 /**
  * Go's key folding (`encoding/json`'s foldName) as far as it can make a key equal an ASCII field name: ASCII
@@ -110,7 +121,9 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
       const nullable =
         field === undefined &&
         Result.isSuccess(Schema.decodeUnknownResult(inner as Schema.Codec<unknown>)(null))
-      return { name, optional, field, nullable, parse: go(field?.inner ?? inner) }
+      // A zero value made once: a fresh one per write only fed the comparison.
+      const isZero = field?.omit === true ? zeroTest(field.zero()) : undefined
+      return { name, optional, field, nullable, isZero, parse: go(field?.inner ?? inner) }
     })
     const names = new Set(steps.map((step) => step.name))
     const folded = new Map<string, string>()
@@ -172,7 +185,7 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
       if (!isObject(u)) return Fail
       const out = make()
       for (let i = 0; i < steps.length; i++) {
-        const { name, optional, field, parse } = steps[i]!
+        const { name, optional, field, isZero, parse } = steps[i]!
         const present = hasOwn.call(u, name)
         const value = u[name]
         if (field !== undefined) {
@@ -186,7 +199,7 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
           }
           const encoded = parse(value)
           if (encoded === Fail) return Fail
-          if (!field.omit || !isZeroLike(value, field.zero())) out[name] = encoded
+          if (isZero === undefined || !isZero(value)) out[name] = encoded
         } else if (present) {
           if ((out[name] = parse(value)) === Fail) return Fail
         } else if (!optional) return Fail
