@@ -24,28 +24,20 @@ export interface Frame {
 
 const TwoTo32 = 0x100000000
 
+const writeWord = (target: Uint8Array, offset: number, word: number): void => {
+  target[offset] = word
+  target[offset + 1] = word >>> 8
+  target[offset + 2] = word >>> 16
+  target[offset + 3] = word >>> 24
+}
+
 /** Writes a header for a frame of `payloadLength` bytes at the start of `target`. */
 export const writeHeader = (target: Uint8Array, type: number, id: number, payloadLength: number): void => {
   // Byte stores, little-endian: a DataView per frame is an allocation on every call's path.
-  const size = HeaderSize + payloadLength
-  const low = id % TwoTo32
-  const high = Math.floor(id / TwoTo32)
-  target[0] = type
-  target[1] = type >>> 8
-  target[2] = type >>> 16
-  target[3] = type >>> 24
-  target[4] = size
-  target[5] = size >>> 8
-  target[6] = size >>> 16
-  target[7] = size >>> 24
-  target[8] = low
-  target[9] = low >>> 8
-  target[10] = low >>> 16
-  target[11] = low >>> 24
-  target[12] = high
-  target[13] = high >>> 8
-  target[14] = high >>> 16
-  target[15] = high >>> 24
+  writeWord(target, 0, type)
+  writeWord(target, 4, HeaderSize + payloadLength)
+  writeWord(target, 8, id % TwoTo32)
+  writeWord(target, 12, Math.floor(id / TwoTo32))
 }
 
 const checkId = (id: number): void => {
