@@ -6,7 +6,7 @@ import { HResult, Negotiate, Process } from "@gcs-bridge/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Transport } from "@gcs-bridge/transport"
 import type { Tracer as TracerT } from "effect"
-import { Effect, Fiber, Logger, Metric, Option, References, Stream, Tracer } from "effect"
+import { Effect, Exit, Fiber, Logger, Metric, Option, References, Scope, Stream, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import { scrubRequestPayload } from "../src/internal/scrub.js"
 import { traceparent } from "../src/internal/rpc.js"
@@ -229,6 +229,34 @@ describe("metrics", () => {
       yield* Fiber.join(call)
       expect((yield* Metric.value(latency)).count).toBe(before + 1)
     }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.effect(
+    "counts the calls in flight of every live connection of a registry, and none of a closed one",
+    () =>
+      Effect.gen(function* () {
+        const inFlight = Effect.map(Metric.value(Metrics.rpcInFlight), (state) => state.value)
+        const first = yield* connected(yield* wire())
+        const secondScope = yield* Scope.make()
+        const second = yield* Scope.provide(connected(yield* wire()), secondScope)
+        expect(yield* inFlight).toBe(0)
+        const a = yield* Effect.forkChild(first.gc.deleteContainerState("a"))
+        const b = yield* Effect.forkChild(Effect.exit(second.gc.deleteContainerState("b")))
+        const request = yield* first.guest.next
+        yield* second.guest.next
+        expect(yield* inFlight).toBe(2)
+        yield* first.guest.reply(request)
+        yield* Fiber.join(a)
+        expect(yield* inFlight).toBe(1)
+        // Closing the second connection fails its call: nothing of it is counted any more.
+        yield* Scope.close(secondScope, Exit.void)
+        expect(Exit.isFailure(yield* Fiber.join(b))).toBe(true)
+        expect(yield* inFlight).toBe(0)
+      }).pipe(
+        Effect.provide(Transport.layerMemory),
+        // A registry of its own: other tests' connections are not in it.
+        Effect.provideService(Metric.MetricRegistry, new Map())
+      )
   )
 })
 
