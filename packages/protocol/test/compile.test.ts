@@ -1,8 +1,10 @@
+import { spawnSync } from "node:child_process"
 import { describe, expect, it } from "@effect/vitest"
 import { Result, Schema } from "effect"
 import fc from "fast-check"
-import { Container, GoJson, MessageType, ModifySettings, Properties, Rpc } from "@gcs-bridge/protocol"
-import { canonical, decoder, encoder, isCompiled } from "../src/internal/compile.js"
+import { Codec, Container, Envelope, GoJson, Guid, MessageType, ModifySettings } from "@gcs-bridge/protocol"
+import { Process, Properties, Rpc } from "@gcs-bridge/protocol"
+import { canonical, decoder, encoder, generatedCodecs, isCompiled } from "../src/internal/compile.js"
 import { arbitrary, prop } from "./arbitrary.js"
 
 type AnySchema = Schema.Codec<unknown, unknown>
@@ -94,13 +96,21 @@ describe("compiled codecs", () => {
     }
   })
 
-  for (const [label, schema] of schemas) {
-    const fastDecode = decoder(schema)
+  it("generates each struct's codec as code of its own where the process allows it", () => {
+    expect(generatedCodecs()).toBeGreaterThan(schemas.length)
+  })
+
+  // Both ways a struct is compiled: generated code, and the loops that serve where code generation is forbidden.
+  for (const [label, schema, generated] of schemas.flatMap(([label, schema]) => [
+    [label, schema, true] as const,
+    [`${label} (loops)`, schema, false] as const
+  ])) {
+    const fastDecode = decoder(schema, { generated })
     // Effect's parser sees the input as Go's decoder reads it (exact keys, no `null` for a zero field).
     const canon = canonical(schema)
     const parse = Schema.decodeUnknownResult(schema)
     const fullDecode = (u: unknown) => parse(canon(u))
-    const fastEncode = encoder(schema)
+    const fastEncode = encoder(schema, { generated })
     const fullEncode = Schema.encodeUnknownResult(schema)
 
     prop(
@@ -130,6 +140,47 @@ describe("compiled codecs", () => {
       { numRuns: 40 }
     )
   }
+
+  it("encodes and decodes alike in a process that forbids code generation (the loops serve there)", () => {
+    // The same exchange here and in a child process under --disallow-code-generation-from-strings, through the
+    // built package (npm test builds it first). Source text, since vitest rewrites this file's own functions.
+    const exchange = `(Codec, Envelope, Guid, Process, Result, generated) => {
+      const base = { ContainerId: Guid.NullGuid, ActivityId: Guid.NullGuid, otsc: {} }
+      const params = Result.getOrThrow(
+        Codec.decodeProcessParameters({ CommandArgs: ["/bin/sh", "-c", "true"], environment: { B: "2", A: "1" } })
+      )
+      const exec = Codec.unchecked(Process.ContainerExecuteProcess, {
+        ...base,
+        Settings: Codec.unchecked(Process.ExecuteProcessSettings, { ProcessParameters: params })
+      })
+      const hex = (frame) => Buffer.from(Result.getOrThrow(frame)).toString("hex")
+      const answer = new TextEncoder().encode('{"result":-1,"ActivityId":"' + Guid.NullGuid + '","exitCode":3}')
+      return JSON.stringify({
+        start: hex(Codec.encodeRequest("Start", 7, Codec.unchecked(Envelope.RequestBase, base))),
+        exec: hex(Codec.encodeRequest("ExecuteProcess", 8, exec)),
+        wait: Result.getOrThrow(Codec.decodeResponse("WaitForProcess", answer)),
+        generated: generated() > 0
+      })
+    }`
+    const run = new Function(`return ${exchange}`)() as (...args: ReadonlyArray<unknown>) => string
+    const here = JSON.parse(run(Codec, Envelope, Guid, Process, Result, generatedCodecs)) as {
+      generated: boolean
+    }
+    const dist = (path: string) => JSON.stringify(new URL(`../dist/${path}`, import.meta.url).href)
+    const script = `
+      import { Codec, Envelope, Guid, Process } from ${dist("index.js")}
+      import { generatedCodecs } from ${dist("internal/compile.js")}
+      import { Result } from "effect"
+      process.stdout.write((${exchange})(Codec, Envelope, Guid, Process, Result, generatedCodecs))`
+    const child = spawnSync(
+      process.execPath,
+      ["--disallow-code-generation-from-strings", "--input-type=module", "-e", script],
+      { encoding: "utf8", cwd: new URL("..", import.meta.url).pathname }
+    )
+    expect(child.stderr).toBe("")
+    expect(here.generated).toBe(true)
+    expect(JSON.parse(child.stdout)).toEqual({ ...here, generated: false })
+  })
 
   it("never mutates its input", () => {
     const schema = Rpc.Rpcs.WaitForProcess.response as unknown as AnySchema

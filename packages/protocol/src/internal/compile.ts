@@ -97,7 +97,113 @@ export const member = (o: { readonly [key: string]: unknown }, name: string): un
 type Fields = Readonly<Record<string, Schema.Top>>
 type Member = Schema.Top & { readonly schema?: Schema.Top; readonly members?: ReadonlyArray<Schema.Top> }
 
-const compile = (root: Schema.Top, mode: Mode): Parser => {
+type FieldNode = Extract<Node, { readonly _tag: "Field" }>
+interface Step {
+  readonly name: string
+  readonly optional: boolean
+  readonly field: FieldNode | undefined
+  readonly nullable: boolean
+  readonly isZero: ((value: unknown) => boolean) | undefined
+  readonly parse: Parser
+}
+
+/**
+ * A struct's decoder or encoder as code of its own, the same steps as the loops in `compile` with every key
+ * written out: `out.Name = …` and `u.Name` stay monomorphic per struct, where the shared loop's `out[name]`
+ * went through V8's megamorphic stub cache on every field, shared with everything else in the process.
+ * `undefined` where code cannot be generated (`--disallow-code-generation-from-strings`, an unusual key):
+ * the loops serve then. `renamed` gives the body with Go's keys, or `Fail` when they were exact already.
+ */
+const generate = (
+  steps: ReadonlyArray<Step>,
+  mode: Mode,
+  make: () => Record<string, unknown>,
+  renamed: (u: { readonly [key: string]: unknown }) => unknown
+): Parser | undefined => {
+  if (mode === "canon" || steps.some(({ name }) => name === "__proto__")) return undefined
+  const key = (name: string) => JSON.stringify(name)
+  const lines: Array<string> = []
+  if (mode === "decode") {
+    lines.push(
+      "return function decodeStruct(u) {",
+      "  if (!isObject(u)) return u === null ? decodeStruct({}) : Fail",
+      "  const out = make()",
+      "  let seen = 0, present, value",
+      // Keys matching exactly (the Go writers' own) take this pass alone; any other key costs a second one.
+      "  const retry = () => { const v = renamed(u); return v === Fail ? Fail : decodeStruct(v) }"
+    )
+    steps.forEach(({ name, optional, field, nullable }, i) => {
+      lines.push(`  present = hasOwn.call(u, ${key(name)}); value = u[${key(name)}]; if (present) seen++`)
+      if (field !== undefined)
+        lines.push(
+          `  if (!present || value === null) out[${key(name)}] = steps[${i}].field.zero()`,
+          `  else if ((out[${key(name)}] = steps[${i}].parse(value)) === Fail) return retry()`
+        )
+      else
+        lines.push(
+          `  if (present && (value !== null || ${nullable})) {`,
+          `    if ((out[${key(name)}] = steps[${i}].parse(value)) === Fail) return retry()`,
+          `  } else if (!${optional}) return retry()`
+        )
+    })
+    lines.push("  let keys = 0", "  for (const _ in u) keys++", "  return keys === seen ? out : retry()", "}")
+  } else {
+    lines.push("return function encodeStruct(u) {", "  if (!isObject(u)) return Fail", "  const out = {}")
+    lines.push("  let present, value, encoded")
+    steps.forEach(({ name, optional, field, isZero }, i) => {
+      lines.push(`  present = hasOwn.call(u, ${key(name)}); value = u[${key(name)}]`)
+      if (field !== undefined) {
+        // Absent only from a body built by `Codec.unchecked`: Go writes the zero value (or omits it).
+        lines.push("  if (!present) {")
+        if (!field.omit)
+          lines.push(
+            `    encoded = steps[${i}].parse(steps[${i}].field.zero())`,
+            "    if (encoded === Fail) return Fail",
+            `    out[${key(name)}] = encoded`
+          )
+        lines.push(
+          "  } else {",
+          `    encoded = steps[${i}].parse(value)`,
+          "    if (encoded === Fail) return Fail",
+          isZero === undefined
+            ? `    out[${key(name)}] = encoded`
+            : `    if (!steps[${i}].isZero(value)) out[${key(name)}] = encoded`,
+          "  }"
+        )
+      } else
+        lines.push(
+          "  if (present) {",
+          `    if ((out[${key(name)}] = steps[${i}].parse(value)) === Fail) return Fail`,
+          `  } else if (!${optional}) return Fail`
+        )
+    })
+    lines.push("  return out", "}")
+  }
+  let factory: (...args: ReadonlyArray<unknown>) => Parser
+  try {
+    factory = new Function(
+      "hasOwn",
+      "isObject",
+      "Fail",
+      "make",
+      "renamed",
+      "steps",
+      lines.join("\n")
+    ) as never
+  } catch (e) {
+    // Only a process that forbids code generation gets the loops; a bug in the code above must not hide.
+    if (e instanceof EvalError) return undefined
+    throw e
+  }
+  generatedCount++
+  return factory(hasOwn, isObject, Fail, make, renamed, steps)
+}
+
+let generatedCount = 0
+/** How many struct codecs were generated as code (for tests: zero where code generation is forbidden). */
+export const generatedCodecs = (): number => generatedCount
+
+const compile = (root: Schema.Top, mode: Mode, generated: boolean): Parser => {
   const decoding = mode === "decode"
   const memo = new Map<Schema.Top, Parser>()
   // No cycles: the wire bodies use no `Schema.suspend`.
@@ -155,6 +261,8 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
         }
         return out
       }
+    const code = generated ? generate(steps, mode, make, (u) => (isExact(u) ? Fail : rename(u))) : undefined
+    if (code !== undefined) return code
     if (decoding) {
       // Keys matching exactly (the Go writers' own) take the loop alone; any other key costs a second pass.
       const retry = (u: { readonly [key: string]: unknown }) => (isExact(u) ? Fail : decodeStruct(rename(u)))
@@ -332,12 +440,17 @@ const compile = (root: Schema.Top, mode: Mode): Parser => {
   return go(root)
 }
 
-const tryCompile = (schema: Schema.Top, mode: Mode): Parser | undefined => {
+const tryCompile = (schema: Schema.Top, mode: Mode, generated = true): Parser | undefined => {
   try {
-    return compile(schema, mode)
+    return compile(schema, mode, generated)
   } catch (e) {
     if (!(e instanceof Unsupported)) throw e
   }
+}
+
+/** `generated: false` keeps a struct's codec in the shared loops, as where code generation is forbidden (tests). */
+export interface CompileOptions {
+  readonly generated?: boolean
 }
 
 /** Whether the compiled path covers this schema in the given direction (for tests). */
@@ -367,15 +480,17 @@ const withFallback =
  * decoder, unknown keys are skipped, `null` leaves a field zero; the failure as Effect's message.
  */
 export const decoder = <S extends Schema.Codec<unknown, unknown>>(
-  schema: S
+  schema: S,
+  options: CompileOptions = {}
 ): ((input: unknown) => Result.Result<S["Type"], string>) => {
   const canon = canonical(schema)
   const full = Schema.decodeUnknownResult(schema)
-  return withFallback(tryCompile(schema, "decode"), (u) => full(canon(u)))
+  return withFallback(tryCompile(schema, "decode", options.generated), (u) => full(canon(u)))
 }
 
 /** `Schema.encodeUnknownResult(schema)`, compiled likewise. */
 export const encoder = <S extends Schema.Codec<unknown, unknown>>(
-  schema: S
+  schema: S,
+  options: CompileOptions = {}
 ): ((input: unknown) => Result.Result<unknown, string>) =>
-  withFallback(tryCompile(schema, "encode"), Schema.encodeUnknownResult(schema))
+  withFallback(tryCompile(schema, "encode", options.generated), Schema.encodeUnknownResult(schema))
