@@ -66,12 +66,16 @@ const attach = (state: ConnectionState, registration: Registration, running: boo
       )
     }
 
+    // An effect is a value: the Start call is built once per handle, not on every start.
+    const startCall = Effect.asVoid(Rpc.call(bridge, "Start", id, Rpc.request))
     const container: Container = {
       id,
-      start: Effect.suspend(() => {
-        if (isWindows) started = true
-        return Effect.asVoid(Rpc.call(bridge, "Start", id, Rpc.request))
-      }),
+      start: Effect.andThen(
+        Effect.sync(() => {
+          if (isWindows) started = true
+        }),
+        startCall
+      ),
       shutdown: Effect.asVoid(stop(bridge, registration, "ShutdownGraceful")),
       terminate: Effect.asVoid(stop(bridge, registration, "ShutdownForced")),
       wait: Deferred.await(registration.exit),
