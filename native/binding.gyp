@@ -11,6 +11,7 @@
         "src/handle.cc",
         "src/listener.cc",
         "src/module.cc",
+        "src/pump.cc",
         "src/socket.cc",
         "src/sys.cc"
       ],

@@ -101,6 +101,22 @@ export interface NativeSocket {
    * `TypeError` for chunks that are not Uint8Arrays.
    */
   write(chunks: ReadonlyArray<Uint8Array>): number
+  /**
+   * Linux: from now on moves what the peer sends into `fd` inside the kernel
+   * (splice through a pipe of the socket's own; read/write for a destination
+   * that refuses splice), with no `data` events and no bytes in JavaScript.
+   * `fd` is duplicated: the caller keeps and closes its own. `readStart` /
+   * `readStop` still start and stop it; while `fd` is full (a pipe whose
+   * reader is slow) the socket is not read, so the peer is held back. `end`
+   * comes once everything before the peer's EOF is in `fd`; a failure is
+   * `error`: `syscall` `read` for the socket's, `splice` or `write` for the
+   * destination's. Throws
+   * `ENOSYS` where there is no splice, `EBADF` for a bad `fd` or a closed
+   * socket, `EBUSY` once piped or ended.
+   */
+  pipeTo(fd: number): void
+  /** Bytes {@link NativeSocket.pipeTo} has written into its destination. */
+  readonly piped: number
   /** Half-closes (SHUT_WR) now; reading goes on. Throws `EBUSY` while bytes are queued (wait for `drain`), `EBADF` after `close()`. */
   shutdown(): void
   /** Closes both directions; idempotent, safe mid-operation and from inside callbacks; no callback runs afterwards. */

@@ -81,6 +81,7 @@ void Handle::Close() {
   if (closed_) return;
   closed_ = true;
   events_ = 0;
+  Closing();
   if (!polled_) {
     sys::Close(sock_);
     sock_ = kInvalidSock;

@@ -81,6 +81,13 @@ class Handle {
   virtual void OnPoll(int status, int events) = 0;
   // Drops the subclass's JavaScript references, once.
   virtual void ReleaseReferences() {}
+  // Close() has begun: the subclass stops and closes what it owns besides
+  // the socket (a libuv handle of its own holds a share until it closes).
+  virtual void Closing() {}
+
+  // A share for a libuv handle the subclass owns; Release() when it closed.
+  void Hold() { owners_++; }
+  void Release();
 
   Module* module_;
 
@@ -88,7 +95,6 @@ class Handle {
   static void PollCallback(uv_poll_t* poll, int status, int events);
   static void CloseCallback(uv_handle_t* handle);
   void ReleaseAll();
-  void Release();
 
   Napi::Env env_;
   Sock sock_;

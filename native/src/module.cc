@@ -61,6 +61,8 @@ Module::Module(Napi::Env env, Napi::Object exports) {
                                                      S::InstanceAccessor<&S::Call<&Socket::Peer>>("peer"),
                                                      S::InstanceAccessor<&S::Call<&Socket::PeerUid>>("peerUid"),
                                                      S::InstanceAccessor<&S::Call<&Socket::Queued>>("queued"),
+                                                     S::InstanceAccessor<&S::Call<&Socket::Piped>>("piped"),
+                                                     S::InstanceMethod<&S::Call<&Socket::PipeTo>>("pipeTo"),
                                                      S::InstanceMethod<&S::Call<&Socket::LocalAddress>>("address"),
                                                      S::InstanceMethod<&S::Call<&Socket::SetCallback>>("setCallback"),
                                                      S::InstanceMethod<&S::Call<&Socket::SetReading<true>>>("readStart"),

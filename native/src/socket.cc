@@ -88,7 +88,7 @@ Napi::Value Socket::SetCallback(const Napi::CallbackInfo& info) {
 void Socket::Update() {
   // Not polling for reads while stopped is the backpressure: the kernel
   // buffer fills and the peer's writes block.
-  int events = (reading_ && !ended_ ? UV_READABLE : 0) | (queue_.empty() ? 0 : UV_WRITABLE);
+  int events = (reading_ && !ended_ && !destFull_ ? UV_READABLE : 0) | (queue_.empty() ? 0 : UV_WRITABLE);
   Watch(failed_ != 0 ? 0 : connecting_ ? UV_WRITABLE : events);
 }
 
@@ -269,6 +269,7 @@ int Socket::Flush() {
 
 void Socket::Read() {
   if (!reading_ || ended_ || failed_ != 0 || closed()) return;
+  if (pump_ != nullptr) return PumpFromSocket();
   Napi::Env env = this->env();
   Napi::HandleScope scope(env);
   uv_buf_t views[Module::kReadBuffers];
@@ -289,8 +290,94 @@ void Socket::Read() {
   Emit(kData, nullptr, chunks);
 }
 
+Napi::Value Socket::PipeTo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 0 ||
+      info[0].As<Napi::Number>().DoubleValue() != info[0].As<Napi::Number>().Int32Value()) {
+    Napi::TypeError::New(env, "pipeTo(fd) needs a file descriptor").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int err = closed() ? UV_EBADF : failed_ != 0 ? failed_ : pump_ != nullptr || ended_ ? UV_EBUSY : 0;
+  if (err == 0) err = Pump::Open(info[0].As<Napi::Number>().Int32Value(), &pump_);
+  if (err != 0) {
+    ThrowSystemError(env, err, "pipeTo",
+                     closed() ? "socket is closed" : err == UV_EBUSY ? "already piped or ended" : "");
+  }
+  return env.Undefined();
+}
+
+Napi::Value Socket::Piped(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(pump_ == nullptr ? 0 : pump_->moved()));
+}
+
+void Socket::StopPump() {
+  // The poll goes before the descriptor it watches is closed: libuv forgets
+  // a descriptor by number, which a later open may already have reused.
+  if (destPoll_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(destPoll_), [](uv_handle_t* handle) {
+      Socket* self = static_cast<Socket*>(handle->data);
+      delete reinterpret_cast<uv_poll_t*>(handle);
+      self->Release();
+    });
+    destPoll_ = nullptr;
+  }
+  if (pump_ != nullptr) pump_->Close();
+}
+
+void Socket::PumpFromSocket() {
+  Pump::Outcome outcome = Pump::kSourceDry;
+  const char* syscall = "splice";
+  int err = pump_->Run(sock(), &outcome, &syscall);
+  if (err != 0) return Fail(err, syscall);
+  if (outcome == Pump::kSourceDry) return;
+  if (outcome == Pump::kSourceEnded) return PumpEnded();
+  // Full: stop reading (the backpressure reaches the peer through the
+  // socket's buffer) and wait for room in the destination.
+  destFull_ = true;
+  Update();
+  if (destPoll_ == nullptr) {
+    destPoll_ = new uv_poll_t();
+    destPoll_->data = this;
+    err = uv_poll_init(module_->loop(), destPoll_, pump_->dest());
+    if (err != 0) {
+      delete destPoll_;
+      destPoll_ = nullptr;
+      return Fail(err, "poll");
+    }
+    Hold();
+  }
+  uv_poll_start(destPoll_, UV_WRITABLE, OnDestination);
+}
+
+void Socket::OnDestination(uv_poll_t* poll, int status, int) {
+  Socket* self = static_cast<Socket*>(poll->data);
+  if (self->closed() || self->failed_ != 0) return;
+  Napi::HandleScope scope(self->env());
+  // An error on a pipe's write end: its reader has gone.
+  const char* syscall = "splice";
+  int err = status < 0 ? UV_EPIPE : self->pump_->Drain(&syscall);
+  if (err == UV_EAGAIN) return;
+  uv_poll_stop(poll);
+  if (err != 0) return self->Fail(err, syscall);
+  self->destFull_ = false;
+  if (self->pump_->sourceEnded()) return self->PumpEnded();
+  self->Update();
+}
+
+void Socket::PumpEnded() {
+  ended_ = true;
+  Update();
+  // The destination is the caller's alone again: a FIFO's reader sees its
+  // EOF as soon as the caller closes its own descriptor.
+  StopPump();
+  Emit(kEnd, nullptr, nullptr);
+}
+
+void Socket::Closing() { StopPump(); }
+
 void Socket::Fail(int err, const char* syscall) {
   failed_ = err;
+  StopPump();
   queue_.clear();
   queued_ = 0;
   Update();

@@ -20,6 +20,7 @@
 
 #include "address.h"
 #include "handle.h"
+#include "pump.h"
 
 namespace gcs {
 
@@ -55,6 +56,11 @@ class Socket : public Handle {
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value Shutdown(const Napi::CallbackInfo& info);
   Napi::Value Queued(const Napi::CallbackInfo& info);
+  // pipeTo(fd): from now on what the peer sends goes into a duplicate of
+  // `fd` through a Pump, with no kData; kEnd once all before the EOF is
+  // written. Reading is still started and stopped by readStart/readStop.
+  Napi::Value PipeTo(const Napi::CallbackInfo& info);
+  Napi::Value Piped(const Napi::CallbackInfo& info);
   Napi::Value Peer(const Napi::CallbackInfo& info);
   Napi::Value PeerUid(const Napi::CallbackInfo& info);
 
@@ -71,12 +77,19 @@ class Socket : public Handle {
 
   void OnPoll(int status, int events) override;
   void ReleaseReferences() override;
+  void Closing() override;
 
   void Update();
   void FinishConnect(int err);
   void CapturePeer();
   int Flush();
   void Read();
+  // Runs the pump from the socket; waits for the destination when it is full.
+  void PumpFromSocket();
+  void PumpEnded();
+  // Closes the destination's poll and the pump's descriptors (its count stays).
+  void StopPump();
+  static void OnDestination(uv_poll_t* poll, int status, int events);
   // Stops the socket for good and reports kError (syscall names the side).
   void Fail(int err, const char* syscall);
   void Emit(Event event, napi_value error, napi_value chunk);
@@ -93,6 +106,11 @@ class Socket : public Handle {
   sockaddr_storage peer_{};
   socklen_t peerLength_ = 0;
   int64_t peerUid_ = -1;  // unknown
+  std::unique_ptr<Pump> pump_;
+  // Polls the pump's destination for room while it is full (reading is then
+  // stopped); holds a share of the handle until its close callback.
+  uv_poll_t* destPoll_ = nullptr;
+  bool destFull_ = false;
   Napi::FunctionReference callback_;
 };
 

@@ -1,0 +1,167 @@
+/**
+ * pipeTo: a socket's inbound bytes moved into another descriptor inside the
+ * kernel (splice through the socket's own pipe), with a full destination
+ * holding the peer back, the end reported once all is written, and every
+ * failure reported once.
+ */
+import { spawnSync } from "node:child_process"
+import { closeSync, constants, openSync, readFileSync, readSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import type { NativeError, NativeSocket } from "../lib/index.js"
+import { SocketEvent } from "../lib/index.js"
+import { closeAll, nextTurn, socketPath, thrown, unixPair } from "./support.js"
+
+const descriptors: Array<number> = []
+const open = (path: string, flags: number): number => {
+  const fd = openSync(path, flags)
+  descriptors.push(fd)
+  return fd
+}
+
+afterEach(async () => {
+  for (const fd of descriptors.splice(0)) closeSync(fd)
+  expect(await closeAll()).toBe(0)
+})
+
+const pattern = (length: number): Buffer => {
+  const bytes = Buffer.alloc(length)
+  for (let i = 0; i < length; i++) bytes[i] = (i * 131 + (i >> 12)) & 0xff
+  return bytes
+}
+
+/** A FIFO's two ends, both non-blocking (the read end opened first, as a FIFO needs). */
+const fifo = (): { readEnd: number; writeEnd: number } => {
+  const path = join(socketPath(), "..", "fifo")
+  expect(spawnSync("mkfifo", [path]).status).toBe(0)
+  const readEnd = open(path, constants.O_RDONLY | constants.O_NONBLOCK)
+  const writeEnd = open(path, constants.O_WRONLY | constants.O_NONBLOCK)
+  return { readEnd, writeEnd }
+}
+
+/** What a pipeTo ends with: the end, or the error event's error. */
+const outcome = (socket: NativeSocket): Promise<NativeError | "end"> =>
+  new Promise((resolve) => {
+    socket.setCallback((event, err) => {
+      if (event === SocketEvent.end) resolve("end")
+      else if (event === SocketEvent.error) resolve(err!)
+      else if (event === SocketEvent.data) resolve(new Error("data event while piped") as NativeError)
+    })
+  })
+
+/** Reads the FIFO without blocking until `length` bytes came. */
+const drainFifo = async (readEnd: number, length: number): Promise<Buffer> => {
+  const out = Buffer.alloc(length)
+  let at = 0
+  while (at < length) {
+    try {
+      at += readSync(readEnd, out, at, Math.min(length - at, 1 << 20), null)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err
+      await nextTurn()
+    }
+  }
+  return out
+}
+
+describe.runIf(process.platform === "linux")("pipeTo", () => {
+  it("moves everything the peer sends into a FIFO far smaller than the stream, in order, then reports the end", async () => {
+    const { client, server } = await unixPair()
+    const { readEnd, writeEnd } = fifo()
+    const sent = pattern(3 * 1024 * 1024 + 17)
+    client.write([sent])
+    const ended = outcome(server)
+    server.pipeTo(writeEnd)
+    server.readStart()
+    const received = drainFifo(readEnd, sent.length)
+    // The half-close goes once the client's queue (held back by the full FIFO) is flushed.
+    while (client.queued > 0) await nextTurn()
+    client.shutdown()
+    expect(await received).toEqual(sent)
+    expect(await ended).toBe("end")
+    expect(server.piped).toBe(sent.length)
+  })
+
+  it("holds the peer back while the destination is full, and carries on once it has room", async () => {
+    const { client, server } = await unixPair()
+    const { readEnd, writeEnd } = fifo()
+    const sent = pattern(4 * 1024 * 1024)
+    server.setCallback(() => {})
+    server.pipeTo(writeEnd)
+    server.readStart()
+    client.write([sent])
+    for (let turn = 0; turn < 50; turn++) await nextTurn()
+    // The FIFO (64 KiB), the socket's pipe and both socket buffers hold a few MiB at most: the rest waits in the client.
+    expect(client.queued).toBeGreaterThan(0)
+    const piped = server.piped
+    for (let turn = 0; turn < 20; turn++) await nextTurn()
+    expect(server.piped).toBe(piped)
+    expect(await drainFifo(readEnd, sent.length)).toEqual(sent)
+  })
+
+  it("writes into a regular file, and through read/write into one opened for appending", async () => {
+    for (const append of [false, true]) {
+      const { client, server } = await unixPair()
+      const path = join(socketPath(), "..", `out-${append}`)
+      writeFileSync(path, "before|")
+      const fd = open(path, constants.O_WRONLY | (append ? constants.O_APPEND : 0))
+      const sent = pattern(700_000)
+      const ended = outcome(server)
+      server.pipeTo(fd)
+      server.readStart()
+      client.write([sent])
+      while (client.queued > 0) await nextTurn()
+      client.shutdown()
+      expect(await ended).toBe("end")
+      const expected = append ? Buffer.concat([Buffer.from("before|"), sent]) : sent
+      expect(readFileSync(path)).toEqual(expected)
+      expect(server.piped).toBe(sent.length)
+    }
+  })
+
+  it("reports a destination whose reader went away as EPIPE, once", async () => {
+    const { client, server } = await unixPair()
+    const { readEnd, writeEnd } = fifo()
+    const errors: Array<NativeError> = []
+    server.setCallback((event, err) => event === SocketEvent.error && errors.push(err!))
+    server.pipeTo(writeEnd)
+    server.readStart()
+    closeSync(descriptors.splice(descriptors.indexOf(readEnd), 1)[0]!)
+    client.write([pattern(256 * 1024)])
+    while (errors.length === 0) await nextTurn()
+    for (let turn = 0; turn < 5; turn++) await nextTurn()
+    expect(errors.map(({ code }) => code)).toEqual(["EPIPE"])
+    expect(["splice", "write"]).toContain(errors[0]!.syscall)
+  })
+
+  it("keeps the caller's descriptor its own and releases everything when closed mid-stream", async () => {
+    const { client, server } = await unixPair()
+    const { readEnd, writeEnd } = fifo()
+    server.setCallback(() => {})
+    server.pipeTo(writeEnd)
+    server.readStart()
+    client.write([pattern(2 * 1024 * 1024)])
+    // Wait until the FIFO is full and the socket waits for room in it.
+    let piped = -1
+    while (server.piped !== piped) {
+      piped = server.piped
+      for (let turn = 0; turn < 5; turn++) await nextTurn()
+    }
+    server.close()
+    // The caller's write end still works after the socket (and its duplicate) closed.
+    expect(await drainFifo(readEnd, piped)).toHaveLength(piped)
+    expect(() => writeFileSync(writeEnd, "x")).not.toThrow()
+  })
+
+  it("refuses a bad descriptor, a second pipeTo and a closed socket", async () => {
+    const { server } = await unixPair()
+    const { writeEnd } = fifo()
+    expect(() => server.pipeTo(-1)).toThrow(TypeError)
+    expect(() => server.pipeTo(1.5)).toThrow(TypeError)
+    expect(thrown(() => server.pipeTo(1_000_000))).toMatchObject({ code: "EBADF", syscall: "pipeTo" })
+    server.pipeTo(writeEnd)
+    expect(thrown(() => server.pipeTo(writeEnd))).toMatchObject({ code: "EBUSY", syscall: "pipeTo" })
+    server.close()
+    expect(thrown(() => server.pipeTo(writeEnd))).toMatchObject({ code: "EBADF", syscall: "pipeTo" })
+  })
+})
