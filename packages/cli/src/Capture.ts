@@ -1,7 +1,7 @@
 /** Recording a guest's connections to a capture file (format: see the README, "Capture and replay"). @since 0.1.0 */
 import { MessageType } from "@gcs-bridge/protocol"
 import type { Connection, TransportService } from "@gcs-bridge/transport"
-import { Transport } from "@gcs-bridge/transport"
+import { pipeStreamTo, Transport } from "@gcs-bridge/transport"
 import { Data, Effect, Layer, type Scope, Sink, Stream } from "effect"
 import { createWriteStream } from "node:fs"
 
@@ -93,9 +93,12 @@ export const open = (
         Effect.sync(() => chunks.forEach((chunk) => put(outbound, port, chunk)))
       // No `handoff`: bytes of a socket handed to a child would bypass the record.
       const { handoff: _, ...rest } = connection
+      const stream = Stream.tap(connection.stream, (chunk) => Effect.sync(() => put(inbound, port, chunk)))
       return {
         ...rest,
-        stream: Stream.tap(connection.stream, (chunk) => Effect.sync(() => put(inbound, port, chunk))),
+        stream,
+        // Through the recorded stream: the engine's own pipe would move the bytes past the record.
+        pipeTo: (fd, stop) => pipeStreamTo(stream, fd, connection.description, stop),
         forEach: (onChunk) => connection.forEach((chunk) => (put(inbound, port, chunk), onChunk(chunk))),
         write: (chunk) => Effect.andThen(sent([chunk]), connection.write(chunk)),
         writeAll: (chunks) => Effect.andThen(sent(chunks), connection.writeAll(chunks)),

@@ -1,6 +1,7 @@
 /** A connected byte stream to a peer, whatever carries it. */
 import type { Socket } from "node:net"
-import type { Effect, Sink, Stream } from "effect"
+import { Effect, type Sink, type Stream } from "effect"
+import { copyInto } from "./internal/descriptor.js"
 import type { TransportError } from "./TransportError.js"
 
 /** Who is on the other end, as far as the transport can tell: a vsock CID, a Hyper-V VM id, a Unix uid (native engine only), and the vsock port. */
@@ -31,6 +32,14 @@ export interface Connection {
    * defect. The same single consumer as `stream`, so its claim excludes a concurrent `stream` or `forEach`.
    */
   readonly forEach: (onChunk: (chunk: Uint8Array) => void) => Effect.Effect<void, TransportError>
+  /**
+   * Moves every inbound byte into `fd` (a pipe, FIFO, file or terminal the caller opened and keeps open) up to the
+   * peer's EOF, and gives the byte count. The native engine on Linux does it inside the kernel (splice): no byte
+   * reaches JavaScript, and a full `fd` holds the peer back; other engines, and bytes already read ahead, go
+   * chunk by chunk through `fs.write`. `stop` ends it early with the count so far. The same single consumer as
+   * `stream`; once the engine pipes, the input has no other reader. A failure of `fd` is a `Write` error.
+   */
+  readonly pipeTo: (fd: number, stop?: Effect.Effect<unknown>) => Effect.Effect<number, TransportError>
   /** Queues `chunk`; completes once the send queue is below its high-water mark. The chunk must not be mutated afterwards. */
   readonly write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>
   /** Queues several chunks with one gather write where the engine allows it, then waits like `write`. */
@@ -45,3 +54,14 @@ export interface Connection {
    * `undefined`; then close this Connection and use it no more (the child's copy stays; libuv makes it blocking). */
   readonly handoff?: () => Socket | number | undefined
 }
+
+/**
+ * `Connection.pipeTo` for a stream of your own (a wrapper's, say): writes everything `input` yields into `fd`
+ * chunk by chunk until its end or `stop`, and gives the byte count; `description` names the source in errors.
+ */
+export const pipeStreamTo = (
+  input: Stream.Stream<Uint8Array, TransportError>,
+  fd: number,
+  description: string,
+  stop: Effect.Effect<unknown> = Effect.never
+): Effect.Effect<number, TransportError> => copyInto(input, fd, { address: description }, description, stop)

@@ -8,14 +8,17 @@ import type { Duration, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { setImmediate } from "node:timers"
 import { createHash } from "node:crypto"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import {
   chmodSync,
   chownSync,
+  closeSync,
+  constants,
   existsSync,
   lchownSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -72,6 +75,20 @@ const defectOfThrowingConsumer = (connection: Connection) => {
     (exit) => ({ boom, defect: Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined })
   )
 }
+
+const descriptors = new Set<number>()
+afterAll(() => descriptors.forEach((fd) => closeSync(fd)))
+
+/** A descriptor of `path` opened with `flags`, closed after the test file. */
+const openDescriptor = (path: string, flags: string | number) =>
+  Effect.sync(() => {
+    const fd = openSync(path, flags)
+    descriptors.add(fd)
+    return fd
+  })
+
+/** What a descriptor of this process refers to. */
+const descriptorPath = (fd: number) => `/proc/self/fd/${fd}`
 
 /** The error of a failing effect, asserted to be a TransportError. */
 export const transportFailure = <A, E, R>(
@@ -371,6 +388,85 @@ export const conformance = (
           yield* other.server.write(Buffer.from("y"))
           const { boom, defect } = yield* defectOfThrowingConsumer(other.client)
           expect(defect).toBe(boom)
+        }).pipe(Effect.provide(layer))
+    )
+
+    it.effect(
+      "pipeTo writes 8 MiB into a file in order, gives the count, and leaves the descriptor open",
+      () =>
+        Effect.gen(function* () {
+          const { client, server } = yield* connectedPair
+          const path = join(tempDir(), "out")
+          const fd = yield* openDescriptor(path, "w")
+          const up = pattern(8 << 20, 5)
+          const [, moved] = yield* Effect.all([sendAll(client, up, 50_000), server.pipeTo(fd)], {
+            concurrency: "unbounded"
+          })
+          expect(moved).toBe(up.length)
+          writeFileSync(fd, "|after")
+          expect(sha(readFileSync(path))).toBe(sha(Buffer.concat([up, Buffer.from("|after")])))
+        }).pipe(Effect.provide(layer))
+    )
+
+    it.effect(
+      "pipeTo keeps pace with a slow reader of a FIFO, and a reader that goes away fails it Write",
+      () =>
+        Effect.gen(function* () {
+          const { client, server } = yield* connectedPair
+          const dir = tempDir()
+          const fifo = join(dir, "fifo")
+          expect(spawnSync("mkfifo", [fifo]).status).toBe(0)
+          // A reader process, as a container runtime's FIFO reader is: it sips, then copies the rest to a file.
+          const reader = spawn("sh", ["-c", `sleep 0.3; cat "${fifo}" > "${join(dir, "copy")}"`])
+          const readerExit = Effect.callback<number | null>((resume) => {
+            reader.once("exit", (code) => resume(Effect.succeed(code)))
+          })
+          const fd = yield* openDescriptor(fifo, constants.O_RDWR | constants.O_NONBLOCK)
+          const up = pattern(3 << 20, 6)
+          const [, moved] = yield* Effect.all([sendAll(client, up), server.pipeTo(fd)], {
+            concurrency: "unbounded"
+          })
+          expect(moved).toBe(up.length)
+          closeSync(fd)
+          descriptors.delete(fd)
+          expect(yield* readerExit).toBe(0)
+          expect(sha(readFileSync(join(dir, "copy")))).toBe(sha(up))
+
+          // No reader any more: the write side of a FIFO fails with EPIPE.
+          const other = yield* connectedPair
+          const gone = join(dir, "gone")
+          expect(spawnSync("mkfifo", [gone]).status).toBe(0)
+          const readEnd = openSync(gone, constants.O_RDONLY | constants.O_NONBLOCK)
+          const writeEnd = yield* openDescriptor(gone, constants.O_WRONLY | constants.O_NONBLOCK)
+          closeSync(readEnd)
+          yield* Effect.forkChild(other.client.write(pattern(256 << 10, 7)))
+          const failed = yield* transportFailure(other.server.pipeTo(writeEnd))
+          expect(failed.reason).toBe("Write")
+          expect(failed.code).toBe("EPIPE")
+          expect(failed.message).toContain(`descriptor ${writeEnd}`)
+        }).pipe(Effect.provide(layer))
+    )
+
+    it.effect(
+      "pipeTo ends at `stop` with the count so far, and fails Closed when its connection closes",
+      () =>
+        Effect.gen(function* () {
+          const { client, server } = yield* connectedPair
+          const fd = yield* openDescriptor(join(tempDir(), "out"), "w")
+          const stop = yield* Deferred.make<void>()
+          const piping = yield* Effect.forkChild(server.pipeTo(fd, Deferred.await(stop)))
+          yield* client.write(Buffer.from("first"))
+          while (statSync(descriptorPath(fd)).size < 5) yield* nextTurn
+          // A write through fs reports back a loop turn after the bytes are in the file.
+          for (let turn = 0; turn < 5; turn++) yield* nextTurn
+          yield* Deferred.succeed(stop, undefined)
+          expect(yield* Fiber.join(piping)).toBe(5)
+
+          const other = yield* connectedPair
+          const closing = yield* Effect.forkChild(other.server.pipeTo(fd))
+          yield* nextTurn
+          yield* other.server.close
+          expect((yield* transportFailure(Fiber.join(closing))).reason).toBe("Closed")
         }).pipe(Effect.provide(layer))
     )
 

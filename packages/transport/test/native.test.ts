@@ -6,9 +6,9 @@
  * file ever connects an AF_VSOCK socket.
  */
 import { describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Logger, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Logger, Scope, Stream } from "effect"
 import { spawn } from "node:child_process"
-import { chmodSync } from "node:fs"
+import { chmodSync, closeSync, openSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { expect } from "vitest"
 import * as native from "@gcs-bridge/native"
@@ -71,6 +71,33 @@ describe("Transport.layer reading", () => {
       ])
       expect(Buffer.concat(chunks)).toEqual(sent)
     }).pipe(Effect.provide(Transport.layer))
+  )
+})
+
+describe.runIf(process.platform === "linux")("Transport.layer pipeTo", () => {
+  it.effect("pipes in the kernel: the input has no other reader afterwards, even after a stop", () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const dir = tempDir()
+      const address = new UnixAddress({ path: join(dir, "vm.sock") })
+      const listener = yield* transport.listen(address, 1)
+      const client = yield* transport.connect(address, 1)
+      const server = yield* listener.accept()
+      const fd = openSync(join(dir, "out"), "w")
+      yield* Effect.addFinalizer(() => Effect.sync(() => closeSync(fd)))
+      const stop = yield* Deferred.make<void>()
+      const piping = yield* Effect.forkChild(server.pipeTo(fd, Deferred.await(stop)))
+      yield* client.write(Buffer.from("kernel"))
+      while (readFileSync(join(dir, "out"), "utf8") !== "kernel") yield* nextTurn
+      yield* Deferred.succeed(stop, undefined)
+      expect(yield* Fiber.join(piping)).toBe(6)
+      // The bytes went past JavaScript, so no stream could continue where the pipe left off.
+      for (const late of [Stream.runDrain(server.stream), server.pipeTo(fd)]) {
+        const refused = yield* transportFailure(late)
+        expect(refused.reason).toBe("Read")
+        expect(refused.message).toContain(`piped into descriptor ${fd}`)
+      }
+    }).pipe(Effect.scoped, Effect.provide(Transport.layer))
   )
 })
 

@@ -2,7 +2,8 @@
  * The one Connection implementation over any RawSocket: the only socket state machine.
  * Reading: inbound chunks go to a Queue; a pull takes all of it and re-arms the socket, so at most `ReadAhead`
  * bytes plus one engine read are held (the socket is stopped at `ReadAhead` until the next pull). A `forEach`
- * consumer gets each chunk in the engine's own callback instead: no queue, no fiber woken per read.
+ * consumer gets each chunk in the engine's own callback instead: no queue, no fiber woken per read. `pipeTo`
+ * hands the reading to the engine itself where it can move bytes into a descriptor in the kernel.
  * Writing: a write leaving the engine above its high-water mark waits on a latch the drain opens; the
  * half-close is issued once the engine's queue is flushed. The first failure fails reads and writes alike.
  * Dialling: the engines share the deadline, a child scope releasing a failed attempt at once, and the host side
@@ -14,7 +15,8 @@ import { Cause, Deferred, Duration, Effect, Exit, Latch, Queue, Scope, Sink, Str
 import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
 import type { Connection, PeerIdentity } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
-import { describe, osError, type RawSocket, type Target, transportError } from "./rawSocket.js"
+import { copyInto } from "./descriptor.js"
+import { describe, osError, type RawSocket, type Target, toRawError, transportError } from "./rawSocket.js"
 
 /** Bytes read ahead of the consumer before the socket is paused. */
 const ReadAhead = 256 * 1024
@@ -55,6 +57,8 @@ const open = Effect.fnUntraced(function* (
   // The `forEach` consumer while it runs: its callback and how to end it.
   let listener: ((chunk: Uint8Array) => void) | undefined
   let finish: ((exit: Exit.Exit<void, TransportError>) => void) | undefined
+  // The descriptor the engine pipes into, for good once set: the input has no other reader afterwards.
+  let pipedInto: number | undefined
 
   const closedError = (what: string) =>
     transportError("Closed", target, `${what} on a closed connection (${description})`)
@@ -79,7 +83,12 @@ const open = Effect.fnUntraced(function* (
     if (closed || writeFailure !== undefined) return
     reading = false
     writeFailure = osError("Write", target, description, cause, syscall)
-    readFailure = osError("Read", target, description, cause, syscall)
+    // While piped, the engine names the destination's failures `splice` / `write`: the socket itself is sound.
+    const destination =
+      pipedInto !== undefined && /^(splice|write)$/.test(toRawError(cause, syscall).syscall ?? "")
+    readFailure = destination
+      ? osError("Write", target, `${description}: piping into descriptor ${pipedInto}`, cause, syscall)
+      : osError("Read", target, description, cause, syscall)
     Queue.failCauseUnsafe(inbox, Cause.fail(readFailure))
     settle(Exit.fail(readFailure))
     Deferred.doneUnsafe(halfClosed, Exit.fail(writeFailure))
@@ -146,6 +155,10 @@ const open = Effect.fnUntraced(function* (
         const why = `${description}: the stream already has a consumer (a Connection's stream is single-consumer)`
         return Effect.fail(transportError("Read", target, why))
       }
+      if (pipedInto !== undefined) {
+        const why = `${description}: the input was piped into descriptor ${pipedInto} and has no other reader`
+        return Effect.fail(transportError("Read", target, why))
+      }
       consumed = true
       return Effect.void
     }),
@@ -174,6 +187,51 @@ const open = Effect.fnUntraced(function* (
           return Effect.sync(() => {
             if (listener === onChunk) listener = finish = undefined
           })
+        })
+      )
+    )
+
+  // The input as a stream without the consumer claim, for a consumer that holds it already.
+  const unclaimed = Stream.fromPull(Effect.succeed(pull))
+
+  // Chunk by chunk through JavaScript: engines without a pipe of their own, or bytes already read ahead.
+  const copyTo = (fd: number, stop: Effect.Effect<unknown>) =>
+    copyInto(unclaimed, fd, target, description, stop)
+
+  // In the kernel, by the engine: nothing was read ahead, so nothing passes through JavaScript.
+  const pipeInEngine = (fd: number, stop: Effect.Effect<unknown>, pipe: (fd: number) => void) => {
+    try {
+      pipe(fd)
+    } catch (cause) {
+      // This platform has no splice: the engine cannot, JavaScript can.
+      if (toRawError(cause).code === "ENOSYS") return copyTo(fd, stop)
+      return Effect.fail(
+        osError("Write", target, `${description}: piping into descriptor ${fd}`, cause, "pipeTo")
+      )
+    }
+    pipedInto = fd
+    const piped = Effect.callback<void, TransportError>((resume) => {
+      const done = (exit: Exit.Exit<void, TransportError>) => resume(exit)
+      finish = done
+      startReading()
+      return Effect.sync(() => {
+        if (finish === done) finish = undefined
+      })
+    })
+    return Effect.map(Effect.raceFirst(piped, stop), () => raw.piped ?? 0)
+  }
+
+  const pipeTo = (
+    fd: number,
+    stop: Effect.Effect<unknown> = Effect.never
+  ): Effect.Effect<number, TransportError> =>
+    Effect.scoped(
+      Effect.andThen(
+        claim,
+        Effect.suspend(() => {
+          if (closed) return Effect.fail(closedError("read"))
+          const inEngine = raw.pipeTo !== undefined && buffered === 0 && !ended && readFailure === undefined
+          return inEngine ? pipeInEngine(fd, stop, raw.pipeTo!.bind(raw)) : copyTo(fd, stop)
         })
       )
     )
@@ -247,8 +305,9 @@ const open = Effect.fnUntraced(function* (
   const connection: Connection = {
     description,
     peer,
-    stream: Stream.unwrap(Effect.as(claim, Stream.fromPull(Effect.succeed(pull)))),
+    stream: Stream.unwrap(Effect.as(claim, unclaimed)),
     forEach,
+    pipeTo,
     write: (chunk) => writeAll([chunk]),
     writeAll,
     sink: Sink.forEachArray(writeAll),

@@ -72,6 +72,12 @@ class NativeRawSocket implements RawSocket {
   get queued() {
     return this.socket.queued
   }
+  pipeTo(fd: number) {
+    this.socket.pipeTo(fd)
+  }
+  get piped() {
+    return this.socket.piped
+  }
   // The addon half-closes only an empty queue: nothing is left to flush.
   shutdown(flushed: () => void) {
     this.socket.shutdown()

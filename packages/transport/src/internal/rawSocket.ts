@@ -39,6 +39,13 @@ export interface RawSocket {
   shutdown(flushed: () => void): void
   /** Closes both directions; idempotent; no event fires afterwards. */
   close(): void
+  /**
+   * Moves all further input into `fd` inside the engine, reporting `end` once it is all there and no `data`
+   * (see `Connection.pipeTo`); throws (`code` ENOSYS) where the platform cannot. Engines without it: absent.
+   */
+  pipeTo?(fd: number): void
+  /** Bytes `pipeTo` has written. */
+  readonly piped?: number
   /** The socket as `spawn` takes it in `stdio` (see `Connection.handoff`), if the engine has one. */
   handoff?(): Socket | number | undefined
 }
