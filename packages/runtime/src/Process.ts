@@ -19,6 +19,16 @@ export interface Process {
   readonly stdout: Stream.Stream<Uint8Array, TransportError>
   /** Stderr, like `stdout`. */
   readonly stderr: Stream.Stream<Uint8Array, TransportError>
+  /**
+   * Relays stdout into `fd`, a descriptor you opened and keep (a pipe, FIFO, file, terminal), to its end, and gives
+   * the byte count: instead of consuming `stdout`, not besides it. With the native engine on Linux the bytes move
+   * inside the kernel (splice) and a full `fd` holds the guest back; elsewhere chunk by chunk. A failure writing
+   * `fd` is a `Write` error. 0 when stdout was not requested.
+   * @since 0.2.0
+   */
+  readonly stdoutTo: (fd: number) => Effect.Effect<number, TransportError>
+  /** Stderr into `fd`, like `stdoutTo`. @since 0.2.0 */
+  readonly stderrTo: (fd: number) => Effect.Effect<number, TransportError>
   /** Half-closes stdin after what was written; runs once, later calls share its result. */
   readonly closeStdin: Effect.Effect<void, TransportError>
   /** The exit code (unsigned 32-bit); a guest answer "not found" (`0x80070490`) counts as 0, as in Go. */

@@ -3,7 +3,7 @@
  * processes), over every transport that works on this machine.
  */
 import { Container, Properties } from "@gcs-bridge/protocol"
-import { mkdtempSync, rmSync } from "node:fs"
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
@@ -145,6 +145,55 @@ describe("against the real guest", () => {
     inTempDir((dir) =>
       Effect.flatMap(wire(new UnixAddress({ path: join(dir, "vm.sock") }) as Address), lifecycle)
     ).pipe(Effect.provide(Transport.layer))
+  )
+
+  // What a container runtime does with a process's output: relays it into descriptors it opened (FIFOs, files).
+  const relayIntoDescriptors = (wired: Wired, dir: string) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const gc = yield* withGuest(wired)
+        const bytes = (stream: string) => counter(Metric.withAttributes(Metrics.stdioBytes, { stream }))
+        const before = [yield* bytes("stdout"), yield* bytes("stderr")]
+        const descriptor = (name: string) =>
+          Effect.acquireRelease(
+            Effect.sync(() => openSync(join(dir, name), "w")),
+            (fd) => Effect.sync(() => closeSync(fd))
+          )
+        const [outFd, errFd] = [yield* descriptor("out"), yield* descriptor("err")]
+        const script = "head -c 3000000 /dev/zero | tr '\\0' x; echo err 1>&2; exit 3"
+        const process = yield* gc.exec({
+          CommandArgs: ["sh", "-c", script],
+          CreateStdOutPipe: true,
+          CreateStdErrPipe: true
+        })
+        const [out, err] = yield* Effect.all([process.stdoutTo(outFd), process.stderrTo(errFd)], {
+          concurrency: 2
+        })
+        expect(yield* process.wait).toBe(3)
+        expect([out, err]).toEqual([3_000_000, 4])
+        expect(readFileSync(join(dir, "out"), "latin1")).toBe("x".repeat(3_000_000))
+        expect(readFileSync(join(dir, "err"), "latin1")).toBe("err\n")
+        // No stdin or pipe requested: nothing to relay.
+        const quiet = yield* gc.exec({ CommandArgs: ["true"] })
+        expect(yield* quiet.stdoutTo(outFd)).toBe(0)
+        expect([(yield* bytes("stdout")) - before[0]!, (yield* bytes("stderr")) - before[1]!]).toEqual([
+          3_000_000, 4
+        ])
+      })
+    )
+
+  it.live("stdoutTo / stderrTo relay into descriptors: in the kernel over the native engine", () =>
+    inTempDir((dir) =>
+      Effect.flatMap(wire(new UnixAddress({ path: join(dir, "vm.sock") }) as Address), (wired) =>
+        relayIntoDescriptors(wired, dir)
+      )
+    ).pipe(Effect.provide(Transport.layer))
+  )
+
+  it.live("stdoutTo / stderrTo relay into descriptors: chunk by chunk over the in-memory transport", () =>
+    inTempDir((dir) => Effect.flatMap(wire(), (wired) => relayIntoDescriptors(wired, dir))).pipe(
+      Effect.provide(Transport.layerMemory)
+    )
   )
 
   it.live(

@@ -8,6 +8,9 @@ import { describe, expect, it } from "@effect/vitest"
 import type { Connection } from "@gcs-bridge/transport"
 import { Transport } from "@gcs-bridge/transport"
 import { Effect, Fiber, Metric, Schedule, Stream } from "effect"
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { TestClock } from "effect/testing"
 import { GuestConnection, isSignalRefused, Metrics, ProtocolError } from "../src/index.js"
 import * as FakeGuest from "./FakeGuest.js"
@@ -46,6 +49,37 @@ describe("a hostile or broken guest", () => {
       expect(FakeGuest.text(chunks)).toBe("last words")
       expect(code).toBe(3)
     }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.live("stdoutTo into a descriptor also ends copyAfterExitTimeout after the exit, with what came", () =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const { gc, guest } = yield* connected(wired, { copyAfterExitTimeout: "20 millis" })
+      const dir = mkdtempSync(join(tmpdir(), "gcs-hard-"))
+      const path = join(dir, "out")
+      const fd = openSync(path, "w")
+      yield* Effect.addFinalizer(() => Effect.sync(() => (closeSync(fd), rmSync(dir, { recursive: true }))))
+      const run = yield* Effect.forkChild(
+        Effect.scoped(
+          Effect.flatMap(gc.exec({ CommandLine: "x", CreateStdOutPipe: true }), (process) =>
+            Effect.all([process.stdoutTo(fd), process.wait])
+          )
+        )
+      )
+      const exec = yield* guest.next
+      if (exec.name !== "ExecuteProcess") throw new Error(`expected ExecuteProcess, got ${exec.name}`)
+      const port = exec.body.Settings.VsockStdioRelaySettings?.StdOut ?? 0
+      const stdout = yield* Effect.orDie(wired.transport.connect(wired.address, port))
+      yield* guest.reply(exec, new Process.ContainerExecuteProcessResponse({ ProcessId: 7 }))
+      const wait = yield* guest.next
+      yield* Effect.orDie(stdout.write(encoder.encode("last words")))
+      yield* guest.reply(
+        wait as FakeGuest.Received & { name: "WaitForProcess" },
+        new Process.ContainerWaitForProcessResponse({ ExitCode: 3 })
+      )
+      expect(yield* Fiber.join(run)).toEqual([10, 3])
+      expect(readFileSync(path, "utf8")).toBe("last words")
+    }).pipe(Effect.scoped, Effect.provide(Transport.layerMemory))
   )
 
   it.effect("warnings a guest causes per frame are rate-limited and summarised; the metric counts each", () =>

@@ -219,6 +219,12 @@ class Handle implements Process {
   get stderr() {
     return Stdio.readable(this.stdio[2], this.waitCall.result, this.state.copyAfterExitTimeout)
   }
+  stdoutTo(fd: number) {
+    return Stdio.pipeInto(this.stdio[1], this.waitCall.result, this.state.copyAfterExitTimeout, fd)
+  }
+  stderrTo(fd: number) {
+    return Stdio.pipeInto(this.stdio[2], this.waitCall.result, this.state.copyAfterExitTimeout, fd)
+  }
   // Half-closes once, in a fiber of the process's scope, so an interrupted caller cannot leave it half done.
   get closeStdin(): Effect.Effect<void, TransportError> {
     const stdin = this.stdio[0]

@@ -99,6 +99,25 @@ export const readable = <A, E>(
         })
       ).pipe(boundAfterExit(Effect.exit(Deferred.await(exited)), limit))
 
+/** `readable`'s bytes written into the descriptor `fd` (the caller's, left open) by the connection's `pipeTo`: in
+ * the kernel where the engine can. Counted once moved; ended `limit` after the exit like `readable`. */
+export const pipeInto = <A, E>(
+  channel: StdioChannel | undefined,
+  exited: Deferred.Deferred<A, E>,
+  limit: Duration.Duration,
+  fd: number
+): Effect.Effect<number, TransportError> =>
+  channel === undefined
+    ? Effect.succeed(0)
+    : Effect.gen(function* () {
+        const connection = yield* Deferred.await(channel.connection)
+        // Nothing waits for this relay but the relay itself: the time after the exit runs from the exit on.
+        const deadline = Effect.andThen(Effect.exit(Deferred.await(exited)), Effect.sleep(limit))
+        const moved = yield* Effect.ensuring(connection.pipeTo(fd, deadline), connection.close)
+        yield* Metric.update(bytesOf[channel.name], moved)
+        return moved
+      })
+
 /** Writes into `channel` once connected, without half-closing; no channel: fails with `missing` on input. */
 export const writable = (
   channel: StdioChannel | undefined,
