@@ -9,6 +9,7 @@
  * through JavaScript. The guest and the raw peer are processes of their own:
  * the CPU figures are the host's alone.
  */
+import { closeSync, openSync } from "node:fs"
 import { join } from "node:path"
 import type { GuestConnectionService } from "@gcs-bridge/runtime"
 import { Effect, Stream } from "effect"
@@ -55,6 +56,29 @@ const stdoutRelay = (connection: GuestConnectionService, bytes: number): Effect.
     })
   )
 
+/**
+ * The same `dd`, its stdout relayed by `Process.stdoutTo` into a descriptor of `/dev/null` (what a runtime's
+ * FIFO or log file is to the host: a descriptor it writes into); the count must be `bytes`.
+ */
+const stdoutIntoDescriptor = (
+  connection: GuestConnectionService,
+  bytes: number,
+  fd: number
+): Effect.Effect<number, unknown> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const process = yield* connection.exec({
+        CommandArgs: ["dd", "if=/dev/zero", `bs=${ChunkSize}`, `count=${bytes / ChunkSize}`, "status=none"],
+        CreateStdOutPipe: true
+      })
+      const moved = yield* process.stdoutTo(fd)
+      const code = yield* process.wait
+      if (code !== 0 || moved > bytes)
+        return yield* Effect.die(new Error(`stdoutTo: ${moved} of ${bytes} bytes, exit code ${code}`))
+      return bytes - moved
+    })
+  )
+
 /** The host writes `bytes` into `Process.stdin` of `wc -c` in the guest and reads its count back. */
 const stdinRelay = (connection: GuestConnectionService, bytes: number): Effect.Effect<void, unknown> =>
   Effect.scoped(
@@ -97,14 +121,21 @@ export const suite: BenchSuite = {
       const shortRounds: Array<number> = []
       const stdout = (size: number) => session.run(stdoutRelay(connection, size))
       const stdin = (size: number) => session.run(stdinRelay(connection, size))
+      const devNull = openSync("/dev/null", "w")
+      host.defer(async () => closeSync(devNull))
+      const intoFd = (size: number) => session.run(stdoutIntoDescriptor(connection, size, devNull))
       // One untimed pass (a sixteenth of the size) warms the JIT on every path.
       const warm = Math.max(ChunkSize, bytes / 16)
-      for (const run of [raw.receive, raw.send, stdout, stdin]) await run(warm)
+      for (const run of [raw.receive, raw.send, stdout, intoFd, stdin]) await run(warm)
       const r = await interleave(options.rounds, {
         rawOut: () => raw.receive(bytes),
         rawIn: () => raw.send(bytes),
         stdout: async () => {
           const lost = await stdout(bytes)
+          if (lost > 0) shortRounds.push(lost)
+        },
+        stdoutTo: async () => {
+          const lost = await intoFd(bytes)
           if (lost > 0) shortRounds.push(lost)
         },
         stdin: () => stdin(bytes)
@@ -123,11 +154,20 @@ export const suite: BenchSuite = {
         reference: outRef,
         note: goNote(GoStdout)
       })
+      const stdoutToRow = throughputRow(
+        "stdout relay into a descriptor: dd in guest → Process.stdoutTo(/dev/null)",
+        r.stdoutTo,
+        bytes,
+        {
+          reference: outRef,
+          note: `${goNote(GoStdout)}; ${host.engine === "native" && process.platform === "linux" ? "spliced in the kernel by the native engine" : "chunk by chunk through fs.write (no splice here)"}`
+        }
+      )
       const stdinRow = throughputRow("stdin relay: Process.stdin → wc -c in guest", r.stdin, bytes, {
         reference: inRef,
         note: goNote(GoStdin)
       })
-      const rows: Array<Measurement> = [rawOut, rawIn, stdoutRow, stdinRow]
+      const rows: Array<Measurement> = [rawOut, rawIn, stdoutRow, stdoutToRow, stdinRow]
       const size = (b: number) => (b >= 1 << 30 ? `${b / 2 ** 30} GiB` : `${b / 2 ** 20} MiB`)
       const notes: Array<string> = [
         `${size(bytes)} per round, ${options.rounds} ` +
@@ -157,6 +197,14 @@ export const suite: BenchSuite = {
           name: "stdout",
           relay: stdoutRelay,
           row: stdoutRow,
+          raw: rawOut,
+          go: GoStdout,
+          floor: "a bare node net reader"
+        },
+        {
+          name: "stdout (into a descriptor, stdoutTo)",
+          relay: (c: GuestConnectionService, n: number) => stdoutIntoDescriptor(c, n, devNull),
+          row: stdoutToRow,
           raw: rawOut,
           go: GoStdout,
           floor: "a bare node net reader"
