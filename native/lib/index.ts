@@ -83,7 +83,8 @@ export interface NativeSocket {
    * {@link ReadSize} bytes, in order (Buffers; a rest of at most 4 KiB is a
    * Uint8Array view of a shared slab); `end` (the peer's EOF), `error` (the
    * first failure, once: the socket is then stopped in both directions and
-   * its queue dropped), `drain` (the queue emptied), `connect` (error or null).
+   * its queue dropped), `drain` (the queue emptied), `connect` (error or null),
+   * `piped` (`pipeFrom` reached its descriptor's end and sent everything).
    */
   setCallback(
     cb: (event: SocketEvent, err: NativeError | null, chunks: ReadonlyArray<Uint8Array> | null) => void
@@ -109,13 +110,23 @@ export interface NativeSocket {
    * `readStop` still start and stop it; while `fd` is full (a pipe whose
    * reader is slow) the socket is not read, so the peer is held back. `end`
    * comes once everything before the peer's EOF is in `fd`; a failure is
-   * `error`: `syscall` `read` for the socket's, `splice` or `write` for the
-   * destination's. Throws
+   * `error`: `syscall` `read` for the socket's, `splice` for the
+   * destination's (whatever call found it). Throws
    * `ENOSYS` where there is no splice, `EBADF` for a bad `fd` or a closed
    * socket, `EBUSY` once piped or ended.
    */
   pipeTo(fd: number): void
-  /** Bytes {@link NativeSocket.pipeTo} has written into its destination. */
+  /**
+   * Linux: sends what `fd` (a FIFO, pipe, file; duplicated, the caller keeps
+   * its own) holds until its end, inside the kernel, then reports `piped`.
+   * An empty FIFO or pipe is polled for input; a FIFO with no writer reads
+   * as ended. No half-close (that is `shutdown()`'s). `write` and `shutdown`
+   * throw `EBUSY` meanwhile. Failures: `error` with `syscall` `write` for
+   * the socket's, `splice` for the descriptor's. Throws like `pipeTo`, and
+   * `EBUSY` while bytes are queued or after `shutdown()`.
+   */
+  pipeFrom(fd: number): void
+  /** Bytes {@link NativeSocket.pipeTo} / {@link NativeSocket.pipeFrom} have moved. */
   readonly piped: number
   /** Half-closes (SHUT_WR) now; reading goes on. Throws `EBUSY` while bytes are queued (wait for `drain`), `EBADF` after `close()`. */
   shutdown(): void
@@ -136,6 +147,7 @@ interface Binding {
     readonly error: 2
     readonly drain: 3
     readonly connect: 4
+    readonly piped: 5
   }
   readonly constants: {
     readonly AF_VSOCK: number

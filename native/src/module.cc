@@ -63,6 +63,7 @@ Module::Module(Napi::Env env, Napi::Object exports) {
                                                      S::InstanceAccessor<&S::Call<&Socket::Queued>>("queued"),
                                                      S::InstanceAccessor<&S::Call<&Socket::Piped>>("piped"),
                                                      S::InstanceMethod<&S::Call<&Socket::PipeTo>>("pipeTo"),
+                                                     S::InstanceMethod<&S::Call<&Socket::PipeFrom>>("pipeFrom"),
                                                      S::InstanceMethod<&S::Call<&Socket::LocalAddress>>("address"),
                                                      S::InstanceMethod<&S::Call<&Socket::SetCallback>>("setCallback"),
                                                      S::InstanceMethod<&S::Call<&Socket::SetReading<true>>>("readStart"),
@@ -73,8 +74,8 @@ Module::Module(Napi::Env env, Napi::Object exports) {
                                                  }));
 
   Napi::Object events = Napi::Object::New(env);
-  const char* const eventNames[] = {"data", "end", "error", "drain", "connect"};  // Socket::Event
-  for (int event = Socket::kData; event <= Socket::kConnect; event++) events.Set(eventNames[event], event);
+  const char* const eventNames[] = {"data", "end", "error", "drain", "connect", "piped"};  // Socket::Event
+  for (int event = Socket::kData; event <= Socket::kPiped; event++) events.Set(eventNames[event], event);
 
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("AF_VSOCK", static_cast<double>(kAfVsock));

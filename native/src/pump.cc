@@ -26,50 +26,48 @@ constexpr size_t kCopySize = 64 * 1024;
 
 int LastError() { return uv_translate_sys_error(errno); }
 
-// One splice, retried on EINTR: bytes moved, or a negative libuv error.
-ssize_t SpliceOnce(int from, int to, size_t length) {
+// One call retried on EINTR: bytes moved, or a negative libuv error.
+template <typename Call>
+ssize_t Retry(Call call) {
   ssize_t n;
   do {
-    n = splice(from, nullptr, to, nullptr, length, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    n = call();
   } while (n < 0 && errno == EINTR);
   return n < 0 ? LastError() : n;
 }
 
+ssize_t SpliceOnce(int from, int to, size_t length) {
+  return Retry([&] { return splice(from, nullptr, to, nullptr, length, SPLICE_F_MOVE | SPLICE_F_NONBLOCK); });
+}
+
 }  // namespace
 
-int Pump::Open(int fd, std::unique_ptr<Pump>* out) {
-  int dest = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dest < 0) return LastError();
+Pump::Pump(Direction direction, int socket, int descriptor, int readEnd, int writeEnd)
+    : direction_(direction),
+      descriptor_(descriptor),
+      from_(direction == kIntoDescriptor ? socket : descriptor),
+      to_(direction == kIntoDescriptor ? descriptor : socket),
+      readEnd_(readEnd),
+      writeEnd_(writeEnd) {}
+
+int Pump::Open(Sock socket, int fd, Direction direction, std::unique_ptr<Pump>* out) {
+  int descriptor = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (descriptor < 0) return LastError();
   int ends[2];
   if (pipe2(ends, O_NONBLOCK | O_CLOEXEC) != 0) {
     int err = LastError();
-    close(dest);
+    close(descriptor);
     return err;
   }
   // Best effort: a smaller pipe only means more wake-ups.
   fcntl(ends[1], F_SETPIPE_SZ, kPipeSize);
-  out->reset(new Pump(dest, ends[0], ends[1]));
+  out->reset(new Pump(direction, socket, descriptor, ends[0], ends[1]));
   return 0;
 }
 
-int Pump::Run(Sock source, Outcome* outcome, const char** syscall) {
+int Pump::Run(Outcome* outcome, Side* side) {
   for (;;) {
-    if (held_ == 0 && !sourceEnded_) {
-      // The pipe is empty here, so EAGAIN can only mean the socket is dry.
-      ssize_t n = SpliceOnce(source, writeEnd_, kSpliceMax);
-      if (n == UV_EAGAIN) {
-        *outcome = kSourceDry;
-        return 0;
-      }
-      // The socket's failure: a read, as for a socket that is not piped.
-      if (n < 0) {
-        *syscall = "read";
-        return static_cast<int>(n);
-      }
-      if (n == 0) sourceEnded_ = true;
-      held_ += static_cast<size_t>(n);
-    }
-    int err = Drain(syscall);
+    int err = Drain(side);
     if (err == UV_EAGAIN) {
       *outcome = kDestFull;
       return 0;
@@ -79,84 +77,99 @@ int Pump::Run(Sock source, Outcome* outcome, const char** syscall) {
       *outcome = kSourceEnded;
       return 0;
     }
+    err = Fill(side);
+    if (err == UV_EAGAIN) {
+      *outcome = kSourceDry;
+      return 0;
+    }
+    if (err != 0) return err;
   }
 }
 
-int Pump::Drain(const char** syscall) {
-  while (held_ > 0) {
-    size_t written = 0;
-    int err = 0;
-    if (copy_ == nullptr) {
-      ssize_t n = SpliceOnce(readEnd_, dest_, held_);
-      // Refused by the destination: copy through user space from now on.
+// Takes what the source holds into the pipe (into the copy buffer in copy
+// mode); called only when nothing is held, so EAGAIN means the source is dry.
+int Pump::Fill(Side* side) {
+  ssize_t n = copy_ == nullptr ? SpliceOnce(from_, writeEnd_, kSpliceMax)
+                               : Retry([&] { return read(from_, copy_.get(), kCopySize); });
+  // The source refuses splice: read it from now on.
+  if (n == UV_EINVAL && copy_ == nullptr) {
+    copy_.reset(new char[kCopySize]);
+    return Fill(side);
+  }
+  if (n < 0) {
+    *side = SourceSide();
+    return static_cast<int>(n);
+  }
+  if (n == 0) sourceEnded_ = true;
+  if (copy_ == nullptr) {
+    held_ += static_cast<size_t>(n);
+  } else {
+    copyStart_ = 0;
+    copyEnd_ = static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+int Pump::Drain(Side* side) {
+  while (held_ > 0 || copyStart_ < copyEnd_) {
+    ssize_t n;
+    if (copyStart_ < copyEnd_) {
+      n = Retry([&] { return write(to_, copy_.get() + copyStart_, copyEnd_ - copyStart_); });
+      if (n >= 0) copyStart_ += static_cast<size_t>(n);
+    } else if (copy_ == nullptr) {
+      n = SpliceOnce(readEnd_, to_, held_);
+      // The destination refuses splice: copy through user space from now on.
       if (n == UV_EINVAL) {
         copy_.reset(new char[kCopySize]);
         continue;
       }
-      if (n < 0) {
-        *syscall = "splice";
-        err = static_cast<int>(n);
-      } else {
-        written = static_cast<size_t>(n);
-      }
+      if (n >= 0) held_ -= static_cast<size_t>(n);
     } else {
-      err = CopyOut(&written, syscall);
+      // Copy mode with bytes still in the pipe: they come out first.
+      n = Retry([&] { return read(readEnd_, copy_.get(), held_ < kCopySize ? held_ : kCopySize); });
+      if (n <= 0) {
+        *side = DestSide();
+        return n < 0 ? static_cast<int>(n) : UV_EIO;
+      }
+      held_ -= static_cast<size_t>(n);
+      copyStart_ = 0;
+      copyEnd_ = static_cast<size_t>(n);
+      continue;
     }
-    if (err != 0) return err;
-    held_ -= written;
-    moved_ += written;
-  }
-  return 0;
-}
-
-int Pump::CopyOut(size_t* written, const char** syscall) {
-  if (copyStart_ == copyEnd_) {
-    ssize_t n;
-    do {
-      n = read(readEnd_, copy_.get(), held_ < kCopySize ? held_ : kCopySize);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-      *syscall = "splice";
-      return n < 0 ? LastError() : UV_EIO;
+    if (n < 0) {
+      *side = DestSide();
+      return static_cast<int>(n);
     }
-    copyStart_ = 0;
-    copyEnd_ = static_cast<size_t>(n);
+    moved_ += static_cast<uint64_t>(n);
   }
-  ssize_t n;
-  do {
-    n = write(dest_, copy_.get() + copyStart_, copyEnd_ - copyStart_);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    *syscall = "write";
-    return LastError();
-  }
-  copyStart_ += static_cast<size_t>(n);
-  *written = static_cast<size_t>(n);
   return 0;
 }
 
 void Pump::Close() {
-  for (int* fd : {&dest_, &readEnd_, &writeEnd_}) {
+  for (int* fd : {&descriptor_, &readEnd_, &writeEnd_}) {
     if (*fd >= 0) close(*fd);
     *fd = -1;
   }
+  from_ = to_ = -1;
   held_ = 0;
-  copy_.reset();
+  copyStart_ = copyEnd_ = 0;
 }
 
 #else  // no splice
 
-int Pump::Open(int, std::unique_ptr<Pump>*) { return UV_ENOSYS; }
-int Pump::Run(Sock, Outcome*, const char** syscall) {
-  *syscall = "splice";
+Pump::Pump(Direction direction, int, int descriptor, int readEnd, int writeEnd)
+    : direction_(direction), descriptor_(descriptor), from_(-1), to_(-1), readEnd_(readEnd), writeEnd_(writeEnd) {}
+int Pump::Open(Sock, int, Direction, std::unique_ptr<Pump>*) { return UV_ENOSYS; }
+int Pump::Run(Outcome*, Side* side) {
+  *side = kDescriptorSide;
   return UV_ENOSYS;
 }
-int Pump::Drain(const char** syscall) {
-  *syscall = "splice";
+int Pump::Fill(Side* side) {
+  *side = kDescriptorSide;
   return UV_ENOSYS;
 }
-int Pump::CopyOut(size_t*, const char** syscall) {
-  *syscall = "write";
+int Pump::Drain(Side* side) {
+  *side = kDescriptorSide;
   return UV_ENOSYS;
 }
 void Pump::Close() {}

@@ -88,7 +88,10 @@ Napi::Value Socket::SetCallback(const Napi::CallbackInfo& info) {
 void Socket::Update() {
   // Not polling for reads while stopped is the backpressure: the kernel
   // buffer fills and the peer's writes block.
-  int events = (reading_ && !ended_ && !destFull_ ? UV_READABLE : 0) | (queue_.empty() ? 0 : UV_WRITABLE);
+  const bool pumpOut = pumping_ && pump_->direction() == Pump::kIntoDescriptor;
+  const bool pumpIn = pumping_ && !pumpOut;
+  int events = (reading_ && !ended_ && !(pumpOut && pumpWaits_) ? UV_READABLE : 0) |
+               (!queue_.empty() || (pumpIn && !pumpWaits_) ? UV_WRITABLE : 0);
   Watch(failed_ != 0 ? 0 : connecting_ ? UV_WRITABLE : events);
 }
 
@@ -116,9 +119,14 @@ Napi::Value Socket::Write(const Napi::CallbackInfo& info) {
     }
     items.push_back(item.As<Napi::Uint8Array>());
   }
-  int err = closed() ? UV_EBADF : shutdown_ ? UV_EPIPE : failed_;
+  const bool pumpIn = pumping_ && pump_->direction() == Pump::kFromDescriptor;
+  int err = closed() ? UV_EBADF : shutdown_ ? UV_EPIPE : failed_ != 0 ? failed_ : pumpIn ? UV_EBUSY : 0;
   if (err != 0) {
-    ThrowSystemError(env, err, "write", closed() ? "socket is closed" : shutdown_ ? "write after shutdown" : "");
+    ThrowSystemError(env, err, "write",
+                     closed()     ? "socket is closed"
+                     : shutdown_  ? "write after shutdown"
+                     : err == UV_EBUSY ? "input is piped from a descriptor"
+                                  : "");
     return env.Undefined();
   }
 
@@ -166,7 +174,8 @@ Napi::Value Socket::Write(const Napi::CallbackInfo& info) {
 
 Napi::Value Socket::Shutdown(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int err = closed() ? UV_EBADF : failed_ != 0 ? failed_ : (connecting_ || !queue_.empty()) ? UV_EBUSY : 0;
+  const bool pumpIn = pumping_ && pump_->direction() == Pump::kFromDescriptor;
+  int err = closed() ? UV_EBADF : failed_ != 0 ? failed_ : (connecting_ || !queue_.empty() || pumpIn) ? UV_EBUSY : 0;
   if (err == 0 && !shutdown_) err = sys::ShutdownSend(sock());
   if (err != 0) {
     ThrowSystemError(env, err, "shutdown",
@@ -198,7 +207,8 @@ void Socket::OnPoll(int status, int events) {
     int err = sys::PendingError(sock());
     if (err == 0) err = status;
     if (connecting_) return FinishConnect(err);
-    return Fail(err, queue_.empty() ? "read" : "write");
+    const bool sending = !queue_.empty() || (pumping_ && pump_->direction() == Pump::kFromDescriptor);
+    return Fail(err, sending ? "write" : "read");
   }
   if (connecting_) {
     if ((events & UV_WRITABLE) != 0) FinishConnect(sys::PendingError(sock()));
@@ -212,6 +222,10 @@ void Socket::OnPoll(int status, int events) {
       Emit(kDrain, nullptr, nullptr);
       if (closed() || failed_ != 0) return;
     }
+  }
+  if ((events & UV_WRITABLE) != 0 && pumping_ && pump_->direction() == Pump::kFromDescriptor) {
+    RunPump();
+    if (closed() || failed_ != 0) return;
   }
   if ((events & UV_READABLE) != 0) Read();
 }
@@ -269,7 +283,7 @@ int Socket::Flush() {
 
 void Socket::Read() {
   if (!reading_ || ended_ || failed_ != 0 || closed()) return;
-  if (pump_ != nullptr) return PumpFromSocket();
+  if (pumping_ && pump_->direction() == Pump::kIntoDescriptor) return RunPump();
   Napi::Env env = this->env();
   Napi::HandleScope scope(env);
   uv_buf_t views[Module::kReadBuffers];
@@ -290,19 +304,26 @@ void Socket::Read() {
   Emit(kData, nullptr, chunks);
 }
 
-Napi::Value Socket::PipeTo(const Napi::CallbackInfo& info) {
+Napi::Value Socket::StartPump(const Napi::CallbackInfo& info, Pump::Direction direction) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 0 ||
-      info[0].As<Napi::Number>().DoubleValue() != info[0].As<Napi::Number>().Int32Value()) {
-    Napi::TypeError::New(env, "pipeTo(fd) needs a file descriptor").ThrowAsJavaScriptException();
+  const char* name = direction == Pump::kIntoDescriptor ? "pipeTo" : "pipeFrom";
+  Napi::Value fd = info[0];
+  if (!fd.IsNumber() || fd.As<Napi::Number>().DoubleValue() < 0 ||
+      fd.As<Napi::Number>().DoubleValue() != fd.As<Napi::Number>().Int32Value()) {
+    Napi::TypeError::New(env, std::string(name) + "(fd) needs a file descriptor").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int err = closed() ? UV_EBADF : failed_ != 0 ? failed_ : pump_ != nullptr || ended_ ? UV_EBUSY : 0;
-  if (err == 0) err = Pump::Open(info[0].As<Napi::Number>().Int32Value(), &pump_);
+  const bool busy = pump_ != nullptr || (direction == Pump::kIntoDescriptor ? ended_ : shutdown_ || !queue_.empty());
+  int err = closed() ? UV_EBADF : failed_ != 0 ? failed_ : connecting_ || busy ? UV_EBUSY : 0;
+  if (err == 0) err = Pump::Open(sock(), fd.As<Napi::Number>().Int32Value(), direction, &pump_);
   if (err != 0) {
-    ThrowSystemError(env, err, "pipeTo",
-                     closed() ? "socket is closed" : err == UV_EBUSY ? "already piped or ended" : "");
+    const char* detail = closed() ? "socket is closed" : err == UV_EBUSY ? "already piped, ended or writing" : "";
+    ThrowSystemError(env, err, name, detail);
+    return env.Undefined();
   }
+  pumping_ = true;
+  // Into the socket: its writability starts the pump, from the loop.
+  Update();
   return env.Undefined();
 }
 
@@ -311,66 +332,87 @@ Napi::Value Socket::Piped(const Napi::CallbackInfo& info) {
 }
 
 void Socket::StopPump() {
+  pumping_ = false;
+  pumpWaits_ = false;
   // The poll goes before the descriptor it watches is closed: libuv forgets
   // a descriptor by number, which a later open may already have reused.
-  if (destPoll_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(destPoll_), [](uv_handle_t* handle) {
+  if (descriptorPoll_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(descriptorPoll_), [](uv_handle_t* handle) {
       Socket* self = static_cast<Socket*>(handle->data);
       delete reinterpret_cast<uv_poll_t*>(handle);
       self->Release();
     });
-    destPoll_ = nullptr;
+    descriptorPoll_ = nullptr;
   }
   if (pump_ != nullptr) pump_->Close();
 }
 
-void Socket::PumpFromSocket() {
+void Socket::RunPump() {
   Pump::Outcome outcome = Pump::kSourceDry;
-  const char* syscall = "splice";
-  int err = pump_->Run(sock(), &outcome, &syscall);
-  if (err != 0) return Fail(err, syscall);
-  if (outcome == Pump::kSourceDry) return;
+  Pump::Side side = Pump::kSocketSide;
+  int err = pump_->Run(&outcome, &side);
+  if (err != 0) return PumpFailed(err, side);
+  const bool out = pump_->direction() == Pump::kIntoDescriptor;
   if (outcome == Pump::kSourceEnded) return PumpEnded();
-  // Full: stop reading (the backpressure reaches the peer through the
-  // socket's buffer) and wait for room in the destination.
-  destFull_ = true;
+  // The socket's side waits on the socket's own poll; the descriptor's on a
+  // poll of its own, while the socket's stops (for a full descriptor, the
+  // peer is then held back by the socket's buffer).
+  if (out && outcome == Pump::kDestFull) return WaitForDescriptor(UV_WRITABLE);
+  if (!out && outcome == Pump::kSourceDry) return WaitForDescriptor(UV_READABLE);
+}
+
+void Socket::WaitForDescriptor(int events) {
+  pumpWaits_ = true;
   Update();
-  if (destPoll_ == nullptr) {
-    destPoll_ = new uv_poll_t();
-    destPoll_->data = this;
-    err = uv_poll_init(module_->loop(), destPoll_, pump_->dest());
+  if (descriptorPoll_ == nullptr) {
+    descriptorPoll_ = new uv_poll_t();
+    descriptorPoll_->data = this;
+    int err = uv_poll_init(module_->loop(), descriptorPoll_, pump_->descriptor());
     if (err != 0) {
-      delete destPoll_;
-      destPoll_ = nullptr;
-      return Fail(err, "poll");
+      delete descriptorPoll_;
+      descriptorPoll_ = nullptr;
+      return PumpFailed(err, Pump::kDescriptorSide);
     }
     Hold();
   }
-  uv_poll_start(destPoll_, UV_WRITABLE, OnDestination);
+  uv_poll_start(descriptorPoll_, events, OnDescriptor);
 }
 
-void Socket::OnDestination(uv_poll_t* poll, int status, int) {
+void Socket::OnDescriptor(uv_poll_t* poll, int status, int) {
   Socket* self = static_cast<Socket*>(poll->data);
-  if (self->closed() || self->failed_ != 0) return;
+  if (self->closed() || !self->pumping_) return;
   Napi::HandleScope scope(self->env());
+  const bool out = self->pump_->direction() == Pump::kIntoDescriptor;
   // An error on a pipe's write end: its reader has gone.
-  const char* syscall = "splice";
-  int err = status < 0 ? UV_EPIPE : self->pump_->Drain(&syscall);
-  if (err == UV_EAGAIN) return;
+  if (status < 0) return self->PumpFailed(out ? UV_EPIPE : status, Pump::kDescriptorSide);
+  if (out) {
+    Pump::Side side = Pump::kDescriptorSide;
+    int err = self->pump_->Drain(&side);
+    if (err == UV_EAGAIN) return;
+    if (err != 0) return self->PumpFailed(err, side);
+  }
   uv_poll_stop(poll);
-  if (err != 0) return self->Fail(err, syscall);
-  self->destFull_ = false;
-  if (self->pump_->sourceEnded()) return self->PumpEnded();
+  self->pumpWaits_ = false;
+  if (out && self->pump_->sourceEnded()) return self->PumpEnded();
   self->Update();
+  if (!out) self->RunPump();
+}
+
+void Socket::PumpFailed(int err, Pump::Side side) {
+  // The descriptor's failures are `splice` whatever call found them; the
+  // socket's are named as for a socket that is not piped.
+  const bool out = pump_->direction() == Pump::kIntoDescriptor;
+  Fail(err, side == Pump::kDescriptorSide ? "splice" : out ? "read" : "write");
 }
 
 void Socket::PumpEnded() {
-  ended_ = true;
-  Update();
-  // The destination is the caller's alone again: a FIFO's reader sees its
+  const bool out = pump_->direction() == Pump::kIntoDescriptor;
+  if (out) ended_ = true;
+  // The descriptor is the caller's alone again: a FIFO's reader sees its
   // EOF as soon as the caller closes its own descriptor.
   StopPump();
-  Emit(kEnd, nullptr, nullptr);
+  Update();
+  Emit(out ? kEnd : kPiped, nullptr, nullptr);
 }
 
 void Socket::Closing() { StopPump(); }

@@ -34,6 +34,7 @@ class Socket : public Handle {
     kError = 2,    // error; the socket is failed in both directions
     kDrain = 3,    // the write queue emptied
     kConnect = 4,  // connect finished (error or null)
+    kPiped = 5,    // pipeFrom: the descriptor's end, everything before it sent
   };
 
   // Wraps an accepted connection; empty with an exception pending on failure.
@@ -59,7 +60,10 @@ class Socket : public Handle {
   // pipeTo(fd): from now on what the peer sends goes into a duplicate of
   // `fd` through a Pump, with no kData; kEnd once all before the EOF is
   // written. Reading is still started and stopped by readStart/readStop.
-  Napi::Value PipeTo(const Napi::CallbackInfo& info);
+  Napi::Value PipeTo(const Napi::CallbackInfo& info) { return StartPump(info, Pump::kIntoDescriptor); }
+  // pipeFrom(fd): sends what a duplicate of `fd` holds until its end, then
+  // kPiped (no half-close: that is shutdown()'s); write() is refused meanwhile.
+  Napi::Value PipeFrom(const Napi::CallbackInfo& info) { return StartPump(info, Pump::kFromDescriptor); }
   Napi::Value Piped(const Napi::CallbackInfo& info);
   Napi::Value Peer(const Napi::CallbackInfo& info);
   Napi::Value PeerUid(const Napi::CallbackInfo& info);
@@ -84,12 +88,16 @@ class Socket : public Handle {
   void CapturePeer();
   int Flush();
   void Read();
-  // Runs the pump from the socket; waits for the destination when it is full.
-  void PumpFromSocket();
+  Napi::Value StartPump(const Napi::CallbackInfo& info, Pump::Direction direction);
+  // Runs the pump until a side would block; waits on the descriptor's poll
+  // when the descriptor is the side that blocks.
+  void RunPump();
+  void WaitForDescriptor(int events);
+  static void OnDescriptor(uv_poll_t* poll, int status, int events);
+  void PumpFailed(int err, Pump::Side side);
   void PumpEnded();
-  // Closes the destination's poll and the pump's descriptors (its count stays).
+  // Closes the descriptor's poll and the pump's descriptors (its count stays).
   void StopPump();
-  static void OnDestination(uv_poll_t* poll, int status, int events);
   // Stops the socket for good and reports kError (syscall names the side).
   void Fail(int err, const char* syscall);
   void Emit(Event event, napi_value error, napi_value chunk);
@@ -107,10 +115,11 @@ class Socket : public Handle {
   socklen_t peerLength_ = 0;
   int64_t peerUid_ = -1;  // unknown
   std::unique_ptr<Pump> pump_;
-  // Polls the pump's destination for room while it is full (reading is then
-  // stopped); holds a share of the handle until its close callback.
-  uv_poll_t* destPoll_ = nullptr;
-  bool destFull_ = false;
+  bool pumping_ = false;    // from pipeTo/pipeFrom until its end or a failure
+  bool pumpWaits_ = false;  // for the descriptor: the socket's side of the pump is not polled
+  // Polls the pump's descriptor while it is the side that blocks; holds a
+  // share of the handle until its close callback.
+  uv_poll_t* descriptorPoll_ = nullptr;
   Napi::FunctionReference callback_;
 };
 
