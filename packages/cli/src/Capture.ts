@@ -1,7 +1,7 @@
 /** Recording a guest's connections to a capture file (format: see the README, "Capture and replay"). @since 0.1.0 */
 import { MessageType } from "@gcs-bridge/protocol"
 import type { Connection, TransportService } from "@gcs-bridge/transport"
-import { pipeStreamTo, Transport } from "@gcs-bridge/transport"
+import { pipeDescriptorTo, pipeStreamTo, Transport } from "@gcs-bridge/transport"
 import { Data, Effect, Layer, type Scope, Sink, Stream } from "effect"
 import { createWriteStream } from "node:fs"
 
@@ -93,14 +93,16 @@ export const open = (
         Effect.sync(() => chunks.forEach((chunk) => put(outbound, port, chunk)))
       // No `handoff`: bytes of a socket handed to a child would bypass the record.
       const { handoff: _, ...rest } = connection
+      const write = (chunk: Uint8Array) => Effect.andThen(sent([chunk]), connection.write(chunk))
       const stream = Stream.tap(connection.stream, (chunk) => Effect.sync(() => put(inbound, port, chunk)))
       return {
         ...rest,
         stream,
         // Through the recorded stream: the engine's own pipe would move the bytes past the record.
         pipeTo: (fd, stop) => pipeStreamTo(stream, fd, connection.description, stop),
+        pipeFrom: (fd) => pipeDescriptorTo(fd, (chunk) => write(chunk), connection.description),
         forEach: (onChunk) => connection.forEach((chunk) => (put(inbound, port, chunk), onChunk(chunk))),
-        write: (chunk) => Effect.andThen(sent([chunk]), connection.write(chunk)),
+        write,
         writeAll: (chunks) => Effect.andThen(sent(chunks), connection.writeAll(chunks)),
         sink: Sink.mapInput(connection.sink, (chunk: Uint8Array) => (put(outbound, port, chunk), chunk))
       }

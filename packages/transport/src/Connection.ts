@@ -1,7 +1,7 @@
 /** A connected byte stream to a peer, whatever carries it. */
 import type { Socket } from "node:net"
 import { Effect, type Sink, type Stream } from "effect"
-import { copyInto } from "./internal/descriptor.js"
+import { copyFrom, copyInto } from "./internal/descriptor.js"
 import type { TransportError } from "./TransportError.js"
 
 /** Who is on the other end, as far as the transport can tell: a vsock CID, a Hyper-V VM id, a Unix uid (native engine only), and the vsock port. */
@@ -40,6 +40,14 @@ export interface Connection {
    * `stream`; once the engine pipes, the input has no other reader. A failure of `fd` is a `Write` error.
    */
   readonly pipeTo: (fd: number, stop?: Effect.Effect<unknown>) => Effect.Effect<number, TransportError>
+  /**
+   * Sends everything `fd` (a pipe, FIFO or file the caller opened and keeps open) holds up to its end, and gives
+   * the byte count; it does not half-close (use `endWrite`). The native engine on Linux does it inside the kernel
+   * (splice), waiting for an empty FIFO to be written; other engines, or bytes still queued, read it chunk by chunk
+   * through `fs.read`. Writes are refused (`Write`, EBUSY) until it ends; interrupting it leaves the engine sending
+   * up to the end or the close. A failure reading `fd` is a `Read` error naming the descriptor.
+   */
+  readonly pipeFrom: (fd: number) => Effect.Effect<number, TransportError>
   /** Queues `chunk`; completes once the send queue is below its high-water mark. The chunk must not be mutated afterwards. */
   readonly write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>
   /** Queues several chunks with one gather write where the engine allows it, then waits like `write`. */
@@ -65,3 +73,13 @@ export const pipeStreamTo = (
   description: string,
   stop: Effect.Effect<unknown> = Effect.never
 ): Effect.Effect<number, TransportError> => copyInto(input, fd, { address: description }, description, stop)
+
+/**
+ * `Connection.pipeFrom` through a writer of your own (a wrapper's, say): reads `fd` chunk by chunk up to its end,
+ * hands each chunk to `write`, and gives the byte count; `description` names the destination in errors.
+ */
+export const pipeDescriptorTo = (
+  fd: number,
+  write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>,
+  description: string
+): Effect.Effect<number, TransportError> => copyFrom(fd, write, { address: description }, description)

@@ -470,6 +470,63 @@ export const conformance = (
         }).pipe(Effect.provide(layer))
     )
 
+    it.effect("pipeFrom sends a file up to its end without half-closing, refusing writes meanwhile", () =>
+      Effect.gen(function* () {
+        const { client, server } = yield* connectedPair
+        const path = join(tempDir(), "in")
+        const up = pattern(6 << 20, 8)
+        writeFileSync(path, up)
+        const fd = yield* openDescriptor(path, "r")
+        const reading = yield* Effect.forkChild(readAll(client))
+        const sending = yield* Effect.forkChild(server.pipeFrom(fd))
+        yield* Effect.yieldNow
+        const busy = yield* Effect.exit(server.write(Buffer.from("x")))
+        expect(yield* Fiber.join(sending)).toBe(up.length)
+        // Refused while sending (a write ahead of the end would interleave), unless the sending was already done.
+        if (Exit.isFailure(busy)) expect(Cause.squash(busy.cause)).toMatchObject({ reason: "Write" })
+        yield* server.write(Buffer.from("|end"))
+        yield* server.endWrite
+        const expected = Buffer.concat([
+          up,
+          ...(Exit.isSuccess(busy) ? [Buffer.from("x")] : []),
+          Buffer.from("|end")
+        ])
+        expect(sha(yield* Fiber.join(reading))).toBe(sha(expected))
+      }).pipe(Effect.provide(layer))
+    )
+
+    it.effect(
+      "pipeFrom waits for a FIFO's writer, ends when it closes, and fails Closed with its connection",
+      () =>
+        Effect.gen(function* () {
+          const { client, server } = yield* connectedPair
+          const fifo = join(tempDir(), "fifo")
+          expect(spawnSync("mkfifo", [fifo]).status).toBe(0)
+          const readEnd = yield* openDescriptor(fifo, constants.O_RDONLY | constants.O_NONBLOCK)
+          const writer = spawn("sh", [
+            "-c",
+            `sleep 0.2; printf one > "${fifo}"; sleep 0.1; printf two > "${fifo}"`
+          ])
+          // The FIFO keeps a writer of ours until the child is done, so that the first printf's close is no end.
+          const keepOpen = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
+          writer.once("exit", () => closeSync(keepOpen))
+          const reading = yield* Effect.forkChild(readAll(client))
+          expect(yield* server.pipeFrom(readEnd)).toBe(6)
+          yield* server.endWrite
+          expect((yield* Fiber.join(reading)).toString()).toBe("onetwo")
+
+          const other = yield* connectedPair
+          const idle = join(tempDir(), "idle")
+          expect(spawnSync("mkfifo", [idle]).status).toBe(0)
+          const idleRead = yield* openDescriptor(idle, constants.O_RDONLY | constants.O_NONBLOCK)
+          yield* openDescriptor(idle, constants.O_WRONLY | constants.O_NONBLOCK)
+          const waiting = yield* Effect.forkChild(other.server.pipeFrom(idleRead))
+          yield* nextTurn
+          yield* other.server.close
+          expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("Closed")
+        }).pipe(Effect.provide(layer))
+    )
+
     it.effect("the sink writes every chunk it is given", () =>
       Effect.gen(function* () {
         const { client, server } = yield* connectedPair

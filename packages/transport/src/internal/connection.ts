@@ -15,7 +15,7 @@ import { Cause, Deferred, Duration, Effect, Exit, Latch, Queue, Scope, Sink, Str
 import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
 import type { Connection, PeerIdentity } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
-import { copyInto } from "./descriptor.js"
+import { copyFrom, copyInto } from "./descriptor.js"
 import { describe, osError, type RawSocket, type Target, toRawError, transportError } from "./rawSocket.js"
 
 /** Bytes read ahead of the consumer before the socket is paused. */
@@ -59,6 +59,9 @@ const open = Effect.fnUntraced(function* (
   let finish: ((exit: Exit.Exit<void, TransportError>) => void) | undefined
   // The descriptor the engine pipes into, for good once set: the input has no other reader afterwards.
   let pipedInto: number | undefined
+  // The descriptor the engine sends from until it reports `piped`, and who waits for that.
+  let pipingFrom: number | undefined
+  let pipedFrom: ((exit: Exit.Exit<void, TransportError>) => void) | undefined
 
   const closedError = (what: string) =>
     transportError("Closed", target, `${what} on a closed connection (${description})`)
@@ -125,6 +128,10 @@ const open = Effect.fnUntraced(function* (
     drain: () => {
       drained?.openUnsafe()
       shutdownWhenFlushed()
+    },
+    piped: () => {
+      pipingFrom = undefined
+      pipedFrom?.(Exit.void)
     }
   })
   initial.forEach(enqueue)
@@ -236,13 +243,56 @@ const open = Effect.fnUntraced(function* (
       )
     )
 
-  const writeError = (): TransportError | undefined =>
+  // In the kernel, by the engine, when nothing waits in its send queue; else chunk by chunk.
+  const pipeFrom = (fd: number): Effect.Effect<number, TransportError> =>
+    Effect.suspend(() => {
+      const error = writeError()
+      if (error !== undefined) return Effect.fail(error)
+      // Chunk by chunk, with other writes refused as the engine refuses them.
+      const copy = () => {
+        pipingFrom = fd
+        const send = (chunk: Uint8Array) => writeAll([chunk], true)
+        return Effect.ensuring(
+          copyFrom(fd, send, target, description, () => writeError(true)),
+          Effect.sync(() => void (pipingFrom = undefined))
+        )
+      }
+      if (raw.pipeFrom === undefined || raw.queued > 0) return copy()
+      try {
+        raw.pipeFrom(fd)
+      } catch (cause) {
+        if (toRawError(cause).code === "ENOSYS") return copy()
+        return Effect.fail(
+          osError("Read", target, `${description}: piping from descriptor ${fd}`, cause, "pipeFrom")
+        )
+      }
+      touched = true
+      pipingFrom = fd
+      // Interrupting the wait leaves the engine sending up to the descriptor's end (or the close).
+      const piped = Effect.callback<void, TransportError>((resume) => {
+        pipedFrom = resume
+        return Effect.sync(() => {
+          if (pipedFrom === resume) pipedFrom = undefined
+        })
+      })
+      return Effect.map(piped, () => raw.piped ?? 0)
+    })
+
+  const writeError = (piping = false): TransportError | undefined =>
     closed
       ? closedError("write")
       : (writeFailure ??
         (writeEnded
           ? transportError("Write", target, `${description}: write after endWrite`, "EPIPE", "write")
-          : undefined))
+          : pipingFrom !== undefined && !piping
+            ? transportError(
+                "Write",
+                target,
+                `${description}: sending from descriptor ${pipingFrom}`,
+                "EBUSY",
+                "write"
+              )
+            : undefined))
 
   const afterDrain = Effect.andThen(
     Effect.suspend(() => drained!.await),
@@ -252,9 +302,9 @@ const open = Effect.fnUntraced(function* (
     })
   )
 
-  const writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportError> =>
+  const writeAll = (chunks: ReadonlyArray<Uint8Array>, piping = false): Effect.Effect<void, TransportError> =>
     Effect.suspend(() => {
-      const error = writeError()
+      const error = writeError(piping)
       if (error !== undefined) return Effect.fail(error)
       touched = true
       const nonEmpty =
@@ -294,6 +344,7 @@ const open = Effect.fnUntraced(function* (
       Queue.failCauseUnsafe(inbox, Cause.fail(error))
       settle(Exit.fail(error))
     }
+    if (pipedFrom !== undefined) pipedFrom(Exit.fail(closedError("write")))
     if (writeEnded)
       Deferred.doneUnsafe(
         halfClosed,
@@ -308,9 +359,10 @@ const open = Effect.fnUntraced(function* (
     stream: Stream.unwrap(Effect.as(claim, unclaimed)),
     forEach,
     pipeTo,
+    pipeFrom,
     write: (chunk) => writeAll([chunk]),
-    writeAll,
-    sink: Sink.forEachArray(writeAll),
+    writeAll: (chunks) => writeAll(chunks),
+    sink: Sink.forEachArray((chunks) => writeAll(chunks)),
     endWrite,
     close: Effect.sync(close),
     handoff: () =>

@@ -1,15 +1,18 @@
 /**
- * Writing into a descriptor the caller opened (a pipe, a FIFO, a file, a terminal) from JavaScript: the path of
- * `Connection.pipeTo` where the engine cannot move the bytes in the kernel. Node has no way to poll a descriptor
- * it did not open for room, so a non-blocking one that is full is tried again after a short pause.
+ * Writing into and reading from a descriptor the caller opened (a pipe, a FIFO, a file, a terminal) from
+ * JavaScript: the path of `Connection.pipeTo` / `pipeFrom` where the engine cannot move the bytes in the kernel.
+ * Node has no way to poll a descriptor it did not open, so a non-blocking one that is full (or empty) is tried
+ * again after a short pause.
  */
-import { write } from "node:fs"
+import { read, write } from "node:fs"
 import { Effect, Stream } from "effect"
 import type { TransportError } from "../TransportError.js"
 import { osError, type Target } from "./rawSocket.js"
 
-/** The pause before a full non-blocking descriptor is tried again. */
+/** The pause before a full (or, read, empty) non-blocking descriptor is tried again. */
 const FullRetryMillis = 2
+/** The most one read takes. */
+const ReadSize = 64 * 1024
 
 /** Writes all of `chunk` into `fd` (several writes if the kernel takes less); `what` names the write in errors. */
 const writeFully = (
@@ -46,4 +49,48 @@ export const copyInto = (
       Effect.map(writeFully(fd, chunk, target, what), () => void (moved += chunk.length))
     const copy = Stream.runForEachArray(input, (chunks) => Effect.forEach(chunks, write, { discard: true }))
     return Effect.map(Effect.raceFirst(copy, stop), () => moved)
+  })
+
+/** The next bytes of `fd` (a fresh buffer: the caller may keep it), or `undefined` at its end. While `fd` is
+ * empty, `gone()` is asked before each retry: an error there ends the wait. */
+const readSome = (
+  fd: number,
+  target: Target,
+  what: string,
+  gone: () => TransportError | undefined
+): Effect.Effect<Uint8Array | undefined, TransportError> =>
+  Effect.callback<Uint8Array | undefined, TransportError>((resume) => {
+    const step = () =>
+      read(fd, Buffer.allocUnsafe(ReadSize), 0, ReadSize, null, (err, got, buffer) => {
+        const error = err?.code === "EAGAIN" ? gone() : undefined
+        if (error !== undefined) return resume(Effect.fail(error))
+        if (err?.code === "EAGAIN") return void setTimeout(step, FullRetryMillis)
+        if (err !== null) return resume(Effect.fail(osError("Read", target, what, err, "read")))
+        resume(Effect.succeed(got === 0 ? undefined : buffer.subarray(0, got)))
+      })
+    step()
+  })
+
+/** Reads `fd` up to its end, handing each piece to `send`, and gives the byte count; `gone` as for readSome. */
+export const copyFrom = (
+  fd: number,
+  send: (chunk: Uint8Array) => Effect.Effect<void, TransportError>,
+  target: Target,
+  description: string,
+  gone: () => TransportError | undefined = () => undefined
+): Effect.Effect<number, TransportError> =>
+  Effect.suspend(() => {
+    let moved = 0
+    const what = `${description}: piping from descriptor ${fd}`
+    const loop: Effect.Effect<number, TransportError> = Effect.flatMap(
+      readSome(fd, target, what, gone),
+      (chunk) =>
+        chunk === undefined
+          ? Effect.succeed(moved)
+          : Effect.andThen(
+              send(chunk),
+              Effect.suspend(() => ((moved += chunk.length), loop))
+            )
+    )
+    return loop
   })

@@ -52,12 +52,13 @@ class NativeRawSocket implements RawSocket {
     private readonly socket: Native.NativeSocket
   ) {}
   bind(events: RawEvents) {
-    const { data, end, error, drain } = this.native.SocketEvent
+    const { data, end, error, drain, piped } = this.native.SocketEvent
     this.socket.setCallback((event, err, chunks) => {
       if (event === data) for (const chunk of chunks!) events.data(chunk)
       else if (event === end) events.end()
       else if (event === error) events.error(toRawError(err))
       else if (event === drain) events.drain()
+      else if (event === piped) events.piped?.()
     })
   }
   readStart() {
@@ -74,6 +75,9 @@ class NativeRawSocket implements RawSocket {
   }
   pipeTo(fd: number) {
     this.socket.pipeTo(fd)
+  }
+  pipeFrom(fd: number) {
+    this.socket.pipeFrom(fd)
   }
   get piped() {
     return this.socket.piped

@@ -23,6 +23,8 @@ export interface RawEvents {
   error(error: RawError): void
   /** The send queue drained after a write returned false, or emptied. */
   drain(): void
+  /** `pipeFrom` reached its descriptor's end and sent everything. */
+  piped?(): void
 }
 
 /** A connected stream socket, seen from its owner. */
@@ -44,7 +46,9 @@ export interface RawSocket {
    * (see `Connection.pipeTo`); throws (`code` ENOSYS) where the platform cannot. Engines without it: absent.
    */
   pipeTo?(fd: number): void
-  /** Bytes `pipeTo` has written. */
+  /** Sends what `fd` holds up to its end inside the engine, then reports `piped`; `write` is refused meanwhile. */
+  pipeFrom?(fd: number): void
+  /** Bytes `pipeTo` / `pipeFrom` have moved. */
   readonly piped?: number
   /** The socket as `spawn` takes it in `stdio` (see `Connection.handoff`), if the engine has one. */
   handoff?(): Socket | number | undefined
