@@ -24,11 +24,18 @@ export interface Process {
    * the byte count: instead of consuming `stdout`, not besides it. With the native engine on Linux the bytes move
    * inside the kernel (splice) and a full `fd` holds the guest back; elsewhere chunk by chunk. A failure writing
    * `fd` is a `Write` error. 0 when stdout was not requested.
-   * @since 0.2.0
    */
   readonly stdoutTo: (fd: number) => Effect.Effect<number, TransportError>
-  /** Stderr into `fd`, like `stdoutTo`. @since 0.2.0 */
+  /** Stderr into `fd`, like `stdoutTo`. */
   readonly stderrTo: (fd: number) => Effect.Effect<number, TransportError>
+  /**
+   * Sends what `fd`, a descriptor you opened and keep (a FIFO, pipe, file), holds up to its end into stdin, then
+   * half-closes stdin (`closeStdin`), and gives the byte count: instead of writing `stdin`, not besides it (writes
+   * are refused until it ends). With the native engine on Linux the bytes move inside the kernel (splice) and an
+   * empty FIFO is waited for; elsewhere chunk by chunk. A failure reading `fd` is a `Read` error; `Closed` when
+   * stdin was not requested.
+   */
+  readonly stdinFrom: (fd: number) => Effect.Effect<number, TransportError>
   /** Half-closes stdin after what was written; runs once, later calls share its result. */
   readonly closeStdin: Effect.Effect<void, TransportError>
   /** The exit code (unsigned 32-bit); a guest answer "not found" (`0x80070490`) counts as 0, as in Go. */

@@ -3,7 +3,7 @@
  * processes), over every transport that works on this machine.
  */
 import { Container, Properties } from "@gcs-bridge/protocol"
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
@@ -153,7 +153,7 @@ describe("against the real guest", () => {
       Effect.gen(function* () {
         const gc = yield* withGuest(wired)
         const bytes = (stream: string) => counter(Metric.withAttributes(Metrics.stdioBytes, { stream }))
-        const before = [yield* bytes("stdout"), yield* bytes("stderr")]
+        const before = [yield* bytes("stdout"), yield* bytes("stderr"), yield* bytes("stdin")]
         const descriptor = (name: string) =>
           Effect.acquireRelease(
             Effect.sync(() => openSync(join(dir, name), "w")),
@@ -173,27 +173,51 @@ describe("against the real guest", () => {
         expect([out, err]).toEqual([3_000_000, 4])
         expect(readFileSync(join(dir, "out"), "latin1")).toBe("x".repeat(3_000_000))
         expect(readFileSync(join(dir, "err"), "latin1")).toBe("err\n")
-        // No stdin or pipe requested: nothing to relay.
+        // Input from a descriptor: a file of 2 MB into `wc -c`, whose stdin ends with the file.
+        writeFileSync(join(dir, "in"), Buffer.alloc(2_000_000, 7))
+        const inFd = yield* Effect.acquireRelease(
+          Effect.sync(() => openSync(join(dir, "in"), "r")),
+          (fd) => Effect.sync(() => closeSync(fd))
+        )
+        const counting = yield* gc.exec({
+          CommandArgs: ["wc", "-c"],
+          CreateStdInPipe: true,
+          CreateStdOutPipe: true
+        })
+        const [sent, counted] = yield* Effect.all(
+          [counting.stdinFrom(inFd), Stream.runCollect(counting.stdout)],
+          {
+            concurrency: 2
+          }
+        )
+        expect(sent).toBe(2_000_000)
+        expect(text(counted).trim()).toBe("2000000")
+        expect(yield* counting.wait).toBe(0)
+        // No pipe requested: nothing to relay out, and no stdin to send into.
         const quiet = yield* gc.exec({ CommandArgs: ["true"] })
         expect(yield* quiet.stdoutTo(outFd)).toBe(0)
-        expect([(yield* bytes("stdout")) - before[0]!, (yield* bytes("stderr")) - before[1]!]).toEqual([
-          3_000_000, 4
-        ])
+        expect((yield* Effect.flip(quiet.stdinFrom(inFd))).reason).toBe("Closed")
+        const after = [yield* bytes("stdout"), yield* bytes("stderr"), yield* bytes("stdin")]
+        expect(after.map((n, i) => n - before[i]!)).toEqual([3_000_000 + 8, 4, 2_000_000])
       })
     )
 
-  it.live("stdoutTo / stderrTo relay into descriptors: in the kernel over the native engine", () =>
-    inTempDir((dir) =>
-      Effect.flatMap(wire(new UnixAddress({ path: join(dir, "vm.sock") }) as Address), (wired) =>
-        relayIntoDescriptors(wired, dir)
-      )
-    ).pipe(Effect.provide(Transport.layer))
+  it.live(
+    "stdoutTo / stderrTo / stdinFrom relay through descriptors: in the kernel over the native engine",
+    () =>
+      inTempDir((dir) =>
+        Effect.flatMap(wire(new UnixAddress({ path: join(dir, "vm.sock") }) as Address), (wired) =>
+          relayIntoDescriptors(wired, dir)
+        )
+      ).pipe(Effect.provide(Transport.layer))
   )
 
-  it.live("stdoutTo / stderrTo relay into descriptors: chunk by chunk over the in-memory transport", () =>
-    inTempDir((dir) => Effect.flatMap(wire(), (wired) => relayIntoDescriptors(wired, dir))).pipe(
-      Effect.provide(Transport.layerMemory)
-    )
+  it.live(
+    "stdoutTo / stderrTo / stdinFrom relay through descriptors: chunk by chunk over the in-memory transport",
+    () =>
+      inTempDir((dir) => Effect.flatMap(wire(), (wired) => relayIntoDescriptors(wired, dir))).pipe(
+        Effect.provide(Transport.layerMemory)
+      )
   )
 
   it.live(

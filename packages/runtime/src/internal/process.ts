@@ -209,9 +209,15 @@ class Handle implements Process {
     )
     return Rpc.onClose(kill, this.state.closeTimeout, "could not kill process on close", annotations)
   }
+  private missingStdin() {
+    return this.closed(`stdin of process ${this.pid} was not requested (CreateStdInPipe is false)`)
+  }
   get stdin() {
-    const missing = `stdin of process ${this.pid} was not requested (CreateStdInPipe is false)`
-    return Stdio.writable(this.stdio[0], () => this.closed(missing))
+    return Stdio.writable(this.stdio[0], () => this.missingStdin())
+  }
+  stdinFrom(fd: number) {
+    const sent = Stdio.pipeFrom(this.stdio[0], fd, () => this.missingStdin())
+    return Effect.flatMap(sent, (moved) => Effect.as(this.closeStdin, moved))
   }
   get stdout() {
     return Stdio.readable(this.stdio[1], this.waitCall.result, this.state.copyAfterExitTimeout)

@@ -118,6 +118,19 @@ export const pipeInto = <A, E>(
         return moved
       })
 
+/** What the descriptor `fd` holds up to its end, sent into `channel` by the connection's `pipeFrom` (in the kernel
+ * where the engine can), counted once sent; no channel: fails with `missing`. */
+export const pipeFrom = (
+  channel: StdioChannel | undefined,
+  fd: number,
+  missing: () => TransportError
+): Effect.Effect<number, TransportError> =>
+  channel === undefined
+    ? Effect.fail(missing())
+    : Effect.flatMap(Deferred.await(channel.connection), (connection) =>
+        Effect.tap(connection.pipeFrom(fd), (moved) => Metric.update(bytesOf[channel.name], moved))
+      )
+
 /** Writes into `channel` once connected, without half-closing; no channel: fails with `missing` on input. */
 export const writable = (
   channel: StdioChannel | undefined,
