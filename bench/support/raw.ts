@@ -4,6 +4,7 @@
  * `net` host speaking canned ExecuteProcess + WaitForProcess frames — the
  * floors under the RPC, stdio and exec + wait figures.
  */
+import { createReadStream } from "node:fs"
 import * as net from "node:net"
 import { hrtime } from "node:process"
 import type { PeerConfig } from "./peer.js"
@@ -101,6 +102,8 @@ export interface RawStream {
   readonly receive: (bytes: number) => Promise<void>
   /** Sends `bytes` to the peer in 64 KiB writes; rejects when the peer's count differs. */
   readonly send: (bytes: number) => Promise<void>
+  /** Sends the `bytes`-long file at `path` to the peer through a Node read stream; rejects like `send`. */
+  readonly sendFile: (bytes: number, path: string) => Promise<void>
   readonly close: () => Promise<void>
 }
 
@@ -112,7 +115,8 @@ const exchange = (
   path: string,
   command: string,
   bytes: number,
-  check: (received: string, n: number) => boolean
+  check: (received: string, n: number) => boolean,
+  feed: (socket: net.Socket) => void = (socket) => pump(socket, bytes)
 ) =>
   new Promise<void>((resolve, reject) => {
     const socket = net.createConnection(path, () => socket.write(`${command}\n`))
@@ -122,7 +126,7 @@ const exchange = (
       socket.on("data", (chunk: Buffer) => {
         const ready = answer.startsWith("go\n")
         answer += chunk.toString("latin1")
-        if (!ready && answer.startsWith("go\n")) pump(socket, bytes)
+        if (!ready && answer.startsWith("go\n")) feed(socket)
       })
     count(socket, (n) => {
       socket.end()
@@ -142,6 +146,14 @@ export const rawStream = async (path: string): Promise<RawStream> => {
   return {
     receive: (bytes) => exchange(path, `source ${bytes}`, bytes, (_, n) => n === bytes),
     send: (bytes) => exchange(path, "sink", bytes, (answer) => answer === `go\n${bytes}`),
+    sendFile: (bytes, file) =>
+      exchange(
+        path,
+        "sink",
+        bytes,
+        (answer) => answer === `go\n${bytes}`,
+        (socket) => createReadStream(file, { highWaterMark: 64 * 1024 }).pipe(socket)
+      ),
     close: async () => {
       await exchange(path, "quit", 0, () => true).catch(() => undefined)
       await peer.stop()
