@@ -82,6 +82,11 @@ const open = Effect.fnUntraced(function* (
     listener = finish = undefined
     resume?.(exit)
   }
+  const settleFrom = (exit: Exit.Exit<void, TransportError>) => {
+    const resume = pipedFrom
+    pipedFrom = undefined
+    resume?.(exit)
+  }
   const fail = (cause: unknown, syscall?: string) => {
     if (closed || writeFailure !== undefined) return
     reading = false
@@ -131,7 +136,7 @@ const open = Effect.fnUntraced(function* (
     },
     piped: () => {
       pipingFrom = undefined
-      pipedFrom?.(Exit.void)
+      settleFrom(Exit.void)
     }
   })
   initial.forEach(enqueue)
@@ -344,7 +349,7 @@ const open = Effect.fnUntraced(function* (
       Queue.failCauseUnsafe(inbox, Cause.fail(error))
       settle(Exit.fail(error))
     }
-    if (pipedFrom !== undefined) pipedFrom(Exit.fail(closedError("write")))
+    if (pipedFrom !== undefined) settleFrom(Exit.fail(closedError("write")))
     if (writeEnded)
       Deferred.doneUnsafe(
         halfClosed,
