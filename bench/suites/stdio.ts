@@ -11,7 +11,7 @@
  */
 import { closeSync, openSync, truncateSync } from "node:fs"
 import { join } from "node:path"
-import type { GuestConnectionService } from "@gcs-bridge/runtime"
+import type { GuestConnectionService, Process } from "@gcs-bridge/runtime"
 import { Effect, Stream } from "effect"
 import { fmt, interleave, throughputRow } from "../lib/measure.js"
 import { floorWhy, judge } from "../lib/targets.js"
@@ -32,11 +32,15 @@ const TargetSecondsPerGiB = 0.18
 const TargetShare = 0.9
 
 /**
- * `dd` in the guest writes `bytes` to stdout; the host drains `Process.stdout`
- * and waits for the exit. Gives the number of bytes that never arrived: a
- * short stream is reported (see the notes), a failed `dd` is fatal.
+ * `dd` in the guest writes `bytes` to stdout, which `drain` takes (giving the count it got), then the exit.
+ * Gives the number of bytes that never arrived: a short stream is reported (see the notes), a failed `dd` or
+ * more bytes than were written are fatal.
  */
-const stdoutRelay = (connection: GuestConnectionService, bytes: number): Effect.Effect<number, unknown> =>
+const fromDd = (
+  connection: GuestConnectionService,
+  bytes: number,
+  drain: (process: Process) => Effect.Effect<number, unknown>
+): Effect.Effect<number, unknown> =>
   Effect.scoped(
     Effect.gen(function* () {
       const process = yield* connection.exec({
@@ -44,11 +48,7 @@ const stdoutRelay = (connection: GuestConnectionService, bytes: number): Effect.
         CommandArgs: ["dd", "if=/dev/zero", `bs=${ChunkSize}`, `count=${bytes / ChunkSize}`, "status=none"],
         CreateStdOutPipe: true
       })
-      const received = yield* Stream.runFold(
-        process.stdout,
-        () => 0,
-        (n, chunk) => n + chunk.length
-      )
+      const received = yield* drain(process)
       const code = yield* process.wait
       if (code !== 0 || received > bytes)
         return yield* Effect.die(new Error(`stdout relay: ${received} of ${bytes} bytes, exit code ${code}`))
@@ -56,31 +56,27 @@ const stdoutRelay = (connection: GuestConnectionService, bytes: number): Effect.
     })
   )
 
-/**
- * The same `dd`, its stdout relayed by `Process.stdoutTo` into a descriptor of `/dev/null` (what a runtime's
- * FIFO or log file is to the host: a descriptor it writes into); the count must be `bytes`.
- */
-const stdoutIntoDescriptor = (
-  connection: GuestConnectionService,
-  bytes: number,
-  fd: number
-): Effect.Effect<number, unknown> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const process = yield* connection.exec({
-        CommandArgs: ["dd", "if=/dev/zero", `bs=${ChunkSize}`, `count=${bytes / ChunkSize}`, "status=none"],
-        CreateStdOutPipe: true
-      })
-      const moved = yield* process.stdoutTo(fd)
-      const code = yield* process.wait
-      if (code !== 0 || moved > bytes)
-        return yield* Effect.die(new Error(`stdoutTo: ${moved} of ${bytes} bytes, exit code ${code}`))
-      return bytes - moved
-    })
+/** The host drains `Process.stdout`. */
+const stdoutRelay = (connection: GuestConnectionService, bytes: number) =>
+  fromDd(connection, bytes, (process) =>
+    Stream.runFold(
+      process.stdout,
+      () => 0,
+      (n, chunk) => n + chunk.length
+    )
   )
 
-/** The host writes `bytes` into `Process.stdin` of `wc -c` in the guest and reads its count back. */
-const stdinRelay = (connection: GuestConnectionService, bytes: number): Effect.Effect<void, unknown> =>
+/** `Process.stdoutTo` relays it into a descriptor of `/dev/null` (what a runtime's FIFO or log file is to the
+ * host: a descriptor it writes into). */
+const stdoutIntoDescriptor = (connection: GuestConnectionService, bytes: number, fd: number) =>
+  fromDd(connection, bytes, (process) => process.stdoutTo(fd))
+
+/** `wc -c` in the guest counts what `feed` sends into its stdin (and closes); it must count `bytes`. */
+const intoWc = (
+  connection: GuestConnectionService,
+  bytes: number,
+  feed: (process: Process) => Effect.Effect<unknown, unknown>
+): Effect.Effect<void, unknown> =>
   Effect.scoped(
     Effect.gen(function* () {
       const process = yield* connection.exec({
@@ -88,16 +84,9 @@ const stdinRelay = (connection: GuestConnectionService, bytes: number): Effect.E
         CreateStdInPipe: true,
         CreateStdOutPipe: true
       })
-      const block = new Uint8Array(ChunkSize)
-      // One 64 KiB chunk per element, as a Node Readable piped into a Stream gives them.
-      const input = Stream.range(1, bytes / ChunkSize, 1).pipe(Stream.map(() => block))
-      const [, output] = yield* Effect.all(
-        [
-          Effect.andThen(Stream.run(input, process.stdin), process.closeStdin),
-          Stream.runCollect(process.stdout)
-        ],
-        { concurrency: 2 }
-      )
+      const [, output] = yield* Effect.all([feed(process), Stream.runCollect(process.stdout)], {
+        concurrency: 2
+      })
       const code = yield* process.wait
       const text = Buffer.concat(output).toString("utf8").trim()
       if (Number(text) !== bytes || code !== 0)
@@ -107,36 +96,23 @@ const stdinRelay = (connection: GuestConnectionService, bytes: number): Effect.E
     })
   )
 
-/**
- * `wc -c` in the guest counts what `Process.stdinFrom` sends it from a descriptor of a `bytes`-long file (a sparse
- * one: zeros from the page cache, no disk), the relay a runtime does from a stdin FIFO.
- */
-const stdinFromDescriptor = (
-  connection: GuestConnectionService,
-  bytes: number,
-  path: string
-): Effect.Effect<void, unknown> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const fd = yield* Effect.acquireRelease(
-        Effect.sync(() => openSync(path, "r")),
-        (fd) => Effect.sync(() => closeSync(fd))
-      )
-      const process = yield* connection.exec({
-        CommandArgs: ["wc", "-c"],
-        CreateStdInPipe: true,
-        CreateStdOutPipe: true
-      })
-      const [sent, output] = yield* Effect.all([process.stdinFrom(fd), Stream.runCollect(process.stdout)], {
-        concurrency: 2
-      })
-      const code = yield* process.wait
-      const text = Buffer.concat(output).toString("utf8").trim()
-      if (sent !== bytes || Number(text) !== bytes || code !== 0)
-        return yield* Effect.die(
-          new Error(`stdinFrom: sent ${sent}, wc -c counted '${text}' of ${bytes}, exit code ${code}`)
-        )
-    })
+/** The host writes `bytes` into `Process.stdin` in 64 KiB chunks, as a Node Readable piped into a Stream gives them. */
+const stdinRelay = (connection: GuestConnectionService, bytes: number) =>
+  intoWc(connection, bytes, (process) => {
+    const block = new Uint8Array(ChunkSize)
+    const input = Stream.range(1, bytes / ChunkSize, 1).pipe(Stream.map(() => block))
+    return Effect.andThen(Stream.run(input, process.stdin), process.closeStdin)
+  })
+
+/** `Process.stdinFrom` sends a descriptor of a `bytes`-long file (a sparse one: zeros from the page cache, no
+ * disk), the relay a runtime does from a stdin FIFO. */
+const stdinFromDescriptor = (connection: GuestConnectionService, bytes: number, path: string) =>
+  intoWc(connection, bytes, (process) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => openSync(path, "r")),
+      (fd) => process.stdinFrom(fd),
+      (fd) => Effect.sync(() => closeSync(fd))
+    )
   )
 
 /** The stdio benchmark suite. */

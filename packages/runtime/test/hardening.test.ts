@@ -13,6 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { TestClock } from "effect/testing"
 import { GuestConnection, isSignalRefused, Metrics, ProtocolError } from "../src/index.js"
+import type { Process as RuntimeProcess } from "../src/index.js"
 import * as FakeGuest from "./FakeGuest.js"
 import { captureWarnings, connected, wire } from "./harness.js"
 
@@ -22,14 +23,16 @@ const count = (metric: Metric.Counter<number>) => Effect.map(Metric.value(metric
 const inFlight = Effect.map(Metric.value(Metrics.rpcInFlight), (state) => state.value)
 
 describe("a hostile or broken guest", () => {
-  it.live("stdout that stays open and silent after the exit ends after copyAfterExitTimeout", () =>
+  /** A process whose guest writes "last words" to stdout, reports exit 3 and never closes stdout; `consume` reads
+   * stdout. Gives what `consume` gave and the exit code. */
+  const silentAfterExit = <A, E>(consume: (process: RuntimeProcess) => Effect.Effect<A, E>) =>
     Effect.gen(function* () {
       const wired = yield* wire()
       const { gc, guest } = yield* connected(wired, { copyAfterExitTimeout: "20 millis" })
       const run = yield* Effect.forkChild(
         Effect.scoped(
           Effect.flatMap(gc.exec({ CommandLine: "x", CreateStdOutPipe: true }), (process) =>
-            Effect.all([Stream.runCollect(process.stdout), process.wait])
+            Effect.all([consume(process), process.wait])
           )
         )
       )
@@ -45,7 +48,12 @@ describe("a hostile or broken guest", () => {
         new Process.ContainerWaitForProcessResponse({ ExitCode: 3 })
       )
       // The guest never closes `stdout`: without the bound the reader waits for ever.
-      const [chunks, code] = yield* Fiber.join(run)
+      return yield* Fiber.join(run)
+    })
+
+  it.live("stdout that stays open and silent after the exit ends after copyAfterExitTimeout", () =>
+    Effect.gen(function* () {
+      const [chunks, code] = yield* silentAfterExit((process) => Stream.runCollect(process.stdout))
       expect(FakeGuest.text(chunks)).toBe("last words")
       expect(code).toBe(3)
     }).pipe(Effect.provide(Transport.layerMemory))
@@ -53,31 +61,11 @@ describe("a hostile or broken guest", () => {
 
   it.live("stdoutTo into a descriptor also ends copyAfterExitTimeout after the exit, with what came", () =>
     Effect.gen(function* () {
-      const wired = yield* wire()
-      const { gc, guest } = yield* connected(wired, { copyAfterExitTimeout: "20 millis" })
       const dir = mkdtempSync(join(tmpdir(), "gcs-hard-"))
       const path = join(dir, "out")
       const fd = openSync(path, "w")
       yield* Effect.addFinalizer(() => Effect.sync(() => (closeSync(fd), rmSync(dir, { recursive: true }))))
-      const run = yield* Effect.forkChild(
-        Effect.scoped(
-          Effect.flatMap(gc.exec({ CommandLine: "x", CreateStdOutPipe: true }), (process) =>
-            Effect.all([process.stdoutTo(fd), process.wait])
-          )
-        )
-      )
-      const exec = yield* guest.next
-      if (exec.name !== "ExecuteProcess") throw new Error(`expected ExecuteProcess, got ${exec.name}`)
-      const port = exec.body.Settings.VsockStdioRelaySettings?.StdOut ?? 0
-      const stdout = yield* Effect.orDie(wired.transport.connect(wired.address, port))
-      yield* guest.reply(exec, new Process.ContainerExecuteProcessResponse({ ProcessId: 7 }))
-      const wait = yield* guest.next
-      yield* Effect.orDie(stdout.write(encoder.encode("last words")))
-      yield* guest.reply(
-        wait as FakeGuest.Received & { name: "WaitForProcess" },
-        new Process.ContainerWaitForProcessResponse({ ExitCode: 3 })
-      )
-      expect(yield* Fiber.join(run)).toEqual([10, 3])
+      expect(yield* silentAfterExit((process) => process.stdoutTo(fd))).toEqual([10, 3])
       expect(readFileSync(path, "utf8")).toBe("last words")
     }).pipe(Effect.scoped, Effect.provide(Transport.layerMemory))
   )
