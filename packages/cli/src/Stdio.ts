@@ -7,6 +7,7 @@
  */
 import { Context, Effect, Layer, Option, Queue, type Scope, Stream } from "effect"
 import * as NodeStream from "@effect/platform-node/NodeStream"
+import { fstatSync } from "node:fs"
 import { isatty } from "node:tty"
 import { StdioError } from "./CliError.js"
 
@@ -50,6 +51,12 @@ export interface StdioService {
   readonly terminal: Option.Option<LocalTerminal>
   /** Whether stderr is a terminal: a person is watching, so a long wait is announced there. */
   readonly stderrIsTerminal?: boolean
+  /**
+   * Our stdin, stdout and stderr as descriptors, for a relay the kernel can do (`Process.stdoutTo`, `stdinFrom`):
+   * each present on Linux when it is not a terminal (a terminal keeps its Node stream: raw mode, resizes).
+   * Absent in tests; `out` / `err` / `stdin` then serve.
+   */
+  readonly descriptors?: { readonly in?: number; readonly out?: number; readonly err?: number }
 }
 
 /**
@@ -93,6 +100,25 @@ const terminalSize = (): TerminalSize => ({
   rows: process.stdout.rows ?? 24
 })
 
+// Checked with fstat, not through process.stdin / stdout: touching them would open them as Node streams.
+const descriptors = () => {
+  const usable = (fd: number) => !isatty(fd) && isOpen(fd)
+  return {
+    ...(usable(0) ? { in: 0 } : {}),
+    ...(usable(1) ? { out: 1 } : {}),
+    ...(usable(2) ? { err: 2 } : {})
+  }
+}
+
+const isOpen = (fd: number) => {
+  try {
+    fstatSync(fd)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const makeNode = (): StdioService => {
   // A failed write is reported to its callback (and so to the writer as a
   // StdioError); without a listener the same error would also be thrown as
@@ -108,6 +134,7 @@ const makeNode = (): StdioService => {
     out: writer("stdout", () => process.stdout),
     err: writer("stderr", () => process.stderr),
     stderrIsTerminal: isatty(2),
+    descriptors: process.platform === "linux" ? descriptors() : {},
     terminal:
       // isatty on the descriptors, not process.stdin.isTTY: touching
       // process.stdin would open it even for commands that never read it.

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -78,6 +78,30 @@ describe("the gcsctl executable", () => {
         stderr: "err\n"
       })
       expect(readdirSync(tmp)).toEqual([])
+    } finally {
+      rmSync(tmp, { recursive: true, force: true })
+    }
+  })
+
+  it("relays through its own descriptors: a file into stdin, 8 MB out, and 141 when the reader goes away", async () => {
+    const tmp = mkdtempSync(join(tmpdir(), "gcsctl-fd-"))
+    try {
+      writeFileSync(join(tmp, "in"), "x".repeat(3_000_000))
+      const input = openSync(join(tmp, "in"), "r")
+      const script = "wc -c; head -c 8000000 /dev/zero; echo done >&2"
+      const child = spawn(process.execPath, [cli, "run", "-i", "--", "sh", "-c", script], {
+        stdio: [input, "pipe", "pipe"]
+      })
+      closeSync(input)
+      const result = await finished(child)
+      expect(result.status).toBe(0)
+      expect(result.stdout.length).toBe(8_000_008)
+      expect(result.stdout.startsWith("3000000\n\0")).toBe(true)
+      expect(result.stderr).toBe("done\n")
+
+      const endless = gcsctl(["run", "--", "yes"])
+      endless.stdout?.once("data", () => endless.stdout?.destroy())
+      expect((await finished(endless)).status).toBe(141)
     } finally {
       rmSync(tmp, { recursive: true, force: true })
     }

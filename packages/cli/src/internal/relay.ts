@@ -5,11 +5,13 @@
 import type { CallError, Process } from "@gcs-bridge/runtime"
 import type { TransportError } from "@gcs-bridge/transport"
 import { Duration, Effect, Option, Ref, type Scope, Stream } from "effect"
-import { Interrupted, type StdioError } from "../CliError.js"
+import { Interrupted, StdioError } from "../CliError.js"
 import { describeError } from "../ErrorLine.js"
 import { handleSignals, type HandledSignal, signalNumber, type Signals, StopTimeout } from "../Signals.js"
 import { Stdio } from "../Stdio.js"
 import type { RunSpec } from "./processSpec.js"
+
+const code = (error: TransportError) => (error.code === undefined ? {} : { code: error.code })
 
 /** Unsigned -1: what the guest reports for a UVM process that a signal killed (Go's `ExitCode()`). */
 const SignalledUvmProcess = 0xffffffff
@@ -55,25 +57,39 @@ export const relay = (
         )
       )
     }
+    const fds = stdio.descriptors ?? {}
     if (spec.interactive) {
+      // From a descriptor, in the kernel where the engine can; from the Node stream on a terminal.
+      const input =
+        fds.in === undefined
+          ? Effect.andThen(Stream.run(stdio.stdin, process.stdin), process.closeStdin)
+          : process.stdinFrom(fds.in)
       yield* Effect.forkScoped(
-        Stream.run(stdio.stdin, process.stdin).pipe(
-          Effect.andThen(process.closeStdin),
-          Effect.catch((error) => Effect.logDebug(`stdin relay ended: ${String(error)}`))
-        )
+        input.pipe(Effect.catch((error) => Effect.logDebug(`stdin relay ended: ${String(error)}`)))
       )
     }
+    const output = (name: "stdout" | "stderr", fd: number | undefined) =>
+      fd === undefined
+        ? Stream.runForEach(process[name], name === "stdout" ? stdio.out : stdio.err)
+        : Effect.asVoid(
+            Effect.mapError(name === "stdout" ? process.stdoutTo(fd) : process.stderrTo(fd), (error) =>
+              // Writing our descriptor failed (its reader went away): ours, as when our stream fails.
+              error.reason === "Write"
+                ? new StdioError({ stream: name, message: error.message, ...code(error) })
+                : error
+            )
+          )
     // Together, so that a failed relay (a stdout whose reader went away)
     // stops the others at once rather than relaying what follows.
-    const [code] = yield* Effect.all(
+    const [exitCode] = yield* Effect.all(
       [
         Effect.tap(process.wait, () => onExit),
-        Stream.runForEach(process.stdout, stdio.out),
-        spec.tty ? Effect.void : Stream.runForEach(process.stderr, stdio.err)
+        output("stdout", fds.out),
+        spec.tty ? Effect.void : output("stderr", fds.err)
       ],
       { concurrency: "unbounded" }
     )
-    return code
+    return exitCode
   })
 
 /** How each forwarded signal is named for the guest's OS (Windows guests take console control events). */
