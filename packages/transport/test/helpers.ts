@@ -616,6 +616,22 @@ export const hybridSuite = (name: string, layer: Layer.Layer<Transport>) =>
       }).pipe(Effect.provide(layer))
     )
 
+    it.effect("pipeTo writes the bytes that came with OK first, then the rest, into the descriptor", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const dir = tempDir()
+        const path = join(dir, "fc.sock")
+        yield* fakeVmm(path, "ok")
+        const connection = yield* transport.connect(new HybridAddress({ path }), port)
+        const fd = yield* openDescriptor(join(dir, "out"), "w")
+        yield* connection.write(Buffer.from(" and echo"))
+        yield* connection.endWrite
+        // Bytes read ahead cannot go through the engine's pipe: they take the chunk-by-chunk path.
+        expect(yield* connection.pipeTo(fd)).toBe("early and echo".length)
+        expect(readFileSync(join(dir, "out"), "utf8")).toBe("early and echo")
+      }).pipe(Effect.provide(layer))
+    )
+
     it.effect("a forEach consumer that throws on the bytes that came with OK dies of it", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
