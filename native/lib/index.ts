@@ -113,7 +113,7 @@ export interface NativeSocket {
    * `error`: `syscall` `read` for the socket's, `splice` for the
    * destination's (whatever call found it). Throws
    * `ENOSYS` where there is no splice, `EBADF` for a bad `fd` or a closed
-   * socket, `EBUSY` once piped or ended.
+   * socket, `EBUSY` while a pump runs or once ended.
    */
   pipeTo(fd: number): void
   /**

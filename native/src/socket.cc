@@ -313,7 +313,8 @@ Napi::Value Socket::StartPump(const Napi::CallbackInfo& info, Pump::Direction di
     Napi::TypeError::New(env, std::string(name) + "(fd) needs a file descriptor").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  const bool busy = pump_ != nullptr || (direction == Pump::kIntoDescriptor ? ended_ : shutdown_ || !queue_.empty());
+  // One pump at a time; a finished one may be followed by another (one file after another into the socket).
+  const bool busy = pumping_ || (direction == Pump::kIntoDescriptor ? ended_ : shutdown_ || !queue_.empty());
   int err = closed() ? UV_EBADF : failed_ != 0 ? failed_ : connecting_ || busy ? UV_EBUSY : 0;
   if (err == 0) err = Pump::Open(sock(), fd.As<Napi::Number>().Int32Value(), direction, &pump_);
   if (err != 0) {

@@ -176,7 +176,7 @@ describe.runIf(process.platform === "linux")("pipeFrom", () => {
       })
     })
 
-  it("sends a file's bytes, then reports piped; the half-close stays the caller's", async () => {
+  it("sends a file's bytes, then reports piped, and another file after it; the half-close stays the caller's", async () => {
     const { client, server } = await unixPair()
     const path = join(socketPath(), "..", "in")
     const content = pattern(5 * 1024 * 1024 + 3)
@@ -187,10 +187,13 @@ describe.runIf(process.platform === "linux")("pipeFrom", () => {
     expect(thrown(() => server.write([Buffer.from("x")]))).toMatchObject({ code: "EBUSY", syscall: "write" })
     expect(await done).toBe("piped")
     expect(server.piped).toBe(content.length)
-    // Writing is the caller's again, and so is the end.
+    // Another file after it, then writing is the caller's again, and so is the end.
+    const next = sent(server)
+    server.pipeFrom(open(path, constants.O_RDONLY))
+    expect(await next).toBe("piped")
     server.write([Buffer.from("!")])
     server.shutdown()
-    expect(await received).toEqual(Buffer.concat([content, Buffer.from("!")]))
+    expect(await received).toEqual(Buffer.concat([content, content, Buffer.from("!")]))
   })
 
   it("waits for an empty FIFO to be written, and ends when its writer closes", async () => {
