@@ -495,6 +495,22 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
+    it.effect("pipeFrom fails Write when the peer goes away, and the connection with it", () =>
+      Effect.gen(function* () {
+        const { client, server } = yield* connectedPair
+        const path = join(tempDir(), "big")
+        writeFileSync(path, pattern(16 << 20, 9))
+        const fd = yield* openDescriptor(path, "r")
+        const sending = yield* Effect.forkChild(server.pipeFrom(fd))
+        // Nobody reads: the sender fills what the socket holds, then waits; the peer then hangs up.
+        for (let turn = 0; turn < 20; turn++) yield* nextTurn
+        yield* client.close
+        const failed = yield* transportFailure(Fiber.join(sending))
+        expect(failed.reason).toBe("Write")
+        expect((yield* transportFailure(server.write(Buffer.from("x")))).reason).toBe("Write")
+      }).pipe(Effect.provide(layer))
+    )
+
     it.effect(
       "pipeFrom waits for a FIFO's writer, ends when it closes, and fails Closed with its connection",
       () =>

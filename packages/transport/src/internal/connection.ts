@@ -91,12 +91,19 @@ const open = Effect.fnUntraced(function* (
     if (closed || writeFailure !== undefined) return
     reading = false
     writeFailure = osError("Write", target, description, cause, syscall)
-    // While piped, the engine names the destination's failures `splice` / `write`: the socket itself is sound.
-    const destination =
-      pipedInto !== undefined && /^(splice|write)$/.test(toRawError(cause, syscall).syscall ?? "")
-    readFailure = destination
-      ? osError("Write", target, `${description}: piping into descriptor ${pipedInto}`, cause, syscall)
-      : osError("Read", target, description, cause, syscall)
+    // While a pump runs, the engine names the descriptor's failures `splice`: the socket itself was sound.
+    const descriptor = toRawError(cause, syscall).syscall === "splice"
+    readFailure =
+      descriptor && pipedInto !== undefined
+        ? osError("Write", target, `${description}: piping into descriptor ${pipedInto}`, cause, syscall)
+        : osError("Read", target, description, cause, syscall)
+    settleFrom(
+      Exit.fail(
+        descriptor && pipingFrom !== undefined
+          ? osError("Read", target, `${description}: piping from descriptor ${pipingFrom}`, cause, syscall)
+          : writeFailure
+      )
+    )
     Queue.failCauseUnsafe(inbox, Cause.fail(readFailure))
     settle(Exit.fail(readFailure))
     Deferred.doneUnsafe(halfClosed, Exit.fail(writeFailure))
