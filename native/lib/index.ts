@@ -113,7 +113,9 @@ export interface NativeSocket {
    * `error`: `syscall` `read` for the socket's, `splice` for the
    * destination's (whatever call found it). Throws
    * `ENOSYS` where there is no splice, `EBADF` for a bad `fd` or a closed
-   * socket, `EBUSY` while a pump runs or once ended.
+   * socket, `EBUSY` while a pump runs or once ended, `EINVAL` for a blocking
+   * socket (it would block the loop; a blocking character device, a
+   * terminal say, is opened anew, non-blocking).
    */
   pipeTo(fd: number): void
   /**

@@ -4,9 +4,11 @@
 
 #ifdef __linux__
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #endif
 
 namespace gcs {
@@ -40,6 +42,27 @@ ssize_t SpliceOnce(int from, int to, size_t length) {
   return Retry([&] { return splice(from, nullptr, to, nullptr, length, SPLICE_F_MOVE | SPLICE_F_NONBLOCK); });
 }
 
+// A descriptor of the pump's own for `fd` that never blocks the loop: a
+// duplicate, unless `fd` is a blocking socket or character device (a
+// terminal, say), which SPLICE_F_NONBLOCK does not cover and whose flags are
+// shared with every duplicate. A character device is opened anew, non-blocking;
+// a blocking socket is refused (UV_EINVAL: the caller copies it another way).
+int OwnDescriptor(int fd, int* out) {
+  struct stat st;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fstat(fd, &st) != 0) return LastError();
+  const bool mayBlock = (S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode)) && (flags & O_NONBLOCK) == 0;
+  if (mayBlock && S_ISSOCK(st.st_mode)) return UV_EINVAL;
+  if (mayBlock) {
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    *out = open(path, (flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    return *out < 0 ? UV_EINVAL : 0;
+  }
+  *out = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return *out < 0 ? LastError() : 0;
+}
+
 }  // namespace
 
 Pump::Pump(Direction direction, int socket, int descriptor, int readEnd, int writeEnd)
@@ -51,11 +74,12 @@ Pump::Pump(Direction direction, int socket, int descriptor, int readEnd, int wri
       writeEnd_(writeEnd) {}
 
 int Pump::Open(Sock socket, int fd, Direction direction, std::unique_ptr<Pump>* out) {
-  int descriptor = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (descriptor < 0) return LastError();
+  int descriptor = -1;
+  int err = OwnDescriptor(fd, &descriptor);
+  if (err != 0) return err;
   int ends[2];
   if (pipe2(ends, O_NONBLOCK | O_CLOEXEC) != 0) {
-    int err = LastError();
+    err = LastError();
     close(descriptor);
     return err;
   }

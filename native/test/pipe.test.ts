@@ -5,7 +5,17 @@
  * written, and every failure reported once.
  */
 import { spawnSync } from "node:child_process"
-import { closeSync, constants, openSync, readFileSync, readSync, writeFileSync, writeSync } from "node:fs"
+import {
+  closeSync,
+  constants,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  writeFileSync,
+  writeSync
+} from "node:fs"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import type { NativeError, NativeSocket } from "../lib/index.js"
@@ -118,6 +128,37 @@ describe.runIf(process.platform === "linux")("pipeTo", () => {
       expect(readFileSync(path)).toEqual(expected)
       expect(server.piped).toBe(sent.length)
     }
+  })
+
+  it("opens a blocking character device anew, non-blocking, and leaves the caller's own as it was", async () => {
+    const { client, server } = await unixPair()
+    const fd = open("/dev/null", constants.O_WRONLY)
+    const ended = outcome(server)
+    const nonBlocking = (descriptor: string) => {
+      const flags = /flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${descriptor}`, "utf8"))![1]!
+      return (parseInt(flags, 8) & constants.O_NONBLOCK) !== 0
+    }
+    const devNulls = () =>
+      readdirSync("/proc/self/fd").filter((d) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${d}`) === "/dev/null" && nonBlocking(d)
+        } catch {
+          return false
+        }
+      })
+    const before = devNulls()
+    server.pipeTo(fd)
+    // The pump's own: /dev/null again, non-blocking.
+    expect(devNulls().length).toBe(before.length + 1)
+    server.readStart()
+    client.write([pattern(1_000_000)])
+    while (client.queued > 0) await nextTurn()
+    client.shutdown()
+    expect(await ended).toBe("end")
+    expect(server.piped).toBe(1_000_000)
+    // The caller's own stays blocking (a duplicate shares its flags), and the pump's is closed at the end.
+    expect(nonBlocking(String(fd))).toBe(false)
+    expect(devNulls()).toEqual(before)
   })
 
   it("reports a destination whose reader went away as EPIPE, once", async () => {

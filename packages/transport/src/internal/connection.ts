@@ -18,6 +18,10 @@ import type { TransportError } from "../TransportError.js"
 import { copyFrom, copyInto } from "./descriptor.js"
 import { describe, osError, type RawSocket, type Target, toRawError, transportError } from "./rawSocket.js"
 
+/** What the engine's pump refuses and JavaScript can still do: no splice here (ENOSYS), or a blocking socket as the
+ * descriptor (EINVAL), which would block the loop but only a thread-pool thread of `fs`. */
+const engineCannot = (cause: unknown) => /^(ENOSYS|EINVAL)$/.test(toRawError(cause).code)
+
 /** Bytes read ahead of the consumer before the socket is paused. */
 const ReadAhead = 256 * 1024
 
@@ -222,8 +226,7 @@ const open = Effect.fnUntraced(function* (
     try {
       pipe(fd)
     } catch (cause) {
-      // This platform has no splice: the engine cannot, JavaScript can.
-      if (toRawError(cause).code === "ENOSYS") return copyTo(fd, stop)
+      if (engineCannot(cause)) return copyTo(fd, stop)
       return Effect.fail(
         osError("Write", target, `${description}: piping into descriptor ${fd}`, cause, "pipeTo")
       )
@@ -273,7 +276,7 @@ const open = Effect.fnUntraced(function* (
       try {
         raw.pipeFrom(fd)
       } catch (cause) {
-        if (toRawError(cause).code === "ENOSYS") return copy()
+        if (engineCannot(cause)) return copy()
         return Effect.fail(
           osError("Read", target, `${description}: piping from descriptor ${fd}`, cause, "pipeFrom")
         )
