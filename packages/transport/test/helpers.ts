@@ -87,6 +87,15 @@ const openDescriptor = (path: string, flags: string | number) =>
     return fd
   })
 
+/** The reason `operation`, still waiting when `connection` closes, fails with. */
+const failureOnClose = (connection: Connection, operation: Effect.Effect<unknown, TransportError>) =>
+  Effect.gen(function* () {
+    const waiting = yield* Effect.forkChild(operation)
+    yield* nextTurn
+    yield* connection.close
+    return (yield* transportFailure(Fiber.join(waiting))).reason
+  })
+
 /** What a descriptor of this process refers to. */
 const descriptorPath = (fd: number) => `/proc/self/fd/${fd}`
 
@@ -463,10 +472,7 @@ export const conformance = (
           expect(yield* Fiber.join(piping)).toBe(5)
 
           const other = yield* connectedPair
-          const closing = yield* Effect.forkChild(other.server.pipeTo(fd))
-          yield* nextTurn
-          yield* other.server.close
-          expect((yield* transportFailure(Fiber.join(closing))).reason).toBe("Closed")
+          expect(yield* failureOnClose(other.server, other.server.pipeTo(fd))).toBe("Closed")
         }).pipe(Effect.provide(layer))
     )
 
@@ -536,10 +542,7 @@ export const conformance = (
           expect(spawnSync("mkfifo", [idle]).status).toBe(0)
           const idleRead = yield* openDescriptor(idle, constants.O_RDONLY | constants.O_NONBLOCK)
           yield* openDescriptor(idle, constants.O_WRONLY | constants.O_NONBLOCK)
-          const waiting = yield* Effect.forkChild(other.server.pipeFrom(idleRead))
-          yield* nextTurn
-          yield* other.server.close
-          expect((yield* transportFailure(Fiber.join(waiting))).reason).toBe("Closed")
+          expect(yield* failureOnClose(other.server, other.server.pipeFrom(idleRead))).toBe("Closed")
         }).pipe(Effect.provide(layer))
     )
 
