@@ -7,7 +7,6 @@
  */
 import { Context, Effect, Layer, Option, Queue, type Scope, Stream } from "effect"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { fstatSync } from "node:fs"
 import { isatty } from "node:tty"
 import { StdioError } from "./CliError.js"
 
@@ -100,24 +99,13 @@ const terminalSize = (): TerminalSize => ({
   rows: process.stdout.rows ?? 24
 })
 
-// Checked with fstat, not through process.stdin / stdout: touching them would open them as Node streams.
-const descriptors = () => {
-  const usable = (fd: number) => !isatty(fd) && isOpen(fd)
-  return {
-    ...(usable(0) ? { in: 0 } : {}),
-    ...(usable(1) ? { out: 1 } : {}),
-    ...(usable(2) ? { err: 2 } : {})
-  }
-}
-
-const isOpen = (fd: number) => {
-  try {
-    fstatSync(fd)
-    return true
-  } catch {
-    return false
-  }
-}
+// Checked on the descriptors, not through process.stdin / stdout: touching them would open them as Node streams.
+// A closed one is kept: relaying through it fails with a typed EBADF, as writing its stream would.
+const descriptors = () => ({
+  ...(isatty(0) ? {} : { in: 0 }),
+  ...(isatty(1) ? {} : { out: 1 }),
+  ...(isatty(2) ? {} : { err: 2 })
+})
 
 const makeNode = (): StdioService => {
   // A failed write is reported to its callback (and so to the writer as a

@@ -476,6 +476,20 @@ export const conformance = (
         }).pipe(Effect.provide(layer))
     )
 
+    it.effect("pipeTo and pipeFrom refuse what is not an open descriptor with a typed EBADF", () =>
+      Effect.gen(function* () {
+        const { server } = yield* connectedPair
+        const closedFd = openSync(join(tempDir(), "gone"), "w")
+        closeSync(closedFd)
+        for (const fd of [-1, 1.5, Number.NaN, 2 ** 40, closedFd]) {
+          const into = yield* transportFailure(server.pipeTo(fd))
+          expect([into.reason, into.code]).toEqual(["Write", "EBADF"])
+          const from = yield* transportFailure(server.pipeFrom(fd))
+          expect([from.reason, from.code]).toEqual(["Read", "EBADF"])
+        }
+      }).pipe(Effect.provide(layer))
+    )
+
     it.effect("pipeFrom sends a file up to its end without half-closing, refusing writes meanwhile", () =>
       Effect.gen(function* () {
         const { client, server } = yield* connectedPair

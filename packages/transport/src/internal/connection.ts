@@ -15,7 +15,7 @@ import { Cause, Deferred, Duration, Effect, Exit, Latch, Queue, Scope, Sink, Str
 import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
 import type { Connection, PeerIdentity } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
-import { copyFrom, copyInto } from "./descriptor.js"
+import { badDescriptor, copyFrom, copyInto } from "./descriptor.js"
 import { describe, osError, type RawSocket, type Target, toRawError, transportError } from "./rawSocket.js"
 
 /** What the engine's pump refuses and JavaScript can still do: no splice here (ENOSYS), or a blocking socket as the
@@ -252,6 +252,8 @@ const open = Effect.fnUntraced(function* (
         claim,
         Effect.suspend(() => {
           if (closed) return Effect.fail(closedError("read"))
+          const bad = badDescriptor(fd, target, description, "pipeTo")
+          if (bad !== undefined) return Effect.fail(bad)
           const inEngine = raw.pipeTo !== undefined && buffered === 0 && !ended && readFailure === undefined
           return inEngine ? pipeInEngine(fd, stop, raw.pipeTo!.bind(raw)) : copyTo(fd, stop)
         })
@@ -261,7 +263,7 @@ const open = Effect.fnUntraced(function* (
   // In the kernel, by the engine, when nothing waits in its send queue; else chunk by chunk.
   const pipeFrom = (fd: number): Effect.Effect<number, TransportError> =>
     Effect.suspend(() => {
-      const error = writeError()
+      const error = writeError() ?? badDescriptor(fd, target, description, "pipeFrom")
       if (error !== undefined) return Effect.fail(error)
       // Chunk by chunk, with other writes refused as the engine refuses them.
       const copy = () => {

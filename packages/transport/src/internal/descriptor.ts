@@ -4,15 +4,43 @@
  * Node has no way to poll a descriptor it did not open, so a non-blocking one that is full (or empty) is tried
  * again after a short pause.
  */
-import { read, write } from "node:fs"
+import { fstatSync, read, write } from "node:fs"
 import { Effect, Stream } from "effect"
 import type { TransportError } from "../TransportError.js"
-import { osError, type Target } from "./rawSocket.js"
+import { osError, type Target, transportError } from "./rawSocket.js"
 
 /** The pause before a full (or, read, empty) non-blocking descriptor is tried again. */
 const FullRetryMillis = 2
 /** The most one read takes. */
 const ReadSize = 64 * 1024
+
+// A closed descriptor would otherwise be found only by the first write, which may never come.
+const isOpen = (fd: number) => {
+  try {
+    fstatSync(fd)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** `undefined` for an open descriptor, else the error `pipeTo` / `pipeFrom` fail with: a number `fs` would throw on
+ * synchronously, or a closed descriptor, is a typed failure at once. */
+export const badDescriptor = (
+  fd: number,
+  target: Target,
+  description: string,
+  syscall: "pipeTo" | "pipeFrom"
+): TransportError | undefined =>
+  Number.isSafeInteger(fd) && fd >= 0 && fd <= 0x7fffffff && isOpen(fd)
+    ? undefined
+    : transportError(
+        syscall === "pipeTo" ? "Write" : "Read",
+        target,
+        `${description}: ${String(fd)} is not an open file descriptor`,
+        "EBADF",
+        syscall
+      )
 
 /** Writes all of `chunk` into `fd` (several writes if the kernel takes less); `what` names the write in errors. */
 const writeFully = (
@@ -43,6 +71,8 @@ export const copyInto = (
   stop: Effect.Effect<unknown>
 ): Effect.Effect<number, TransportError> =>
   Effect.suspend(() => {
+    const bad = badDescriptor(fd, target, description, "pipeTo")
+    if (bad !== undefined) return Effect.fail(bad)
     let moved = 0
     const what = `${description}: piping into descriptor ${fd}`
     const write = (chunk: Uint8Array) =>
@@ -80,6 +110,8 @@ export const copyFrom = (
   gone: () => TransportError | undefined = () => undefined
 ): Effect.Effect<number, TransportError> =>
   Effect.suspend(() => {
+    const bad = badDescriptor(fd, target, description, "pipeFrom")
+    if (bad !== undefined) return Effect.fail(bad)
     let moved = 0
     const what = `${description}: piping from descriptor ${fd}`
     const loop: Effect.Effect<number, TransportError> = Effect.flatMap(
