@@ -84,7 +84,9 @@ export interface NativeSocket {
    * Uint8Array view of a shared slab); `end` (the peer's EOF), `error` (the
    * first failure, once: the socket is then stopped in both directions and
    * its queue dropped), `drain` (the queue emptied), `connect` (error or null),
-   * `piped` (`pipeFrom` reached its descriptor's end and sent everything).
+   * `piped` (`pipeFrom` reached its descriptor's end and sent everything),
+   * `progress` (a pump has moved more since the last: a MiB while busy, or
+   * whatever came when its source goes quiet; read `piped`).
    */
   setCallback(
     cb: (event: SocketEvent, err: NativeError | null, chunks: ReadonlyArray<Uint8Array> | null) => void
@@ -150,6 +152,7 @@ interface Binding {
     readonly drain: 3
     readonly connect: 4
     readonly piped: 5
+    readonly progress: 6
   }
   readonly constants: {
     readonly AF_VSOCK: number

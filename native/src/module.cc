@@ -74,8 +74,8 @@ Module::Module(Napi::Env env, Napi::Object exports) {
                                                  }));
 
   Napi::Object events = Napi::Object::New(env);
-  const char* const eventNames[] = {"data", "end", "error", "drain", "connect", "piped"};  // Socket::Event
-  for (int event = Socket::kData; event <= Socket::kPiped; event++) events.Set(eventNames[event], event);
+  const char* const eventNames[] = {"data", "end", "error", "drain", "connect", "piped", "progress"};  // Socket::Event
+  for (int event = Socket::kData; event <= Socket::kProgress; event++) events.Set(eventNames[event], event);
 
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("AF_VSOCK", static_cast<double>(kAfVsock));

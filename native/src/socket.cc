@@ -323,6 +323,7 @@ Napi::Value Socket::StartPump(const Napi::CallbackInfo& info, Pump::Direction di
     return env.Undefined();
   }
   pumping_ = true;
+  reported_ = 0;
   // Into the socket: its writability starts the pump, from the loop.
   Update();
   return env.Undefined();
@@ -355,6 +356,8 @@ void Socket::RunPump() {
   if (err != 0) return PumpFailed(err, side);
   const bool out = pump_->direction() == Pump::kIntoDescriptor;
   if (outcome == Pump::kSourceEnded) return PumpEnded();
+  // The source went quiet: what it sent so far is heard now, not a MiB later.
+  if (!ReportProgress(outcome == Pump::kSourceDry)) return;
   // The socket's side waits on the socket's own poll; the descriptor's on a
   // poll of its own, while the socket's stops (for a full descriptor, the
   // peer is then held back by the socket's buffer).
@@ -389,8 +392,9 @@ void Socket::OnDescriptor(uv_poll_t* poll, int status, int) {
   if (out) {
     Pump::Side side = Pump::kDescriptorSide;
     int err = self->pump_->Drain(&side);
+    if (err != 0 && err != UV_EAGAIN) return self->PumpFailed(err, side);
+    if (!self->pump_->sourceEnded() && !self->ReportProgress(false)) return;
     if (err == UV_EAGAIN) return;
-    if (err != 0) return self->PumpFailed(err, side);
   }
   uv_poll_stop(poll);
   self->pumpWaits_ = false;
@@ -404,6 +408,14 @@ void Socket::PumpFailed(int err, Pump::Side side) {
   // socket's are named as for a socket that is not piped.
   const bool out = pump_->direction() == Pump::kIntoDescriptor;
   Fail(err, side == Pump::kDescriptorSide ? "splice" : out ? "read" : "write");
+}
+
+bool Socket::ReportProgress(bool quiet) {
+  const uint64_t unreported = pump_->moved() - reported_;
+  if (unreported == 0 || (unreported < kProgressBytes && !quiet)) return true;
+  reported_ = pump_->moved();
+  Emit(kProgress, nullptr, nullptr);
+  return !closed() && pumping_;
 }
 
 void Socket::PumpEnded() {

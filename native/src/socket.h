@@ -35,7 +35,13 @@ class Socket : public Handle {
     kDrain = 3,    // the write queue emptied
     kConnect = 4,  // connect finished (error or null)
     kPiped = 5,    // pipeFrom: the descriptor's end, everything before it sent
+    kProgress = 6, // a pump moved more: kProgressBytes, or less when its source went quiet (read `piped`)
   };
+
+  // How far a busy pump goes between two kProgress: a long relay is seen
+  // moving (a byte counter) at a JavaScript call per MiB at most, and a
+  // quiet one as soon as its source pauses.
+  static constexpr uint64_t kProgressBytes = 1 << 20;
 
   // Wraps an accepted connection; empty with an exception pending on failure.
   static Napi::Value Accepted(Module* module, Napi::Env env, Sock sock, Family family);
@@ -96,6 +102,10 @@ class Socket : public Handle {
   static void OnDescriptor(uv_poll_t* poll, int status, int events);
   void PumpFailed(int err, Pump::Side side);
   void PumpEnded();
+  // kProgress when the pump has moved kProgressBytes since the last, or
+  // anything at all when the source has gone `quiet`; false when the
+  // callback closed or failed the socket meanwhile.
+  bool ReportProgress(bool quiet);
   // Closes the descriptor's poll and the pump's descriptors (its count stays).
   void StopPump();
   // Stops the socket for good and reports kError (syscall names the side).
@@ -117,6 +127,7 @@ class Socket : public Handle {
   std::unique_ptr<Pump> pump_;
   bool pumping_ = false;    // from pipeTo/pipeFrom until its end or a failure
   bool pumpWaits_ = false;  // for the descriptor: the socket's side of the pump is not polled
+  uint64_t reported_ = 0;   // what the last kProgress covered
   // Polls the pump's descriptor while it is the side that blocks; holds a
   // share of the handle until its close callback.
   uv_poll_t* descriptorPoll_ = nullptr;

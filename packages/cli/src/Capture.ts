@@ -99,8 +99,9 @@ export const open = (
         ...rest,
         stream,
         // Through the recorded stream: the engine's own pipe would move the bytes past the record.
-        pipeTo: (fd, stop) => pipeStreamTo(stream, fd, connection.description, stop),
-        pipeFrom: (fd) => pipeDescriptorTo(fd, (chunk) => write(chunk), connection.description),
+        pipeTo: (fd, options) => pipeStreamTo(stream, fd, connection.description, options),
+        pipeFrom: (fd, options) =>
+          pipeDescriptorTo(fd, (chunk) => write(chunk), connection.description, options),
         forEach: (onChunk) => connection.forEach((chunk) => (put(inbound, port, chunk), onChunk(chunk))),
         write,
         writeAll: (chunks) => Effect.andThen(sent(chunks), connection.writeAll(chunks)),

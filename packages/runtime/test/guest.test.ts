@@ -10,7 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Fault, Guest } from "@gcs-bridge/guest"
 import type { Address } from "@gcs-bridge/transport"
 import { HybridAddress, Transport, UnixAddress } from "@gcs-bridge/transport"
-import { Effect, Fiber, Layer, Metric, Schedule, Stream } from "effect"
+import { Effect, Fiber, Layer, Metric, Option, Schedule, Stream } from "effect"
 import type { GuestConnectionConfig } from "../src/index.js"
 import {
   BridgeClosed,
@@ -201,6 +201,42 @@ describe("against the real guest", () => {
         expect(after.map((n, i) => n - before[i]!)).toEqual([3_000_000 + 8, 4, 2_000_000])
       })
     )
+
+  // A relay that runs for hours must show in the byte counter while it runs, not only at its end.
+  const countsWhileRunning = (wired: Wired, dir: string) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const gc = yield* withGuest(wired)
+        const bytes = counter(Metric.withAttributes(Metrics.stdioBytes, { stream: "stdout" }))
+        const before = yield* bytes
+        const fd = yield* Effect.acquireRelease(
+          Effect.sync(() => openSync(join(dir, "long"), "w")),
+          (fd) => Effect.sync(() => closeSync(fd))
+        )
+        const process = yield* gc.exec({
+          CommandArgs: ["sh", "-c", "head -c 3000000 /dev/zero; sleep 30"],
+          CreateStdOutPipe: true
+        })
+        yield* Effect.forkScoped(process.stdoutTo(fd))
+        // Counted once the source went quiet: all of it, while the process still runs.
+        while ((yield* bytes) - before < 3_000_000) yield* Effect.sleep("5 millis")
+        expect(yield* process.exitCode).toEqual(Option.none())
+        yield* process.kill.pipe(Effect.ignore)
+      })
+    )
+
+  it.live("a relay into a descriptor counts its bytes while it runs (native engine and in-memory)", () =>
+    Effect.gen(function* () {
+      yield* inTempDir((dir) =>
+        Effect.flatMap(wire(new UnixAddress({ path: join(dir, "vm.sock") }) as Address), (wired) =>
+          countsWhileRunning(wired, dir)
+        )
+      ).pipe(Effect.provide(Transport.layer))
+      yield* inTempDir((dir) => Effect.flatMap(wire(), (wired) => countsWhileRunning(wired, dir))).pipe(
+        Effect.provide(Transport.layerMemory)
+      )
+    })
+  )
 
   it.live(
     "stdoutTo / stderrTo / stdinFrom relay through descriptors: in the kernel over the native engine",

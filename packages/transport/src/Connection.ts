@@ -1,6 +1,14 @@
 /** A connected byte stream to a peer, whatever carries it. */
+
+/** How `Connection.pipeTo` / `pipeFrom` run. */
+export interface PipeOptions {
+  /** Ends the relay early (the bytes not yet moved stay unread), with the count so far. */
+  readonly stop?: Effect.Effect<unknown>
+  /** The count of bytes moved so far, as it grows: for a byte counter of a relay that runs for hours. */
+  readonly onProgress?: (moved: number) => void
+}
 import type { Socket } from "node:net"
-import { Effect, type Sink, type Stream } from "effect"
+import type { Effect, Sink, Stream } from "effect"
 import { copyFrom, copyInto } from "./internal/descriptor.js"
 import type { TransportError } from "./TransportError.js"
 
@@ -36,18 +44,23 @@ export interface Connection {
    * Moves every inbound byte into `fd` (a pipe, FIFO, file or terminal the caller opened and keeps open) up to the
    * peer's EOF, and gives the byte count. The native engine on Linux does it inside the kernel (splice): no byte
    * reaches JavaScript, and a full `fd` holds the peer back; other engines, and bytes already read ahead, go
-   * chunk by chunk through `fs.write`. `stop` ends it early with the count so far. The same single consumer as
+   * chunk by chunk through `fs.write`. `options.stop` ends it early with the count so far; `options.onProgress` hears
+   * the count as it grows (each MiB or so in the kernel, each chunk otherwise). The same single consumer as
    * `stream`; once the engine pipes, the input has no other reader. A failure of `fd` is a `Write` error.
    */
-  readonly pipeTo: (fd: number, stop?: Effect.Effect<unknown>) => Effect.Effect<number, TransportError>
+  readonly pipeTo: (fd: number, options?: PipeOptions) => Effect.Effect<number, TransportError>
   /**
    * Sends everything `fd` (a pipe, FIFO or file the caller opened and keeps open) holds up to its end, and gives
    * the byte count; it does not half-close (use `endWrite`). The native engine on Linux does it inside the kernel
    * (splice), waiting for an empty FIFO to be written; other engines, or bytes still queued, read it chunk by chunk
    * through `fs.read`. Writes are refused (`Write`, EBUSY) until it ends; interrupting it leaves the engine sending
-   * up to the end or the close. A failure reading `fd` is a `Read` error naming the descriptor.
+   * up to the end or the close. A failure reading `fd` is a `Read` error naming the descriptor. `options.onProgress`
+   * as for `pipeTo`.
    */
-  readonly pipeFrom: (fd: number) => Effect.Effect<number, TransportError>
+  readonly pipeFrom: (
+    fd: number,
+    options?: Pick<PipeOptions, "onProgress">
+  ) => Effect.Effect<number, TransportError>
   /** Queues `chunk`; completes once the send queue is below its high-water mark. The chunk must not be mutated afterwards. */
   readonly write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>
   /** Queues several chunks with one gather write where the engine allows it, then waits like `write`. */
@@ -65,14 +78,15 @@ export interface Connection {
 
 /**
  * `Connection.pipeTo` for a stream of your own (a wrapper's, say): writes everything `input` yields into `fd`
- * chunk by chunk until its end or `stop`, and gives the byte count; `description` names the source in errors.
+ * chunk by chunk until its end or `options.stop`, and gives the byte count; `description` names the source in errors.
  */
 export const pipeStreamTo = (
   input: Stream.Stream<Uint8Array, TransportError>,
   fd: number,
   description: string,
-  stop: Effect.Effect<unknown> = Effect.never
-): Effect.Effect<number, TransportError> => copyInto(input, fd, { address: description }, description, stop)
+  options: PipeOptions = {}
+): Effect.Effect<number, TransportError> =>
+  copyInto(input, fd, { address: description }, description, options)
 
 /**
  * `Connection.pipeFrom` through a writer of your own (a wrapper's, say): reads `fd` chunk by chunk up to its end,
@@ -81,5 +95,7 @@ export const pipeStreamTo = (
 export const pipeDescriptorTo = (
   fd: number,
   write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>,
-  description: string
-): Effect.Effect<number, TransportError> => copyFrom(fd, write, { address: description }, description)
+  description: string,
+  options: Pick<PipeOptions, "onProgress"> = {}
+): Effect.Effect<number, TransportError> =>
+  copyFrom(fd, write, { address: description }, description, options.onProgress)

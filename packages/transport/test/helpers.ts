@@ -408,10 +408,16 @@ export const conformance = (
           const path = join(tempDir(), "out")
           const fd = yield* openDescriptor(path, "w")
           const up = pattern(8 << 20, 5)
-          const [, moved] = yield* Effect.all([sendAll(client, up, 50_000), server.pipeTo(fd)], {
+          const progress: Array<number> = []
+          const piping = server.pipeTo(fd, { onProgress: (moved) => progress.push(moved) })
+          const [, moved] = yield* Effect.all([sendAll(client, up, 50_000), piping], {
             concurrency: "unbounded"
           })
           expect(moved).toBe(up.length)
+          // The running count, heard on the way: growing, never past the end (in the kernel, about once per MiB).
+          expect(progress.length).toBeGreaterThanOrEqual(4)
+          expect(progress).toEqual([...progress].sort((a, b) => a - b))
+          expect(progress.at(-1)!).toBeLessThanOrEqual(up.length)
           writeFileSync(fd, "|after")
           expect(sha(readFileSync(path))).toBe(sha(Buffer.concat([up, Buffer.from("|after")])))
         }).pipe(Effect.provide(layer))
@@ -463,7 +469,7 @@ export const conformance = (
           const { client, server } = yield* connectedPair
           const fd = yield* openDescriptor(join(tempDir(), "out"), "w")
           const stop = yield* Deferred.make<void>()
-          const piping = yield* Effect.forkChild(server.pipeTo(fd, Deferred.await(stop)))
+          const piping = yield* Effect.forkChild(server.pipeTo(fd, { stop: Deferred.await(stop) }))
           yield* client.write(Buffer.from("first"))
           while (statSync(descriptorPath(fd)).size < 5) yield* nextTurn
           // A write through fs reports back a loop turn after the bytes are in the file.

@@ -86,7 +86,7 @@ describe.runIf(process.platform === "linux")("Transport.layer pipeTo", () => {
       const fd = openSync(join(dir, "out"), "w")
       yield* Effect.addFinalizer(() => Effect.sync(() => closeSync(fd)))
       const stop = yield* Deferred.make<void>()
-      const piping = yield* Effect.forkChild(server.pipeTo(fd, Deferred.await(stop)))
+      const piping = yield* Effect.forkChild(server.pipeTo(fd, { stop: Deferred.await(stop) }))
       yield* client.write(Buffer.from("kernel"))
       while (readFileSync(join(dir, "out"), "utf8") !== "kernel") yield* nextTurn
       yield* Deferred.succeed(stop, undefined)

@@ -111,12 +111,26 @@ export const pipeInto = <A, E>(
     ? Effect.succeed(0)
     : Effect.gen(function* () {
         const connection = yield* Deferred.await(channel.connection)
+        const count = yield* counting(channel.name)
         // Nothing waits for this relay but the relay itself: the time after the exit runs from the exit on.
-        const deadline = Effect.andThen(Effect.exit(Deferred.await(exited)), Effect.sleep(limit))
-        const moved = yield* Effect.ensuring(connection.pipeTo(fd, deadline), connection.close)
-        yield* Metric.update(bytesOf[channel.name], moved)
+        const stop = Effect.andThen(Effect.exit(Deferred.await(exited)), Effect.sleep(limit))
+        const moved = yield* Effect.ensuring(
+          connection.pipeTo(fd, { stop, onProgress: count }),
+          connection.close
+        )
+        count(moved)
         return moved
       })
+
+/** Counts a relay's running total into the stream's byte counter as it grows, once per byte. */
+const counting = (name: StdioName) =>
+  Effect.map(Effect.context<never>(), (context) => {
+    let counted = 0
+    return (moved: number) => {
+      bytesOf[name].updateUnsafe(moved - counted, context)
+      counted = moved
+    }
+  })
 
 /** What the descriptor `fd` holds up to its end, sent into `channel` by the connection's `pipeFrom` (in the kernel
  * where the engine can), counted once sent; no channel: fails with `missing`. */
@@ -127,9 +141,13 @@ export const pipeFrom = (
 ): Effect.Effect<number, TransportError> =>
   channel === undefined
     ? Effect.fail(missing())
-    : Effect.flatMap(Deferred.await(channel.connection), (connection) =>
-        Effect.tap(connection.pipeFrom(fd), (moved) => Metric.update(bytesOf[channel.name], moved))
-      )
+    : Effect.gen(function* () {
+        const connection = yield* Deferred.await(channel.connection)
+        const count = yield* counting(channel.name)
+        const moved = yield* connection.pipeFrom(fd, { onProgress: count })
+        count(moved)
+        return moved
+      })
 
 /** Writes into `channel` once connected, without half-closing; no channel: fails with `missing` on input. */
 export const writable = (

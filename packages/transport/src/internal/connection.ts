@@ -13,7 +13,7 @@
  */
 import { Cause, Deferred, Duration, Effect, Exit, Latch, Queue, Scope, Sink, Stream } from "effect"
 import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
-import type { Connection, PeerIdentity } from "../Connection.js"
+import type { Connection, PeerIdentity, PipeOptions } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
 import { badDescriptor, copyFrom, copyInto } from "./descriptor.js"
 import { describe, osError, type RawSocket, type Target, toRawError, transportError } from "./rawSocket.js"
@@ -66,6 +66,8 @@ const open = Effect.fnUntraced(function* (
   // The descriptor the engine sends from until it reports `piped`, and who waits for that.
   let pipingFrom: number | undefined
   let pipedFrom: ((exit: Exit.Exit<void, TransportError>) => void) | undefined
+  // Who hears the engine's pump count as it grows.
+  let onProgress: ((moved: number) => void) | undefined
 
   const closedError = (what: string) =>
     transportError("Closed", target, `${what} on a closed connection (${description})`)
@@ -148,7 +150,8 @@ const open = Effect.fnUntraced(function* (
     piped: () => {
       pipingFrom = undefined
       settleFrom(Exit.void)
-    }
+    },
+    progress: () => onProgress?.(raw.piped ?? 0)
   })
   initial.forEach(enqueue)
 
@@ -218,20 +221,20 @@ const open = Effect.fnUntraced(function* (
   const unclaimed = Stream.fromPull(Effect.succeed(pull))
 
   // Chunk by chunk through JavaScript: engines without a pipe of their own, or bytes already read ahead.
-  const copyTo = (fd: number, stop: Effect.Effect<unknown>) =>
-    copyInto(unclaimed, fd, target, description, stop)
+  const copyTo = (fd: number, options: PipeOptions) => copyInto(unclaimed, fd, target, description, options)
 
   // In the kernel, by the engine: nothing was read ahead, so nothing passes through JavaScript.
-  const pipeInEngine = (fd: number, stop: Effect.Effect<unknown>, pipe: (fd: number) => void) => {
+  const pipeInEngine = (fd: number, options: PipeOptions, pipe: (fd: number) => void) => {
     try {
       pipe(fd)
     } catch (cause) {
-      if (engineCannot(cause)) return copyTo(fd, stop)
+      if (engineCannot(cause)) return copyTo(fd, options)
       return Effect.fail(
         osError("Write", target, `${description}: piping into descriptor ${fd}`, cause, "pipeTo")
       )
     }
     pipedInto = fd
+    onProgress = options.onProgress
     const piped = Effect.callback<void, TransportError>((resume) => {
       const done = (exit: Exit.Exit<void, TransportError>) => resume(exit)
       finish = done
@@ -240,13 +243,17 @@ const open = Effect.fnUntraced(function* (
         if (finish === done) finish = undefined
       })
     })
-    return Effect.map(Effect.raceFirst(piped, stop), () => raw.piped ?? 0)
+    const ended = options.stop === undefined ? piped : Effect.raceFirst(piped, options.stop)
+    return Effect.map(
+      Effect.ensuring(
+        ended,
+        Effect.sync(() => void (onProgress = undefined))
+      ),
+      () => raw.piped ?? 0
+    )
   }
 
-  const pipeTo = (
-    fd: number,
-    stop: Effect.Effect<unknown> = Effect.never
-  ): Effect.Effect<number, TransportError> =>
+  const pipeTo = (fd: number, options: PipeOptions = {}): Effect.Effect<number, TransportError> =>
     Effect.scoped(
       Effect.andThen(
         claim,
@@ -255,13 +262,16 @@ const open = Effect.fnUntraced(function* (
           const bad = badDescriptor(fd, target, description, "pipeTo")
           if (bad !== undefined) return Effect.fail(bad)
           const inEngine = raw.pipeTo !== undefined && buffered === 0 && !ended && readFailure === undefined
-          return inEngine ? pipeInEngine(fd, stop, raw.pipeTo!.bind(raw)) : copyTo(fd, stop)
+          return inEngine ? pipeInEngine(fd, options, raw.pipeTo!.bind(raw)) : copyTo(fd, options)
         })
       )
     )
 
   // In the kernel, by the engine, when nothing waits in its send queue; else chunk by chunk.
-  const pipeFrom = (fd: number): Effect.Effect<number, TransportError> =>
+  const pipeFrom = (
+    fd: number,
+    options: Pick<PipeOptions, "onProgress"> = {}
+  ): Effect.Effect<number, TransportError> =>
     Effect.suspend(() => {
       const error = writeError() ?? badDescriptor(fd, target, description, "pipeFrom")
       if (error !== undefined) return Effect.fail(error)
@@ -270,7 +280,7 @@ const open = Effect.fnUntraced(function* (
         pipingFrom = fd
         const send = (chunk: Uint8Array) => writeAll([chunk], true)
         return Effect.ensuring(
-          copyFrom(fd, send, target, description, () => writeError(true)),
+          copyFrom(fd, send, target, description, options.onProgress, () => writeError(true)),
           Effect.sync(() => void (pipingFrom = undefined))
         )
       }
@@ -285,6 +295,7 @@ const open = Effect.fnUntraced(function* (
       }
       touched = true
       pipingFrom = fd
+      onProgress = options.onProgress
       // Interrupting the wait leaves the engine sending up to the descriptor's end (or the close).
       const piped = Effect.callback<void, TransportError>((resume) => {
         pipedFrom = resume
@@ -292,7 +303,13 @@ const open = Effect.fnUntraced(function* (
           if (pipedFrom === resume) pipedFrom = undefined
         })
       })
-      return Effect.map(piped, () => raw.piped ?? 0)
+      return Effect.map(
+        Effect.ensuring(
+          piped,
+          Effect.sync(() => void (onProgress = undefined))
+        ),
+        () => raw.piped ?? 0
+      )
     })
 
   const writeError = (piping = false): TransportError | undefined =>

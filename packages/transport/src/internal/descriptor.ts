@@ -6,6 +6,7 @@
  */
 import { fstatSync, read, write } from "node:fs"
 import { Effect, Stream } from "effect"
+import type { PipeOptions } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
 import { osError, type Target, transportError } from "./rawSocket.js"
 
@@ -68,7 +69,7 @@ export const copyInto = (
   fd: number,
   target: Target,
   description: string,
-  stop: Effect.Effect<unknown>
+  { onProgress, stop = Effect.never }: PipeOptions
 ): Effect.Effect<number, TransportError> =>
   Effect.suspend(() => {
     const bad = badDescriptor(fd, target, description, "pipeTo")
@@ -76,7 +77,10 @@ export const copyInto = (
     let moved = 0
     const what = `${description}: piping into descriptor ${fd}`
     const write = (chunk: Uint8Array) =>
-      Effect.map(writeFully(fd, chunk, target, what), () => void (moved += chunk.length))
+      Effect.map(writeFully(fd, chunk, target, what), () => {
+        moved += chunk.length
+        onProgress?.(moved)
+      })
     const copy = Stream.runForEachArray(input, (chunks) => Effect.forEach(chunks, write, { discard: true }))
     return Effect.map(Effect.raceFirst(copy, stop), () => moved)
   })
@@ -107,6 +111,7 @@ export const copyFrom = (
   send: (chunk: Uint8Array) => Effect.Effect<void, TransportError>,
   target: Target,
   description: string,
+  onProgress?: (moved: number) => void,
   gone: () => TransportError | undefined = () => undefined
 ): Effect.Effect<number, TransportError> =>
   Effect.suspend(() => {
@@ -121,7 +126,11 @@ export const copyFrom = (
           ? Effect.succeed(moved)
           : Effect.andThen(
               send(chunk),
-              Effect.suspend(() => ((moved += chunk.length), loop))
+              Effect.suspend(() => {
+                moved += chunk.length
+                onProgress?.(moved)
+                return loop
+              })
             )
     )
     return loop

@@ -52,13 +52,14 @@ class NativeRawSocket implements RawSocket {
     private readonly socket: Native.NativeSocket
   ) {}
   bind(events: RawEvents) {
-    const { data, end, error, drain, piped } = this.native.SocketEvent
+    const { data, end, error, drain, piped, progress } = this.native.SocketEvent
     this.socket.setCallback((event, err, chunks) => {
       if (event === data) for (const chunk of chunks!) events.data(chunk)
       else if (event === end) events.end()
       else if (event === error) events.error(toRawError(err))
       else if (event === drain) events.drain()
       else if (event === piped) events.piped?.()
+      else if (event === progress) events.progress?.()
     })
   }
   readStart() {

@@ -25,6 +25,8 @@ export interface RawEvents {
   drain(): void
   /** `pipeFrom` reached its descriptor's end and sent everything. */
   piped?(): void
+  /** A pump moved more bytes (read `piped`). */
+  progress?(): void
 }
 
 /** A connected stream socket, seen from its owner. */
