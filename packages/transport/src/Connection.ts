@@ -1,12 +1,4 @@
 /** A connected byte stream to a peer, whatever carries it. */
-
-/** How `Connection.pipeTo` / `pipeFrom` run. */
-export interface PipeOptions {
-  /** Ends the relay early (the bytes not yet moved stay unread), with the count so far. */
-  readonly stop?: Effect.Effect<unknown>
-  /** The count of bytes moved so far, as it grows: for a byte counter of a relay that runs for hours. */
-  readonly onProgress?: (moved: number) => void
-}
 import type { Socket } from "node:net"
 import type { Effect, Sink, Stream } from "effect"
 import { copyFrom, copyInto } from "./internal/descriptor.js"
@@ -19,6 +11,14 @@ export interface PeerIdentity {
   readonly vmId?: string
   readonly port?: number
   readonly uid?: number
+}
+
+/** How `Connection.pipeTo` / `pipeFrom` run. */
+export interface PipeOptions {
+  /** Ends the relay early (the bytes not yet moved stay unread), with the count so far. */
+  readonly stop?: Effect.Effect<unknown>
+  /** The count of bytes moved so far, as it grows: for a byte counter of a relay that runs for hours. */
+  readonly onProgress?: (moved: number) => void
 }
 
 /**
