@@ -88,10 +88,8 @@ Napi::Value Socket::SetCallback(const Napi::CallbackInfo& info) {
 void Socket::Update() {
   // Not polling for reads while stopped is the backpressure: the kernel
   // buffer fills and the peer's writes block.
-  const bool pumpOut = pumping_ && pump_->direction() == Pump::kIntoDescriptor;
-  const bool pumpIn = pumping_ && !pumpOut;
-  int events = (reading_ && !ended_ && !(pumpOut && pumpWaits_) ? UV_READABLE : 0) |
-               (!queue_.empty() || (pumpIn && !pumpWaits_) ? UV_WRITABLE : 0);
+  int events = (reading_ && !ended_ && !(PumpingOut() && pumpWaits_) ? UV_READABLE : 0) |
+               (!queue_.empty() || (PumpingIn() && !pumpWaits_) ? UV_WRITABLE : 0);
   Watch(failed_ != 0 ? 0 : connecting_ ? UV_WRITABLE : events);
 }
 
@@ -119,8 +117,7 @@ Napi::Value Socket::Write(const Napi::CallbackInfo& info) {
     }
     items.push_back(item.As<Napi::Uint8Array>());
   }
-  const bool pumpIn = pumping_ && pump_->direction() == Pump::kFromDescriptor;
-  int err = closed() ? UV_EBADF : shutdown_ ? UV_EPIPE : failed_ != 0 ? failed_ : pumpIn ? UV_EBUSY : 0;
+  int err = closed() ? UV_EBADF : shutdown_ ? UV_EPIPE : failed_ != 0 ? failed_ : PumpingIn() ? UV_EBUSY : 0;
   if (err != 0) {
     ThrowSystemError(env, err, "write",
                      closed()     ? "socket is closed"
@@ -174,8 +171,8 @@ Napi::Value Socket::Write(const Napi::CallbackInfo& info) {
 
 Napi::Value Socket::Shutdown(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const bool pumpIn = pumping_ && pump_->direction() == Pump::kFromDescriptor;
-  int err = closed() ? UV_EBADF : failed_ != 0 ? failed_ : (connecting_ || !queue_.empty() || pumpIn) ? UV_EBUSY : 0;
+  const bool busy = connecting_ || !queue_.empty() || PumpingIn();
+  int err = closed() ? UV_EBADF : failed_ != 0 ? failed_ : busy ? UV_EBUSY : 0;
   if (err == 0 && !shutdown_) err = sys::ShutdownSend(sock());
   if (err != 0) {
     ThrowSystemError(env, err, "shutdown",
@@ -207,8 +204,7 @@ void Socket::OnPoll(int status, int events) {
     int err = sys::PendingError(sock());
     if (err == 0) err = status;
     if (connecting_) return FinishConnect(err);
-    const bool sending = !queue_.empty() || (pumping_ && pump_->direction() == Pump::kFromDescriptor);
-    return Fail(err, sending ? "write" : "read");
+    return Fail(err, !queue_.empty() || PumpingIn() ? "write" : "read");
   }
   if (connecting_) {
     if ((events & UV_WRITABLE) != 0) FinishConnect(sys::PendingError(sock()));
@@ -223,7 +219,7 @@ void Socket::OnPoll(int status, int events) {
       if (closed() || failed_ != 0) return;
     }
   }
-  if ((events & UV_WRITABLE) != 0 && pumping_ && pump_->direction() == Pump::kFromDescriptor) {
+  if ((events & UV_WRITABLE) != 0 && PumpingIn()) {
     RunPump();
     if (closed() || failed_ != 0) return;
   }
@@ -283,7 +279,7 @@ int Socket::Flush() {
 
 void Socket::Read() {
   if (!reading_ || ended_ || failed_ != 0 || closed()) return;
-  if (pumping_ && pump_->direction() == Pump::kIntoDescriptor) return RunPump();
+  if (PumpingOut()) return RunPump();
   Napi::Env env = this->env();
   Napi::HandleScope scope(env);
   uv_buf_t views[Module::kReadBuffers];
@@ -354,7 +350,7 @@ void Socket::RunPump() {
   Pump::Side side = Pump::kSocketSide;
   int err = pump_->Run(&outcome, &side);
   if (err != 0) return PumpFailed(err, side);
-  const bool out = pump_->direction() == Pump::kIntoDescriptor;
+  const bool out = PumpingOut();
   if (outcome == Pump::kSourceEnded) return PumpEnded();
   // The source went quiet: what it sent so far is heard now, not a MiB later.
   if (!ReportProgress(outcome == Pump::kSourceDry)) return;
@@ -386,7 +382,7 @@ void Socket::OnDescriptor(uv_poll_t* poll, int status, int) {
   Socket* self = static_cast<Socket*>(poll->data);
   if (self->closed() || !self->pumping_) return;
   Napi::HandleScope scope(self->env());
-  const bool out = self->pump_->direction() == Pump::kIntoDescriptor;
+  const bool out = self->PumpingOut();
   // An error on a pipe's write end: its reader has gone.
   if (status < 0) return self->PumpFailed(out ? UV_EPIPE : status, Pump::kDescriptorSide);
   if (out) {
@@ -406,7 +402,7 @@ void Socket::OnDescriptor(uv_poll_t* poll, int status, int) {
 void Socket::PumpFailed(int err, Pump::Side side) {
   // The descriptor's failures are `splice` whatever call found them; the
   // socket's are named as for a socket that is not piped.
-  const bool out = pump_->direction() == Pump::kIntoDescriptor;
+  const bool out = PumpingOut();
   Fail(err, side == Pump::kDescriptorSide ? "splice" : out ? "read" : "write");
 }
 
@@ -419,7 +415,7 @@ bool Socket::ReportProgress(bool quiet) {
 }
 
 void Socket::PumpEnded() {
-  const bool out = pump_->direction() == Pump::kIntoDescriptor;
+  const bool out = PumpingOut();
   if (out) ended_ = true;
   // The descriptor is the caller's alone again: a FIFO's reader sees its
   // EOF as soon as the caller closes its own descriptor.

@@ -95,6 +95,9 @@ class Socket : public Handle {
   int Flush();
   void Read();
   Napi::Value StartPump(const Napi::CallbackInfo& info, Pump::Direction direction);
+  // A pump runs, out of the socket into its descriptor / into the socket from it.
+  bool PumpingOut() const { return pumping_ && pump_->direction() == Pump::kIntoDescriptor; }
+  bool PumpingIn() const { return pumping_ && pump_->direction() == Pump::kFromDescriptor; }
   // Runs the pump until a side would block; waits on the descriptor's poll
   // when the descriptor is the side that blocks.
   void RunPump();
