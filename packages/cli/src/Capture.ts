@@ -100,8 +100,7 @@ export const open = (
         stream,
         // Through the recorded stream: the engine's own pipe would move the bytes past the record.
         pipeTo: (fd, options) => pipeStreamTo(stream, fd, connection.description, options),
-        pipeFrom: (fd, options) =>
-          pipeDescriptorTo(fd, (chunk) => write(chunk), connection.description, options),
+        pipeFrom: (fd, options) => pipeDescriptorTo(fd, write, connection.description, options),
         forEach: (onChunk) => connection.forEach((chunk) => (put(inbound, port, chunk), onChunk(chunk))),
         write,
         writeAll: (chunks) => Effect.andThen(sent(chunks), connection.writeAll(chunks)),

@@ -1,7 +1,7 @@
 /** A connected byte stream to a peer, whatever carries it. */
 import type { Socket } from "node:net"
 import type { Effect, Sink, Stream } from "effect"
-import { copyFrom, copyInto } from "./internal/descriptor.js"
+import { copyFrom, copyInto, withDescriptor } from "./internal/descriptor.js"
 import type { TransportError } from "./TransportError.js"
 
 /** Who is on the other end, as far as the transport can tell: a vsock CID, a Hyper-V VM id, a Unix uid (native engine only), and the vsock port. */
@@ -85,8 +85,12 @@ export const pipeStreamTo = (
   fd: number,
   description: string,
   options: PipeOptions = {}
-): Effect.Effect<number, TransportError> =>
-  copyInto(input, fd, { address: description }, description, options)
+): Effect.Effect<number, TransportError> => {
+  const target = { address: description }
+  return withDescriptor(fd, target, description, "pipeTo", () =>
+    copyInto(input, fd, target, description, options)
+  )
+}
 
 /**
  * `Connection.pipeFrom` through a writer of your own (a wrapper's, say): reads `fd` chunk by chunk up to its end,
@@ -97,5 +101,9 @@ export const pipeDescriptorTo = (
   write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>,
   description: string,
   options: Pick<PipeOptions, "onProgress"> = {}
-): Effect.Effect<number, TransportError> =>
-  copyFrom(fd, write, { address: description }, description, options.onProgress)
+): Effect.Effect<number, TransportError> => {
+  const target = { address: description }
+  return withDescriptor(fd, target, description, "pipeFrom", () =>
+    copyFrom(fd, write, target, description, options.onProgress)
+  )
+}

@@ -100,7 +100,7 @@ export const readable = <A, E>(
       ).pipe(boundAfterExit(Effect.exit(Deferred.await(exited)), limit))
 
 /** `readable`'s bytes written into the descriptor `fd` (the caller's, left open) by the connection's `pipeTo`: in
- * the kernel where the engine can. Counted once moved; ended `limit` after the exit like `readable`. */
+ * the kernel where the engine can. Counted as they move; ended `limit` after the exit like `readable`. */
 export const pipeInto = <A, E>(
   channel: StdioChannel | undefined,
   exited: Deferred.Deferred<A, E>,
@@ -133,7 +133,7 @@ const counting = (name: StdioName) =>
   })
 
 /** What the descriptor `fd` holds up to its end, sent into `channel` by the connection's `pipeFrom` (in the kernel
- * where the engine can), counted once sent; no channel: fails with `missing`. */
+ * where the engine can), counted as it goes; no channel: fails with `missing`. */
 export const pipeFrom = (
   channel: StdioChannel | undefined,
   fd: number,

@@ -15,7 +15,7 @@ import { Cause, Deferred, Duration, Effect, Exit, Latch, Queue, Scope, Sink, Str
 import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
 import type { Connection, PeerIdentity, PipeOptions } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
-import { badDescriptor, copyFrom, copyInto } from "./descriptor.js"
+import { copyFrom, copyInto, withDescriptor } from "./descriptor.js"
 import { describe, osError, type RawSocket, type Target, toRawError, transportError } from "./rawSocket.js"
 
 /** What the engine's pump refuses and JavaScript can still do: no splice here (ENOSYS), or a blocking socket as the
@@ -234,7 +234,6 @@ const open = Effect.fnUntraced(function* (
       )
     }
     pipedInto = fd
-    onProgress = options.onProgress
     const piped = Effect.callback<void, TransportError>((resume) => {
       const done = (exit: Exit.Exit<void, TransportError>) => resume(exit)
       finish = done
@@ -243,15 +242,24 @@ const open = Effect.fnUntraced(function* (
         if (finish === done) finish = undefined
       })
     })
-    const ended = options.stop === undefined ? piped : Effect.raceFirst(piped, options.stop)
-    return Effect.map(
-      Effect.ensuring(
-        ended,
-        Effect.sync(() => void (onProgress = undefined))
-      ),
-      () => raw.piped ?? 0
-    )
+    return engineCount(options.stop === undefined ? piped : Effect.raceFirst(piped, options.stop), options)
   }
+
+  // The engine's pump while `running`: its progress heard meanwhile, its count once done.
+  const engineCount = (
+    running: Effect.Effect<unknown, TransportError>,
+    options: Pick<PipeOptions, "onProgress">
+  ) =>
+    Effect.suspend(() => {
+      onProgress = options.onProgress
+      return Effect.map(
+        Effect.ensuring(
+          running,
+          Effect.sync(() => void (onProgress = undefined))
+        ),
+        () => raw.piped ?? 0
+      )
+    })
 
   const pipeTo = (fd: number, options: PipeOptions = {}): Effect.Effect<number, TransportError> =>
     Effect.scoped(
@@ -259,10 +267,10 @@ const open = Effect.fnUntraced(function* (
         claim,
         Effect.suspend(() => {
           if (closed) return Effect.fail(closedError("read"))
-          const bad = badDescriptor(fd, target, description, "pipeTo")
-          if (bad !== undefined) return Effect.fail(bad)
-          const inEngine = raw.pipeTo !== undefined && buffered === 0 && !ended && readFailure === undefined
-          return inEngine ? pipeInEngine(fd, options, raw.pipeTo!.bind(raw)) : copyTo(fd, options)
+          return withDescriptor(fd, target, description, "pipeTo", () => {
+            const inEngine = raw.pipeTo !== undefined && buffered === 0 && !ended && readFailure === undefined
+            return inEngine ? pipeInEngine(fd, options, raw.pipeTo!.bind(raw)) : copyTo(fd, options)
+          })
         })
       )
     )
@@ -273,43 +281,38 @@ const open = Effect.fnUntraced(function* (
     options: Pick<PipeOptions, "onProgress"> = {}
   ): Effect.Effect<number, TransportError> =>
     Effect.suspend(() => {
-      const error = writeError() ?? badDescriptor(fd, target, description, "pipeFrom")
+      const error = writeError()
       if (error !== undefined) return Effect.fail(error)
-      // Chunk by chunk, with other writes refused as the engine refuses them.
-      const copy = () => {
+      return withDescriptor(fd, target, description, "pipeFrom", () => {
+        // Chunk by chunk, with other writes refused as the engine refuses them.
+        const copy = () => {
+          pipingFrom = fd
+          const send = (chunk: Uint8Array) => writeAll([chunk], true)
+          return Effect.ensuring(
+            copyFrom(fd, send, target, description, options.onProgress, () => writeError(true)),
+            Effect.sync(() => void (pipingFrom = undefined))
+          )
+        }
+        if (raw.pipeFrom === undefined || raw.queued > 0) return copy()
+        try {
+          raw.pipeFrom(fd)
+        } catch (cause) {
+          if (engineCannot(cause)) return copy()
+          return Effect.fail(
+            osError("Read", target, `${description}: piping from descriptor ${fd}`, cause, "pipeFrom")
+          )
+        }
+        touched = true
         pipingFrom = fd
-        const send = (chunk: Uint8Array) => writeAll([chunk], true)
-        return Effect.ensuring(
-          copyFrom(fd, send, target, description, options.onProgress, () => writeError(true)),
-          Effect.sync(() => void (pipingFrom = undefined))
-        )
-      }
-      if (raw.pipeFrom === undefined || raw.queued > 0) return copy()
-      try {
-        raw.pipeFrom(fd)
-      } catch (cause) {
-        if (engineCannot(cause)) return copy()
-        return Effect.fail(
-          osError("Read", target, `${description}: piping from descriptor ${fd}`, cause, "pipeFrom")
-        )
-      }
-      touched = true
-      pipingFrom = fd
-      onProgress = options.onProgress
-      // Interrupting the wait leaves the engine sending up to the descriptor's end (or the close).
-      const piped = Effect.callback<void, TransportError>((resume) => {
-        pipedFrom = resume
-        return Effect.sync(() => {
-          if (pipedFrom === resume) pipedFrom = undefined
+        // Interrupting the wait leaves the engine sending up to the descriptor's end (or the close).
+        const piped = Effect.callback<void, TransportError>((resume) => {
+          pipedFrom = resume
+          return Effect.sync(() => {
+            if (pipedFrom === resume) pipedFrom = undefined
+          })
         })
+        return engineCount(piped, options)
       })
-      return Effect.map(
-        Effect.ensuring(
-          piped,
-          Effect.sync(() => void (onProgress = undefined))
-        ),
-        () => raw.piped ?? 0
-      )
     })
 
   const writeError = (piping = false): TransportError | undefined =>

@@ -26,7 +26,7 @@ const isOpen = (fd: number) => {
 }
 
 /** `undefined` for an open descriptor, else the error `pipeTo` / `pipeFrom` fail with: a number `fs` would throw on
- * synchronously, or a closed descriptor, is a typed failure at once. */
+ * synchronously, or a closed descriptor, is a typed failure at once. Asked once, before either path starts. */
 export const badDescriptor = (
   fd: number,
   target: Target,
@@ -63,7 +63,8 @@ const writeFully = (
     step()
   })
 
-/** Writes all `input` into `fd` until its end or `stop`, and gives the byte count. */
+/** Writes all `input` into `fd` (an open descriptor: see badDescriptor) until its end or `stop`, and gives the
+ * byte count. */
 export const copyInto = (
   input: Stream.Stream<Uint8Array, TransportError>,
   fd: number,
@@ -72,8 +73,6 @@ export const copyInto = (
   { onProgress, stop = Effect.never }: PipeOptions
 ): Effect.Effect<number, TransportError> =>
   Effect.suspend(() => {
-    const bad = badDescriptor(fd, target, description, "pipeTo")
-    if (bad !== undefined) return Effect.fail(bad)
     let moved = 0
     const what = `${description}: piping into descriptor ${fd}`
     const write = (chunk: Uint8Array) =>
@@ -105,7 +104,8 @@ const readSome = (
     step()
   })
 
-/** Reads `fd` up to its end, handing each piece to `send`, and gives the byte count; `gone` as for readSome. */
+/** Reads `fd` (an open descriptor: see badDescriptor) up to its end, handing each piece to `send`, and gives the
+ * byte count; `gone` as for readSome. */
 export const copyFrom = (
   fd: number,
   send: (chunk: Uint8Array) => Effect.Effect<void, TransportError>,
@@ -115,8 +115,6 @@ export const copyFrom = (
   gone: () => TransportError | undefined = () => undefined
 ): Effect.Effect<number, TransportError> =>
   Effect.suspend(() => {
-    const bad = badDescriptor(fd, target, description, "pipeFrom")
-    if (bad !== undefined) return Effect.fail(bad)
     let moved = 0
     const what = `${description}: piping from descriptor ${fd}`
     const loop: Effect.Effect<number, TransportError> = Effect.flatMap(
@@ -134,4 +132,17 @@ export const copyFrom = (
             )
     )
     return loop
+  })
+
+/** `use()` once `fd` is known to be an open descriptor, else its EBADF failure. */
+export const withDescriptor = <A>(
+  fd: number,
+  target: Target,
+  description: string,
+  syscall: "pipeTo" | "pipeFrom",
+  use: () => Effect.Effect<A, TransportError>
+): Effect.Effect<A, TransportError> =>
+  Effect.suspend(() => {
+    const bad = badDescriptor(fd, target, description, syscall)
+    return bad === undefined ? use() : Effect.fail(bad)
   })
