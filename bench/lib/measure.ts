@@ -33,13 +33,17 @@ export const timed = async (body: () => Promise<void> | void): Promise<Round> =>
 
 /**
  * Runs each named variant `rounds` times, interleaved (A B C A B C …) so that
- * drift in machine load spreads evenly over all of them.
+ * drift in machine load spreads evenly over all of them; `warmup` whole
+ * interleaved passes run first, untimed, until V8 has compiled what the
+ * variants run.
  */
 export const interleave = async <K extends string>(
   rounds: number,
-  variants: Record<K, () => Promise<void> | void>
+  variants: Record<K, () => Promise<void> | void>,
+  warmup = 0
 ): Promise<Record<K, ReadonlyArray<Round>>> => {
   const keys = Object.keys(variants) as Array<K>
+  for (let pass = 0; pass < warmup; pass++) for (const key of keys) await variants[key]()
   const out = Object.fromEntries(keys.map((k) => [k, [] as Array<Round>])) as Record<K, Array<Round>>
   for (let round = 0; round < rounds; round++) {
     for (const key of keys) out[key].push(await timed(variants[key]))
