@@ -18,7 +18,7 @@ import type { BenchSuite, Measurement } from "../lib/types.js"
 import { hostSession, withHost, type HostSession } from "../support/hostSession.js"
 import * as Handoff from "../support/handoff.js"
 import { profile, profileGist, renderProfile } from "../support/profile.js"
-import { rawEcho } from "../support/raw.js"
+import { rawEcho, rawExec } from "../support/raw.js"
 import { frame, NullContainerId } from "../support/wire.js"
 
 /** Exactly what the Go host sends for a Start on the UVM: 16 + 107 = 123 bytes. */
@@ -95,6 +95,10 @@ export const suite: BenchSuite = {
       const { session } = host
       const echo = await rawEcho(join(host.dir, "echo"), startFrame)
       host.defer(echo.close)
+      // The same Starts from a bare net host to a responder of its own: Node's floor for the whole exchange.
+      const barePath = join(host.dir, "bare")
+      const bare = await rawExec(barePath, { kind: "responder", paths: [barePath], holdWaits: false })
+      host.defer(bare.close)
       const responder = await startOf(session, await host.responder("resp"))
       if (responder.refused !== undefined)
         throw new Error(`the responder refused Start: ${responder.refused.message}`)
@@ -123,6 +127,8 @@ export const suite: BenchSuite = {
         rawSeq: timedSeq("raw", () => echo.sequential(n.raw[0]!, latencies)),
         rawPar: () => echo.pipelined(n.raw[1]!, Depth, false),
         rawParBatched: () => echo.pipelined(n.raw[1]!, Depth, true),
+        bareSeq: () => bare.starts(n.raw[0]!, 1),
+        barePar: () => bare.starts(n.raw[1]!, Depth),
         handoffQueue: () => Effect.runPromise(Handoff.viaQueue(n.raw[1]!)),
         handoffFlush: () => Effect.runPromise(Handoff.viaMicrotask(n.raw[1]!)),
         ...Object.fromEntries(
@@ -152,6 +158,8 @@ export const suite: BenchSuite = {
       const handoffRef = "call → writer hand-off, Effect Queue"
       const parRef = `raw echo, ${Depth} in flight`
       const parBatchedRef = `raw echo, ${Depth} in flight, batched writes`
+      const bareSeqName = "bare net host → responder, Start, 1 in flight"
+      const bareParName = `bare net host → responder, Start, ${Depth} in flight`
       const seqName = (via: string) => `Start via ${via}, 1 in flight`
       const parName = (via: string) => `Start via ${via}, ${Depth} callers`
       const calls = (name: string, key: string, count: number, extra: Partial<Measurement>) =>
@@ -165,6 +173,14 @@ export const suite: BenchSuite = {
         }),
         rateRow(parBatchedRef, "round trips/s", r["rawParBatched"]!, n.raw[1]!, {
           note: "reference: frames returned by one read replaced by one write"
+        }),
+        rateRow(bareSeqName, "calls/s", r["bareSeq"]!, n.raw[0]!, {
+          reference: seqRef,
+          note: "floor of the whole exchange: the Start frame from a template, one JSON.parse per answer"
+        }),
+        rateRow(bareParName, "calls/s", r["barePar"]!, n.raw[1]!, {
+          reference: parBatchedRef,
+          note: "the same; the Starts replacing the answers of one read go out in one write"
         }),
         calls(seqName("runtime → responder"), "responderSeq", n.responder[0]!, {
           reference: seqRef,
@@ -220,6 +236,8 @@ export const suite: BenchSuite = {
       const [rawSeq, rawPar, rawBatched] = [get(seqRef), get(parRef), get(parBatchedRef)]
       const cpu = (m: Measurement) => m.cpuMicrosPerOp!
       const parShare = par.median / rawBatched.median
+      const barePar = get(bareParName)
+      const bareShare = barePar.median / rawBatched.median
       const notes: Array<string> = [
         `Rounds: ${options.rounds}, interleaved; calls per round: raw ${n.raw.join(" / ")}, ` +
           `responder ${n.responder.join(" / ")}, guest ${n.guest.join(" / ")} (1 in flight / ${Depth} callers). ` +
@@ -258,7 +276,9 @@ export const suite: BenchSuite = {
         "Ratios in the ‘vs reference’ column are rate vs rate (or latency vs latency); latency percentiles are " +
           "per round (nearest rank over every call of the round), median over rounds.",
         "The targets (on top of the report) are judged against the minimal responder, so that no guest work " +
-          "is in the host CPU; their floor is the raw echo: a bare node net socket doing the same 123-byte round trip.",
+          "is in the host CPU; their floor is the raw echo: a bare node net socket doing the same 123-byte round trip. " +
+          "The bare net host rows do the whole exchange against a responder of their own (the Start frame from a " +
+          "template with its id, one JSON.parse per answer, no Schema, no fiber): what Node costs for it.",
         `External reference, not measured here: the Go host bridge of hcsshim against the genuine Linux GCS over ` +
           `Unix sockets on another 2-core machine did ≈ ${fmt(GoSeqPerSecond)} calls/s with ${GoSeqCpu} µs host CPU ` +
           `per call at 1 in flight and ≈ ${fmt(GoParPerSecond)} calls/s with ${GoParCpu} µs at ${Depth} in flight ` +
@@ -314,7 +334,9 @@ export const suite: BenchSuite = {
           unit: "%",
           atLeast: true,
           ours: `${fmt(par.median)}/s (${(parShare * 100).toFixed(0)} %)`,
-          reference: `${fmt(rawBatched.median)}/s (${rawBatched.name}); ${fmt(rawPar.median)}/s one write per frame`,
+          reference:
+            `${fmt(rawBatched.median)}/s (${rawBatched.name}); ${fmt(rawPar.median)}/s one write per frame; ` +
+            `${fmt(barePar.median)}/s (${(bareShare * 100).toFixed(0)} %) for a bare net host doing the same Starts`,
           go: `${fmt(GoParPerSecond)}/s`,
           why: () =>
             `At ${fmt(par.median)} calls/s × ${fmt(cpu(par))} µs the host's thread was busy ` +
@@ -324,6 +346,13 @@ export const suite: BenchSuite = {
                 `${fmt(cpu(rawBatched))} µs per round trip.`
               : "the host was not saturated; the rest is the round trip through the responder's process on the " +
                 "shared cores.") +
+            ` Node's floor for the same exchange: a bare net host sending the same Starts to a responder of its ` +
+            `own reached ${fmt(barePar.median)}/s (${(bareShare * 100).toFixed(0)} % of the batched echo) with ` +
+            `${fmt(cpu(barePar))} µs of host CPU per call` +
+            (bareShare < TargetParShare
+              ? ", itself under the target: the responder's process, one frame scan and one answer per call, " +
+                "is the ceiling there."
+              : ".") +
             ` ${gists.par ?? NoProfile}`
         })
       ]

@@ -161,10 +161,15 @@ export const rawStream = async (path: string): Promise<RawStream> => {
   }
 }
 
-/** A bare `net` host for exec + wait: the same frames as the runtime's, built from templates, no Schema. */
+/** A bare `net` host: the same frames as the runtime's, built from templates, each answer one `JSON.parse`. */
 export interface RawExec {
   /** `count` times, one at a time: ExecuteProcess of `/bin/true` on the UVM, then WaitForProcess of its pid. */
   readonly run: (count: number) => Promise<void>
+  /**
+   * `count` Starts on the UVM with `depth` in flight: each answer parsed and replaced by a new Start, the
+   * Starts replacing the answers of one read going out in one write (as the bridge's writer batches).
+   */
+  readonly starts: (count: number, depth: number) => Promise<void>
   readonly close: () => Promise<void>
 }
 
@@ -175,6 +180,7 @@ const execPayload = Buffer.from(
     VsockStdioRelaySettings: {}
   })}}\n`
 )
+const startPayload = Buffer.from(`{${header}}\n`)
 const waitPayload = (pid: number) => Buffer.from(`{${header},"ProcessId":${pid},"TimeoutInMs":4294967295}\n`)
 const negotiatePayload = Buffer.from(
   `{"ContainerId":"","ActivityId":"${NullContainerId}","MinimumVersion":4,"MaximumVersion":4}\n`
@@ -243,10 +249,38 @@ export const rawExec = async (listenPath: string, peer: PeerConfig): Promise<Raw
       }
     )
   }
+  const starts = (count: number, depth: number) => {
+    let sent = 0
+    let done = 0
+    let batch: Array<Buffer> = []
+    const flush = () => {
+      socket.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch))
+      batch = []
+    }
+    const issue = () => {
+      if (sent === count) return
+      sent++
+      if (batch.length === 0) queueMicrotask(flush)
+      batch.push(frame(requestType(Proc.Start), id++, startPayload))
+    }
+    return exchange(
+      () => {
+        for (let i = 0; i < depth; i++) issue()
+      },
+      (f) => {
+        const started = answer(f, Proc.Start)
+        if (started === undefined) return "next"
+        if (started.Result !== 0) return `start failed: ${f.payload}`
+        if (++done === count) return "done"
+        issue()
+        return "next"
+      }
+    )
+  }
   const close = async () => {
     socket.destroy()
     await peerProcess.stop(10_000)
     await checkPeer(peerProcess, `raw exec peer (${peer.kind})`)
   }
-  return { run, close }
+  return { run, starts, close }
 }

@@ -14,7 +14,12 @@ export const HeaderSize = 16
 export const ResponseBit = 0x10000000
 
 /** Procedure words (GCS-PROTOCOL §3): a request's type is `0x10000000 + proc`, its response's `0x20000000 + proc`. */
-export const Proc = { Execute: 0x00100501, Wait: 0x00100601, Negotiate: 0x00100b01 } as const
+export const Proc = {
+  Start: 0x00100201,
+  Execute: 0x00100501,
+  Wait: 0x00100601,
+  Negotiate: 0x00100b01
+} as const
 
 /** The request type word of `proc`. */
 export const requestType = (proc: number): number => 0x10000000 + proc
