@@ -1,7 +1,7 @@
 /**
  * The raw references: the host ends of a bare `net` AF_UNIX socket to an echo
  * or stream peer process, with no protocol work at either end, and a bare
- * `net` host speaking canned ExecuteProcess + WaitForProcess frames — the
+ * `net` host speaking canned Start, ExecuteProcess and WaitForProcess frames — the
  * floors under the RPC, stdio and exec + wait figures.
  */
 import { createReadStream } from "node:fs"
