@@ -20,7 +20,7 @@ import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import type { NativeError, NativeSocket } from "../lib/index.js"
 import { SocketEvent } from "../lib/index.js"
-import { closeAll, nextTurn, readAll, socketPath, thrown, unixPair } from "./support.js"
+import { bindingPrelude, closeAll, nextTurn, readAll, socketPath, thrown, unixPair } from "./support.js"
 
 const descriptors: Array<number> = []
 const open = (path: string, flags: number): number => {
@@ -204,6 +204,34 @@ describe.runIf(process.platform === "linux")("pipeTo", () => {
     expect(thrown(() => server.pipeTo(writeEnd))).toMatchObject({ code: "EBUSY", syscall: "pipeTo" })
     server.close()
     expect(thrown(() => server.pipeTo(writeEnd))).toMatchObject({ code: "EBADF", syscall: "pipeTo" })
+  })
+
+  it("refuses a blocking socket (EINVAL), which splice would block the loop on, and leaves it usable", () => {
+    // A child's stdio pipes are socketpairs whose child end stays blocking: there is the blocking socket.
+    const script = `
+const address = { family: "unix", path: ${JSON.stringify(socketPath())} };
+const listener = binding.listen(address);
+listener.start((err, server) => {
+  listener.close();
+  const refused = [];
+  for (const pump of ["pipeTo", "pipeFrom"]) {
+    try { server[pump](3); refused.push(pump + " accepted") } catch (e) { refused.push(e.code + " " + e.syscall) }
+  }
+  require("node:fs").writeSync(3, "still mine");
+  console.log(refused.join(", "));
+  server.close(); client.close();
+});
+const client = binding.connect(address);
+client.setCallback(() => {});
+`
+    const child = spawnSync(process.execPath, ["-e", bindingPrelude + script], {
+      stdio: ["ignore", "pipe", "pipe", "pipe"],
+      encoding: "utf8",
+      timeout: 20_000
+    })
+    expect(child.stderr).toBe("")
+    expect(child.stdout).toBe("EINVAL pipeTo, EINVAL pipeFrom\n")
+    expect(child.output[3]).toBe("still mine")
   })
 })
 

@@ -7,9 +7,10 @@
  */
 import { describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Logger, Scope, Stream } from "effect"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { chmodSync, closeSync, openSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { expect } from "vitest"
 import * as native from "@gcs-bridge/native"
 import { HvsockAddress, Transport, UnixAddress, VsockAddress, HybridAddress } from "../src/index.js"
@@ -99,6 +100,46 @@ describe.runIf(process.platform === "linux")("Transport.layer pipeTo", () => {
       }
     }).pipe(Effect.scoped, Effect.provide(Transport.layer))
   )
+})
+
+describe.runIf(process.platform === "linux")("Transport.layer pipeTo / pipeFrom on a blocking socket", () => {
+  // A child's stdio pipes are socketpairs whose child end stays blocking: splice would block its loop there, so
+  // the engine refuses them and the connection copies through fs (its calls block a pool thread, not the loop).
+  const child = `
+import { Effect, Fiber, Stream } from "effect"
+import { Transport, UnixAddress } from "@gcs-bridge/transport"
+const address = new UnixAddress({ path: process.argv[1] })
+const program = Effect.gen(function* () {
+  const transport = yield* Transport
+  const listener = yield* transport.listen(address, 1)
+  const client = yield* transport.connect(address, 1)
+  const server = yield* listener.accept()
+  yield* Effect.forkChild(Effect.andThen(client.write(new Uint8Array(3 << 20).fill(7)), client.endWrite))
+  const into = yield* server.pipeTo(3)
+  const counting = yield* Effect.forkChild(Stream.runFold(client.stream, () => 0, (n, chunk) => n + chunk.length))
+  const from = yield* server.pipeFrom(0)
+  yield* server.endWrite
+  console.log(JSON.stringify({ into, from, received: yield* Fiber.join(counting) }))
+}).pipe(Effect.scoped, Effect.provide(Transport.layer))
+Effect.runPromise(program).then(() => process.exit(0), (e) => { console.error(String(e)); process.exit(1) })
+`
+
+  it("moves every byte into fd 3 and out of fd 0 of a child, both blocking sockets", () => {
+    const input = Buffer.alloc(2 << 20, 5)
+    const run = spawnSync(process.execPath, ["--input-type=module", "-e", child, join(tempDir(), "vm.sock")], {
+      cwd: dirname(fileURLToPath(import.meta.url)),
+      input,
+      stdio: ["pipe", "pipe", "pipe", "pipe"],
+      maxBuffer: 16 << 20,
+      timeout: 60_000
+    })
+    expect(run.stderr.toString()).toBe("")
+    expect(JSON.parse(run.stdout.toString())).toEqual({ into: 3 << 20, from: 2 << 20, received: 2 << 20 })
+    const written = run.output[3] as Buffer
+    expect(written.length).toBe(3 << 20)
+    expect(written.every((byte) => byte === 7)).toBe(true)
+    expect(run.status).toBe(0)
+  })
 })
 
 const uid = process.getuid?.() ?? 0
