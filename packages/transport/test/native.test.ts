@@ -126,13 +126,17 @@ Effect.runPromise(program).then(() => process.exit(0), (e) => { console.error(St
 
   it("moves every byte into fd 3 and out of fd 0 of a child, both blocking sockets", () => {
     const input = Buffer.alloc(2 << 20, 5)
-    const run = spawnSync(process.execPath, ["--input-type=module", "-e", child, join(tempDir(), "vm.sock")], {
-      cwd: dirname(fileURLToPath(import.meta.url)),
-      input,
-      stdio: ["pipe", "pipe", "pipe", "pipe"],
-      maxBuffer: 16 << 20,
-      timeout: 60_000
-    })
+    const run = spawnSync(
+      process.execPath,
+      ["--input-type=module", "-e", child, join(tempDir(), "vm.sock")],
+      {
+        cwd: dirname(fileURLToPath(import.meta.url)),
+        input,
+        stdio: ["pipe", "pipe", "pipe", "pipe"],
+        maxBuffer: 16 << 20,
+        timeout: 60_000
+      }
+    )
     expect(run.stderr.toString()).toBe("")
     expect(JSON.parse(run.stdout.toString())).toEqual({ into: 3 << 20, from: 2 << 20, received: 2 << 20 })
     const written = run.output[3] as Buffer
