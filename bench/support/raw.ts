@@ -180,7 +180,8 @@ const execPayload = Buffer.from(
     VsockStdioRelaySettings: {}
   })}}\n`
 )
-const startPayload = Buffer.from(`{${header}}\n`)
+/** The Go host's Start body on the UVM (107 bytes): the request base and a newline. */
+export const startPayload = Buffer.from(`{${header}}\n`)
 const waitPayload = (pid: number) => Buffer.from(`{${header},"ProcessId":${pid},"TimeoutInMs":4294967295}\n`)
 const negotiatePayload = Buffer.from(
   `{"ContainerId":"","ActivityId":"${NullContainerId}","MinimumVersion":4,"MaximumVersion":4}\n`
