@@ -222,6 +222,26 @@ export const conformance = (
       }).pipe(Effect.provide(layer))
     )
 
+    it.effect("a writeAll of 8 MiB in 128 chunks arrives whole, a write made meanwhile after it", () =>
+      Effect.gen(function* () {
+        const { client, server } = yield* connectedPair
+        const data = pattern(8 << 20, 3)
+        const chunks = Array.from({ length: 128 }, (_, i) => data.subarray(i << 16, (i + 1) << 16))
+        const marker = Buffer.from("after")
+        // The reader starts later: the big write is still waiting for room when the small one is made.
+        const big = yield* Effect.forkChild(client.writeAll(chunks))
+        yield* nextTurn
+        const small = yield* Effect.forkChild(client.write(marker))
+        const received = yield* Effect.forkChild(readAll(server))
+        yield* Fiber.join(big)
+        yield* Fiber.join(small)
+        yield* client.endWrite
+        const bytes = yield* Fiber.join(received)
+        expect(bytes.length).toBe(data.length + marker.length)
+        expect(sha(bytes)).toBe(sha(Buffer.concat([data, marker])))
+      }).pipe(Effect.provide(layer))
+    )
+
     it.effect("half-close: the peer reads EOF and can still answer", () =>
       Effect.gen(function* () {
         const { client, server } = yield* connectedPair

@@ -37,7 +37,8 @@ export interface RawSocket {
   readStop(): void
   /** Queues bytes (one gather write where possible); false above the high-water mark, `drain` follows. May throw. */
   write(chunks: ReadonlyArray<Uint8Array>): boolean
-  /** Bytes that must be flushed before `shutdown` (0 for engines that order the half-close themselves). */
+  /** Bytes that must be flushed before `shutdown` (0 for engines that order the half-close themselves); an engine
+   * reporting any emits `drain` once they are gone. */
   readonly queued: number
   /** Half-closes; `flushed` runs once every byte written before it has left. May throw. */
   shutdown(flushed: () => void): void
