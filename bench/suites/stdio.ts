@@ -96,11 +96,14 @@ const intoWc = (
     })
   )
 
-/** The host writes `bytes` into `Process.stdin` in 64 KiB chunks, as a Node Readable piped into a Stream gives them. */
-const stdinRelay = (connection: GuestConnectionService, bytes: number) =>
+/**
+ * The host writes `bytes` into `Process.stdin` in 64 KiB chunks, `perPull` of them per pull: one, as a Node Readable
+ * piped into a Stream gives them, or a Stream's default chunk (`Stream.range`, 4,096: 256 MiB per pull).
+ */
+const stdinRelay = (connection: GuestConnectionService, bytes: number, perPull = 1) =>
   intoWc(connection, bytes, (process) => {
     const block = new Uint8Array(ChunkSize)
-    const input = Stream.range(1, bytes / ChunkSize, 1).pipe(Stream.map(() => block))
+    const input = Stream.range(1, bytes / ChunkSize, perPull).pipe(Stream.map(() => block))
     return Effect.andThen(Stream.run(input, process.stdin), process.closeStdin)
   })
 
@@ -129,6 +132,8 @@ export const suite: BenchSuite = {
       const shortRounds: Array<number> = []
       const stdout = (size: number) => session.run(stdoutRelay(connection, size))
       const stdin = (size: number) => session.run(stdinRelay(connection, size))
+      const stdinBatched = (size: number) =>
+        session.run(stdinRelay(connection, size, Stream.DefaultChunkSize))
       const devNull = openSync("/dev/null", "w")
       host.defer(async () => closeSync(devNull))
       const intoFd = (size: number) => session.run(stdoutIntoDescriptor(connection, size, devNull))
@@ -149,7 +154,8 @@ export const suite: BenchSuite = {
       // One untimed pass (a sixteenth of the size) warms the JIT on every path.
       const warm = Math.max(ChunkSize, bytes / 16)
       const rawFromFile = (size: number) => raw.sendFile(size, sourceOf(size))
-      for (const run of [raw.receive, raw.send, rawFromFile, stdout, intoFd, stdin, fromFd]) await run(warm)
+      for (const run of [raw.receive, raw.send, rawFromFile, stdout, intoFd, stdin, stdinBatched, fromFd])
+        await run(warm)
       // The file of the timed rounds read once, so that every round finds it in the page cache.
       await rawFromFile(bytes)
       const r = await interleave(options.rounds, {
@@ -165,6 +171,7 @@ export const suite: BenchSuite = {
           if (lost > 0) shortRounds.push(lost)
         },
         stdin: () => stdin(bytes),
+        stdinBatched: () => stdinBatched(bytes),
         stdinFrom: () => fromFd(bytes)
       })
 
@@ -202,6 +209,15 @@ export const suite: BenchSuite = {
         reference: inRef,
         note: goNote(GoStdin)
       })
+      const stdinBatchedRow = throughputRow(
+        `stdin relay, ${fmt(Stream.DefaultChunkSize)} chunks per pull: Process.stdin → wc -c in guest`,
+        r.stdinBatched,
+        bytes,
+        {
+          reference: inRef,
+          note: "a Stream's default chunk (Stream.range): one writeAll of 256 MiB, offered to the engine a 1 MiB slice per writev, each after the drain"
+        }
+      )
       const stdinFromRow = throughputRow(
         "stdin relay from a descriptor: Process.stdinFrom(1 GiB file) → wc -c in guest",
         r.stdinFrom,
@@ -218,6 +234,7 @@ export const suite: BenchSuite = {
         stdoutRow,
         stdoutToRow,
         stdinRow,
+        stdinBatchedRow,
         stdinFromRow
       ]
       const size = (b: number) => (b >= 1 << 30 ? `${b / 2 ** 30} GiB` : `${b / 2 ** 20} MiB`)
