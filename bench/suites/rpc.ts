@@ -15,6 +15,7 @@ import { Effect } from "effect"
 import { fmt, interleave, quantile, rateRow, valueRow } from "../lib/measure.js"
 import { floorWhy, judge, NoProfile } from "../lib/targets.js"
 import type { BenchSuite, Measurement } from "../lib/types.js"
+import type { Round } from "../lib/measure.js"
 import { hostSession, withHost, type HostSession } from "../support/hostSession.js"
 import * as Handoff from "../support/handoff.js"
 import { profile, profileGist, renderProfile } from "../support/profile.js"
@@ -125,8 +126,6 @@ export const suite: BenchSuite = {
         rawParBatched: () => echo.pipelined(n.raw[1]!, Depth, true),
         bareSeq: () => bare.starts(n.raw[0]!, 1),
         barePar: () => bare.starts(n.raw[1]!, Depth),
-        handoffQueue: () => Effect.runPromise(Handoff.viaQueue(n.raw[1]!)),
-        handoffFlush: () => Effect.runPromise(Handoff.viaMicrotask(n.raw[1]!)),
         ...Object.fromEntries(
           (["responder", "guest"] as const).flatMap((peer) => [
             [
@@ -148,7 +147,20 @@ export const suite: BenchSuite = {
       // One untimed pass warms the JIT everywhere; its percentiles are dropped.
       for (const run of Object.values(variants)) await run()
       for (const list of Object.values(percentiles)) list.length = 0
-      const r = await interleave(options.rounds, variants)
+      const sockets = await interleave(options.rounds, variants)
+      // The in-process hand-offs run in an interleave of their own afterwards. Run just before the runtime rows, their
+      // 100,000 Effect calls per round with no I/O made the next row dearer: 49-57 µs per Start at 1 in flight against
+      // the responder, 42-45 µs with them apart (three suite runs each; 41-45 µs in a process of its own). No host
+      // runs such a loop between its calls.
+      const handoffs = await interleave(
+        options.rounds,
+        {
+          handoffQueue: () => Effect.runPromise(Handoff.viaQueue(n.raw[1]!)),
+          handoffFlush: () => Effect.runPromise(Handoff.viaMicrotask(n.raw[1]!))
+        },
+        1
+      )
+      const r: Record<string, ReadonlyArray<Round>> = { ...sockets, ...handoffs }
 
       const seqRef = "raw echo, 1 in flight"
       const handoffRef = "call → writer hand-off, Effect Queue"
@@ -246,7 +258,8 @@ export const suite: BenchSuite = {
           "`GuestConnection.openContainer(NullGuid).start`, whose request is byte-for-byte the Go host's 123-byte " +
           "Start on the null container. The handle is kept in a scope closed after the connection, because " +
           "closing an open container's scope sends ShutdownForced, which on the null container powers the UVM off.",
-        `Hand-off rows: ${fmt(n.raw[1]!)} calls per round, in process, no I/O; each call is queued for a consumer ` +
+        `Hand-off rows: ${fmt(n.raw[1]!)} calls per round, in process, no I/O, in rounds of their own after the ` +
+          "socket rows (run among them, they made the runtime row after them dearer); each call is queued for a consumer " +
           "fiber that completes it at once, one call after the other. This is the bridge's caller → writer step. " +
           "Effect's Queue wakes its taker with the scheduler (setImmediate: one more event-loop turn per call on " +
           "a live connection) and keeps a fiber waiting per connection; the bridge queues into an array flushed " +
