@@ -61,9 +61,14 @@ export interface Connection {
     fd: number,
     options?: Pick<PipeOptions, "onProgress">
   ) => Effect.Effect<number, TransportError>
-  /** Queues `chunk`; completes once the send queue is below its high-water mark. The chunk must not be mutated afterwards. */
+  /** Queues `chunk` (over 1 MiB: in slices, as `writeAll`); completes once the send queue is below its high-water
+   * mark. The chunk must not be mutated afterwards. */
   readonly write: (chunk: Uint8Array) => Effect.Effect<void, TransportError>
-  /** Queues several chunks with one gather write where the engine allows it, then waits like `write`. */
+  /**
+   * Queues several chunks with one gather write where the engine allows it, then waits like `write`. More than
+   * 1 MiB goes a 1 MiB slice at a time, each once the last has left (so an engine that copies what the kernel has
+   * no room for never copies more); writes made meanwhile wait their turn, so the bytes of each write stay together.
+   */
   readonly writeAll: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, TransportError>
   /** Writes every chunk it receives (with `writeAll`); it does not half-close at the end — use `endWrite`. */
   readonly sink: Sink.Sink<void, Uint8Array, never, TransportError>
