@@ -6,6 +6,7 @@ import { describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { expect } from "vitest"
 import { makeConnection, WriteSlice } from "../src/internal/connection.js"
+import type { Connection } from "../src/index.js"
 import type { RawEvents, RawSocket } from "../src/internal/rawSocket.js"
 import { nextTurn, pattern } from "./helpers.js"
 
@@ -80,6 +81,20 @@ const open = (engine: CopyingEngine) =>
 const chunks = Array.from({ length: 40 }, (_, i) => pattern(64 * 1024, i + 1))
 const all = Buffer.concat(chunks)
 
+/** The 2.5 MiB writeAll, and `meanwhile` made once its first slice fills the engine; both run to their end. */
+const whileBigWriteWaits = <A, E>(meanwhile: (connection: Connection) => Effect.Effect<A, E>) =>
+  Effect.gen(function* () {
+    const engine = new CopyingEngine(200 * 1024)
+    const connection = yield* open(engine)
+    const big = yield* Effect.forkChild(connection.writeAll(chunks))
+    yield* nextTurn
+    // The first slice is in the engine's queue and the big write waits for the drain.
+    expect(engine.offered).toEqual([WriteSlice])
+    const other = yield* Effect.forkChild(meanwhile(connection))
+    yield* drainUntilDone(engine, [big, other])
+    return engine
+  })
+
 describe("a writeAll larger than a slice", () => {
   // The kernel taking a fifth of a slice, or all of one but 32 KiB (left queued, below the high-water mark).
   it.effect.each([200 * 1024, WriteSlice - 32 * 1024])(
@@ -111,27 +126,15 @@ describe("a writeAll larger than a slice", () => {
 
   it.effect("keeps a write made while it waits behind all of its bytes", () =>
     Effect.gen(function* () {
-      const engine = new CopyingEngine(200 * 1024)
-      const connection = yield* open(engine)
-      const big = yield* Effect.forkChild(connection.writeAll(chunks))
-      yield* nextTurn
-      // The first slice is in the engine's queue and the big write waits for the drain.
-      expect(engine.offered).toEqual([WriteSlice])
       const marker = Buffer.from("after")
-      const small = yield* Effect.forkChild(connection.write(marker))
-      yield* drainUntilDone(engine, [big, small])
+      const engine = yield* whileBigWriteWaits((connection) => connection.write(marker))
       expect(Buffer.concat(engine.wire).equals(Buffer.concat([all, marker]))).toBe(true)
     }).pipe(Effect.scoped)
   )
 
   it.effect("half-closes after its last slice when endWrite comes while it waits", () =>
     Effect.gen(function* () {
-      const engine = new CopyingEngine(200 * 1024)
-      const connection = yield* open(engine)
-      const big = yield* Effect.forkChild(connection.writeAll(chunks))
-      yield* nextTurn
-      const ending = yield* Effect.forkChild(connection.endWrite)
-      yield* drainUntilDone(engine, [big, ending])
+      const engine = yield* whileBigWriteWaits((connection) => connection.endWrite)
       expect(engine.log.at(-1)).toBe(`shutdown after ${all.length}`)
       expect(engine.log.filter((line) => line.startsWith("shutdown"))).toHaveLength(1)
     }).pipe(Effect.scoped)
