@@ -340,28 +340,32 @@ const open = Effect.fnUntraced(function* (
       })
     })
 
+  // Why nothing more can be written at all: the connection closed or failed.
+  const broken = (): TransportError | undefined => (closed ? closedError("write") : writeFailure)
+
   const writeError = (piping = false): TransportError | undefined =>
-    closed
-      ? closedError("write")
-      : (writeFailure ??
-        (writeEnded
-          ? transportError("Write", target, `${description}: write after endWrite`, "EPIPE", "write")
-          : pipingFrom !== undefined && !piping
-            ? transportError(
-                "Write",
-                target,
-                `${description}: sending from descriptor ${pipingFrom}`,
-                "EBUSY",
-                "write"
-              )
-            : undefined))
+    broken() ??
+    (writeEnded
+      ? transportError("Write", target, `${description}: write after endWrite`, "EPIPE", "write")
+      : pipingFrom !== undefined && !piping
+        ? transportError(
+            "Write",
+            target,
+            `${description}: sending from descriptor ${pipingFrom}`,
+            "EBUSY",
+            "write"
+          )
+        : undefined)
+
+  // For a write that resumes after waiting: it fails if the connection broke meanwhile.
+  const stillWritable = Effect.suspend(() => {
+    const error = broken()
+    return error === undefined ? Effect.void : Effect.fail(error)
+  })
 
   const afterDrain = Effect.andThen(
     Effect.suspend(() => drained!.await),
-    Effect.suspend(() => {
-      const error = closed ? closedError("write") : writeFailure
-      return error === undefined ? Effect.void : Effect.fail(error)
-    })
+    stillWritable
   )
 
   // Hands `chunks` to the engine: done, or the wait for its drain when it is left above the high-water mark (or, with
@@ -404,10 +408,10 @@ const open = Effect.fnUntraced(function* (
       const waiting = offer(slice, index < chunks.length)
       if (waiting === undefined) continue
       if (index === chunks.length) return waiting
-      const [nextIndex, nextOffset] = [index, offset]
+      // The loop ends here, so `index` and `offset` keep these values for the continuation.
       return Effect.andThen(
         waiting,
-        Effect.suspend(() => offerSlices(chunks, nextIndex, nextOffset))
+        Effect.suspend(() => offerSlices(chunks, index, offset))
       )
     }
     return Effect.void
@@ -418,11 +422,10 @@ const open = Effect.fnUntraced(function* (
     turn ??= Semaphore.makeUnsafe(1)
     return Effect.ensuring(
       turn.withPermits(1)(
-        Effect.suspend(() => {
-          // Checked again once it is this write's turn: the connection may have failed or closed meanwhile.
-          const error = closed ? closedError("write") : writeFailure
-          return error === undefined ? offerSlices(chunks, 0, 0) : Effect.fail(error)
-        })
+        Effect.andThen(
+          stillWritable,
+          Effect.suspend(() => offerSlices(chunks, 0, 0))
+        )
       ),
       Effect.sync(() => {
         slicing--
