@@ -58,7 +58,10 @@ export interface Call<N extends ProcName> {
 
 /** A running bridge. */
 export interface Bridge {
-  /** Registers, encodes and queues a call; an unencodable body fails only this call. */
+  /**
+   * Registers, encodes and queues a call; an unencodable body fails only this call. A caller waiting for room in
+   * the queue can be interrupted, even in a masked region.
+   */
   readonly send: <N extends ProcName>(
     proc: N,
     containerId: string,
@@ -287,9 +290,11 @@ export const make = Effect.fnUntraced(function* (connection: Connection, options
       ) {
         const turn = Deferred.makeUnsafe<void>()
         ;(line ??= new Set()).add(turn)
+        // Interruptible even in a masked region (an exec's): waiting for room is the only wait of a send.
         return Effect.andThen(Deferred.await(turn), send(proc, containerId, body, true)).pipe(
           // A caller that leaves after its turn came hands it on.
-          Effect.onInterrupt(() => Effect.sync(() => line?.delete(turn) || admit(1)))
+          Effect.onInterrupt(() => Effect.sync(() => line?.delete(turn) || admit(1))),
+          Effect.interruptible
         )
       }
       const id = nextId++

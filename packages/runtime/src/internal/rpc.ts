@@ -52,14 +52,10 @@ export const send = <N extends MessageType.ProcName, A, E>(
   attributes: Attributes = {}
 ): Effect.Effect<A, E | CallError> => {
   const run = (header: string | undefined, span: Tracer.Span | undefined) =>
-    // Interruptible even in a masked region: only waiting for room in the write queue can block here.
-    Effect.flatMap(
-      Effect.interruptible(bridge.send(proc, containerId, build(base(containerId, header)))),
-      (sent) => {
-        span?.attribute("gcs.message_id", sent.id)
-        return onSent(sent, span)
-      }
-    )
+    Effect.flatMap(bridge.send(proc, containerId, build(base(containerId, header))), (sent) => {
+      span?.attribute("gcs.message_id", sent.id)
+      return onSent(sent, span)
+    })
   // Both read from the context at once: per call, two effects fewer than serviceOption + service.
   return Effect.contextWith((context: Context.Context<never>) => {
     const parent = Context.getOption(context, Tracer.ParentSpan)
