@@ -108,69 +108,113 @@ describe("a hostile or broken guest", () => {
     }).pipe(Effect.provide(Transport.layerMemory))
   )
 
+  /** A connection whose guest answered the negotiation and then reads nothing; `written()` counts the frames the
+   * host handed to the connection since the last `reset`. */
+  const deafGuest = (capacity: number) =>
+    Effect.gen(function* () {
+      const wired = yield* wire()
+      const listener = yield* Effect.orDie(
+        wired.transport.listen(wired.address, MessageType.LinuxGcsVsockPort)
+      )
+      const guestEnd = yield* Effect.orDie(
+        wired.transport.connect(wired.address, MessageType.LinuxGcsVsockPort)
+      )
+      const host = yield* Effect.orDie(listener.accept())
+      let written = 0
+      const counted: Connection = {
+        ...host,
+        writeAll: (chunks) => Effect.suspend(() => ((written += chunks.length), host.writeAll(chunks)))
+      }
+      const connecting = yield* Effect.forkChild(
+        GuestConnection.fromConnection(counted, {
+          address: wired.address,
+          writeQueueCapacity: capacity
+        }).pipe(Effect.provideService(Transport, wired.transport))
+      )
+      const [negotiate] = yield* FrameDecoder.frames(guestEnd.stream).pipe(
+        Stream.take(1),
+        Stream.runCollect,
+        Effect.orDie
+      )
+      yield* Effect.orDie(
+        guestEnd.write(
+          Codec.encodeResponse("NegotiateProtocol", negotiate!.id, FakeGuest.linuxNegotiateResponse())
+        )
+      )
+      const gc = yield* Effect.orDie(Fiber.join(connecting))
+      return { gc, guestEnd, written: () => written, reset: () => void (written = 0) }
+    })
+
+  /** Starts `calls` DeleteContainerState calls on a deaf guest; ends once every caller has started and the
+   * writer is stuck, giving how many calls are registered beyond `base` and the callers' fiber. */
+  const fillQueue = (deaf: Effect.Success<ReturnType<typeof deafGuest>>, calls: number, capacity: number) =>
+    Effect.gen(function* () {
+      const base = yield* inFlight
+      deaf.reset()
+      let started = 0
+      const callers = yield* Effect.forkChild(
+        Effect.forEach(
+          Array.from({ length: calls }, (_, i) => `c${i}`),
+          (id) => Effect.suspend(() => (started++, deaf.gc.deleteContainerState(id))),
+          { concurrency: "unbounded", discard: true }
+        )
+      )
+      const registered = yield* Effect.repeat(
+        Effect.map(inFlight, (n) => n - base),
+        {
+          until: (n) => started === calls && (n === calls || n === deaf.written() + capacity),
+          schedule: Schedule.spaced("5 millis")
+        }
+      )
+      return { base, registered, callers }
+    })
+
   it.live(
     "calls to a guest that reads nothing: what waits to be written stays within the queue's capacity",
     () =>
       Effect.gen(function* () {
         const capacity = 64
         const calls = 20_000
-        const wired = yield* wire()
-        const listener = yield* Effect.orDie(
-          wired.transport.listen(wired.address, MessageType.LinuxGcsVsockPort)
-        )
-        const guestEnd = yield* Effect.orDie(
-          wired.transport.connect(wired.address, MessageType.LinuxGcsVsockPort)
-        )
-        const host = yield* Effect.orDie(listener.accept())
-        let written = 0
-        const counted: Connection = {
-          ...host,
-          writeAll: (chunks) => Effect.suspend(() => ((written += chunks.length), host.writeAll(chunks)))
-        }
-        const connecting = yield* Effect.forkChild(
-          GuestConnection.fromConnection(counted, {
-            address: wired.address,
-            writeQueueCapacity: capacity
-          }).pipe(Effect.provideService(Transport, wired.transport))
-        )
-        // The guest answers the negotiation, then never reads again.
-        const [negotiate] = yield* FrameDecoder.frames(guestEnd.stream).pipe(
-          Stream.take(1),
-          Stream.runCollect,
-          Effect.orDie
-        )
-        yield* Effect.orDie(
-          guestEnd.write(
-            Codec.encodeResponse("NegotiateProtocol", negotiate!.id, FakeGuest.linuxNegotiateResponse())
-          )
-        )
-        const gc = yield* Effect.orDie(Fiber.join(connecting))
-        const base = yield* inFlight
-        written = 0
-        let started = 0
-        const callers = yield* Effect.forkChild(
-          Effect.forEach(
-            Array.from({ length: calls }, (_, i) => `c${i}`),
-            (id) => Effect.suspend(() => (started++, gc.deleteContainerState(id))),
-            { concurrency: "unbounded", discard: true }
-          )
-        )
+        const deaf = yield* deafGuest(capacity)
+        const { base, registered, callers } = yield* fillQueue(deaf, calls, capacity)
         // Registered (encoded) calls once every caller has started and the writer is stuck: those handed to
         // the connection plus at most `capacity` queued. Without a bound every call would be registered.
-        const registered = yield* Effect.repeat(
-          Effect.map(inFlight, (n) => n - base),
-          {
-            until: (n) => started === calls && (n === calls || n === written + capacity),
-            schedule: Schedule.spaced("5 millis")
-          }
-        )
-        expect(written + capacity).toBeLessThan(calls)
-        expect(registered).toBe(written + capacity)
+        expect(deaf.written() + capacity).toBeLessThan(calls)
+        expect(registered).toBe(deaf.written() + capacity)
         // The callers beyond the bound still wait: the guest now reads and answers every call.
-        const guest = yield* FakeGuest.attach(guestEnd)
+        const guest = yield* FakeGuest.attach(deaf.guestEnd)
         for (let i = 0; i < calls; i++) yield* guest.reply(yield* guest.next)
         yield* Fiber.join(callers)
         expect(yield* inFlight).toBe(base)
+      }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.live(
+    "an exec waiting for room in a full write queue can be interrupted, and nothing of it is sent",
+    () =>
+      Effect.gen(function* () {
+        const capacity = 4
+        const calls = 20_000
+        const deaf = yield* deafGuest(capacity)
+        const { callers } = yield* fillQueue(deaf, calls, capacity)
+        const before = yield* inFlight
+        // The exec's request is sent in a masked region (what it starts must be tracked); only its wait for room
+        // is interruptible.
+        const exec = yield* Effect.forkChild(Effect.scoped(deaf.gc.exec({ CommandLine: "true" })))
+        yield* Effect.sleep("20 millis")
+        expect(yield* inFlight).toBe(before)
+        const exit = yield* Effect.timeoutOption(Fiber.interrupt(exec), "2 seconds")
+        expect(exit._tag).toBe("Some")
+        // The guest now reads: every frame is one of the other calls.
+        const guest = yield* FakeGuest.attach(deaf.guestEnd)
+        const names = new Set<string>()
+        for (let i = 0; i < calls; i++) {
+          const request = yield* guest.next
+          names.add(request.name)
+          yield* guest.reply(request)
+        }
+        yield* Fiber.join(callers)
+        expect([...names]).toEqual(["DeleteContainerState"])
       }).pipe(Effect.provide(Transport.layerMemory))
   )
 
