@@ -60,6 +60,7 @@ export const renderMarkdown = (
       "",
       "Produced by `npm run bench` (bench/main.ts). Every figure is the median of interleaved rounds, with the",
       "min-max beside it, and is compared with a reference measured in the same run on the same machine.",
+      "Each suite runs in a node process of its own, so that no suite's figures depend on what ran before it.",
       ...(compare === undefined
         ? []
         : [`The column "${compare.label}" is the median of the older run's row.`]),
