@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import type { Connection } from "@gcs-bridge/transport"
 import { Transport } from "@gcs-bridge/transport"
 import { Effect, Fiber, Metric, Schedule, Stream } from "effect"
+import type { Duration } from "effect"
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -23,12 +24,20 @@ const count = (metric: Metric.Counter<number>) => Effect.map(Metric.value(metric
 const inFlight = Effect.map(Metric.value(Metrics.rpcInFlight), (state) => state.value)
 
 describe("a hostile or broken guest", () => {
-  /** A process whose guest writes "last words" to stdout, reports exit 3 and never closes stdout; `consume` reads
-   * stdout. Gives what `consume` gave and the exit code. */
-  const silentAfterExit = <A, E>(consume: (process: RuntimeProcess) => Effect.Effect<A, E>) =>
+  /** A process whose guest reports exit 3 and then does `afterExit` with its stdout connection (none when
+   * `connect` is false), which it never closes; `consume` reads stdout. Gives what `consume` gave and the exit
+   * code. */
+  const afterExit = <A, E>(
+    consume: (process: RuntimeProcess) => Effect.Effect<A, E>,
+    options: {
+      readonly limit: Duration.Input
+      readonly connect?: boolean
+      readonly afterExit?: (stdout: Connection) => Effect.Effect<void>
+    }
+  ) =>
     Effect.gen(function* () {
       const wired = yield* wire()
-      const { gc, guest } = yield* connected(wired, { copyAfterExitTimeout: "20 millis" })
+      const { gc, guest } = yield* connected(wired, { copyAfterExitTimeout: options.limit })
       const run = yield* Effect.forkChild(
         Effect.scoped(
           Effect.flatMap(gc.exec({ CommandLine: "x", CreateStdOutPipe: true }), (process) =>
@@ -39,17 +48,102 @@ describe("a hostile or broken guest", () => {
       const exec = yield* guest.next
       if (exec.name !== "ExecuteProcess") throw new Error(`expected ExecuteProcess, got ${exec.name}`)
       const port = exec.body.Settings.VsockStdioRelaySettings?.StdOut ?? 0
-      const stdout = yield* Effect.orDie(wired.transport.connect(wired.address, port))
+      const stdout =
+        options.connect === false
+          ? undefined
+          : yield* Effect.orDie(wired.transport.connect(wired.address, port))
       yield* guest.reply(exec, new Process.ContainerExecuteProcessResponse({ ProcessId: 7 }))
       const wait = yield* guest.next
-      yield* Effect.orDie(stdout.write(encoder.encode("last words")))
       yield* guest.reply(
         wait as FakeGuest.Received & { name: "WaitForProcess" },
         new Process.ContainerWaitForProcessResponse({ ExitCode: 3 })
       )
-      // The guest never closes `stdout`: without the bound the reader waits for ever.
+      if (stdout !== undefined && options.afterExit !== undefined)
+        yield* Effect.forkChild(options.afterExit(stdout))
       return yield* Fiber.join(run)
     })
+
+  /** A process whose guest writes "last words" to stdout, reports exit 3 and never closes stdout. */
+  const silentAfterExit = <A, E>(consume: (process: RuntimeProcess) => Effect.Effect<A, E>) =>
+    afterExit(consume, {
+      limit: "20 millis",
+      afterExit: (stdout) => Effect.orDie(stdout.write(encoder.encode("last words")))
+    })
+
+  it.live(
+    "a consumer slower than copyAfterExitTimeout still gets everything the guest sent after the exit",
+    () =>
+      Effect.gen(function* () {
+        const sent = Array.from({ length: 5 }, (_, i) => `chunk ${i};`)
+        // The guest sends a part every 20 ms; the consumer spends 60 ms on each chunk, so its pulls find the next
+        // parts waiting: only its waits count, and they stay under the limit.
+        const [text, code] = yield* afterExit(
+          (process) =>
+            Stream.runFold(
+              Stream.mapEffect(process.stdout, (chunk) => Effect.as(Effect.sleep("60 millis"), chunk)),
+              () => "",
+              (text, chunk) => text + FakeGuest.text([chunk])
+            ),
+          {
+            limit: "20 millis",
+            afterExit: (stdout) =>
+              Effect.andThen(
+                Effect.forEach(
+                  sent,
+                  (part, i) =>
+                    Effect.andThen(
+                      Effect.sleep(i === 0 ? 0 : 20),
+                      Effect.orDie(stdout.write(encoder.encode(part)))
+                    ),
+                  { discard: true }
+                ),
+                Effect.orDie(stdout.endWrite)
+              )
+          }
+        )
+        expect(text).toBe(sent.join(""))
+        expect(code).toBe(3)
+      }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.live(
+    "a guest that trickles bytes after the exit holds the reader copyAfterExitTimeout in all, not per byte",
+    () =>
+      Effect.gen(function* () {
+        let written = 0
+        const started = Date.now()
+        const [text] = yield* afterExit((process) => Stream.runCollect(process.stdout), {
+          limit: "100 millis",
+          // A byte every 30 ms for ever: each pull waits less than the limit.
+          afterExit: (stdout) =>
+            Effect.forever(
+              Effect.andThen(
+                Effect.sleep("30 millis"),
+                Effect.andThen(
+                  Effect.orDie(stdout.write(encoder.encode("."))),
+                  Effect.sync(() => written++)
+                )
+              )
+            )
+        })
+        const elapsed = Date.now() - started
+        expect(FakeGuest.text(text).length).toBeGreaterThan(0)
+        expect(FakeGuest.text(text).length).toBeLessThanOrEqual(written)
+        // Well under what a limit per pull would take (never): about 100 ms of waits, scheduling aside.
+        expect(elapsed).toBeLessThan(2_000)
+      }).pipe(Effect.provide(Transport.layerMemory))
+  )
+
+  it.live("stdout the guest never connects ends copyAfterExitTimeout after the exit, empty", () =>
+    Effect.gen(function* () {
+      const [chunks, code] = yield* afterExit((process) => Stream.runCollect(process.stdout), {
+        limit: "20 millis",
+        connect: false
+      })
+      expect(chunks).toEqual([])
+      expect(code).toBe(3)
+    }).pipe(Effect.provide(Transport.layerMemory))
+  )
 
   it.live("stdout that stays open and silent after the exit ends after copyAfterExitTimeout", () =>
     Effect.gen(function* () {

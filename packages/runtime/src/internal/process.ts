@@ -178,8 +178,8 @@ export const restore = (
     return yield* track(new Handle(pid, state, containerId, waitCall, scope, stdio))
   })
 
-/** A live process: per process only these fields (`stdinClosed` made by the first closeStdin or the close); its
- * effects, errors and log fields are built when used. */
+/** A live process: per process only these fields (`stdinClosed` made by the first closeStdin or the close,
+ * `exitEffects` by the first stream read before the exit); its effects, errors and log fields are built when used. */
 class Handle implements Process {
   private stdinClosed: Deferred.Deferred<void, TransportError> | undefined
   constructor(
@@ -207,6 +207,22 @@ class Handle implements Process {
   }
   private exited() {
     return Deferred.isDoneUnsafe(this.waitCall.result)
+  }
+  // What runs at the exit, and the one fiber per process that waits for it, made by the first stream that asks.
+  private exitEffects: Array<Effect.Effect<void>> | undefined
+  /** Runs `effect` once the process has exited, at once if it has. */
+  private atExit(effect: Effect.Effect<void>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.exited()) return effect
+      if (this.exitEffects !== undefined) return Effect.sync(() => void this.exitEffects?.push(effect))
+      const queued = (this.exitEffects = [effect])
+      const run = Effect.suspend(() => {
+        this.exitEffects = undefined
+        return Effect.forEach(queued, (effect) => effect, { discard: true })
+      })
+      const exited = Effect.exit(Deferred.await(this.waitCall.result))
+      return Effect.asVoid(Effect.forkIn(Effect.andThen(exited, run), this.scope))
+    })
   }
   /** The kill (unless exited), then the closeStdin waiters fail; the stdio channels close after, in their finalizers. */
   onClose() {
@@ -242,10 +258,20 @@ class Handle implements Process {
     return Effect.flatMap(sent, (moved) => Effect.as(this.closeStdin, moved))
   }
   get stdout() {
-    return Stdio.readable(this.stdio[1], this.waitCall.result, this.state.copyAfterExitTimeout)
+    return Stdio.readable(
+      this.stdio[1],
+      (effect) => this.atExit(effect),
+      this.state.copyAfterExitTimeout,
+      this.state.address
+    )
   }
   get stderr() {
-    return Stdio.readable(this.stdio[2], this.waitCall.result, this.state.copyAfterExitTimeout)
+    return Stdio.readable(
+      this.stdio[2],
+      (effect) => this.atExit(effect),
+      this.state.copyAfterExitTimeout,
+      this.state.address
+    )
   }
   stdoutTo(fd: number) {
     return Stdio.pipeInto(this.stdio[1], this.waitCall.result, this.state.copyAfterExitTimeout, fd)

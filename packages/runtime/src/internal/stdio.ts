@@ -2,9 +2,9 @@
  * A stdio relay channel (GCS-PROTOCOL §11.3-11.6): listener bound before ExecuteProcess, one connection accepted
  * in the background. A guest may never connect (policy): closing the scope fails waiters with `Closed`.
  */
-import type { Connection } from "@gcs-bridge/transport"
+import type { Address, Connection } from "@gcs-bridge/transport"
 import { TransportError, formatAddress } from "@gcs-bridge/transport"
-import { Cause, Deferred, Duration, Effect, Exit, Metric, Scope, Sink, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Latch, Metric, Scope, Sink, Stream } from "effect"
 import * as Metrics from "../Metrics.js"
 import type { ConnectionState } from "./guestConnection.js"
 
@@ -56,32 +56,85 @@ export const open = Effect.fnUntraced(function* (
   return { name, port, connection } satisfies StdioChannel
 })
 
-// Ends a stream once its pulls waited `limit` in all after `exited`: a silent guest cannot hold the reader
-// after the exit, and a slow consumer loses nothing.
+/** Runs an effect once the process has exited (at once if it has): see `Process` `whenExited`. */
+export type WhenExited = (effect: Effect.Effect<void>) => Effect.Effect<void>
+
+// Ends a stream once its pulls waited `limit` in all after the exit: a silent guest cannot hold the reader
+// after the exit, and a slow consumer loses nothing. No pull is raced: a race forks two fibers per pull, and an
+// idle reader held them, 3.4 KiB each. The process tells of its exit; from then a fiber of the stream counts
+// the time a pull waits and, at `limit`, runs `stop`, which ends the waiting pull (its failure, turned into the
+// end of the stream).
 const boundAfterExit =
-  (exited: Effect.Effect<unknown>, limit: Duration.Duration) =>
+  (whenExited: WhenExited, limit: Duration.Duration, stop: Effect.Effect<void>) =>
   <A, E>(stream: Stream.Stream<A, E>) =>
-    Stream.transformPull(stream, (pull) =>
+    Stream.transformPull(stream, (pull, scope) =>
       Effect.clockWith((clock) => {
+        let pulling = false
+        let expired = false
+        // Made at the exit: before it a pull only sets `pulling`.
+        let latches: { readonly waiting: Latch.Latch; readonly idle: Latch.Latch } | undefined
+        const setPulling = (on: boolean) => {
+          pulling = on
+          if (latches === undefined) return
+          const [opened, closed] = on ? [latches.waiting, latches.idle] : [latches.idle, latches.waiting]
+          closed.closeUnsafe()
+          opened.openUnsafe()
+        }
         let left = Duration.toMillis(limit)
-        const deadline = Effect.andThen(
-          exited,
-          Effect.suspend(() => {
-            const start = clock.currentTimeMillisUnsafe()
-            const spent = Effect.sync(() => (left -= clock.currentTimeMillisUnsafe() - start))
-            return Effect.andThen(Effect.ensuring(Effect.sleep(Math.max(0, left)), spent), Cause.done())
+        const countdown = (waiting: Latch.Latch, idle: Latch.Latch): Effect.Effect<void> =>
+          left <= 0
+            ? Effect.andThen(
+                Effect.sync(() => void (expired = true)),
+                stop
+              )
+            : Effect.andThen(
+                waiting.await,
+                Effect.suspend(() => {
+                  const start = clock.currentTimeMillisUnsafe()
+                  return Effect.flatMap(Effect.timeoutOption(idle.await, left), () => {
+                    left -= clock.currentTimeMillisUnsafe() - start
+                    return countdown(waiting, idle)
+                  })
+                })
+              )
+        const counting = Effect.suspend(() => {
+          latches = { waiting: Latch.makeUnsafe(false), idle: Latch.makeUnsafe(true) }
+          setPulling(pulling)
+          return countdown(latches.waiting, latches.idle)
+        })
+        const bounded = Effect.suspend(() => {
+          setPulling(true)
+          return Effect.matchCauseEffect(pull, {
+            onSuccess: (chunk) => (setPulling(false), Effect.succeed(chunk)),
+            onFailure: (cause) => (setPulling(false), expired ? Cause.done() : Effect.failCause(cause))
           })
-        )
-        return Effect.succeed(Effect.raceFirst(pull, deadline))
+        })
+        return Effect.as(whenExited(Effect.asVoid(Effect.forkIn(counting, scope))), bounded)
       })
     )
 
+/** Ends a read waiting on `channel`: closes the guest's connection, or fails the one it never made. */
+const stopReading = (channel: StdioChannel, address: Address): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const message = `${channel.name} (port ${channel.port}) was given up: nothing came for copyAfterExitTimeout after the exit`
+    const gaveUp = new TransportError({
+      reason: "Closed",
+      address: formatAddress(address),
+      port: channel.port,
+      message
+    })
+    return Effect.flatMap(Deferred.fail(channel.connection, gaveUp), (failed) =>
+      failed ? Effect.void : Effect.ignore(Effect.flatMap(Deferred.await(channel.connection), (c) => c.close))
+    )
+  })
+
 /** The guest's bytes with backpressure, closed at the end (§14.4a) or `limit` after the exit (Go's `CopyAfterExitTimeout`),
  * also when the guest never connected (a restored stream it does not re-dial). */
-export const readable = <A, E>(
+export const readable = (
   channel: StdioChannel | undefined,
-  exited: Deferred.Deferred<A, E>,
-  limit: Duration.Duration
+  whenExited: WhenExited,
+  limit: Duration.Duration,
+  address: Address
 ): Stream.Stream<Uint8Array, TransportError> =>
   channel === undefined
     ? Stream.empty
@@ -97,7 +150,7 @@ export const readable = <A, E>(
             Stream.ensuring(connection.close)
           )
         })
-      ).pipe(boundAfterExit(Effect.exit(Deferred.await(exited)), limit))
+      ).pipe(boundAfterExit(whenExited, limit, stopReading(channel, address)))
 
 /** `readable`'s bytes written into the descriptor `fd` (the caller's, left open) by the connection's `pipeTo`: in
  * the kernel where the engine can. Counted as they move; ended `limit` after the exit like `readable`. */
