@@ -56,19 +56,51 @@ export const open = Effect.fnUntraced(function* (
   return { name, port, connection } satisfies StdioChannel
 })
 
-/** Runs an effect once the process has exited (at once if it has): see `Process` `whenExited`. */
+/** Runs an effect once the process has exited (at once if it has). */
 export type WhenExited = (effect: Effect.Effect<void>) => Effect.Effect<void>
 
-// Ends a stream once its pulls waited `limit` in all after the exit: a silent guest cannot hold the reader
-// after the exit, and a slow consumer loses nothing. No pull is raced: a race forks two fibers per pull, and an
-// idle reader held them, 3.4 KiB each. The process tells of its exit; from then a fiber of the stream counts
-// the time a pull waits and, at `limit`, runs `stop`, which ends the waiting pull (its failure, turned into the
-// end of the stream).
-const boundAfterExit =
-  (whenExited: WhenExited, limit: Duration.Duration, stop: Effect.Effect<void>) =>
-  <A, E>(stream: Stream.Stream<A, E>) =>
-    Stream.transformPull(stream, (pull, scope) =>
+/** Ends a read waiting on `channel`: closes the guest's connection, or fails the one it never made. */
+const stopReading = (channel: StdioChannel, address: Address): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const message = `${channel.name} (port ${channel.port}) was given up: nothing came for copyAfterExitTimeout after the exit`
+    const gaveUp = new TransportError({
+      reason: "Closed",
+      address: formatAddress(address),
+      port: channel.port,
+      message
+    })
+    return Effect.flatMap(Deferred.fail(channel.connection, gaveUp), (failed) =>
+      failed ? Effect.void : closeChannel(channel)
+    )
+  })
+
+const closeChannel = (channel: StdioChannel): Effect.Effect<void> =>
+  Effect.ignore(Effect.flatMap(Deferred.await(channel.connection), (connection) => connection.close))
+
+/**
+ * The guest's bytes with backpressure, closed at the end (§14.4a) or `limit` after the exit (Go's
+ * `CopyAfterExitTimeout`), also when the guest never connected (a restored stream it does not re-dial).
+ *
+ * The bound: the stream ends once its pulls waited `limit` in all after the exit, so a silent guest cannot hold
+ * the reader and a slow consumer loses nothing. No pull is raced (a race forks two fibers per pull, which an idle
+ * reader held: 3.4 KiB). The process tells of its exit; from then a fiber of the stream counts the time a pull
+ * waits and, at `limit`, ends the waiting pull by closing the connection, a failure turned into the end. Counting
+ * the bytes and closing the connection happen in the same step, one stream stage per reader.
+ */
+export const readable = (
+  channel: StdioChannel | undefined,
+  whenExited: WhenExited,
+  limit: Duration.Duration,
+  address: Address
+): Stream.Stream<Uint8Array, TransportError> => {
+  if (channel === undefined) return Stream.empty
+  const input = Stream.unwrap(
+    Effect.map(Deferred.await(channel.connection), (connection) => connection.stream)
+  )
+  return Stream.transformPull(input, (pull, scope) =>
+    Effect.flatMap(Effect.context<never>(), (context) =>
       Effect.clockWith((clock) => {
+        const counter = bytesOf[channel.name]
         let pulling = false
         let expired = false
         // Made at the exit: before it a pull only sets `pulling`.
@@ -85,7 +117,7 @@ const boundAfterExit =
           left <= 0
             ? Effect.andThen(
                 Effect.sync(() => void (expired = true)),
-                stop
+                stopReading(channel, address)
               )
             : Effect.andThen(
                 waiting.await,
@@ -105,52 +137,29 @@ const boundAfterExit =
         const bounded = Effect.suspend(() => {
           setPulling(true)
           return Effect.matchCauseEffect(pull, {
-            onSuccess: (chunk) => (setPulling(false), Effect.succeed(chunk)),
+            onSuccess: (chunk) => {
+              setPulling(false)
+              // Counted here, without a Metric.update effect per chunk.
+              counter.updateUnsafe(sizeOf(chunk), context)
+              return Effect.succeed(chunk)
+            },
             onFailure: (cause) => (setPulling(false), expired ? Cause.done() : Effect.failCause(cause))
           })
         })
-        return Effect.as(whenExited(Effect.asVoid(Effect.forkIn(counting, scope))), bounded)
+        const closeAtEnd = Scope.addFinalizer(
+          scope,
+          Effect.suspend(() =>
+            Deferred.isDoneUnsafe(channel.connection) ? closeChannel(channel) : Effect.void
+          )
+        )
+        return Effect.andThen(
+          closeAtEnd,
+          Effect.as(whenExited(Effect.asVoid(Effect.forkIn(counting, scope))), bounded)
+        )
       })
     )
-
-/** Ends a read waiting on `channel`: closes the guest's connection, or fails the one it never made. */
-const stopReading = (channel: StdioChannel, address: Address): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const message = `${channel.name} (port ${channel.port}) was given up: nothing came for copyAfterExitTimeout after the exit`
-    const gaveUp = new TransportError({
-      reason: "Closed",
-      address: formatAddress(address),
-      port: channel.port,
-      message
-    })
-    return Effect.flatMap(Deferred.fail(channel.connection, gaveUp), (failed) =>
-      failed ? Effect.void : Effect.ignore(Effect.flatMap(Deferred.await(channel.connection), (c) => c.close))
-    )
-  })
-
-/** The guest's bytes with backpressure, closed at the end (§14.4a) or `limit` after the exit (Go's `CopyAfterExitTimeout`),
- * also when the guest never connected (a restored stream it does not re-dial). */
-export const readable = (
-  channel: StdioChannel | undefined,
-  whenExited: WhenExited,
-  limit: Duration.Duration,
-  address: Address
-): Stream.Stream<Uint8Array, TransportError> =>
-  channel === undefined
-    ? Stream.empty
-    : Stream.unwrap(
-        Effect.gen(function* () {
-          const connection = yield* Deferred.await(channel.connection)
-          const context = yield* Effect.context<never>()
-          return connection.stream.pipe(
-            Stream.mapArray((chunk) => {
-              bytesOf[channel.name].updateUnsafe(sizeOf(chunk), context)
-              return chunk
-            }),
-            Stream.ensuring(connection.close)
-          )
-        })
-      ).pipe(boundAfterExit(whenExited, limit, stopReading(channel, address)))
+  )
+}
 
 /** `readable`'s bytes written into the descriptor `fd` (the caller's, left open) by the connection's `pipeTo`: in
  * the kernel where the engine can. Counted as they move; ended `limit` after the exit like `readable`. */
