@@ -75,24 +75,24 @@ describe("a hostile or broken guest", () => {
     () =>
       Effect.gen(function* () {
         const sent = Array.from({ length: 5 }, (_, i) => `chunk ${i};`)
-        // The guest sends a part every 20 ms; the consumer spends 60 ms on each chunk, so its pulls find the next
-        // parts waiting: only its waits count, and they stay under the limit.
+        // The guest sends a part every 50 ms; the consumer spends 150 ms on each chunk, so its pulls find the next
+        // parts waiting: only its waits count, and they stay well under the limit.
         const [text, code] = yield* afterExit(
           (process) =>
             Stream.runFold(
-              Stream.mapEffect(process.stdout, (chunk) => Effect.as(Effect.sleep("60 millis"), chunk)),
+              Stream.mapEffect(process.stdout, (chunk) => Effect.as(Effect.sleep("150 millis"), chunk)),
               () => "",
               (text, chunk) => text + FakeGuest.text([chunk])
             ),
           {
-            limit: "20 millis",
+            limit: "100 millis",
             afterExit: (stdout) =>
               Effect.andThen(
                 Effect.forEach(
                   sent,
                   (part, i) =>
                     Effect.andThen(
-                      Effect.sleep(i === 0 ? 0 : 20),
+                      Effect.sleep(i === 0 ? 0 : 50),
                       Effect.orDie(stdout.write(encoder.encode(part)))
                     ),
                   { discard: true }
