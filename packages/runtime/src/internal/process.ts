@@ -38,13 +38,13 @@ const reap = (bridge: Bridge, containerId: string, pid: number): Effect.Effect<v
 }
 
 /** Starts a process in `containerId` (the null GUID: the UVM), in a child scope closed at once if the exec fails. */
-// Written as plain `flatMap` steps: on a host that sleeps between execs, the two generators this was built from
-// cost about 10 µs of CPU per exec (churn against the responder, one exec at a time).
 export const exec = (
   state: ConnectionState,
   containerId: string,
   input: ProcessParametersInput
 ): Effect.Effect<Process, ExecError, Scope.Scope> =>
+  // Plain `flatMap` steps here and in `start`: on a host that sleeps between execs, the two generators they were
+  // written with cost about 10 µs of CPU per exec (churn against the responder, one exec at a time).
   Effect.suspend(() => {
     const params = input instanceof Wire.ProcessParameters ? Result.succeed(input) : decode(input)
     if (Result.isFailure(params)) return Exit.fail(params.failure)
