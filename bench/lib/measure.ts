@@ -3,13 +3,33 @@
  * the table rows made of them — each figure the median over rounds with its
  * min-max, and the host's CPU time per operation.
  */
-import { cpuUsage, hrtime } from "node:process"
+import { constants, PerformanceObserver } from "node:perf_hooks"
+import { cpuUsage, hrtime, threadCpuUsage } from "node:process"
 import type { Measurement } from "./types.js"
 
-/** One timed round: wall time and host CPU time (user+system), in µs. */
+/**
+ * One timed round: wall time and host CPU time (user+system), in µs; of that CPU time, the main thread's (the rest
+ * is V8's helper threads — concurrent marking and sweeping — and libuv's pool); and the full (mark-compact) garbage
+ * collections V8 ran meanwhile.
+ */
 export interface Round {
   readonly wallMicros: number
   readonly cpuMicros: number
+  readonly mainCpuMicros: number
+  readonly fullGcs: number
+}
+
+// Full collections seen so far, counted from the moment the first round is timed.
+let fullGcs = 0
+let gcObserver: PerformanceObserver | undefined
+const countFullGcs = () => {
+  if (gcObserver !== undefined) return
+  gcObserver = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries())
+      if ((entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)
+        fullGcs++
+  })
+  gcObserver.observe({ entryTypes: ["gc"] })
 }
 
 /** Median, min and max of a non-empty list of samples. */
@@ -23,12 +43,23 @@ export const summarize = (samples: ReadonlyArray<number>): { median: number; min
 
 /** Wall time and host CPU time of one run of `body`. */
 export const timed = async (body: () => Promise<void> | void): Promise<Round> => {
+  countFullGcs()
+  const gcs0 = fullGcs
   const cpu0 = cpuUsage()
+  const main0 = threadCpuUsage()
   const t0 = hrtime.bigint()
   await body()
   const wallMicros = Number(hrtime.bigint() - t0) / 1000
+  const main = threadCpuUsage(main0)
   const cpu = cpuUsage(cpu0)
-  return { wallMicros, cpuMicros: cpu.user + cpu.system }
+  // GC entries are delivered a turn after the collection: one turn lets the round's last ones arrive.
+  await new Promise<void>((resolve) => setImmediate(resolve))
+  return {
+    wallMicros,
+    cpuMicros: cpu.user + cpu.system,
+    mainCpuMicros: main.user + main.system,
+    fullGcs: fullGcs - gcs0
+  }
 }
 
 /**
