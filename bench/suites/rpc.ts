@@ -352,7 +352,7 @@ export const suite: BenchSuite = {
           limit: TargetParShare * 100,
           unit: "%",
           atLeast: true,
-          ours: `${fmt(par.median)}/s (${(parShare * 100).toFixed(0)} %)`,
+          ours: `${fmt(par.median)}/s (${(parShare * 100).toFixed(1)} %)`,
           reference:
             `${fmt(rawBatched.median)}/s (${rawBatched.name}); ${fmt(rawPar.median)}/s one write per frame; ` +
             `${fmt(barePar.median)}/s (${(bareShare * 100).toFixed(0)} %) for a bare net host doing the same Starts`,

@@ -383,7 +383,7 @@ export const suite: BenchSuite = {
             limit: TargetShare * 100,
             unit: "%",
             atLeast: true,
-            ours: `${fmt(row.median)} MB/s (${(share * 100).toFixed(0)} %)`,
+            ours: `${fmt(row.median)} MB/s (${(share * 100).toFixed(1)} %)`,
             reference: `${fmt(ref.median)} MB/s (${ref.name})`,
             go: `${fmt(go)} MB/s`,
             why: () => {
