@@ -41,7 +41,7 @@ export const summarize = (samples: ReadonlyArray<number>): { median: number; min
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! }
 }
 
-/** Wall time and host CPU time of one run of `body`. */
+/** Wall time, host CPU time (the main thread's apart) and full GCs of one run of `body`. */
 export const timed = async (body: () => Promise<void> | void): Promise<Round> => {
   countFullGcs()
   const gcs0 = fullGcs
