@@ -1,5 +1,5 @@
 import { it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber, Option, Stream } from "effect"
 import { expect } from "vitest"
 import { HybridAddress, MemoryAddress, Transport, UnixAddress, VsockAddress } from "../src/index.js"
 import { conformance, readAll, transportFailure } from "./helpers.js"
@@ -71,5 +71,41 @@ it.effect("a full accept queue refuses further connects", () =>
     yield* transport.connect(address, 7)
     const third = yield* transportFailure(transport.connect(address, 7))
     expect(third.code).toBe("ECONNREFUSED")
+  }).pipe(Effect.provide(Transport.layerMemory))
+)
+
+it.live(
+  "a reader that closes as its bytes arrive leaves the writer a clean end, as a kernel socket does",
+  () =>
+    Effect.gen(function* () {
+      const transport = yield* Transport
+      const address = new MemoryAddress({ name: "read-then-close" })
+      const listener = yield* transport.listen(address, 9)
+      const reader = yield* transport.connect(address, 9)
+      const writer = yield* listener.accept()
+      // Waiting when the bytes come, the consumer closes inside the step that handed them over: it read them all.
+      const reading = yield* Effect.forkChild(
+        Effect.flatMap(Stream.runHead(reader.stream), (head) => Effect.as(reader.close, head))
+      )
+      yield* Effect.sleep("10 millis")
+      yield* writer.write(new Uint8Array([7, 8, 9]))
+      expect([...Option.getOrThrow(yield* Fiber.join(reading))]).toEqual([7, 8, 9])
+      expect((yield* readAll(writer)).length).toBe(0)
+    }).pipe(Effect.provide(Transport.layerMemory))
+)
+
+it.live("a reader that closes with bytes unread fails the writer's waiting write with EPIPE", () =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const address = new MemoryAddress({ name: "close-unread" })
+    const listener = yield* transport.listen(address, 9)
+    const reader = yield* transport.connect(address, 9)
+    const writer = yield* listener.accept()
+    // More than the pipe holds: the writer waits for a reader that never reads.
+    const writing = yield* Effect.forkChild(writer.write(new Uint8Array(1024 * 1024)))
+    yield* Effect.sleep("20 millis")
+    yield* reader.close
+    const failure = yield* transportFailure(Fiber.join(writing))
+    expect(failure.code).toBe("EPIPE")
   }).pipe(Effect.provide(Transport.layerMemory))
 )

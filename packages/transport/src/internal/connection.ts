@@ -1,6 +1,6 @@
 /**
  * The one Connection implementation over any RawSocket: the only socket state machine.
- * Reading: inbound chunks go to a Queue; a pull takes all of it and re-arms the socket, so at most `ReadAhead`
+ * Reading: inbound chunks go to an Inbox; a pull takes all of it and re-arms the socket, so at most `ReadAhead`
  * bytes plus one engine read are held (the socket is stopped at `ReadAhead` until the next pull). A `forEach`
  * consumer gets each chunk in the engine's own callback instead: no queue, no fiber woken per read. `pipeTo`
  * hands the reading to the engine itself where it can move bytes into a descriptor in the kernel.
@@ -12,11 +12,12 @@
  * `OK <assigned port>\n` once the guest accepted, or hangs up when nothing listens on that guest port. Bytes
  * the guest sends right after the answer are kept for the Connection.
  */
-import { Cause, Deferred, Duration, Effect, Exit, Latch, Queue, Scope, Semaphore, Sink, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Latch, Scope, Semaphore, Sink, Stream } from "effect"
 import { type Address, formatAddress, type MemoryAddress } from "../Address.js"
 import type { Connection, PeerIdentity, PipeOptions } from "../Connection.js"
 import type { TransportError } from "../TransportError.js"
 import { copyFrom, copyInto, withDescriptor } from "./descriptor.js"
+import { Inbox } from "./inbox.js"
 import { describe, osError, type RawSocket, type Target, toRawError, transportError } from "./rawSocket.js"
 
 /** What the engine's pump refuses and JavaScript can still do: no splice here (ENOSYS), or a blocking socket as the
@@ -58,7 +59,7 @@ const open = Effect.fnUntraced(function* (
   initial: ReadonlyArray<Uint8Array>
 ) {
   const description = describe(target)
-  const inbox = yield* Queue.make<Uint8Array, TransportError | Cause.Done>()
+  const inbox = new Inbox<TransportError>()
   // Made by the first write left above the high-water mark: a connection that only reads never needs one.
   let drained: Latch.Latch | undefined
   const halfClosed = yield* Deferred.make<void, TransportError>()
@@ -127,7 +128,7 @@ const open = Effect.fnUntraced(function* (
           : writeFailure
       )
     )
-    Queue.failCauseUnsafe(inbox, Cause.fail(readFailure))
+    inbox.fail(Exit.fail(readFailure))
     settle(Exit.fail(readFailure))
     Deferred.doneUnsafe(halfClosed, Exit.fail(writeFailure))
     drained?.openUnsafe()
@@ -149,22 +150,29 @@ const open = Effect.fnUntraced(function* (
       fail(cause, "shutdown")
     }
   }
-  const enqueue = (chunk: Uint8Array) => {
-    Queue.offerUnsafe(inbox, chunk)
-    buffered += chunk.length
+  // Counted first: a waiting pull takes the chunks inside `offer`.
+  const enqueue = (chunks: ReadonlyArray<Uint8Array>) => {
+    buffered += byteLength(chunks)
+    inbox.offer(chunks)
   }
 
   raw.bind({
-    data: (chunk) => {
-      if (closed || chunk.length === 0) return
-      if (listener !== undefined) return deliver(listener, chunk)
-      enqueue(chunk)
+    data: (chunks) => {
+      // A forEach consumer gets each chunk; what follows its end (a throw) is kept for the next consumer.
+      let next = 0
+      while (listener !== undefined && next < chunks.length) {
+        if (closed) return
+        const chunk = chunks[next++]!
+        if (chunk.length > 0) deliver(listener, chunk)
+      }
+      if (closed || next === chunks.length) return
+      enqueue(next === 0 ? chunks : chunks.slice(next))
       if (buffered >= ReadAhead) stopReading()
     },
     end: () => {
       ended = true
       reading = false
-      Queue.endUnsafe(inbox)
+      inbox.end()
       settle(Exit.void)
     },
     error: fail,
@@ -178,12 +186,12 @@ const open = Effect.fnUntraced(function* (
     },
     progress: () => onProgress?.(raw.piped ?? 0)
   })
-  initial.forEach(enqueue)
+  enqueue(initial)
 
   const pull = Effect.suspend(() => {
     if (closed) return Effect.fail(closedError("read"))
     startReading()
-    return Effect.map(Queue.takeAll(inbox), (chunks) => {
+    return Effect.map(inbox.take, (chunks) => {
       for (const chunk of chunks) buffered -= chunk.length
       // Read ahead while the consumer works on what it just took.
       startReading()
@@ -224,10 +232,9 @@ const open = Effect.fnUntraced(function* (
           if (closed) return resume(Effect.fail(closedError("read")))
           // What was read ahead (handshake leftovers, an earlier stream consumer's) comes first, then the end.
           // Here a consumer's throw is the fiber's own: it dies of it.
-          for (let taken = Queue.takeUnsafe(inbox); taken !== undefined; taken = Queue.takeUnsafe(inbox)) {
-            if (Exit.isFailure(taken)) break
-            buffered -= taken.value.length
-            onChunk(taken.value)
+          for (const chunk of inbox.takeAllUnsafe()) {
+            buffered -= chunk.length
+            onChunk(chunk)
           }
           if (closed) return resume(Effect.fail(closedError("read")))
           if (readFailure !== undefined) return resume(Effect.fail(readFailure))
@@ -467,7 +474,7 @@ const open = Effect.fnUntraced(function* (
     // a connection closed after its end of stream, the usual stdio close, builds none.
     if (consumed && !ended && readFailure === undefined) {
       const error = closedError("read")
-      Queue.failCauseUnsafe(inbox, Cause.fail(error))
+      inbox.fail(Exit.fail(error))
       settle(Exit.fail(error))
     }
     if (pipedFrom !== undefined) settleFrom(Exit.fail(closedError("write")))
@@ -561,9 +568,9 @@ const hybridHandshake = (raw: RawSocket, port: number, target: Target) =>
       refuse(`the VMM answered CONNECT ${port} with ${text}${more}, not OK <port>`, "EPROTO")
     }
     raw.bind({
-      data: (chunk) => {
+      data: (chunks) => {
         if (settled) return
-        received = Buffer.concat([received, chunk])
+        received = Buffer.concat([received, ...chunks])
         const end = received.indexOf(0x0a)
         if (end < 0) {
           if (received.length > MaxReplyBytes) notOk(received.subarray(0, MaxReplyBytes), "…")

@@ -23,6 +23,10 @@ const hangUp = (self: Duplex, other: Duplex) =>
     const broken = () =>
       Object.assign(new Error("the peer closed the connection"), { code: "EPIPE", syscall: "write" })
     other._write = (_chunk, _encoding, callback) => callback(broken())
+    // The closed end read everything it was sent, so the peer's last write was delivered, as into a kernel
+    // socket's buffer: completed here, since duplexPair completes a write when the reader next asks for more,
+    // which a closed end never does (a reader that closes inside its data callback would fail the peer).
+    if (self.readableLength === 0) self._read(0)
     other.push(null)
     // A write still waiting for the closed end to read it never completes.
     if (other.writableLength > 0) other.destroy(broken())

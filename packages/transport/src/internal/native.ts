@@ -54,7 +54,7 @@ class NativeRawSocket implements RawSocket {
   bind(events: RawEvents) {
     const { data, end, error, drain, piped, progress } = this.native.SocketEvent
     this.socket.setCallback((event, err, chunks) => {
-      if (event === data) for (const chunk of chunks!) events.data(chunk)
+      if (event === data) events.data(chunks!)
       else if (event === end) events.end()
       else if (event === error) events.error(toRawError(err))
       else if (event === drain) events.drain()

@@ -24,7 +24,7 @@ export const fromNetSocket = (socket: Duplex): RawSocket => {
   let ended = false
   let closed = false
   socket.pause()
-  socket.on("data", (chunk: Buffer) => events?.data(chunk))
+  socket.on("data", (chunk: Buffer) => events?.data([chunk]))
   socket.on("end", () => {
     ended = true
     events?.end()

@@ -15,8 +15,8 @@ export interface RawError {
 
 /** What a socket reports. */
 export interface RawEvents {
-  /** Bytes, only while reading is started. */
-  data(chunk: Uint8Array): void
+  /** The bytes of one engine read, in order (one chunk or more), only while reading is started. */
+  data(chunks: ReadonlyArray<Uint8Array>): void
   /** The peer's EOF; no data follows. */
   end(): void
   /** The first failure; the socket is unusable in both directions afterwards. */
