@@ -2,13 +2,16 @@
  * Transport suite: bulk throughput through a `Connection` on AF_UNIX, via the
  * native engine (`Transport.layer`) and via Node's `net` (`Transport.layerNode`),
  * against a plain `net` socket pipe in the same run; and connection setup
- * rate (listen once, then connect + accept + close, repeatedly).
+ * rate (listen once, then connect + accept + close, repeatedly). Plus the same
+ * reads handed to the stream through an Effect Queue: why the Connection's
+ * inbox is hand-made.
  */
 import * as net from "node:net"
 import { join } from "node:path"
 import { Transport, UnixAddress } from "@gcs-bridge/transport"
-import type { Layer } from "effect"
-import { Effect, Stream } from "effect"
+import type { Connection, TransportError } from "@gcs-bridge/transport"
+import type { Layer, Scope } from "effect"
+import { type Cause, Effect, Queue, Stream } from "effect"
 import { interleave, rateRow, throughputRow } from "../lib/measure.js"
 import type { BenchSuite, Measurement } from "../lib/types.js"
 import { probeEngine } from "../support/hostSession.js"
@@ -71,8 +74,31 @@ const plainNetSetups = (dir: string, setups: number): Promise<void> => {
   )
 }
 
-/** Through the Transport: a Connection writer with `write`, a Connection reader draining `stream`. */
-const transportBulk = (layer: Layer.Layer<Transport>, dir: string, bytes: number): Promise<void> =>
+/** The reader's bytes as a Stream: the Connection's own `stream`, its inbox resuming the pull in the read callback. */
+const ownStream = (receiver: Connection) => Effect.succeed(receiver.stream)
+
+/**
+ * The same reads through an Effect Queue, as the Connection's inbox was built before: each read callback offers,
+ * the Queue resumes the waiting pull with the scheduler (a `setImmediate` later). Unbounded, as the reads are
+ * bounded by the writer's drain waits in the same process.
+ */
+const viaQueue = (receiver: Connection) =>
+  Effect.gen(function* () {
+    const queue = yield* Queue.unbounded<Uint8Array, Cause.Done>()
+    const reading = receiver.forEach((chunk) => Queue.offerUnsafe(queue, chunk))
+    yield* Effect.forkScoped(Effect.andThen(Effect.orDie(reading), Queue.end(queue)))
+    return Stream.fromQueue(queue)
+  })
+
+/** Through the Transport: a Connection writer with `write`, a Connection reader draining a stream of its input. */
+const transportBulk = (
+  layer: Layer.Layer<Transport>,
+  dir: string,
+  bytes: number,
+  input: (
+    receiver: Connection
+  ) => Effect.Effect<Stream.Stream<Uint8Array, TransportError>, never, Scope.Scope> = ownStream
+): Promise<void> =>
   Effect.runPromise(
     Effect.gen(function* () {
       const transport = yield* Transport
@@ -85,7 +111,7 @@ const transportBulk = (layer: Layer.Layer<Transport>, dir: string, bytes: number
         yield* sender.endWrite
       })
       const read = Stream.runFold(
-        receiver.stream,
+        yield* input(receiver),
         () => 0,
         (n, chunk) => n + chunk.length
       )
@@ -118,9 +144,11 @@ export const suite: BenchSuite = {
     try {
       const withNative = typeof (await probeEngine("native", dir.path)) !== "string"
       const engines = withNative ? ([Transport.layerNode, Transport.layer] as const) : [Transport.layerNode]
+      const engineName = withNative ? "Transport.layer native" : "Transport.layerNode"
       const bulkVariants: Record<string, () => Promise<void>> = {
         plain: () => plainNetBulk(dir.path, bulkBytes),
-        ...Object.fromEntries(engines.map((l, i) => [`e${i}`, () => transportBulk(l, dir.path, bulkBytes)]))
+        ...Object.fromEntries(engines.map((l, i) => [`e${i}`, () => transportBulk(l, dir.path, bulkBytes)])),
+        queue: () => transportBulk(engines.at(-1)!, dir.path, bulkBytes, viaQueue)
       }
       const setupVariants: Record<string, () => Promise<void>> = {
         plain: () => plainNetSetups(dir.path, setups),
@@ -166,6 +194,16 @@ export const suite: BenchSuite = {
               )
             ]
           : []),
+        throughputRow(
+          `Connection, ${engineName}, reads through an Effect Queue`,
+          bulk["queue"]!,
+          bulkBytes,
+          {
+            reference: pipe,
+            note: "forEach offers each read to a Queue drained as the Stream: the inbox's reason (see the notes)"
+          },
+          false
+        ),
         rateRow(plainSetup, "connections/s", setup["plain"]!, setups, { note: "reference" }),
         rateRow("Transport.layerNode connect+accept+close", "connections/s", setup["e0"]!, setups, {
           reference: plainSetup,
@@ -188,6 +226,10 @@ export const suite: BenchSuite = {
             "connection set up inside the timed round (well under 1 % of it at full size). MB/s is 10^6 bytes/s; " +
             "host CPU µs/op is per 64 KiB chunk, both processes' work being in this one process.",
           `Setup: ${setups} connect + accept + close per round against one listener.`,
+          `The Queue row reads the same bytes over ${engineName}, each read offered to an Effect Queue that a ` +
+            "Stream drains, as the Connection's stream did before its inbox: a Queue resumes its waiting taker " +
+            "through the scheduler, one setImmediate (an event-loop turn) per read. The Connection's inbox resumes " +
+            "the waiting pull inside the read callback; the row above it with the same engine is that.",
           withNative
             ? "The native rows go through @gcs-bridge/native's uv_poll engine on AF_UNIX, the same code path as AF_VSOCK."
             : "The native engine did not load on this machine (addon not built), so its rows are missing."
