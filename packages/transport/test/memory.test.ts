@@ -32,13 +32,19 @@ it.effect("each layer instance is its own network; sharing the layer shares it",
   })
 )
 
-it.effect("host and guest share one network through one provided layer", () =>
+/** A listener on `name` port `port` and one connection to it: the dialling end and the accepted end. */
+const connectedPair = (name: string, port: number) =>
   Effect.gen(function* () {
     const transport = yield* Transport
-    const address = new MemoryAddress({ name: "uvm" })
-    const listener = yield* transport.listen(address, 0x40000000)
-    const guest = yield* transport.connect(address, 0x40000000)
-    const host = yield* listener.accept()
+    const address = new MemoryAddress({ name })
+    const listener = yield* transport.listen(address, port)
+    const dialled = yield* transport.connect(address, port)
+    return [dialled, yield* listener.accept()] as const
+  })
+
+it.effect("host and guest share one network through one provided layer", () =>
+  Effect.gen(function* () {
+    const [guest, host] = yield* connectedPair("uvm", 0x40000000)
     yield* guest.write(new Uint8Array([1, 2, 3]))
     yield* guest.endWrite
     expect([...(yield* readAll(host))]).toEqual([1, 2, 3])
@@ -78,11 +84,7 @@ it.live(
   "a reader that closes as its bytes arrive leaves the writer a clean end, as a kernel socket does",
   () =>
     Effect.gen(function* () {
-      const transport = yield* Transport
-      const address = new MemoryAddress({ name: "read-then-close" })
-      const listener = yield* transport.listen(address, 9)
-      const reader = yield* transport.connect(address, 9)
-      const writer = yield* listener.accept()
+      const [reader, writer] = yield* connectedPair("read-then-close", 9)
       // Waiting when the bytes come, the consumer closes inside the step that handed them over: it read them all.
       const reading = yield* Effect.forkChild(
         Effect.flatMap(Stream.runHead(reader.stream), (head) => Effect.as(reader.close, head))
@@ -96,11 +98,7 @@ it.live(
 
 it.live("a reader that closes with bytes unread fails the writer's waiting write with EPIPE", () =>
   Effect.gen(function* () {
-    const transport = yield* Transport
-    const address = new MemoryAddress({ name: "close-unread" })
-    const listener = yield* transport.listen(address, 9)
-    const reader = yield* transport.connect(address, 9)
-    const writer = yield* listener.accept()
+    const [reader, writer] = yield* connectedPair("close-unread", 9)
     // More than the pipe holds: the writer waits for a reader that never reads.
     const writing = yield* Effect.forkChild(writer.write(new Uint8Array(1024 * 1024)))
     yield* Effect.sleep("20 millis")
