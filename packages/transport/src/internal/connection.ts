@@ -128,7 +128,7 @@ const open = Effect.fnUntraced(function* (
           : writeFailure
       )
     )
-    inbox.fail(Exit.fail(readFailure))
+    inbox.fail(readFailure)
     settle(Exit.fail(readFailure))
     Deferred.doneUnsafe(halfClosed, Exit.fail(writeFailure))
     drained?.openUnsafe()
@@ -474,7 +474,7 @@ const open = Effect.fnUntraced(function* (
     // a connection closed after its end of stream, the usual stdio close, builds none.
     if (consumed && !ended && readFailure === undefined) {
       const error = closedError("read")
-      inbox.fail(Exit.fail(error))
+      inbox.fail(error)
       settle(Exit.fail(error))
     }
     if (pipedFrom !== undefined) settleFrom(Exit.fail(closedError("write")))

@@ -5,7 +5,7 @@
  * Hand-made rather than an Effect Queue for one reason: a Queue resumes its waiting taker through the fiber's
  * scheduler, a `setImmediate` per engine read, so every read of a stream consumer costs one more event-loop turn
  * and a scheduler task. Here the waiting take resumes in the engine's own read callback, the same step the bytes
- * came in (bench/support/handoff.ts times both in the same run).
+ * came in (the transport bench suite times both on the same reads, in the same run).
  */
 import type { Array as Arr } from "effect"
 import { Cause, Effect, Exit } from "effect"
@@ -21,11 +21,6 @@ export class Inbox<E> {
   #end: Exit.Exit<never, E | Cause.Done> | undefined
   #waiting: ((taken: Taken<E>) => void) | undefined
 
-  /** Whether an end (stream end or failure) was set; chunks before it may still wait to be taken. */
-  get done(): boolean {
-    return this.#end !== undefined
-  }
-
   /** Adds the chunks of one read (empty ones skipped), ignored after the end; a waiting take gets them at once. */
   offer(chunks: ReadonlyArray<Uint8Array>): void {
     if (this.#end !== undefined) return
@@ -33,16 +28,14 @@ export class Inbox<E> {
     if (this.#chunks.length > 0) this.#wake()
   }
 
-  /** The end of stream; the first end set is kept. */
+  /** The end of stream, after the chunks already offered; the first end set is kept. */
   end(): void {
-    this.fail(ended)
+    this.#finish(ended)
   }
 
-  /** Ends with `exit` (a failure), after the chunks already offered; the first end set is kept. */
-  fail(exit: Exit.Exit<never, E | Cause.Done>): void {
-    if (this.#end !== undefined) return
-    this.#end = exit
-    this.#wake()
+  /** Ends with `error`, after the chunks already offered; the first end set is kept. */
+  fail(error: E): void {
+    this.#finish(Exit.fail(error))
   }
 
   /** Every chunk offered so far, without waiting (possibly none). */
@@ -69,6 +62,12 @@ export class Inbox<E> {
   #poll(): Taken<E> | undefined {
     if (this.#chunks.length > 0) return Exit.succeed(this.takeAllUnsafe() as unknown as Chunks)
     return this.#end
+  }
+
+  #finish(end: Exit.Exit<never, E | Cause.Done>): void {
+    if (this.#end !== undefined) return
+    this.#end = end
+    this.#wake()
   }
 
   #wake(): void {
