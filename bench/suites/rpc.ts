@@ -58,7 +58,7 @@ const startOf = async (
 }
 
 /** `count` Starts one after the other, each one's latency in µs into `latencies`. */
-const sequential = (start: Start, count: number, latencies: Float64Array) =>
+const sequential = (start: Effect.Effect<void, unknown>, count: number, latencies: Float64Array) =>
   Effect.gen(function* () {
     for (let i = 0; i < count; i++) {
       const t0 = hrtime.bigint()
@@ -68,7 +68,7 @@ const sequential = (start: Start, count: number, latencies: Float64Array) =>
   })
 
 /** `count` Starts from `Depth` concurrent callers sharing one connection. */
-const concurrent = (start: Start, count: number) => {
+const concurrent = (start: Effect.Effect<void, unknown>, count: number) => {
   const share = Math.floor(count / Depth)
   const caller = (n: number) =>
     Effect.gen(function* () {
@@ -126,6 +126,8 @@ export const suite: BenchSuite = {
         rawParBatched: () => echo.pipelined(n.raw[1]!, Depth, true),
         bareSeq: () => bare.starts(n.raw[0]!, 1),
         barePar: () => bare.starts(n.raw[1]!, Depth),
+        fiberSeq: () => session.run(sequential(bare.start, n.raw[0]!, latencies)),
+        fiberPar: () => session.run(concurrent(bare.start, n.raw[1]!)),
         ...Object.fromEntries(
           (["responder", "guest"] as const).flatMap((peer) => [
             [
@@ -177,6 +179,8 @@ export const suite: BenchSuite = {
       const parBatchedRef = `raw echo, ${Depth} in flight, batched writes`
       const bareSeqName = "bare net host → responder, Start, 1 in flight"
       const bareParName = `bare net host → responder, Start, ${Depth} in flight`
+      const fiberSeqName = "bare Effect host → responder, Start, 1 in flight"
+      const fiberParName = `bare Effect host → responder, Start, ${Depth} callers`
       const seqName = (via: string) => `Start via ${via}, 1 in flight`
       const parName = (via: string) => `Start via ${via}, ${Depth} callers`
       const calls = (name: string, key: string, count: number, extra: Partial<Measurement>) =>
@@ -198,6 +202,14 @@ export const suite: BenchSuite = {
         rateRow(bareParName, "calls/s", r["barePar"]!, n.raw[1]!, {
           reference: parBatchedRef,
           note: "the same; the Starts replacing the answers of one read go out in one write"
+        }),
+        rateRow(fiberSeqName, "calls/s", r["fiberSeq"]!, n.raw[0]!, {
+          reference: seqRef,
+          note: "the bare net host's Starts made by the runtime rows' callers: each an Effect.callback, no protocol work"
+        }),
+        rateRow(fiberParName, "calls/s", r["fiberPar"]!, n.raw[1]!, {
+          reference: parBatchedRef,
+          note: "the same, from the runtime rows' 64 caller fibers: the floor of a host whose calls are fibers"
         }),
         calls(seqName("runtime → responder"), "responderSeq", n.responder[0]!, {
           reference: seqRef,
@@ -255,6 +267,8 @@ export const suite: BenchSuite = {
       const parShare = par.median / rawBatched.median
       const barePar = get(bareParName)
       const bareShare = barePar.median / rawBatched.median
+      const fiberPar = get(fiberParName)
+      const fiberShare = fiberPar.median / rawBatched.median
       const notes: Array<string> = [
         `Rounds: ${options.rounds}, interleaved (the rows at 1 in flight among themselves, then those with ${Depth} in ` +
           `flight, so that no row at 1 in flight runs right after a pipelined one); calls per round: raw ${n.raw.join(" / ")}, ` +
@@ -297,7 +311,10 @@ export const suite: BenchSuite = {
         "The targets (on top of the report) are judged against the minimal responder, so that no guest work " +
           "is in the host CPU; their floor is the raw echo: a bare node net socket doing the same 123-byte round trip. " +
           "The bare net host rows do the whole exchange against a responder of their own (the Start frame from a " +
-          "template with its id, one JSON.parse per answer, no Schema, no fiber): what Node costs for it.",
+          "template with its id, one JSON.parse per answer, no Schema, no fiber): what Node costs for it. The bare " +
+          "Effect host rows send those same frames on the same socket, but each Start is an `Effect.callback` made " +
+          "by the callers of the runtime rows (the same loops, the same fibers) and resumed by the read handler: " +
+          "what a host whose calls are fibers costs before any protocol work.",
         `External reference, not measured here: the Go host bridge of hcsshim against the genuine Linux GCS over ` +
           `Unix sockets on another 2-core machine did ≈ ${fmt(GoSeqPerSecond)} calls/s with ${GoSeqCpu} µs host CPU ` +
           `per call at 1 in flight and ≈ ${fmt(GoParPerSecond)} calls/s with ${GoParCpu} µs at ${Depth} in flight ` +
@@ -355,7 +372,8 @@ export const suite: BenchSuite = {
           ours: `${fmt(par.median)}/s (${(parShare * 100).toFixed(1)} %)`,
           reference:
             `${fmt(rawBatched.median)}/s (${rawBatched.name}); ${fmt(rawPar.median)}/s one write per frame; ` +
-            `${fmt(barePar.median)}/s (${(bareShare * 100).toFixed(0)} %) for a bare net host doing the same Starts`,
+            `${fmt(barePar.median)}/s (${(bareShare * 100).toFixed(0)} %) for a bare net host doing the same Starts; ` +
+            `${fmt(fiberPar.median)}/s (${(fiberShare * 100).toFixed(0)} %) when ${Depth} fibers make them`,
           go: `${fmt(GoParPerSecond)}/s`,
           why: () =>
             `At ${fmt(par.median)} calls/s × ${fmt(cpu(par))} µs the host's thread was busy ` +
@@ -374,6 +392,11 @@ export const suite: BenchSuite = {
                 ? ", itself under the target, bound by its own CPU per call."
                 : ", itself under the target with its thread not saturated: the responder's process, one frame " +
                   "scan and one answer per call, is the ceiling there.") +
+            ` The same Starts made by the runtime rows' ${Depth} caller fibers, each an \`Effect.callback\` resumed ` +
+            `by the read handler (no Schema, no bridge), reached ${fmt(fiberPar.median)}/s ` +
+            `(${(fiberShare * 100).toFixed(0)} %) with ${fmt(cpu(fiberPar))} µs per call: what a fiber per call ` +
+            `costs in Effect ${fiberShare >= TargetParShare ? "leaves the target in reach" : "already puts the target out of reach"}; ` +
+            `ours is ${fmt(cpu(par) - cpu(fiberPar))} µs per call above it.` +
             ` ${gists.par ?? NoProfile}`
         })
       ]

@@ -7,6 +7,7 @@
 import { createReadStream } from "node:fs"
 import * as net from "node:net"
 import { hrtime } from "node:process"
+import { Effect } from "effect"
 import type { PeerConfig } from "./peer.js"
 import { checkPeer, startPeer } from "./peerProcess.js"
 import {
@@ -170,6 +171,12 @@ export interface RawExec {
    * Starts replacing the answers of one read going out in one write (as the bridge's writer batches).
    */
   readonly starts: (count: number, depth: number) => Promise<void>
+  /**
+   * One Start on the UVM as an Effect: an `Effect.callback` that the read handler resumes with the parsed answer,
+   * queued into the same one-write-per-microtask batch. Run by the runtime's callers, it is the floor of any host
+   * whose calls are fibers: Effect's own cost, with no Schema and no bridge.
+   */
+  readonly start: Effect.Effect<void, Error>
   readonly close: () => Promise<void>
 }
 
@@ -250,19 +257,23 @@ export const rawExec = async (listenPath: string, peer: PeerConfig): Promise<Raw
       }
     )
   }
+  // Frames queued in one synchronous run leave in one write, as the bridge's writer sends them.
+  let batch: Array<Buffer> = []
+  const flush = () => {
+    socket.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch))
+    batch = []
+  }
+  const queueStart = (frameId: bigint) => {
+    if (batch.length === 0) queueMicrotask(flush)
+    batch.push(frame(requestType(Proc.Start), frameId, startPayload))
+  }
   const starts = (count: number, depth: number) => {
     let sent = 0
     let done = 0
-    let batch: Array<Buffer> = []
-    const flush = () => {
-      socket.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch))
-      batch = []
-    }
     const issue = () => {
       if (sent === count) return
       sent++
-      if (batch.length === 0) queueMicrotask(flush)
-      batch.push(frame(requestType(Proc.Start), id++, startPayload))
+      queueStart(id++)
     }
     return exchange(
       () => {
@@ -278,10 +289,25 @@ export const rawExec = async (listenPath: string, peer: PeerConfig): Promise<Raw
       }
     )
   }
+  const waiting = new Map<bigint, (result: Effect.Effect<void, Error>) => void>()
+  const resumeWaiter = (f: RawFrame) => {
+    const resume = waiting.get(f.id)
+    if (resume === undefined) return
+    waiting.delete(f.id)
+    resume(
+      answer(f, Proc.Start)?.Result === 0 ? Effect.void : Effect.fail(new Error(`start failed: ${f.payload}`))
+    )
+  }
+  const start = Effect.callback<void, Error>((resume) => {
+    onFrame = resumeWaiter
+    const frameId = id++
+    waiting.set(frameId, resume)
+    queueStart(frameId)
+  })
   const close = async () => {
     socket.destroy()
     await peerProcess.stop(10_000)
     await checkPeer(peerProcess, `raw exec peer (${peer.kind})`)
   }
-  return { run, starts, close }
+  return { run, starts, start, close }
 }
