@@ -185,6 +185,15 @@ export const suite: BenchSuite = {
       const parName = (via: string) => `Start via ${via}, ${Depth} callers`
       const calls = (name: string, key: string, count: number, extra: Partial<Measurement>) =>
         rateRow(name, "calls/s", r[key]!, count, extra)
+      // A floor's two rows, 1 in flight and Depth at once, over the raw echo's counts.
+      const floorRows = (
+        key: string,
+        [seq, par]: readonly [string, string],
+        [seqNote, parNote]: readonly [string, string]
+      ) => [
+        calls(seq, `${key}Seq`, n.raw[0]!, { reference: seqRef, note: seqNote }),
+        calls(par, `${key}Par`, n.raw[1]!, { reference: parBatchedRef, note: parNote })
+      ]
       const rows: Array<Measurement> = [
         rateRow(seqRef, "round trips/s", r["rawSeq"]!, n.raw[0]!, {
           note: "reference: 123-byte frame, net socket both ends, echo peer process"
@@ -195,22 +204,22 @@ export const suite: BenchSuite = {
         rateRow(parBatchedRef, "round trips/s", r["rawParBatched"]!, n.raw[1]!, {
           note: "reference: frames returned by one read replaced by one write"
         }),
-        rateRow(bareSeqName, "calls/s", r["bareSeq"]!, n.raw[0]!, {
-          reference: seqRef,
-          note: "floor of the whole exchange: the Start frame from a template, one JSON.parse per answer"
-        }),
-        rateRow(bareParName, "calls/s", r["barePar"]!, n.raw[1]!, {
-          reference: parBatchedRef,
-          note: "the same; the Starts replacing the answers of one read go out in one write"
-        }),
-        rateRow(fiberSeqName, "calls/s", r["fiberSeq"]!, n.raw[0]!, {
-          reference: seqRef,
-          note: "the bare net host's Starts made by the runtime rows' callers: each an Effect.callback, no protocol work"
-        }),
-        rateRow(fiberParName, "calls/s", r["fiberPar"]!, n.raw[1]!, {
-          reference: parBatchedRef,
-          note: "the same, from the runtime rows' 64 caller fibers: the floor of a host whose calls are fibers"
-        }),
+        ...floorRows(
+          "bare",
+          [bareSeqName, bareParName],
+          [
+            "floor of the whole exchange: the Start frame from a template, one JSON.parse per answer",
+            "the same; the Starts replacing the answers of one read go out in one write"
+          ]
+        ),
+        ...floorRows(
+          "fiber",
+          [fiberSeqName, fiberParName],
+          [
+            "the bare net host's Starts made by the runtime rows' callers: each an Effect.callback, no protocol work",
+            "the same, from the runtime rows' 64 caller fibers: the floor of a host whose calls are fibers"
+          ]
+        ),
         calls(seqName("runtime → responder"), "responderSeq", n.responder[0]!, {
           reference: seqRef,
           note: `Go host: ≈ ${fmt(GoSeqPerSecond)}/s, ${GoSeqCpu} µs CPU/call (vs genuine guest)`

@@ -162,25 +162,15 @@ export const rawStream = async (path: string): Promise<RawStream> => {
     if (Date.now() > deadline) throw new Error(`stream peer did not start:\n${peer.output()}`)
     await new Promise((r) => setTimeout(r, 5))
   }
+  // `bytes` fed by `feed` into the peer's `wc -c`, which must count them all.
+  const sink = (bytes: number, feed: (socket: net.Socket) => void) =>
+    exchange(path, "sink", bytes, (answer) => answer === `go\n${bytes}`, feed)
   return {
     receive: (bytes) => exchange(path, `source ${bytes}`, bytes, (_, n) => n === bytes),
-    send: (bytes) => exchange(path, "sink", bytes, (answer) => answer === `go\n${bytes}`),
+    send: (bytes) => sink(bytes, (socket) => pump(socket, bytes)),
     sendFile: (bytes, file) =>
-      exchange(
-        path,
-        "sink",
-        bytes,
-        (answer) => answer === `go\n${bytes}`,
-        (socket) => createReadStream(file, { highWaterMark: 64 * 1024 }).pipe(socket)
-      ),
-    sendFromStream: (bytes, input) =>
-      exchange(
-        path,
-        "sink",
-        bytes,
-        (answer) => answer === `go\n${bytes}`,
-        (socket) => writeFromStream(socket, input)
-      ),
+      sink(bytes, (socket) => createReadStream(file, { highWaterMark: 64 * 1024 }).pipe(socket)),
+    sendFromStream: (bytes, input) => sink(bytes, (socket) => writeFromStream(socket, input)),
     close: async () => {
       await exchange(path, "quit", 0, () => true).catch(() => undefined)
       await peer.stop()
