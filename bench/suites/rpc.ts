@@ -217,7 +217,7 @@ export const suite: BenchSuite = {
           [fiberSeqName, fiberParName],
           [
             "the bare net host's Starts made by the runtime rows' callers: each an Effect.callback, no protocol work",
-            "the same, from the runtime rows' 64 caller fibers: the floor of a host whose calls are fibers"
+            `the same, from the runtime rows' ${Depth} caller fibers: the floor of a host whose calls are fibers`
           ]
         ),
         calls(seqName("runtime → responder"), "responderSeq", n.responder[0]!, {

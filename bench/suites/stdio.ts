@@ -430,9 +430,9 @@ export const suite: BenchSuite = {
                     `${fmt(viaEffect.median)} MB/s, ${((viaEffect.median / ref.median) * 100).toFixed(1)} % of it at ` +
                     `${fmt(secondsPerGiB(viaEffect))} s/GiB: ` +
                     (viaEffect.median / ref.median < TargetShare
-                      ? "the target is out of reach of a host whose bytes pass through an Effect Stream chunk by chunk, " +
-                        `and ours moved ${((row.median / viaEffect.median) * 100).toFixed(0)} % of that.`
-                      : `so Effect leaves the target in reach; ours moved ${((row.median / viaEffect.median) * 100).toFixed(0)} % of that.`))
+                      ? "the target is out of reach of a host whose bytes pass through an Effect Stream chunk by chunk"
+                      : "so Effect leaves the target in reach") +
+                    `; ours moved ${((row.median / viaEffect.median) * 100).toFixed(0)} % of that.`)
               )
             }
           })
