@@ -55,6 +55,8 @@ export const floorWhy = (o: {
   readonly unit: string
   readonly floorName: string
   readonly profile: string | undefined
+  /** Another floor of the same work, said between the Node floor and the profile. */
+  readonly beside?: string
 }): string => {
   const gap = o.ours >= o.floor ? `ours is ${fmt(o.ours - o.floor)} ${o.unit} above it` : "ours is below it"
   const head =
@@ -63,7 +65,7 @@ export const floorWhy = (o: {
         `in this run (target ${fmt(o.limit)}); ${gap}.`
       : `Not Node's floor: with ${o.floorName} the same work costs ${fmt(o.floor)} ${o.unit} in this run; ` +
         `${gap}: the bridge's own work.`
-  return `${head} ${o.profile ?? NoProfile}`
+  return [head, o.beside, o.profile ?? NoProfile].filter((part) => part !== undefined).join(" ")
 }
 
 /** The "Targets (issue 10)" section on top of RESULTS.md: one row per target, then why each missed one is missed. */

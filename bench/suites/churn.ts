@@ -42,6 +42,12 @@ const churn = (connection: GuestConnectionService, count: number, withStdout: bo
     }
   })
 
+/** `count` exec + wait of a bare host's, one after the other, each made by the same fiber. */
+const fiberChurn = (exec: Effect.Effect<void, Error>, count: number) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < count; i++) yield* exec
+  })
+
 /** Reference: `count` local spawns of `/bin/true` from this Node process, each awaited to its exit. */
 const localChurn = async (count: number, withStdout: boolean): Promise<void> => {
   for (let i = 0; i < count; i++) {
@@ -94,6 +100,8 @@ export const suite: BenchSuite = {
           localPipe: () => localChurn(count, true),
           rawGuest: () => rawGuest.run(count),
           rawResponder: () => rawResponder.run(hostCount),
+          fiberGuest: () => session.run(fiberChurn(rawGuest.exec, count)),
+          fiberResponder: () => session.run(fiberChurn(rawResponder.exec, hostCount)),
           bridge: () => session.run(churn(guest, count, false)),
           bridgePipe: () => session.run(churn(guest, count, true)),
           responder: () => session.run(churn(responder, hostCount, false))
@@ -127,6 +135,20 @@ export const suite: BenchSuite = {
       const rawNote = "floor: node net, canned ExecuteProcess + WaitForProcess frames, no Schema, no Effect"
       const floorGuest = rateRow(rawGuestRef, unit, r.rawGuest, count, { note: rawNote })
       const floorResponder = rateRow(rawResponderRef, unit, r.rawResponder, hostCount, { note: rawNote })
+      const fiberNote =
+        "the bare host's frames, each call an `Effect.callback` of one fiber resumed by the read handler: " +
+        "Effect's own cost, no Schema, no bridge, no Scope"
+      const fiberGuest = rateRow("bare Effect host → our guest, same frames", unit, r.fiberGuest, count, {
+        reference: rawGuestRef,
+        note: fiberNote
+      })
+      const fiberResponder = rateRow(
+        "bare Effect host → minimal responder, same frames",
+        unit,
+        r.fiberResponder,
+        hostCount,
+        { reference: rawResponderRef, note: fiberNote }
+      )
       const rows = [
         rateRow(ref, unit, r.local, count, {
           note: "reference: child_process.spawn in this process, awaited one by one (its fork cost is host CPU here)"
@@ -134,6 +156,8 @@ export const suite: BenchSuite = {
         rateRow(refPipe, unit, r.localPipe, count, { note: "reference, stdout piped and drained" }),
         floorGuest,
         floorResponder,
+        fiberGuest,
+        fiberResponder,
         bridge,
         bridgePipe,
         hostOnly
@@ -149,7 +173,8 @@ export const suite: BenchSuite = {
           "runs in its own process and spawns `/bin/true` with child_process; host CPU µs/op = process.cpuUsage " +
           "of the host process per exec. The floor rows are a bare node `net` host sending the runtime's " +
           "ExecuteProcess and WaitForProcess frames (built from a template) and reading the answers with one " +
-          `JSON.parse each: what Node itself costs for the same exchange. ${engineNote(host)}`,
+          "JSON.parse each: what Node itself costs for the same exchange; the bare Effect host rows make the same " +
+          `calls from one fiber: what Effect itself adds. ${engineNote(host)}`,
         `Host CPU per exec + wait with a stdout pipe: ${fmt(cpu(bridgePipe))} µs (no target). Against the minimal ` +
           `responder the host spends ${fmt(cpu(hostOnly))} µs per exec + wait, against our guest ` +
           `${fmt(cpu(bridge))} µs: the rest is the host's share of waiting on a real process (more wake-ups, ` +
@@ -168,6 +193,10 @@ export const suite: BenchSuite = {
         profiles.responder = profileGist("Host profile (this run, minimal responder)", hotResponder)
       }
       const floorName = (to: string) => `a bare node net host doing the same exec + wait with ${to}`
+      // Effect's own share of the work: how far above a fiber making the same calls ours is.
+      const effectFloor = (fiber: typeof bridge, ours: typeof bridge) =>
+        `The same exec + wait made by one fiber with \`Effect.callback\` per call (${fiber.name}) costs ` +
+        `${fmt(cpu(fiber))} µs: ours is ${fmt(cpu(ours) - cpu(fiber))} µs above what Effect itself costs.`
       const targets = [
         judge({
           target: `exec + wait of /bin/true in our guest: host CPU ≤ ${TargetCpu} µs`,
@@ -175,7 +204,7 @@ export const suite: BenchSuite = {
           limit: TargetCpu,
           unit: "µs",
           ours: `${fmt(cpu(bridge))} µs (${fmt(bridge.median)}/s)`,
-          reference: `floor ${fmt(cpu(floorGuest))} µs (${fmt(floorGuest.median)}/s); local spawn ${fmt(cpu(rows[0]!))} µs`,
+          reference: `floor ${fmt(cpu(floorGuest))} µs (${fmt(floorGuest.median)}/s); Effect floor ${fmt(cpu(fiberGuest))} µs; local spawn ${fmt(cpu(rows[0]!))} µs`,
           go: `${GoCpu} µs (${fmt(GoRate)}/s)`,
           why: () =>
             floorWhy({
@@ -184,7 +213,8 @@ export const suite: BenchSuite = {
               limit: TargetCpu,
               unit: "µs",
               floorName: floorName("our guest"),
-              profile: profiles.guest
+              profile: profiles.guest,
+              beside: effectFloor(fiberGuest, bridge)
             })
         }),
         judge({
@@ -193,7 +223,7 @@ export const suite: BenchSuite = {
           limit: TargetHostOnlyCpu,
           unit: "µs",
           ours: `${fmt(cpu(hostOnly))} µs (${fmt(hostOnly.median)}/s)`,
-          reference: `floor ${fmt(cpu(floorResponder))} µs (${fmt(floorResponder.median)}/s)`,
+          reference: `floor ${fmt(cpu(floorResponder))} µs (${fmt(floorResponder.median)}/s); Effect floor ${fmt(cpu(fiberResponder))} µs`,
           go: "not measured (Go's figure is against a real guest)",
           why: () =>
             floorWhy({
@@ -202,7 +232,8 @@ export const suite: BenchSuite = {
               limit: TargetHostOnlyCpu,
               unit: "µs",
               floorName: floorName("the responder"),
-              profile: profiles.responder
+              profile: profiles.responder,
+              beside: effectFloor(fiberResponder, hostOnly)
             })
         })
       ]

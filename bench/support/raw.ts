@@ -193,6 +193,12 @@ export interface RawExec {
    * whose calls are fibers: Effect's own cost, with no Schema and no bridge.
    */
   readonly start: Effect.Effect<void, Error>
+  /**
+   * One exec + wait of `/bin/true` as `run` makes it, as an Effect: ExecuteProcess, then WaitForProcess of its pid,
+   * each an `Effect.callback` resumed by the read handler, each frame written at once. The exec + wait floor of
+   * any host whose calls are fibers.
+   */
+  readonly exec: Effect.Effect<void, Error>
   readonly close: () => Promise<void>
 }
 
@@ -305,25 +311,46 @@ export const rawExec = async (listenPath: string, peer: PeerConfig): Promise<Raw
       }
     )
   }
-  const waiting = new Map<bigint, (result: Effect.Effect<void, Error>) => void>()
+  // The answers the Effect calls wait for, by message id; notifications (id 0) wait for nothing.
+  const waiting = new Map<bigint, (f: RawFrame) => void>()
   const resumeWaiter = (f: RawFrame) => {
     const resume = waiting.get(f.id)
     if (resume === undefined) return
     waiting.delete(f.id)
-    resume(
-      answer(f, Proc.Start)?.Result === 0 ? Effect.void : Effect.fail(new Error(`start failed: ${f.payload}`))
-    )
+    resume(f)
   }
-  const start = Effect.callback<void, Error>((resume) => {
-    onFrame = resumeWaiter
-    const frameId = id++
-    waiting.set(frameId, resume)
-    queueStart(frameId)
-  })
+  // One call as a fiber sees it: `write` puts its frame out, the answer resumes the fiber with `settle`'s outcome.
+  const call = <A>(write: (frameId: bigint) => void, settle: (f: RawFrame) => Effect.Effect<A, Error>) =>
+    Effect.callback<A, Error>((resume) => {
+      onFrame = resumeWaiter
+      const frameId = id++
+      waiting.set(frameId, (f) => resume(settle(f)))
+      write(frameId)
+    })
+  const start = call(queueStart, (f) =>
+    answer(f, Proc.Start)?.Result === 0 ? Effect.void : Effect.fail(new Error(`start failed: ${f.payload}`))
+  )
+  const sendNow = (proc: number, payload: Buffer) => (frameId: bigint) =>
+    socket.write(frame(requestType(proc), frameId, payload))
+  const exec = Effect.flatMap(
+    call(sendNow(Proc.Execute, execPayload), (f) => {
+      const started = answer(f, Proc.Execute)
+      return started?.Result === 0
+        ? Effect.succeed(started.ProcessId ?? 0)
+        : Effect.fail(new Error(`exec failed: ${f.payload}`))
+    }),
+    (pid) =>
+      call(sendNow(Proc.Wait, waitPayload(pid)), (f) => {
+        const exited = answer(f, Proc.Wait)
+        return exited?.Result === 0 && (exited.ExitCode ?? 0) === 0
+          ? Effect.void
+          : Effect.fail(new Error(`wait: ${f.payload}`))
+      })
+  )
   const close = async () => {
     socket.destroy()
     await peerProcess.stop(10_000)
     await checkPeer(peerProcess, `raw exec peer (${peer.kind})`)
   }
-  return { run, starts, start, close }
+  return { run, starts, start, exec, close }
 }
