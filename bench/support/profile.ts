@@ -70,6 +70,9 @@ const location = ({ url, lineNumber }: CallFrame): string => {
   return `${short.replace(/^.*node_modules\//, "")}:${lineNumber + 1}`
 }
 
+/** Where the transport's native engine calls the addon. */
+const nativeEngine = "packages/transport/dist/internal/native.js"
+
 const top = <S extends Site>(sites: Iterable<S>, n = 12): Array<S> =>
   [...sites].sort((a, b) => b.amount - a.amount).slice(0, n)
 
@@ -87,8 +90,10 @@ const summarizeProfile = (profile: Profile): ProfileSummary => {
     while (caller !== undefined && caller.callFrame.url === "") caller = parentOf.get(caller.id)
     if (caller === undefined) return { name: `${name} [native]`, where: "" }
     const where = location(caller.callFrame)
-    // V8 gives node-addon-api functions the name of some other method of the addon: leave it out.
-    const shown = where.startsWith("native/") ? "[native addon]" : `${name} [native]`
+    // V8 gives node-addon-api functions the name of some other method of the addon (`readStop` for a write):
+    // leave it out where the caller is the addon's own wrapper or the transport's native engine.
+    const addon = where.startsWith("native/") || where.startsWith(nativeEngine)
+    const shown = addon ? "[native addon]" : `${name} [native]`
     return { name: `${shown} ← ${caller.callFrame.functionName || "(anonymous)"}`, where }
   }
   const underInspector = (node: ProfileNode): boolean => {
@@ -146,7 +151,9 @@ const readCpuProfile = ({ hot }: ProfileSummary): ReadonlyArray<string> => {
     hot,
     ({ name, where }) =>
       (name.includes("[native") && /writev|handleWriteReq/.test(name)) ||
-      (where.startsWith("native/") && name.startsWith("writev"))
+      (where.startsWith("native/") && name.startsWith("writev")) ||
+      // The native engine's write: the addon call, or the wrapper itself when V8 folds the call into it.
+      (where.startsWith(nativeEngine) && (name === "write" || name === "[native addon] ← write"))
   )
   if (write >= 10)
     out.push(
