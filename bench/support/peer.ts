@@ -160,6 +160,10 @@ const guest = async (path: string, engine: "native" | "node") => {
   process.exit(Exit.isSuccess(exit) ? 0 : 143)
 }
 
+// The host holds the other end of stdin: at its end the peer stops as on SIGTERM (our guest kills its processes).
+process.stdin.once("end", () => process.kill(process.pid, "SIGTERM"))
+process.stdin.resume()
+
 const config = JSON.parse(process.argv[2] ?? "{}") as PeerConfig
 if (config.kind === "echo") echo(config.path)
 else if (config.kind === "stream") stream(config.path)

@@ -34,8 +34,10 @@ const keepTail = 64 * 1024
 /** Starts bench/support/peer.ts with `config`, under `nodeArgs` (e.g. `--cpu-prof`). */
 export const startPeer = (config: PeerConfig, nodeArgs: ReadonlyArray<string> = []): PeerProcess => {
   const script = fileURLToPath(new URL("./peer.js", import.meta.url))
+  // The peer's stdin is a pipe nobody writes to: its end of file tells the peer that its host has gone, however
+  // the host died (a stream peer serves connections forever and would outlive a killed host).
   const child = spawn(process.execPath, [...nodeArgs, script, JSON.stringify(config)], {
-    stdio: ["ignore", "pipe", "pipe"]
+    stdio: ["pipe", "pipe", "pipe"]
   })
   let output = ""
   const keep = (chunk: Buffer) => {
