@@ -76,16 +76,15 @@ export const loadComparison = (path: string, label: string): Comparison => {
   return { label, medians }
 }
 
-/** Renders suites as Markdown tables, with the machine and run parameters on top when `document` is set. */
+/** Renders suites as Markdown tables; given the `host`, as the whole document, with the machine and run on top. */
 export const renderMarkdown = (
   results: ReadonlyArray<SuiteResult>,
-  host: Record<string, string | number>,
   run: { quick: boolean; rounds: number; compare?: Comparison | undefined },
-  document = false
+  host?: Machine
 ): string => {
   const lines: Array<string> = []
   const compare = run.compare
-  if (document) {
+  if (host !== undefined) {
     lines.push(
       "# Benchmark results",
       "",
