@@ -236,7 +236,9 @@ export const rawExec = async (listenPath: string, peer: PeerConfig): Promise<Raw
   const scanner = new FrameScanner((f) => onFrame(f))
   socket.on("data", (chunk: Buffer) => scanner.push(chunk))
   let id = 1n
-  const send = (proc: number, payload: Buffer) => socket.write(frame(requestType(proc), id++, payload))
+  const writeFrame = (proc: number, frameId: bigint, payload: Buffer) =>
+    socket.write(frame(requestType(proc), frameId, payload))
+  const send = (proc: number, payload: Buffer) => writeFrame(proc, id++, payload)
   // The response to `proc`'s request, parsed; notifications and anything else are skipped.
   const answer = (f: RawFrame, proc: number) =>
     f.type === requestType(proc) + 0x10000000
@@ -330,22 +332,26 @@ export const rawExec = async (listenPath: string, peer: PeerConfig): Promise<Raw
   const start = call(queueStart, (f) =>
     answer(f, Proc.Start)?.Result === 0 ? Effect.void : Effect.fail(new Error(`start failed: ${f.payload}`))
   )
-  const sendNow = (proc: number, payload: Buffer) => (frameId: bigint) =>
-    socket.write(frame(requestType(proc), frameId, payload))
   const exec = Effect.flatMap(
-    call(sendNow(Proc.Execute, execPayload), (f) => {
-      const started = answer(f, Proc.Execute)
-      return started?.Result === 0
-        ? Effect.succeed(started.ProcessId ?? 0)
-        : Effect.fail(new Error(`exec failed: ${f.payload}`))
-    }),
+    call(
+      (frameId) => writeFrame(Proc.Execute, frameId, execPayload),
+      (f) => {
+        const started = answer(f, Proc.Execute)
+        return started?.Result === 0
+          ? Effect.succeed(started.ProcessId ?? 0)
+          : Effect.fail(new Error(`exec failed: ${f.payload}`))
+      }
+    ),
     (pid) =>
-      call(sendNow(Proc.Wait, waitPayload(pid)), (f) => {
-        const exited = answer(f, Proc.Wait)
-        return exited?.Result === 0 && (exited.ExitCode ?? 0) === 0
-          ? Effect.void
-          : Effect.fail(new Error(`wait: ${f.payload}`))
-      })
+      call(
+        (frameId) => writeFrame(Proc.Wait, frameId, waitPayload(pid)),
+        (f) => {
+          const exited = answer(f, Proc.Wait)
+          return exited?.Result === 0 && (exited.ExitCode ?? 0) === 0
+            ? Effect.void
+            : Effect.fail(new Error(`wait: ${f.payload}`))
+        }
+      )
   )
   const close = async () => {
     socket.destroy()
